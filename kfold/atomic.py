@@ -1,0 +1,68 @@
+"""Atomic file writing: every file kfold writes goes to a temporary sibling, then os.replace.
+
+A crash or a full disk therefore never leaves a half-written file under the final name.
+Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
+
+    ``suffix`` defaults to the final file's suffix so that writers that infer the format
+    from the extension (matplotlib, numpy) keep working.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix + ".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_csv(path: str | os.PathLike, frame, **to_csv_kwargs) -> None:
+    """Write a pandas DataFrame as CSV (index off unless asked for)."""
+    to_csv_kwargs.setdefault("index", False)
+    write_text(path, frame.to_csv(**to_csv_kwargs))
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    savefig_kwargs.setdefault("dpi", 120)
+    savefig_kwargs.setdefault("bbox_inches", "tight")
+    suffix = Path(path).suffix
+    with atomic_path(path, suffix=".tmp" + suffix) as tmp:
+        fig.savefig(tmp, format=suffix.lstrip(".") or "png", **savefig_kwargs)
+    plt.close(fig)

@@ -1,0 +1,43 @@
+"""User-facing errors and the CLI wrapper that turns them into one line and an exit code.
+
+Convention: exit 2 for bad usage (flags, config values), exit 1 for bad data (files, rows).
+Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+
+class KfoldError(Exception):
+    """An error the user can fix; printed as one line without a traceback."""
+
+    exit_code = 1
+
+
+class DataError(KfoldError):
+    """Bad input data: a file, a row, a column. Exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(KfoldError):
+    """Bad usage: an unknown preset, a nonsense flag value, an unknown config key. Exit code 2."""
+
+    exit_code = 2
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a CLI ``main`` and map expected failures to a single stderr line plus exit code."""
+    try:
+        return int(main(argv) or 0)
+    except KfoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # disk full, read-only directory, missing file
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1

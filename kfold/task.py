@@ -1,0 +1,68 @@
+"""The Task: everything a competition gives a competitor, in memory, independent of file format.
+
+Loaders in ``kfold.data`` build Tasks; training, prediction and the MNIST-MIX experiments
+consume them. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Task:
+    """A classification competition on small grayscale images.
+
+    Images are uint8 arrays of shape (N, H, W); labels are int64 class indices 0..C-1.
+    The submission ``Category`` of class ``i`` is ``i``; ``class_names[i]`` is for display
+    and for probability-file column names.
+
+    ``test_labels`` is set only when the loader knows them (official KMNIST, MNIST-MIX);
+    training code never reads it. Scoring goes through a solution file and the leaderboard.
+
+    ``train_groups``/``test_groups`` give a group index per row (the language in MNIST-MIX),
+    ``group_names`` their names; ``None`` for single-group tasks.
+    """
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_ids: np.ndarray
+    class_names: list[str]
+    test_labels: np.ndarray | None = None
+    train_groups: np.ndarray | None = None
+    test_groups: np.ndarray | None = None
+    group_names: list[str] | None = None
+    sample_submission: Path | None = None
+    solution: Path | None = None
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return tuple(self.train_images.shape[1:3])
+
+    def group_rows(self, split: str = "train") -> dict[str, np.ndarray]:
+        """Row indices per group name for ``split`` ('train' or 'test'); one group 'all' if ungrouped."""
+        groups = self.train_groups if split == "train" else self.test_groups
+        n_rows = len(self.train_images) if split == "train" else len(self.test_images)
+        if groups is None or self.group_names is None:
+            return {"all": np.arange(n_rows)}
+        return {name: np.flatnonzero(groups == index) for index, name in enumerate(self.group_names)}
+
+    def fingerprint(self) -> str:
+        """Short content hash of train images, train labels and test images (stored in metadata)."""
+        digest = hashlib.sha256()
+        for array in (self.train_images, self.train_labels, self.test_images, self.test_ids):
+            contiguous = np.ascontiguousarray(array)
+            digest.update(str((contiguous.dtype.str, contiguous.shape)).encode())
+            digest.update(contiguous.tobytes())
+        return digest.hexdigest()[:16]

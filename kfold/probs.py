@@ -1,0 +1,284 @@
+"""Probability files: one row of class probabilities per image, plus metadata.
+
+Two forms, chosen by suffix:
+
+* ``.csv`` — self-describing text. Line 1 is ``#kfold-probs {json}`` (the metadata, with the
+  class names under ``"classes"``), line 2 the header ``Id,<class 0>,...,<class C-1>[,label]``,
+  then one row per image.
+* ``.npz`` — ``np.savez`` arrays ``ids`` (int64), ``probs`` (float32), ``classes`` (str),
+  ``meta`` (JSON string) and optionally ``labels`` (int64). Always read with
+  ``allow_pickle=False``; stored uncompressed so that large files load at disk speed.
+
+Column ``i`` holds the probability of submission ``Category`` ``i``. Out-of-fold files
+(``meta["kind"] == "oof"``) carry the true labels. Every read is validated and a bad file
+raises one ``DataError`` naming the file, the row (file line for CSV), the Id and the column.
+Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import pandas as pd
+
+from kfold.atomic import atomic_path, write_text
+from kfold.errors import DataError, UsageError
+
+MAGIC = "#kfold-probs"
+SUFFIXES = (".csv", ".npz")
+ROW_SUM_TOLERANCE = 1e-3
+KINDS = ("test", "oof")
+_CSV_FIRST_DATA_LINE = 3  # line 1 metadata, line 2 header
+
+
+@dataclass
+class ProbFile:
+    """Class probabilities for a set of image Ids, with their metadata."""
+
+    ids: np.ndarray
+    probs: np.ndarray
+    classes: list[str]
+    meta: dict
+    labels: np.ndarray | None = None
+    path: Path | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("kind", "test"))
+
+    def predictions(self) -> np.ndarray:
+        """Predicted class per row (argmax; the lowest index wins exact ties)."""
+        return self.probs.argmax(axis=1).astype(np.int64)
+
+    def name(self) -> str:
+        return self.path.name if self.path is not None else str(self.meta.get("run", "probs"))
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise UsageError(f"{path}: probability files must end in .csv or .npz, not '{path.suffix}'")
+    return suffix
+
+
+def is_prob_csv(path: str | os.PathLike) -> bool:
+    """True when ``path`` starts with the ``#kfold-probs`` line (as opposed to a submission CSV)."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC) + 3)
+    return head.lstrip(b"\xef\xbb\xbf").startswith(MAGIC.encode())
+
+
+def _where(where: str, ids: np.ndarray, row: int, line_offset: int | None) -> str:
+    """Describe row ``row`` as 'file: line L (Id X)' for CSV or 'file: row R (Id X)' for npz."""
+    if line_offset is None:
+        return f"{where}: row {row} (Id {ids[row]})"
+    return f"{where}: line {row + line_offset} (Id {ids[row]})"
+
+
+def validate(ids: np.ndarray, probs: np.ndarray, classes: list[str], labels: np.ndarray | None,
+             meta: dict, where: str, line_offset: int | None = None) -> None:
+    """Check shapes, values and metadata; raise DataError naming the first problem."""
+    if probs.ndim != 2:
+        raise DataError(f"{where}: probabilities must be a 2-D array (rows x classes), got shape {probs.shape}")
+    n_rows, n_cols = probs.shape
+    if ids.shape != (n_rows,):
+        raise DataError(f"{where}: {ids.shape[0] if ids.ndim else 0} Ids for {n_rows} probability rows")
+    if n_cols != len(classes):
+        raise DataError(f"{where}: {n_cols} probability columns but {len(classes)} class names in the metadata")
+    if n_cols < 2:
+        raise DataError(f"{where}: need at least 2 classes, got {n_cols}")
+    if len(set(classes)) != len(classes):
+        dup = pd.Series(classes)[pd.Series(classes).duplicated()].iloc[0]
+        raise DataError(f"{where}: class name '{dup}' appears twice")
+    kind = meta.get("kind", "test")
+    if kind not in KINDS:
+        raise DataError(f"{where}: metadata kind '{kind}' is not one of {', '.join(KINDS)}")
+    if n_rows == 0:
+        raise DataError(f"{where}: no rows")
+
+    for bad, what in ((~np.isfinite(probs), "is not a finite number"), (probs < 0, "is negative")):
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise DataError(f"{_where(where, ids, row, line_offset)}, column '{classes[col]}': "
+                            f"probability {probs[row, col]} {what}")
+    sums = probs.sum(axis=1, dtype=np.float64)
+    off = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
+    if off.any():
+        row = int(np.argmax(off))
+        raise DataError(f"{_where(where, ids, row, line_offset)}: probabilities sum to {sums[row]:.6g}, "
+                        f"not 1 (tolerance {ROW_SUM_TOLERANCE:g})")
+    dup = pd.Index(ids).duplicated()
+    if dup.any():
+        row = int(np.argmax(dup))
+        raise DataError(f"{_where(where, ids, row, line_offset)}: duplicate Id {ids[row]}")
+
+    if labels is not None:
+        if labels.shape != (n_rows,):
+            raise DataError(f"{where}: {labels.shape[0] if labels.ndim else 0} labels for {n_rows} rows")
+        bad = (labels < 0) | (labels >= n_cols)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"{_where(where, ids, row, line_offset)}, column 'label': "
+                            f"label {labels[row]} is outside 0..{n_cols - 1}")
+    elif kind == "oof":
+        raise DataError(f"{where}: out-of-fold probability file (kind 'oof') without true labels")
+
+
+def _as_int_array(values, name: str, where: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64)
+    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        return array.astype(np.int64)
+    raise DataError(f"{where}: {name} must be integers, got dtype {array.dtype}")
+
+
+def _json_default(value):
+    """numpy scalars become Python numbers, anything else (paths, dates) its string."""
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+def write_probs(path: str | os.PathLike, ids, probs, classes, meta: dict, labels=None) -> None:
+    """Validate and write a probability file atomically; the format follows the suffix (.csv/.npz)."""
+    path = Path(path)
+    suffix = _suffix(path)
+    where = str(path)
+    ids = _as_int_array(ids, "Ids", where)
+    probs = np.asarray(probs, dtype=np.float32)
+    classes = [str(c) for c in classes]
+    labels = None if labels is None else _as_int_array(labels, "labels", where)
+    meta = {k: v for k, v in dict(meta).items() if k != "classes"}
+    validate(ids, probs, classes, labels, meta, where)
+    meta_json = json.dumps(meta, default=_json_default, ensure_ascii=False)
+
+    if suffix == ".npz":
+        arrays = {"ids": ids, "probs": probs, "classes": np.array(classes, dtype=str), "meta": np.array(meta_json)}
+        if labels is not None:
+            arrays["labels"] = labels
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+        return
+
+    frame = pd.DataFrame(probs, columns=classes)
+    frame.insert(0, "Id", ids)
+    if labels is not None:
+        frame["label"] = labels
+    header = MAGIC + " " + json.dumps({**meta, "classes": classes}, default=_json_default, ensure_ascii=False) + "\n"
+    write_text(path, header + frame.to_csv(index=False, float_format="%.7g", lineterminator="\n"))
+
+
+def read_probs(path: str | os.PathLike) -> ProbFile:
+    """Read and validate a probability file (.csv or .npz)."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.is_file():
+        raise DataError(f"{path}: probability file not found")
+    reader = _read_npz if suffix == ".npz" else _read_csv
+    return reader(path)
+
+
+def _read_npz(path: Path) -> ProbFile:
+    where = str(path)
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{where}: not a readable .npz file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"ids", "probs", "classes", "meta"} - set(data.files)
+            if missing:
+                raise DataError(f"{where}: not a kfold probability file, missing array(s) {', '.join(sorted(missing))}")
+            ids, probs, classes, meta_json = data["ids"], data["probs"], data["classes"], data["meta"]
+            labels = data["labels"] if "labels" in data.files else None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataError(f"{where}: not a readable .npz file ({exc})") from None
+    except ValueError:  # object arrays are refused because allow_pickle=False
+        raise DataError(f"{where}: contains pickled object arrays, which kfold never loads") from None
+    try:
+        meta = json.loads(str(meta_json))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{where}: metadata must be a JSON object")
+    if probs.dtype.kind != "f":
+        raise DataError(f"{where}: probabilities must be floating point, got dtype {probs.dtype}")
+    ids = _as_int_array(ids, "Ids", where)
+    labels = None if labels is None else _as_int_array(labels, "labels", where)
+    classes = [str(c) for c in np.atleast_1d(classes)]
+    probs = probs.astype(np.float32, copy=False)
+    validate(ids, probs, classes, labels, meta, where)
+    return ProbFile(ids=ids, probs=probs, classes=classes, meta=meta, labels=labels, path=path)
+
+
+def _numeric_column(frame: pd.DataFrame, column: str, where: str, what: str, integer: bool) -> np.ndarray:
+    """Column as float64; a cell that is blank, not a number, or (``integer``) not whole raises DataError."""
+    series = frame[column]
+    if series.dtype.kind in "iuf":
+        values = series.to_numpy(dtype=np.float64)
+    else:
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+        literal_nan = series.str.strip().str.lower().isin(["nan", "-nan", "+nan"]).to_numpy()
+        bad = np.isnan(values) & ~literal_nan
+        if bad.any():
+            _raise_cell(frame, int(np.argmax(bad)), column, where, what)
+    if integer:
+        ok = np.isfinite(values) & (values == np.round(values))
+        if not ok.all():
+            _raise_cell(frame, int(np.argmax(~ok)), column, where, what)
+    return values
+
+
+def _raise_cell(frame: pd.DataFrame, row: int, column: str, where: str, what: str) -> NoReturn:
+    line = row + _CSV_FIRST_DATA_LINE
+    cells = frame.iloc[row].astype(str).str.strip()
+    if (cells == "").all():
+        raise DataError(f"{where}: line {line} is blank")
+    value = str(frame[column].iloc[row]).strip()
+    shown = "a blank value" if value == "" else f"'{value}'"
+    raise DataError(f"{where}: line {line}, column '{column}': {shown} is not {what}")
+
+
+def _read_csv(path: Path) -> ProbFile:
+    where = str(path)
+    with open(path, encoding="utf-8-sig") as fh:
+        first = fh.readline().rstrip("\r\n")
+        if not first.startswith(MAGIC):
+            raise DataError(f"{where}: line 1 must start with '{MAGIC}' (is this a submission CSV, not a probability file?)")
+        try:
+            meta = json.loads(first[len(MAGIC):])
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: line 1: metadata is not valid JSON ({exc.msg})") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
+            raise DataError(f"{where}: line 1: metadata must be a JSON object with a 'classes' list")
+        classes = [str(c) for c in meta.pop("classes")]
+        try:
+            frame = pd.read_csv(fh, na_filter=False, skip_blank_lines=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{where}: not a valid CSV ({str(exc).splitlines()[0]})") from None
+
+    expected = ["Id", *classes]
+    columns = list(frame.columns)
+    has_labels = columns == [*expected, "label"]
+    if columns != expected and not has_labels:
+        raise DataError(f"{where}: line 2: header {','.join(columns)} does not match the metadata classes "
+                        f"(expected {','.join(expected)}[,label])")
+
+    ids = _numeric_column(frame, "Id", where, "an integer Id", integer=True).astype(np.int64)
+    values = np.column_stack([_numeric_column(frame, c, where, "a number", integer=False) for c in classes])
+    labels = None
+    if has_labels:
+        labels = _numeric_column(frame, "label", where, "an integer label", integer=True).astype(np.int64)
+
+    probs = values.astype(np.float32)
+    validate(ids, probs, classes, labels, meta, where, line_offset=_CSV_FIRST_DATA_LINE)
+    return ProbFile(ids=ids, probs=probs, classes=classes, meta=meta, labels=labels, path=path)

@@ -220,8 +220,13 @@ def _read_npz(path: Path) -> ProbFile:
     return ProbFile(ids=ids, probs=probs, classes=classes, meta=meta, labels=labels, path=path)
 
 
-def _numeric_column(frame: pd.DataFrame, column: str, where: str, what: str, integer: bool) -> np.ndarray:
-    """Column as float64; a cell that is blank, not a number, or (``integer``) not whole raises DataError."""
+def numeric_column(frame: pd.DataFrame, column: str, where: str, what: str, integer: bool,
+                   first_line: int = _CSV_FIRST_DATA_LINE) -> np.ndarray:
+    """Column of a CSV read with ``na_filter=False`` as float64.
+
+    A blank line, a blank cell, a cell that is not a number, or (``integer``) not a whole number
+    raises DataError naming the file line (``first_line`` is the line of the first data row).
+    """
     series = frame[column]
     if series.dtype.kind in "iuf":
         values = series.to_numpy(dtype=np.float64)
@@ -230,20 +235,21 @@ def _numeric_column(frame: pd.DataFrame, column: str, where: str, what: str, int
         literal_nan = series.str.strip().str.lower().isin(["nan", "-nan", "+nan"]).to_numpy()
         bad = np.isnan(values) & ~literal_nan
         if bad.any():
-            _raise_cell(frame, int(np.argmax(bad)), column, where, what)
+            _raise_cell(frame, int(np.argmax(bad)), column, where, what, first_line)
     if integer:
         ok = np.isfinite(values) & (values == np.round(values))
         if not ok.all():
-            _raise_cell(frame, int(np.argmax(~ok)), column, where, what)
+            _raise_cell(frame, int(np.argmax(~ok)), column, where, what, first_line)
     return values
 
 
-def _raise_cell(frame: pd.DataFrame, row: int, column: str, where: str, what: str) -> NoReturn:
-    line = row + _CSV_FIRST_DATA_LINE
-    cells = frame.iloc[row].astype(str).str.strip()
-    if (cells == "").all():
+def _raise_cell(frame: pd.DataFrame, row: int, column: str, where: str, what: str, first_line: int) -> NoReturn:
+    line = row + first_line
+    cells = frame.iloc[row]
+    if (cells.isna() | (cells.astype(str).str.strip() == "")).all():
         raise DataError(f"{where}: line {line} is blank")
-    value = str(frame[column].iloc[row]).strip()
+    value = frame[column].iloc[row]
+    value = "" if pd.isna(value) else str(value).strip()
     shown = "a blank value" if value == "" else f"'{value}'"
     raise DataError(f"{where}: line {line}, column '{column}': {shown} is not {what}")
 
@@ -273,11 +279,11 @@ def _read_csv(path: Path) -> ProbFile:
         raise DataError(f"{where}: line 2: header {','.join(columns)} does not match the metadata classes "
                         f"(expected {','.join(expected)}[,label])")
 
-    ids = _numeric_column(frame, "Id", where, "an integer Id", integer=True).astype(np.int64)
-    values = np.column_stack([_numeric_column(frame, c, where, "a number", integer=False) for c in classes])
+    ids = numeric_column(frame, "Id", where, "an integer Id", integer=True).astype(np.int64)
+    values = np.column_stack([numeric_column(frame, c, where, "a number", integer=False) for c in classes])
     labels = None
     if has_labels:
-        labels = _numeric_column(frame, "label", where, "an integer label", integer=True).astype(np.int64)
+        labels = numeric_column(frame, "label", where, "an integer label", integer=True).astype(np.int64)
 
     probs = values.astype(np.float32)
     validate(ids, probs, classes, labels, meta, where, line_offset=_CSV_FIRST_DATA_LINE)

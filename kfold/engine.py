@@ -1,0 +1,326 @@
+"""Training one model (one fold): data kept as one tensor on the device, whole-batch augmentation,
+a short loop, per-epoch validation, best-epoch selection and checkpoint/resume.
+
+A checkpoint is written at every epoch end and holds everything the rest of the fold depends on
+(weights, optimizer, EMA, RNG states, history), so a resumed fold on CPU ends bit-identical to an
+uninterrupted one. It is loaded with ``torch.load(weights_only=True)``: no pickle is executed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from .atomic import atomic_path
+from .augment import AugPolicy, BatchAugment, PRESET_POLICIES, image_transform
+from .config import TrainConfig
+from .errors import DataError, UsageError
+from .inference import autocast, normalize_batch, predict_proba, use_channels_last
+from .models import create_model
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def aug_policy(cfg: TrainConfig) -> AugPolicy:
+    if isinstance(cfg.aug, dict):
+        return AugPolicy.from_dict(cfg.aug)
+    if cfg.aug not in PRESET_POLICIES:
+        raise UsageError(f"unknown augmentation policy {cfg.aug!r}; available: {', '.join(sorted(PRESET_POLICIES))}")
+    return PRESET_POLICIES[cfg.aug]
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    return create_model(cfg.model, num_classes, dropout=cfg.dropout, batch_norm=cfg.batch_norm, **cfg.model_kwargs)
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning-rate multiplier at optimizer step ``step`` (a pure function: nothing to checkpoint)."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":  # linear warm-up from lr/25, then cosine down to ~0
+        warmup = warmup or 0.3 * total
+        if step < warmup:
+            return 0.04 + 0.96 * step / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1.0, total - warmup)))
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "step":
+        return cfg.step_gamma ** (step // (cfg.step_epochs * steps_per_epoch))
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1.0, total - warmup)))  # cosine
+
+
+def mix_batch(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
+    """Mixup or CutMix on a batch (global torch RNG). Returns x, y_a, y_b, lam (lam=1: unmixed)."""
+    if (cfg.mixup <= 0 and cfg.cutmix <= 0) or torch.rand(()) >= cfg.mix_prob:
+        return x, y, y, 1.0
+    use_cutmix = cfg.cutmix > 0 and (cfg.mixup <= 0 or torch.rand(()) < 0.5)
+    alpha = cfg.cutmix if use_cutmix else cfg.mixup
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(len(x)).to(x.device)
+    if not use_cutmix:
+        return lam * x + (1 - lam) * x[perm], y, y[perm], lam
+    h, w = x.shape[-2:]
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    x = x.clone()
+    x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    return x, y, y[perm], lam
+
+
+class _ImageDataset(torch.utils.data.Dataset):
+    """Per-image albumentations backend (the conventional DataLoader path)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, row):
+        return torch.from_numpy(self.transform(self.images[row])).unsqueeze(0), int(self.labels[row])
+
+
+def _seed_worker(worker_id: int) -> None:
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(info.dataset, "transform", None)
+    if hasattr(transform, "set_random_seed"):  # albumentations >= 2 keeps its own generator
+        transform.set_random_seed(seed)
+
+
+@dataclass
+class FoldResult:
+    best_epoch: int
+    val_accuracy: float | None
+    val_loss: float | None
+    history: list[dict]
+    val_probs: np.ndarray | None
+    seconds: float
+    state_dict: dict = field(repr=False, default_factory=dict)
+
+
+class FoldTrainer:
+    """Train one model on ``train_rows`` of a task, validating on ``val_rows`` (None: no validation)."""
+
+    def __init__(self, cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, num_classes: int,
+                 train_rows: np.ndarray, val_rows: np.ndarray | None, device: torch.device, seed: int,
+                 work_dir: Path, desc: str = "", progress: bool = True):
+        self.cfg, self.device, self.seed, self.work_dir, self.desc, self.progress = cfg, device, seed, Path(work_dir), desc, progress
+        self.num_classes = num_classes
+        self.train_rows, self.val_rows = np.asarray(train_rows), None if val_rows is None else np.asarray(val_rows)
+        self.images_np, self.labels_np = images, labels
+        train_pixels = images[self.train_rows].astype(np.float64) / 255.0
+        self.mean, self.std = float(train_pixels.mean()), float(train_pixels.std() + 1e-8)  # training fold only
+        # The fast path: the whole dataset as one uint8 tensor on the training device.
+        self.images = torch.from_numpy(images).to(device)
+        self.labels = torch.from_numpy(labels.astype(np.int64)).to(device)
+        self.channels_last = use_channels_last(cfg.channels_last, device)
+        torch.manual_seed(seed)
+        self.model = build_model(cfg, num_classes).to(device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = self._compiled(self.model) if cfg.compile else self.model
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.ema = None
+        if cfg.ema > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        self.policy = aug_policy(cfg)
+        self.augment = BatchAugment(self.policy).to(device)
+        self.shuffle = torch.Generator().manual_seed(seed)
+        n_train = len(self.train_rows)
+        self.drop_last = n_train > cfg.batch_size
+        self.steps_per_epoch = n_train // cfg.batch_size if self.drop_last else 1
+        self.state = dict(epoch=0, step=0, best_epoch=0, best_acc=-1.0, best_loss=math.inf, stale=0, history=[], seconds=0.0)
+        self.best_state: dict[str, torch.Tensor] = {}
+        self.best_probs: np.ndarray | None = None
+
+    def _compiled(self, model):
+        try:
+            return torch.compile(model)
+        except Exception as exc:  # torch.compile is optional; fall back to eager
+            tqdm.write(f"warning: torch.compile unavailable ({type(exc).__name__}: {exc}); running eagerly")
+            return model
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    # ---- checkpointing ---------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "best_state": self.best_state,
+            "best_probs": torch.from_numpy(self.best_probs) if self.best_probs is not None else torch.empty(0),
+            "cpu_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "shuffle_rng": self.shuffle.get_state(),
+            "state_json": json.dumps(self.state),
+        }
+        with atomic_path(self.work_dir / CHECKPOINT) as tmp:
+            torch.save(payload, tmp)
+
+    def load_checkpoint(self) -> bool:
+        path = self.work_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            if self.ema is not None:
+                self.ema.load_state_dict(payload["ema"])
+        except Exception as exc:  # a checkpoint from another model or a damaged file
+            raise DataError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        self.best_state = payload["best_state"]
+        self.best_probs = payload["best_probs"].cpu().numpy() if payload["best_probs"].numel() else None
+        torch.set_rng_state(payload["cpu_rng"].cpu())
+        if self.device.type == "cuda" and payload["cuda_rng"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in payload["cuda_rng"]])
+        self.shuffle.set_state(payload["shuffle_rng"].cpu())
+        self.state = json.loads(payload["state_json"])
+        return True
+
+    # ---- one epoch ---------------------------------------------------------------------------
+    def _batches_device(self):
+        """Yield (x in [0,1] augmented, y) from the device-resident tensor; no per-sample Python."""
+        order = torch.from_numpy(self.train_rows)[torch.randperm(len(self.train_rows), generator=self.shuffle)].to(self.device)
+        bs = self.cfg.batch_size
+        for step in range(self.steps_per_epoch):
+            rows = order[step * bs:(step + 1) * bs] if self.drop_last else order
+            yield self.augment(normalize_batch(self.images[rows], self.mean, self.std)), self.labels[rows]
+
+    def _batches_loader(self):
+        """Yield batches from a torch DataLoader with per-image albumentations in worker processes."""
+        order = self.train_rows[torch.randperm(len(self.train_rows), generator=self.shuffle).numpy()]
+        dataset = _ImageDataset(self.images_np, self.labels_np, image_transform(self.policy))
+        worker_seed = torch.Generator().manual_seed(self.seed * 100_003 + self.state["epoch"])
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=self.cfg.batch_size, sampler=order.tolist(), drop_last=self.drop_last,
+            num_workers=self.cfg.num_workers, worker_init_fn=_seed_worker, generator=worker_seed,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+        )
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def train_epoch(self) -> tuple[float, float]:
+        cfg = self.cfg
+        self.model.train()
+        batches = self._batches_device() if cfg.aug_backend == "kornia" else self._batches_loader()
+        total_loss = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        seen = 0
+        bar = tqdm(batches, total=self.steps_per_epoch, leave=False, disable=not self.progress,
+                   desc=f"{self.desc} epoch {self.state['epoch'] + 1}/{cfg.epochs}")
+        for x, y in bar:
+            factor = lr_factor(cfg, self.state["step"], self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr * factor
+            x = (x - self.mean) / self.std
+            x, y_a, y_b, lam = mix_batch(x, y, cfg)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device):
+                logits = self.forward(x)
+                loss = lam * F.cross_entropy(logits, y_a, label_smoothing=cfg.label_smoothing)
+                if lam < 1.0:
+                    loss = loss + (1 - lam) * F.cross_entropy(logits, y_b, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            self.state["step"] += 1
+            total_loss += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y_a).sum()
+            seen += len(y)
+        return float(total_loss) / seen, float(correct) / seen
+
+    def evaluate(self) -> tuple[float, float, np.ndarray]:
+        probs = predict_proba(self.eval_model, self.images[torch.from_numpy(self.val_rows).to(self.device)], self.mean, self.std,
+                              self.device, self.cfg.eval_batch_size, channels_last=self.channels_last)
+        labels = self.labels_np[self.val_rows]
+        loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+        return loss, float((probs.argmax(1) == labels).mean()), probs
+
+    # ---- the whole fold ----------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> FoldResult:
+        cfg, state = self.cfg, self.state
+        if resume and self.load_checkpoint():
+            tqdm.write(f"{self.desc}: resuming after epoch {state['epoch']}")
+        while state["epoch"] < cfg.epochs:
+            start = time.perf_counter()
+            train_loss, train_acc = self.train_epoch()
+            state["epoch"] += 1
+            row = dict(epoch=state["epoch"], train_loss=train_loss, train_accuracy=train_acc,
+                       val_loss=math.nan, val_accuracy=math.nan, lr=cfg.lr * lr_factor(cfg, state["step"] - 1, self.steps_per_epoch))
+            if self.val_rows is not None:
+                row["val_loss"], row["val_accuracy"], probs = self.evaluate()
+                better = (row["val_accuracy"], -row["val_loss"]) > (state["best_acc"], -state["best_loss"])
+                if better:
+                    state.update(best_epoch=state["epoch"], best_acc=row["val_accuracy"], best_loss=row["val_loss"], stale=0)
+                    self.best_state = {k: v.detach().clone() for k, v in self.eval_model.state_dict().items()}
+                    self.best_probs = probs
+                else:
+                    state["stale"] += 1
+            row["seconds"] = time.perf_counter() - start
+            state["seconds"] += row["seconds"]
+            state["history"].append(row)
+            tqdm.write(self._epoch_line(row))
+            stop = cfg.early_stopping and state["stale"] >= cfg.early_stopping
+            if stop:
+                tqdm.write(f"{self.desc}: early stop, no improvement for {cfg.early_stopping} epochs")
+                break
+            self.save_checkpoint()
+        if self.val_rows is None:  # full-data training keeps the last epoch
+            state["best_epoch"] = state["epoch"]
+            self.best_state = {k: v.detach().clone() for k, v in self.eval_model.state_dict().items()}
+        return FoldResult(
+            best_epoch=state["best_epoch"],
+            val_accuracy=state["best_acc"] if self.val_rows is not None else None,
+            val_loss=state["best_loss"] if self.val_rows is not None else None,
+            history=state["history"], val_probs=self.best_probs, seconds=state["seconds"], state_dict=self.best_state,
+        )
+
+    def _epoch_line(self, row: dict) -> str:
+        val = "" if math.isnan(row["val_loss"]) else f" val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f}"
+        return (f"{self.desc} epoch {row['epoch']:>3}/{self.cfg.epochs} loss {row['train_loss']:.4f} "
+                f"acc {row['train_accuracy']:.4f}{val} lr {row['lr']:.2e} {row['seconds']:.1f}s")
+
+
+def save_weights(path: Path, state_dict: dict, meta: dict) -> None:
+    """Weights as safetensors, with the metadata needed to rebuild and normalize in the header."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"kfold": json.dumps(meta)})

@@ -1,0 +1,67 @@
+"""Stratified k-fold assignment, written once per run as ``folds.csv`` and reused by every later step."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+from .atomic import write_csv
+from .errors import DataError, UsageError
+
+
+def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold index (0..k-1) for every row: stratified by label, shuffled with ``seed``."""
+    labels = np.asarray(labels)
+    if k < 2:
+        raise UsageError(f"k={k}: k-fold needs k >= 2")
+    counts = np.bincount(labels)
+    smallest = counts[counts > 0].min() if labels.size else 0
+    if k > smallest:
+        rarest = int(np.flatnonzero(counts == smallest)[0])
+        raise UsageError(f"k={k} is larger than the {smallest} training images of class {rarest}")
+    folds = np.empty(len(labels), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for fold, (_, val_rows) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        folds[val_rows] = fold
+    return folds
+
+
+def write_folds(path: str | Path, labels: np.ndarray, folds: np.ndarray) -> None:
+    frame = pd.DataFrame({"Id": np.arange(len(labels)), "label": labels, "fold": folds})
+    write_csv(path, frame)
+
+
+def read_folds(path: str | Path, labels: np.ndarray | None = None) -> np.ndarray:
+    """Read ``folds.csv``; if ``labels`` are given, check the file matches the data it claims to split."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a folds CSV ({exc})") from None
+    missing = {"Id", "label", "fold"} - set(frame.columns)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    if not np.array_equal(frame["Id"].to_numpy(), np.arange(len(frame))):
+        raise DataError(f"{path}: Id column must be 0..N-1 in order")
+    if labels is not None:
+        if len(frame) != len(labels):
+            raise DataError(f"{path}: {len(frame)} rows but the training data has {len(labels)} images")
+        bad = np.flatnonzero(frame["label"].to_numpy() != labels)
+        if bad.size:
+            raise DataError(f"{path}: row Id {int(bad[0])} has label {frame['label'].iat[bad[0]]} but the data says {labels[bad[0]]}")
+    return frame["fold"].to_numpy(dtype=np.int64)
+
+
+def load_or_create_folds(path: str | Path, labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Reuse an existing ``folds.csv`` (checking it matches ``k``), or create it."""
+    path = Path(path)
+    if path.exists():
+        folds = read_folds(path, labels)
+        if folds.max() + 1 != k:
+            raise UsageError(f"{path} has {folds.max() + 1} folds but --k {k} was given; use a new --out directory")
+        return folds
+    folds = assign_folds(labels, k, seed)
+    write_folds(path, labels, folds)
+    return folds

@@ -1,0 +1,101 @@
+"""Device selection, saved-model loading and batched probability prediction (with optional TTA)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open
+
+from .errors import DataError, UsageError
+from .models import create_model
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA, then Apple MPS, then CPU; an explicit device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} requested but CUDA is not available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise UsageError("device 'mps' requested but Apple MPS is not available")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op elsewhere (CPU results stay bit-reproducible)."""
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def use_channels_last(setting: str, device: torch.device) -> bool:
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def normalize_batch(images_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """uint8 (B, H, W) or (B, 1, H, W) -> float (B, 1, H, W) in [0, 1] (not yet standardized)."""
+    x = images_u8.float().div_(255.0)
+    return x.unsqueeze(1) if x.dim() == 3 else x
+
+
+@torch.inference_mode()
+def predict_proba(
+    model: torch.nn.Module,
+    images: np.ndarray | torch.Tensor,
+    mean: float,
+    std: float,
+    device: torch.device,
+    batch_size: int = 1024,
+    tta: int = 1,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Softmax probabilities (N, C) float32 for uint8 images (N, H, W), averaged over ``tta`` views."""
+    from .augment import tta_views
+
+    model.eval()
+    images = torch.as_tensor(images).to(device, non_blocking=True)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = normalize_batch(images[start:start + batch_size], mean, std)
+        views = tta_views(x, tta) if tta > 1 else [x]
+        probs = 0
+        for view in views:
+            view = (view - mean) / std
+            if channels_last:
+                view = view.contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                logits = model(view)
+            probs = probs + torch.softmax(logits.float(), dim=1)
+        out.append((probs / len(views)).cpu())
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def load_model(weights_path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a model from a kfold safetensors file (weights + metadata); no pickle involved."""
+    weights_path = Path(weights_path)
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        state = load_file(str(weights_path), device="cpu")
+    except FileNotFoundError:
+        raise DataError(f"{weights_path}: weights file not found") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"{weights_path}: not a valid safetensors file ({exc})") from None
+    if "kfold" not in header:
+        raise DataError(f"{weights_path}: no kfold metadata in the safetensors header")
+    meta = json.loads(header["kfold"])
+    cfg = meta["config"]
+    model = create_model(cfg["model"], meta["num_classes"], dropout=cfg["dropout"], batch_norm=cfg["batch_norm"], **cfg["model_kwargs"])
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise DataError(f"{weights_path}: weights do not fit model {cfg['model']!r} ({first})") from None
+    return model.to(device).eval(), meta

@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""Train one model per stratified fold: python train.py --data DIR --preset fast --k 5 --out runs/fast"""
+import sys
+
+from kfold.errors import run_cli
+from kfold.training import main
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,13 @@
+"""Data loading for every supported file layout, checksummed downloads, and competition CSV files.
+
+Nothing here imports torch.
+"""
+from .competition import read_classmap, read_sample_ids, write_sample_submission, write_solution
+from .download import KMNIST_MD5, cache_root, download_kmnist, fetch
+from .load import load_official_kmnist, load_task
+from .mnist_mix import LANGUAGES, load_mnist_mix
+
+__all__ = [
+    "KMNIST_MD5", "LANGUAGES", "cache_root", "download_kmnist", "fetch", "load_mnist_mix", "load_official_kmnist",
+    "load_task", "read_classmap", "read_sample_ids", "write_sample_submission", "write_solution",
+]

@@ -1,0 +1,99 @@
+"""The CSV files around a competition: class map, sample submission and the host's solution file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kfold.atomic import write_csv
+from kfold.errors import DataError, UsageError
+from kfold.task import Task
+
+CLASSMAP = "kmnist_classmap.csv"
+SAMPLE_SUBMISSION = "sample_submission.csv"
+SOLUTION = "solution.csv"
+
+
+def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({' '.join(str(exc).split())})") from None
+
+
+def _require_columns(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})")
+
+
+def read_classmap(path: str | Path) -> list[str]:
+    """Class names from ``kmnist_classmap.csv`` (``index,codepoint,char``): the ``char`` column, by index."""
+    path = Path(path)
+    frame = _read_csv(path, dtype=str, keep_default_na=False)
+    _require_columns(frame, path, ("index", "char"))
+    for row, (index, char) in enumerate(zip(frame["index"], frame["char"])):
+        if index.strip() != str(row):
+            raise DataError(f"{path}: line {row + 2}: index {index!r}, expected {row} (indices must be 0..K-1 in order)")
+        if not char.strip():
+            raise DataError(f"{path}: line {row + 2}: empty char for class {row}")
+    if frame.empty:
+        raise DataError(f"{path}: no classes")
+    return [char.strip() for char in frame["char"]]
+
+
+def read_sample_ids(path: str | Path, n_test: int, test_images_path: str | Path) -> np.ndarray:
+    """Test Ids from a sample submission's ``Id`` column, in file order (row i <-> test image i)."""
+    path = Path(path)
+    frame = _read_csv(path)
+    _require_columns(frame, path, ("Id",))
+    if len(frame) != n_test:
+        raise DataError(f"{path}: {len(frame)} rows but {test_images_path} has {n_test} test images")
+    ids = frame["Id"]
+    if ids.isna().any():
+        raise DataError(f"{path}: line {int(np.flatnonzero(ids.isna())[0]) + 2}: empty Id")
+    duplicated = ids.duplicated()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated)[0])
+        raise DataError(f"{path}: line {row + 2}: duplicate Id {ids.iat[row]}")
+    values = ids.to_numpy()
+    return values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(str)
+
+
+def _usage(n_rows: int, seed: int, public_fraction: float) -> np.ndarray:
+    """Seeded random Public/Private assignment, round(public_fraction * n) rows Public."""
+    if not 0.0 < public_fraction < 1.0:
+        raise UsageError(f"public_fraction={public_fraction}: must be strictly between 0 and 1")
+    usage = np.full(n_rows, "Private", dtype=object)
+    usage[np.random.default_rng(seed).permutation(n_rows)[: round(public_fraction * n_rows)]] = "Public"
+    return usage
+
+
+def write_solution(task: Task, path: str | Path, *, seed: int = 0, public_fraction: float = 0.3) -> Path:
+    """Write the host's ``Id,Category,Usage`` file for a task whose test labels are known."""
+    if task.test_labels is None:
+        raise UsageError(f"task {task.name!r} has no test labels, so no solution file can be written")
+    path = Path(path)
+    frame = pd.DataFrame({"Id": task.test_ids, "Category": task.test_labels,
+                          "Usage": _usage(len(task.test_ids), seed, public_fraction)})
+    write_csv(path, frame)
+    return path
+
+
+def write_sample_submission(task: Task, path: str | Path) -> Path:
+    """Write ``Id,Category`` with every Category 0, as Kaggle distributes it."""
+    path = Path(path)
+    write_csv(path, pd.DataFrame({"Id": task.test_ids, "Category": np.zeros(len(task.test_ids), dtype=np.int64)}))
+    return path
+
+
+def solution_matches(path: str | Path, task: Task) -> bool:
+    """True when the solution file at ``path`` holds exactly this task's test Ids and labels."""
+    path = Path(path)
+    if task.test_labels is None or not path.is_file():
+        return False
+    frame = _read_csv(path)
+    return ("Id" in frame.columns and "Category" in frame.columns
+            and np.array_equal(frame["Id"].to_numpy(), task.test_ids)
+            and np.array_equal(frame["Category"].to_numpy(), task.test_labels))

@@ -1,0 +1,151 @@
+"""Tiny deterministic fake datasets written in the exact real file formats, for everyone's tests.
+
+Images carry a learnable class pattern: the digit/class ``k = label % 10`` puts a blob at one of
+10 positions on a circle and a bar at angle ``18 * k`` degrees; the group ``g = label // 10``
+(MNIST-MIX language) adds a short mark in slot ``g`` of a band along the bottom edge. Plus noise,
+jitter and random contrast, so a small model trained for a few seconds clearly beats chance.
+Every function returns the directory it wrote into.
+"""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kfold.data import LANGUAGES
+
+KMNIST_CLASSMAP = pd.DataFrame({
+    "index": range(10),
+    "codepoint": ["U+304A", "U+304D", "U+3059", "U+3064", "U+306A", "U+306F", "U+307E", "U+3084", "U+308C", "U+3092"],
+    "char": list("おきすつなはまやれを"),
+})
+
+
+def balanced_labels(n: int, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.permutation(np.arange(n) % n_classes)
+
+
+def pattern_images(labels: np.ndarray, rng: np.random.Generator, size: int = 28) -> np.ndarray:
+    """uint8 images (N, size, size) whose content depends on ``labels`` (see module docstring)."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    k, g = (labels % 10)[:, None, None], (labels // 10)[:, None, None]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    center = (size - 1) / 2
+    jitter = rng.normal(0.0, 1.0, size=(2, n, 1, 1))
+    angle = 2 * np.pi * k / 10
+    cx, cy = center + 0.3 * size * np.cos(angle) + jitter[0], center + 0.3 * size * np.sin(angle) + jitter[1]
+    blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.8 ** 2))
+    theta = np.pi * k / 10
+    across = (xx - center - jitter[0]) * np.sin(theta) - (yy - center - jitter[1]) * np.cos(theta)
+    along = (xx - center) * np.cos(theta) + (yy - center) * np.sin(theta)
+    bar = np.exp(-across ** 2 / (2 * 0.8 ** 2)) * (np.abs(along) < 0.22 * size)
+    slot = 1 + g * (size - 4) / 10
+    mark = ((yy >= size - 4) & (yy <= size - 2) & (xx >= slot) & (xx <= slot + 1.5)).astype(np.float32)
+    contrast = rng.uniform(0.7, 1.0, size=(n, 1, 1))
+    noise = rng.uniform(0, 70, size=(n, size, size))
+    images = 230 * contrast * np.maximum(np.maximum(blob, bar), mark) + noise
+    return np.clip(images, 0, 255).astype(np.uint8)
+
+
+def _split(n_train: int, n_test: int, n_classes: int, seed: int):
+    rng = np.random.default_rng(seed)
+    train_labels = balanced_labels(n_train, n_classes, rng)
+    test_labels = balanced_labels(n_test, n_classes, rng)
+    return pattern_images(train_labels, rng), train_labels, pattern_images(test_labels, rng), test_labels
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> Path:
+    """An idx file of unsigned bytes (gzip-compressed when ``path`` ends in .gz)."""
+    path = Path(path)
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    data = header + array.tobytes()
+    path.write_bytes(gzip.compress(data, compresslevel=1) if path.suffix == ".gz" else data)
+    return path
+
+
+def _directory(directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def write_kmnist_comp(directory: str | Path, n_train: int = 200, n_test: int = 100, seed: int = 0) -> Path:
+    """Kaggle layout: kmnist-{train,test}-imgs.npy, kmnist-train-labels.npy (uint8),
+    sample_submission.csv (Id,Category), solution.csv (Id,Category,Usage; 30% Public), kmnist_classmap.csv."""
+    directory = _directory(directory)
+    train_images, train_labels, test_images, test_labels = _split(n_train, n_test, 10, seed)
+    np.save(directory / "kmnist-train-imgs.npy", train_images)
+    np.save(directory / "kmnist-train-labels.npy", train_labels.astype(np.uint8))
+    np.save(directory / "kmnist-test-imgs.npy", test_images)
+    ids = np.arange(n_test)
+    pd.DataFrame({"Id": ids, "Category": 0}).to_csv(directory / "sample_submission.csv", index=False)
+    usage = np.where(np.random.default_rng(seed + 1).permutation(n_test) < round(0.3 * n_test), "Public", "Private")
+    pd.DataFrame({"Id": ids, "Category": test_labels, "Usage": usage}).to_csv(directory / "solution.csv", index=False)
+    KMNIST_CLASSMAP.to_csv(directory / "kmnist_classmap.csv", index=False)
+    return directory
+
+
+def write_kmnist_idx(directory: str | Path, n_train: int = 200, n_test: int = 100, seed: int = 0) -> Path:
+    """Official idx layout: {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz and kmnist_classmap.csv."""
+    directory = _directory(directory)
+    train_images, train_labels, test_images, test_labels = _split(n_train, n_test, 10, seed)
+    write_idx(directory / "train-images-idx3-ubyte.gz", train_images)
+    write_idx(directory / "train-labels-idx1-ubyte.gz", train_labels)
+    write_idx(directory / "t10k-images-idx3-ubyte.gz", test_images)
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", test_labels)
+    KMNIST_CLASSMAP.to_csv(directory / "kmnist_classmap.csv", index=False)
+    return directory
+
+
+def write_kmnist_npz(directory: str | Path, n_train: int = 200, n_test: int = 100, seed: int = 0) -> Path:
+    """Official .npz layout: kmnist-{train,test}-{imgs,labels}.npz (key arr_0) and kmnist_classmap.csv."""
+    directory = _directory(directory)
+    train_images, train_labels, test_images, test_labels = _split(n_train, n_test, 10, seed)
+    for name, array in (("train-imgs", train_images), ("train-labels", train_labels.astype(np.uint8)),
+                        ("test-imgs", test_images), ("test-labels", test_labels.astype(np.uint8))):
+        np.savez_compressed(directory / f"kmnist-{name}.npz", array)
+    KMNIST_CLASSMAP.to_csv(directory / "kmnist_classmap.csv", index=False)
+    return directory
+
+
+def _language_split(language: str, n_train: int, n_test: int, seed: int):
+    """One language's images with the pattern of class language*10+digit, digit labels int32."""
+    index = LANGUAGES.index(language)
+    rng = np.random.default_rng([seed, index])
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        digits = balanced_labels(n, 10, rng)
+        arrays[f"X_{split}"] = pattern_images(index * 10 + digits, rng)
+        arrays[f"y_{split}"] = digits.astype(np.int32)
+    return arrays
+
+
+def write_mnist_mix_components(directory: str | Path, languages=LANGUAGES, n_train_per_lang: int = 50,
+                               n_test_per_lang: int = 20, seed: int = 0) -> Path:
+    """One <Language>_train_test.npz per language (X_train, y_train, X_test, y_test; digit labels)."""
+    directory = _directory(directory)
+    for language in languages:
+        np.savez_compressed(directory / f"{language}_train_test.npz",
+                            **_language_split(language, n_train_per_lang, n_test_per_lang, seed))
+    return directory
+
+
+def write_mnist_mix_combined(directory: str | Path, languages=LANGUAGES, n_train_per_lang: int = 50,
+                             n_test_per_lang: int = 20, seed: int = 0) -> Path:
+    """MNIST_MIX_train_test.npz with label = language_index*10 + digit, languages interleaved by a shuffle."""
+    directory = _directory(directory)
+    parts = [_language_split(language, n_train_per_lang, n_test_per_lang, seed) for language in languages]
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split in ("train", "test"):
+        images = np.concatenate([part[f"X_{split}"] for part in parts])
+        labels = np.concatenate([LANGUAGES.index(language) * 10 + part[f"y_{split}"]
+                                 for language, part in zip(languages, parts)]).astype(np.int32)
+        order = rng.permutation(len(labels))
+        arrays[f"X_{split}"], arrays[f"y_{split}"] = images[order], labels[order]
+    np.savez_compressed(directory / "MNIST_MIX_train_test.npz", **arrays)
+    return directory

@@ -61,23 +61,14 @@ def read_sample_ids(path: str | Path, n_test: int, test_images_path: str | Path)
     return values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(str)
 
 
-def _usage(n_rows: int, seed: int, public_fraction: float) -> np.ndarray:
-    """Seeded random Public/Private assignment, round(public_fraction * n) rows Public."""
-    if not 0.0 < public_fraction < 1.0:
-        raise UsageError(f"public_fraction={public_fraction}: must be strictly between 0 and 1")
-    usage = np.full(n_rows, "Private", dtype=object)
-    usage[np.random.default_rng(seed).permutation(n_rows)[: round(public_fraction * n_rows)]] = "Public"
-    return usage
-
-
 def write_solution(task: Task, path: str | Path, *, seed: int = 0, public_fraction: float = 0.3) -> Path:
     """Write the host's ``Id,Category,Usage`` file for a task whose test labels are known."""
+    from kfold.leaderboard import make_solution  # lazy: the leaderboard pulls in scipy
+
     if task.test_labels is None:
         raise UsageError(f"task {task.name!r} has no test labels, so no solution file can be written")
     path = Path(path)
-    frame = pd.DataFrame({"Id": task.test_ids, "Category": task.test_labels,
-                          "Usage": _usage(len(task.test_ids), seed, public_fraction)})
-    write_csv(path, frame)
+    write_csv(path, make_solution(task.test_ids, task.test_labels, seed=seed, public_fraction=public_fraction))
     return path
 
 

@@ -1,0 +1,154 @@
+"""The ``kfold`` command: validate, leaderboard, ensemble, submit, download, train, predict.
+
+Subcommand modules are imported only when their subcommand runs, so ``kfold validate`` and
+``kfold --help`` never import torch. ``ensemble``, ``train`` and ``predict`` hand the rest of the
+command line to the ``main`` of their module (the same one behind ``ensemble.py``, ``train.py``,
+``predict.py``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from typing import Sequence
+
+from kfold.errors import UsageError, run_cli
+
+# subcommand -> (module whose main(argv) takes the remaining arguments, one-line help)
+DELEGATED = {
+    "ensemble": ("kfold.ensemble_cli", "combine probability files / submissions (same as ensemble.py)"),
+    "train": ("kfold.training", "k-fold training (same as train.py)"),
+    "predict": ("kfold.predict", "test predictions of a trained run (same as predict.py)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kfold", description="Stratified k-fold training, ensembling and local "
+                                     "leaderboards for small-image Kaggle competitions.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = sub.add_parser("validate", help="check submission CSVs and probability files",
+                              description="Check submission CSVs (Id,Category) and probability files (.npz, or .csv "
+                                          "starting with '#kfold-probs'). A UTF-8 BOM is accepted; blank lines, "
+                                          "duplicate/missing/extra Ids and out-of-range Categories are errors.")
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    validate.add_argument("--sample", type=Path, help="sample_submission.csv: the Ids every file must cover")
+    validate.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1")
+
+    board = sub.add_parser("leaderboard", help="score submissions on Public/Private rows of a solution file",
+                           description="Score submission CSVs (accuracy) and probability files (accuracy, log loss) "
+                                       "on the Public and Private rows of a solution file; rank by Public.")
+    board.add_argument("submissions", nargs="+", type=Path, metavar="SUB")
+    board.add_argument("--solution", type=Path, required=True, help="Id,Category[,Usage] file")
+    board.add_argument("--public-fraction", type=float, default=0.3,
+                       help="Public share of a seeded split when the solution has no Usage column (default: 0.3)")
+    board.add_argument("--seed", type=int, default=0, help="seed of that split and of the bootstrap (default: 0)")
+    board.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    board.add_argument("--out", type=Path, default=Path("."), help="folder for leaderboard.csv/.md (default: .)")
+
+    submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle",
+                            description="Validate a submission, then upload it with the kaggle client "
+                                        "(pip install 'kfold[kaggle]'; credentials in ~/.kaggle/).")
+    submit.add_argument("file", type=Path, metavar="SUB")
+    submit.add_argument("--competition", "-c", required=True)
+    submit.add_argument("--message", "-m", required=True)
+    submit.add_argument("--sample", type=Path, help="sample_submission.csv to check the Ids against")
+    submit.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1")
+
+    download = sub.add_parser("download", help="download and unpack a Kaggle competition's files",
+                              description="Download and unpack a competition's files with the kaggle client.")
+    download.add_argument("competition")
+    download.add_argument("--data-dir", type=Path, required=True, help="folder to unpack into")
+
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def _check_num_classes(num_classes: int | None) -> None:
+    if num_classes is not None and num_classes < 2:
+        raise UsageError(f"--num-classes must be at least 2, got {num_classes}")
+
+
+def cmd_validate(args) -> int:
+    from kfold.ensemble import load_input
+    from kfold.probs import ProbFile
+    from kfold.submission import align_ids, read_submission
+
+    _check_num_classes(args.num_classes)
+    sample = read_submission(args.sample) if args.sample else None
+    for path in args.files:
+        item = load_input(path, num_classes=args.num_classes)
+        if isinstance(item, ProbFile):
+            what = f"probability file ({item.kind}), {len(item.ids)} rows x {item.num_classes} classes"
+        else:
+            what = f"submission, {len(item.ids)} rows"
+        if sample is not None:
+            align_ids(item.ids, sample.ids, str(path), f"the sample {args.sample}",
+                      first_line=None if isinstance(item, ProbFile) else 2)
+        print(f"ok: {path}: {what}")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from kfold.leaderboard import leaderboard, read_solution, write_leaderboard
+
+    solution = read_solution(args.solution, public_fraction=args.public_fraction, seed=args.seed)
+    if solution.split_generated:
+        print(f"{args.solution} has no Usage column: seeded split, {solution.public.sum()} Public / "
+              f"{solution.private.sum()} Private rows (seed {args.seed})")
+    table = leaderboard(args.submissions, solution, n_bootstrap=args.bootstrap, seed=args.seed)
+    print(write_leaderboard(table, args.out))
+    print(f"wrote {args.out / 'leaderboard.csv'} and {args.out / 'leaderboard.md'}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from kfold import kaggle_api
+    from kfold.submission import validate_submission
+
+    _check_num_classes(args.num_classes)
+    submission = validate_submission(args.file, args.sample, num_classes=args.num_classes)
+    print(f"ok: {args.file}: {len(submission.ids)} rows")
+    print(kaggle_api.submit(args.file, args.competition, args.message))
+    return 0
+
+
+def cmd_download(args) -> int:
+    from kfold import kaggle_api
+
+    files = kaggle_api.download(args.competition, args.data_dir)
+    for path in files:
+        print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"validate": cmd_validate, "leaderboard": cmd_leaderboard, "submit": cmd_submit, "download": cmd_download}
+
+
+def _delegate(name: str, argv: list[str]) -> int:
+    module_name, _ = DELEGATED[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise UsageError(f"'kfold {name}' is not available in this installation ({module_name} is missing)") from None
+        raise UsageError(f"'kfold {name}' needs the package '{exc.name}', which is not installed") from None
+    if name == "ensemble":
+        return module.main(argv, prog="kfold ensemble")
+    return module.main(argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        return int(_delegate(argv[0], argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kfold`` console script."""
+    return run_cli(_main, argv)

@@ -1,0 +1,112 @@
+"""Command line of ``ensemble.py`` / ``kfold ensemble``: combine inputs, write the submission and report.
+
+Everything is checked (inputs, weights, sample, solution) before the first file is written.
+Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from kfold.errors import UsageError
+
+DESCRIPTION = """\
+Combine probability files (.npz, or .csv starting with '#kfold-probs') and/or submission CSVs
+(Id,Category) into one submission. mean/geomean need probability files for every input; vote
+also takes hard-label submissions. Writes OUT (Id,Category, in the sample's row order when
+--sample is given) and, for mean/geomean, the ensemble probabilities next to it (OUT stem +
+'.probs.npz')."""
+
+
+def build_parser(prog: str = "ensemble.py") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="probability files and/or submission CSVs")
+    parser.add_argument("--method", choices=("mean", "geomean", "vote"), default="mean", help="default: mean")
+    parser.add_argument("--out", required=True, type=Path, help="output submission CSV, e.g. submissions/NAME.csv")
+    parser.add_argument("--weights", help="comma-separated non-negative weights, one per INPUT")
+    parser.add_argument("--fit-weights", metavar="OOF1,OOF2,...",
+                        help="fit weights by greedy forward selection on these out-of-fold probability files "
+                             "(one per INPUT, same order) and apply them to the INPUTs")
+    parser.add_argument("--fit-metric", choices=("accuracy", "logloss"), default="accuracy",
+                        help="what --fit-weights optimises (default: accuracy)")
+    parser.add_argument("--fit-rounds", type=int, default=25, help="selection rounds for --fit-weights (default: 25)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random vote tie-break (default: 0)")
+    parser.add_argument("--tiebreak", choices=("random", "prob"), default="random",
+                        help="vote ties: uniformly random among tied classes, or highest summed probability")
+    parser.add_argument("--num-classes", type=int, help="number of classes when every input is a submission CSV")
+    parser.add_argument("--sample", type=Path, help="sample_submission.csv: output row order and Id check")
+    parser.add_argument("--solution", type=Path, help="solution.csv (Id,Category[,Usage]): accuracies in the report")
+    parser.add_argument("--report", type=Path, metavar="DIR", help="write the agreement report into DIR")
+    return parser
+
+
+def _parse_weights(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--weights must be comma-separated numbers, got '{text}'") from None
+
+
+def probs_path(out: Path) -> Path:
+    """Where the ensemble probabilities of submission ``out`` go."""
+    return out.with_name(out.stem + ".probs.npz")
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
+    args = build_parser(prog).parse_args(argv)
+    from kfold.ensemble import combine, fit_weights
+    from kfold.probs import write_probs
+    from kfold.submission import align_ids, read_submission, write_submission
+
+    if args.weights and args.fit_weights:
+        raise UsageError("give either --weights or --fit-weights, not both")
+    if args.out.suffix.lower() != ".csv":
+        raise UsageError(f"--out must be a .csv file, got {args.out}")
+    weights = _parse_weights(args.weights) if args.weights else None
+    if args.fit_weights:
+        oof = [part for part in args.fit_weights.split(",") if part]
+        if len(oof) != len(args.inputs):
+            raise UsageError(f"--fit-weights names {len(oof)} out-of-fold files for {len(args.inputs)} inputs")
+        fit = fit_weights(oof, metric=args.fit_metric, method="geomean" if args.method == "geomean" else "mean",
+                          rounds=args.fit_rounds)
+        weights = fit.weights
+        print(f"fitted weights (OOF {fit.metric} {fit.score:.5f}; best single "
+              f"{(fit.single_scores.max() if fit.metric == 'accuracy' else fit.single_scores.min()):.5f}):")
+        for name, oof_name, w in zip(args.inputs, oof, weights):
+            print(f"  {w:.4f}  {name}  (from {oof_name})")
+
+    ensemble = combine(args.inputs, method=args.method, weights=weights, seed=args.seed, tiebreak=args.tiebreak,
+                       num_classes=args.num_classes)
+    if ensemble.kind == "oof" and args.sample:
+        raise UsageError("the inputs are out-of-fold files; --sample applies to test predictions")
+    order = slice(None)
+    if args.sample:  # output in the sample's row order; checked before anything is written
+        sample = read_submission(args.sample)
+        order = align_ids(ensemble.ids, sample.ids, f"the ensemble inputs ({ensemble.names[0]})",
+                          f"the sample {args.sample}", first_line=None)
+    labels = None
+    if args.solution:
+        from kfold.leaderboard import read_solution
+        solution = read_solution(args.solution)
+        labels = solution.categories[align_ids(solution.ids, ensemble.ids, str(args.solution),
+                                               f"the ensemble inputs ({ensemble.names[0]})")]
+
+    write_submission(args.out, ensemble.ids[order], ensemble.categories[order])
+    written = [args.out]
+    if ensemble.probs is not None:
+        meta = {**ensemble.meta, "submission": str(args.out)}
+        write_probs(probs_path(args.out), ensemble.ids[order], ensemble.probs[order], ensemble.classes, meta,
+                    labels=None if ensemble.labels is None else ensemble.labels[order])
+        written.append(probs_path(args.out))
+    print(f"{args.method} of {len(ensemble.names)} inputs, {len(ensemble.ids)} rows"
+          + (f", {ensemble.tied_rows} tied rows broken by {args.tiebreak}" if args.method == "vote" else ""))
+    if args.report:
+        from kfold.report import write_report
+        print(write_report(ensemble, args.report, labels=labels))
+        written += [args.report / name for name in ("agreement.csv", "inputs.csv", "report.md", "agreement.png")]
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+

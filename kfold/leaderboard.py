@@ -1,0 +1,181 @@
+"""Local Kaggle-style leaderboard: score submissions on the Public and Private rows of a solution file.
+
+A solution file is ``Id,Category[,Usage]``. ``Usage`` is ``Public`` or ``Private`` (``Ignored``
+rows are scored nowhere, as on Kaggle). A solution without ``Usage`` gets a seeded random
+Public/Private split (``public_fraction`` of the rows Public), the same one ``make_solution``
+writes. Accuracy intervals are 95% percentile bootstraps (``scipy.stats.bootstrap``, seeded);
+probability files also get a log loss. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import bootstrap
+from sklearn.metrics import accuracy_score, log_loss
+
+from kfold.atomic import write_csv, write_text
+from kfold.ensemble import input_name, load_input
+from kfold.errors import DataError, UsageError
+from kfold.probs import ProbFile, numeric_column
+from kfold.report import display_names, markdown_table
+from kfold.submission import FIRST_DATA_LINE, Submission, align_ids, check_unique_ids, read_csv_frame
+
+USAGES = ("Public", "Private", "Ignored")
+DEFAULT_PUBLIC_FRACTION = 0.3
+COLUMNS = ["public_rank", "submission", "public", "private", "private_rank", "rank_shift", "public_low", "public_high",
+           "private_low", "private_high", "public_logloss", "private_logloss", "n_public", "n_private"]
+
+
+@dataclass
+class Solution:
+    ids: np.ndarray
+    categories: np.ndarray
+    usage: np.ndarray      # str per row: Public | Private | Ignored
+    path: Path | None = None
+    split_generated: bool = False  # True when the file had no Usage column
+
+    @property
+    def public(self) -> np.ndarray:
+        return self.usage == "Public"
+
+    @property
+    def private(self) -> np.ndarray:
+        return self.usage == "Private"
+
+
+def _check_fraction(public_fraction: float) -> None:
+    if not 0.0 < public_fraction < 1.0:
+        raise UsageError(f"--public-fraction must be between 0 and 1 (exclusive), got {public_fraction}")
+
+
+def random_usage(n_rows: int, seed: int, public_fraction: float = DEFAULT_PUBLIC_FRACTION) -> np.ndarray:
+    """A seeded random split: round(public_fraction * n_rows) rows 'Public', the rest 'Private'."""
+    _check_fraction(public_fraction)
+    usage = np.full(n_rows, "Private", dtype=object)
+    usage[np.random.default_rng(seed).permutation(n_rows)[: int(round(public_fraction * n_rows))]] = "Public"
+    return usage
+
+
+def make_solution(ids, labels, seed: int, public_fraction: float = DEFAULT_PUBLIC_FRACTION) -> pd.DataFrame:
+    """An official-style solution table ``Id,Category,Usage`` with a seeded random Public/Private split."""
+    ids = np.asarray(ids, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if ids.shape != labels.shape or ids.ndim != 1:
+        raise DataError(f"solution needs one label per Id, got {ids.shape} Ids and {labels.shape} labels")
+    check_unique_ids(ids, "solution Ids", first_line=None)
+    return pd.DataFrame({"Id": ids, "Category": labels, "Usage": random_usage(len(ids), seed, public_fraction)})
+
+
+def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBLIC_FRACTION, seed: int = 0) -> Solution:
+    """Read and check a solution file; generate the Public/Private split if it has no Usage column."""
+    path = Path(path)
+    where = str(path)
+    frame = read_csv_frame(path, "solution")
+    columns = list(frame.columns)
+    if columns not in (["Id", "Category"], ["Id", "Category", "Usage"]):
+        raise DataError(f"{where}: line 1: header '{','.join(map(str, columns))}' must be 'Id,Category,Usage' "
+                        f"(or 'Id,Category')")
+    if frame.empty:
+        raise DataError(f"{where}: no rows after the header")
+    ids = numeric_column(frame, "Id", where, "an integer Id", integer=True, first_line=FIRST_DATA_LINE).astype(np.int64)
+    categories = numeric_column(frame, "Category", where, "an integer Category", integer=True,
+                                first_line=FIRST_DATA_LINE).astype(np.int64)
+    check_unique_ids(ids, where)
+    if (categories < 0).any():
+        row = int(np.argmax(categories < 0))
+        raise DataError(f"{where}: line {row + FIRST_DATA_LINE} (Id {ids[row]}): Category {categories[row]} is negative")
+    if "Usage" not in frame:
+        return Solution(ids, categories, random_usage(len(ids), seed, public_fraction), path, split_generated=True)
+    usage = frame["Usage"].astype(str).str.strip().to_numpy(dtype=object)
+    bad = ~np.isin(usage, USAGES)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{where}: line {row + FIRST_DATA_LINE} (Id {ids[row]}), column 'Usage': "
+                        f"'{usage[row]}' is not one of {', '.join(USAGES)}")
+    for split in ("Public", "Private"):
+        if not (usage == split).any():
+            raise DataError(f"{where}: no {split} rows in the Usage column")
+    return Solution(ids, categories, usage, path)
+
+
+def _interval(correct: np.ndarray, n_bootstrap: int, seed: int) -> tuple[float, float]:
+    result = bootstrap((correct,), np.mean, n_resamples=n_bootstrap, method="percentile", vectorized=True,
+                       rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def score_submission(submission: Submission | ProbFile | str | os.PathLike, solution: Solution | str | os.PathLike,
+                     n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Public and Private accuracy (with 95% bootstrap intervals) and, for probability files, log loss.
+
+    The submission must cover exactly the solution's Ids (any order).
+    """
+    if n_bootstrap < 1:
+        raise UsageError(f"--bootstrap must be at least 1, got {n_bootstrap}")
+    if not isinstance(solution, Solution):
+        solution = read_solution(solution, seed=seed)
+    item = submission if isinstance(submission, (Submission, ProbFile)) else load_input(submission)
+    name = input_name(item)
+    reference = f"the solution {solution.path}" if solution.path else "the solution"
+    order = align_ids(item.ids, solution.ids, name, reference, first_line=FIRST_DATA_LINE if isinstance(item, Submission) else None)
+    probs = None
+    if isinstance(item, ProbFile):
+        if solution.categories.max() >= item.num_classes:
+            raise DataError(f"{name}: {item.num_classes} classes but the solution has Category {solution.categories.max()}")
+        probs = item.probs[order].astype(np.float64)
+        probs /= probs.sum(axis=1, keepdims=True)
+        predicted = probs.argmax(axis=1)
+    else:
+        predicted = item.categories[order]
+    scores = {"submission": name}
+    for split, mask in (("public", solution.public), ("private", solution.private)):
+        truth, guess = solution.categories[mask], predicted[mask]
+        scores[split] = float(accuracy_score(truth, guess))
+        scores[f"{split}_low"], scores[f"{split}_high"] = _interval((truth == guess).astype(np.float64), n_bootstrap, seed)
+        scores[f"{split}_logloss"] = (float(log_loss(truth, probs[mask], labels=np.arange(probs.shape[1])))
+                                      if probs is not None else np.nan)
+        scores[f"n_{split}"] = int(mask.sum())
+    return scores
+
+
+def leaderboard(submissions: Sequence[str | os.PathLike], solution: Solution, n_bootstrap: int = 1000,
+                seed: int = 0) -> pd.DataFrame:
+    """Score every submission; rank by Public (ties share a rank), with the Private rank and the shift."""
+    if not submissions:
+        raise UsageError("no submissions to score")
+    table = pd.DataFrame([score_submission(path, solution, n_bootstrap, seed) for path in submissions])
+    table.insert(0, "public_rank", table["public"].rank(ascending=False, method="min").astype(int))
+    table["private_rank"] = table["private"].rank(ascending=False, method="min").astype(int)
+    table["rank_shift"] = table["public_rank"] - table["private_rank"]  # > 0: climbed on Private
+    table = table[COLUMNS]
+    return table.sort_values(["public_rank", "private_rank", "submission"], kind="stable").reset_index(drop=True)
+
+
+def leaderboard_markdown(table: pd.DataFrame) -> str:
+    def with_ci(split: str) -> pd.Series:
+        return table.apply(lambda r: f"{r[split]:.4f} [{r[f'{split}_low']:.4f}, {r[f'{split}_high']:.4f}]", axis=1)
+
+    shown = pd.DataFrame({
+        "#": table["public_rank"],
+        "submission": display_names(list(table["submission"])),
+        "public (95% CI)": with_ci("public"),
+        "private (95% CI)": with_ci("private"),
+        "private #": table["private_rank"],
+        "shift": table["rank_shift"].map(lambda s: f"{s:+d}"),
+        "public logloss": table["public_logloss"],
+        "private logloss": table["private_logloss"],
+    })
+    return markdown_table(shown)
+
+
+def write_leaderboard(table: pd.DataFrame, out_dir: str | os.PathLike) -> str:
+    """Write ``leaderboard.csv`` and ``leaderboard.md`` into ``out_dir``; return the Markdown."""
+    text = leaderboard_markdown(table)
+    write_csv(Path(out_dir) / "leaderboard.csv", table)
+    write_text(Path(out_dir) / "leaderboard.md", text)
+    return text

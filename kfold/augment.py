@@ -1,0 +1,251 @@
+"""Augmentation policy with two backends, and deterministic test-time-augmentation views.
+
+``BatchAugment`` (default) augments a whole float batch on its own device with per-sample random
+parameters: one affine matrix per sample (kornia.geometry) applied by a single ``warp_affine``, then
+contrast/brightness as broadcast tensor ops and random erasing as a vectorised mask. All random
+numbers come from torch's global CPU generator (drawn on the CPU, then moved to the batch's device),
+so a torch seed fixes the output on every device and a checkpointed CPU RNG state resumes it exactly.
+
+``image_transform`` is the per-image albumentations backend for DataLoader workers.
+
+Semantics shared by both backends, in this order: affine (rotate, isotropic scale, x-shear about the
+image centre, then a translation drawn per axis; bilinear, zero fill) -> contrast ``(x - mean) * f + mean``
+with ``f ~ U[1-c, 1+c]`` and the per-image mean -> brightness ``x + d`` with ``d ~ U[-b, b]`` -> clip to
+[0, 1] -> random erasing (Zhong et al. 2017: area fraction ~ U[erase_scale], aspect ratio log-uniform in
+[0.3, 3.3], filled with 0) with probability ``erase_p``. Differences of the albumentations backend:
+translations are truncated to whole pixels, clipping happens after contrast and again after brightness,
+and an erasing rectangle that does not fit is dropped (the batch backend shrinks it to the image).
+The kornia.augmentation modules were measured at ~5 ms per 256-image batch on 2 CPU threads against
+~1 ms for this composition, and their contrast scales around 0 rather than around the image mean.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from kornia.geometry.transform import get_affine_matrix2d, warp_affine
+
+from kfold.errors import UsageError
+
+ERASE_RATIO = (0.3, 3.3)  # aspect-ratio range of the erased rectangle (torchvision / albumentations default)
+
+# Upper bound of each scalar field (all must be >= 0).
+_SCALAR_LIMITS = {"rotate": 180.0, "shift": 0.5, "shear": 45.0, "brightness": 1.0, "contrast": 1.0,
+                  "erase_p": 1.0}
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"augmentation policy key {key!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _range(key: str, value: Any, high: float | None) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise UsageError(f"augmentation policy key {key!r} must be a pair [low, high], got {value!r}")
+    low, up = (_number(key, v) for v in value)
+    if not 0 < low <= up or (high is not None and up > high):
+        bound = f" <= {high:g}" if high is not None else ""
+        raise UsageError(f"augmentation policy key {key!r} needs 0 < low <= high{bound}, got {value!r}")
+    return low, up
+
+
+@dataclass(frozen=True)
+class AugPolicy:
+    """What to randomise; zero (or scale (1, 1)) switches a component off. Validated on creation."""
+
+    rotate: float = 0.0                      # max |degrees|, uniform in [-rotate, rotate]
+    shift: float = 0.0                       # max translation as a fraction of the side, per axis
+    scale: tuple[float, float] = (1.0, 1.0)  # zoom range, same factor for both axes
+    shear: float = 0.0                       # max |degrees| of x-shear
+    brightness: float = 0.0                  # additive delta uniform in [-b, b] (images in [0, 1])
+    contrast: float = 0.0                    # factor uniform in [1-c, 1+c] around the image mean
+    erase_p: float = 0.0                     # probability of random erasing per image
+    erase_scale: tuple[float, float] = (0.02, 0.15)  # erased area fraction
+
+    def __post_init__(self) -> None:
+        for key, high in _SCALAR_LIMITS.items():
+            value = _number(key, getattr(self, key))
+            if not 0.0 <= value <= high:
+                raise UsageError(f"augmentation policy key {key!r} must be in [0, {high:g}], got {value!r}")
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "scale", _range("scale", self.scale, None))
+        object.__setattr__(self, "erase_scale", _range("erase_scale", self.erase_scale, 1.0))
+
+    def is_identity(self) -> bool:
+        return not self.has_geometry() and not (self.brightness or self.contrast or self.erase_p)
+
+    def has_geometry(self) -> bool:
+        return bool(self.rotate or self.shift or self.shear or self.scale != (1.0, 1.0))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AugPolicy:
+        """From a config mapping (lists allowed for pairs); unknown keys raise ``UsageError``."""
+        if not isinstance(d, dict):
+            raise UsageError(f"augmentation policy must be a mapping, got {d!r}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in known:
+                raise UsageError(f"unknown augmentation policy key {key!r}; known: {', '.join(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML-friendly mapping (pairs as lists); ``from_dict`` inverts it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+PRESET_POLICIES: dict[str, AugPolicy] = {
+    "none": AugPolicy(),
+    "light": AugPolicy(rotate=8.0, shift=0.06, scale=(0.95, 1.05)),
+    "heavy": AugPolicy(rotate=12.0, shift=0.1, scale=(0.9, 1.1), shear=8.0, brightness=0.2,
+                       contrast=0.2, erase_p=0.3, erase_scale=(0.02, 0.15)),
+}
+
+
+# ----------------------------------------------------------------------------- batch backend
+
+def _check_batch(x: torch.Tensor) -> None:
+    if x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"expected a float image batch (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
+
+
+def _warp(x: torch.Tensor, angle: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, zoom: torch.Tensor,
+          shear: torch.Tensor) -> torch.Tensor:
+    """Per-sample affine about the image centre (degrees, pixels, zoom factor, x-shear degrees), one warp."""
+    b, _, h, w = x.shape
+    center = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=x.device, dtype=x.dtype).expand(b, 2)
+    matrix = get_affine_matrix2d(torch.stack([tx, ty], 1), center, torch.stack([zoom, zoom], 1), angle,
+                                 sx=torch.deg2rad(shear))
+    return warp_affine(x, matrix[:, :2], (h, w), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def _erase_mask(u: torch.Tensor, policy: AugPolicy, h: int, w: int) -> torch.Tensor:
+    """(B, 1, H, W) mask of one rectangle per selected image from uniforms ``u`` (B, 5)."""
+    low, high = policy.erase_scale
+    area = (low + (high - low) * u[:, 0]) * (h * w)
+    log_lo, log_hi = math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])
+    ratio = torch.exp(log_lo + (log_hi - log_lo) * u[:, 1])
+    eh = torch.sqrt(area * ratio).round().clamp(1, h)
+    ew = torch.sqrt(area / ratio).round().clamp(1, w)
+    top = (u[:, 2] * (h - eh + 1)).floor()
+    left = (u[:, 3] * (w - ew + 1)).floor()
+    chosen = u[:, 4] < policy.erase_p
+    rows = torch.arange(h, device=u.device, dtype=u.dtype).view(1, h, 1)
+    cols = torch.arange(w, device=u.device, dtype=u.dtype).view(1, 1, w)
+
+    def col(t: torch.Tensor) -> torch.Tensor:
+        return t.view(-1, 1, 1)
+
+    inside = ((rows >= col(top)) & (rows < col(top + eh)) & (cols >= col(left)) & (cols < col(left + ew))
+              & col(chosen))
+    return inside.unsqueeze(1)
+
+
+class BatchAugment(torch.nn.Module):
+    """Random augmentation of a float batch (B, C, H, W) in [0, 1]; returns the same shape, device and
+    dtype, clipped to [0, 1]. Like dropout it acts only in training mode; the identity policy (or eval
+    mode) returns the input object itself."""
+
+    _DRAWS = 12  # uniforms per sample: 5 affine, 2 photometric, 5 erasing
+
+    def __init__(self, policy: AugPolicy):
+        super().__init__()
+        self.policy = policy
+
+    def extra_repr(self) -> str:
+        return repr(self.policy)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.policy.is_identity():
+            return x
+        _check_batch(x)
+        p = self.policy
+        b, _, h, w = x.shape
+        u = torch.rand(b, self._DRAWS).to(x.device)
+
+        def sym(i: int, limit: float) -> torch.Tensor:  # uniform in [-limit, limit]
+            return (2 * u[:, i] - 1) * limit
+
+        out = x.float()
+        if p.has_geometry():
+            low, high = p.scale
+            out = _warp(out, sym(0, p.rotate), sym(1, p.shift * w), sym(2, p.shift * h),
+                        low + (high - low) * u[:, 3], sym(4, p.shear))
+        if p.contrast:
+            mean = out.mean(dim=(1, 2, 3), keepdim=True)
+            out = (out - mean) * (1 + sym(5, p.contrast)).view(b, 1, 1, 1) + mean
+        if p.brightness:
+            out = out + sym(6, p.brightness).view(b, 1, 1, 1)
+        out = out.clamp(0.0, 1.0)
+        if p.erase_p:
+            out = out.masked_fill(_erase_mask(u[:, 7:12], p, h, w), 0.0)
+        return out.to(x.dtype)
+
+
+# (degrees, dx pixels, dy pixels, zoom) of each test-time view; view 0 is the identity.
+TTA_VIEWS = ((0.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 1.0), (0.0, -1.0, 0.0, 1.0), (0.0, 0.0, 1.0, 1.0),
+             (0.0, 0.0, -1.0, 1.0), (6.0, 0.0, 0.0, 1.0), (-6.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0, 1.06),
+             (0.0, 0.0, 0.0, 0.94))
+
+
+def tta_views(x: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """The first ``n`` deterministic views of ``TTA_VIEWS`` (1-pixel shifts, +-6 degrees, +-6% zoom)."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(TTA_VIEWS):
+        raise UsageError(f"number of test-time views must be an integer in 1..{len(TTA_VIEWS)}, got {n!r}")
+    _check_batch(x)
+    views = [x]
+    for params in TTA_VIEWS[1:n]:
+        angle, dx, dy, zoom = (torch.full((x.shape[0],), v, device=x.device) for v in params)
+        views.append(_warp(x.float(), angle, dx, dy, zoom, torch.zeros_like(angle)).to(x.dtype))
+    return views
+
+
+# ----------------------------------------------------------------------------- albumentations backend
+
+class AlbumentationsTransform:
+    """Picklable per-image transform: uint8 (H, W) -> float32 (H, W) in [0, 1].
+
+    albumentations draws from its own generator, seeded with ``seed``. Forked DataLoader workers would
+    all inherit (and each epoch re-inherit) the same generator state, so inside a worker it is re-seeded
+    from the worker's torch seed, which differs per worker and per epoch and follows the torch seed.
+    """
+
+    def __init__(self, policy: AugPolicy, seed: int):
+        import albumentations as A  # slow import (~1 s): only where the per-image backend is used
+        import cv2
+
+        ops: list[Any] = [A.ToFloat(max_value=255)]
+        if policy.has_geometry():
+            ops.append(A.Affine(rotate=(-policy.rotate, policy.rotate),
+                                translate_percent=(-policy.shift, policy.shift),
+                                scale=policy.scale, keep_ratio=True,
+                                shear={"x": (-policy.shear, policy.shear), "y": (0.0, 0.0)},
+                                interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0))
+        if policy.contrast:  # torchvision-style contrast: blend with the image mean
+            ops.append(A.ColorJitter(brightness=0.0, contrast=policy.contrast, saturation=0.0, hue=0.0, p=1.0))
+        if policy.brightness:  # brightness_by_max: additive delta times the max value 1.0
+            ops.append(A.RandomBrightnessContrast(brightness_limit=policy.brightness, contrast_limit=0.0,
+                                                  brightness_by_max=True, p=1.0))
+        if policy.erase_p:
+            ops.append(A.Erasing(scale=policy.erase_scale, ratio=ERASE_RATIO, fill=0, p=policy.erase_p))
+        self.policy = policy
+        self._compose = A.Compose(ops, seed=seed)
+        self._worker_seed: int | None = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if image.dtype != np.uint8 or image.ndim != 2:
+            raise ValueError(f"expected a uint8 (H, W) image, got {image.dtype} {image.shape}")
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.seed != self._worker_seed:
+            self._worker_seed = info.seed
+            self._compose.set_random_seed(info.seed % 2**32)
+        return self._compose(image=image)["image"]
+
+
+def image_transform(policy: AugPolicy, seed: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """albumentations backend; without ``seed`` one is drawn from torch's global generator."""
+    return AlbumentationsTransform(policy, int(torch.randint(2**31, ())) if seed is None else seed)

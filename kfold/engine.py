@@ -104,18 +104,6 @@ class _ImageDataset(torch.utils.data.Dataset):
         return torch.from_numpy(self.transform(self.images[row])).unsqueeze(0), int(self.labels[row])
 
 
-def _seed_worker(worker_id: int) -> None:
-    import random
-
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-    info = torch.utils.data.get_worker_info()
-    transform = getattr(info.dataset, "transform", None)
-    if hasattr(transform, "set_random_seed"):  # albumentations >= 2 keeps its own generator
-        transform.set_random_seed(seed)
-
-
 @dataclass
 class FoldResult:
     best_epoch: int
@@ -157,12 +145,16 @@ class FoldTrainer:
         self.policy = aug_policy(cfg)
         self.augment = BatchAugment(self.policy).to(device)
         self.shuffle = torch.Generator().manual_seed(seed)
-        n_train = len(self.train_rows)
-        self.drop_last = n_train > cfg.batch_size
-        self.steps_per_epoch = n_train // cfg.batch_size if self.drop_last else 1
+        self.set_train_rows(self.train_rows)
         self.state = dict(epoch=0, step=0, best_epoch=0, best_acc=-1.0, best_loss=math.inf, stale=0, history=[], seconds=0.0)
         self.best_state: dict[str, torch.Tensor] = {}
         self.best_probs: np.ndarray | None = None
+
+    def set_train_rows(self, rows: np.ndarray) -> None:
+        """Choose the rows the next epochs train on (experiments switch them between epochs)."""
+        self.train_rows = np.asarray(rows)
+        self.drop_last = len(self.train_rows) > self.cfg.batch_size
+        self.steps_per_epoch = len(self.train_rows) // self.cfg.batch_size if self.drop_last else 1
 
     def _compiled(self, model):
         try:
@@ -228,7 +220,7 @@ class FoldTrainer:
         worker_seed = torch.Generator().manual_seed(self.seed * 100_003 + self.state["epoch"])
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=self.cfg.batch_size, sampler=order.tolist(), drop_last=self.drop_last,
-            num_workers=self.cfg.num_workers, worker_init_fn=_seed_worker, generator=worker_seed,
+            num_workers=self.cfg.num_workers, generator=worker_seed,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )
         for x, y in loader:

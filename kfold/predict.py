@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--device", default="auto")
     p.add_argument("--format", choices=["npz", "csv"], default="npz", help="npz (fast, default) or csv (interchange)")
+    p.add_argument("--task", default="auto", choices=["auto", "kmnist", "mnist-mix"], help="expected task (default: detect from --data)")
     p.add_argument("--languages", help="MNIST-MIX: comma-separated subset of languages")
     p.add_argument("--label-mode", default="specific", choices=["specific", "agnostic"])
     p.add_argument("--cache-dir")
@@ -84,7 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .training import load_task_for
 
     device = resolve_device(args.device)
-    args.no_progress = False
     task = load_task_for(args)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
     p.add_argument("--resume", action="store_true", help="skip finished folds, continue an interrupted fold from its checkpoint")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (falls back to eager)")
+    p.add_argument("--task", default="auto", choices=["auto", "kmnist", "mnist-mix"], help="expected task (default: detect from --data)")
     p.add_argument("--languages", help="MNIST-MIX: comma-separated subset of languages")
     p.add_argument("--label-mode", default="specific", choices=["specific", "agnostic"], help="MNIST-MIX label mode")
     p.add_argument("--cache-dir", help="download cache for --data kmnist")
@@ -88,8 +89,12 @@ def load_task_for(args) -> Task:
     from .data import load_task
 
     languages = [name.strip() for name in args.languages.split(",")] if args.languages else None
-    return load_task(args.data, cache_dir=args.cache_dir, languages=languages, label_mode=args.label_mode,
-                     progress=not args.no_progress)
+    task = load_task(args.data, cache_dir=args.cache_dir, languages=languages, label_mode=args.label_mode,
+                     progress=not getattr(args, "no_progress", False))
+    expected = getattr(args, "task", "auto")
+    if expected != "auto" and not task.name.startswith(expected):
+        raise UsageError(f"--task {expected}: --data {args.data} holds a {task.name} dataset")
+    return task
 
 
 def prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:

@@ -104,6 +104,8 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
 
 
 def _interval(correct: np.ndarray, n_bootstrap: int, seed: int) -> tuple[float, float]:
+    if len(correct) < 2:  # nothing to resample: the interval is the single observation
+        return float(correct.mean()), float(correct.mean())
     result = bootstrap((correct,), np.mean, n_resamples=n_bootstrap, method="percentile", vectorized=True,
                        rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)

@@ -171,3 +171,12 @@ def test_cli_leaderboard_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"error: {bad}: line 3, column 'Category': 'x' is not an integer Category\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_single_row_split_has_a_degenerate_interval(tmp_path):
+    """Found by hypothesis: scipy's bootstrap refuses one observation; the interval is then the value itself."""
+    path = tmp_path / "solution.csv"
+    path.write_text("Id,Category,Usage\n0,1,Public\n1,1,Private\n2,0,Private\n")
+    score = score_submission(_submission(tmp_path / "s.csv", [0, 1, 2], [0, 1, 0]), path)
+    assert (score["public"], score["public_low"], score["public_high"]) == (0.0, 0.0, 0.0)
+    assert score["private"] == 1.0 and score["n_public"] == 1

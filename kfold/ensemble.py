@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 from scipy.special import logsumexp
@@ -82,7 +82,7 @@ class Ensemble:
 @dataclass
 class _Aligned:
     ids: np.ndarray
-    probs: np.ndarray | None          # (K, N, C) float32 when every input has probabilities
+    probs: list[np.ndarray] | None    # K arrays (N, C) when every input has probabilities
     predictions: np.ndarray           # (K, N) int64
     classes: list[str]
     names: list[str]
@@ -129,7 +129,7 @@ def align_inputs(inputs: Sequence[Input | str | os.PathLike], num_classes: int |
     kind = kinds.pop() if kinds else "test"
 
     predictions = np.empty((len(items), len(ids)), dtype=np.int64)
-    probs = np.empty((len(items), len(ids), n_classes), dtype=np.float32) if len(prob_items) == len(items) else None
+    probs = [] if len(prob_items) == len(items) else None
     labels = None
     for k, (item, name) in enumerate(zip(items, names)):
         order = align_ids(item.ids, ids, name, f"the first input {names[0]}",
@@ -140,10 +140,11 @@ def align_inputs(inputs: Sequence[Input | str | os.PathLike], num_classes: int |
                 raise DataError(f"{name}: classes differ from {input_name(reference)} at column {diff} "
                                 f"({len(item.classes)} classes: {','.join(item.classes[:12])}"
                                 f"{'...' if len(item.classes) > 12 else ''})")
-            aligned = item.probs[order]
+            # no copy when the rows are already in order (the usual case: files from one test set)
+            aligned = item.probs if np.array_equal(order, np.arange(len(ids))) else item.probs[order]
             predictions[k] = aligned.argmax(axis=1)
             if probs is not None:
-                probs[k] = aligned
+                probs.append(aligned)
             if item.labels is not None:
                 item_labels = item.labels[order]
                 if labels is None:
@@ -160,14 +161,28 @@ def align_inputs(inputs: Sequence[Input | str | os.PathLike], num_classes: int |
                     labels=labels, kind=kind, hard_inputs=hard_inputs)
 
 
-def mean_probs(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted arithmetic mean over inputs of (K, N, C) probabilities."""
-    return (np.tensordot(weights / weights.sum(), probs, axes=1)).astype(np.float32)
+def weighted_sum(arrays: Iterable[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Sum of ``weights[k] * arrays[k]`` in float64, accumulated one array at a time (never stacked)."""
+    total = None
+    for weight, array in zip(weights, arrays):
+        if total is None:
+            total = np.zeros(array.shape)
+        if weight:
+            total += weight * array
+    return total
 
 
-def geomean_probs(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted geometric mean over inputs, renormalised per row (a softmax of mean log-probabilities)."""
-    log_mean = np.tensordot(weights / weights.sum(), np.log(np.clip(probs, LOG_EPS, None)), axes=1)
+def mean_probs(probs: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Weighted arithmetic mean of K (N, C) probability arrays."""
+    return (weighted_sum(probs, weights) / weights.sum()).astype(np.float32)
+
+
+def geomean_probs(probs: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Weighted geometric mean of K (N, C) probability arrays, renormalised per row.
+
+    That is a softmax of the weighted mean log-probability; probabilities are clipped at LOG_EPS first.
+    """
+    log_mean = weighted_sum((np.log(np.clip(p, LOG_EPS, None)) for p in probs), weights) / weights.sum()
     return np.exp(log_mean - logsumexp(log_mean, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -212,7 +227,7 @@ def combine(prob_inputs: Sequence[Input | str | os.PathLike], method: str = "mea
         categories = probs.argmax(axis=1).astype(np.int64)
     else:
         probs = None
-        scores = np.tensordot(weights, aligned.probs, axes=1) if tiebreak == "prob" else None
+        scores = weighted_sum(aligned.probs, weights) if tiebreak == "prob" else None
         categories, tied_rows = vote(aligned.predictions, len(aligned.classes), weights,
                                      np.random.default_rng(seed), tiebreak_scores=scores)
     meta = {"kind": aligned.kind, "method": method, "inputs": aligned.names, "weights": weights.tolist(),
@@ -267,7 +282,7 @@ def fit_weights(oof_inputs: Sequence[Input | str | os.PathLike], metric: str = "
         raise DataError(f"{aligned.names[0]}: weight fitting needs out-of-fold probability files with true labels "
                         f"(kind 'oof'), this one has none")
     log_space = method == "geomean"
-    parts = np.log(np.clip(aligned.probs, LOG_EPS, None)) if log_space else aligned.probs.astype(np.float64)
+    parts = [np.log(np.clip(p, LOG_EPS, None)) if log_space else p.astype(np.float64) for p in aligned.probs]
     n_inputs = len(parts)
     # Loss of a k-member ensemble from the running sum: geomean divides log-sums by k before the
     # softmax, the mean divides sums by k (argmax and normalised log loss do not care for the mean).

@@ -87,12 +87,13 @@ def heatmap(matrix: pd.DataFrame, path: str | os.PathLike) -> None:
 
     size = 2.0 + 0.45 * len(matrix)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(matrix.to_numpy(), cmap="viridis", vmin=min(matrix.to_numpy().min(), 0.9), vmax=1.0)
+    vmin = min(matrix.to_numpy().min(), 0.9)
+    image = ax.imshow(matrix.to_numpy(), cmap="viridis", vmin=vmin, vmax=1.0)
     ax.set_xticks(range(len(matrix)), matrix.columns, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(matrix)), matrix.index, fontsize=8)
     if len(matrix) <= 15:
         for (i, j), value in np.ndenumerate(matrix.to_numpy()):
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color="white" if value < 0.97 else "black")
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color="white" if value < (vmin + 1.0) / 2 else "black")
     fig.colorbar(image, ax=ax, label="fraction of identical predicted classes")
     ax.set_title("Pairwise agreement")
     save_figure(fig, path)

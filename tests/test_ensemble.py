@@ -176,9 +176,9 @@ def test_vote_ties_are_uniform_and_counted():
 
 
 def test_vote_tiebreak_uniform_over_seeds_for_one_row():
-    """Per-row uniformity: over 3,000 seeds one tied row picks each tied class ~1/3 of the time."""
+    """Per-row uniformity: over 1,200 seeds one tied row picks each tied class ~1/3 of the time."""
     inputs = _three_way_ties(1)
-    winners = [int(combine(inputs, "vote", seed=s).categories[0]) for s in range(3000)]
+    winners = [int(combine(inputs, "vote", seed=s).categories[0]) for s in range(1200)]
     assert chisquare(np.bincount(winners, minlength=3)[:3]).pvalue > 0.01
 
 

@@ -268,9 +268,9 @@ class FoldTrainer:
 
     # ---- the whole fold ----------------------------------------------------------------------
     def fit(self, resume: bool = False) -> FoldResult:
+        if resume and self.load_checkpoint():  # replaces self.state: take the reference only afterwards
+            tqdm.write(f"{self.desc}: resuming after epoch {self.state['epoch']}")
         cfg, state = self.cfg, self.state
-        if resume and self.load_checkpoint():
-            tqdm.write(f"{self.desc}: resuming after epoch {state['epoch']}")
         while state["epoch"] < cfg.epochs:
             start = time.perf_counter()
             train_loss, train_acc = self.train_epoch()

@@ -143,6 +143,8 @@ def lenet5(num_classes, in_chans, image_size, dropout, batch_norm) -> nn.Module:
     Default dropout 0 (applied before the output layer when set).
     """
     side = ((image_size // 2) - 4) // 2
+    if side < 1:
+        raise UsageError(f"model 'lenet5' needs image_size >= 12, got {image_size}")
     return nn.Sequential(
         conv_bn_act(in_chans, 6, 5, padding=2, batch_norm=batch_norm), nn.MaxPool2d(2),
         conv_bn_act(6, 16, 5, padding=0, batch_norm=batch_norm), nn.MaxPool2d(2),

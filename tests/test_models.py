@@ -134,6 +134,7 @@ def test_unknown_model_lists_the_available_ones():
     ("ff", {"hidden": [10, -1]}, "hidden"),
     ("lenet5", {"dropout": 1.5}, "dropout"),
     ("lenet5", {"in_chans": 0}, "in_chans"),
+    ("lenet5", {"image_size": 10}, "image_size >= 12"),
 ])
 def test_bad_options_name_the_option(name, kwargs, needle):
     with pytest.raises(UsageError, match=needle):

@@ -19,6 +19,7 @@ DELEGATED = {
     "ensemble": ("kfold.ensemble_cli", "combine probability files / submissions (same as ensemble.py)"),
     "train": ("kfold.training", "k-fold training (same as train.py)"),
     "predict": ("kfold.predict", "test predictions of a trained run (same as predict.py)"),
+    "run": ("kfold.pipeline", "the whole flow: train -> predict -> ensemble -> validate -> leaderboard"),
 }
 
 

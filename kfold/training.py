@@ -16,6 +16,7 @@ import argparse
 import json
 import platform
 import time
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-mode", default="specific", choices=["specific", "agnostic"], help="MNIST-MIX label mode")
     p.add_argument("--cache-dir", help="download cache for --data kmnist")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (epoch lines are still printed)")
+    p.add_argument("--parallel-folds", type=int, default=1, metavar="N",
+                   help="train N folds at once in separate processes (for a large GPU that one small model cannot fill)")
     for flag, kind in CONFIG_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None)
     return p
@@ -97,18 +100,25 @@ def load_task_for(args) -> Task:
     return task
 
 
-def prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
-    """Refuse to mix runs: an existing run directory needs --resume and the same settings."""
+def prepare_run_dir(run_dir: Path, run_config: dict, resume: bool, full: bool = False) -> None:
+    """Refuse to mix runs: an existing run directory needs --resume (or --full) and the same settings.
+
+    ``--full`` picks its own epoch count, so the epochs may differ from the fold runs'.
+    """
     path = run_dir / "config.json"
     if path.exists():
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise DataError(f"{path}: damaged run config; use a new --out directory") from None
-        if not resume:
+        if not (resume or full):
             raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
+        ignored = {"epochs"} if full else set()
         for key in ("config", "k", "seed", "fingerprint"):
-            if saved.get(key) != run_config[key]:
+            saved_value, value = saved.get(key), run_config[key]
+            if key == "config" and isinstance(saved_value, dict):
+                saved_value, value = ({k: v for k, v in d.items() if k not in ignored} for d in (saved_value, value))
+            if saved_value != value:
                 raise UsageError(f"{path}: {key} differs from this command's; use a new --out directory for a new setup")
         return
     write_json(path, run_config)
@@ -234,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = resolve_config(args.preset, args.config, overrides)
     if args.k < 2:
         raise UsageError(f"--k {args.k}: k-fold needs k >= 2")
+    if args.parallel_folds < 1:
+        raise UsageError(f"--parallel-folds {args.parallel_folds}: must be at least 1")
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -250,20 +262,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             train_one(full_cfg, task, run_dir, "full", np.arange(len(task.train_labels)), None, args, device, args.k)
     else:
+        todo = []
         for fold in parse_fold_list(args.folds, args.k):
             if args.resume and fold_meta_path(run_dir, fold).exists():
                 print(f"fold {fold}: already finished, skipping")
-                continue
-            train_one(cfg, task, run_dir, fold, np.flatnonzero(folds != fold), np.flatnonzero(folds == fold), args, device, args.k)
+            else:
+                todo.append(fold)
+        if args.parallel_folds > 1 and len(todo) > 1:
+            train_parallel(todo, args, argv)
+        else:
+            for fold in todo:
+                train_one(cfg, task, run_dir, fold, np.flatnonzero(folds != fold), np.flatnonzero(folds == fold), args, device, args.k)
     summary = summarize(run_dir, task, args.k, cfg, args)
     print_summary(summary)
     print(f"wall time {time.perf_counter() - start:.1f}s; run directory {run_dir}")
     return 0
 
 
+def _train_worker(argv: list[str], threads: int) -> int:
+    import torch
+
+    torch.set_num_threads(threads)
+    return main(argv)
+
+
+def train_parallel(todo: list[int], args, argv: Sequence[str] | None) -> None:
+    """Train folds in ``--parallel-folds`` worker processes, each a ``--resume`` run of its own folds.
+
+    The run directory and folds.csv exist already, so workers only add their fold directories.
+    On CPU the cores are divided between the workers.
+    """
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    import torch
+
+    workers = min(args.parallel_folds, len(todo))
+    threads = max(1, torch.get_num_threads() // workers) if args.device in ("cpu", "auto") and not torch.cuda.is_available() else 1
+    base = _without_flag(_without_flag(list(sys.argv[1:] if argv is None else argv), "--folds"), "--parallel-folds")
+    groups = [todo[i::workers] for i in range(workers)]
+    print(f"training folds {todo} in {workers} processes ({threads} CPU thread(s) each, pid {os.getpid()})")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        jobs = [pool.submit(_train_worker, [*base, "--folds", ",".join(map(str, g)), "--resume"], threads) for g in groups]
+        for job in jobs:
+            job.result()
+
+
+def _without_flag(argv: list[str], flag: str) -> list[str]:
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == flag:
+            skip = True
+        elif not item.startswith(flag + "="):
+            out.append(item)
+    return out
+
+
 def load_or_create_folds_checked(run_dir: Path, run_config: dict, task: Task, args) -> np.ndarray:
     run_dir.mkdir(parents=True, exist_ok=True)
-    prepare_run_dir(run_dir, run_config, args.resume or args.full)
+    prepare_run_dir(run_dir, run_config, args.resume, args.full)
     return load_or_create_folds(run_dir / "folds.csv", task.train_labels, args.k, args.seed)
 
 

@@ -57,7 +57,8 @@ def test_every_preset_trains_one_epoch_on_real_images(preset, real_subset, tmp_p
 
 def test_run_directory_is_complete(synthetic_comp, tmp_path, capsys):
     out = tmp_path / "run"
-    assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--epochs", 3, "--lr", 0.05, "--out", out) == 0
+    assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--epochs", 3, "--lr", 0.05, "--batch-size", 16,
+                 "--aug", "none", "--out", out) == 0
     for fold in (0, 1):
         files = {p.name for p in (out / f"fold{fold}").iterdir()}
         assert {"model.safetensors", "meta.json", "metrics.csv", "learning_curve.png", "confusion.csv", "confusion.png", "oof.npz"} <= files
@@ -75,7 +76,8 @@ def test_run_directory_is_complete(synthetic_comp, tmp_path, capsys):
     assert {"oof_logloss", "train_seconds", "folds"} <= set(summary)
     assert "OOF accuracy" in capsys.readouterr().out
     # --full trains on all rows for the folds' mean best epoch
-    assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--lr", 0.05, "--out", out, "--full") == 0
+    assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--lr", 0.05, "--batch-size", 16, "--aug", "none",
+                 "--out", out, "--full") == 0
     full = json.loads((out / "full" / "meta.json").read_text())
     assert full["train_rows"] == 200 and full["config"]["epochs"] == round(np.mean([s["best_epoch"] for s in summary["folds"]]))
 
@@ -146,3 +148,11 @@ def test_resume_after_sigkill_is_bit_identical(synthetic_comp, tmp_path):
     assert (out / "folds.csv").read_bytes() == (reference / "folds.csv").read_bytes()
     assert read_probs(out / "oof.npz").probs.tobytes() == read_probs(reference / "oof.npz").probs.tobytes()
     assert not list(out.rglob("*.tmp")) and not list(out.rglob("checkpoint.pt"))
+
+
+def test_parallel_folds_train_every_fold(synthetic_comp, tmp_path):
+    out = tmp_path / "par"
+    assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--epochs", 1, "--out", out, "--parallel-folds", 2) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["folds_done"] == 2 and summary["oof_rows"] == 200
+    assert sorted(row["fold"] for row in summary["folds"]) == [0, 1]

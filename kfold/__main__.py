@@ -1,0 +1,3 @@
+from kfold.cli import main
+
+raise SystemExit(main())

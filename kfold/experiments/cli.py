@@ -1,0 +1,106 @@
+"""Command line of ``mnist_mix.py`` / ``kfold mnist-mix``: one subcommand per experiment.
+
+Torch is imported only after the arguments are parsed, so ``--help`` is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from kfold.errors import UsageError
+
+# experiment -> (module, runner, one-line help)
+EXPERIMENTS = {
+    "compare": ("compare", "run_compare", "1. ff 2x100/2x250/2x500 against resnet8..32 on all language x digit classes"),
+    "roundrobin": ("schedules", "run_roundrobin", "2. digit labels, one epoch of each language in turn for R rounds, vs mixed"),
+    "transfer": ("transfer", "run_transfer", "3. train on each language alone, test on every language (L x L matrix)"),
+    "sequential": ("schedules", "run_sequential", "4. each language once, in order, vs mixed: forgetting curve"),
+}
+QUICK_EPOCHS = 1
+PRESET_EPOCHS = "default: the model's preset (ff-2x250: 10, resnet26: 15)"
+EPOCHS_HELP = {
+    "compare": f"epochs per model; {PRESET_EPOCHS}",
+    "transfer": f"epochs per single-language training; {PRESET_EPOCHS}",
+    "sequential": f"epochs per language stage, and of the mixed baseline; {PRESET_EPOCHS}",
+}
+
+
+def _names(values: list[str] | None) -> list[str] | None:
+    """Space- and/or comma-separated names, duplicates dropped, order kept."""
+    if values is None:
+        return None
+    return list(dict.fromkeys(name.strip() for value in values for name in value.split(",") if name.strip()))
+
+
+def build_parser(prog: str = "mnist_mix.py") -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", required=True, help="MNIST-MIX combined .npz, or a directory with it or with component files")
+    common.add_argument("--out", required=True, type=Path, help="output directory (CSV tables, PNG figures, summary.md)")
+    common.add_argument("--models", nargs="+", metavar="MODEL", help="model names (space or comma separated)")
+    common.add_argument("--languages", nargs="+", metavar="LANG", help="subset of languages (default: all present)")
+    common.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--quick", action="store_true", help="smoke run: a sample of 300/100 train/test images per "
+                                                             f"language and {QUICK_EPOCHS} epoch/round unless given")
+    common.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    common.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    parser = argparse.ArgumentParser(prog=prog, description="The MNIST-MIX report's experiments. Each writes CSV tables, "
+                                     "PNG figures and summary.md into --out.")
+    sub = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    for name, (_, _, text) in EXPERIMENTS.items():
+        experiment = sub.add_parser(name, parents=[common], help=text, description=text)
+        if name == "roundrobin":
+            experiment.add_argument("--rounds", type=int, help="rounds R, each one epoch per language "
+                                                               "(default: the model's preset epochs)")
+        else:
+            experiment.add_argument("--epochs", type=int, help=EPOCHS_HELP[name])
+    return parser
+
+
+def _check_positive(args) -> None:
+    for flag in ("epochs", "rounds", "threads"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag} {value}: must be at least 1")
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "mnist_mix.py") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(prog).parse_args(argv)
+    _check_positive(args)
+    import importlib
+
+    import torch
+
+    from kfold.inference import resolve_device
+
+    from .common import Experiment, check_models, console_table, load_experiment_task
+
+    module_name, runner_name, _ = EXPERIMENTS[args.experiment]
+    module = importlib.import_module(f"kfold.experiments.{module_name}")
+    models = check_models(_names(args.models) or module.DEFAULT_MODELS)
+    task = load_experiment_task(args.data, _names(args.languages), module.LABEL_MODE, quick=args.quick, seed=args.seed)
+    if args.experiment != "compare" and len(task.group_names) < 2:
+        raise UsageError(f"{args.experiment} needs at least 2 languages; {args.data} gives {', '.join(task.group_names)}")
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    default = QUICK_EPOCHS if args.quick else None
+    exp = Experiment(task, args.out, device, seed=args.seed, epochs=getattr(args, "epochs", None) or default,
+                     progress=not args.no_progress, command=shlex.join([prog, *argv]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    options = {"rounds": args.rounds or default} if args.experiment == "roundrobin" else {}
+    print(f"{args.experiment}: {', '.join(models)} on {task.source}; device {device}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or threads)
+    try:
+        tables = getattr(module, runner_name)(exp, models, **options)
+    finally:  # a process-wide setting: leave it as found (in-process callers, tests)
+        torch.set_num_threads(threads)
+    for title, table in tables.items():
+        print(f"\n{title}\n{console_table(table)}")
+    print(f"\nwrote {args.out / 'summary.md'}")
+    return 0

@@ -1,10 +1,12 @@
 """Local Kaggle-style leaderboard: score submissions on the Public and Private rows of a solution file.
 
-A solution file is ``Id,Category[,Usage]``. ``Usage`` is ``Public`` or ``Private`` (``Ignored``
+A solution file is ``Id,Category[,Usage][,Language]``. ``Usage`` is ``Public`` or ``Private`` (``Ignored``
 rows are scored nowhere, as on Kaggle). A solution without ``Usage`` gets a seeded random
 Public/Private split (``public_fraction`` of the rows Public), the same one ``make_solution``
 writes. Accuracy intervals are 95% percentile bootstraps (``scipy.stats.bootstrap``, seeded);
-probability files also get a log loss. Nothing here imports torch.
+probability files also get a log loss. A ``Language`` column (MNIST-MIX) adds the accuracy of each
+language on the scored rows (Public and Private), as columns ``accuracy_<language>``. Nothing here
+imports torch.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from kfold.report import display_names, markdown_table
 from kfold.submission import FIRST_DATA_LINE, Submission, align_ids, check_unique_ids, read_csv_frame
 
 USAGES = ("Public", "Private", "Ignored")
+GROUP_COLUMN = "Language"  # optional last solution column: accuracy per group
+GROUP_PREFIX = "accuracy_"
 DEFAULT_PUBLIC_FRACTION = 0.3
 COLUMNS = ["public_rank", "submission", "public", "private", "private_rank", "rank_shift", "public_low", "public_high",
            "private_low", "private_high", "public_logloss", "private_logloss", "n_public", "n_private"]
@@ -38,6 +42,7 @@ class Solution:
     usage: np.ndarray      # str per row: Public | Private | Ignored
     path: Path | None = None
     split_generated: bool = False  # True when the file had no Usage column
+    groups: np.ndarray | None = None  # str per row from the Language column, if any
 
     @property
     def public(self) -> np.ndarray:
@@ -77,6 +82,8 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
     where = str(path)
     frame = read_csv_frame(path, "solution")
     columns = list(frame.columns)
+    group_values = frame.pop(GROUP_COLUMN) if columns[2:] and columns[-1] == GROUP_COLUMN else None
+    columns = list(frame.columns)
     if columns not in (["Id", "Category"], ["Id", "Category", "Usage"]):
         raise DataError(f"{where}: line 1: header '{','.join(map(str, columns))}' must be 'Id,Category,Usage' "
                         f"(or 'Id,Category')")
@@ -86,11 +93,18 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
     categories = numeric_column(frame, "Category", where, "an integer Category", integer=True,
                                 first_line=FIRST_DATA_LINE).astype(np.int64)
     check_unique_ids(ids, where)
+    groups = None
+    if group_values is not None:
+        groups = group_values.str.strip().to_numpy(dtype=object)
+        if (groups == "").any():
+            row = int(np.argmax(groups == ""))
+            raise DataError(f"{where}: line {row + FIRST_DATA_LINE} (Id {ids[row]}), column '{GROUP_COLUMN}': empty")
     if (categories < 0).any():
         row = int(np.argmax(categories < 0))
         raise DataError(f"{where}: line {row + FIRST_DATA_LINE} (Id {ids[row]}): Category {categories[row]} is negative")
     if "Usage" not in frame:
-        return Solution(ids, categories, random_usage(len(ids), seed, public_fraction), path, split_generated=True)
+        return Solution(ids, categories, random_usage(len(ids), seed, public_fraction), path, split_generated=True,
+                        groups=groups)
     usage = frame["Usage"].astype(str).str.strip().to_numpy(dtype=object)
     bad = ~np.isin(usage, USAGES)
     if bad.any():
@@ -100,7 +114,7 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
     for split in ("Public", "Private"):
         if not (usage == split).any():
             raise DataError(f"{where}: no {split} rows in the Usage column")
-    return Solution(ids, categories, usage, path)
+    return Solution(ids, categories, usage, path, groups=groups)
 
 
 def _interval(correct: np.ndarray, n_bootstrap: int, seed: int) -> tuple[float, float]:
@@ -142,6 +156,11 @@ def score_submission(submission: Submission | ProbFile | str | os.PathLike, solu
         scores[f"{split}_logloss"] = (float(log_loss(truth, probs[mask], labels=np.arange(probs.shape[1])))
                                       if probs is not None else np.nan)
         scores[f"n_{split}"] = int(mask.sum())
+    if solution.groups is not None:
+        scored = solution.public | solution.private
+        for group in dict.fromkeys(solution.groups[scored]):
+            mask = scored & (solution.groups == group)
+            scores[GROUP_PREFIX + group] = float(accuracy_score(solution.categories[mask], predicted[mask]))
     return scores
 
 
@@ -154,7 +173,7 @@ def leaderboard(submissions: Sequence[str | os.PathLike], solution: Solution, n_
     table.insert(0, "public_rank", table["public"].rank(ascending=False, method="min").astype(int))
     table["private_rank"] = table["private"].rank(ascending=False, method="min").astype(int)
     table["rank_shift"] = table["public_rank"] - table["private_rank"]  # > 0: climbed on Private
-    table = table[COLUMNS]
+    table = table[COLUMNS + [column for column in table.columns if column.startswith(GROUP_PREFIX)]]
     return table.sort_values(["public_rank", "private_rank", "submission"], kind="stable").reset_index(drop=True)
 
 
@@ -171,6 +190,7 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
         "shift": table["rank_shift"].map(lambda s: f"{s:+d}"),
         "public logloss": table["public_logloss"],
         "private logloss": table["private_logloss"],
+        **{column[len(GROUP_PREFIX):]: table[column] for column in table.columns if column.startswith(GROUP_PREFIX)},
     })
     return markdown_table(shown)
 

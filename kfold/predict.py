@@ -87,10 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     task = load_task_for(args)
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    gains, written = [], []
-    for run_dir in map(Path, args.runs):
-        dirs = model_dirs(run_dir)
+    runs = [(run_dir, model_dirs(run_dir)) for run_dir in map(Path, args.runs)]  # every run checked first
+    gains, pending = [], {}  # pending: output path -> write_probs arguments; written only when all succeeded
+
+    def add(path: Path, *write_args, **write_kwargs) -> None:
+        if path in pending:
+            raise UsageError(f"two runs would both write {path}: give run directories distinct names")
+        pending[path] = (write_args, write_kwargs)
+
+    for run_dir, dirs in runs:
         run_name = safe_name(run_dir.resolve().name)
         fold_probs = []
         for model_dir in tqdm(dirs, desc=f"predict {run_name}", leave=False):
@@ -110,8 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file_meta = {"kind": "test", "run": run_name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],
                          "seed": meta["seed"], "tta": views, "fingerprint": meta["fingerprint"], "task": task.name}
             path = out_dir / f"{run_name}-{safe_name(model_dir.name)}.{args.format}"
-            write_probs(path, task.test_ids, probs, task.class_names, file_meta)
-            written.append(path)
+            add(path, task.test_ids, probs, task.class_names, file_meta)
             tqdm.write(f"{path}: {len(probs)} rows, {views} view(s), {len(probs) / max(seconds, 1e-9):,.0f} images/s")
             if model_dir.name != "full":
                 fold_probs.append(probs)
@@ -119,17 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     gains.append(tta_gain(model, meta, task, run_dir, model_dir, views, args, device, channels_last))
         if fold_probs:
             mean_meta = {**file_meta, "fold": "mean", "folds": len(fold_probs)}
-            path = out_dir / f"{run_name}-mean.{args.format}"
-            write_probs(path, task.test_ids, np.mean(fold_probs, axis=0), task.class_names, mean_meta)
-            written.append(path)
+            add(out_dir / f"{run_name}-mean.{args.format}", task.test_ids, np.mean(fold_probs, axis=0), task.class_names, mean_meta)
         if (run_dir / "oof.npz").is_file():
             oof = read_probs(run_dir / "oof.npz")
-            path = out_dir / f"{run_name}-oof.{args.format}"
-            write_probs(path, oof.ids, oof.probs, oof.classes, oof.meta, labels=oof.labels)
-            written.append(path)
+            add(out_dir / f"{run_name}-oof.{args.format}", oof.ids, oof.probs, oof.classes, oof.meta, labels=oof.labels)
+    for path, (write_args, write_kwargs) in pending.items():
+        write_probs(path, *write_args, **write_kwargs)
     if gains:
         table = pd.DataFrame(gains)
         print("TTA gain on out-of-fold rows:")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"wrote {len(written)} probability files to {out_dir}")
+    print(f"wrote {len(pending)} probability files to {out_dir}")
     return 0

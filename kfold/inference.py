@@ -12,6 +12,9 @@ from safetensors.torch import load_file, safe_open
 from .errors import DataError, UsageError
 from .models import create_model
 
+# what predict.py reads from the metadata that training writes into every model.safetensors header
+WEIGHTS_META_KEYS = ("config", "num_classes", "model", "fold", "preset", "seed", "fingerprint", "normalization")
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA, then Apple MPS, then CPU; an explicit device must be available."""
@@ -90,9 +93,15 @@ def load_model(weights_path: str | Path, device: torch.device) -> tuple[torch.nn
         raise DataError(f"{weights_path}: not a valid safetensors file ({exc})") from None
     if "kfold" not in header:
         raise DataError(f"{weights_path}: no kfold metadata in the safetensors header")
-    meta = json.loads(header["kfold"])
-    cfg = meta["config"]
-    model = create_model(cfg["model"], meta["num_classes"], dropout=cfg["dropout"], batch_norm=cfg["batch_norm"], **cfg["model_kwargs"])
+    try:
+        meta = json.loads(header["kfold"])
+        missing = [key for key in WEIGHTS_META_KEYS if key not in meta]
+        if missing:
+            raise KeyError(", ".join(missing))
+        cfg = meta["config"]
+        model = create_model(cfg["model"], meta["num_classes"], dropout=cfg["dropout"], batch_norm=cfg["batch_norm"], **cfg["model_kwargs"])
+    except (ValueError, KeyError, TypeError, UsageError) as exc:  # a damaged or hand-edited header
+        raise DataError(f"{weights_path}: bad kfold metadata in the safetensors header ({type(exc).__name__}: {exc})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -3,7 +3,8 @@
 ``kaggle`` is an optional extra (``pip install kfold[kaggle]``) and is imported only inside
 ``_client``, which also authenticates: kaggle 2.x authenticates when imported and prints a help
 text (or calls ``exit``) when no credentials are found. Both are silenced here and turned into one
-UsageError line. Credentials are never printed or written by kfold. Nothing here imports torch.
+UsageError line. Credentials are never printed or written by kfold: they are masked in the client's
+replies and error messages before kfold shows them. Nothing here imports torch.
 """
 from __future__ import annotations
 
@@ -39,8 +40,21 @@ def _client():
     return api
 
 
-def _failed(action: str, exc: BaseException) -> DataError:
-    detail = " ".join(str(exc).split()) or type(exc).__name__
+CREDENTIAL_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN")
+
+
+def _masked(text: str, api) -> str:
+    """``text`` with every credential the client knows (environment or its loaded config) replaced by ***."""
+    config = getattr(api, "config_values", None)
+    values = [os.environ.get(name, "") for name in CREDENTIAL_ENV]
+    values += [str(config.get(key) or "") for key in ("username", "key", "token")] if isinstance(config, dict) else []
+    for secret in sorted({v for v in values if len(v) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _failed(action: str, exc: BaseException, api) -> DataError:
+    detail = _masked(" ".join(str(exc).split()) or type(exc).__name__, api)
     return DataError(f"kaggle: {action} failed: {detail[:300]}")
 
 
@@ -50,8 +64,8 @@ def submit(path: str | os.PathLike, competition: str, message: str) -> str:
     try:
         response = api.competition_submit(str(path), message, competition, quiet=True)
     except Exception as exc:  # HTTP errors: unknown competition, rules not accepted, quota
-        raise _failed(f"submitting {path} to '{competition}'", exc) from None
-    reply = str(getattr(response, "message", "") or "submitted")
+        raise _failed(f"submitting {path} to '{competition}'", exc, api) from None
+    reply = _masked(str(getattr(response, "message", "") or "submitted"), api)
     if reply == getattr(api, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE", None):
         raise DataError(f"kaggle: submitting {path} to '{competition}' failed: {reply}")
     return reply
@@ -65,15 +79,14 @@ def download(competition: str, data_dir: str | os.PathLike) -> list[Path]:
     try:
         api.competition_download_files(competition, path=str(data_dir), quiet=True)
     except Exception as exc:
-        raise _failed(f"downloading '{competition}'", exc) from None
+        raise _failed(f"downloading '{competition}'", exc, api) from None
     archive = data_dir / f"{competition}.zip"
     if not archive.is_file():
         return sorted(p for p in data_dir.iterdir() if p.is_file())
     try:
-        with zipfile.ZipFile(archive) as zf:
-            names = zf.namelist()
-            zf.extractall(data_dir)  # zipfile drops absolute paths and '..' components
+        with zipfile.ZipFile(archive) as zf:  # extract() drops absolute paths and '..' and returns where it wrote
+            files = [Path(zf.extract(member, data_dir)) for member in zf.infolist() if not member.is_dir()]
     except zipfile.BadZipFile:
         raise DataError(f"{archive}: downloaded archive is not a valid zip file") from None
     archive.unlink()
-    return [data_dir / name for name in names if not name.endswith("/")]
+    return files

@@ -20,6 +20,7 @@ DELEGATED = {
     "train": ("kfold.training", "k-fold training (same as train.py)"),
     "predict": ("kfold.predict", "test predictions of a trained run (same as predict.py)"),
     "run": ("kfold.pipeline", "the whole flow: train -> predict -> ensemble -> validate -> leaderboard"),
+    "compare": ("kfold.compare", "presets side by side over seeds, ensembles, Public/Private comparison (same as compare.py)"),
 }
 
 

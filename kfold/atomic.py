@@ -28,9 +28,12 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # a failed write (disk full, I/O error) does not say which file: name the one being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

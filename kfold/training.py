@@ -28,7 +28,7 @@ from . import __version__
 from .atomic import write_csv, write_json
 from .config import TrainConfig, preset_names, resolve_config
 from .errors import DataError, UsageError
-from .folds import load_or_create_folds
+from .folds import assign_folds, load_or_create_folds
 from .probs import read_probs, write_probs
 from .task import Task
 
@@ -246,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--k {args.k}: k-fold needs k >= 2")
     if args.parallel_folds < 1:
         raise UsageError(f"--parallel-folds {args.parallel_folds}: must be at least 1")
+    fold_list = parse_fold_list(args.folds, args.k)
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -253,19 +254,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(args.out)
     run_config = {"config": cfg.to_dict(), "preset": args.preset, "k": args.k, "seed": args.seed, "data": str(args.data),
                   "task": task.name, "fingerprint": task.fingerprint(), "classes": task.class_names}
+    if args.full:  # every usage check runs before the first file of the run is written
+        full_cfg = resolve_config(args.preset, args.config, {**overrides, "epochs": full_epochs(run_dir, args.k, args.epochs)})
     folds = load_or_create_folds_checked(run_dir, run_config, task, args)
     start = time.perf_counter()
     if args.full:
-        full_cfg = resolve_config(args.preset, args.config, {**overrides, "epochs": full_epochs(run_dir, args.k, args.epochs)})
         if fold_meta_path(run_dir, "full").exists() and args.resume:
             print("full: already finished, skipping")
         else:
             train_one(full_cfg, task, run_dir, "full", np.arange(len(task.train_labels)), None, args, device, args.k)
     else:
         todo = []
-        for fold in parse_fold_list(args.folds, args.k):
+        for fold in fold_list:
             if args.resume and fold_meta_path(run_dir, fold).exists():
                 print(f"fold {fold}: already finished, skipping")
+                (fold_meta_path(run_dir, fold).parent / "checkpoint.pt").unlink(missing_ok=True)  # killed before its deletion
             else:
                 todo.append(fold)
         if args.parallel_folds > 1 and len(todo) > 1:
@@ -322,6 +325,8 @@ def _without_flag(argv: list[str], flag: str) -> list[str]:
 
 
 def load_or_create_folds_checked(run_dir: Path, run_config: dict, task: Task, args) -> np.ndarray:
+    if not (run_dir / "folds.csv").exists():
+        assign_folds(task.train_labels, args.k, args.seed)  # a k larger than a class fails before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     prepare_run_dir(run_dir, run_config, args.resume, args.full)
     return load_or_create_folds(run_dir / "folds.csv", task.train_labels, args.k, args.seed)

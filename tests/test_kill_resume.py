@@ -182,10 +182,7 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(spawn, tmp_path):
 
     assert (killed / "folds.csv").read_bytes() == (reference / "folds.csv").read_bytes()
     assert _summary(killed) == _summary(reference)
-    assert not (killed / "fold1" / "checkpoint.pt").exists()
-    # A kill between a fold's meta.json and the checkpoint's deletion leaves fold0/checkpoint.pt behind
-    # (harmless: a finished fold is never resumed); it must not be left anywhere else.
-    assert all((path.parent / "meta.json").is_file() for path in killed.rglob("checkpoint.pt"))
+    assert not list(killed.rglob("checkpoint.pt"))  # also fold0's, killed between its meta.json and its deletion
     for name in ("oof.npz", "fold0/oof.npz", "fold1/oof.npz"):
         a, b = read_probs(killed / name), read_probs(reference / name)
         assert a.probs.tobytes() == b.probs.tobytes() and a.ids.tobytes() == b.ids.tobytes()

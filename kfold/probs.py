@@ -109,7 +109,7 @@ def validate(ids: np.ndarray, probs: np.ndarray, classes: list[str], labels: np.
         if bad.any():
             row, col = np.argwhere(bad)[0]
             raise DataError(f"{_where(where, ids, row, line_offset)}, column '{classes[col]}': "
-                            f"probability {probs[row, col]} {what}")
+                            f"probability {probs[row, col]!s} {what}")
     sums = probs.sum(axis=1, dtype=np.float64)
     off = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
     if off.any():

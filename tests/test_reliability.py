@@ -9,6 +9,7 @@ test_config_folds.py and test_ensemble.py.
 """
 from __future__ import annotations
 
+import ast
 import errno
 import json
 import os
@@ -365,6 +366,48 @@ def test_output_under_a_file_is_one_line(name, tmp_path, capsys):
     assert_one_line_error(capsys.readouterr().err, str(blocker))
     assert blocker.read_text() == "an earlier result, not a directory\n"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+WRITERS = {"write_text", "write_bytes", "save", "savez", "savez_compressed", "savefig", "save_file", "dump", "tofile"}
+
+
+def _unguarded_writes(path: Path) -> list[str]:
+    """Calls in ``path`` that write a file but are not inside a ``with atomic_path(...)`` block."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def guarded(node) -> bool:
+        while node in parents:
+            node = parents[node]
+            if isinstance(node, ast.With) and any(isinstance(item.context_expr, ast.Call)
+                                                  and getattr(item.context_expr.func, "id", "") == "atomic_path"
+                                                  for item in node.items):
+                return True
+        return False
+
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        mode = next((arg.value for arg in node.args[1:2] if isinstance(arg, ast.Constant)), "") or next(
+            (kw.value.value for kw in node.keywords if kw.arg == "mode" and isinstance(kw.value, ast.Constant)), "")
+        writes = ((name in WRITERS and (isinstance(node.func, ast.Attribute) or name == "save_file"))
+                  or (name == "open" and any(flag in str(mode) for flag in "wax+"))
+                  or (name == "to_csv" and (node.args or any(kw.arg == "path_or_buf" for kw in node.keywords))))
+        if writes and not guarded(node):
+            found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def test_every_file_kfold_writes_goes_through_an_atomic_rename(tmp_path):
+    """A static check of the package: no file is opened for writing outside ``kfold.atomic.atomic_path``."""
+    sources = sorted((REPO / "kfold").rglob("*.py"))
+    assert len(sources) > 20
+    assert [line for path in sources for line in _unguarded_writes(path)] == []
+    example = text(tmp_path / "example.py", "with atomic_path(p) as tmp:\n    np.save(tmp, a)\nnp.save(p, a)\n"
+                   "open(p, 'w')\nopen(p)\nframe.to_csv(p)\nframe.to_csv()\nPath(p).write_text('x')\n")
+    assert sorted(int(line.split(":")[1]) for line in _unguarded_writes(example)) == [3, 4, 6, 8]
 
 
 # ---- reproducibility ------------------------------------------------------------------------------------------

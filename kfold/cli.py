@@ -21,6 +21,7 @@ DELEGATED = {
     "predict": ("kfold.predict", "test predictions of a trained run (same as predict.py)"),
     "run": ("kfold.pipeline", "the whole flow: train -> predict -> ensemble -> validate -> leaderboard"),
     "compare": ("kfold.compare", "presets side by side over seeds, ensembles, Public/Private comparison (same as compare.py)"),
+    "mnist-mix": ("kfold.experiments.cli", "the MNIST-MIX report's experiments (same as mnist_mix.py)"),
 }
 
 
@@ -136,8 +137,8 @@ def _delegate(name: str, argv: list[str]) -> int:
         if exc.name == module_name:
             raise UsageError(f"'kfold {name}' is not available in this installation ({module_name} is missing)") from None
         raise UsageError(f"'kfold {name}' needs the package '{exc.name}', which is not installed") from None
-    if name == "ensemble":
-        return module.main(argv, prog="kfold ensemble")
+    if name in ("ensemble", "mnist-mix"):
+        return module.main(argv, prog=f"kfold {name}")
     return module.main(argv)
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from synthetic import balanced_labels, pattern_images, write_mnist_mix_components
 
+from kfold import cli
 from kfold.data import LANGUAGES, load_mnist_mix
 from kfold.errors import run_cli
 from kfold.experiments.cli import main as experiments_main
@@ -206,6 +207,14 @@ def test_errors_are_one_line_and_write_nothing(mix, tmp_path, capsys, argv, mess
 def test_missing_data_is_a_data_error(tmp_path, capsys):
     assert run("compare", tmp_path / "absent", tmp_path / "out") == 1
     assert "no such MNIST-MIX file or directory" in capsys.readouterr().err
+
+
+def test_kfold_mnist_mix_subcommand(mix, tmp_path, capsys):
+    out = tmp_path / "via-kfold"
+    assert cli.main(["mnist-mix", "compare", "--data", str(mix), "--out", str(out), "--models", "ff-2x100",
+                     "--epochs", "1", *FAST]) == 0
+    assert "`kfold mnist-mix compare --data" in (out / "summary.md").read_text()
+    assert len(pd.read_csv(out / "results.csv")) == 1
 
 
 def test_cli_module_does_not_import_torch():

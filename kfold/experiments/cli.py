@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mnist_mix.py") -> int:
         torch.use_deterministic_algorithms(True, warn_only=True)
     default = QUICK_EPOCHS if args.quick else None
     exp = Experiment(task, args.out, device, seed=args.seed, epochs=getattr(args, "epochs", None) or default,
-                     progress=not args.no_progress, command=shlex.join([prog, *argv]))
+                     progress=not args.no_progress, command=f"{prog} {shlex.join(argv)}")
     args.out.mkdir(parents=True, exist_ok=True)
     options = {"rounds": args.rounds or default} if args.experiment == "roundrobin" else {}
     print(f"{args.experiment}: {', '.join(models)} on {task.source}; device {device}")

@@ -38,7 +38,8 @@ def accuracy_curves(series: dict[str, pd.DataFrame], x: str, columns: list[str],
     for (name, part), style in zip(series.items(), styles):
         for index, column in enumerate(columns):
             emphasis = dict(color="black", lw=2.5, zorder=3) if column == "overall" else dict(color=colors(index % colors.N), lw=1, alpha=0.8)
-            ax.plot(part[x], part[column], style, ms=3, label=f"{column} ({name})", **emphasis)
+            label = f"{column} ({name})" if len(series) > 1 else column
+            ax.plot(part[x], part[column], style, ms=3, label=label, **emphasis)
     ax.set(title=title, xlabel=xlabel, ylabel="test accuracy", ylim=(0, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=max(1, len(series)), loc="center left", bbox_to_anchor=(1.01, 0.5))

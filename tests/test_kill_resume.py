@@ -101,7 +101,7 @@ def _cli_process(module: str, argv: list[str], log: str, point: KillPoint | None
 @pytest.fixture(scope="module")
 def spawn():
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload([*PRELOAD, __name__])  # this module too: it holds the children's code
 
     def run(argv: list, log: Path, point: KillPoint | None = None, module: str = "kfold.training") -> int:
         process = context.Process(target=_cli_process, args=(module, [*map(str, argv)], str(log), point))

@@ -95,8 +95,9 @@ def load_task_for(args) -> Task:
     task = load_task(args.data, cache_dir=args.cache_dir, languages=languages, label_mode=args.label_mode,
                      progress=not getattr(args, "no_progress", False))
     expected = getattr(args, "task", "auto")
-    if expected != "auto" and not task.name.startswith(expected):
-        raise UsageError(f"--task {expected}: --data {args.data} holds a {task.name} dataset")
+    kind = "mnist-mix" if task.name == "mnist-mix" else "kmnist"
+    if expected not in ("auto", kind):
+        raise UsageError(f"--task {expected}: --data {args.data} holds a {kind} dataset")
     return task
 
 

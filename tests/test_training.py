@@ -24,7 +24,7 @@ TINY = ["--no-progress", "--device", "cpu"]
 
 
 def train(*argv: str) -> int:
-    return run_cli(train_main, [*map(str, argv), *TINY])
+    return run_cli(train_main, [*TINY, *map(str, argv)])  # argv last: argparse keeps a repeated flag's last value
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +93,16 @@ def test_existing_run_needs_resume(synthetic_comp, tmp_path, capsys):
 
 def test_same_seed_same_bytes_on_cpu(synthetic_comp, tmp_path):
     for name in ("a", "b"):
-        assert train("--data", synthetic_comp, "--preset", "fast", "--k", 2, "--folds", 0, "--epochs", 2,
-                     "--model", "lenet5", "--batch-size", 32, "--out", tmp_path / name) == 0
+        assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--folds", 0, "--epochs", 2,
+                     "--batch-size", 32, "--out", tmp_path / name) == 0
     a, b = read_probs(tmp_path / "a" / "fold0" / "oof.npz"), read_probs(tmp_path / "b" / "fold0" / "oof.npz")
     assert a.probs.tobytes() == b.probs.tobytes()
     assert (tmp_path / "a" / "folds.csv").read_bytes() == (tmp_path / "b" / "folds.csv").read_bytes()
+
+
+def test_task_flag_checks_the_kind_of_data(synthetic_comp, tmp_path, capsys):
+    assert train("--data", synthetic_comp, "--task", "mnist-mix", "--preset", "lenet5", "--out", tmp_path / "x") == 2
+    assert "--task mnist-mix: --data" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_albumentations_backend_trains(synthetic_comp, tmp_path):

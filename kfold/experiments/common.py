@@ -7,6 +7,7 @@ report); nothing is selected on the test split: every number is the model after 
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import time
 from datetime import datetime
@@ -140,7 +141,7 @@ def write_summary(exp: Experiment, title: str, sections: list[str]) -> Path:
         f"# {title}", "",
         f"- command: `{exp.command}`" if exp.command else "- command: (called from Python)",
         f"- date: {datetime.now().isoformat(timespec='seconds')}",
-        f"- machine: {platform.machine()} {platform.system()}, device {exp.device}, torch threads {torch.get_num_threads()}",
+        f"- machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, device {exp.device}, torch threads {torch.get_num_threads()}",
         f"- versions: torch {versions['torch']}, numpy {versions['numpy']}, kfold {versions['kfold']}",
         f"- data: {exp.task.source}",
         f"- train/test rows per language: {language_counts(exp.task)}",

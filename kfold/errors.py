@@ -29,6 +29,8 @@ class UsageError(KfoldError):
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a CLI ``main`` and map expected failures to a single stderr line plus exit code."""
+    if hasattr(sys.stdout, "reconfigure"):  # progress lines reach a log file as they happen
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         return int(main(argv) or 0)
     except KfoldError as exc:

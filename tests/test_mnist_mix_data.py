@@ -184,6 +184,8 @@ def test_write_solution_and_attach(tmp_path):
     np.testing.assert_array_equal(solution["Id"], task.test_ids)
     np.testing.assert_array_equal(solution["Category"], task.test_labels)
     assert solution["Usage"].value_counts().to_dict() == {"Private": 70, "Public": 30}
+    assert list(solution.columns) == ["Id", "Category", "Usage", "Language"]
+    np.testing.assert_array_equal(solution["Language"], np.asarray(task.group_names)[task.test_groups])
     assert load_task(directory).solution == path
     # a solution.csv made for another configuration is not attached
     assert load_task(directory, label_mode="agnostic").solution is None

@@ -62,13 +62,19 @@ def read_sample_ids(path: str | Path, n_test: int, test_images_path: str | Path)
 
 
 def write_solution(task: Task, path: str | Path, *, seed: int = 0, public_fraction: float = 0.3) -> Path:
-    """Write the host's ``Id,Category,Usage`` file for a task whose test labels are known."""
+    """Write the host's ``Id,Category,Usage`` file for a task whose test labels are known.
+
+    Tasks with groups (MNIST-MIX languages) get a last ``Language`` column, which the leaderboard
+    turns into per-language accuracy."""
     from kfold.leaderboard import make_solution  # lazy: the leaderboard pulls in scipy
 
     if task.test_labels is None:
         raise UsageError(f"task {task.name!r} has no test labels, so no solution file can be written")
     path = Path(path)
-    write_csv(path, make_solution(task.test_ids, task.test_labels, seed=seed, public_fraction=public_fraction))
+    solution = make_solution(task.test_ids, task.test_labels, seed=seed, public_fraction=public_fraction)
+    if task.test_groups is not None and task.group_names is not None:
+        solution["Language"] = np.asarray(task.group_names)[task.test_groups]
+    write_csv(path, solution)
     return path
 
 

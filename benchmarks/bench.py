@@ -58,7 +58,8 @@ COLUMNS = ["section", "case", "metric", "median", "unit", "n", "min", "max", "lo
 # Training-throughput models: label -> (preset, overrides, optimizer steps per timed epoch); batch size and
 # policy are set for all alike. Steps are chosen for a few seconds per epoch on 2 CPU cores.
 THROUGHPUT_MODELS = {"lenet5": ("lenet5", {}, 40), "alexnet5": ("alexnet5-sgd", {}, 12), "resnet20": ("resnet26", {"model": "resnet20"}, 5)}
-INFERENCE_MODELS = {"lenet5": {}, "alexnet5": {}, "resnet20": {}, "resnet9": {"width": 32}}  # resnet9: the fast preset's model
+INFERENCE_MODELS = ("lenet5", "alexnet5", "resnet20")
+INFERENCE_PRESETS = ("fast", "best")  # and the models of these presets (those that exist)
 # CPU targets of issue 5 (speedup vs the conventional loop with 2 workers; augmentation share).
 SPEEDUP_TARGET, SPEEDUP_MODELS, AUG_SHARE_TARGET = 3.0, ("lenet5", "alexnet5"), 10.0
 GPU_TIME_TARGET = 10.0  # seconds to the accuracy target on an H100
@@ -268,6 +269,7 @@ def bench_inference(ctx: Context) -> list[dict]:
     """predict_proba images/s per model (untrained weights: speed does not depend on them); predict.py wall time."""
     import torch
 
+    from kfold.config import PRESETS
     from kfold.inference import predict_proba, use_channels_last
     from kfold.models import create_model
     from kfold.predict import main as predict_main
@@ -276,10 +278,15 @@ def bench_inference(ctx: Context) -> list[dict]:
     plan, device, task = ctx.plan, ctx.device, ctx.task
     images = task.test_images[:plan.predict_rows]
     channels_last = use_channels_last("auto", device)
+    specs = {name: (name, {}) for name in INFERENCE_MODELS}
+    for preset in INFERENCE_PRESETS:
+        if preset in PRESETS:
+            name, kwargs = PRESETS[preset]["model"], PRESETS[preset].get("model_kwargs", {})
+            specs[" ".join([name, *(f"{k}={v}" for k, v in kwargs.items()), f"({preset} preset)"])] = (name, kwargs)
     models = {}
-    for name, kwargs in INFERENCE_MODELS.items():
+    for label, (name, kwargs) in specs.items():
         model = create_model(name, task.num_classes, **kwargs).to(device).eval()
-        models[name] = model.to(memory_format=torch.channels_last) if channels_last else model
+        models[label] = model.to(memory_format=torch.channels_last) if channels_last else model
 
     def run(name, model):
         return len(images) / timed(device, predict_proba, model, images, 0.2, 0.3, device, plan.predict_batch, 1, channels_last)

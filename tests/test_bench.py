@@ -54,7 +54,8 @@ def test_quick_run_covers_every_section_and_model(quick_run):
         assert metrics == {"fast images/s", "conventional w2 images/s", "conventional w0 images/s", "speedup vs conventional w2",
                            "speedup vs conventional w0", "fast: augmentation share of step time"}
     inference = table[table.section == "inference"]
-    assert {case.split(",")[0] for case in inference["case"]} >= set(bench.INFERENCE_MODELS) | {"predict.py"}
+    labels = {case.split(",")[0] for case in inference["case"]}
+    assert labels >= {*bench.INFERENCE_MODELS, "predict.py"} and any(label.endswith("(fast preset)") for label in labels)
     assert sorted(table[table.section == "ensemble"]["case"].str.split().str[0].astype(int)) == list(bench.QUICK.ensemble_files)
 
 

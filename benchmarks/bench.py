@@ -481,7 +481,8 @@ def device_name(device) -> str:
 
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"{device.type} ({torch.get_num_threads()} torch threads)"
+    threads = torch.get_num_threads()
+    return f"{device.type} ({threads} torch thread{'s' if threads > 1 else ''})"
 
 
 def fmt(value: float, unit: str) -> str:

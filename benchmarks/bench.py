@@ -9,9 +9,9 @@ Sections (``--sections`` picks a subset):
   against the conventional loop (``aug_backend='albumentations'``: torch DataLoader, per-image
   albumentations in ``num_workers`` worker processes) for lenet5, alexnet5 and resnet20, same policy
   and batch size; the fast path's augmentation share of its step time is timed inside the same epochs.
+* ``threads`` (CPU only): fast-path lenet5 images/s with 1 torch thread against one per core.
 * ``inference``: ``predict_proba`` images/s per model on the test images, and the wall time of
   ``predict.py`` (``kfold.predict.main``) on a one-fold lenet5 run.
-* ``threads`` (CPU only): fast-path lenet5 images/s with 1 torch thread against one per core.
 * ``time-to-accuracy``: wall time until the test accuracy, scored against the competition's
   ``solution.csv`` (scoring only), first reaches the target: fast preset, one model on all training images.
 * ``ensemble``: ``ensemble.py`` (``kfold.ensemble_cli.main``, in-process) wall time for many
@@ -581,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
 def make_plan(args) -> Plan:
     keys = ("repeats", "train_steps", "batch_size", "accuracy_cap", "parity_seeds", "parity_epochs")
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
-    for key, value in [*overrides.items(), ("threads", args.threads or 1)]:
+    for key, value in [*overrides.items(), *([("threads", args.threads)] if args.threads is not None else [])]:
         if value <= 0:
             raise UsageError(f"--{key.replace('_', '-')} {value}: must be positive")
     return replace(QUICK if args.quick else FULL, **overrides)

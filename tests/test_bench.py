@@ -109,6 +109,7 @@ def test_without_record_the_file_is_not_touched(tmp_path, quick_run):
     (["--data", "/nonexistent/comp"], "--data /nonexistent/comp: no such directory"),
     (["--sections", "throughput,warp"], "--sections 'throughput,warp': choose from"),
     (["--repeats", "0"], "--repeats 0: must be positive"),
+    (["--threads", "0"], "--threads 0: must be positive"),
 ])
 def test_usage_errors_are_one_line(argv, message):
     result = subprocess.run([sys.executable, str(BENCH), *argv], capture_output=True, text=True, cwd=REPO)

@@ -1,7 +1,7 @@
 """Augmentation policy with two backends, and deterministic test-time-augmentation views.
 
 ``BatchAugment`` (default) augments a whole float batch on its own device with per-sample random
-parameters: one affine matrix per sample (kornia.geometry) applied by a single ``warp_affine``, then
+parameters: one affine matrix per sample (kornia.geometry) applied by a single ``grid_sample``, then
 contrast/brightness as broadcast tensor ops and random erasing as a vectorised mask. All random
 numbers come from torch's global CPU generator (drawn on the CPU, then moved to the batch's device),
 so a torch seed fixes the output on every device and a checkpointed CPU RNG state resumes it exactly.
@@ -9,11 +9,12 @@ so a torch seed fixes the output on every device and a checkpointed CPU RNG stat
 ``image_transform`` is the per-image albumentations backend for DataLoader workers.
 
 Semantics shared by both backends, in this order: affine (rotate, isotropic scale, x-shear about the
-image centre, then a translation drawn per axis; bilinear, zero fill) -> contrast ``(x - mean) * f + mean``
+image centre, then a translation drawn per axis and truncated to whole pixels as albumentations does, so
+both backends draw the same shifts; bilinear, zero fill) -> contrast ``(x - mean) * f + mean``
 with ``f ~ U[1-c, 1+c]`` and the per-image mean -> brightness ``x + d`` with ``d ~ U[-b, b]`` -> clip to
 [0, 1] -> random erasing (Zhong et al. 2017: area fraction ~ U[erase_scale], aspect ratio log-uniform in
 [0.3, 3.3], filled with 0) with probability ``erase_p``. Differences of the albumentations backend:
-translations are truncated to whole pixels, clipping happens after contrast and again after brightness,
+clipping happens after contrast and again after brightness,
 and an erasing rectangle that does not fit is dropped (the batch backend shrinks it to the image).
 The kornia.augmentation modules were measured at ~5 ms per 256-image batch on 2 CPU threads against
 ~1 ms for this composition, and their contrast scales around 0 rather than around the image mean.
@@ -27,7 +28,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from kornia.geometry.transform import get_affine_matrix2d, warp_affine
+import torch.nn.functional as F
+from kornia.geometry.conversions import normalize_homography
+from kornia.geometry.transform import get_affine_matrix2d
 
 from kfold.errors import UsageError
 
@@ -113,14 +116,28 @@ def _check_batch(x: torch.Tensor) -> None:
         raise ValueError(f"expected a float image batch (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
 
 
+def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(3, H*W) homogeneous normalized output coordinates (align_corners=True convention)."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=device, dtype=dtype),
+                            torch.linspace(-1, 1, w, device=device, dtype=dtype), indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones(h * w, device=device, dtype=dtype)])
+
+
 def _warp(x: torch.Tensor, angle: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, zoom: torch.Tensor,
           shear: torch.Tensor) -> torch.Tensor:
-    """Per-sample affine about the image centre (degrees, pixels, zoom factor, x-shear degrees), one warp."""
+    """Per-sample affine about the image centre (degrees, pixels, zoom factor, x-shear degrees), one warp.
+
+    Same result as kornia's ``warp_affine(align_corners=True)``, but the sampling grid is one small
+    matmul against a fixed base grid: ``F.affine_grid``'s batched matmul was half the augmentation
+    time of a lenet5 step on CPU.
+    """
     b, _, h, w = x.shape
     center = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=x.device, dtype=x.dtype).expand(b, 2)
     matrix = get_affine_matrix2d(torch.stack([tx, ty], 1), center, torch.stack([zoom, zoom], 1), angle,
                                  sx=torch.deg2rad(shear))
-    return warp_affine(x, matrix[:, :2], (h, w), mode="bilinear", padding_mode="zeros", align_corners=True)
+    src_from_dst = torch.linalg.inv(normalize_homography(matrix, (h, w), (h, w)))[:, :2]  # (B, 2, 3)
+    grid = (src_from_dst @ _base_grid(h, w, x.device, x.dtype)).transpose(1, 2).reshape(b, h, w, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def _erase_mask(u: torch.Tensor, policy: AugPolicy, h: int, w: int) -> torch.Tensor:
@@ -134,15 +151,11 @@ def _erase_mask(u: torch.Tensor, policy: AugPolicy, h: int, w: int) -> torch.Ten
     top = (u[:, 2] * (h - eh + 1)).floor()
     left = (u[:, 3] * (w - ew + 1)).floor()
     chosen = u[:, 4] < policy.erase_p
-    rows = torch.arange(h, device=u.device, dtype=u.dtype).view(1, h, 1)
-    cols = torch.arange(w, device=u.device, dtype=u.dtype).view(1, 1, w)
-
-    def col(t: torch.Tensor) -> torch.Tensor:
-        return t.view(-1, 1, 1)
-
-    inside = ((rows >= col(top)) & (rows < col(top + eh)) & (cols >= col(left)) & (cols < col(left + ew))
-              & col(chosen))
-    return inside.unsqueeze(1)
+    rows = torch.arange(h, device=u.device, dtype=u.dtype)
+    cols = torch.arange(w, device=u.device, dtype=u.dtype)
+    in_rows = (rows >= top.view(-1, 1)) & (rows < (top + eh).view(-1, 1)) & chosen.view(-1, 1)  # (B, H)
+    in_cols = (cols >= left.view(-1, 1)) & (cols < (left + ew).view(-1, 1))  # (B, W)
+    return (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).unsqueeze(1)  # one full-size AND
 
 
 class BatchAugment(torch.nn.Module):
@@ -173,7 +186,7 @@ class BatchAugment(torch.nn.Module):
         out = x.float()
         if p.has_geometry():
             low, high = p.scale
-            out = _warp(out, sym(0, p.rotate), sym(1, p.shift * w), sym(2, p.shift * h),
+            out = _warp(out, sym(0, p.rotate), sym(1, p.shift * w).trunc(), sym(2, p.shift * h).trunc(),
                         low + (high - low) * u[:, 3], sym(4, p.shear))
         if p.contrast:
             mean = out.mean(dim=(1, 2, 3), keepdim=True)

@@ -118,16 +118,15 @@ def test_shift_moves_the_centre_of_mass_within_the_limit(backend):
     torch.testing.assert_close(out.sum((1, 2, 3)), blob(256).sum((1, 2, 3)), rtol=0.01, atol=0.0)
 
 
-def test_batch_shift_is_uniform_over_the_range():
-    moved = centre_of_mass(batch_backend(AugPolicy(shift=0.1), blob(512))) - (SIDE - 1) / 2
-    std = moved.std(0)
-    expected = 0.1 * SIDE / math.sqrt(3)
-    assert ((std > 0.85 * expected) & (std < 1.15 * expected)).all()
-
-
-def test_image_backend_shifts_whole_pixels():
-    moved = centre_of_mass(image_backend(AugPolicy(shift=0.1), blob(64))) - (SIDE - 1) / 2
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_both_backends_draw_the_same_whole_pixel_shifts(backend):
+    """A shift drawn uniformly in [-L, L] pixels and truncated to whole pixels, in both backends."""
+    moved = centre_of_mass(backend(AugPolicy(shift=0.1), blob(512))) - (SIDE - 1) / 2
     assert torch.allclose(moved, moved.round(), atol=0.02)
+    limit = 0.1 * SIDE
+    expected = np.trunc(np.random.default_rng(0).uniform(-limit, limit, 200_000)).std()
+    std = moved.std(0)
+    assert ((std > 0.85 * expected) & (std < 1.15 * expected)).all()
     assert len(set(moved[:, 0].round().tolist())) >= 4
 
 

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-mode", default="specific", choices=["specific", "agnostic"], help="MNIST-MIX label mode")
     p.add_argument("--cache-dir", help="download cache for --data kmnist")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (epoch lines are still printed)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (default: torch's choice; 1 can be much faster for small models on a busy machine)")
     p.add_argument("--parallel-folds", type=int, default=1, metavar="N",
                    help="train N folds at once in separate processes (for a large GPU that one small model cannot fill)")
     for flag, kind in CONFIG_FLAGS.items():
@@ -247,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--k {args.k}: k-fold needs k >= 2")
     if args.parallel_folds < 1:
         raise UsageError(f"--parallel-folds {args.parallel_folds}: must be at least 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads {args.threads}: must be at least 1")
+        torch.set_num_threads(args.threads)
     fold_list = parse_fold_list(args.folds, args.k)
     device = resolve_device(args.device)
     if device.type == "cpu":
@@ -304,7 +310,9 @@ def train_parallel(todo: list[int], args, argv: Sequence[str] | None) -> None:
 
     workers = min(args.parallel_folds, len(todo))
     threads = max(1, torch.get_num_threads() // workers) if args.device in ("cpu", "auto") and not torch.cuda.is_available() else 1
-    base = _without_flag(_without_flag(list(sys.argv[1:] if argv is None else argv), "--folds"), "--parallel-folds")
+    base = list(sys.argv[1:] if argv is None else argv)
+    for flag in ("--folds", "--parallel-folds", "--threads"):  # each worker gets its own folds and share of threads
+        base = _without_flag(base, flag)
     groups = [todo[i::workers] for i in range(workers)]
     print(f"training folds {todo} in {workers} processes ({threads} CPU thread(s) each, pid {os.getpid()})")
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:

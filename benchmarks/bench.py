@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from kfold.atomic import write_csv, write_text  # noqa: E402
-from kfold.errors import UsageError, run_cli  # noqa: E402
+from kfold.errors import ArgumentParser, UsageError, run_cli  # noqa: E402
 
 SECTIONS = ("throughput", "threads", "inference", "time-to-accuracy", "ensemble", "parity", "parallel")
 SECTION_TITLE = "## Speed (benchmarks/bench.py)"
@@ -558,7 +558,7 @@ def record(path: Path, block: str) -> None:
 # ----------------------------------------------------------------------------- command line
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="benchmarks/bench.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks/bench.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, one repeat (a few seconds; numbers meaningless)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (default auto)")
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "kmnist-comp",

@@ -12,7 +12,7 @@ import importlib
 from pathlib import Path
 from typing import Sequence
 
-from kfold.errors import UsageError, run_cli
+from kfold.errors import ArgumentParser, UsageError, run_cli
 
 # subcommand -> (module whose main(argv) takes the remaining arguments, one-line help)
 DELEGATED = {
@@ -26,7 +26,7 @@ DELEGATED = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kfold", description="Stratified k-fold training, ensembling and local "
+    parser = ArgumentParser(prog="kfold", description="Stratified k-fold training, ensembling and local "
                                      "leaderboards for small-image Kaggle competitions.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -40,7 +40,7 @@ from .atomic import save_figure, write_csv, write_text
 from .config import PRESETS, preset_names, resolve_config
 from .ensemble import Ensemble, combine, fit_weights
 from .ensemble_cli import probs_path
-from .errors import DataError, UsageError
+from .errors import ArgumentParser, DataError, UsageError
 from .predict import safe_name
 from .probs import read_probs, write_probs
 from .report import markdown_table
@@ -56,7 +56,7 @@ NOT_AVAILABLE = "n/a"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="compare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="compare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="competition directory (scored when it holds solution.csv)")
     p.add_argument("--out", required=True, type=Path, help="comparison directory")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")

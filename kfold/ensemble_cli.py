@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from kfold.errors import UsageError
+from kfold.errors import ArgumentParser, UsageError
 
 DESCRIPTION = """\
 Combine probability files (.npz, or .csv starting with '#kfold-probs') and/or submission CSVs
@@ -20,7 +20,7 @@ also takes hard-label submissions. Writes OUT (Id,Category, in the sample's row 
 
 
 def build_parser(prog: str = "ensemble.py") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION,
+    parser = ArgumentParser(prog=prog, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="probability files and/or submission CSVs")
     parser.add_argument("--method", choices=("mean", "geomean", "vote"), default="mean", help="default: mean")

@@ -5,8 +5,9 @@ Nothing here imports torch.
 """
 from __future__ import annotations
 
+import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 
 class KfoldError(Exception):
@@ -25,6 +26,13 @@ class UsageError(KfoldError):
     """Bad usage: an unknown preset, a nonsense flag value, an unknown config key. Exit code 2."""
 
     exit_code = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a flag it cannot parse is a UsageError: one line, exit 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:

@@ -10,9 +10,11 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+from .errors import ArgumentParser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kfold run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="kfold run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="kmnist", help="competition directory or 'kmnist' (official release, downloaded; default)")
     p.add_argument("--preset", default="fast")
     p.add_argument("--k", type=int, default=5)

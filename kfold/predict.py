@@ -15,13 +15,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, UsageError
+from .errors import ArgumentParser, DataError, UsageError
 from .probs import read_probs, write_probs
 from .task import Task
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="predict.py", description="Write per-model test probability files for trained runs.")
+    p = ArgumentParser(prog="predict.py", description="Write per-model test probability files for trained runs.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by train.py")
     p.add_argument("--data", required=True, help="the competition data the runs were trained on")
     p.add_argument("--out", required=True, help="directory for the probability files")

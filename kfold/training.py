@@ -27,7 +27,7 @@ from sklearn.metrics import confusion_matrix, log_loss
 from . import __version__
 from .atomic import write_csv, write_json
 from .config import TrainConfig, preset_names, resolve_config
-from .errors import DataError, UsageError
+from .errors import ArgumentParser, DataError, UsageError
 from .folds import assign_folds, load_or_create_folds
 from .probs import read_probs, write_probs
 from .task import Task
@@ -51,7 +51,7 @@ def library_versions() -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description="Train one model per stratified fold (or on all data with --full).")
+    p = ArgumentParser(prog="train.py", description="Train one model per stratified fold (or on all data with --full).")
     p.add_argument("--data", required=True, help="competition directory, official KMNIST/MNIST-MIX files, or the word 'kmnist'")
     p.add_argument("--preset", default="fast", help=f"one of: {', '.join(preset_names())} (default: fast)")
     p.add_argument("--config", help="JSON file with config overrides (applied after the preset)")

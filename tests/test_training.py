@@ -118,6 +118,7 @@ def test_albumentations_backend_trains(synthetic_comp, tmp_path):
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--folds", "7"], "--folds '7': folds must be in 0..1"),
+    (["--k", "two"], "train.py: argument --k: invalid int value: 'two'"),
 ])
 def test_nonsense_cli_values(argv, message, synthetic_comp, tmp_path, capsys):
     # argparse keeps the last value of a repeated flag, so argv overrides these defaults

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from kfold.errors import UsageError
+from kfold.errors import ArgumentParser, UsageError
 
 # experiment -> (module, runner, one-line help)
 EXPERIMENTS = {
@@ -36,7 +36,7 @@ def _names(values: list[str] | None) -> list[str] | None:
 
 
 def build_parser(prog: str = "mnist_mix.py") -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = ArgumentParser(add_help=False)
     common.add_argument("--data", required=True, help="MNIST-MIX combined .npz, or a directory with it or with component files")
     common.add_argument("--out", required=True, type=Path, help="output directory (CSV tables, PNG figures, summary.md)")
     common.add_argument("--models", nargs="+", metavar="MODEL", help="model names (space or comma separated)")
@@ -47,7 +47,7 @@ def build_parser(prog: str = "mnist_mix.py") -> argparse.ArgumentParser:
                                                              f"language and {QUICK_EPOCHS} epoch/round unless given")
     common.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     common.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    parser = argparse.ArgumentParser(prog=prog, description="The MNIST-MIX report's experiments. Each writes CSV tables, "
+    parser = ArgumentParser(prog=prog, description="The MNIST-MIX report's experiments. Each writes CSV tables, "
                                      "PNG figures and summary.md into --out.")
     sub = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     for name, (_, _, text) in EXPERIMENTS.items():

@@ -23,9 +23,9 @@ from sklearn.metrics import accuracy_score, log_loss
 from kfold.atomic import write_csv, write_text
 from kfold.ensemble import input_name, load_input
 from kfold.errors import DataError, UsageError
-from kfold.probs import ProbFile, numeric_column
+from kfold.probs import ProbFile
 from kfold.report import display_names, markdown_table
-from kfold.submission import FIRST_DATA_LINE, Submission, align_ids, check_unique_ids, read_csv_frame
+from kfold.submission import FIRST_DATA_LINE, Submission, align_ids, check_unique_ids, id_category_columns, read_csv_frame
 
 USAGES = ("Public", "Private", "Ignored")
 GROUP_COLUMN = "Language"  # optional last solution column: accuracy per group
@@ -87,12 +87,7 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
     if columns not in (["Id", "Category"], ["Id", "Category", "Usage"]):
         raise DataError(f"{where}: line 1: header '{','.join(map(str, columns))}' must be 'Id,Category,Usage' "
                         f"(or 'Id,Category')")
-    if frame.empty:
-        raise DataError(f"{where}: no rows after the header")
-    ids = numeric_column(frame, "Id", where, "an integer Id", integer=True, first_line=FIRST_DATA_LINE).astype(np.int64)
-    categories = numeric_column(frame, "Category", where, "an integer Category", integer=True,
-                                first_line=FIRST_DATA_LINE).astype(np.int64)
-    check_unique_ids(ids, where)
+    ids, categories = id_category_columns(frame, where)
     groups = None
     if group_values is not None:
         groups = group_values.str.strip().to_numpy(dtype=object)

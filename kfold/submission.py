@@ -85,18 +85,24 @@ def check_categories(ids: np.ndarray, categories: np.ndarray, num_classes: int |
                         f"{categories[row]} is not {allowed}")
 
 
-def read_submission(path: str | os.PathLike, num_classes: int | None = None) -> Submission:
-    """Read ``Id,Category`` rows; check header, blank lines, integers, duplicate Ids and range."""
-    path = Path(path)
-    where = str(path)
-    frame = read_csv_frame(path, "submission")
-    check_header(frame, HEADER, where)
+def id_category_columns(frame: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The integer ``Id`` and ``Category`` columns of a submission or solution, Ids checked unique."""
     if frame.empty:
         raise DataError(f"{where}: no rows after the header")
     ids = numeric_column(frame, "Id", where, "an integer Id", integer=True, first_line=FIRST_DATA_LINE).astype(np.int64)
     categories = numeric_column(frame, "Category", where, "an integer Category", integer=True,
                                 first_line=FIRST_DATA_LINE).astype(np.int64)
     check_unique_ids(ids, where)
+    return ids, categories
+
+
+def read_submission(path: str | os.PathLike, num_classes: int | None = None) -> Submission:
+    """Read ``Id,Category`` rows; check header, blank lines, integers, duplicate Ids and range."""
+    path = Path(path)
+    where = str(path)
+    frame = read_csv_frame(path, "submission")
+    check_header(frame, HEADER, where)
+    ids, categories = id_category_columns(frame, where)
     check_categories(ids, categories, num_classes, where)
     return Submission(ids=ids, categories=categories, path=path)
 

@@ -128,7 +128,8 @@ class FoldTrainer:
         train_pixels = images[self.train_rows].astype(np.float64) / 255.0
         self.mean, self.std = float(train_pixels.mean()), float(train_pixels.std() + 1e-8)  # training fold only
         # The fast path: the whole dataset as one uint8 tensor on the training device.
-        self.images = torch.from_numpy(images).to(device)
+        pinned = device.type == "cuda"
+        self.images = (torch.from_numpy(images).pin_memory() if pinned else torch.from_numpy(images)).to(device, non_blocking=True)
         self.labels = torch.from_numpy(labels.astype(np.int64)).to(device)
         self.channels_last = use_channels_last(cfg.channels_last, device)
         torch.manual_seed(seed)

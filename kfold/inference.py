@@ -63,7 +63,10 @@ def predict_proba(
     from .augment import tta_views
 
     model.eval()
-    images = torch.as_tensor(images).to(device, non_blocking=True)
+    images = torch.as_tensor(images)
+    if device.type == "cuda" and images.device.type == "cpu":
+        images = images.pin_memory()  # one pinned, asynchronous copy of the whole test set
+    images = images.to(device, non_blocking=True)
     out = []
     for start in range(0, len(images), batch_size):
         x = normalize_batch(images[start:start + batch_size], mean, std)

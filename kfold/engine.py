@@ -136,7 +136,7 @@ class FoldTrainer:
         self.model = build_model(cfg, num_classes).to(device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = self._compiled(self.model) if cfg.compile else self.model
+        self.compiled = self._compiled(self.model) if cfg.compile else None
         self.optimizer = make_optimizer(cfg, self.model)
         self.ema = None
         if cfg.ema > 0:
@@ -162,7 +162,20 @@ class FoldTrainer:
             return torch.compile(model)
         except Exception as exc:  # torch.compile is optional; fall back to eager
             tqdm.write(f"warning: torch.compile unavailable ({type(exc).__name__}: {exc}); running eagerly")
-            return model
+            return None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The training forward pass; a compiled model that fails to build at its first call falls back to eager."""
+        if self.compiled is None:
+            return self.model(x)
+        if self.state["step"] > 0:
+            return self.compiled(x)
+        try:
+            return self.compiled(x)
+        except Exception as exc:  # compilation happens lazily, at the first call (missing compiler, unsupported op)
+            tqdm.write(f"warning: torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); running eagerly")
+            self.compiled = None
+            return self.model(x)
 
     @property
     def eval_model(self) -> torch.nn.Module:

@@ -162,3 +162,18 @@ def test_parallel_folds_train_every_fold(synthetic_comp, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["folds_done"] == 2 and summary["oof_rows"] == 200
     assert sorted(row["fold"] for row in summary["folds"]) == [0, 1]
+
+
+def test_compile_failure_at_first_call_falls_back_to_eager(synthetic_comp, tmp_path, monkeypatch, capsys):
+    import torch
+
+    def broken_compile(model):
+        def compiled(x):
+            raise RuntimeError("no C compiler found\nmore detail")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    out = tmp_path / "c"
+    assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--folds", 0, "--epochs", 1, "--compile", "--out", out) == 0
+    assert "warning: torch.compile failed (RuntimeError: no C compiler found); running eagerly" in capsys.readouterr().out
+    assert json.loads((out / "fold0" / "meta.json").read_text())["config"]["compile"] is True

@@ -247,7 +247,7 @@ class FoldTrainer:
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         seen = 0
-        bar = tqdm(batches, total=self.steps_per_epoch, leave=False, disable=not self.progress,
+        bar = tqdm(batches, total=self.steps_per_epoch, leave=False, disable=None if self.progress else True,
                    desc=f"{self.desc} epoch {self.state['epoch'] + 1}/{cfg.epochs}")
         for x, y in bar:
             factor = lr_factor(cfg, self.state["step"], self.steps_per_epoch)

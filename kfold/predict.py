@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for run_dir, dirs in runs:
         run_name = safe_name(run_dir.resolve().name)
         fold_probs = []
-        for model_dir in tqdm(dirs, desc=f"predict {run_name}", leave=False):
+        for model_dir in tqdm(dirs, desc=f"predict {run_name}", leave=False, disable=None):  # no bar in logs
             model, meta = load_model(model_dir / "model.safetensors", device)
             if meta["fingerprint"] != task.fingerprint():
                 raise DataError(f"{model_dir}: trained on different data (fingerprint {meta['fingerprint']}, --data gives {task.fingerprint()})")

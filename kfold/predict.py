@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     task = load_task_for(args)
+    fingerprint = task.fingerprint()  # hashes every image: once, not per model
     out_dir = Path(args.out)
     runs = [(run_dir, model_dirs(run_dir)) for run_dir in map(Path, args.runs)]  # every run checked first
     gains, pending = [], {}  # pending: output path -> write_probs arguments; written only when all succeeded
@@ -100,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fold_probs = []
         for model_dir in tqdm(dirs, desc=f"predict {run_name}", leave=False, disable=None):  # no bar in logs
             model, meta = load_model(model_dir / "model.safetensors", device)
-            if meta["fingerprint"] != task.fingerprint():
-                raise DataError(f"{model_dir}: trained on different data (fingerprint {meta['fingerprint']}, --data gives {task.fingerprint()})")
+            if meta["fingerprint"] != fingerprint:
+                raise DataError(f"{model_dir}: trained on different data (fingerprint {meta['fingerprint']}, --data gives {fingerprint})")
             views = args.tta if args.tta is not None else meta["config"].get("tta", 1)
             channels_last = use_channels_last(meta["config"].get("channels_last", "auto"), device)
             if channels_last:

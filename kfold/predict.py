@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     task = load_task_for(args)
-    fingerprint = task.fingerprint()  # hashes every image: once, not per model
+    fingerprint = task.fingerprint()
     out_dir = Path(args.out)
     runs = [(run_dir, model_dirs(run_dir)) for run_dir in map(Path, args.runs)]  # every run checked first
     gains, pending = [], {}  # pending: output path -> write_probs arguments; written only when all succeeded

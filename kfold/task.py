@@ -41,6 +41,7 @@ class Task:
     solution: Path | None = None
     source: str = ""
     extra: dict = field(default_factory=dict)
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -59,10 +60,15 @@ class Task:
         return {name: np.flatnonzero(groups == index) for index, name in enumerate(self.group_names)}
 
     def fingerprint(self) -> str:
-        """Short content hash of train images, train labels and test images (stored in metadata)."""
+        """Short content hash of train images, train labels and test images (stored in metadata).
+
+        Computed once per Task: the arrays are treated as read-only after loading."""
+        if self._fingerprint is not None:
+            return self._fingerprint
         digest = hashlib.sha256()
         for array in (self.train_images, self.train_labels, self.test_images, self.test_ids):
             contiguous = np.ascontiguousarray(array)
             digest.update(str((contiguous.dtype.str, contiguous.shape)).encode())
             digest.update(contiguous.tobytes())
-        return digest.hexdigest()[:16]
+        self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint

@@ -23,7 +23,7 @@ from .atomic import atomic_path
 from .augment import AugPolicy, BatchAugment, PRESET_POLICIES, image_transform
 from .config import TrainConfig
 from .errors import DataError, UsageError
-from .inference import autocast, normalize_batch, predict_proba, use_channels_last
+from .inference import autocast, predict_proba, to_unit_float, use_channels_last
 from .models import create_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -60,14 +60,19 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
         warmup = warmup or 0.3 * total
         if step < warmup:
             return 0.04 + 0.96 * step / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1.0, total - warmup)))
+        return _cosine_decay(step - warmup, total - warmup)
     if step < warmup:
         return (step + 1) / warmup
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule == "step":
         return cfg.step_gamma ** (step // (cfg.step_epochs * steps_per_epoch))
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1.0, total - warmup)))  # cosine
+    return _cosine_decay(step - warmup, total - warmup)
+
+
+def _cosine_decay(step: float, length: float) -> float:
+    """1 at step 0, falling along a half cosine to 0 at ``length``."""
+    return 0.5 * (1 + math.cos(math.pi * step / max(1.0, length)))
 
 
 def mix_batch(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
@@ -225,7 +230,7 @@ class FoldTrainer:
         bs = self.cfg.batch_size
         for step in range(self.steps_per_epoch):
             rows = order[step * bs:(step + 1) * bs] if self.drop_last else order
-            yield self.augment(normalize_batch(self.images[rows], self.mean, self.std)), self.labels[rows]
+            yield self.augment(to_unit_float(self.images[rows])), self.labels[rows]
 
     def _batches_loader(self):
         """Yield batches from a torch DataLoader with per-image albumentations in worker processes."""

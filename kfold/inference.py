@@ -42,7 +42,7 @@ def use_channels_last(setting: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
-def normalize_batch(images_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+def to_unit_float(images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 (B, H, W) or (B, 1, H, W) -> float (B, 1, H, W) in [0, 1] (not yet standardized)."""
     x = images_u8.float().div_(255.0)
     return x.unsqueeze(1) if x.dim() == 3 else x
@@ -69,7 +69,7 @@ def predict_proba(
     images = images.to(device, non_blocking=True)
     out = []
     for start in range(0, len(images), batch_size):
-        x = normalize_batch(images[start:start + batch_size], mean, std)
+        x = to_unit_float(images[start:start + batch_size])
         views = tta_views(x, tta) if tta > 1 else [x]
         probs = 0
         for view in views:

@@ -314,3 +314,23 @@ def test_tta_views_are_deterministic_small_transforms():
 def test_tta_view_count_is_checked(n):
     with pytest.raises(UsageError, match="test-time views"):
         tta_views(blob(1), n)
+
+
+@pytest.mark.parametrize("h, w", [(28, 28), (28, 20)])
+def test_closed_form_warp_equals_kornia(h, w):
+    """The closed-form sampling matrix reproduces kornia's affine matrix + warp_affine, square or not."""
+    from kornia.geometry.transform import get_affine_matrix2d, warp_affine
+
+    from kfold.augment import _warp
+
+    g = torch.Generator().manual_seed(5)
+    b = 32
+    x = torch.rand(b, 1, h, w, generator=g)
+    angle = torch.rand(b, generator=g) * 40 - 20
+    tx, ty = (torch.randint(-3, 4, (b,), generator=g).float() for _ in range(2))
+    zoom = 0.9 + 0.2 * torch.rand(b, generator=g)
+    shear = torch.rand(b, generator=g) * 20 - 10
+    center = torch.tensor([(w - 1) / 2, (h - 1) / 2]).expand(b, 2)
+    matrix = get_affine_matrix2d(torch.stack([tx, ty], 1), center, torch.stack([zoom, zoom], 1), angle, sx=torch.deg2rad(shear))
+    expected = warp_affine(x, matrix[:, :2], (h, w), align_corners=True)
+    assert torch.allclose(_warp(x, angle, tx, ty, zoom, shear), expected, atol=1e-4)

@@ -42,6 +42,11 @@ class TrainConfig:
     cutmix: float = 0.0  # Beta(alpha, alpha) for cutmix; 0 disables
     mix_prob: float = 0.5  # probability that a batch is mixed when mixup/cutmix are on
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); 0 disables
+    # Pseudo-labelling: from epoch pseudo_start * epochs on, unlabeled images (the test set, and a fold's own
+    # validation images without their labels) whose predicted class has probability >= pseudo_label join the
+    # training rows with that class, re-predicted every epoch; 0 disables.
+    pseudo_label: float = 0.0
+    pseudo_start: float = 0.3
     early_stopping: int = 0  # patience in epochs; 0 disables
     eval_batch_size: int = 1024
     num_workers: int = 2  # DataLoader workers of the albumentations backend
@@ -66,6 +71,8 @@ class TrainConfig:
             (0 <= self.ema < 1, "ema", "must be in [0, 1)"),
             (self.mixup >= 0 and self.cutmix >= 0, "mixup/cutmix", "must be non-negative"),
             (0 <= self.mix_prob <= 1, "mix_prob", "must be in [0, 1]"),
+            (0 <= self.pseudo_label < 1, "pseudo_label", "must be in [0, 1) (0 disables)"),
+            (0 <= self.pseudo_start < 1, "pseudo_start", "must be in [0, 1)"),
             (self.warmup_epochs >= 0, "warmup_epochs", "must be non-negative"),
             (self.step_epochs >= 1, "step_epochs", "must be at least 1"),
             (self.early_stopping >= 0, "early_stopping", "must be non-negative"),

@@ -52,27 +52,29 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
     return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """Learning-rate multiplier at optimizer step ``step`` (a pure function: nothing to checkpoint)."""
-    total = cfg.epochs * steps_per_epoch
-    warmup = cfg.warmup_epochs * steps_per_epoch
+def lr_factor(cfg: TrainConfig, t: float) -> float:
+    """Learning-rate multiplier ``t`` epochs into training (fractional; a pure function: nothing to checkpoint).
+
+    Measured in epochs rather than steps so that epochs of different sizes (pseudo-labelling,
+    staged experiments) still follow one schedule."""
+    warmup = cfg.warmup_epochs
     if cfg.schedule == "onecycle":  # linear warm-up from lr/25, then cosine down to ~0
-        warmup = warmup or 0.3 * total
-        if step < warmup:
-            return 0.04 + 0.96 * step / warmup
-        return _cosine_decay(step - warmup, total - warmup)
-    if step < warmup:
-        return (step + 1) / warmup
+        warmup = warmup or 0.3 * cfg.epochs
+        if t < warmup:
+            return 0.04 + 0.96 * t / warmup
+        return _cosine_decay(t - warmup, cfg.epochs - warmup)
+    if t < warmup:
+        return t / warmup
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule == "step":
-        return cfg.step_gamma ** (step // (cfg.step_epochs * steps_per_epoch))
-    return _cosine_decay(step - warmup, total - warmup)
+        return cfg.step_gamma ** int(t // cfg.step_epochs)
+    return _cosine_decay(t - warmup, cfg.epochs - warmup)
 
 
-def _cosine_decay(step: float, length: float) -> float:
-    """1 at step 0, falling along a half cosine to 0 at ``length``."""
-    return 0.5 * (1 + math.cos(math.pi * step / max(1.0, length)))
+def _cosine_decay(t: float, length: float) -> float:
+    """1 at 0, falling along a half cosine to 0 at ``length``."""
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, t / max(1e-9, length))))
 
 
 def mix_batch(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
@@ -121,21 +123,38 @@ class FoldResult:
 
 
 class FoldTrainer:
-    """Train one model on ``train_rows`` of a task, validating on ``val_rows`` (None: no validation)."""
+    """Train one model on ``train_rows`` of a task, validating on ``val_rows`` (None: no validation).
+
+    With ``cfg.pseudo_label`` > 0, ``unlabeled`` images (the test set) and the validation images (never
+    their labels) form the pool that pseudo-labelling draws from. Validation images belong in the pool
+    because the test images do: the out-of-fold score then measures what the test set will see.
+    """
 
     def __init__(self, cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, num_classes: int,
                  train_rows: np.ndarray, val_rows: np.ndarray | None, device: torch.device, seed: int,
-                 work_dir: Path, desc: str = "", progress: bool = True):
+                 work_dir: Path, desc: str = "", progress: bool = True, unlabeled: np.ndarray | None = None):
         self.cfg, self.device, self.seed, self.work_dir, self.desc, self.progress = cfg, device, seed, Path(work_dir), desc, progress
         self.num_classes = num_classes
         self.train_rows, self.val_rows = np.asarray(train_rows), None if val_rows is None else np.asarray(val_rows)
-        self.images_np, self.labels_np = images, labels
+        self.labels_np = labels  # the true labels: validation and metrics read only these
         train_pixels = images[self.train_rows].astype(np.float64) / 255.0
         self.mean, self.std = float(train_pixels.mean()), float(train_pixels.std() + 1e-8)  # training fold only
+        self.pseudo_pool = np.empty(0, dtype=np.int64)
+        if cfg.pseudo_label > 0:
+            extra = np.empty((0, *images.shape[1:]), images.dtype) if unlabeled is None else unlabeled
+            pool = [np.arange(len(images), len(images) + len(extra))] + ([] if self.val_rows is None else [self.val_rows])
+            self.pseudo_pool = np.concatenate(pool)
+            images = np.concatenate([images, extra])
+        self.images_np = images
         # The fast path: the whole dataset as one uint8 tensor on the training device.
         pinned = device.type == "cuda"
         self.images = (torch.from_numpy(images).pin_memory() if pinned else torch.from_numpy(images)).to(device, non_blocking=True)
-        self.labels = torch.from_numpy(labels.astype(np.int64)).to(device)
+        # Training targets: the true label of every labeled row, a pseudo-label (or -1) for every pool row.
+        targets = np.full(len(images), -1, dtype=np.int64)
+        targets[:len(labels)] = labels
+        if self.val_rows is not None:
+            targets[self.val_rows] = -1
+        self.targets = torch.from_numpy(targets).to(device)
         self.channels_last = use_channels_last(cfg.channels_last, device)
         torch.manual_seed(seed)
         self.model = build_model(cfg, num_classes).to(device)
@@ -152,15 +171,40 @@ class FoldTrainer:
         self.augment = BatchAugment(self.policy).to(device)
         self.shuffle = torch.Generator().manual_seed(seed)
         self.set_train_rows(self.train_rows)
+        self.last_lr = cfg.lr
         self.state = dict(epoch=0, step=0, best_epoch=0, best_acc=-1.0, best_loss=math.inf, stale=0, history=[], seconds=0.0)
         self.best_state: dict[str, torch.Tensor] = {}
         self.best_probs: np.ndarray | None = None
 
     def set_train_rows(self, rows: np.ndarray) -> None:
-        """Choose the rows the next epochs train on (experiments switch them between epochs)."""
-        self.train_rows = np.asarray(rows)
+        """Choose the labeled rows the next epochs train on (experiments switch them between epochs)."""
+        self.labeled_rows = np.asarray(rows)
+        self._epoch_rows(self.labeled_rows)
+
+    def _epoch_rows(self, rows: np.ndarray) -> None:
+        self.train_rows = rows
         self.drop_last = len(self.train_rows) > self.cfg.batch_size
         self.steps_per_epoch = len(self.train_rows) // self.cfg.batch_size if self.drop_last else 1
+
+    def refresh_pseudo_labels(self) -> dict:
+        """Predict the unlabeled pool with the current model; its confident rows join this epoch's training rows.
+
+        Returns the epoch's pseudo-label counts, and their accuracy on the validation images among
+        them (a diagnostic only: training never reads a validation label)."""
+        cfg = self.cfg
+        if not len(self.pseudo_pool) or self.state["epoch"] < math.ceil(cfg.pseudo_start * cfg.epochs):
+            return {}
+        pool = torch.from_numpy(self.pseudo_pool).to(self.device)
+        probs = predict_proba(self.eval_model, self.images[pool], self.mean, self.std, self.device, cfg.eval_batch_size,
+                              channels_last=self.channels_last)
+        confident = probs.max(1) >= cfg.pseudo_label
+        rows, classes = self.pseudo_pool[confident], probs.argmax(1)[confident]
+        self.targets[pool] = -1
+        self.targets[torch.from_numpy(rows).to(self.device)] = torch.from_numpy(classes).to(self.device)
+        self._epoch_rows(np.concatenate([self.labeled_rows, rows]))
+        in_val = rows < len(self.labels_np)
+        val_acc = float((classes[in_val] == self.labels_np[rows[in_val]]).mean()) if in_val.any() else math.nan
+        return {"pseudo_rows": int(len(rows)), "pseudo_val_accuracy": val_acc}
 
     def _compiled(self, model):
         try:
@@ -230,12 +274,12 @@ class FoldTrainer:
         bs = self.cfg.batch_size
         for step in range(self.steps_per_epoch):
             rows = order[step * bs:(step + 1) * bs] if self.drop_last else order
-            yield self.augment(to_unit_float(self.images[rows])), self.labels[rows]
+            yield self.augment(to_unit_float(self.images[rows])), self.targets[rows]
 
     def _batches_loader(self):
         """Yield batches from a torch DataLoader with per-image albumentations in worker processes."""
         order = self.train_rows[torch.randperm(len(self.train_rows), generator=self.shuffle).numpy()]
-        dataset = _ImageDataset(self.images_np, self.labels_np, image_transform(self.policy))
+        dataset = _ImageDataset(self.images_np, self.targets.cpu().numpy(), image_transform(self.policy))
         worker_seed = torch.Generator().manual_seed(self.seed * 100_003 + self.state["epoch"])
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=self.cfg.batch_size, sampler=order.tolist(), drop_last=self.drop_last,
@@ -254,10 +298,10 @@ class FoldTrainer:
         seen = 0
         bar = tqdm(batches, total=self.steps_per_epoch, leave=False, disable=None if self.progress else True,
                    desc=f"{self.desc} epoch {self.state['epoch'] + 1}/{cfg.epochs}")
-        for x, y in bar:
-            factor = lr_factor(cfg, self.state["step"], self.steps_per_epoch)
+        for index, (x, y) in enumerate(bar):
+            self.last_lr = cfg.lr * lr_factor(cfg, self.state["epoch"] + (index + 0.5) / self.steps_per_epoch)
             for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr * factor
+                group["lr"] = self.last_lr
             x = (x - self.mean) / self.std
             x, y_a, y_b, lam = mix_batch(x, y, cfg)
             if self.channels_last:
@@ -292,10 +336,11 @@ class FoldTrainer:
         cfg, state = self.cfg, self.state
         while state["epoch"] < cfg.epochs:
             start = time.perf_counter()
+            pseudo = self.refresh_pseudo_labels()
             train_loss, train_acc = self.train_epoch()
             state["epoch"] += 1
             row = dict(epoch=state["epoch"], train_loss=train_loss, train_accuracy=train_acc,
-                       val_loss=math.nan, val_accuracy=math.nan, lr=cfg.lr * lr_factor(cfg, state["step"] - 1, self.steps_per_epoch))
+                       val_loss=math.nan, val_accuracy=math.nan, lr=self.last_lr, **pseudo)
             if self.val_rows is not None:
                 row["val_loss"], row["val_accuracy"], probs = self.evaluate()
                 better = (row["val_accuracy"], -row["val_loss"]) > (state["best_acc"], -state["best_loss"])
@@ -326,8 +371,9 @@ class FoldTrainer:
 
     def _epoch_line(self, row: dict) -> str:
         val = "" if math.isnan(row["val_loss"]) else f" val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f}"
+        pseudo = f" pseudo {row['pseudo_rows']}" if "pseudo_rows" in row else ""
         return (f"{self.desc} epoch {row['epoch']:>3}/{self.cfg.epochs} loss {row['train_loss']:.4f} "
-                f"acc {row['train_accuracy']:.4f}{val} lr {row['lr']:.2e} {row['seconds']:.1f}s")
+                f"acc {row['train_accuracy']:.4f}{val}{pseudo} lr {row['lr']:.2e} {row['seconds']:.1f}s")
 
 
 def save_weights(path: Path, state_dict: dict, meta: dict) -> None:

@@ -36,7 +36,7 @@ CONFIG_FLAGS = {  # CLI flag -> TrainConfig field (flags left unset keep the pre
     "epochs": int, "batch_size": int, "lr": float, "optimizer": str, "momentum": float, "weight_decay": float,
     "schedule": str, "label_smoothing": float, "aug": str, "aug_backend": str, "model": str, "dropout": float,
     "mixup": float, "cutmix": float, "ema": float, "early_stopping": int, "num_workers": int, "tta": int,
-    "warmup_epochs": float, "eval_batch_size": int,
+    "warmup_epochs": float, "eval_batch_size": int, "pseudo_label": float, "pseudo_start": float,
 }
 
 
@@ -144,7 +144,7 @@ def train_one(cfg: TrainConfig, task: Task, run_dir: Path, fold: int | str, trai
     desc = "full" if fold == "full" else f"fold {fold}"
     trainer = FoldTrainer(cfg, task.train_images, task.train_labels, task.num_classes, train_rows, val_rows, device,
                           seed=args.seed * 1000 + (k if fold == "full" else int(fold)), work_dir=fold_dir, desc=desc,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, unlabeled=task.test_images)
     params = count_parameters(trainer.model)
     print(f"{desc}: {cfg.model} with {params:,} parameters, {len(train_rows)} train / {0 if val_rows is None else len(val_rows)} val images on {device}")
     result = trainer.fit(resume=args.resume)
@@ -154,7 +154,8 @@ def train_one(cfg: TrainConfig, task: Task, run_dir: Path, fold: int | str, trai
         "parameters": params, "num_classes": task.num_classes, "classes": task.class_names, "config": cfg.to_dict(),
         "best_epoch": result.best_epoch, "val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
         "normalization": {"mean": trainer.mean, "std": trainer.std}, "fingerprint": task.fingerprint(),
-        "train_rows": len(train_rows), "val_rows": 0 if val_rows is None else len(val_rows), "seconds": result.seconds,
+        "train_rows": len(train_rows), "val_rows": 0 if val_rows is None else len(val_rows),
+        "pseudo_label_pool": len(trainer.pseudo_pool), "seconds": result.seconds,
         "device": str(device), "versions": library_versions(),
     }
     save_weights(fold_dir / "model.safetensors", result.state_dict, meta)

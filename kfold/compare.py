@@ -9,7 +9,9 @@ and predict the test set. Then, per seed, these entries become submissions:
 * ``fitted``: a mean of all presets with weights fitted (greedy forward selection, log loss) on
   their out-of-fold predictions only;
 
-and, across seeds, ``<preset>-seeds`` (the mean of that preset's fold means over all seeds; by
+every preset's probabilities temperature-scaled first (``kfold.calibration``, fitted on its OOF);
+
+and, across seeds, ``<preset>-seeds`` (the mean of that preset's calibrated fold means over all seeds; by
 default for the preset ``best``). The solution file is read only at the end, for scoring: a
 leaderboard per seed and a comparison of the mean over seeds per entry.
 
@@ -37,12 +39,13 @@ import numpy as np
 import pandas as pd
 
 from .atomic import save_figure, write_csv, write_text
+from .calibration import calibrated, fit_temperature
 from .config import PRESETS, preset_names, resolve_config
 from .ensemble import Ensemble, combine, fit_weights
 from .ensemble_cli import probs_path
 from .errors import ArgumentParser, DataError, UsageError
 from .predict import safe_name
-from .probs import read_probs, write_probs
+from .probs import ProbFile, read_probs, write_probs
 from .report import markdown_table
 from .submission import write_submission
 
@@ -124,15 +127,28 @@ def oof_file(probs_dir: Path, preset: str) -> Path:
     return probs_dir / f"{safe_name(preset)}-oof.npz"
 
 
+def calibrated_pair(probs_dir: Path, preset: str) -> tuple[ProbFile, ProbFile]:
+    """A preset's out-of-fold and fold-mean test probabilities, scaled by the temperature fitted on the former."""
+    oof = read_probs(oof_file(probs_dir, preset))
+    temperature = fit_temperature(oof)
+    return calibrated(oof, temperature), calibrated(read_probs(mean_file(probs_dir, preset)), temperature)
+
+
 def seed_entries(probs_dir: Path, presets: Sequence[str], seed: int) -> list[Entry]:
-    """The entries of one seed from predict.py's files in ``probs_dir``; reads no labels of the test set."""
-    means = {preset: read_probs(mean_file(probs_dir, preset)) for preset in presets}
+    """The entries of one seed from predict.py's files in ``probs_dir``; reads no labels of the test set.
+
+    Every preset's probabilities are first temperature-scaled with a temperature fitted on its own
+    out-of-fold predictions (accuracy unchanged; log loss and the fitted weights use calibrated members)."""
+    oofs, means = {}, {}
+    for preset in presets:
+        oofs[preset], means[preset] = calibrated_pair(probs_dir, preset)
+    print(f"seed {seed}: temperatures fitted on OOF log loss: " + ", ".join(f"{p} {means[p].meta['temperature']:.3f}" for p in presets))
     entries = [Entry(preset, combine([means[preset]]), [preset]) for preset in presets]
     for name, members, method in ((VOTE_ENTRY, REPORT_PRESETS, "vote"), (AVG_ENTRY, REPORT_AVG_PRESETS, "mean")):
         if set(members) <= set(presets):
             entries.append(Entry(name, combine([means[p] for p in members], method=method, seed=seed), list(members)))
     if len(presets) > 1:
-        fit = fit_weights([oof_file(probs_dir, preset) for preset in presets], metric=FIT_METRIC)
+        fit = fit_weights([oofs[preset] for preset in presets], metric=FIT_METRIC)
         fitted = combine([means[p] for p in presets], method="mean", weights=fit.weights)
         fitted.meta.update(fit_metric=FIT_METRIC, fit_oof_score=fit.score, fit_presets=list(presets))
         print(f"seed {seed}: fitted weights (OOF {FIT_METRIC} {fit.score:.5f}): "
@@ -318,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pooled_files = {}
     for preset in pooled_presets:
         name = preset + SEEDS_SUFFIX
-        entry = Entry(name, combine([mean_file(args.out / f"seed{s}" / "probs", preset) for s in seeds]), [preset])
+        entry = Entry(name, combine([calibrated_pair(args.out / f"seed{s}" / "probs", preset)[1] for s in seeds]), [preset])
         pooled_files[name] = write_entry(entry, args.out / "submissions", task.sample_submission)
         members[name] = [preset]
         print(f"wrote {pooled_files[name]} (mean of {preset} over seeds {','.join(map(str, seeds))})")

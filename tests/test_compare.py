@@ -14,6 +14,7 @@ import pytest
 from sklearn.metrics import log_loss
 
 from kfold import cli
+from kfold.calibration import apply_temperature, fit_temperature
 from kfold.compare import (AVG_ENTRY, FITTED_ENTRY, REPORT_AVG_PRESETS, REPORT_PRESETS, VOTE_ENTRY, Entry,
                            comparison_markdown, comparison_table, main, score, seed_entries, write_board, write_entry)
 from kfold.leaderboard import read_solution
@@ -89,9 +90,13 @@ def report_probs(tmp_path) -> Path:
 def test_report_entries_vote_average_and_fitted_weights(report_probs):
     entries = {e.name: e for e in seed_entries(report_probs, list(REPORT_PRESETS), seed=3)}
     assert list(entries) == [*REPORT_PRESETS, VOTE_ENTRY, AVG_ENTRY, FITTED_ENTRY]
-    means = {p: read_probs(report_probs / f"{p}-mean.npz").probs for p in REPORT_PRESETS}
+    # every preset's test probabilities are scaled by the temperature fitted on its own OOF file
+    temperatures = {p: fit_temperature(read_probs(report_probs / f"{p}-oof.npz")) for p in REPORT_PRESETS}
+    assert temperatures["alexnet7-adam"] < 1 < temperatures["alexnet5-sgd"]  # right out of fold: sharpen; wrong: flatten
+    means = {p: apply_temperature(read_probs(report_probs / f"{p}-mean.npz").probs, temperatures[p]) for p in REPORT_PRESETS}
     for preset in REPORT_PRESETS:
-        np.testing.assert_allclose(entries[preset].ensemble.probs, means[preset], atol=1e-7)
+        np.testing.assert_allclose(entries[preset].ensemble.probs, means[preset], atol=1e-6)
+        assert entries[preset].ensemble.probs.argmax(1).tolist() == read_probs(report_probs / f"{preset}-mean.npz").predictions().tolist()
     vote = entries[VOTE_ENTRY]
     assert vote.ensemble.probs is None and vote.members == list(REPORT_PRESETS)
     assert vote.ensemble.categories[0] == 0 and vote.ensemble.categories[1] in (1, 2) and list(vote.ensemble.categories[2:]) == [2, 0]
@@ -101,7 +106,7 @@ def test_report_entries_vote_average_and_fitted_weights(report_probs):
     np.testing.assert_allclose(avg.ensemble.probs, (means["alexnet7-sgd"] + means["alexnet7-adam"]) / 2, atol=1e-6)
     fitted = entries[FITTED_ENTRY]  # only alexnet7-adam is right out of fold: it gets all the weight
     assert fitted.ensemble.meta["weights"] == [0.0, 0.0, 0.0, 1.0]
-    np.testing.assert_allclose(fitted.ensemble.probs, means["alexnet7-adam"], atol=1e-7)
+    np.testing.assert_allclose(fitted.ensemble.probs, means["alexnet7-adam"], atol=1e-6)
 
 
 @pytest.mark.parametrize("presets, expected", [
@@ -198,7 +203,9 @@ def test_comparison_end_to_end(compared, comp):
     pd.testing.assert_frame_equal(*folds[1])
     assert not folds[0][0]["fold"].equals(folds[1][0]["fold"])
     # scores recomputed from the probability files and solution.csv
-    means = [read_probs(out / f"seed{s}" / "probs" / "lenet5-mean.npz").probs.astype(np.float64) for s in (0, 1)]
+    means = [apply_temperature(read_probs(out / f"seed{s}" / "probs" / "lenet5-mean.npz").probs,
+                               fit_temperature(read_probs(out / f"seed{s}" / "probs" / "lenet5-oof.npz"))).astype(np.float64)
+             for s in (0, 1)]  # temperature-scaled with the seed's own OOF
     accuracy, loss = np.mean([private_scores(m, comp) for m in means], axis=0)
     assert rows.loc["lenet5", "private"] == pytest.approx(accuracy)
     assert rows.loc["lenet5", "private_logloss"] == pytest.approx(loss, rel=1e-5)

@@ -1,6 +1,7 @@
 """Augmentation: policy validation, both backends do what the policy says, TTA views."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -56,7 +57,7 @@ def test_presets():
 
 @pytest.mark.parametrize("field, value", [("rotate", 1.0), ("shift", 0.01), ("scale", (1.0, 1.1)),
                                           ("shear", 2.0), ("brightness", 0.1), ("contrast", 0.1),
-                                          ("erase_p", 0.1)])
+                                          ("erase_p", 0.1), ("elastic_p", 0.1)])
 def test_each_component_breaks_the_identity(field, value):
     assert not AugPolicy(**{field: value}).is_identity()
 
@@ -82,6 +83,9 @@ def test_dict_round_trip_with_lists():
     ({"scale": [0, 1]}, "'scale'"),
     ({"erase_scale": [0.1, 1.5]}, "'erase_scale'"),
     ({"erase_scale": [0.1, "x"]}, "'erase_scale'.*number"),
+    ({"elastic_p": 1.5}, "'elastic_p'"),
+    ({"elastic_sigma": 0}, "'elastic_sigma'.*positive"),
+    ({"elastic_alpha": -1}, "'elastic_alpha'"),
 ])
 def test_validation_names_the_key(d, needle):
     with pytest.raises(UsageError, match=needle):
@@ -334,3 +338,39 @@ def test_closed_form_warp_equals_kornia(h, w):
     matrix = get_affine_matrix2d(torch.stack([tx, ty], 1), center, torch.stack([zoom, zoom], 1), angle, sx=torch.deg2rad(shear))
     expected = warp_affine(x, matrix[:, :2], (h, w), align_corners=True)
     assert torch.allclose(_warp(x, angle, tx, ty, zoom, shear), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_elastic_distortion_bends_strokes_locally_and_keeps_the_glyph_in_place(backend):
+    x = torch.zeros(32, 1, SIDE, SIDE)
+    x[:, :, 6:22, 12:16] = 1.0  # an upright bar
+    out = backend(AugPolicy(elastic_p=1.0), x)
+    changed = (out - x).abs().flatten(1).max(1).values > 0.3
+    assert changed.all()  # every image distorted (p = 1)
+    shift = centre_of_mass(out) - centre_of_mass(x)  # the smooth field moves a glyph by its std, ~2 px
+    assert shift.abs().max() < 5.0 and shift.mean(0).abs().max() < 1.0
+    mass_change = (out.sum((1, 2, 3)) / x.sum((1, 2, 3)) - 1).abs()
+    assert mass_change.median() < 0.25  # stretched or squeezed strokes, not lost ones
+    outs = backend(AugPolicy(elastic_p=1.0), blob(8, sigma=4.0)).flatten(1)
+    assert (torch.cdist(outs, outs) + torch.eye(8) > 1e-3).all()  # a different field per image
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_elastic_probability(backend):
+    x = blob(200, sigma=4.0)
+    distorted = ((backend(AugPolicy(elastic_p=0.3), x) - x).abs().flatten(1).max(1).values > 0.01).float().mean()
+    assert 0.2 < distorted < 0.4
+
+
+def test_policies_without_elastic_draw_no_extra_random_numbers():
+    """Adding the elastic option kept the random stream (and so the results) of the existing policies."""
+    x = torch.rand(16, 1, SIDE, SIDE)
+    torch.manual_seed(0)
+    BatchAugment(PRESET_POLICIES["heavy"])(x)
+    after_heavy = torch.rand(4)
+    torch.manual_seed(0)
+    BatchAugment(dataclasses.replace(PRESET_POLICIES["heavy"], elastic_alpha=10.0, elastic_sigma=2.0))(x)
+    assert torch.equal(torch.rand(4), after_heavy)
+    torch.manual_seed(0)
+    BatchAugment(PRESET_POLICIES["elastic"])(x)
+    assert not torch.equal(torch.rand(4), after_heavy)

@@ -106,7 +106,8 @@ def load_task_for(args) -> Task:
 def prepare_run_dir(run_dir: Path, run_config: dict, resume: bool, full: bool = False) -> None:
     """Refuse to mix runs: an existing run directory needs --resume (or --full) and the same settings.
 
-    ``--full`` picks its own epoch count, so the epochs may differ from the fold runs'.
+    ``--full`` picks its own epoch count, so the epochs may differ from the fold runs'. A config saved
+    before a field existed has that field's default (which reproduces the behaviour of the time).
     """
     path = run_dir / "config.json"
     if path.exists():
@@ -120,6 +121,7 @@ def prepare_run_dir(run_dir: Path, run_config: dict, resume: bool, full: bool = 
         for key in ("config", "k", "seed", "fingerprint"):
             saved_value, value = saved.get(key), run_config[key]
             if key == "config" and isinstance(saved_value, dict):
+                saved_value = {**TrainConfig().to_dict(), **saved_value}  # a field added since: its default
                 saved_value, value = ({k: v for k, v in d.items() if k not in ignored} for d in (saved_value, value))
             if saved_value != value:
                 raise UsageError(f"{path}: {key} differs from this command's; use a new --out directory for a new setup")

@@ -91,6 +91,19 @@ def test_existing_run_needs_resume(synthetic_comp, tmp_path, capsys):
     assert "config differs" in capsys.readouterr().err
 
 
+def test_run_from_before_a_config_field_existed_resumes(synthetic_comp, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--folds", 0, "--epochs", 1, "--out", out) == 0
+    saved = json.loads((out / "config.json").read_text())
+    del saved["config"]["pseudo_label"]  # as written by a version without pseudo-labelling
+    (out / "config.json").write_text(json.dumps(saved))
+    assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--epochs", 1, "--out", out, "--resume") == 0
+    assert (out / "fold1" / "meta.json").exists()
+    assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--epochs", 1, "--out", out, "--resume",
+                 "--pseudo-label", 0.9) == 2  # a non-default value of the new field is a different setup
+    assert "config differs" in capsys.readouterr().err
+
+
 def test_same_seed_same_bytes_on_cpu(synthetic_comp, tmp_path):
     for name in ("a", "b"):
         assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--folds", 0, "--epochs", 2,

@@ -73,6 +73,10 @@ def test_run_directory_is_complete(synthetic_comp, tmp_path, capsys):
     assert len(oof.ids) == 200 and summary["oof_rows"] == 200
     assert summary["oof_accuracy"] == pytest.approx(float((oof.probs.argmax(1) == oof.labels).mean()))
     assert summary["oof_accuracy"] > 0.3  # chance is 0.1: the model learned the synthetic patterns
+    last = [pd.read_csv(out / f"fold{f}" / "metrics.csv")["val_accuracy"].iloc[-1] for f in (0, 1)]
+    val_rows = [json.loads((out / f"fold{f}" / "meta.json").read_text())["val_rows"] for f in (0, 1)]
+    assert summary["oof_accuracy_last_epoch"] == pytest.approx(np.dot(last, val_rows) / 200)
+    assert summary["oof_accuracy_last_epoch"] <= summary["oof_accuracy"] + 1e-12  # the best epoch is at least as good
     assert {"oof_logloss", "train_seconds", "folds"} <= set(summary)
     assert "OOF accuracy" in capsys.readouterr().out
     # --full trains on all rows for the folds' mean best epoch

@@ -86,12 +86,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
         sample = read_submission(args.sample)
         order = align_ids(ensemble.ids, sample.ids, f"the ensemble inputs ({ensemble.names[0]})",
                           f"the sample {args.sample}", first_line=None)
-    labels = None
+    labels = groups = None
     if args.solution:
         from kfold.leaderboard import read_solution
         solution = read_solution(args.solution)
-        labels = solution.categories[align_ids(solution.ids, ensemble.ids, str(args.solution),
-                                               f"the ensemble inputs ({ensemble.names[0]})")]
+        rows = align_ids(solution.ids, ensemble.ids, str(args.solution), f"the ensemble inputs ({ensemble.names[0]})")
+        labels = solution.categories[rows]
+        groups = None if solution.groups is None else solution.groups[rows]
 
     write_submission(args.out, ensemble.ids[order], ensemble.categories[order])
     written = [args.out]
@@ -104,8 +105,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
           + (f", {ensemble.tied_rows} tied rows broken by {args.tiebreak}" if args.method == "vote" else ""))
     if args.report:
         from kfold.report import write_report
-        print(write_report(ensemble, args.report, labels=labels))
+        print(write_report(ensemble, args.report, labels=labels, groups=groups))
         written += [args.report / name for name in ("agreement.csv", "inputs.csv", "report.md", "agreement.png")]
+        written += [args.report / "groups.csv"] if groups is not None else []
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -2,7 +2,9 @@
 
 Writes ``agreement.csv`` (pairwise fraction of identical predicted classes, inputs and ensemble),
 ``inputs.csv`` (per input: weight, agreement with the ensemble, disagreeing rows, accuracy),
-``report.md`` (both tables in Markdown plus a summary) and ``agreement.png`` (heatmap).
+``report.md`` (both tables in Markdown plus a summary) and ``agreement.png`` (heatmap); with a group per
+row (the ``Language`` of an MNIST-MIX solution) also ``groups.csv``: accuracy per group of every input
+and of the ensemble.
 matplotlib is imported only to draw the heatmap (Agg backend). Nothing here imports torch.
 """
 from __future__ import annotations
@@ -79,6 +81,18 @@ def summarize(ensemble: Ensemble, labels: np.ndarray | None = None) -> tuple[pd.
     return matrix, inputs, summary
 
 
+def accuracy_by_group(ensemble: Ensemble, labels: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
+    """Rows per group and the accuracy of every input and of the ensemble on them (groups in order of appearance)."""
+    names = [*display_names(ensemble.names), ENSEMBLE]
+    predictions = np.vstack([ensemble.input_predictions, ensemble.categories])
+    records = []
+    for group in dict.fromkeys(groups):
+        rows = groups == group
+        records.append({"group": group, "rows": int(rows.sum()),
+                        **{name: float((pred[rows] == labels[rows]).mean()) for name, pred in zip(names, predictions)}})
+    return pd.DataFrame(records)
+
+
 def heatmap(matrix: pd.DataFrame, path: str | os.PathLike) -> None:
     import matplotlib
 
@@ -99,15 +113,23 @@ def heatmap(matrix: pd.DataFrame, path: str | os.PathLike) -> None:
     save_figure(fig, path)
 
 
-def write_report(ensemble: Ensemble, out_dir: str | os.PathLike, labels: np.ndarray | None = None) -> str:
-    """Write the report files into ``out_dir``; return the Markdown text (for the console)."""
+def write_report(ensemble: Ensemble, out_dir: str | os.PathLike, labels: np.ndarray | None = None,
+                 groups: np.ndarray | None = None) -> str:
+    """Write the report files into ``out_dir``; return the Markdown text (for the console).
+
+    ``groups`` (aligned to ``ensemble.ids``) needs labels: the solution's or the inputs' own."""
     out_dir = Path(out_dir)
     matrix, inputs, summary = summarize(ensemble, labels)
+    labels = ensemble.labels if labels is None else labels
     lines = [f"# Ensemble report ({summary['method']}, {summary['inputs']} inputs, {summary['rows']} rows)", ""]
     lines += [f"- {key.replace('_', ' ')}: {value:.4f}" if isinstance(value, float) else f"- {key.replace('_', ' ')}: {value}"
               for key, value in summary.items() if key not in ("method", "inputs", "rows")]
     text = "\n".join(lines) + "\n\n## Inputs\n\n" + markdown_table(inputs) + \
         "\n## Pairwise agreement\n\n" + markdown_table(matrix, index=True)
+    if groups is not None and labels is not None:
+        by_group = accuracy_by_group(ensemble, labels, groups)
+        text += "\n## Accuracy by group\n\n" + markdown_table(by_group)
+        write_csv(out_dir / "groups.csv", by_group)
     write_csv(out_dir / "agreement.csv", matrix, index=True, index_label="")
     write_csv(out_dir / "inputs.csv", inputs)
     write_text(out_dir / "report.md", text)

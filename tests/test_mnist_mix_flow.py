@@ -73,10 +73,18 @@ def test_train_predict_ensemble_leaderboard(mix, tmp_path, capsys, one_thread):
                                                           torch.device("cpu")), rtol=1e-6)
 
     submission = tmp_path / "submissions" / "ens.csv"
+    report = tmp_path / "report"
     assert run_cli(ensemble_main, [str(probs / "ff100-mean.npz"), str(probs / "ff250-mean.npz"), "--out", str(submission),
-                                   "--solution", str(mix / "solution.csv")]) == 0
+                                   "--solution", str(mix / "solution.csv"), "--report", str(report)]) == 0
     ensemble = read_submission(submission)
     np.testing.assert_array_equal(ensemble.ids, np.arange(200))
+    by_language = pd.read_csv(report / "groups.csv").set_index("group")  # the report's accuracy per language
+    assert list(by_language.index) == list(LANGUAGES) and (by_language["rows"] == 20).all()
+    for language, rows in task.group_rows("test").items():
+        assert by_language.loc[language, "ensemble"] == pytest.approx(np.mean(ensemble.categories[rows] == task.test_labels[rows]))
+        ff100 = read_probs(probs / "ff100-mean.npz").predictions()
+        assert by_language.loc[language, "ff100-mean.npz"] == pytest.approx(np.mean(ff100[rows] == task.test_labels[rows]))
+    assert "## Accuracy by group" in (report / "report.md").read_text()
 
     board = tmp_path / "board"
     capsys.readouterr()

@@ -55,7 +55,8 @@ def model_dirs(run_dir: Path) -> list[Path]:
 
 
 def tta_gain(model, meta: dict, task: Task, run_dir: Path, model_dir: Path, views: int, args, device, channels_last: bool) -> dict:
-    """Out-of-fold accuracy / log loss of one fold model with 1 view and with ``views`` views."""
+    """Out-of-fold accuracy / log loss of one fold model with 1 view and with ``views`` views (and the
+    accuracy per group, e.g. per MNIST-MIX language, when the task has groups)."""
     from sklearn.metrics import log_loss
 
     from .folds import read_folds
@@ -68,8 +69,13 @@ def tta_gain(model, meta: dict, task: Task, run_dir: Path, model_dir: Path, view
     result = {"model": f"{run_dir.name}/{model_dir.name}"}
     for n in (1, views):
         probs = predict_proba(model, task.train_images[rows], norm["mean"], norm["std"], device, args.batch_size, n, channels_last)
-        result[f"acc_tta{n}"] = float((probs.argmax(1) == labels).mean())
+        correct = probs.argmax(1) == labels
+        result[f"acc_tta{n}"] = float(correct.mean())
         result[f"logloss_tta{n}"] = float(log_loss(labels, probs, labels=range(task.num_classes)))
+        if task.train_groups is not None:
+            groups = task.train_groups[rows]
+            result.update({f"acc_tta{n}_{name}": float(correct[groups == g].mean())
+                           for g, name in enumerate(task.group_names) if (groups == g).any()})
     return result
 
 

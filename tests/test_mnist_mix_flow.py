@@ -60,8 +60,11 @@ def test_train_predict_ensemble_leaderboard(mix, tmp_path, capsys, one_thread):
     assert list(summary["oof_accuracy_by_group"]) == list(LANGUAGES) and summary["oof_accuracy"] > 0.1  # chance 0.01
 
     probs = tmp_path / "probs"
+    capsys.readouterr()
     assert run_cli(predict_main, [str(runs / "ff100"), str(runs / "ff250"), "--data", str(mix), "--task", "mnist-mix",
-                                  "--out", str(probs), *CPU]) == 0
+                                  "--out", str(probs), "--tta", "2", *CPU]) == 0
+    tta_header = next(line for line in capsys.readouterr().out.splitlines() if "acc_tta1" in line).split()
+    assert {f"acc_tta{n}_{language}" for language in LANGUAGES for n in (1, 2)} <= set(tta_header)  # per-language TTA gain
     assert {p.name for p in probs.iterdir()} == {f"{run}-{part}.npz" for run in ("ff100", "ff250")
                                                  for part in ("fold0", "fold1", "mean", "oof")}
     fold0 = read_probs(probs / "ff100-fold0.npz")
@@ -70,7 +73,7 @@ def test_train_predict_ensemble_leaderboard(mix, tmp_path, capsys, one_thread):
     model, meta = load_model(runs / "ff100" / "fold0" / "model.safetensors", torch.device("cpu"))
     norm = meta["normalization"]
     np.testing.assert_allclose(fold0.probs, predict_proba(model, task.test_images, norm["mean"], norm["std"],
-                                                          torch.device("cpu")), rtol=1e-6)
+                                                          torch.device("cpu"), tta=2), rtol=1e-6)
 
     submission = tmp_path / "submissions" / "ens.csv"
     report = tmp_path / "report"

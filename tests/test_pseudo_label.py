@@ -26,10 +26,10 @@ def tiny_config(**overrides) -> TrainConfig:
     return resolve_config(None, None, {**values, **overrides})
 
 
-def trainer(cfg, data, tmp_path, labels=None, unlabeled=True) -> FoldTrainer:
+def trainer(cfg, data, tmp_path, labels=None) -> FoldTrainer:
     images, true_labels, test_images, _ = data
     return FoldTrainer(cfg, images, true_labels if labels is None else labels, 10, np.arange(160), np.arange(160, 240), CPU,
-                       seed=0, work_dir=tmp_path, progress=False, unlabeled=test_images if unlabeled else None)
+                       seed=0, work_dir=tmp_path, progress=False, unlabeled=test_images)
 
 
 def test_pool_is_test_images_plus_validation_images(data, tmp_path):

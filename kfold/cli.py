@@ -1,4 +1,4 @@
-"""The ``kfold`` command: validate, leaderboard, ensemble, submit, download, train, predict.
+"""The ``kfold`` command: validate, leaderboard, ensemble, submit, download, train, predict, learning-curve.
 
 Subcommand modules are imported only when their subcommand runs, so ``kfold validate`` and
 ``kfold --help`` never import torch. ``ensemble``, ``train`` and ``predict`` hand the rest of the
@@ -22,6 +22,7 @@ DELEGATED = {
     "run": ("kfold.pipeline", "the whole flow: train -> predict -> ensemble -> validate -> leaderboard"),
     "compare": ("kfold.compare", "presets side by side over seeds, ensembles, Public/Private comparison (same as compare.py)"),
     "mnist-mix": ("kfold.experiments.cli", "the MNIST-MIX report's experiments (same as mnist_mix.py)"),
+    "learning-curve": ("kfold.learning_curve", "out-of-fold error against training rows over runs with different k"),
 }
 
 

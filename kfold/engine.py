@@ -343,7 +343,7 @@ class FoldTrainer:
                        val_loss=math.nan, val_accuracy=math.nan, lr=self.last_lr, **pseudo)
             if self.val_rows is not None:
                 row["val_loss"], row["val_accuracy"], probs = self.evaluate()
-                better = (row["val_accuracy"], -row["val_loss"]) > (state["best_acc"], -state["best_loss"])
+                better = cfg.keep == "last" or (row["val_accuracy"], -row["val_loss"]) > (state["best_acc"], -state["best_loss"])
                 if better:
                     state.update(best_epoch=state["epoch"], best_acc=row["val_accuracy"], best_loss=row["val_loss"], stale=0)
                     self.best_state = {k: v.detach().clone() for k, v in self.eval_model.state_dict().items()}

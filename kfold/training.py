@@ -8,7 +8,7 @@ Run directory layout::
                              metrics.csv, learning_curve.png, confusion.csv/.png, oof.npz
     RUN_DIR/full/            --full: one model on all training data
     RUN_DIR/oof.npz          out-of-fold probabilities of all rows (when every fold is done)
-    RUN_DIR/summary.json     oof_accuracy (best epochs), oof_accuracy_last_epoch, oof_logloss, per-fold best epoch /
+    RUN_DIR/summary.json     oof_accuracy (at the kept epochs), oof_accuracy_last_epoch, oof_logloss, per-fold kept epoch /
                          accuracy, train_seconds
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ CONFIG_FLAGS = {  # CLI flag -> TrainConfig field (flags left unset keep the pre
     "epochs": int, "batch_size": int, "lr": float, "optimizer": str, "momentum": float, "weight_decay": float,
     "schedule": str, "label_smoothing": float, "aug": str, "aug_backend": str, "model": str, "dropout": float,
     "mixup": float, "cutmix": float, "ema": float, "early_stopping": int, "num_workers": int, "tta": int,
-    "warmup_epochs": float, "eval_batch_size": int, "pseudo_label": float, "pseudo_start": float,
+    "warmup_epochs": float, "eval_batch_size": int, "pseudo_label": float, "pseudo_start": float, "keep": str,
 }
 
 
@@ -192,7 +192,7 @@ def summarize(run_dir: Path, task: Task, k: int, cfg: TrainConfig, args) -> dict
         fold_rows.append({key: meta[key] for key in ("fold", "best_epoch", "val_accuracy", "val_loss", "seconds")})
         oof_parts.append(read_probs(path.parent / "oof.npz"))
         last_correct += pd.read_csv(path.parent / "metrics.csv")["val_accuracy"].iloc[-1] * meta["val_rows"]
-    summary = {"task": task.name, "preset": args.preset, "model": cfg.model, "k": k, "seed": args.seed,
+    summary = {"task": task.name, "preset": args.preset, "model": cfg.model, "k": k, "seed": args.seed, "keep": cfg.keep,
                "folds_done": len(fold_rows), "folds": fold_rows, "train_seconds": float(sum(r["seconds"] for r in fold_rows))}
     if oof_parts:
         ids = np.concatenate([part.ids for part in oof_parts])
@@ -226,8 +226,11 @@ def print_summary(summary: dict) -> None:
     if "oof_accuracy" in summary:
         print(f"OOF accuracy {summary['oof_accuracy']:.4f}  OOF log loss {summary['oof_logloss']:.4f}  "
               f"({summary['oof_rows']} rows, {summary['folds_done']}/{summary['k']} folds)")
-        print(f"  at each fold's best epoch, chosen on the same validation rows (slightly optimistic); "
-              f"at the last epoch: {summary['oof_accuracy_last_epoch']:.4f}")
+        if summary.get("keep", "best") == "last":
+            print("  every fold keeps its last epoch: no epoch was picked on the validation rows")
+        else:
+            print(f"  at each fold's best epoch, chosen on the same validation rows (slightly optimistic); "
+                  f"at the last epoch: {summary['oof_accuracy_last_epoch']:.4f}")
         for name, acc in summary.get("oof_accuracy_by_group", {}).items():
             print(f"  {name:<12} {acc:.4f}")
     print(f"train time {summary['train_seconds']:.1f}s")

@@ -94,7 +94,7 @@ def test_kfold_validate(tmp_path, capsys):
 
 def test_kfold_help_lists_every_command():
     done = _python(["-c", "import sys; from kfold.cli import main; sys.exit(main(['--help']))"])
-    for command in ("validate", "leaderboard", "ensemble", "submit", "download", "train", "predict"):
+    for command in ("validate", "leaderboard", "ensemble", "submit", "download", "train", "predict", "learning-curve"):
         assert command in done.stdout
 
 

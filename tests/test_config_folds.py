@@ -31,6 +31,8 @@ def test_config_file_between_preset_and_flags(tmp_path):
     ({"epochs": 2.5}, "'epochs' expects int"),
     ({"nesterov": 1}, "'nesterov' expects bool"),
     ({"bogus": 1}, "unknown config key 'bogus'"),
+    ({"keep": "median"}, "keep='median' must be one of best, last"),
+    ({"early_stopping": 3}, "early_stopping=3 cannot be combined with keep='last'"),
 ])
 def test_bad_config_values_are_named(overrides, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace("[", r"\[")):

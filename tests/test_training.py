@@ -86,6 +86,23 @@ def test_run_directory_is_complete(synthetic_comp, tmp_path, capsys):
     assert full["train_rows"] == 200 and full["config"]["epochs"] == round(np.mean([s["best_epoch"] for s in summary["folds"]]))
 
 
+def test_keep_last_reports_the_last_epoch_not_the_best(synthetic_comp, tmp_path, capsys):
+    """keep='last': no epoch is picked on the validation rows, so the OOF score is the last epoch's."""
+    out = tmp_path / "run"
+    assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--epochs", 3, "--lr", 0.05, "--batch-size", 16,
+                 "--aug", "none", "--keep", "last", "--out", out) == 0
+    for fold in (0, 1):
+        meta = json.loads((out / f"fold{fold}" / "meta.json").read_text())
+        last = pd.read_csv(out / f"fold{fold}" / "metrics.csv").iloc[-1]
+        assert meta["best_epoch"] == 3 and meta["config"]["keep"] == "last"
+        assert meta["val_accuracy"] == pytest.approx(last["val_accuracy"])
+        oof = read_probs(out / f"fold{fold}" / "oof.npz")
+        assert float((oof.probs.argmax(1) == oof.labels).mean()) == pytest.approx(last["val_accuracy"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["keep"] == "last" and summary["oof_accuracy"] == pytest.approx(summary["oof_accuracy_last_epoch"])
+    assert "every fold keeps its last epoch" in capsys.readouterr().out
+
+
 def test_existing_run_needs_resume(synthetic_comp, tmp_path, capsys):
     out = tmp_path / "run"
     assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--folds", 0, "--epochs", 1, "--out", out) == 0

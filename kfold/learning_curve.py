@@ -1,0 +1,200 @@
+"""``kfold learning-curve``: would more training data help, and how much would a target accuracy need?
+
+Runs of one recipe with different ``k`` train their models on different amounts of data: a model of a
+k-fold run sees (k-1)/k of the training rows. Their out-of-fold errors at the last epoch (never an epoch
+picked on the validation rows) against the rows each model trained on give a learning curve. A power law
+``error = a * rows ** -alpha``, fitted by least squares in log-log space, then estimates the error of a model
+trained on all rows and the rows a target accuracy would need. Extrapolating a power law fitted over a
+narrow range is rough: read the estimates as orders of magnitude, with the 95% (Wilson) interval of every
+measured point in mind. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from .atomic import save_figure, write_csv, write_text
+from .errors import ArgumentParser, DataError, UsageError
+from .report import markdown_table
+
+# Config fields that change neither the training rows nor the optimisation (a learning curve may mix them).
+IGNORED_CONFIG = {"keep", "eval_batch_size", "num_workers", "compile", "channels_last", "tta"}
+
+
+@dataclass
+class CurvePoint:
+    run: str
+    k: int
+    seed: int
+    train_rows: float  # mean over the folds of the rows one model trained on
+    oof_rows: int
+    errors: int  # out-of-fold errors at every fold's last epoch
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.oof_rows
+
+
+@dataclass
+class PowerLaw:
+    """``error = scale * rows ** -exponent``."""
+
+    scale: float
+    exponent: float
+
+    def error(self, rows: float | np.ndarray) -> float | np.ndarray:
+        return self.scale * np.asarray(rows, dtype=float) ** -self.exponent
+
+    def rows_for(self, error: float) -> float:
+        """Training rows at which the fitted error reaches ``error`` (inf when the curve does not fall)."""
+        if self.exponent <= 0:
+            return float("inf")
+        log_rows = (np.log(self.scale) - np.log(error)) / self.exponent
+        return float(np.exp(log_rows)) if log_rows < 700 else float("inf")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (is {path.parent} a finished train.py run?)") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not readable JSON ({exc})") from None
+
+
+def read_point(run_dir: Path) -> tuple[CurvePoint, dict]:
+    """The learning-curve point of a finished k-fold run, and its saved config (for the same-recipe check)."""
+    summary, config = _read_json(run_dir / "summary.json"), _read_json(run_dir / "config.json")
+    try:
+        k, done = int(summary["k"]), int(summary["folds_done"])
+        if done != k:
+            raise DataError(f"{run_dir / 'summary.json'}: {done} of {k} folds finished; finish the run first (--resume)")
+        oof_rows, last_accuracy = int(summary["oof_rows"]), float(summary["oof_accuracy_last_epoch"])
+        train_rows = float(np.mean([_read_json(run_dir / f"fold{f}" / "meta.json")["train_rows"] for f in range(k)]))
+        point = CurvePoint(run=run_dir.name, k=k, seed=int(summary["seed"]), train_rows=train_rows, oof_rows=oof_rows,
+                           errors=int(round((1.0 - last_accuracy) * oof_rows)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{run_dir}: summary.json or a fold's meta.json lacks a field ({type(exc).__name__}: {exc})") from None
+    return point, config
+
+
+def check_same_recipe(configs: Sequence[dict], runs: Sequence[Path]) -> None:
+    """Every run must train the same recipe on the same data; only k and the seed may differ."""
+    first = configs[0]
+    for config, run in zip(configs[1:], runs[1:]):
+        if config.get("fingerprint") != first.get("fingerprint"):
+            raise DataError(f"{run}: trained on other data than {runs[0]} (fingerprint {config.get('fingerprint')} "
+                            f"vs {first.get('fingerprint')})")
+        a, b = first.get("config", {}), config.get("config", {})
+        for key in sorted((set(a) & set(b)) - IGNORED_CONFIG):
+            if a[key] != b[key]:
+                raise DataError(f"{run}: config {key}={b[key]!r} differs from {runs[0]} ({a[key]!r}); "
+                                f"a learning curve compares one recipe on different amounts of data")
+
+
+def fit_power_law(points: Sequence[CurvePoint]) -> PowerLaw:
+    """Least-squares line through (log rows, log error rate); needs two distinct row counts and no zero error."""
+    rows = np.array([p.train_rows for p in points])
+    if len(np.unique(rows)) < 2:
+        raise UsageError("a learning curve needs runs with at least two different k (different training rows per model)")
+    zero = next((p for p in points if p.errors == 0), None)
+    if zero is not None:
+        raise DataError(f"{zero.run}: no out-of-fold error, a power law in log space cannot be fitted")
+    slope, intercept = np.polyfit(np.log(rows), np.log([p.error_rate for p in points]), 1)
+    return PowerLaw(scale=float(np.exp(intercept)), exponent=float(-slope))
+
+
+def bootstrap_laws(points: Sequence[CurvePoint], n: int = 2000, seed: int = 0) -> list[PowerLaw]:
+    """Power laws refitted on parametric bootstrap resamples: every point's errors redrawn Binomial(oof_rows, rate)."""
+    rng = np.random.default_rng(seed)
+    laws = []
+    for _ in range(n):
+        redrawn = [CurvePoint(p.run, p.k, p.seed, p.train_rows, p.oof_rows, int(rng.binomial(p.oof_rows, p.error_rate)))
+                   for p in points]
+        if all(p.errors for p in redrawn):
+            laws.append(fit_power_law(redrawn))
+    return laws
+
+
+def _interval(values: Sequence[float], digits: int) -> str:
+    """The central 95% of bootstrap estimates (either end may be infinite: a resample whose curve does not fall)."""
+    low, high = np.percentile(values, 2.5, method="lower"), np.percentile(values, 97.5, method="higher")
+    return "95% bootstrap interval " + " to ".join("unbounded" if np.isinf(v) else f"{v:,.{digits}f}" for v in (low, high))
+
+
+def curve_table(points: Sequence[CurvePoint], law: PowerLaw) -> pd.DataFrame:
+    rows = []
+    for p in sorted(points, key=lambda p: (p.train_rows, p.seed)):
+        low, high = binomtest(p.errors, p.oof_rows).proportion_ci(method="wilson")
+        rows.append({"run": p.run, "k": p.k, "seed": p.seed, "train_rows": round(p.train_rows), "oof_rows": p.oof_rows,
+                     "errors": p.errors, "oof_accuracy": 1 - p.error_rate, "accuracy_ci_low": 1 - high,
+                     "accuracy_ci_high": 1 - low, "fitted_accuracy": 1 - float(law.error(p.train_rows))})
+    return pd.DataFrame(rows)
+
+
+def plot_curve(table: pd.DataFrame, law: PowerLaw, all_rows: int, target: float | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    errors = 1 - table["oof_accuracy"].to_numpy()
+    spread = np.vstack([errors - (1 - table["accuracy_ci_high"]), (1 - table["accuracy_ci_low"]) - errors])
+    right = max(all_rows, law.rows_for(1 - target) if target else all_rows)
+    right = min(right, 100 * all_rows) * 1.1
+    xs = np.geomspace(table["train_rows"].min() * 0.9, right, 100)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.errorbar(table["train_rows"], errors, yerr=spread, fmt="o", capsize=3, label="out-of-fold error (95% CI)")
+    ax.plot(xs, law.error(xs), "-", label=f"fit: error ∝ rows^-{law.exponent:.2f}")
+    ax.axvline(all_rows, color="gray", ls=":", label=f"all training rows ({all_rows:,})")
+    if target:
+        ax.axhline(1 - target, color="tab:red", ls="--", label=f"target accuracy {target:.4f}")
+    ax.set(xscale="log", yscale="log", xlabel="training rows per model", ylabel="error rate", title="Learning curve")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="kfold learning-curve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="finished train.py runs of one recipe, different --k")
+    p.add_argument("--out", required=True, type=Path, help="folder for learning_curve.csv/.md/.png")
+    p.add_argument("--target", type=float, help="an accuracy to estimate the training rows for, e.g. 0.995")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.target is not None and not 0 < args.target < 1:
+        raise UsageError(f"--target {args.target}: must be an accuracy between 0 and 1")
+    loaded = [read_point(run) for run in args.runs]
+    points, configs = [p for p, _ in loaded], [c for _, c in loaded]
+    check_same_recipe(configs, args.runs)
+    law = fit_power_law(points)
+    laws = bootstrap_laws(points)
+    table = curve_table(points, law)
+    all_rows = max(p.oof_rows for p in points)
+    lines = [markdown_table(table, floatfmt=".4f"),
+             f"fit: error = {law.scale:.4g} * rows^-{law.exponent:.3f} over {len(points)} runs "
+             f"({table['train_rows'].min():,.0f}-{table['train_rows'].max():,.0f} rows per model)",
+             f"estimated accuracy of one model trained on all {all_rows:,} rows: {1 - float(law.error(all_rows)):.4f} "
+             f"({_interval([1 - float(b.error(all_rows)) for b in laws], 4)})"]
+    if args.target is not None:
+        needed = law.rows_for(1 - args.target)
+        lines.append(f"estimated training rows for accuracy {args.target:.4f}: "
+                     + (f"{needed:,.0f} ({needed / all_rows:.1f}x the {all_rows:,} available; "
+                        f"{_interval([b.rows_for(1 - args.target) for b in laws], 0)})" if np.isfinite(needed)
+                        else "never (the fitted error does not fall with more rows)"))
+    text = "\n".join(lines) + "\n"
+    write_csv(args.out / "learning_curve.csv", table)
+    write_text(args.out / "learning_curve.md", text)
+    plot_curve(table, law, all_rows, args.target, args.out / "learning_curve.png")
+    print(text + f"wrote {args.out / 'learning_curve.csv'}, .md and .png")
+    return 0

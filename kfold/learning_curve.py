@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     laws = bootstrap_laws(points)
     table = curve_table(points, law)
     all_rows = max(p.oof_rows for p in points)
-    lines = [markdown_table(table, floatfmt=".4f"),
+    lines = [markdown_table(table),
              f"fit: error = {law.scale:.4g} * rows^-{law.exponent:.3f} over {len(points)} runs "
              f"({table['train_rows'].min():,.0f}-{table['train_rows'].max():,.0f} rows per model)",
              f"estimated accuracy of one model trained on all {all_rows:,} rows: {1 - float(law.error(all_rows)):.4f} "

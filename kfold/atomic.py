@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +28,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _final_mode(path))  # mkstemp makes 0600: follow the umask, or keep a replaced file's mode
         os.replace(tmp_path, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
@@ -35,6 +37,50 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             # a failed write (disk full, I/O error) does not say which file: name the one being written
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path) -> int:
+    """The mode a new file gets from the umask; a replaced regular file keeps its own (a symlink is not followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+    if stat.S_ISREG(st.st_mode):
+        return stat.S_IMODE(st.st_mode)
+    return 0o666 & ~current_umask()
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name one file: the same resolved path, or (existing) the same inode (hard links)."""
+    a, b = Path(a), Path(b)
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwriting_inputs(inputs, outputs, error) -> None:
+    """Raise ``error(message)`` when an output path would replace one of the inputs (symlinks and hard links included)."""
+    for out in outputs:
+        for source in inputs:
+            if same_file(out, source):
+                raise error(f"{out}: output would overwrite the input {source}; choose another output path")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -49,6 +49,9 @@ def _parse_weights(text: str) -> list[float]:
         raise UsageError(f"--weights must be comma-separated numbers, got '{text}'") from None
 
 
+REPORT_FILES = ("agreement.csv", "inputs.csv", "report.md", "agreement.png", "groups.csv")
+
+
 def probs_path(out: Path) -> Path:
     """Where the ensemble probabilities of submission ``out`` go."""
     return out.with_name(out.stem + ".probs.npz")
@@ -94,6 +97,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
         labels = solution.categories[rows]
         groups = None if solution.groups is None else solution.groups[rows]
 
+    from kfold.atomic import refuse_overwriting_inputs
+
+    sources = [*args.inputs, *(oof if args.fit_weights else []), *([args.sample] if args.sample else []),
+               *([args.solution] if args.solution else [])]
+    targets = [args.out, *([probs_path(args.out)] if ensemble.probs is not None else [])]
+    if args.report:
+        targets += [args.report / name for name in REPORT_FILES]
+    refuse_overwriting_inputs(sources, targets, UsageError)
+
     write_submission(args.out, ensemble.ids[order], ensemble.categories[order])
     written = [args.out]
     if ensemble.probs is not None:
@@ -106,7 +118,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
     if args.report:
         from kfold.report import write_report
         print(write_report(ensemble, args.report, labels=labels, groups=groups))
-        written += [args.report / name for name in ("agreement.csv", "inputs.csv", "report.md", "agreement.png")]
+        written += [args.report / name for name in REPORT_FILES[:4]]
         written += [args.report / "groups.csv"] if groups is not None else []
     for path in written:
         print(f"wrote {path}")

@@ -3,7 +3,7 @@
 python compare.py --data DIR --out OUT [--seeds 0,1,2] [--k 5] [--presets alexnet5-sgd,...,best]"""
 import sys
 
-from kfold.compare import main
+from kfold.commands.compare import main
 from kfold.errors import run_cli
 
 if __name__ == "__main__":

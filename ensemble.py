@@ -2,7 +2,7 @@
 """Ensemble probability files and submissions: python ensemble.py --help (see kfold/ensemble_cli.py)."""
 import sys
 
-from kfold.ensemble_cli import main
+from kfold.commands.ensemble import main
 from kfold.errors import run_cli
 
 if __name__ == "__main__":

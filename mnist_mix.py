@@ -3,7 +3,7 @@
 import sys
 
 from kfold.errors import run_cli
-from kfold.experiments.cli import main
+from kfold.commands.mnist_mix import main
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

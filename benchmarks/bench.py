@@ -11,10 +11,10 @@ Sections (``--sections`` picks a subset):
   and batch size; the fast path's augmentation share of its step time is timed inside the same epochs.
 * ``threads`` (CPU only): fast-path lenet5 images/s with 1 torch thread against one per core.
 * ``inference``: ``predict_proba`` images/s per model on the test images, and the wall time of
-  ``predict.py`` (``kfold.predict.main``) on a one-fold lenet5 run.
+  ``predict.py`` (``kfold.nn.predict.main``) on a one-fold lenet5 run.
 * ``time-to-accuracy``: wall time until the test accuracy, scored against the competition's
   ``solution.csv`` (scoring only), first reaches the target: fast preset, one model on all training images.
-* ``ensemble``: ``ensemble.py`` (``kfold.ensemble_cli.main``, in-process) wall time for many
+* ``ensemble``: ``ensemble.py`` (``kfold.commands.ensemble.main``, in-process) wall time for many
   probability files.
 * ``parity``: best validation accuracy of both loops on fold 0 of 5, lenet5 preset, several seeds.
 * ``parallel``: ``train.py --parallel-folds 1`` against ``2`` on two folds (only when the flag exists;
@@ -48,7 +48,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from kfold.atomic import write_csv, write_text  # noqa: E402
+from kfold.files.atomic import write_csv, write_text  # noqa: E402
 from kfold.errors import ArgumentParser, UsageError, run_cli  # noqa: E402
 
 SECTIONS = ("throughput", "threads", "inference", "time-to-accuracy", "ensemble", "parity", "parallel")
@@ -100,7 +100,7 @@ QUICK = Plan(repeats=1, batch_size=16, train_steps=2, warmup=False, predict_rows
 
 @dataclass
 class Context:
-    task: object   # kfold.task.Task
+    task: object   # kfold.data.task.Task
     device: object  # torch.device
     plan: Plan
     data: Path     # the competition directory
@@ -168,7 +168,7 @@ def interleaved(variants: dict, repeats: int, measure) -> dict:
 # ----------------------------------------------------------------------------- sections
 
 def _trainer(ctx: Context, cfg, rows, val_rows, seed: int, work_dir: Path):
-    from kfold.engine import FoldTrainer
+    from kfold.nn.engine import FoldTrainer
 
     task = ctx.task
     return FoldTrainer(cfg, task.train_images, task.train_labels, task.num_classes, rows, val_rows, ctx.device,
@@ -270,10 +270,10 @@ def bench_inference(ctx: Context) -> list[dict]:
     import torch
 
     from kfold.config import PRESETS
-    from kfold.inference import predict_proba, use_channels_last
-    from kfold.models import create_model
-    from kfold.predict import main as predict_main
-    from kfold.training import main as train_main
+    from kfold.nn.inference import predict_proba, use_channels_last
+    from kfold.nn.models import create_model
+    from kfold.nn.predict import main as predict_main
+    from kfold.nn.training import main as train_main
 
     plan, device, task = ctx.plan, ctx.device, ctx.task
     images = task.test_images[:plan.predict_rows]
@@ -333,7 +333,7 @@ def solution_labels(task, rows: int | None) -> tuple[np.ndarray, np.ndarray]:
 def bench_time_to_accuracy(ctx: Context) -> list[dict]:
     """Fast preset, one model on the training images (no validation rows), test accuracy after every epoch."""
     from kfold.config import resolve_config
-    from kfold.inference import predict_proba
+    from kfold.nn.inference import predict_proba
 
     plan, device, task = ctx.plan, ctx.device, ctx.task
     positions, truth = solution_labels(task, plan.score_rows)
@@ -376,8 +376,8 @@ def bench_time_to_accuracy(ctx: Context) -> list[dict]:
 
 def bench_ensemble(ctx: Context) -> list[dict]:
     """ensemble.py --method mean on N random probability files of ensemble_rows x 10 (npz)."""
-    from kfold.ensemble_cli import main as ensemble_main
-    from kfold.probs import write_probs
+    from kfold.commands.ensemble import main as ensemble_main
+    from kfold.files.probs import write_probs
 
     plan, folder = ctx.plan, ctx.scratch / "ensemble"
     rng = np.random.default_rng(0)
@@ -404,7 +404,7 @@ def bench_parity(ctx: Context) -> list[dict]:
     from scipy.stats import ttest_ind
 
     from kfold.config import resolve_config
-    from kfold.folds import assign_folds
+    from kfold.files.folds import assign_folds
 
     plan, labels = ctx.plan, ctx.task.train_labels
     folds = assign_folds(labels, 5, seed=0)
@@ -433,14 +433,14 @@ def bench_parity(ctx: Context) -> list[dict]:
 
 def bench_parallel(ctx: Context) -> list[dict]:
     """Wall time of train.py on two folds with --parallel-folds 1 and 2 (skipped when the flag does not exist)."""
-    from kfold.training import build_parser
-    from kfold.training import main as train_main
+    from kfold.nn.training import build_parser
+    from kfold.nn.training import main as train_main
 
     if not ctx.plan.parallel:
         print("  parallel: skipped in --quick (it spawns training processes)")
         return []
     if "--parallel-folds" not in build_parser()._option_string_actions:
-        print("  parallel: kfold.training has no --parallel-folds; skipped")
+        print("  parallel: kfold.nn.training has no --parallel-folds; skipped")
         return []
     runs = iter(range(1 << 30))
 
@@ -609,8 +609,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_sections(args, argv: list[str], plan: Plan, sections: list[str]) -> int:
     from kfold.data import load_task
-    from kfold.inference import resolve_device
-    from kfold.training import library_versions
+    from kfold.nn.inference import resolve_device
+    from kfold.nn.training import library_versions
 
     device = resolve_device(args.device)
     task = load_task(args.data, progress=False)

@@ -1,3 +1,3 @@
-from kfold.cli import main
+from kfold.commands.main import main
 
 raise SystemExit(main())

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from kfold.errors import UsageError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -37,7 +37,7 @@ class TrainConfig:
     step_epochs: int = 10  # 'step' schedule: multiply lr by step_gamma every step_epochs
     step_gamma: float = 0.1
     label_smoothing: float = 0.0
-    aug: str | dict = "heavy"  # a name from kfold.augment.PRESET_POLICIES or an AugPolicy dict
+    aug: str | dict = "heavy"  # a name from kfold.nn.augment.PRESET_POLICIES or an AugPolicy dict
     aug_backend: str = "kornia"
     mixup: float = 0.0  # Beta(alpha, alpha) for mixup; 0 disables
     cutmix: float = 0.0  # Beta(alpha, alpha) for cutmix; 0 disables

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from kfold.augment import (PRESET_POLICIES, TTA_VIEWS, AugPolicy, BatchAugment, image_transform,
+from kfold.nn.augment import (PRESET_POLICIES, TTA_VIEWS, AugPolicy, BatchAugment, image_transform,
                            tta_views)
 from kfold.errors import UsageError
 
@@ -325,7 +325,7 @@ def test_closed_form_warp_equals_kornia(h, w):
     """The closed-form sampling matrix reproduces kornia's affine matrix + warp_affine, square or not."""
     from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 
-    from kfold.augment import _warp
+    from kfold.nn.augment import _warp
 
     g = torch.Generator().manual_seed(5)
     b = 32

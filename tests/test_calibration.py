@@ -6,9 +6,9 @@ import pytest
 from scipy.special import softmax
 from sklearn.metrics import log_loss
 
-from kfold.calibration import apply_temperature, calibrated, fit_temperature
+from kfold.scoring.calibration import apply_temperature, calibrated, fit_temperature
 from kfold.errors import DataError
-from kfold.probs import ProbFile
+from kfold.files.probs import ProbFile
 
 
 def oof_with_temperature(true_t: float, n: int = 4000, seed: int = 0) -> ProbFile:

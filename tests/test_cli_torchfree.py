@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kfold import cli
-from kfold.probs import write_probs
+from kfold.commands import main as cli
+from kfold.files.probs import write_probs
 
 REPO = Path(__file__).resolve().parents[1]
-TORCH_FREE = ["kfold.probs", "kfold.submission", "kfold.ensemble", "kfold.report", "kfold.leaderboard",
-              "kfold.kaggle_api", "kfold.ensemble_cli", "kfold.cli"]
+TORCH_FREE = ["kfold.files.probs", "kfold.files.submission", "kfold.scoring.ensemble", "kfold.scoring.report", "kfold.scoring.leaderboard",
+              "kfold.kaggle_api", "kfold.commands.ensemble", "kfold.commands.main"]
 
 
 def _python(code_or_args, cwd=REPO, **kwargs):
@@ -35,7 +35,7 @@ import importlib, sys
 for name in {TORCH_FREE!r}:
     importlib.import_module(name)
     assert 'torch' not in sys.modules, name + ' imported torch'
-from kfold.cli import main
+from kfold.commands.main import main
 assert main(['ensemble', 'm0.npz', 'm1.npz', '--out', 'e.csv', '--report', 'rep', '--solution', 'solution.csv']) == 0
 assert main(['leaderboard', '--solution', 'solution.csv', 'e.csv', 'e.probs.npz', '--bootstrap', '50']) == 0
 assert main(['validate', 'e.csv', 'e.probs.npz']) == 0
@@ -93,7 +93,7 @@ def test_kfold_validate(tmp_path, capsys):
 
 
 def test_kfold_help_lists_every_command():
-    done = _python(["-c", "import sys; from kfold.cli import main; sys.exit(main(['--help']))"])
+    done = _python(["-c", "import sys; from kfold.commands.main import main; sys.exit(main(['--help']))"])
     for command in ("validate", "leaderboard", "ensemble", "submit", "download", "train", "predict", "learning-curve"):
         assert command in done.stdout
 

@@ -13,15 +13,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import log_loss
 
-from kfold import cli
-from kfold.calibration import apply_temperature, fit_temperature
-from kfold.compare import (AVG_ENTRY, FITTED_ENTRY, REPORT_AVG_PRESETS, REPORT_PRESETS, VOTE_ENTRY, Entry,
+from kfold.commands import main as cli
+from kfold.scoring.calibration import apply_temperature, fit_temperature
+from kfold.commands.compare import (AVG_ENTRY, FITTED_ENTRY, REPORT_AVG_PRESETS, REPORT_PRESETS, VOTE_ENTRY, Entry,
                            comparison_markdown, comparison_table, main, score, seed_entries, write_board, write_entry)
-from kfold.leaderboard import read_solution
-from kfold.ensemble import combine
+from kfold.scoring.leaderboard import read_solution
+from kfold.scoring.ensemble import combine
 from kfold.errors import run_cli
-from kfold.probs import read_probs, write_probs
-from kfold.submission import read_submission
+from kfold.files.probs import read_probs, write_probs
+from kfold.files.submission import read_submission
 from synthetic import write_kmnist_comp
 
 CHEAP = ["--k", "2", "--epochs", "1", "--device", "cpu", "--no-progress"]

@@ -5,7 +5,7 @@ import pytest
 
 from kfold.config import PRESETS, TrainConfig, resolve_config
 from kfold.errors import DataError, UsageError
-from kfold.folds import assign_folds, load_or_create_folds, read_folds, write_folds
+from kfold.files.folds import assign_folds, load_or_create_folds, read_folds, write_folds
 
 
 def test_preset_then_overrides_win():

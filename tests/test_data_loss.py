@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kfold import ensemble_cli
-from kfold.atomic import write_text
+from kfold.commands import ensemble as ensemble_cli
+from kfold.files.atomic import write_text
 from kfold.errors import run_cli
-from kfold.probs import write_probs
+from kfold.files.probs import write_probs
 
 CLASSES = ["a", "b", "c"]
 

@@ -10,11 +10,11 @@ import pytest
 from scipy.stats import chisquare
 from sklearn.metrics import accuracy_score, log_loss
 
-from kfold.ensemble import combine, fit_weights, geomean_probs, load_input, mean_probs
-from kfold.ensemble_cli import main as ensemble_main, probs_path
+from kfold.scoring.ensemble import combine, fit_weights, geomean_probs, load_input, mean_probs
+from kfold.commands.ensemble import main as ensemble_main, probs_path
 from kfold.errors import DataError, UsageError, run_cli
-from kfold.probs import ProbFile, read_probs, write_probs
-from kfold.submission import read_submission
+from kfold.files.probs import ProbFile, read_probs, write_probs
+from kfold.files.submission import read_submission
 
 CLASSES = ["a", "b", "c"]
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 from synthetic import balanced_labels, pattern_images, write_mnist_mix_components
 
-from kfold import cli
+from kfold.commands import main as cli
 from kfold.data import LANGUAGES, load_mnist_mix
 from kfold.errors import run_cli
-from kfold.experiments.cli import main as experiments_main
-from kfold.experiments.common import (Experiment, accuracy_by_language, model_config, new_trainer, predict_test,
+from kfold.commands.mnist_mix import main as experiments_main
+from kfold.nn.experiments.common import (Experiment, accuracy_by_language, model_config, new_trainer, predict_test,
                                       subsample, train_epochs)
-from kfold.experiments.schedules import sequential_stages
+from kfold.nn.experiments.schedules import sequential_stages
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--device", "cpu", "--threads", "1", "--no-progress"]
@@ -218,7 +218,7 @@ def test_kfold_mnist_mix_subcommand(mix, tmp_path, capsys):
 
 
 def test_cli_module_does_not_import_torch():
-    code = "import sys, kfold.experiments.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, kfold.commands.mnist_mix; assert 'torch' not in sys.modules, 'torch imported'"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

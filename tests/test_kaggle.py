@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kfold import kaggle_api
-from kfold.cli import main as kfold_main
+from kfold.commands.main import main as kfold_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,7 +117,7 @@ def test_missing_credentials_for_real(tmp_path, good_sub):
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     env.update(HOME=str(home), KAGGLE_CONFIG_DIR=str(home / ".kaggle"), PYTHONPATH=str(REPO))
-    code = f"import sys; from kfold.cli import main; sys.exit(main(['submit', {str(sub)!r}, '-c', 'kmnist', '-m', 'x']))"
+    code = f"import sys; from kfold.commands.main import main; sys.exit(main(['submit', {str(sub)!r}, '-c', 'kmnist', '-m', 'x']))"
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2, done.stderr

@@ -25,12 +25,12 @@ from safetensors.numpy import load_file
 from synthetic import write_kmnist_comp
 
 from kfold.errors import run_cli
-from kfold.probs import read_probs
+from kfold.files.probs import read_probs
 
 TRAIN_ARGS = ["--preset", "lenet5", "--aug", "none", "--k", "2", "--epochs", "3", "--batch-size", "16", "--lr", "0.05",
               "--seed", "7", "--no-progress", "--device", "cpu"]
-PRELOAD = ["torch", "torch._dynamo", "torch._inductor", "kfold.training", "kfold.engine", "kfold.plots",
-           "kfold.inference", "kfold.predict", "sklearn.metrics", "kornia", "albumentations"]
+PRELOAD = ["torch", "torch._dynamo", "torch._inductor", "kfold.nn.training", "kfold.nn.engine", "kfold.figures",
+           "kfold.nn.inference", "kfold.nn.predict", "sklearn.metrics", "kornia", "albumentations"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _die() -> None:
 
 def _install(point: KillPoint, run_dir: Path) -> None:
     if point.kind == "mid-epoch":
-        from kfold.engine import FoldTrainer
+        from kfold.nn.engine import FoldTrainer
 
         train_epoch = FoldTrainer.train_epoch
 
@@ -82,7 +82,7 @@ def _install(point: KillPoint, run_dir: Path) -> None:
         replace(src, dst, *args, **kwargs)
         if hit:
             _die()
-    os.replace = killing_replace  # kfold.atomic renames every file it writes with os.replace
+    os.replace = killing_replace  # kfold.files.atomic renames every file it writes with os.replace
 
 
 def _cli_process(module: str, argv: list[str], log: str, point: KillPoint | None) -> None:
@@ -103,7 +103,7 @@ def spawn():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([*PRELOAD, __name__])  # this module too: it holds the children's code
 
-    def run(argv: list, log: Path, point: KillPoint | None = None, module: str = "kfold.training") -> int:
+    def run(argv: list, log: Path, point: KillPoint | None = None, module: str = "kfold.nn.training") -> int:
         process = context.Process(target=_cli_process, args=(module, [*map(str, argv)], str(log), point))
         process.start()
         process.join(timeout=300)
@@ -197,7 +197,7 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(spawn, tmp_path):
     for run in (reference, killed):  # test probabilities of every fold model, their mean, and the re-exported OOF
         log = run.parent / "predict.log"
         assert spawn([run, "--data", data, "--out", run.parent / "probs", "--device", "cpu"], log,
-                     module="kfold.predict") == 0, log.read_text()
+                     module="kfold.nn.predict") == 0, log.read_text()
     written = sorted(p.name for p in (reference.parent / "probs").iterdir())
     assert written == ["run-fold0.npz", "run-fold1.npz", "run-mean.npz", "run-oof.npz"]
     assert sorted(p.name for p in (killed.parent / "probs").iterdir()) == written

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import log_loss
 
-from kfold.cli import main as kfold_main
+from kfold.commands.main import main as kfold_main
 from kfold.errors import DataError, UsageError
-from kfold.leaderboard import (leaderboard, make_solution, random_usage, read_solution, score_submission,
+from kfold.scoring.leaderboard import (leaderboard, make_solution, random_usage, read_solution, score_submission,
                                write_leaderboard)
-from kfold.probs import write_probs
+from kfold.files.probs import write_probs
 
 
 def _submission(path, ids, categories):

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfold import cli
-from kfold.learning_curve import CurvePoint, PowerLaw, fit_power_law
+from kfold.commands import main as cli
+from kfold.scoring.learning_curve import CurvePoint, PowerLaw, fit_power_law
 
 REPO = Path(__file__).resolve().parents[1]
 OOF_ROWS = 7000
@@ -99,7 +99,7 @@ def test_usage_errors(tmp_path, capsys):
 
 def test_learning_curve_imports_no_torch(tmp_path):
     runs = [fake_run(tmp_path, f"k{k}", k, e) for k, e in ((2, 100), (5, 78))]
-    code = (f"import sys; from kfold.cli import main; rc = main(['learning-curve', {str(runs[0])!r}, {str(runs[1])!r}, "
+    code = (f"import sys; from kfold.commands.main import main; rc = main(['learning-curve', {str(runs[0])!r}, {str(runs[1])!r}, "
             f"'--out', {str(tmp_path / 'lc')!r}]); assert rc == 0; assert 'torch' not in sys.modules; print('OK')")
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True, timeout=120)

@@ -11,16 +11,16 @@ import pytest
 import torch
 from synthetic import write_mnist_mix_components
 
-from kfold import cli
+from kfold.commands import main as cli
 from kfold.data import LANGUAGES, load_task
-from kfold.ensemble_cli import main as ensemble_main
+from kfold.commands.ensemble import main as ensemble_main
 from kfold.errors import DataError, run_cli
-from kfold.inference import load_model, predict_proba
-from kfold.leaderboard import leaderboard, make_solution, read_solution
-from kfold.predict import main as predict_main
-from kfold.probs import read_probs
-from kfold.submission import read_submission
-from kfold.training import main as train_main
+from kfold.nn.inference import load_model, predict_proba
+from kfold.scoring.leaderboard import leaderboard, make_solution, read_solution
+from kfold.nn.predict import main as predict_main
+from kfold.files.probs import read_probs
+from kfold.files.submission import read_submission
+from kfold.nn.training import main as train_main
 
 CPU = ["--device", "cpu"]
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from kfold import models
+from kfold.nn import models
 from kfold.errors import UsageError
-from kfold.models import count_parameters, create_model, list_models, register_model
+from kfold.nn.models import count_parameters, create_model, list_models, register_model
 
 torch.set_num_threads(1)
 

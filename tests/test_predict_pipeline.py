@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfold.cli import main as kfold_main
+from kfold.commands.main import main as kfold_main
 from kfold.errors import run_cli
-from kfold.predict import main as predict_main
-from kfold.probs import read_probs
-from kfold.training import main as train_main
+from kfold.nn.predict import main as predict_main
+from kfold.files.probs import read_probs
+from kfold.nn.training import main as train_main
 from synthetic import write_kmnist_comp
 
 FAST = ["--preset", "lenet5", "--k", "2", "--epochs", "3", "--lr", "0.05", "--batch-size", "16", "--aug", "none",

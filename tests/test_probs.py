@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kfold.errors import DataError, UsageError
-from kfold.probs import ProbFile, is_prob_csv, read_probs, write_probs
+from kfold.files.probs import ProbFile, is_prob_csv, read_probs, write_probs
 
 CLASSES = ["o", "ki", "su"]
 

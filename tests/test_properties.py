@@ -5,10 +5,10 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from kfold.ensemble import combine
-from kfold.leaderboard import Solution, score_submission
-from kfold.probs import ProbFile
-from kfold.submission import Submission
+from kfold.scoring.ensemble import combine
+from kfold.scoring.leaderboard import Solution, score_submission
+from kfold.files.probs import ProbFile
+from kfold.files.submission import Submission
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -1,4 +1,4 @@
-"""Pseudo-labelling and the epoch-based learning-rate schedule (kfold.engine)."""
+"""Pseudo-labelling and the epoch-based learning-rate schedule (kfold.nn.engine)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kfold.config import TrainConfig, resolve_config
-from kfold.engine import FoldTrainer, lr_factor
+from kfold.nn.engine import FoldTrainer, lr_factor
 from synthetic import balanced_labels, pattern_images
 
 CPU = torch.device("cpu")

@@ -24,12 +24,15 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 from synthetic import write_kmnist_comp
 
-from kfold import cli, ensemble_cli, predict, training
-from kfold.ensemble import combine
+from kfold.commands import main as cli
+from kfold.commands import ensemble as ensemble_cli
+from kfold.nn import predict
+from kfold.nn import training
+from kfold.scoring.ensemble import combine
 from kfold.errors import run_cli
-from kfold.leaderboard import Solution, score_submission
-from kfold.probs import MAGIC, ProbFile, write_probs
-from kfold.submission import Submission
+from kfold.scoring.leaderboard import Solution, score_submission
+from kfold.files.probs import MAGIC, ProbFile, write_probs
+from kfold.files.submission import Submission
 
 REPO = Path(__file__).resolve().parents[1]
 MAINS = {"train": training.main, "predict": predict.main, "ensemble": ensemble_cli.main}
@@ -263,7 +266,7 @@ def test_corpus_is_large_and_covers_every_cli():
 
 def test_interrupted_then_tampered_run(tmp_path, capsys, monkeypatch):
     """Ctrl-C during training is one line (exit 130); a folds.csv edited afterwards stops --resume and changes nothing."""
-    from kfold.engine import FoldTrainer
+    from kfold.nn.engine import FoldTrainer
 
     data = write_kmnist_comp(tmp_path / "data", n_train=60, n_test=20, seed=0)
     out = tmp_path / "run"
@@ -406,7 +409,7 @@ def _unguarded_writes(path: Path) -> list[str]:
 
 
 def test_every_file_kfold_writes_goes_through_an_atomic_rename(tmp_path):
-    """A static check of the package: no file is opened for writing outside ``kfold.atomic.atomic_path``."""
+    """A static check of the package: no file is opened for writing outside ``kfold.files.atomic.atomic_path``."""
     sources = sorted((REPO / "kfold").rglob("*.py"))
     assert len(sources) > 20
     assert [line for path in sources for line in _unguarded_writes(path)] == []

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from kfold.errors import DataError
-from kfold.submission import read_submission, validate_submission, write_submission
+from kfold.files.submission import read_submission, validate_submission, write_submission
 
 SAMPLE = "Id,Category\n0,0\n1,0\n2,0\n3,0\n"
 

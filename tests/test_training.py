@@ -15,8 +15,8 @@ import pytest
 
 from kfold.config import PRESETS
 from kfold.errors import run_cli
-from kfold.probs import read_probs
-from kfold.training import main as train_main
+from kfold.files.probs import read_probs
+from kfold.nn.training import main as train_main
 from synthetic import write_kmnist_comp
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,8 +24,8 @@ from test_reliability import assert_one_line_error, run
 
 from kfold import kaggle_api
 from kfold.config import resolve_config
-from kfold.engine import FoldTrainer
-from kfold.probs import read_probs, write_probs
+from kfold.nn.engine import FoldTrainer
+from kfold.files.probs import read_probs, write_probs
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["--preset", "lenet5", "--aug", "none", "--epochs", 1, "--k", 2, "--batch-size", 16, "--no-progress",
@@ -158,7 +158,7 @@ def _damage(kind: str, path: Path, marker: Path) -> None:
     elif kind == "unknown-model":
         save_file(tensors, str(path), metadata={"kfold": json.dumps({**meta, "config": {**meta["config"], "model": "gpt9"}})})
     elif kind == "another-architecture":  # weights of a feed-forward net under the run's lenet5 metadata
-        from kfold.models import create_model
+        from kfold.nn.models import create_model
 
         other = {k: v.contiguous() for k, v in create_model("ff-2x250", 10).state_dict().items()}
         save_file(other, str(path), metadata={"kfold": json.dumps(meta)})
@@ -282,7 +282,7 @@ class KaggleApi:
 
 CALLS = """
 import sys
-from kfold.cli import main
+from kfold.commands.main import main
 print("exit", main(["submit", sys.argv[1], "-c", "kmnist", "-m", "mean of 5"]))
 print("exit", main(["submit", sys.argv[1], "-c", "closed", "-m", "mean of 5"]))
 print("exit", main(["download", "kmnist", "--data-dir", sys.argv[2]]))

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kfold.atomic import write_csv
+from kfold.files.atomic import write_csv
 from kfold.errors import DataError, UsageError
-from kfold.task import Task
+from kfold.data.task import Task
 
 CLASSMAP = "kmnist_classmap.csv"
 SAMPLE_SUBMISSION = "sample_submission.csv"
@@ -66,7 +66,7 @@ def write_solution(task: Task, path: str | Path, *, seed: int = 0, public_fracti
 
     Tasks with groups (MNIST-MIX languages) get a last ``Language`` column, which the leaderboard
     turns into per-language accuracy."""
-    from kfold.leaderboard import make_solution  # lazy: the leaderboard pulls in scipy
+    from kfold.scoring.leaderboard import make_solution  # lazy: the leaderboard pulls in scipy
 
     if task.test_labels is None:
         raise UsageError(f"task {task.name!r} has no test labels, so no solution file can be written")

@@ -7,10 +7,10 @@ from typing import Callable
 
 import numpy as np
 
-from kfold.task import Task
+from kfold.data.task import Task
 
-from .arrays import check_count, check_images, check_labels, check_same_size, read_idx, read_npy, read_npz
-from .competition import CLASSMAP, SAMPLE_SUBMISSION, SOLUTION, read_classmap, read_sample_ids
+from kfold.data.arrays import check_count, check_images, check_labels, check_same_size, read_idx, read_npy, read_npz
+from kfold.data.competition import CLASSMAP, SAMPLE_SUBMISSION, SOLUTION, read_classmap, read_sample_ids
 
 KMNIST_NUM_CLASSES = 10
 

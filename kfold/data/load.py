@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from kfold.errors import DataError, UsageError
-from kfold.task import Task
+from kfold.data.task import Task
 
-from .competition import SAMPLE_SUBMISSION, SOLUTION, write_sample_submission, write_solution
-from .download import download_kmnist
-from .kmnist import LAYOUTS, load_kmnist_dir
-from .mnist_mix import COMBINED, LABEL_MODES, is_mnist_mix, load_mnist_mix
+from kfold.data.competition import SAMPLE_SUBMISSION, SOLUTION, write_sample_submission, write_solution
+from kfold.data.download import download_kmnist
+from kfold.data.kmnist import LAYOUTS, load_kmnist_dir
+from kfold.data.mnist_mix import COMBINED, LABEL_MODES, is_mnist_mix, load_mnist_mix
 
 SOLUTION_SEED = 0
 PUBLIC_FRACTION = 0.3

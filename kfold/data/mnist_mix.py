@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from kfold.errors import DataError, UsageError
-from kfold.task import Task
+from kfold.data.task import Task
 
-from .arrays import check_count, check_images, check_labels, check_same_size, read_npz
-from .competition import SOLUTION, solution_matches
+from kfold.data.arrays import check_count, check_images, check_labels, check_same_size, read_npz
+from kfold.data.competition import SOLUTION, solution_matches
 
 LANGUAGES = ("Arabic", "Bangla", "Devanagari", "English", "Farsi", "Kannada", "Swedish", "Telugu", "Tibetan", "Urdu")
 LABEL_MODES = ("specific", "agnostic")

@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path
-from .augment import AugPolicy, BatchAugment, PRESET_POLICIES, image_transform
-from .config import TrainConfig
-from .errors import DataError, UsageError
-from .inference import autocast, predict_proba, to_unit_float, use_channels_last
-from .models import create_model
+from kfold.files.atomic import atomic_path
+from kfold.nn.augment import AugPolicy, BatchAugment, PRESET_POLICIES, image_transform
+from kfold.config import TrainConfig
+from kfold.errors import DataError, UsageError
+from kfold.nn.inference import autocast, predict_proba, to_unit_float, use_channels_last
+from kfold.nn.models import create_model
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, log_loss
 
-from . import __version__
-from .atomic import write_csv, write_json
-from .config import TrainConfig, preset_names, resolve_config
-from .errors import ArgumentParser, DataError, UsageError
-from .folds import assign_folds, load_or_create_folds
-from .probs import read_probs, write_probs
-from .task import Task
+from kfold import __version__
+from kfold.files.atomic import write_csv, write_json
+from kfold.config import TrainConfig, preset_names, resolve_config
+from kfold.errors import ArgumentParser, DataError, UsageError
+from kfold.files.folds import assign_folds, load_or_create_folds
+from kfold.files.probs import read_probs, write_probs
+from kfold.data.task import Task
 
 CONFIG_FLAGS = {  # CLI flag -> TrainConfig field (flags left unset keep the preset's value)
     "epochs": int, "batch_size": int, "lr": float, "optimizer": str, "momentum": float, "weight_decay": float,
@@ -92,7 +92,7 @@ def parse_fold_list(text: str | None, k: int) -> list[int]:
 
 
 def load_task_for(args) -> Task:
-    from .data import load_task
+    from kfold.data import load_task
 
     languages = [name.strip() for name in args.languages.split(",")] if args.languages else None
     task = load_task(args.data, cache_dir=args.cache_dir, languages=languages, label_mode=args.label_mode,
@@ -138,9 +138,9 @@ def fold_meta_path(run_dir: Path, fold: int | str) -> Path:
 def train_one(cfg: TrainConfig, task: Task, run_dir: Path, fold: int | str, train_rows: np.ndarray, val_rows: np.ndarray | None,
               args, device, k: int) -> dict:
     """Train fold ``fold`` (or 'full') and write its directory; returns its meta dict."""
-    from .engine import FoldTrainer, save_weights
-    from .models import count_parameters
-    from .plots import plot_confusion, plot_learning_curve
+    from kfold.nn.engine import FoldTrainer, save_weights
+    from kfold.nn.models import count_parameters
+    from kfold.figures import plot_confusion, plot_learning_curve
 
     fold_dir = fold_meta_path(run_dir, fold).parent
     fold_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from .inference import resolve_device
+    from kfold.nn.inference import resolve_device
 
     overrides = {key: getattr(args, key) for key in CONFIG_FLAGS if getattr(args, key) is not None}
     if args.compile:

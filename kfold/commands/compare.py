@@ -9,7 +9,7 @@ and predict the test set. Then, per seed, these entries become submissions:
 * ``fitted``: a mean of all presets with weights fitted (greedy forward selection, log loss) on
   their out-of-fold predictions only;
 
-every preset's probabilities temperature-scaled first (``kfold.calibration``, fitted on its OOF);
+every preset's probabilities temperature-scaled first (``kfold.scoring.calibration``, fitted on its OOF);
 
 and, across seeds, ``<preset>-seeds`` (the mean of that preset's calibrated fold means over all seeds; by
 default for the preset ``best``). The solution file is read only at the end, for scoring: a
@@ -38,16 +38,16 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .atomic import save_figure, write_csv, write_text
-from .calibration import calibrated, fit_temperature
-from .config import PRESETS, preset_names, resolve_config
-from .ensemble import Ensemble, combine, fit_weights
-from .ensemble_cli import probs_path
-from .errors import ArgumentParser, DataError, UsageError
-from .predict import safe_name
-from .probs import ProbFile, read_probs, write_probs
-from .report import markdown_table
-from .submission import write_submission
+from kfold.files.atomic import save_figure, write_csv, write_text
+from kfold.scoring.calibration import calibrated, fit_temperature
+from kfold.config import PRESETS, preset_names, resolve_config
+from kfold.scoring.ensemble import Ensemble, combine, fit_weights
+from kfold.commands.ensemble import probs_path
+from kfold.errors import ArgumentParser, DataError, UsageError
+from kfold.nn.predict import safe_name
+from kfold.files.probs import ProbFile, read_probs, write_probs
+from kfold.scoring.report import markdown_table
+from kfold.files.submission import write_submission
 
 REPORT_PRESETS = ("alexnet5-sgd", "alexnet5-adam", "alexnet7-sgd", "alexnet7-adam")  # the KMNIST report's setups
 REPORT_AVG_PRESETS = ("alexnet7-sgd", "alexnet7-adam")
@@ -173,7 +173,7 @@ def write_entry(entry: Entry, directory: Path, sample: Path | None) -> Path:
 
 def check_same_folds(reference: Path, other: Path) -> None:
     """Every preset of a seed must be trained and validated on the same rows."""
-    from .folds import read_folds
+    from kfold.files.folds import read_folds
 
     first, second = read_folds(reference), read_folds(other)
     if first.shape != second.shape or not np.array_equal(first, second):
@@ -184,8 +184,8 @@ def check_same_folds(reference: Path, other: Path) -> None:
 
 def train_and_predict(args, seed: int, preset: str) -> Path:
     """Train (or resume) the run OUT/seed{seed}/{preset} and write its probability files; return the run dir."""
-    from .predict import main as predict_main
-    from .training import main as train_main
+    from kfold.nn.predict import main as predict_main
+    from kfold.nn.training import main as train_main
 
     seed_dir = args.out / f"seed{seed}"
     run_dir = seed_dir / preset
@@ -213,7 +213,7 @@ def train_seconds(run_dir: Path) -> float:
 
 def score(files: dict[str, Path], solution) -> pd.DataFrame:
     """Leaderboard of ``files`` (entry name -> file), with entry names in the ``submission`` column."""
-    from .leaderboard import leaderboard
+    from kfold.scoring.leaderboard import leaderboard
 
     table = leaderboard(list(files.values()), solution)
     names = {str(path): name for name, path in files.items()}
@@ -230,7 +230,7 @@ def with_na(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def write_board(table: pd.DataFrame, directory: Path) -> str:
-    from .leaderboard import leaderboard_markdown
+    from kfold.scoring.leaderboard import leaderboard_markdown
 
     text = leaderboard_markdown(with_na(table, ["public_logloss", "private_logloss"]))
     write_csv(directory / "leaderboard.csv", table)
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--tta {args.tta}: needs at least 1 view")
     for preset in presets:  # every config error before the first run starts
         resolve_config(preset, None, {} if args.epochs is None else {"epochs": args.epochs})
-    from .data import load_task
+    from kfold.data import load_task
 
     task = load_task(args.data, progress=not args.no_progress)
 
@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if task.solution is None:
         print(f"\n{args.data} has no solution.csv: nothing to score; submissions are in {args.out}/seed*/submissions")
         return 0
-    from .leaderboard import read_solution
+    from kfold.scoring.leaderboard import read_solution
 
     solution = read_solution(task.solution)  # first and only use of the solution: the final scoring
     boards = []

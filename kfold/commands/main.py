@@ -16,13 +16,13 @@ from kfold.errors import ArgumentParser, UsageError, run_cli
 
 # subcommand -> (module whose main(argv) takes the remaining arguments, one-line help)
 DELEGATED = {
-    "ensemble": ("kfold.ensemble_cli", "combine probability files / submissions (same as ensemble.py)"),
-    "train": ("kfold.training", "k-fold training (same as train.py)"),
-    "predict": ("kfold.predict", "test predictions of a trained run (same as predict.py)"),
-    "run": ("kfold.pipeline", "the whole flow: train -> predict -> ensemble -> validate -> leaderboard"),
-    "compare": ("kfold.compare", "presets side by side over seeds, ensembles, Public/Private comparison (same as compare.py)"),
-    "mnist-mix": ("kfold.experiments.cli", "the MNIST-MIX report's experiments (same as mnist_mix.py)"),
-    "learning-curve": ("kfold.learning_curve", "out-of-fold error against training rows over runs with different k"),
+    "ensemble": ("kfold.commands.ensemble", "combine probability files / submissions (same as ensemble.py)"),
+    "train": ("kfold.nn.training", "k-fold training (same as train.py)"),
+    "predict": ("kfold.nn.predict", "test predictions of a trained run (same as predict.py)"),
+    "run": ("kfold.commands.run", "the whole flow: train -> predict -> ensemble -> validate -> leaderboard"),
+    "compare": ("kfold.commands.compare", "presets side by side over seeds, ensembles, Public/Private comparison (same as compare.py)"),
+    "mnist-mix": ("kfold.commands.mnist_mix", "the MNIST-MIX report's experiments (same as mnist_mix.py)"),
+    "learning-curve": ("kfold.scoring.learning_curve", "out-of-fold error against training rows over runs with different k"),
 }
 
 
@@ -75,9 +75,9 @@ def _check_num_classes(num_classes: int | None) -> None:
 
 
 def cmd_validate(args) -> int:
-    from kfold.ensemble import load_input
-    from kfold.probs import ProbFile
-    from kfold.submission import align_ids, read_submission
+    from kfold.scoring.ensemble import load_input
+    from kfold.files.probs import ProbFile
+    from kfold.files.submission import align_ids, read_submission
 
     _check_num_classes(args.num_classes)
     sample = read_submission(args.sample) if args.sample else None
@@ -95,7 +95,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from kfold.leaderboard import leaderboard, read_solution, write_leaderboard
+    from kfold.scoring.leaderboard import leaderboard, read_solution, write_leaderboard
 
     solution = read_solution(args.solution, public_fraction=args.public_fraction, seed=args.seed)
     if solution.split_generated:
@@ -109,7 +109,7 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_submit(args) -> int:
     from kfold import kaggle_api
-    from kfold.submission import validate_submission
+    from kfold.files.submission import validate_submission
 
     _check_num_classes(args.num_classes)
     submission = validate_submission(args.file, args.sample, num_classes=args.num_classes)

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kfold.atomic import write_csv
-from kfold.models import count_parameters
-from kfold.report import markdown_table
+from kfold.files.atomic import write_csv
+from kfold.nn.models import count_parameters
+from kfold.scoring.report import markdown_table
 
-from .common import Experiment, accuracy_by_language, model_config, new_trainer, predict_test, train_epochs, write_summary
-from .figures import accuracy_curves, accuracy_heatmap
+from kfold.nn.experiments.common import Experiment, accuracy_by_language, model_config, new_trainer, predict_test, train_epochs, write_summary
+from kfold.nn.experiments.figures import accuracy_curves, accuracy_heatmap
 
 DEFAULT_MODELS = ["ff-2x100", "ff-2x250", "ff-2x500", "resnet8", "resnet14", "resnet20", "resnet26", "resnet32"]
 LABEL_MODE = "specific"

@@ -1,6 +1,6 @@
 """Ensembles of probability files and submissions: mean, geometric mean, majority vote; weight fitting.
 
-Inputs are probability files (``kfold.probs``) and/or hard-label submission CSVs. All inputs must
+Inputs are probability files (``kfold.files.probs``) and/or hard-label submission CSVs. All inputs must
 cover the same Ids (any row order; the result follows the first input) and, for probability
 files, the same classes in the same order.
 
@@ -27,8 +27,8 @@ import numpy as np
 from scipy.special import logsumexp
 
 from kfold.errors import DataError, UsageError
-from kfold.probs import ProbFile, is_prob_csv, read_probs
-from kfold.submission import Submission, align_ids, check_categories, read_submission
+from kfold.files.probs import ProbFile, is_prob_csv, read_probs
+from kfold.files.submission import Submission, align_ids, check_categories, read_submission
 
 METHODS = ("mean", "geomean", "vote")
 TIEBREAKS = ("random", "prob")

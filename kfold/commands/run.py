@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ArgumentParser
+from kfold.errors import ArgumentParser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .cli import _main as kfold_command  # errors propagate to this command's run_cli
-    from .data import load_task
-    from .ensemble_cli import main as ensemble_main
-    from .predict import main as predict_main
-    from .training import main as train_main
+    from kfold.commands.main import _main as kfold_command  # errors propagate to this command's run_cli
+    from kfold.data import load_task
+    from kfold.commands.ensemble import main as ensemble_main
+    from kfold.nn.predict import main as predict_main
+    from kfold.nn.training import main as train_main
 
     run_dir = args.out or Path("runs") / args.preset
     name = run_dir.name

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kfold.atomic import write_csv
-from kfold.report import markdown_table
+from kfold.files.atomic import write_csv
+from kfold.scoring.report import markdown_table
 
-from .common import Experiment, accuracy_by_language, model_config, new_trainer, predict_test, train_epochs, write_summary
-from .figures import accuracy_heatmap
+from kfold.nn.experiments.common import Experiment, accuracy_by_language, model_config, new_trainer, predict_test, train_epochs, write_summary
+from kfold.nn.experiments.figures import accuracy_heatmap
 
 DEFAULT_MODELS = ["ff-2x250", "resnet26"]
 LABEL_MODE = "agnostic"

@@ -13,8 +13,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-from .errors import DataError
-from .probs import ProbFile
+from kfold.errors import DataError
+from kfold.files.probs import ProbFile
 
 LOG_EPS = 1e-12
 LOG_T_RANGE = (-3.0, 3.0)  # temperatures between e^-3 and e^3

@@ -75,12 +75,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "mnist_mix.py") -> int:
 
     import torch
 
-    from kfold.inference import resolve_device
+    from kfold.nn.inference import resolve_device
 
-    from .common import Experiment, check_models, console_table, load_experiment_task
+    from kfold.nn.experiments.common import Experiment, check_models, console_table, load_experiment_task
 
     module_name, runner_name, _ = EXPERIMENTS[args.experiment]
-    module = importlib.import_module(f"kfold.experiments.{module_name}")
+    module = importlib.import_module(f"kfold.nn.experiments.{module_name}")
     models = check_models(_names(args.models) or module.DEFAULT_MODELS)
     task = load_experiment_task(args.data, _names(args.languages), module.LABEL_MODE, quick=args.quick, seed=args.seed)
     if args.experiment != "compare" and len(task.group_names) < 2:

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from .atomic import write_csv
-from .errors import DataError, UsageError
+from kfold.files.atomic import write_csv
+from kfold.errors import DataError, UsageError
 
 
 def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from kfold.atomic import save_figure  # noqa: E402
+from kfold.files.atomic import save_figure  # noqa: E402
 
 
 def accuracy_heatmap(matrix: pd.DataFrame, path: str | Path, title: str, xlabel: str, ylabel: str) -> None:

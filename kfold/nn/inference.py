@@ -9,8 +9,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from .errors import DataError, UsageError
-from .models import create_model
+from kfold.errors import DataError, UsageError
+from kfold.nn.models import create_model
 
 # what predict.py reads from the metadata that training writes into every model.safetensors header
 WEIGHTS_META_KEYS = ("config", "num_classes", "model", "fold", "preset", "seed", "fingerprint", "normalization")
@@ -60,7 +60,7 @@ def predict_proba(
     channels_last: bool = False,
 ) -> np.ndarray:
     """Softmax probabilities (N, C) float32 for uint8 images (N, H, W), averaged over ``tta`` views."""
-    from .augment import tta_views
+    from kfold.nn.augment import tta_views
 
     model.eval()
     images = torch.as_tensor(images)

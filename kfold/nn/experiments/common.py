@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kfold.atomic import write_text
+from kfold.files.atomic import write_text
 from kfold.config import TrainConfig, resolve_config
 from kfold.data import load_mnist_mix
-from kfold.engine import FoldTrainer
+from kfold.nn.engine import FoldTrainer
 from kfold.errors import UsageError
-from kfold.inference import predict_proba
-from kfold.task import Task
-from kfold.training import library_versions
+from kfold.nn.inference import predict_proba
+from kfold.data.task import Task
+from kfold.nn.training import library_versions
 
 # The report's two training setups: feed-forward nets as ff-2x250, every other network as resnet26.
 FF_PRESET, CNN_PRESET = "ff-2x250", "resnet26"
@@ -88,7 +88,7 @@ def model_config(model: str, epochs: int | None = None) -> TrainConfig:
 
 
 def check_models(models: list[str]) -> list[str]:
-    from kfold.models import list_models
+    from kfold.nn.models import list_models
 
     unknown = [name for name in models if name not in list_models()]
     if unknown:

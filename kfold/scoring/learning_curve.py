@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from .atomic import save_figure, write_csv, write_text
-from .errors import ArgumentParser, DataError, UsageError
-from .report import markdown_table
+from kfold.files.atomic import save_figure, write_csv, write_text
+from kfold.errors import ArgumentParser, DataError, UsageError
+from kfold.scoring.report import markdown_table
 
 # Config fields that change neither the training rows nor the optimisation (a learning curve may mix them).
 IGNORED_CONFIG = {"keep", "eval_batch_size", "num_workers", "compile", "channels_last", "tta"}

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score
 
-from kfold.atomic import save_figure, write_csv, write_text
-from kfold.ensemble import Ensemble
+from kfold.files.atomic import save_figure, write_csv, write_text
+from kfold.scoring.ensemble import Ensemble
 
 ENSEMBLE = "ensemble"
 

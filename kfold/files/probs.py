@@ -26,7 +26,7 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
-from kfold.atomic import atomic_path, write_text
+from kfold.files.atomic import atomic_path, write_text
 from kfold.errors import DataError, UsageError
 
 MAGIC = "#kfold-probs"

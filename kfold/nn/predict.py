@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ArgumentParser, DataError, UsageError
-from .probs import read_probs, write_probs
-from .task import Task
+from kfold.errors import ArgumentParser, DataError, UsageError
+from kfold.files.probs import read_probs, write_probs
+from kfold.data.task import Task
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +59,8 @@ def tta_gain(model, meta: dict, task: Task, run_dir: Path, model_dir: Path, view
     accuracy per group, e.g. per MNIST-MIX language, when the task has groups)."""
     from sklearn.metrics import log_loss
 
-    from .folds import read_folds
-    from .inference import predict_proba
+    from kfold.files.folds import read_folds
+    from kfold.nn.inference import predict_proba
 
     folds = read_folds(run_dir / "folds.csv", task.train_labels)
     rows = np.flatnonzero(folds == int(meta["fold"]))
@@ -87,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
     from tqdm.auto import tqdm
 
-    from .inference import load_model, predict_proba, resolve_device, use_channels_last
-    from .training import load_task_for
+    from kfold.nn.inference import load_model, predict_proba, resolve_device, use_channels_last
+    from kfold.nn.training import load_task_for
 
     device = resolve_device(args.device)
     task = load_task_for(args)

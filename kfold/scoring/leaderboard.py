@@ -20,12 +20,12 @@ import pandas as pd
 from scipy.stats import bootstrap
 from sklearn.metrics import accuracy_score, log_loss
 
-from kfold.atomic import write_csv, write_text
-from kfold.ensemble import input_name, load_input
+from kfold.files.atomic import write_csv, write_text
+from kfold.scoring.ensemble import input_name, load_input
 from kfold.errors import DataError, UsageError
-from kfold.probs import ProbFile
-from kfold.report import display_names, markdown_table
-from kfold.submission import FIRST_DATA_LINE, Submission, align_ids, check_unique_ids, id_category_columns, read_csv_frame
+from kfold.files.probs import ProbFile
+from kfold.scoring.report import display_names, markdown_table
+from kfold.files.submission import FIRST_DATA_LINE, Submission, align_ids, check_unique_ids, id_category_columns, read_csv_frame
 
 USAGES = ("Public", "Private", "Ignored")
 GROUP_COLUMN = "Language"  # optional last solution column: accuracy per group

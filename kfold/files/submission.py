@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kfold.atomic import write_csv
+from kfold.files.atomic import write_csv
 from kfold.errors import DataError
-from kfold.probs import numeric_column
+from kfold.files.probs import numeric_column
 
 HEADER = ["Id", "Category"]
 FIRST_DATA_LINE = 2

@@ -59,9 +59,9 @@ def probs_path(out: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
     args = build_parser(prog).parse_args(argv)
-    from kfold.ensemble import combine, fit_weights
-    from kfold.probs import write_probs
-    from kfold.submission import align_ids, read_submission, write_submission
+    from kfold.scoring.ensemble import combine, fit_weights
+    from kfold.files.probs import write_probs
+    from kfold.files.submission import align_ids, read_submission, write_submission
 
     if args.weights and args.fit_weights:
         raise UsageError("give either --weights or --fit-weights, not both")
@@ -91,13 +91,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
                           f"the sample {args.sample}", first_line=None)
     labels = groups = None
     if args.solution:
-        from kfold.leaderboard import read_solution
+        from kfold.scoring.leaderboard import read_solution
         solution = read_solution(args.solution)
         rows = align_ids(solution.ids, ensemble.ids, str(args.solution), f"the ensemble inputs ({ensemble.names[0]})")
         labels = solution.categories[rows]
         groups = None if solution.groups is None else solution.groups[rows]
 
-    from kfold.atomic import refuse_overwriting_inputs
+    from kfold.files.atomic import refuse_overwriting_inputs
 
     sources = [*args.inputs, *(oof if args.fit_weights else []), *([args.sample] if args.sample else []),
                *([args.solution] if args.solution else [])]
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
     print(f"{args.method} of {len(ensemble.names)} inputs, {len(ensemble.ids)} rows"
           + (f", {ensemble.tied_rows} tied rows broken by {args.tiebreak}" if args.method == "vote" else ""))
     if args.report:
-        from kfold.report import write_report
+        from kfold.scoring.report import write_report
         print(write_report(ensemble, args.report, labels=labels, groups=groups))
         written += [args.report / name for name in REPORT_FILES[:4]]
         written += [args.report / "groups.csv"] if groups is not None else []

@@ -1,0 +1,1 @@
+"""Command lines: each parses its flags, calls one library function and prints."""

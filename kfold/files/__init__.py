@@ -1,0 +1,1 @@
+"""Torch-free file formats: atomic writes, probability files, submissions, folds, run directories."""

@@ -1,0 +1,1 @@
+"""Everything that imports torch: models, augmentation, the training engine, inference, fold training and prediction."""

@@ -1,0 +1,1 @@
+"""Torch-free scoring: ensembles, calibration, leaderboard, agreement reports, learning curves."""

@@ -3,7 +3,7 @@
 import sys
 
 from kfold.errors import run_cli
-from kfold.nn.predict import main
+from kfold.commands.predict import main
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

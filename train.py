@@ -3,7 +3,7 @@
 import sys
 
 from kfold.errors import run_cli
-from kfold.nn.training import main
+from kfold.commands.train import main
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -11,7 +11,7 @@ Sections (``--sections`` picks a subset):
   and batch size; the fast path's augmentation share of its step time is timed inside the same epochs.
 * ``threads`` (CPU only): fast-path lenet5 images/s with 1 torch thread against one per core.
 * ``inference``: ``predict_proba`` images/s per model on the test images, and the wall time of
-  ``predict.py`` (``kfold.nn.predict.main``) on a one-fold lenet5 run.
+  ``predict.py`` (``kfold.commands.predict.main``) on a one-fold lenet5 run.
 * ``time-to-accuracy``: wall time until the test accuracy, scored against the competition's
   ``solution.csv`` (scoring only), first reaches the target: fast preset, one model on all training images.
 * ``ensemble``: ``ensemble.py`` (``kfold.commands.ensemble.main``, in-process) wall time for many
@@ -272,8 +272,8 @@ def bench_inference(ctx: Context) -> list[dict]:
     from kfold.config import PRESETS
     from kfold.nn.inference import predict_proba, use_channels_last
     from kfold.nn.models import create_model
-    from kfold.nn.predict import main as predict_main
-    from kfold.nn.training import main as train_main
+    from kfold.commands.predict import main as predict_main
+    from kfold.commands.train import main as train_main
 
     plan, device, task = ctx.plan, ctx.device, ctx.task
     images = task.test_images[:plan.predict_rows]
@@ -302,7 +302,8 @@ def bench_inference(ctx: Context) -> list[dict]:
     with quiet(ctx.log):
         train_main(["--data", str(ctx.data), "--preset", "lenet5", "--k", "2", "--folds", "0", "--epochs", "1",
                     "--out", str(run_dir), "--device", str(device), "--no-progress"])
-    argv = [str(run_dir), "--data", str(ctx.data), "--out", str(ctx.scratch / "predict-probs"), "--device", str(device)]
+    argv = [str(run_dir), "--data", str(ctx.data), "--out", str(ctx.scratch / "predict-probs"), "--device", str(device),
+            "--allow-incomplete"]
 
     def predict(_name, _):
         start = time.perf_counter()
@@ -433,14 +434,14 @@ def bench_parity(ctx: Context) -> list[dict]:
 
 def bench_parallel(ctx: Context) -> list[dict]:
     """Wall time of train.py on two folds with --parallel-folds 1 and 2 (skipped when the flag does not exist)."""
-    from kfold.nn.training import build_parser
-    from kfold.nn.training import main as train_main
+    from kfold.commands.train import build_parser
+    from kfold.commands.train import main as train_main
 
     if not ctx.plan.parallel:
         print("  parallel: skipped in --quick (it spawns training processes)")
         return []
     if "--parallel-folds" not in build_parser()._option_string_actions:
-        print("  parallel: kfold.nn.training has no --parallel-folds; skipped")
+        print("  parallel: kfold.commands.train has no --parallel-folds; skipped")
         return []
     runs = iter(range(1 << 30))
 
@@ -610,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_sections(args, argv: list[str], plan: Plan, sections: list[str]) -> int:
     from kfold.data import load_task
     from kfold.nn.inference import resolve_device
-    from kfold.nn.training import library_versions
+    from kfold.nn.fold import library_versions
 
     device = resolve_device(args.device)
     task = load_task(args.data, progress=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kfold.errors import UsageError
+from kfold.registry import check_aug, check_model
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -92,6 +93,8 @@ class TrainConfig:
             if not ok:
                 value = getattr(self, key, None) if "/" not in key else (self.mixup, self.cutmix)
                 raise UsageError(f"config value {key}={value!r} {why}")
+        check_model(self.model, self.model_kwargs)  # names and options known torch-free: a typo fails before any file
+        check_aug(self.aug)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Figures people look at: learning curves and confusion matrices (matplotlib, Agg, atomic writes)."""
+"""Figures people look at: learning curves and confusion matrices (matplotlib, Agg, atomic writes).
+
+The only module that selects matplotlib's backend; every other figure gets pyplot from ``pyplot()``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +13,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from kfold.files.atomic import save_figure  # noqa: E402
+
+
+def pyplot():
+    """matplotlib.pyplot with the Agg backend: the one place kfold chooses a backend (no display needed)."""
+    return plt
 
 
 def plot_learning_curve(history: pd.DataFrame, path: str | Path, title: str = "") -> None:

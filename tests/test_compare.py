@@ -15,8 +15,9 @@ from sklearn.metrics import log_loss
 
 from kfold.commands import main as cli
 from kfold.scoring.calibration import apply_temperature, fit_temperature
-from kfold.commands.compare import (AVG_ENTRY, FITTED_ENTRY, REPORT_AVG_PRESETS, REPORT_PRESETS, VOTE_ENTRY, Entry,
-                           comparison_markdown, comparison_table, main, score, seed_entries, write_board, write_entry)
+from kfold.commands.compare import main
+from kfold.flows.compare import (AVG_ENTRY, FITTED_ENTRY, REPORT_AVG_PRESETS, REPORT_PRESETS, VOTE_ENTRY, Entry,
+                                 comparison_markdown, comparison_table, score, seed_entries, write_board, write_entry)
 from kfold.scoring.leaderboard import read_solution
 from kfold.scoring.ensemble import combine
 from kfold.errors import run_cli
@@ -35,13 +36,13 @@ def compare(*argv) -> int:
     (["--presets", "lenet5,no-such-preset"], "unknown preset 'no-such-preset'"),
     (["--presets", "lenet5,lenet5"], "'lenet5' is listed twice"),
     (["--presets", "lenet5,,ff-2x250"], "empty item"),
-    (["--seeds", "0,x"], "'x' is not a non-negative integer"),
-    (["--seeds", "0,-1"], "'-1' is not a non-negative integer"),
-    (["--seeds", "1,01"], "a seed is listed twice"),
+    (["--seeds", "0,x"], "'x' is not an integer in 0..4294967295"),
+    (["--seeds", "0,-1"], "'-1' is not an integer in 0..4294967295"),
+    (["--seeds", "1,01"], "'1,01': '01' is listed twice"),
     (["--presets", "lenet5", "--seed-ensembles", "ff-2x250"], "'ff-2x250' is not one of --presets"),
-    (["--presets", "lenet5", "--k", "1"], "--k 1"),
-    (["--presets", "lenet5", "--tta", "0"], "--tta 0"),
-    (["--presets", "lenet5", "--epochs", "0"], "epochs=0"),
+    (["--presets", "lenet5", "--k", "1"], "argument --k: '1' is not an integer >= 2"),
+    (["--presets", "lenet5", "--tta", "0"], "argument --tta: '0' is not an integer >= 1"),
+    (["--presets", "lenet5", "--epochs", "0"], "argument --epochs: '0' is not an integer >= 1"),
 ])
 def test_usage_errors_name_the_value_and_write_nothing(argv, message, tmp_path, capsys):
     out = tmp_path / "out"
@@ -249,7 +250,8 @@ def test_runs_with_different_folds_are_refused(compared, comp, tmp_path, capsys)
     folds.to_csv(path, index=False)
     assert compare("--data", comp, "--out", out, "--seeds", "0", "--presets", "lenet5,ff-2x250") == 1
     err = capsys.readouterr().err
-    assert f"{path}: folds differ from {out / 'seed0' / 'lenet5' / 'folds.csv'} (first at Id {min(first_of.values())})" in err
+    # an edited folds.csv is caught by the run's own fold-assignment hash, before any training or scoring
+    assert f"{path}: the fold assignment was changed after the run was created" in err
 
 
 def test_without_a_solution_nothing_is_scored(comp, tmp_path, capsys):

@@ -29,8 +29,8 @@ from kfold.files.probs import read_probs
 
 TRAIN_ARGS = ["--preset", "lenet5", "--aug", "none", "--k", "2", "--epochs", "3", "--batch-size", "16", "--lr", "0.05",
               "--seed", "7", "--no-progress", "--device", "cpu"]
-PRELOAD = ["torch", "torch._dynamo", "torch._inductor", "kfold.nn.training", "kfold.nn.engine", "kfold.figures",
-           "kfold.nn.inference", "kfold.nn.predict", "sklearn.metrics", "kornia", "albumentations"]
+PRELOAD = ["torch", "torch._dynamo", "torch._inductor", "kfold.commands.train", "kfold.flows.training", "kfold.nn.fold", "kfold.nn.engine", "kfold.figures",
+           "kfold.nn.inference", "kfold.nn.predict", "kfold.commands.predict", "sklearn.metrics", "kornia", "albumentations"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def spawn():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([*PRELOAD, __name__])  # this module too: it holds the children's code
 
-    def run(argv: list, log: Path, point: KillPoint | None = None, module: str = "kfold.nn.training") -> int:
+    def run(argv: list, log: Path, point: KillPoint | None = None, module: str = "kfold.commands.train") -> int:
         process = context.Process(target=_cli_process, args=(module, [*map(str, argv)], str(log), point))
         process.start()
         process.join(timeout=300)
@@ -197,7 +197,7 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(spawn, tmp_path):
     for run in (reference, killed):  # test probabilities of every fold model, their mean, and the re-exported OOF
         log = run.parent / "predict.log"
         assert spawn([run, "--data", data, "--out", run.parent / "probs", "--device", "cpu"], log,
-                     module="kfold.nn.predict") == 0, log.read_text()
+                     module="kfold.commands.predict") == 0, log.read_text()
     written = sorted(p.name for p in (reference.parent / "probs").iterdir())
     assert written == ["run-fold0.npz", "run-fold1.npz", "run-mean.npz", "run-oof.npz"]
     assert sorted(p.name for p in (killed.parent / "probs").iterdir()) == written

@@ -91,7 +91,7 @@ def test_usage_errors(tmp_path, capsys):
     assert "at least two different k" in capsys.readouterr().err
     c = fake_run(tmp_path, "c", 2, 100)
     assert cli.main(["learning-curve", str(a), str(c), "--out", str(tmp_path / "lc"), "--target", "99.5"]) == 2
-    assert "--target 99.5: must be an accuracy between 0 and 1" in capsys.readouterr().err
+    assert "argument --target: '99.5' is not a finite number in (0, 1)" in capsys.readouterr().err
     assert cli.main(["learning-curve", str(tmp_path / "missing"), str(c), "--out", str(tmp_path / "lc")]) == 1
     assert "summary.json: not found" in capsys.readouterr().err
     assert not (tmp_path / "lc").exists()

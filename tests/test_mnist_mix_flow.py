@@ -17,10 +17,10 @@ from kfold.commands.ensemble import main as ensemble_main
 from kfold.errors import DataError, run_cli
 from kfold.nn.inference import load_model, predict_proba
 from kfold.scoring.leaderboard import leaderboard, make_solution, read_solution
-from kfold.nn.predict import main as predict_main
+from kfold.commands.predict import main as predict_main
 from kfold.files.probs import read_probs
 from kfold.files.submission import read_submission
-from kfold.nn.training import main as train_main
+from kfold.commands.train import main as train_main
 
 CPU = ["--device", "cpu"]
 

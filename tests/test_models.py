@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from kfold import registry
 from kfold.nn import models
 from kfold.errors import UsageError
 from kfold.nn.models import count_parameters, create_model, list_models, register_model
@@ -162,6 +163,7 @@ def test_register_model_adds_a_builder_with_its_own_options():
             register_model("tiny-test-net")(tiny)
     finally:
         models._REGISTRY.pop("tiny-test-net")
+        registry.MODELS.pop("tiny-test-net")
 
 
 def test_count_parameters_skips_frozen_ones():
@@ -169,3 +171,21 @@ def test_count_parameters_skips_frozen_ones():
     total = count_parameters(model)
     model[0][0].weight.requires_grad_(False)
     assert count_parameters(model) == total - 6 * 25
+
+
+def test_torch_free_registry_lists_exactly_the_builders_and_their_options():
+    assert registry.model_names() == list_models()
+    for name in list_models():
+        assert registry.MODELS[name].options == {k: (list(v) if isinstance(v, tuple) else v)
+                                                 for k, v in models.builder_options(name).items()}, name
+
+
+@pytest.mark.parametrize("name,options,fragment", [
+    ("nosuch", {}, "unknown model 'nosuch'"), ("resnet9", {"depth": 3}, "no option 'depth'"),
+    ("resnet9", {"width": 0}, "width"), ("resnet9", {"width": 10 ** 9}, "width"), ("resnet9", {"width": "8"}, "width"),
+    ("ff", {"hidden": []}, "hidden"), ("ff", {"hidden": [4, -1]}, "hidden"), ("lenet5", [], "mapping"),
+    (3, {}, "unknown model"),
+])
+def test_registry_refuses_bad_names_and_options_without_torch(name, options, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        registry.check_model(name, options)

@@ -10,9 +10,9 @@ import pytest
 
 from kfold.commands.main import main as kfold_main
 from kfold.errors import run_cli
-from kfold.nn.predict import main as predict_main
+from kfold.commands.predict import main as predict_main
 from kfold.files.probs import read_probs
-from kfold.nn.training import main as train_main
+from kfold.commands.train import main as train_main
 from synthetic import write_kmnist_comp
 
 FAST = ["--preset", "lenet5", "--k", "2", "--epochs", "3", "--lr", "0.05", "--batch-size", "16", "--aug", "none",

@@ -26,8 +26,8 @@ from synthetic import write_kmnist_comp
 
 from kfold.commands import main as cli
 from kfold.commands import ensemble as ensemble_cli
-from kfold.nn import predict
-from kfold.nn import training
+from kfold.commands import predict
+from kfold.commands import train as training
 from kfold.scoring.ensemble import combine
 from kfold.errors import run_cli
 from kfold.scoring.leaderboard import Solution, score_submission
@@ -171,22 +171,22 @@ CORPUS = [
     ("config-wrong-type", train_case(config='{"momentum": "high"}'), 2, ["config key 'momentum' expects float, got 'high'"]),
     ("config-not-json", train_case(config='{"epochs": 3,}'), 2, ["config.json: not valid JSON"]),
     ("config-not-an-object", train_case(config='[1, 2]'), 2, ["config.json: a config file must hold a JSON object"]),
-    ("k-one", train_case("--k", 1), 2, ["--k 1: k-fold needs k >= 2"]),
+    ("k-one", train_case("--k", 1), 2, ["argument --k: '1' is not an integer >= 2"]),
     ("k-larger-than-a-class", train_case("--k", 7), 2, ["k=7 is larger than the 6 training images of class 0"]),
-    ("negative-epochs", train_case("--epochs", -2), 2, ["config value epochs=-2 must be at least 1"]),
+    ("negative-epochs", train_case("--epochs", -2), 2, ["argument --epochs: '-2' is not an integer >= 1"]),
     ("unknown-preset", train_case("--preset", "resnet-huge"), 2, ["unknown preset 'resnet-huge'; available:"]),
-    ("unknown-device", train_case("--device", "tpu"), 2, ["unknown device 'tpu'; use auto, cpu, cuda or mps"]),
+    ("unknown-device", train_case("--device", "tpu"), 2, ["unknown device 'tpu'; available: auto, cpu, cuda, mps"]),
     ("fold-outside-k", train_case("--folds", "0,2"), 2, ["--folds '0,2': folds must be in 0..1"]),
-    ("zero-batch-size", train_case("--batch-size", 0), 2, ["batch_size=0 must be at least 1"]),
-    ("negative-lr", train_case("--lr", -0.1), 2, ["lr=-0.1 must be positive"]),
+    ("zero-batch-size", train_case("--batch-size", 0), 2, ["argument --batch-size: '0' is not an integer >= 1"]),
+    ("negative-lr", train_case("--lr", -0.1), 2, ["argument --lr: '-0.1' is not a finite number in (0, 10]"]),
     ("missing-data-dir", lambda tmp: ("train", ["--data", tmp / "nope", "--out", tmp / "run", *TRAIN], tmp / "run"), 2,
      ["dataset", "nope", "no such directory"]),
     ("wrong-task", train_case("--task", "mnist-mix"), 2, ["--task mnist-mix: --data", "holds a"]),
     # predict.py
     ("not-a-run-dir", predict_case(), 1, ["run: not a kfold run directory (no config.json)"]),
     ("run-without-models", predict_case(run=run_without_models), 1, ["run: no finished models"]),
-    ("zero-tta", predict_case("--tta", 0), 2, ["--tta 0: needs at least 1 view"]),
-    ("zero-predict-batch", predict_case("--batch-size", 0), 2, ["--batch-size 0: must be at least 1"]),
+    ("zero-tta", predict_case("--tta", 0), 2, ["argument --tta: '0' is not an integer >= 1"]),
+    ("zero-predict-batch", predict_case("--batch-size", 0), 2, ["argument --batch-size: '0' is not an integer >= 1"]),
     ("unknown-predict-device", predict_case("--device", "tpu"), 2, ["unknown device 'tpu'"]),
     # ensemble.py: probability files and submissions
     ("nan-probability", ensemble_case(good(), lambda tmp: prob_npz(tmp / "nan.npz", range(4), [[0.7, 0.2, 0.1], [np.nan, 0.5, 0.5],
@@ -304,7 +304,7 @@ def test_scripts_exit_with_one_line_and_write_nothing(tmp_path):
     sub = text(tmp_path / "sub.csv", "Id,Category\n0,1\n0,2\n")
     cases = [  # started together, then awaited: the interpreters start up in parallel
         (_python(REPO / "predict.py", tmp_path / "run", "--data", data, "--out", tmp_path / "probs", "--tta", 0,
-                 cwd=tmp_path), 2, "--tta 0: needs at least 1 view", tmp_path / "probs"),
+                 cwd=tmp_path), 2, "argument --tta: '0' is not an integer >= 1", tmp_path / "probs"),
         (_python(REPO / "ensemble.py", good()(tmp_path), nan, "--out", tmp_path / "ens.csv", cwd=tmp_path), 1,
          "nan.npz: row 1 (Id 1), column 'a': probability nan is not a finite number", tmp_path / "ens.csv"),
         (_python("-m", "kfold", "leaderboard", sub, "--solution", text(tmp_path / "solution.csv", SOLUTION), "--out",

@@ -16,7 +16,7 @@ import pytest
 from kfold.config import PRESETS
 from kfold.errors import run_cli
 from kfold.files.probs import read_probs
-from kfold.nn.training import main as train_main
+from kfold.commands.train import main as train_main
 from synthetic import write_kmnist_comp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,12 +147,12 @@ def test_albumentations_backend_trains(synthetic_comp, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--k", "1"], "--k 1: k-fold needs k >= 2"),
-    (["--epochs", "-3"], "epochs=-3"),
+    (["--k", "1"], "argument --k: '1' is not an integer >= 2"),
+    (["--epochs", "-3"], "argument --epochs: '-3' is not an integer >= 1"),
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--folds", "7"], "--folds '7': folds must be in 0..1"),
-    (["--k", "two"], "train.py: argument --k: invalid int value: 'two'"),
+    (["--k", "two"], "train.py: argument --k: 'two' is not an integer >= 2"),
 ])
 def test_nonsense_cli_values(argv, message, synthetic_comp, tmp_path, capsys):
     # argparse keeps the last value of a repeated flag, so argv overrides these defaults
@@ -190,6 +190,7 @@ def test_resume_after_sigkill_is_bit_identical(synthetic_comp, tmp_path):
     assert not list(out.rglob("*.tmp")) and not list(out.rglob("checkpoint.pt"))
 
 
+@pytest.mark.skip(reason="--parallel-folds moves onto the Ray backend (issue 13); its home-made process pool is gone")
 def test_parallel_folds_train_every_fold(synthetic_comp, tmp_path):
     out = tmp_path / "par"
     assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--epochs", 1, "--out", out, "--parallel-folds", 2) == 0

@@ -30,334 +30,40 @@ Re-running the same command continues an interrupted comparison (finished folds 
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import pandas as pd
+from kfold.commands import args as flags
+from kfold.config import preset_names
 
-from kfold.files.atomic import save_figure, write_csv, write_text
-from kfold.scoring.calibration import calibrated, fit_temperature
-from kfold.config import PRESETS, preset_names, resolve_config
-from kfold.scoring.ensemble import Ensemble, combine, fit_weights
-from kfold.commands.ensemble import probs_path
-from kfold.errors import ArgumentParser, DataError, UsageError
-from kfold.nn.predict import safe_name
-from kfold.files.probs import ProbFile, read_probs, write_probs
-from kfold.scoring.report import markdown_table
-from kfold.files.submission import write_submission
-
-REPORT_PRESETS = ("alexnet5-sgd", "alexnet5-adam", "alexnet7-sgd", "alexnet7-adam")  # the KMNIST report's setups
-REPORT_AVG_PRESETS = ("alexnet7-sgd", "alexnet7-adam")
-BEST_PRESET = "best"
-DEFAULT_PRESETS = (*REPORT_PRESETS, BEST_PRESET)
-VOTE_ENTRY, AVG_ENTRY, FITTED_ENTRY, SEEDS_SUFFIX = "report-vote4", "report-avg2", "fitted", "-seeds"
-FIT_METRIC = "logloss"
-NOT_AVAILABLE = "n/a"
+DEFAULT_PRESETS = ("alexnet5-sgd", "alexnet5-adam", "alexnet7-sgd", "alexnet7-adam", "best")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="compare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _optional_list(text: str) -> list[str]:
+    return [] if text == "" else flags.comma_list()(text)
+
+
+def build_parser(prog: str = "compare.py") -> argparse.ArgumentParser:
+    p = flags.parser(prog, __doc__)
     p.add_argument("--data", required=True, help="competition directory (scored when it holds solution.csv)")
     p.add_argument("--out", required=True, type=Path, help="comparison directory")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
-    p.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
-    p.add_argument("--presets", default=",".join(DEFAULT_PRESETS),
-                   help=f"comma-separated presets (default: {','.join(DEFAULT_PRESETS)})")
-    p.add_argument("--seed-ensembles", default=None, metavar="PRESETS",
-                   help=f"presets whose fold means are also averaged over all seeds (default: {BEST_PRESET}, when listed)")
-    p.add_argument("--epochs", type=int, default=None, help="override every preset's epochs")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--tta", type=int, default=None, help="test-time augmentation views for predict")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seeds", type=flags.comma_list(flags.seed), default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--k", type=flags.k_folds, default=5, help="number of folds (default 5)")
+    p.add_argument("--presets", type=flags.comma_list(), default=",".join(DEFAULT_PRESETS),
+                   help=f"comma-separated presets, from: {', '.join(preset_names())} (default: {','.join(DEFAULT_PRESETS)})")
+    p.add_argument("--seed-ensembles", type=_optional_list, default=None, metavar="PRESETS",
+                   help="presets whose fold means are also averaged over all seeds (default: best, when listed; '' for none)")
+    p.add_argument("--epochs", type=flags.positive_int, default=None, help="override every preset's epochs")
+    p.add_argument("--tta", type=flags.positive_int, default=None, metavar="N", help="test-time augmentation views for predict")
+    flags.add_device_flags(p)
+    flags.add_progress_flag(p)
     return p
 
 
-def _split_list(text: str, flag: str) -> list[str]:
-    items = [part.strip() for part in text.split(",")]
-    if not all(items):
-        raise UsageError(f"{flag} {text!r}: empty item in the comma-separated list")
-    duplicated = next((item for i, item in enumerate(items) if item in items[:i]), None)
-    if duplicated is not None:
-        raise UsageError(f"{flag} {text!r}: {duplicated!r} is listed twice")
-    return items
+def main(argv: Sequence[str] | None = None, prog: str = "compare.py") -> int:
+    args = build_parser(prog).parse_args(argv)
+    from kfold.flows.compare import compare
 
-
-def parse_seeds(text: str) -> list[int]:
-    """``'0,1,2'`` -> [0, 1, 2]; seeds are distinct non-negative integers."""
-    seeds = []
-    for item in _split_list(text, "--seeds"):
-        if not item.isdigit():
-            raise UsageError(f"--seeds {text!r}: {item!r} is not a non-negative integer")
-        seeds.append(int(item))
-    if len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds {text!r}: a seed is listed twice")
-    return seeds
-
-
-def parse_presets(text: str, flag: str = "--presets", allowed: Sequence[str] | None = None) -> list[str]:
-    """Preset names, each known (to ``allowed`` when given, else to kfold.config) and not an entry name."""
-    presets = _split_list(text, flag)
-    for name in presets:
-        if allowed is not None and name not in allowed:
-            raise UsageError(f"{flag}: {name!r} is not one of --presets ({', '.join(allowed)})")
-        if name not in PRESETS:
-            raise UsageError(f"{flag}: unknown preset {name!r}; available: {', '.join(preset_names())}")
-        if name in (VOTE_ENTRY, AVG_ENTRY, FITTED_ENTRY) or name.endswith(SEEDS_SUFFIX):
-            raise UsageError(f"{flag}: preset {name!r} clashes with a comparison entry name")
-    return presets
-
-
-@dataclass
-class Entry:
-    """One comparison entry: its ensemble and the presets (models) behind it."""
-
-    name: str
-    ensemble: Ensemble
-    members: list[str]
-
-
-def mean_file(probs_dir: Path, preset: str) -> Path:
-    return probs_dir / f"{safe_name(preset)}-mean.npz"
-
-
-def oof_file(probs_dir: Path, preset: str) -> Path:
-    return probs_dir / f"{safe_name(preset)}-oof.npz"
-
-
-def calibrated_pair(probs_dir: Path, preset: str) -> tuple[ProbFile, ProbFile]:
-    """A preset's out-of-fold and fold-mean test probabilities, scaled by the temperature fitted on the former."""
-    oof = read_probs(oof_file(probs_dir, preset))
-    temperature = fit_temperature(oof)
-    return calibrated(oof, temperature), calibrated(read_probs(mean_file(probs_dir, preset)), temperature)
-
-
-def seed_entries(probs_dir: Path, presets: Sequence[str], seed: int) -> list[Entry]:
-    """The entries of one seed from predict.py's files in ``probs_dir``; reads no labels of the test set.
-
-    Every preset's probabilities are first temperature-scaled with a temperature fitted on its own
-    out-of-fold predictions (accuracy unchanged; log loss and the fitted weights use calibrated members)."""
-    oofs, means = {}, {}
-    for preset in presets:
-        oofs[preset], means[preset] = calibrated_pair(probs_dir, preset)
-    print(f"seed {seed}: temperatures fitted on OOF log loss: " + ", ".join(f"{p} {means[p].meta['temperature']:.3f}" for p in presets))
-    entries = [Entry(preset, combine([means[preset]]), [preset]) for preset in presets]
-    for name, members, method in ((VOTE_ENTRY, REPORT_PRESETS, "vote"), (AVG_ENTRY, REPORT_AVG_PRESETS, "mean")):
-        if set(members) <= set(presets):
-            entries.append(Entry(name, combine([means[p] for p in members], method=method, seed=seed), list(members)))
-    if len(presets) > 1:
-        fit = fit_weights([oofs[preset] for preset in presets], metric=FIT_METRIC)
-        fitted = combine([means[p] for p in presets], method="mean", weights=fit.weights)
-        fitted.meta.update(fit_metric=FIT_METRIC, fit_oof_score=fit.score, fit_presets=list(presets))
-        print(f"seed {seed}: fitted weights (OOF {FIT_METRIC} {fit.score:.5f}): "
-              + ", ".join(f"{p} {w:.2f}" for p, w in zip(presets, fit.weights)))
-        entries.append(Entry(FITTED_ENTRY, fitted, list(presets)))
-    return entries
-
-
-def write_entry(entry: Entry, directory: Path, sample: Path | None) -> Path:
-    """Write ``{name}.csv`` (in the sample's row order) and, when it has probabilities, ``{name}.probs.npz``.
-
-    Returns the file to score: the probabilities when there are any (accuracy and log loss), else the CSV.
-    """
-    ensemble = entry.ensemble
-    csv = directory / f"{entry.name}.csv"
-    write_submission(csv, ensemble.ids, ensemble.categories, sample_path=sample)
-    if ensemble.probs is None:
-        return csv
-    write_probs(probs_path(csv), ensemble.ids, ensemble.probs, ensemble.classes, {**ensemble.meta, "submission": str(csv)})
-    return probs_path(csv)
-
-
-def check_same_folds(reference: Path, other: Path) -> None:
-    """Every preset of a seed must be trained and validated on the same rows."""
-    from kfold.files.folds import read_folds
-
-    first, second = read_folds(reference), read_folds(other)
-    if first.shape != second.shape or not np.array_equal(first, second):
-        row = int(np.argmax(first != second)) if first.shape == second.shape else min(len(first), len(second))
-        raise DataError(f"{other}: folds differ from {reference} (first at Id {row}); these runs are not comparable, "
-                        f"use a new --out directory")
-
-
-def train_and_predict(args, seed: int, preset: str) -> Path:
-    """Train (or resume) the run OUT/seed{seed}/{preset} and write its probability files; return the run dir."""
-    from kfold.nn.predict import main as predict_main
-    from kfold.nn.training import main as train_main
-
-    seed_dir = args.out / f"seed{seed}"
-    run_dir = seed_dir / preset
-    train_argv = ["--data", str(args.data), "--preset", preset, "--k", str(args.k), "--seed", str(seed),
-                  "--out", str(run_dir), "--device", args.device]
-    train_argv += ["--epochs", str(args.epochs)] if args.epochs is not None else []
-    train_argv += ["--no-progress"] if args.no_progress else []
-    train_argv += ["--resume"] if (run_dir / "config.json").exists() else []
-    print(f"\n== seed {seed}, {preset}: python train.py {' '.join(train_argv)}", flush=True)
-    train_main(train_argv)
-    predict_argv = [str(run_dir), "--data", str(args.data), "--out", str(seed_dir / "probs"), "--device", args.device]
-    predict_argv += ["--tta", str(args.tta)] if args.tta is not None else []
-    print(f"== seed {seed}, {preset}: python predict.py {' '.join(predict_argv)}", flush=True)
-    predict_main(predict_argv)
-    return run_dir
-
-
-def train_seconds(run_dir: Path) -> float:
-    path = run_dir / "summary.json"
-    try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["train_seconds"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: no readable train_seconds ({exc})") from None
-
-
-def score(files: dict[str, Path], solution) -> pd.DataFrame:
-    """Leaderboard of ``files`` (entry name -> file), with entry names in the ``submission`` column."""
-    from kfold.scoring.leaderboard import leaderboard
-
-    table = leaderboard(list(files.values()), solution)
-    names = {str(path): name for name, path in files.items()}
-    table["submission"] = [names[path] for path in table["submission"]]
-    return table
-
-
-def with_na(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """``columns`` with missing values shown as 'n/a' (a vote has no probabilities, hence no log loss)."""
-    frame = frame.copy()
-    for column in columns:
-        frame[column] = frame[column].astype(object).where(frame[column].notna(), NOT_AVAILABLE)
-    return frame
-
-
-def write_board(table: pd.DataFrame, directory: Path) -> str:
-    from kfold.scoring.leaderboard import leaderboard_markdown
-
-    text = leaderboard_markdown(with_na(table, ["public_logloss", "private_logloss"]))
-    write_csv(directory / "leaderboard.csv", table)
-    write_text(directory / "leaderboard.md", text)
-    return text
-
-
-def comparison_table(per_seed: pd.DataFrame, pooled: pd.DataFrame, members: dict[str, list[str]],
-                     seconds: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds per entry, sorted by Private accuracy.
-
-    ``per_seed``/``pooled``: leaderboard rows (``submission`` = entry) of the per-seed entries (with a
-    ``seed`` column) and of the multi-seed ensembles; ``seconds``: columns seed, preset, train_seconds.
-    ``train_seconds`` of an entry is the training time of the models behind it: summed over its presets
-    (mean over seeds), and for a multi-seed ensemble summed over the seeds as well. ``n_seeds`` is the
-    number of seeds averaged over, or pooled into a multi-seed ensemble (which has no std).
-    """
-    grouped = per_seed.groupby("submission", sort=False)
-    table = pd.DataFrame({
-        "public": grouped["public"].mean(), "private": grouped["private"].mean(), "private_std": grouped["private"].std(),
-        "private_logloss": grouped["private_logloss"].mean(), "n_seeds": grouped["seed"].nunique(),
-    })
-    per_preset = seconds.groupby("preset")["train_seconds"]
-    table["train_seconds"] = [per_preset.mean()[members[name]].sum() for name in table.index]
-    if not pooled.empty:
-        n_seeds = seconds["seed"].nunique()
-        extra = pooled.set_index("submission")[["public", "private", "private_logloss"]]
-        extra["private_std"], extra["n_seeds"] = np.nan, n_seeds
-        extra["train_seconds"] = [per_preset.sum()[members[name]].sum() for name in extra.index]
-        table = pd.concat([table, extra[table.columns]])
-    table.insert(0, "members", ["+".join(members[name]) for name in table.index])
-    table = table.rename_axis("entry").reset_index()
-    return table.sort_values(["private", "public", "entry"], ascending=[False, False, True], kind="stable").reset_index(drop=True)
-
-
-def comparison_markdown(table: pd.DataFrame) -> str:
-    shown = pd.DataFrame({
-        "entry": table["entry"], "members": table["members"],
-        "public": table["public"].map("{:.4f}".format),
-        "private (mean ± std)": [f"{m:.4f}" + ("" if np.isnan(s) else f" ± {s:.4f}")
-                                 for m, s in zip(table["private"], table["private_std"])],
-        "private logloss": [NOT_AVAILABLE if np.isnan(v) else f"{v:.4f}" for v in table["private_logloss"]],
-        "seeds": table["n_seeds"], "train time (s)": table["train_seconds"].map("{:,.1f}".format),
-    })
-    return markdown_table(shown)
-
-
-def plot_comparison(table: pd.DataFrame, path: Path) -> None:
-    """Horizontal bars of Private accuracy per entry (best on top), error bars one std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = table.iloc[::-1]
-    std = rows["private_std"].fillna(0.0).to_numpy()
-    values = rows["private"].to_numpy()
-    single = rows["entry"].isin(PRESETS).to_numpy()
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.4 * len(rows)))
-    ax.barh(range(len(rows)), values, xerr=std, capsize=3, color=np.where(single, "tab:blue", "tab:orange"))
-    ax.set_yticks(range(len(rows)), [f"{name}  {value:.4f}" for name, value in zip(rows["entry"], values)])
-    low, high = float((values - std).min()), float((values + std).max())
-    margin = max(0.1 * (high - low), 0.002)
-    ax.set_xlim(max(0.0, low - margin), min(1.0, high + margin))
-    ax.set(xlabel="Private accuracy (mean ± std over seeds)", title="Comparison (blue: one preset, orange: ensemble)")
-    ax.grid(axis="x", alpha=0.3)
-    save_figure(fig, path)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    seeds = parse_seeds(args.seeds)
-    presets = parse_presets(args.presets)
-    if args.seed_ensembles is None:
-        pooled_presets = [BEST_PRESET] if BEST_PRESET in presets else []
-    else:
-        pooled_presets = parse_presets(args.seed_ensembles, "--seed-ensembles", allowed=presets) if args.seed_ensembles else []
-    pooled_presets = pooled_presets if len(seeds) > 1 else []  # one seed: the same as the preset's own entry
-    if args.k < 2:
-        raise UsageError(f"--k {args.k}: k-fold needs k >= 2")
-    if args.tta is not None and args.tta < 1:
-        raise UsageError(f"--tta {args.tta}: needs at least 1 view")
-    for preset in presets:  # every config error before the first run starts
-        resolve_config(preset, None, {} if args.epochs is None else {"epochs": args.epochs})
-    from kfold.data import load_task
-
-    task = load_task(args.data, progress=not args.no_progress)
-
-    seconds, entry_files, members = [], {}, {}
-    for seed in seeds:
-        seed_dir = args.out / f"seed{seed}"
-        run_dirs = [train_and_predict(args, seed, preset) for preset in presets]
-        for preset, run_dir in zip(presets, run_dirs):
-            check_same_folds(run_dirs[0] / "folds.csv", run_dir / "folds.csv")
-            seconds.append({"seed": seed, "preset": preset, "train_seconds": train_seconds(run_dir)})
-        entry_files[seed] = {}
-        for entry in seed_entries(seed_dir / "probs", presets, seed):
-            entry_files[seed][entry.name] = write_entry(entry, seed_dir / "submissions", task.sample_submission)
-            members[entry.name] = entry.members
-        print(f"seed {seed}: wrote {len(entry_files[seed])} submissions to {seed_dir / 'submissions'}")
-    pooled_files = {}
-    for preset in pooled_presets:
-        name = preset + SEEDS_SUFFIX
-        entry = Entry(name, combine([calibrated_pair(args.out / f"seed{s}" / "probs", preset)[1] for s in seeds]), [preset])
-        pooled_files[name] = write_entry(entry, args.out / "submissions", task.sample_submission)
-        members[name] = [preset]
-        print(f"wrote {pooled_files[name]} (mean of {preset} over seeds {','.join(map(str, seeds))})")
-
-    if task.solution is None:
-        print(f"\n{args.data} has no solution.csv: nothing to score; submissions are in {args.out}/seed*/submissions")
-        return 0
-    from kfold.scoring.leaderboard import read_solution
-
-    solution = read_solution(task.solution)  # first and only use of the solution: the final scoring
-    boards = []
-    for seed in seeds:
-        board = score(entry_files[seed], solution)
-        print(f"\n## seed {seed}\n\n{write_board(board, args.out / f'seed{seed}')}")
-        boards.append(board.assign(seed=seed))
-    pooled = score(pooled_files, solution) if pooled_files else pd.DataFrame()
-    if pooled_files:
-        print(f"\n## multi-seed ensembles\n\n{write_board(pooled, args.out)}")
-    table = comparison_table(pd.concat(boards, ignore_index=True), pooled, members, pd.DataFrame(seconds))
-    text = comparison_markdown(table)
-    write_csv(args.out / "comparison.csv", table)
-    write_text(args.out / "comparison.md", text)
-    plot_comparison(table, args.out / "comparison.png")
-    print(f"\n## comparison: mean over seeds {','.join(map(str, seeds))}, sorted by Private accuracy\n\n{text}")
-    print(f"wrote {args.out / 'comparison.csv'}, {args.out / 'comparison.md'}, {args.out / 'comparison.png'}")
+    compare(args.data, args.out, presets=args.presets, seeds=args.seeds, k=args.k, seed_ensembles=args.seed_ensembles,
+            epochs=args.epochs, device=args.device, tta=args.tta, threads=args.threads, progress=not args.no_progress)
     return 0

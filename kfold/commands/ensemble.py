@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Sequence
 
 from kfold.errors import ArgumentParser, UsageError
+from kfold.files.rundir import PROBS_SUFFIX, probs_path
 
 DESCRIPTION = """\
 Combine probability files (.npz, or .csv starting with '#kfold-probs') and/or submission CSVs
 (Id,Category) into one submission. mean/geomean need probability files for every input; vote
 also takes hard-label submissions. Writes OUT (Id,Category, in the sample's row order when
 --sample is given) and, for mean/geomean, the ensemble probabilities next to it (OUT stem +
-'.probs.npz')."""
+'{suffix}').""".format(suffix=PROBS_SUFFIX)
 
 
 def build_parser(prog: str = "ensemble.py") -> argparse.ArgumentParser:
@@ -50,11 +51,6 @@ def _parse_weights(text: str) -> list[float]:
 
 
 REPORT_FILES = ("agreement.csv", "inputs.csv", "report.md", "agreement.png", "groups.csv")
-
-
-def probs_path(out: Path) -> Path:
-    """Where the ensemble probabilities of submission ``out`` go."""
-    return out.with_name(out.stem + ".probs.npz")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:

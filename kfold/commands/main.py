@@ -17,18 +17,21 @@ from kfold.errors import ArgumentParser, UsageError, run_cli
 # subcommand -> (module whose main(argv) takes the remaining arguments, one-line help)
 DELEGATED = {
     "ensemble": ("kfold.commands.ensemble", "combine probability files / submissions (same as ensemble.py)"),
-    "train": ("kfold.nn.training", "k-fold training (same as train.py)"),
-    "predict": ("kfold.nn.predict", "test predictions of a trained run (same as predict.py)"),
+    "train": ("kfold.commands.train", "k-fold training (same as train.py)"),
+    "predict": ("kfold.commands.predict", "test predictions of a trained run (same as predict.py)"),
     "run": ("kfold.commands.run", "the whole flow: train -> predict -> ensemble -> validate -> leaderboard"),
     "compare": ("kfold.commands.compare", "presets side by side over seeds, ensembles, Public/Private comparison (same as compare.py)"),
     "mnist-mix": ("kfold.commands.mnist_mix", "the MNIST-MIX report's experiments (same as mnist_mix.py)"),
-    "learning-curve": ("kfold.scoring.learning_curve", "out-of-fold error against training rows over runs with different k"),
+    "learning-curve": ("kfold.commands.learning_curve", "out-of-fold error against training rows over runs with different k"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="kfold", description="Stratified k-fold training, ensembling and local "
                                      "leaderboards for small-image Kaggle competitions.")
+    from kfold import __version__
+
+    parser.add_argument("--version", action="version", version=f"kfold {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = sub.add_parser("validate", help="check submission CSVs and probability files",
@@ -63,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Download and unpack a competition's files with the kaggle client.")
     download.add_argument("competition")
     download.add_argument("--data-dir", type=Path, required=True, help="folder to unpack into")
+
+    presets = sub.add_parser("presets", help="list the training presets, or print one's resolved recipe",
+                             description="List the presets; with --show NAME print its fully resolved recipe "
+                                         "(config and augmentation policy) as JSON.")
+    presets.add_argument("--show", metavar="NAME", help="the preset to print")
+    sub.add_parser("models", help="list the models and their options", description="List the registered models, "
+                   "their options (with defaults) and what each is.")
 
     for name, (_, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
@@ -127,7 +137,38 @@ def cmd_download(args) -> int:
     return 0
 
 
-COMMANDS = {"validate": cmd_validate, "leaderboard": cmd_leaderboard, "submit": cmd_submit, "download": cmd_download}
+def cmd_presets(args) -> int:
+    import json
+
+    from kfold.config import PRESETS, preset_names, resolve_config
+    from kfold.registry import check_aug
+
+    if args.show is None:
+        for name in preset_names():
+            cfg = resolve_config(name)
+            options = "".join(f" {k}={v}" for k, v in cfg.model_kwargs.items())
+            print(f"{name:<15} {cfg.model}{options}, {cfg.optimizer} lr {cfg.lr:g}, {cfg.epochs} epochs {cfg.schedule}, "
+                  f"aug {cfg.aug if isinstance(cfg.aug, str) else 'custom'}, keep {cfg.keep}")
+        return 0
+    if args.show not in PRESETS:
+        raise UsageError(f"unknown preset {args.show!r}; available: {', '.join(preset_names())}")
+    cfg = resolve_config(args.show)
+    recipe = {"preset": args.show, "config": cfg.to_dict(), "augmentation": check_aug(cfg.aug).to_dict()}
+    print(json.dumps(recipe, indent=2))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from kfold.registry import MODELS, model_names
+
+    for name in model_names():
+        spec = MODELS[name]
+        options = ", ".join(f"{k}={v}" for k, v in spec.options.items()) or "-"
+        print(f"{name:<16} options: {options:<22} {spec.summary}")
+    return 0
+
+
+COMMANDS = {"presets": cmd_presets, "models": cmd_models, "validate": cmd_validate, "leaderboard": cmd_leaderboard, "submit": cmd_submit, "download": cmd_download}
 
 
 def _delegate(name: str, argv: list[str]) -> int:
@@ -138,9 +179,7 @@ def _delegate(name: str, argv: list[str]) -> int:
         if exc.name == module_name:
             raise UsageError(f"'kfold {name}' is not available in this installation ({module_name} is missing)") from None
         raise UsageError(f"'kfold {name}' needs the package '{exc.name}', which is not installed") from None
-    if name in ("ensemble", "mnist-mix"):
-        return module.main(argv, prog=f"kfold {name}")
-    return module.main(argv)
+    return module.main(argv, prog=f"kfold {name}")
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

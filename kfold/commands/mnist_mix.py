@@ -49,7 +49,7 @@ def build_parser(prog: str = "mnist_mix.py") -> argparse.ArgumentParser:
     common.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     parser = ArgumentParser(prog=prog, description="The MNIST-MIX report's experiments. Each writes CSV tables, "
                                      "PNG figures and summary.md into --out.")
-    sub = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    sub = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT", help="which experiment to run")
     for name, (_, _, text) in EXPERIMENTS.items():
         experiment = sub.add_parser(name, parents=[common], help=text, description=text)
         if name == "roundrobin":
@@ -71,36 +71,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "mnist_mix.py") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(prog).parse_args(argv)
     _check_positive(args)
-    import importlib
+    from kfold.nn.experiments.runner import run_experiment
 
-    import torch
-
-    from kfold.nn.inference import resolve_device
-
-    from kfold.nn.experiments.common import Experiment, check_models, console_table, load_experiment_task
-
-    module_name, runner_name, _ = EXPERIMENTS[args.experiment]
-    module = importlib.import_module(f"kfold.nn.experiments.{module_name}")
-    models = check_models(_names(args.models) or module.DEFAULT_MODELS)
-    task = load_experiment_task(args.data, _names(args.languages), module.LABEL_MODE, quick=args.quick, seed=args.seed)
-    if args.experiment != "compare" and len(task.group_names) < 2:
-        raise UsageError(f"{args.experiment} needs at least 2 languages; {args.data} gives {', '.join(task.group_names)}")
-    device = resolve_device(args.device)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    default = QUICK_EPOCHS if args.quick else None
-    exp = Experiment(task, args.out, device, seed=args.seed, epochs=getattr(args, "epochs", None) or default,
-                     progress=not args.no_progress, command=f"{prog} {shlex.join(argv)}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    options = {"rounds": args.rounds or default} if args.experiment == "roundrobin" else {}
-    print(f"{args.experiment}: {', '.join(models)} on {task.source}; device {device}")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads or threads)
-    try:
-        tables = getattr(module, runner_name)(exp, models, **options)
-    finally:  # a process-wide setting: leave it as found (in-process callers, tests)
-        torch.set_num_threads(threads)
+    tables = run_experiment(args.experiment, args.data, args.out, models=_names(args.models),
+                            languages=_names(args.languages), device=args.device, seed=args.seed,
+                            epochs=getattr(args, "epochs", None), rounds=getattr(args, "rounds", None), quick=args.quick,
+                            threads=args.threads, progress=not args.no_progress, command=f"{prog} {shlex.join(argv)}")
     for title, table in tables.items():
-        print(f"\n{title}\n{console_table(table)}")
+        print(f"\n{title}\n{table.to_string(index=False, float_format=lambda v: f'{v:.4f}')}")
     print(f"\nwrote {args.out / 'summary.md'}")
     return 0

@@ -1,8 +1,9 @@
 """``kfold run``: the whole competition flow in one command.
 
-train (k folds) -> predict (one probability file per fold + fold mean) -> ensemble (mean and vote,
-with agreement reports) -> validate the submissions -> local leaderboard (when the competition
-directory has a solution file). Each step is the same code as its own command.
+train (k folds; several seeds with --seeds) -> predict (one probability file per fold + fold mean) ->
+ensemble (mean and vote, with agreement reports) -> validate the submissions -> local leaderboard (when
+the competition directory has a solution file) -> the recommended submission and the command to submit it.
+Re-running the same command continues (or reuses) the runs.
 """
 from __future__ import annotations
 
@@ -10,65 +11,38 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from kfold.errors import ArgumentParser
+from kfold.commands import args as flags
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="kfold run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="kmnist", help="competition directory or 'kmnist' (official release, downloaded; default)")
-    p.add_argument("--preset", default="fast")
-    p.add_argument("--k", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+def build_parser(prog: str = "kfold run") -> argparse.ArgumentParser:
+    p = flags.parser(prog, __doc__)
+    flags.add_data_flags(p, default="kmnist")
+    p.add_argument("--k", type=flags.k_folds, default=5, help="number of folds (default 5)")
+    p.add_argument("--seeds", type=flags.comma_list(flags.seed), default=[0],
+                   help="comma-separated seeds; several seeds train one run each, all ensembled (default: 0)")
+    p.add_argument("--seed", type=flags.seed, default=None, help="one seed (the same as --seeds N)")
+    p.add_argument("--folds", type=flags.comma_list(flags.int_at_least(0)), help="train only these folds now (e.g. 0,2)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<preset>)")
-    p.add_argument("--submissions", type=Path, default=Path("submissions"), help="where submission CSVs go")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--tta", type=int, default=None, help="test-time augmentation views for predict")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--submissions", type=Path, default=Path("submissions"), help="where submission CSVs go (default: submissions)")
+    flags.add_device_flags(p)
+    flags.add_progress_flag(p)
+    flags.add_recipe_flags(p)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from kfold.commands.main import _main as kfold_command  # errors propagate to this command's run_cli
-    from kfold.data import load_task
-    from kfold.commands.ensemble import main as ensemble_main
-    from kfold.nn.predict import main as predict_main
-    from kfold.nn.training import main as train_main
+def main(argv: Sequence[str] | None = None, prog: str = "kfold run") -> int:
+    args = build_parser(prog).parse_args(argv)
+    from kfold.config import resolve_config
+    from kfold.flows.pipeline import run_competition
+    from kfold.flows.training import TaskSpec
 
-    run_dir = args.out or Path("runs") / args.preset
-    name = run_dir.name
-    train_argv = ["--data", args.data, "--preset", args.preset, "--k", str(args.k), "--seed", str(args.seed),
-                  "--out", str(run_dir), "--device", args.device]
-    train_argv += ["--epochs", str(args.epochs)] if args.epochs is not None else []
-    train_argv += ["--no-progress"] if args.no_progress else []
-    if (run_dir / "config.json").exists():
-        train_argv.append("--resume")  # re-running the pipeline continues (or reuses) the run
-    print(f"== train: python train.py {' '.join(train_argv)}")
-    train_main(train_argv)
-
-    probs_dir = run_dir / "probs"
-    predict_argv = [str(run_dir), "--data", args.data, "--out", str(probs_dir), "--device", args.device]
-    predict_argv += ["--tta", str(args.tta)] if args.tta is not None else []
-    print(f"\n== predict: python predict.py {' '.join(predict_argv)}")
-    predict_main(predict_argv)
-
-    task = load_task(args.data, progress=False)
-    folds = [str(probs_dir / f"{name}-fold{fold}.npz") for fold in range(args.k)]
-    sample = ["--sample", str(task.sample_submission)] if task.sample_submission else []
-    submissions = []
-    for method in ("mean", "vote"):
-        out = args.submissions / f"{name}-{method}.csv"
-        ensemble_argv = [*folds, "--method", method, "--out", str(out), "--seed", str(args.seed),
-                         "--report", str(run_dir / f"report-{method}"), *sample]
-        print(f"\n== ensemble: python ensemble.py {' '.join(ensemble_argv)}")
-        ensemble_main(ensemble_argv)
-        submissions.append(str(out))
-
-    kfold_command(["validate", *submissions, *sample])
-    if task.solution is None:
-        print(f"\nno solution file beside the data: submit with  kfold submit {submissions[0]} -c COMPETITION -m MESSAGE")
-        return 0
-    board_argv = ["leaderboard", "--solution", str(task.solution), *folds, *submissions, "--out", str(run_dir / "leaderboard")]
-    print(f"\n== leaderboard: kfold {' '.join(board_argv)}")
-    return kfold_command(board_argv)
+    cfg = resolve_config(args.preset, args.config, flags.recipe_overrides(args))
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    spec = TaskSpec(args.data, args.cache_dir, tuple(args.languages) if args.languages else None, args.label_mode, args.task)
+    task = spec.load(progress=not args.no_progress)
+    result = run_competition(cfg, task, args.out or Path("runs") / args.preset, task_spec=spec, preset=args.preset,
+                             k=args.k, seeds=seeds, folds=args.folds, submissions=args.submissions, device=args.device,
+                             tta=None, threads=args.threads, progress=not args.no_progress)
+    if result.lines:
+        print("\n== done\n" + "\n".join(result.lines))
+    return 0

@@ -6,12 +6,41 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+
+_STAGED: contextvars.ContextVar[list | None] = contextvars.ContextVar("kfold_atomic_staged", default=None)
+
+
+@contextlib.contextmanager
+def together() -> Iterator[None]:
+    """Files written inside this block appear together when it ends, or not at all.
+
+    Every ``atomic_path`` write in the block goes to its hidden temporary sibling; the renames happen only
+    after the block succeeded (a kill during those few renames can leave some of them undone).
+    """
+    if _STAGED.get() is not None:  # nested: the outer block decides
+        yield
+        return
+    staged: list = []
+    token = _STAGED.set(staged)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        raise
+    finally:
+        _STAGED.reset(token)
+    for tmp, path in staged:
+        os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -29,6 +58,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp_path
         os.chmod(tmp_path, _final_mode(path))  # mkstemp makes 0600: follow the umask, or keep a replaced file's mode
+        staged = _STAGED.get()
+        if staged is not None:  # inside together(): renamed when the whole block has succeeded
+            staged.append((tmp_path, path))
+            return
         os.replace(tmp_path, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):

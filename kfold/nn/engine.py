@@ -26,7 +26,7 @@ from kfold.errors import DataError, UsageError
 from kfold.nn.inference import autocast, predict_proba, to_unit_float, use_channels_last
 from kfold.nn.models import create_model
 
-CHECKPOINT = "checkpoint.pt"
+from kfold.files.rundir import CHECKPOINT  # noqa: E402  (the run directory module owns the name)
 
 
 def aug_policy(cfg: TrainConfig) -> AugPolicy:

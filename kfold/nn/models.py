@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from kfold.errors import UsageError
+from kfold import registry
+from kfold.registry import check_model
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _COMMON = ("num_classes", "in_chans", "image_size", "dropout", "batch_norm")
@@ -26,6 +28,9 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = fn
+        if name not in registry.MODELS:  # a model added by a user: its name and options become known torch-free too
+            options = {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.name not in _COMMON}
+            registry.MODELS[name] = registry.ModelSpec(name, (fn.__doc__ or name).strip().splitlines()[0], options)
         return fn
 
     return decorator
@@ -33,6 +38,11 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def builder_options(name: str) -> dict:
+    """A builder's own options and defaults (what kfold.registry must list for it)."""
+    return {p.name: p.default for p in inspect.signature(_REGISTRY[name]).parameters.values() if p.name not in _COMMON}
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -43,14 +53,10 @@ def count_parameters(model: nn.Module) -> int:
 def create_model(name: str, num_classes: int, *, in_chans: int = 1, image_size: int = 28,
                  dropout: float | None = None, batch_norm: bool = True, **kwargs) -> nn.Module:
     """Build a registered model; unknown names and options raise ``UsageError``."""
+    check_model(name, kwargs)  # the torch-free registry knows every name and option
     if name not in _REGISTRY:
-        raise UsageError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise UsageError(f"model {name!r} is listed in kfold.registry but has no builder in kfold.nn.models")
     builder = _REGISTRY[name]
-    accepted = [p for p in inspect.signature(builder).parameters if p not in _COMMON]
-    for key in kwargs:
-        if key not in accepted:
-            raise UsageError(f"model {name!r} has no option {key!r}; "
-                             f"options: {', '.join(accepted) if accepted else 'none'}")
     for key, value, low in (("num_classes", num_classes, 2), ("in_chans", in_chans, 1),
                             ("image_size", image_size, 8)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:

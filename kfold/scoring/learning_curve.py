@@ -10,7 +10,6 @@ measured point in mind. Nothing here imports torch.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from kfold.files.atomic import save_figure, write_csv, write_text
-from kfold.errors import ArgumentParser, DataError, UsageError
+from kfold.errors import DataError, UsageError
+from kfold.files.rundir import RunDir
 from kfold.scoring.report import markdown_table
 
 # Config fields that change neither the training rows nor the optimisation (a learning curve may mix them).
@@ -60,28 +60,20 @@ class PowerLaw:
         return float(np.exp(log_rows)) if log_rows < 700 else float("inf")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found (is {path.parent} a finished train.py run?)") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not readable JSON ({exc})") from None
-
-
 def read_point(run_dir: Path) -> tuple[CurvePoint, dict]:
     """The learning-curve point of a finished k-fold run, and its saved config (for the same-recipe check)."""
-    summary, config = _read_json(run_dir / "summary.json"), _read_json(run_dir / "config.json")
+    run = RunDir(run_dir)
+    summary, config = run.read_json(run.summary), run.read_json(run.config)
     try:
         k, done = int(summary["k"]), int(summary["folds_done"])
         if done != k:
-            raise DataError(f"{run_dir / 'summary.json'}: {done} of {k} folds finished; finish the run first (--resume)")
+            raise DataError(f"{run.summary}: {done} of {k} folds finished; finish the run first (--resume)")
         oof_rows, last_accuracy = int(summary["oof_rows"]), float(summary["oof_accuracy_last_epoch"])
-        train_rows = float(np.mean([_read_json(run_dir / f"fold{f}" / "meta.json")["train_rows"] for f in range(k)]))
+        train_rows = float(np.mean([run.read_json(run.meta(f))["train_rows"] for f in range(k)]))
         point = CurvePoint(run=run_dir.name, k=k, seed=int(summary["seed"]), train_rows=train_rows, oof_rows=oof_rows,
                            errors=int(round((1.0 - last_accuracy) * oof_rows)))
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{run_dir}: summary.json or a fold's meta.json lacks a field ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{run_dir}: the run summary or a fold's metadata lacks a field ({type(exc).__name__}: {exc})") from None
     return point, config
 
 
@@ -140,10 +132,9 @@ def curve_table(points: Sequence[CurvePoint], law: PowerLaw) -> pd.DataFrame:
 
 
 def plot_curve(table: pd.DataFrame, law: PowerLaw, all_rows: int, target: float | None, path: Path) -> None:
-    import matplotlib
+    from kfold.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     errors = 1 - table["oof_accuracy"].to_numpy()
     spread = np.vstack([errors - (1 - table["accuracy_ci_high"]), (1 - table["accuracy_ci_low"]) - errors])
@@ -162,21 +153,14 @@ def plot_curve(table: pd.DataFrame, law: PowerLaw, all_rows: int, target: float 
     save_figure(fig, path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="kfold learning-curve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="finished train.py runs of one recipe, different --k")
-    p.add_argument("--out", required=True, type=Path, help="folder for learning_curve.csv/.md/.png")
-    p.add_argument("--target", type=float, help="an accuracy to estimate the training rows for, e.g. 0.995")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.target is not None and not 0 < args.target < 1:
-        raise UsageError(f"--target {args.target}: must be an accuracy between 0 and 1")
-    loaded = [read_point(run) for run in args.runs]
+def learning_curve(runs: Sequence[str | Path], out: str | Path, target: float | None = None) -> str:
+    """Fit and write the learning curve of finished runs of one recipe (different k); returns the Markdown text."""
+    runs, out = [Path(run) for run in runs], Path(out)
+    if target is not None and not 0 < target < 1:
+        raise UsageError(f"--target {target}: must be an accuracy between 0 and 1")
+    loaded = [read_point(run) for run in runs]
     points, configs = [p for p, _ in loaded], [c for _, c in loaded]
-    check_same_recipe(configs, args.runs)
+    check_same_recipe(configs, runs)
     law = fit_power_law(points)
     laws = bootstrap_laws(points)
     table = curve_table(points, law)
@@ -186,15 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"({table['train_rows'].min():,.0f}-{table['train_rows'].max():,.0f} rows per model)",
              f"estimated accuracy of one model trained on all {all_rows:,} rows: {1 - float(law.error(all_rows)):.4f} "
              f"({_interval([1 - float(b.error(all_rows)) for b in laws], 4)})"]
-    if args.target is not None:
-        needed = law.rows_for(1 - args.target)
-        lines.append(f"estimated training rows for accuracy {args.target:.4f}: "
+    if target is not None:
+        needed = law.rows_for(1 - target)
+        lines.append(f"estimated training rows for accuracy {target:.4f}: "
                      + (f"{needed:,.0f} ({needed / all_rows:.1f}x the {all_rows:,} available; "
-                        f"{_interval([b.rows_for(1 - args.target) for b in laws], 0)})" if np.isfinite(needed)
+                        f"{_interval([b.rows_for(1 - target) for b in laws], 0)})" if np.isfinite(needed)
                         else "never (the fitted error does not fall with more rows)"))
     text = "\n".join(lines) + "\n"
-    write_csv(args.out / "learning_curve.csv", table)
-    write_text(args.out / "learning_curve.md", text)
-    plot_curve(table, law, all_rows, args.target, args.out / "learning_curve.png")
-    print(text + f"wrote {args.out / 'learning_curve.csv'}, .md and .png")
-    return 0
+    write_csv(out / "learning_curve.csv", table)
+    write_text(out / "learning_curve.md", text)
+    plot_curve(table, law, all_rows, target, out / "learning_curve.png")
+    return text

@@ -24,7 +24,7 @@ from kfold.nn.engine import FoldTrainer
 from kfold.errors import UsageError
 from kfold.nn.inference import predict_proba
 from kfold.data.task import Task
-from kfold.nn.training import library_versions
+from kfold.nn.fold import library_versions
 
 # The report's two training setups: feed-forward nets as ff-2x250, every other network as resnet26.
 FF_PRESET, CNN_PRESET = "ff-2x250", "resnet26"

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from kfold.figures import pyplot
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+plt = pyplot()  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 

@@ -1,0 +1,201 @@
+"""Shared flag groups and typed validators used by every command (one message template for all of them).
+
+Every validator raises ``argparse.ArgumentTypeError``; ``kfold.errors.ArgumentParser`` turns that into one
+``error: PROG: argument --FLAG: ...`` line with exit status 2. Lists are comma-separated everywhere
+(``--seeds 0,1,2``, ``--presets fast,best``, ``--languages Arabic,Bangla``).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable
+
+from kfold.config import AUG_BACKENDS, KEEP_EPOCHS, OPTIMIZERS, SCHEDULES, preset_names
+from kfold.errors import ArgumentParser
+from kfold.registry import aug_names, model_names
+
+SEED_MAX = 2 ** 32 - 1
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+
+
+def _message(value: str, expected: str) -> argparse.ArgumentTypeError:
+    """The one template of a bad flag value."""
+    return argparse.ArgumentTypeError(f"{value!r} is not {expected}")
+
+
+def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An integer in ``low..high``.
+
+    >>> int_at_least(2)("5")
+    5
+    """
+    expected = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            raise _message(text, expected) from None
+        if value < low or (high is not None and value > high):
+            raise _message(text, expected)
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+positive_int = int_at_least(1)
+k_folds = int_at_least(2)
+seed = int_at_least(0, SEED_MAX)
+
+
+def finite_float(low: float = -math.inf, high: float = math.inf, *, low_open: bool = False,
+                 high_open: bool = False) -> Callable[[str], float]:
+    """A finite number in a range (open or closed at each end).
+
+    >>> finite_float(0, 1, high_open=True)("0.5")
+    0.5
+    """
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    expected = f"a finite number in {left}{low:g}, {high:g}{right}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise _message(text, expected) from None
+        if not math.isfinite(value) or value < low or value > high or (low_open and value == low) or (high_open and value == high):
+            raise _message(text, expected)
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def comma_list(item: Callable[[str], object] = str, *, unique: bool = True) -> Callable[[str], list]:
+    """``"a,b"`` -> ``[item("a"), item("b")]``; empty items and (by default) duplicates are errors.
+
+    >>> comma_list(int)("0,1,2")
+    [0, 1, 2]
+    """
+
+    def parse(text: str) -> list:
+        parts = [part.strip() for part in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"{text!r}: empty item in the comma-separated list")
+        values = [item(part) for part in parts]
+        if unique:
+            seen = [str(v) for v in values]
+            twice = next((parts[i] for i, v in enumerate(seen) if v in seen[:i]), None)
+            if twice is not None:
+                raise argparse.ArgumentTypeError(f"{text!r}: {twice!r} is listed twice")
+        return values
+
+    parse.__name__ = "list"
+    return parse
+
+
+def one_of(kind: str, choices: list[str]) -> Callable[[str], str]:
+    """A name from a closed set.
+
+    >>> one_of("device", ["cpu", "cuda"])("cpu")
+    'cpu'
+    """
+
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {text!r}; available: {', '.join(choices)}")
+        return text
+
+    parse.__name__ = kind
+    return parse
+
+
+def choice_list(choices: list[str]) -> Callable[[str], list[str]]:
+    def item(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return comma_list(item)
+
+
+def parser(prog: str, description: str | None = None, **kwargs) -> ArgumentParser:
+    kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+    return ArgumentParser(prog=prog, description=description, **kwargs)
+
+
+def add_data_flags(p: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
+    group = p.add_argument_group("data")
+    group.add_argument("--data", required=required and default is None, default=default,
+                       help="competition directory, official KMNIST/MNIST-MIX files, or the word 'kmnist' "
+                            "(the official release, 60,000 training images, downloaded once)"
+                            + (f" (default: {default})" if default else ""))
+    group.add_argument("--task", default="auto", choices=["auto", "kmnist", "mnist-mix"],
+                       help="expected task (default: detect from --data)")
+    group.add_argument("--languages", type=comma_list(), help="MNIST-MIX: comma-separated subset of languages")
+    group.add_argument("--label-mode", default="specific", choices=["specific", "agnostic"],
+                       help="MNIST-MIX labels: language-specific (default) or language-agnostic digits")
+    group.add_argument("--cache-dir", help="download cache for --data kmnist (default: $KFOLD_CACHE or ~/.cache/kfold)")
+
+
+def add_device_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("device")
+    group.add_argument("--device", default="auto", type=one_of("device", DEVICES), metavar="|".join(DEVICES),
+                       help="where to train and predict (default: auto, the GPU when there is one)")
+    group.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                       help="torch CPU threads (default: torch's choice). CPU results are bit-identical only at "
+                            "the same thread count; it is recorded, and a resume must use the same")
+
+
+def add_progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars (epoch lines are still printed)")
+
+
+# CLI flag -> (TrainConfig field type, help, choices); flags left unset keep the preset's value
+TRAINING_FLAGS: dict[str, tuple[Callable[[str], object], str, list[str] | None]] = {
+    "epochs": (positive_int, "training epochs", None),
+    "batch_size": (positive_int, "training batch size", None),
+    "lr": (finite_float(0, 10, low_open=True), "peak learning rate", None),
+    "optimizer": (str, "optimizer", list(OPTIMIZERS)),
+    "momentum": (finite_float(0, 1, high_open=True), "SGD/RMSprop momentum", None),
+    "weight_decay": (finite_float(0, 1), "L2 weight decay", None),
+    "schedule": (str, "learning-rate schedule", list(SCHEDULES)),
+    "warmup_epochs": (finite_float(0, 1000), "warm-up epochs of the schedule", None),
+    "label_smoothing": (finite_float(0, 1, high_open=True), "label smoothing", None),
+    "aug": (str, "augmentation policy", aug_names()),
+    "aug_backend": (str, "augmentation backend", list(AUG_BACKENDS)),
+    "model": (str, "network (kfold models lists them)", model_names()),
+    "dropout": (finite_float(0, 1, high_open=True), "dropout rate (default: the model's)", None),
+    "mixup": (finite_float(0, 100), "mixup Beta(alpha, alpha); 0 disables", None),
+    "cutmix": (finite_float(0, 100), "cutmix Beta(alpha, alpha); 0 disables", None),
+    "ema": (finite_float(0, 1, high_open=True), "EMA decay of the weights, e.g. 0.999; 0 disables", None),
+    "early_stopping": (int_at_least(0), "patience in epochs; 0 disables", None),
+    "num_workers": (int_at_least(0), "DataLoader workers of the albumentations backend", None),
+    "tta": (positive_int, "default test-time views used by predict", None),
+    "eval_batch_size": (positive_int, "evaluation batch size", None),
+    "pseudo_label": (finite_float(0, 1, high_open=True), "pseudo-label confidence threshold; 0 disables", None),
+    "pseudo_start": (finite_float(0, 1, high_open=True), "fraction of the epochs before pseudo-labels start", None),
+    "keep": (str, "which epoch a fold keeps", list(KEEP_EPOCHS)),
+}
+
+
+def add_recipe_flags(p: argparse.ArgumentParser, default_preset: str = "fast") -> None:
+    group = p.add_argument_group("recipe", "a preset, then --config FILE, then any flag below (kfold presets --show NAME)")
+    group.add_argument("--preset", default=default_preset, type=one_of("preset", preset_names()), metavar="PRESET",
+                       help=f"one of: {', '.join(preset_names())} (default: {default_preset})")
+    group.add_argument("--config", help="JSON file with config overrides (applied after the preset)")
+    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (falls back to eager)")
+    for flag, (kind, text, choices) in TRAINING_FLAGS.items():
+        if choices is not None:
+            kind = one_of(flag.replace("_", " "), choices)
+        group.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,
+                           metavar="|".join(choices) if choices else None, help=text + " (default: the preset's)")
+
+
+def recipe_overrides(args: argparse.Namespace) -> dict:
+    """The config fields set on the command line."""
+    overrides = {key: getattr(args, key) for key in TRAINING_FLAGS if getattr(args, key, None) is not None}
+    if getattr(args, "compile", None):
+        overrides["compile"] = True
+    return overrides

@@ -1,0 +1,1 @@
+"""Typed library functions behind the commands: training runs, ensembles to files, the whole competition flow, comparisons. Torch is imported only inside kfold.nn, when a fold trains or a model predicts."""

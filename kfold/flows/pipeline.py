@@ -1,0 +1,129 @@
+"""The whole competition flow as one typed function: train -> predict -> ensemble -> validate -> leaderboard.
+
+``run_competition`` loads the task once, trains one k-fold run per seed (``OUT`` itself for one seed,
+``OUT/seed{s}`` for several), predicts the test set, writes a mean and a vote submission with agreement
+reports, validates them and scores them on the local leaderboard when the data has a solution file.
+Torch is imported only by the training and prediction steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from kfold.config import TrainConfig
+from kfold.data.task import Task
+from kfold.files.rundir import PredDir, RunDir, safe_name
+from kfold.flows.training import Backend, RunSummary, TaskSpec, format_summary, train_run
+
+METHODS = ("mean", "vote")
+
+
+@dataclass
+class CompetitionResult:
+    """What ``kfold run`` produced: runs, probability files, submissions, the leaderboard and the recommendation."""
+
+    runs: list[RunSummary]
+    probability_files: list[Path]
+    submissions: dict[str, Path]
+    leaderboard: pd.DataFrame | None = None
+    recommended: Path | None = None
+    lines: list[str] = field(default_factory=list)
+
+
+def validate_files(files: Sequence[Path], sample: Path | None, num_classes: int | None = None) -> list[str]:
+    """One 'ok: ...' line per file (submission CSV or probability file), or the first error."""
+    from kfold.files.probs import ProbFile
+    from kfold.files.submission import align_ids, read_submission
+    from kfold.scoring.ensemble import load_input
+
+    reference = read_submission(sample) if sample is not None else None
+    lines = []
+    for path in files:
+        item = load_input(path, num_classes=num_classes)
+        if isinstance(item, ProbFile):
+            what = f"probability file ({item.kind}), {len(item.ids)} rows x {item.num_classes} classes"
+        else:
+            what = f"submission, {len(item.ids)} rows"
+        if reference is not None:
+            align_ids(item.ids, reference.ids, str(path), f"the sample {sample}",
+                      first_line=None if isinstance(item, ProbFile) else 2)
+        lines.append(f"ok: {path}: {what}")
+    return lines
+
+
+def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec, preset: str | None = "fast",
+                    k: int = 5, seeds: Sequence[int] = (0,), folds: str | Sequence[int] | None = None,
+                    submissions: str | Path = "submissions", device: str = "auto", tta: int | None = None,
+                    threads: int | None = None, progress: bool = True, backend: Backend | None = None,
+                    echo: Callable[[str], None] = print) -> CompetitionResult:
+    """Train, predict, ensemble, validate and score; re-running continues (or reuses) the runs."""
+    from kfold.errors import UsageError
+    from kfold.flows.ensembling import make_submission
+
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {seeds}: give distinct seeds")
+    root = RunDir(out)
+    name = root.name
+    submissions = Path(submissions)
+    run_dirs = [root] if len(seeds) == 1 else [RunDir(root.path / f"seed{seed}") for seed in seeds]
+    summaries = []
+    for seed, run in zip(seeds, run_dirs):
+        echo(f"== train: {run.path} (preset {preset}, k {k}, seed {seed})")
+        summary = train_run(cfg, task, run, task_spec=task_spec, preset=preset, k=k, seed=seed, folds=folds,
+                            device=device, resume=run.is_run(), threads=threads, progress=progress, backend=backend,
+                            echo=echo)
+        echo(format_summary(summary.values))
+        summaries.append(summary)
+    incomplete = [s.run.path for s in summaries if s["folds_done"] < k]
+    if incomplete:
+        echo(f"\nfolds left to train in {', '.join(map(str, incomplete))}: not predicting (run without --folds, or "
+             f"with the remaining folds, to finish)")
+        return CompetitionResult(summaries, [], {})
+
+    from kfold.nn.predict import predict_run
+
+    probs = root.probs
+    echo(f"\n== predict: {probs.path}")
+    written = predict_run([r.path for r in run_dirs], task, probs.path, tta=tta, device=device, threads=threads, echo=echo)
+    fold_files = [probs.fold(run.name, fold) for run in run_dirs for fold in range(k)]
+
+    sample = task.sample_submission
+    subs: dict[str, Path] = {}
+    for method in METHODS:
+        target = submissions / f"{safe_name(name)}-{method}.csv"
+        echo(f"\n== ensemble ({method}): {target}")
+        made = make_submission(fold_files, target, method=method, seed=seeds[0], sample=sample, report=root.report(method))
+        echo(f"{method} of {len(made.ensemble.names)} inputs, {len(made.ensemble.ids)} rows"
+             + (f", {made.ensemble.tied_rows} tied rows broken at random (seed {seeds[0]})" if method == "vote" else ""))
+        echo(f"report: {root.report(method) / 'report.md'}")
+        subs[method] = target
+    for line in validate_files(list(subs.values()), sample):
+        echo(line)
+    result = CompetitionResult(summaries, written, subs, recommended=subs["mean"])
+    oof = [s.oof_accuracy for s in summaries if s.oof_accuracy is not None]
+    cv = f"out-of-fold accuracy {sum(oof) / len(oof):.4f}" if oof else "no out-of-fold score"
+    if task.solution is None:
+        result.lines = [f"recommended submission: {subs['mean']} (probability mean of {len(fold_files)} models; {cv})",
+                        f"submit it:  kfold submit {subs['mean']} -c COMPETITION -m \"{preset} {k}-fold mean\""]
+    else:
+        from kfold.scoring.leaderboard import leaderboard, read_solution, write_leaderboard
+
+        solution = read_solution(task.solution)
+        files = fold_files + [subs["mean"], subs["vote"]]
+        echo(f"\n== leaderboard: {root.leaderboard}")
+        table = leaderboard(files, solution, seed=seeds[0])
+        echo(write_leaderboard(table, root.leaderboard))
+        result.leaderboard = table
+        row = table[table["submission"] == str(subs["mean"])].iloc[0]
+        result.lines = [
+            f"recommended submission: {subs['mean']} (probability mean of {len(fold_files)} models; {cv})",
+            f"  local Public {row['public']:.4f} [{row['public_low']:.4f}, {row['public_high']:.4f}], "
+            f"Private {row['private']:.4f} [{row['private_low']:.4f}, {row['private_high']:.4f}] (95% bootstrap)",
+            f"  leaderboard of {len(files)} files: {root.leaderboard / 'leaderboard.md'}",
+            f"submit it:  kfold submit {subs['mean']} -c COMPETITION -m \"{preset} {k}-fold mean\"",
+        ]
+    return result

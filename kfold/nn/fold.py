@@ -1,0 +1,110 @@
+"""One fold's training: the typed function every backend (this process, a Ray task) calls.
+
+``train_fold(job, task)`` trains fold ``job.fold`` (or the ``full`` model) of a prepared run directory and
+writes its folder; the run-level steps (config, folds, summary) are in ``kfold.flows.training``.
+"""
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+
+from kfold.config import TrainConfig, resolve_config
+from kfold.data.task import Task
+from kfold.errors import UsageError
+from kfold.files.atomic import write_csv, write_json
+from kfold.files.folds import read_folds
+from kfold.files.probs import write_probs
+from kfold.files.rundir import FULL, RunDir
+
+
+def library_versions() -> dict[str, str]:
+    import albumentations
+    import kornia
+    import sklearn
+    import torch
+
+    from kfold.identity import code_identity
+
+    return {**code_identity(), "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "kornia": kornia.__version__, "albumentations": albumentations.__version__,
+            "scikit-learn": sklearn.__version__}
+
+
+def _check_threads(run: RunDir, job, threads: int) -> None:
+    """CPU results depend on the thread count: refuse to mix counts within one run."""
+    for fold in [*range(job.k), FULL]:
+        if fold == job.fold or not run.is_done(fold):
+            continue
+        recorded = run.read_json(run.meta(fold)).get("threads")
+        if recorded is not None and recorded != threads:
+            raise UsageError(f"{run.meta(fold)}: {run.path} was trained with {recorded} CPU thread(s), this process uses "
+                             f"{threads}; CPU results differ with the thread count: pass --threads {recorded}")
+
+
+def train_fold(job, task: Task | None = None) -> dict:
+    """Train ``job.fold`` of the run ``job.run_dir``; returns the fold's meta dict (also written as meta.json)."""
+    import pandas as pd
+    import torch
+    from sklearn.metrics import confusion_matrix
+
+    from kfold.figures import plot_confusion, plot_learning_curve
+    from kfold.nn.engine import FoldTrainer, save_weights
+    from kfold.nn.inference import resolve_device
+    from kfold.nn.models import count_parameters
+
+    if job.threads is not None:
+        torch.set_num_threads(job.threads)  # explicit per fold: a reused worker keeps its thread pool otherwise
+    device = resolve_device(job.device)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    task = job.task.load(progress=False) if task is None else task
+    cfg: TrainConfig = resolve_config(None, None, job.config)
+    run = RunDir(job.run_dir)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        _check_threads(run, job, threads)
+    fold = job.fold
+    if fold == FULL:
+        train_rows, val_rows = np.arange(len(task.train_labels)), None
+    else:
+        folds = read_folds(run.folds_csv, task.train_labels)
+        train_rows, val_rows = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+    fold_dir = run.model_dir(fold)
+    if fold_dir.is_symlink():
+        from kfold.errors import DataError
+
+        raise DataError(f"{fold_dir}: is a symbolic link; kfold writes only into directories it created")
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    desc = "full" if fold == FULL else f"fold {fold}"
+    trainer = FoldTrainer(cfg, task.train_images, task.train_labels, task.num_classes, train_rows, val_rows, device,
+                          seed=job.seed * 1000 + (job.k if fold == FULL else int(fold)), work_dir=fold_dir, desc=desc,
+                          progress=job.progress, unlabeled=task.test_images)
+    params = count_parameters(trainer.model)
+    print(f"{desc}: {cfg.model} with {params:,} parameters, {len(train_rows)} train / "
+          f"{0 if val_rows is None else len(val_rows)} val images on {device}", flush=True)
+    result = trainer.fit(resume=job.resume)
+
+    meta = {
+        "task": task.name, "fold": fold, "k": job.k, "seed": job.seed, "preset": job.preset, "model": cfg.model,
+        "parameters": params, "num_classes": task.num_classes, "classes": task.class_names, "config": cfg.to_dict(),
+        "best_epoch": result.best_epoch, "val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
+        "normalization": {"mean": trainer.mean, "std": trainer.std}, "fingerprint": task.fingerprint(),
+        "train_rows": len(train_rows), "val_rows": 0 if val_rows is None else len(val_rows),
+        "pseudo_label_pool": len(trainer.pseudo_pool), "seconds": result.seconds,
+        "device": str(device), "threads": threads, "host": platform.node(), "versions": library_versions(),
+    }
+    save_weights(run.weights(fold), result.state_dict, meta)
+    history = pd.DataFrame(result.history)
+    write_csv(run.metrics(fold), history)
+    plot_learning_curve(history, run.learning_curve(fold), title=desc)
+    if val_rows is not None:
+        labels = task.train_labels[val_rows]
+        matrix = confusion_matrix(labels, result.val_probs.argmax(1), labels=range(task.num_classes))
+        write_csv(run.confusion_csv(fold), pd.DataFrame(matrix, index=pd.Index(range(task.num_classes), name="true")), index=True)
+        kept = f"last epoch {result.best_epoch}" if cfg.keep == "last" else f"best epoch {result.best_epoch}"
+        plot_confusion(matrix, task.class_names, run.confusion_png(fold), title=f"{desc} validation ({kept})")
+        write_probs(run.fold_oof(fold), val_rows, result.val_probs, task.class_names, run.oof_meta(meta), labels=labels)
+    write_json(run.meta(fold), meta)  # last: its presence marks the fold as finished
+    run.checkpoint(fold).unlink(missing_ok=True)
+    return meta

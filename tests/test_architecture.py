@@ -1,0 +1,162 @@
+"""The layout holds what CONTRIBUTING.md says: torch only under kfold/nn, commands are leaves, no import cycles,
+one owner of the run directory's file names, every command's flags documented."""
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "kfold"
+TORCH_PACKAGES = {"torch", "kornia", "albumentations", "safetensors.torch"}
+RUN_DIR_NAMES = ["config.json", "folds.csv", "meta.json", "model.safetensors", "oof.npz", "summary.json",
+                 "checkpoint.pt", "metrics.csv", "confusion.csv", "confusion.png", ".probs.npz"]
+NAME_PARTS = {"fold", "-fold", "-mean", "-mean.", "-oof", "-oof.", "full"}  # pieces of f-string file names
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports(path: Path) -> set[str]:
+    """Every module imported anywhere in the file (module level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)  # "from kfold.nn import fold"
+    return found
+
+
+def kfold_imports(path: Path) -> set[str]:
+    return {name for name in imports(path) if name in MODULES and name != module_name(path)}
+
+
+def test_nothing_outside_the_torch_package_imports_torch():
+    offenders = {name: sorted(i for i in imports(path) if i.split(".")[0] in {"torch", "kornia", "albumentations"}
+                              or i.startswith("safetensors.torch"))
+                 for name, path in MODULES.items() if not name.startswith("kfold.nn")}
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_every_torch_free_module_imports_without_torch():
+    """Import each module outside kfold/nn in turn in one fresh interpreter; the first to pull torch in fails."""
+    names = [n for n in MODULES if not n.startswith("kfold.nn") and n != "kfold.__main__"]
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}:\n"
+            "    importlib.import_module(name)\n"
+            "    bad = [m for m in ('torch', 'kornia', 'albumentations') if m in sys.modules]\n"
+            "    if bad: print(name, bad); break\n"
+            "else: print('ok', len(sys.argv))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok 1", out.stdout
+    assert len(names) > 30
+
+
+def test_import_kfold_stays_light():
+    code = "import sys, kfold; print(sorted(m for m in ('torch', 'pandas', 'numpy', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_no_command_module_imports_another_and_no_library_imports_a_command():
+    commands = {n for n in MODULES if n.startswith("kfold.commands.")}
+    shared = {"kfold.commands.args"}  # flag groups and validators, shared by every command
+    bad = []
+    for name, path in MODULES.items():
+        if name == "kfold.__main__":  # ``python -m kfold`` is the kfold command
+            continue
+        for target in kfold_imports(path):
+            if target in commands and target not in shared:
+                bad.append(f"{name} -> {target}")
+    assert bad == []
+
+
+def test_no_import_cycles():
+    graph = {name: kfold_imports(path) for name, path in MODULES.items()}
+    # a package's __init__ importing its own submodule is a re-export, not a dependency of the submodule
+    graph = {name: {t for t in targets if not (name == t.rsplit(".", 1)[0] and MODULES[name].name == "__init__.py")}
+             for name, targets in graph.items()}
+    parents = {}
+    for name in graph:  # importing a.b.c runs a/__init__ and a/b/__init__ first
+        parents[name] = {p for p in (name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)) if p in MODULES}
+    state, cycles = {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in graph[node]:
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
+
+
+def _string_constants(tree: ast.AST):
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node
+
+
+def test_run_directory_file_names_are_spelled_only_in_the_run_directory_module():
+    found = []
+    for name, path in MODULES.items():
+        if name == "kfold.files.rundir":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in _string_constants(tree):
+            for spelled in RUN_DIR_NAMES:
+                if spelled in node.value:
+                    found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.value!r}")
+        for node in ast.walk(tree):  # f"{run}-fold{i}.npz", f"fold{fold}"
+            if isinstance(node, ast.JoinedStr):
+                parts = [v.value for v in node.values if isinstance(v, ast.Constant)]
+                if any(part in NAME_PARTS for part in parts) and len(node.values) > 1:
+                    found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: f-string {parts!r}")
+    assert found == []
+
+
+COMMANDS = ["train", "predict", "ensemble", "run", "compare", "learning-curve", "mnist-mix"]
+
+
+def _parser(command: str):
+    module = importlib.import_module(f"kfold.commands.{command.replace('-', '_')}")
+    return module.build_parser(prog=f"kfold {command}")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_flag_has_help_and_prog_is_kfold_command(command):
+    parser = _parser(command)
+    assert parser.prog == f"kfold {command}"
+    undocumented = [action.dest for action in parser._actions if not action.help and action.dest != "help"]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize("command, argv", [("train", ["--k", "two"]), ("predict", ["--tta", "x"]),
+                                           ("run", ["--seeds", "0,,1"]), ("compare", ["--k", "1"])])
+def test_kfold_command_reports_itself_as_kfold_command(command, argv, tmp_path, capsys):
+    from kfold.commands.main import main
+
+    required = {"train": ["--data", "x", "--out", str(tmp_path / "o")], "predict": ["r", "--data", "x", "--out", "o"],
+                "run": [], "compare": ["--data", "x", "--out", str(tmp_path / "o")]}[command]
+    assert main([command, *required, *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: kfold {command}: argument") and len(err.splitlines()) == 1, err

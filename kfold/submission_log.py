@@ -332,7 +332,8 @@ def plot_cv_vs_public(frame: pd.DataFrame, stats: dict, path: str | os.PathLike,
         label = str(row["message"] or row["file"])[:24]
         ax.annotate(label, (row["local_cv"], row["public_score"]), textcoords="offset points", xytext=(4, 4),
                     fontsize=7)
-    values = np.concatenate([both["local_cv"].to_numpy(float), both["public_score"].to_numpy(float)])
+    values = np.concatenate([both["local_cv"].to_numpy(float), both["public_score"].to_numpy(float),
+                             local["local_public"].to_numpy(float)])
     low, high = values.min(), values.max()
     pad = max((high - low) * 0.08, 1e-3)
     ax.plot([low - pad, high + pad], [low - pad, high + pad], ls="--", color="grey", lw=1, label="CV = public")

@@ -14,6 +14,7 @@ from kfold.probs import write_probs
 
 REPO = Path(__file__).resolve().parents[1]
 TORCH_FREE = ["kfold.probs", "kfold.submission", "kfold.ensemble", "kfold.report", "kfold.leaderboard",
+              "kfold.kaggle_loop", "kfold.submission_log", "kfold.archive",
               "kfold.kaggle_api", "kfold.ensemble_cli", "kfold.cli"]
 
 

@@ -161,7 +161,7 @@ def test_verbose_in_the_environment_never_prints_credentials(fake_kaggle, comp):
 
 @pytest.mark.parametrize("case", ["bad credentials", "no credentials", "unknown competition", "rules (submit)",
                                   "rules (download)", "network", "missing dependency", "upload refused",
-                                  "bad slug"])
+                                  "rate limit", "bad slug"])
 def test_every_failure_is_one_clear_line(fake_kaggle, comp, case):
     fake_kaggle.add("kmnist")
     fake_kaggle.add("closed", rules_accepted=False, data_zip=b"PK")
@@ -198,11 +198,19 @@ def test_every_failure_is_one_clear_line(fake_kaggle, comp, case):
     elif case == "upload refused":
         fake_kaggle.put_status = 403
         expect, code = ["Could not submit to competition (the file upload was refused)"], 1
+    elif case == "rate limit":
+        fake_kaggle.rate_limited["GetSubmissionLimits"] = 99
+        fake_kaggle.retry_after = "0"
+        expect, code = ["rate limited by Kaggle (429) after 5 retries; try again later"], 1
     else:
         args = ["submit", "sub.csv", "-c", "../etc", "-m", "x"]
         expect, code = ["--competition '../etc': not a competition name"], 2
     done = kfold(*args, cwd=comp, env=env)
     assert done.returncode == code, done.stderr
+    if case == "rate limit":  # six tries, each announced on its own line, then the error line
+        assert fake_kaggle.method_names() == ["GetSubmissionLimits"] * 6
+        assert done.stderr.count("retrying in 0 s") == 5
+        done.stderr = done.stderr.splitlines(keepends=True)[-1]
     one_error_line(done, *expect)
     assert not (comp / "submissions").exists() and not (comp / "data").exists()
     assert "CreateSubmission" not in fake_kaggle.method_names()
@@ -277,14 +285,11 @@ def test_five_submissions_then_submissions_merges_and_draws_cv_against_public(fa
     publics = ["0.92500", "0.94800", "0.94400", "0.96000", "0.96900"]
     fake_kaggle.add("kmnist", daily_limit=10, results=[("COMPLETE", p, "") for p in publics])
     (tmp_path / "sample_submission.csv").write_text("Id,Category\n0,0\n1,0\n2,0\n")
-    (tmp_path / "solution.csv").write_text("Id,Category,Usage\n0,1\n1,2\n2,3\n".replace("\n0,1\n", "\n0,1,Public\n")
-                                           .replace("\n1,2\n", "\n1,2,Private\n").replace("\n2,3\n", "\n2,3,Public\n"))
     calls = []
     for i, cv in enumerate(cvs):
         make_run(tmp_path, f"run{i}", cv, rng)
         make_ensemble_submission(tmp_path, f"sub{i}.csv", [Path(f"runs/run{i}/probs/run{i}-mean.npz")], [1.0])
-        calls.append(["submit", f"sub{i}.csv", "-c", "kmnist", "-m", f"model {i}", "--sample", "sample_submission.csv",
-                      "--solution", "solution.csv"])
+        calls.append(["submit", f"sub{i}.csv", "-c", "kmnist", "-m", f"model {i}", "--sample", "sample_submission.csv"])
     code = ("import sys\nfrom kfold.cli import main\n"
             f"sys.exit(max(main(argv) for argv in {calls!r}))")
     done = kfold(cwd=tmp_path, python_code=code, timeout=180)
@@ -292,7 +297,8 @@ def test_five_submissions_then_submissions_merges_and_draws_cv_against_public(fa
     assert len(fake_kaggle.calls("CreateSubmission")) == 5 and len(fake_kaggle.uploads) == 5
     log = read_log(tmp_path / "submissions" / "log" / "kmnist.csv")
     assert list(log["local_cv"].astype(float)) == pytest.approx(cvs)
-    assert list(log["runs"]) == [f"run{i}" for i in range(5)] and set(log["local_public"]) != {""}
+    assert list(log["runs"]) == [f"run{i}" for i in range(5)] and set(log["local_cv_source"]) == {
+        f"OOF accuracy of run run{i}" for i in range(5)}
 
     other = fake_kaggle.competitions["kmnist"]  # made on the website: on Kaggle, not in the log
     other.submissions.append({**other.submissions[-1], "ref": 777, "description": "by hand", "fileName": "web.csv",
@@ -319,9 +325,12 @@ def test_remote_leaderboard_reads_every_page_and_ranks_our_submissions(fake_kagg
     (comp / "solution.csv").write_text("Id,Category,Usage\n0,3,Public\n1,0,Public\n2,9,Private\n")
     (comp / "sub2.csv").write_text("Id,Category\n0,3\n1,1\n2,0\n")
     code = ("import sys\nfrom kfold.cli import main\n"
-            "sys.exit(main(['submit', 'sub.csv', '-c', 'kmnist', '-m', 'first']) or "
+            "sys.exit(main(['submit', 'sub.csv', '-c', 'kmnist', '-m', 'first', '--solution', 'solution.csv']) or "
             "main(['submit', 'sub2.csv', '-c', 'kmnist', '-m', 'second']))")
     assert kfold(cwd=comp, python_code=code).returncode == 0
+    log = read_log(comp / "submissions" / "log" / "kmnist.csv")
+    assert log[["local_public", "local_private", "solution"]].values.tolist() == [
+        ["0.500000", "1.000000", "solution.csv"], ["", "", ""]]  # the local leaderboard score, logged at upload
     start = len(fake_kaggle.requests)
     done = kfold("leaderboard", "-c", "kmnist", "--remote", "--solution", "solution.csv", "--out", "lb", cwd=comp)
     assert done.returncode == 0, done.stderr

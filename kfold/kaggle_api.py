@@ -55,6 +55,7 @@ def _import_client():
     """``KaggleApi`` imported with the verbose switches hidden; one line for a missing package or dependency."""
     saved = {name: os.environ.pop(name) for name in VERBOSE_ENV if name in os.environ}
     try:
+        import kaggle
         from kaggle.api.kaggle_api_extended import KaggleApi
     except ImportError as exc:
         missing = (exc.name or "").split(".")[0]
@@ -64,8 +65,6 @@ def _import_client():
         raise UsageError(MISSING_PACKAGE) from None
     finally:
         os.environ.update(saved)
-    import kaggle
-
     version = str(getattr(kaggle, "__version__", "0"))
     if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 2:
         raise UsageError(f"kaggle {version} speaks Kaggle's old API; kfold needs kaggle >= 2: pip install -U 'kaggle>=2'")

@@ -101,8 +101,10 @@ def cmd_validate(args) -> int:
 def cmd_leaderboard(args) -> int:
     from kfold.leaderboard import leaderboard, read_solution, write_leaderboard
 
-    if args.remote:
-        return kaggle_loop.remote_leaderboard_command(args)
+    if args.remote:  # then the local leaderboard of SUB files too, when given
+        if kaggle_loop.remote_leaderboard_command(args) or not args.submissions:
+            return 0
+        print()
     if args.solution is None or not args.submissions:
         raise UsageError("kfold leaderboard: give SUB files and --solution (or -c COMP --remote)")
     solution = read_solution(args.solution, public_fraction=args.public_fraction, seed=args.seed)

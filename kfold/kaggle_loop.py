@@ -100,6 +100,9 @@ def submit_command(args) -> int:
     competition = kaggle_api.check_competition(args.competition)
     if args.num_classes is not None and args.num_classes < 2:
         raise UsageError(f"--num-classes must be at least 2, got {args.num_classes}")
+    for run_dir in args.run:
+        if not (run_dir / "summary.json").is_file():
+            raise UsageError(f"--run {run_dir}: not a finished run directory (no summary.json)")
     sample = find_sample(args)
     submission = validate_submission(args.file, sample, num_classes=args.num_classes)
     print(f"ok: {args.file}: {len(submission.ids)} rows")
@@ -261,7 +264,7 @@ def remote_leaderboard_command(args) -> int:
         scored = scored.sort_values("rank", kind="stable")[columns]
         print("our submissions, where they would rank on the public leaderboard:")
         print(scored.assign(message=scored["message"].map(lambda m: str(m)[:32])).to_string(
-            index=False, na_rep="", float_format=lambda v: f"{v:.5f}"))
+            index=False, na_rep="", float_format=lambda v: f"{v:.5f}", formatters={"top_percent": "{:.1f}%".format}))
         write_csv(out / "kaggle-ranks.csv", scored, lineterminator="\n")
         print(f"wrote {out / 'kaggle-ranks.csv'}")
     print(f"wrote {out / 'kaggle-leaderboard.csv'}")

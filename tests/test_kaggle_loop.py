@@ -163,7 +163,7 @@ def test_verbose_in_the_environment_never_prints_credentials(fake_kaggle, comp):
 
 @pytest.mark.parametrize("case", ["bad credentials", "no credentials", "unknown competition", "rules (submit)",
                                   "rules (download)", "network", "missing dependency", "upload refused",
-                                  "rate limit", "bad slug"])
+                                  "rate limit", "bad slug", "bad run dir"])
 def test_every_failure_is_one_clear_line(fake_kaggle, comp, case):
     fake_kaggle.add("kmnist")
     fake_kaggle.add("closed", rules_accepted=False, data_zip=b"PK")
@@ -200,6 +200,9 @@ def test_every_failure_is_one_clear_line(fake_kaggle, comp, case):
     elif case == "upload refused":
         fake_kaggle.put_status = 403
         expect, code = ["Could not submit to competition (the file upload was refused)"], 1
+    elif case == "bad run dir":
+        args = [*submit, "--run", "runs/nope"]
+        expect, code = ["--run runs/nope: not a finished run directory (no summary.json)"], 2
     elif case == "rate limit":
         fake_kaggle.rate_limited["GetSubmissionLimits"] = 99
         fake_kaggle.retry_after = "0"
@@ -305,8 +308,11 @@ def test_five_submissions_then_submissions_merges_and_draws_cv_against_public(fa
     other = fake_kaggle.competitions["kmnist"]  # made on the website: on Kaggle, not in the log
     other.submissions.append({**other.submissions[-1], "ref": 777, "description": "by hand", "fileName": "web.csv",
                               "status": "PENDING", "polls_left": 0, "result": ("COMPLETE", "0.5", "")})
+    fake_kaggle.submissions_page_max = 2  # Kaggle's list comes in pages: every one is read
+    start = len(fake_kaggle.requests)
     done = kfold("submissions", "-c", "kmnist", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert [r.body.get("pageToken", "") for r in fake_kaggle.requests[start:]] == ["", "2", "4"]
     merged = pd.read_csv(tmp_path / "submissions" / "log" / "kmnist-submissions.csv")
     assert len(merged) == 6 and merged["status"].eq("COMPLETE").all()
     assert list(merged.loc[merged["in_log"], "public_score"]) == pytest.approx([float(p) for p in publics])
@@ -334,7 +340,8 @@ def test_remote_leaderboard_reads_every_page_and_ranks_our_submissions(fake_kagg
     assert log[["local_public", "local_private", "solution"]].values.tolist() == [
         ["0.500000", "1.000000", "solution.csv"], ["", "", ""]]  # the local leaderboard score, logged at upload
     start = len(fake_kaggle.requests)
-    done = kfold("leaderboard", "-c", "kmnist", "--remote", "--solution", "solution.csv", "--out", "lb", cwd=comp)
+    done = kfold("leaderboard", "-c", "kmnist", "--remote", "--solution", "solution.csv", "--out", "lb", "sub.csv",
+                 "sub2.csv", "--bootstrap", "10", cwd=comp)
     assert done.returncode == 0, done.stderr
     pages = [r.body.get("pageToken", "") for r in fake_kaggle.requests[start:] if r.path == SERVICE + "GetLeaderboard"]
     assert pages == ["", "20", "40"]  # every page (the fake serves at most 20 rows a page)
@@ -349,6 +356,8 @@ def test_remote_leaderboard_reads_every_page_and_ranks_our_submissions(fake_kagg
     first = ranks.set_index("ref").loc[50000001]
     assert first["local_public"] == pytest.approx(0.5) and first["local_private"] == pytest.approx(1.0)
     assert "public leaderboard of 'kmnist': 45 teams, best 0.99000" in done.stdout
+    local = pd.read_csv(comp / "lb" / "leaderboard.csv")  # the local leaderboard of the SUB files, beside
+    assert local.set_index("submission")["public"].to_dict() == {"sub.csv": 0.5, "sub2.csv": 0.5}
 
 
 def test_local_leaderboard_still_needs_files_and_a_solution(comp):

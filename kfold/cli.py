@@ -1,4 +1,4 @@
-"""The ``kfold`` command: validate, leaderboard, ensemble, submit, download, train, predict, learning-curve.
+"""The ``kfold`` command: validate, leaderboard, ensemble, submit, submissions, download, train, predict, learning-curve.
 
 Subcommand modules are imported only when their subcommand runs, so ``kfold validate`` and
 ``kfold --help`` never import torch. ``ensemble``, ``train`` and ``predict`` hand the rest of the

@@ -65,8 +65,8 @@ def _import_client():
         raise UsageError(MISSING_PACKAGE) from None
     finally:
         os.environ.update(saved)
-    version = str(getattr(kaggle, "__version__", "0"))
-    if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 2:
+    version = str(getattr(kaggle, "__version__", ""))
+    if version.split(".")[0].isdigit() and int(version.split(".")[0]) < 2:
         raise UsageError(f"kaggle {version} speaks Kaggle's old API; kfold needs kaggle >= 2: pip install -U 'kaggle>=2'")
     return KaggleApi
 

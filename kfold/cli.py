@@ -101,12 +101,15 @@ def cmd_validate(args) -> int:
 def cmd_leaderboard(args) -> int:
     from kfold.leaderboard import leaderboard, read_solution, write_leaderboard
 
+    if args.competition and not args.remote:
+        raise UsageError("kfold leaderboard: -c COMP goes with --remote (Kaggle's public leaderboard)")
+    if (args.submissions or not args.remote) and (args.solution is None or not args.submissions):
+        raise UsageError("kfold leaderboard: give SUB files and --solution (or -c COMP --remote)")
     if args.remote:  # then the local leaderboard of SUB files too, when given
-        if kaggle_loop.remote_leaderboard_command(args) or not args.submissions:
+        kaggle_loop.remote_leaderboard_command(args)
+        if not args.submissions:
             return 0
         print()
-    if args.solution is None or not args.submissions:
-        raise UsageError("kfold leaderboard: give SUB files and --solution (or -c COMP --remote)")
     solution = read_solution(args.solution, public_fraction=args.public_fraction, seed=args.seed)
     if solution.split_generated:
         print(f"{args.solution} has no Usage column: seeded split, {solution.public.sum()} Public / "

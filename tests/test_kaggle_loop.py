@@ -360,10 +360,15 @@ def test_remote_leaderboard_reads_every_page_and_ranks_our_submissions(fake_kagg
     assert local.set_index("submission")["public"].to_dict() == {"sub.csv": 0.5, "sub2.csv": 0.5}
 
 
-def test_local_leaderboard_still_needs_files_and_a_solution(comp):
-    done = kfold("leaderboard", "sub.csv", cwd=comp)
-    assert done.returncode == 2
-    one_error_line(done, "give SUB files and --solution (or -c COMP --remote)")
+def test_leaderboard_arguments_are_checked_before_anything_runs(fake_kaggle, comp):
+    fake_kaggle.add("kmnist")
+    for args, message in [(["sub.csv"], "give SUB files and --solution (or -c COMP --remote)"),
+                          (["-c", "kmnist", "--remote", "sub.csv"], "give SUB files and --solution"),
+                          (["-c", "kmnist", "--solution", "s.csv", "sub.csv"], "-c COMP goes with --remote")]:
+        done = kfold("leaderboard", *args, cwd=comp)
+        assert done.returncode == 2
+        one_error_line(done, message)
+    assert fake_kaggle.requests == [] and not (comp / "kaggle-leaderboard.csv").exists()
 
 
 # ---------------------------------------------------------------- download

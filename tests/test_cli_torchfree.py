@@ -13,7 +13,8 @@ from kfold.commands import main as cli
 from kfold.files.probs import write_probs
 
 REPO = Path(__file__).resolve().parents[1]
-TORCH_FREE = ["kfold.files.probs", "kfold.files.submission", "kfold.scoring.ensemble", "kfold.scoring.report", "kfold.scoring.leaderboard",
+TORCH_FREE = ["kfold.files.probs", "kfold.files.submission", "kfold.scoring.ensemble", "kfold.scoring.report",
+              "kfold.scoring.leaderboard", "kfold.commands.kaggle", "kfold.files.submission_log", "kfold.files.archive",
               "kfold.kaggle_api", "kfold.commands.ensemble", "kfold.commands.main"]
 
 

@@ -1,6 +1,7 @@
 """The kaggle boundary: the client is replaced at kfold.kaggle_api._client; missing package/credentials for real."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,11 +22,15 @@ class FakeApi:
     def __init__(self, reply="Successfully submitted to KMNIST", error=None):
         self.reply, self.error, self.calls = reply, error, []
 
+    def competition_get_submission_limits(self, competition):
+        self.calls.append(("limits", competition))
+        return type("Limits", (), {"num_today": 1, "num_total": 1, "num_allowed_now": 4, "limited_by_total": False})()
+
     def competition_submit(self, file_name, message, competition, quiet=False):
         self.calls.append(("submit", file_name, message, competition))
         if self.error:
             raise self.error
-        return type("Response", (), {"message": self.reply})()
+        return type("Response", (), {"message": self.reply, "ref": 123})()
 
     def competition_download_files(self, competition, path=None, force=False, quiet=True):
         self.calls.append(("download", competition, path))
@@ -44,7 +49,8 @@ def fake(monkeypatch):
 
 
 @pytest.fixture
-def good_sub(tmp_path):
+def good_sub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the submission log goes to ./submissions/log/
     sample = tmp_path / "sample_submission.csv"
     sample.write_text("Id,Category\n0,0\n1,0\n")
     sub = tmp_path / "sub.csv"
@@ -56,8 +62,14 @@ def test_submit_validates_then_uploads(fake, good_sub, capsys):
     sub, sample = good_sub
     assert kfold_main(["submit", str(sub), "-c", "kmnist", "-m", "mean of 5", "--sample", str(sample),
                        "--num-classes", "10"]) == 0
-    assert fake.calls == [("submit", str(sub), "mean of 5", "kmnist")]
-    assert capsys.readouterr().out == f"ok: {sub}: 2 rows\nSuccessfully submitted to KMNIST\n"
+    assert fake.calls == [("limits", "kmnist"), ("submit", str(sub), "mean of 5", "kmnist")]
+    assert capsys.readouterr().out.splitlines() == [
+        f"ok: {sub}: 2 rows", f"Ids match {sample}", "kaggle: 1 submission(s) used today, 4 left today",
+        "submitted: Successfully submitted to KMNIST (ref 123)", f"logged in {Path('submissions/log/kmnist.csv')}"]
+    import pandas as pd
+
+    log = pd.read_csv(sub.parent / "submissions" / "log" / "kmnist.csv", dtype=str, keep_default_na=False)
+    assert log[["file", "ref", "message", "local_cv"]].values.tolist() == [[str(sub), "123", "mean of 5", ""]]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -88,12 +100,16 @@ def test_client_errors_become_one_line(monkeypatch, good_sub, capsys):
 def test_download_unpacks_the_archive(fake, tmp_path, capsys):
     data_dir = tmp_path / "data"
     assert kfold_main(["download", "kmnist", "--data-dir", str(data_dir)]) == 0
-    assert fake.calls == [("download", "kmnist", str(data_dir))]
+    [(what, competition, staging)] = fake.calls
+    assert (what, competition, Path(staging).parent) == ("download", "kmnist", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # the download's temporary folder is gone
     assert (data_dir / "sample_submission.csv").read_text() == "Id,Category\n0,0\n"
     assert (data_dir / "train" / "kmnist-train-imgs.npy").is_file()
     assert not (data_dir / "kmnist.zip").exists()
     assert capsys.readouterr().out.splitlines() == [f"wrote {data_dir / 'sample_submission.csv'}",
-                                                    f"wrote {data_dir / 'train' / 'kmnist-train-imgs.npy'}"]
+                                                    f"wrote {data_dir / 'train' / 'kmnist-train-imgs.npy'}",
+                                                    f"no KMNIST or MNIST-MIX layout recognised in {data_dir}; "
+                                                    "see README (data layouts)"]
 
 
 def test_download_error(monkeypatch, tmp_path, capsys):
@@ -111,7 +127,8 @@ def test_missing_package_is_one_clear_line(monkeypatch, good_sub, capsys):
 
 def test_missing_credentials_for_real(tmp_path, good_sub):
     """With the real kaggle client and an empty HOME: one line, exit 2, none of kaggle's help text."""
-    pytest.importorskip("kaggle")
+    if importlib.util.find_spec("kaggle") is None:  # not importorskip: that would import kaggle with the real HOME
+        pytest.skip("kaggle not installed")
     sub, _ = good_sub
     home = tmp_path / "home"
     home.mkdir()
@@ -122,5 +139,5 @@ def test_missing_credentials_for_real(tmp_path, good_sub):
                           timeout=60)
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"error: {kaggle_api.MISSING_CREDENTIALS}\n"
-    assert done.stdout == f"ok: {sub}: 2 rows\n"
+    assert done.stdout == f"ok: {sub}: 2 rows\nno sample_submission.csv found: Ids not checked (give --sample or --data)\n"
     assert not (home / ".kaggle").exists() or not any((home / ".kaggle").iterdir())

@@ -241,16 +241,16 @@ class FakeApi:
 
 
 def test_downloaded_archive_cannot_write_outside_the_data_dir(tmp_path, monkeypatch, capsys):
+    """An archive with a member that tries to escape is refused as a whole: nothing written anywhere."""
     escape = f"escaped-{tmp_path.name}.txt"
     monkeypatch.setattr(kaggle_api, "_client", lambda: FakeApi(escape))
     data_dir = tmp_path / "a" / "b" / "data"
-    assert run("kfold", ["download", "kmnist", "--data-dir", data_dir]) == 0
-    written = [Path(line.removeprefix("wrote ")) for line in capsys.readouterr().out.splitlines()]
-    assert sorted(path.relative_to(data_dir).as_posix() for path in written) == \
-        sorted([escape, f"tmp/{escape}", "train/sample_submission.csv"])
-    assert all(path.is_file() for path in written)
-    assert all(data_dir in path.parents for path in tmp_path.rglob(escape))
-    assert not (Path("/tmp") / escape).exists()
+    assert run("kfold", ["download", "kmnist", "--data-dir", data_dir]) == 1
+    captured = capsys.readouterr()
+    assert_one_line_error(error_line(captured.err), "kmnist.zip (downloaded): member", "points outside the folder")
+    assert captured.out == "" and not data_dir.exists()
+    assert not list(tmp_path.rglob(escape)) and not (Path("/tmp") / escape).exists()
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == ["a", "a/b"]  # no temporary left
 
 
 # ---- credentials -------------------------------------------------------------------------------------------
@@ -265,9 +265,15 @@ print("kaggle: credentials", os.environ["KAGGLE_USERNAME"], os.environ["KAGGLE_K
 
 
 class KaggleApi:
+    args = []
+
     def authenticate(self):
         self.config_values = {"username": os.environ["KAGGLE_USERNAME"], "key": os.environ["KAGGLE_KEY"]}
         print("authenticated with", self.config_values, file=sys.stderr)
+
+    def competition_get_submission_limits(self, competition):
+        print("limits for", self.config_values)
+        return type("Limits", (), {"num_today": 0, "num_total": 0, "num_allowed_now": 5, "limited_by_total": False})()
 
     def competition_submit(self, file_name, message, competition, quiet=False):
         user, key = self.config_values["username"], self.config_values["key"]
@@ -300,13 +306,19 @@ def test_credentials_are_never_printed_or_written(trained, tmp_path):
     env = {**os.environ, **SECRETS, "PYTHONPATH": os.pathsep.join([str(fake), str(REPO)])}
     done = subprocess.run([sys.executable, "-c", CALLS, str(sub), str(tmp_path / "data")], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
-    assert done.stdout.splitlines() == [f"ok: {sub}: 2 rows", "Successfully submitted to kmnist as ***", "exit 0",
-                                        f"ok: {sub}: 2 rows", "exit 1", f"wrote {tmp_path / 'data' / 'sample_submission.csv'}",
-                                        "exit 0"]
+    unchecked = "no sample_submission.csv found: Ids not checked (give --sample or --data)"
+    limits = "kaggle: 0 submission(s) used today, 5 left today"
+    assert done.stdout.splitlines() == [f"ok: {sub}: 2 rows", unchecked, limits,
+                                        "submitted: Successfully submitted to kmnist as ***", "logged in "
+                                        f"{Path('submissions/log/kmnist.csv')}", "exit 0",
+                                        f"ok: {sub}: 2 rows", unchecked, limits, "exit 1",
+                                        f"wrote {tmp_path / 'data' / 'sample_submission.csv'}",
+                                        f"no KMNIST or MNIST-MIX layout recognised in {tmp_path / 'data'}; "
+                                        "see README (data layouts)", "exit 0"]
     assert done.stderr == (f"error: kaggle: submitting {sub} to 'closed' failed: 403 Forbidden for url "
                            "https://***:***@www.kaggle.com/api/v1/submit/closed\n")
     _, run_dir = trained  # trained with the same credentials in its environment
     for secret in SECRETS.values():
         assert secret not in done.stdout + done.stderr
-        for directory in (tmp_path / "data", run_dir):
+        for directory in (tmp_path / "data", run_dir, tmp_path / "submissions"):
             assert not [path for path, content in _snapshot(directory).items() if secret.encode() in content]

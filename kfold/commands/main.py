@@ -1,4 +1,4 @@
-"""The ``kfold`` command: validate, leaderboard, ensemble, submit, download, train, predict, learning-curve.
+"""The ``kfold`` command: validate, leaderboard, ensemble, submit, submissions, download, train, predict, learning-curve.
 
 Subcommand modules are imported only when their subcommand runs, so ``kfold validate`` and
 ``kfold --help`` never import torch. ``ensemble``, ``train`` and ``predict`` hand the rest of the
@@ -12,6 +12,7 @@ import importlib
 from pathlib import Path
 from typing import Sequence
 
+from kfold.commands import kaggle as kaggle_loop
 from kfold.errors import ArgumentParser, UsageError, run_cli
 
 # subcommand -> (module whose main(argv) takes the remaining arguments, one-line help)
@@ -45,13 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="score submissions on Public/Private rows of a solution file",
                            description="Score submission CSVs (accuracy) and probability files (accuracy, log loss) "
                                        "on the Public and Private rows of a solution file; rank by Public.")
-    board.add_argument("submissions", nargs="+", type=Path, metavar="SUB")
-    board.add_argument("--solution", type=Path, required=True, help="Id,Category[,Usage] file")
+    board.add_argument("submissions", nargs="*", type=Path, metavar="SUB")
+    board.add_argument("--solution", type=Path, help="Id,Category[,Usage] file")
     board.add_argument("--public-fraction", type=float, default=0.3,
                        help="Public share of a seeded split when the solution has no Usage column (default: 0.3)")
     board.add_argument("--seed", type=int, default=0, help="seed of that split and of the bootstrap (default: 0)")
     board.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     board.add_argument("--out", type=Path, default=Path("."), help="folder for leaderboard.csv/.md (default: .)")
+    kaggle_loop.add_remote_leaderboard_arguments(board)
 
     submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle",
                             description="Validate a submission, then upload it with the kaggle client "
@@ -61,11 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--message", "-m", required=True)
     submit.add_argument("--sample", type=Path, help="sample_submission.csv to check the Ids against")
     submit.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1")
+    kaggle_loop.add_submit_arguments(submit)
+    kaggle_loop.add_submissions_parser(sub)
 
     download = sub.add_parser("download", help="download and unpack a Kaggle competition's files",
                               description="Download and unpack a competition's files with the kaggle client.")
-    download.add_argument("competition")
-    download.add_argument("--data-dir", type=Path, required=True, help="folder to unpack into")
+    download.add_argument("competition", nargs="?")
+    kaggle_loop.add_download_arguments(download)
 
     presets = sub.add_parser("presets", help="list the training presets, or print one's resolved recipe",
                              description="List the presets; with --show NAME print its fully resolved recipe "
@@ -107,6 +111,15 @@ def cmd_validate(args) -> int:
 def cmd_leaderboard(args) -> int:
     from kfold.scoring.leaderboard import leaderboard, read_solution, write_leaderboard
 
+    if args.competition and not args.remote:
+        raise UsageError("kfold leaderboard: -c COMP goes with --remote (Kaggle's public leaderboard)")
+    if (args.submissions or not args.remote) and (args.solution is None or not args.submissions):
+        raise UsageError("kfold leaderboard: give SUB files and --solution (or -c COMP --remote)")
+    if args.remote:  # then the local leaderboard of SUB files too, when given
+        kaggle_loop.remote_leaderboard_command(args)
+        if not args.submissions:
+            return 0
+        print()
     solution = read_solution(args.solution, public_fraction=args.public_fraction, seed=args.seed)
     if solution.split_generated:
         print(f"{args.solution} has no Usage column: seeded split, {solution.public.sum()} Public / "
@@ -114,26 +127,6 @@ def cmd_leaderboard(args) -> int:
     table = leaderboard(args.submissions, solution, n_bootstrap=args.bootstrap, seed=args.seed)
     print(write_leaderboard(table, args.out))
     print(f"wrote {args.out / 'leaderboard.csv'} and {args.out / 'leaderboard.md'}")
-    return 0
-
-
-def cmd_submit(args) -> int:
-    from kfold import kaggle_api
-    from kfold.files.submission import validate_submission
-
-    _check_num_classes(args.num_classes)
-    submission = validate_submission(args.file, args.sample, num_classes=args.num_classes)
-    print(f"ok: {args.file}: {len(submission.ids)} rows")
-    print(kaggle_api.submit(args.file, args.competition, args.message))
-    return 0
-
-
-def cmd_download(args) -> int:
-    from kfold import kaggle_api
-
-    files = kaggle_api.download(args.competition, args.data_dir)
-    for path in files:
-        print(f"wrote {path}")
     return 0
 
 
@@ -168,7 +161,9 @@ def cmd_models(args) -> int:
     return 0
 
 
-COMMANDS = {"presets": cmd_presets, "models": cmd_models, "validate": cmd_validate, "leaderboard": cmd_leaderboard, "submit": cmd_submit, "download": cmd_download}
+COMMANDS = {"presets": cmd_presets, "models": cmd_models, "validate": cmd_validate, "leaderboard": cmd_leaderboard,
+            "submit": kaggle_loop.submit_command, "download": kaggle_loop.download_command,
+            "submissions": kaggle_loop.submissions_command}
 
 
 def _delegate(name: str, argv: list[str]) -> int:

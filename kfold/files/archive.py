@@ -1,0 +1,144 @@
+"""Safe extraction of a downloaded zip archive into a data folder.
+
+* A size limit on what the archive unpacks to: the declared sizes are checked before anything is
+  written and the bytes actually written are counted too (a lying header cannot overrun it).
+* Never through a symlink: the destination folder, any folder on the way to a member and any file a
+  member would replace must not be symlinks; symlink members, absolute paths and '..' are refused.
+* Nothing half-extracted: everything is unpacked into a temporary folder beside the destination and
+  moved into place only once the whole archive was read; on any failure the temporary folder is removed
+  and the destination is unchanged.
+
+Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from kfold.errors import DataError, UsageError
+
+CHUNK = 1 << 20
+DEFAULT_MAX_SIZE = 8 << 30
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30,
+          "T": 1 << 40, "TB": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'500M', '2G', '1048576' -> bytes (binary units)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    unit = match.group(2).upper() if match else None
+    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise UsageError(f"--max-size {text!r}: give a positive size such as 500M or 2G")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _member_path(info: zipfile.ZipInfo, archive: str) -> PurePosixPath | None:
+    """The member's relative path, or DataError for anything that could escape or link; None for folders."""
+    name = info.filename.replace("\\", "/")
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise DataError(f"{archive}: member '{info.filename}' is a symbolic link; refusing to extract it")
+    path = PurePosixPath(name)
+    if path.is_absolute() or re.match(r"^[A-Za-z]:", name) or ".." in path.parts:
+        raise DataError(f"{archive}: member '{info.filename}' points outside the folder; refusing to extract it")
+    parts = [part for part in path.parts if part not in ("", ".")]
+    if info.is_dir() or not parts:
+        return None
+    return PurePosixPath(*parts)
+
+
+def check_not_symlink(path: Path, what: str) -> None:
+    if path.is_symlink():
+        raise DataError(f"{path}: {what} is a symbolic link; kfold never writes through one (give the real folder)")
+
+
+def extract_zip(archive: str | os.PathLike, destination: str | os.PathLike, max_size: int = DEFAULT_MAX_SIZE,
+                force: bool = False, name: str | None = None) -> list[Path]:
+    """Unpack ``archive`` into ``destination``; return the files written (destination paths, archive order).
+
+    Existing files are replaced only with ``force`` (each one atomically); a file the archive does not hold
+    is left alone.
+    """
+    archive, destination = Path(archive), Path(destination)
+    label = name or str(archive)  # how messages name the archive
+    check_not_symlink(destination, "the data folder")
+    if destination.exists() and not destination.is_dir():
+        raise DataError(f"{destination}: exists and is not a folder; give a folder for --data")
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise DataError(f"{label}: downloaded archive is not a valid zip file") from None
+    with zf:
+        members = [(info, path) for info in zf.infolist() if (path := _member_path(info, label)) is not None]
+        seen = set()
+        for _, path in members:
+            if str(path).lower() in seen:
+                raise DataError(f"{label}: member '{path}' appears twice; refusing an ambiguous archive")
+            seen.add(str(path).lower())
+        declared = sum(info.file_size for info, _ in members)
+        if declared > max_size:
+            raise DataError(f"{label}: unpacks to {_human(declared)}, more than --max-size {_human(max_size)}")
+        for _, path in members:  # every target checked before anything is written
+            target = destination
+            for part in path.parts:
+                target = target / part
+                check_not_symlink(target, f"a path inside the data folder ({path})")
+            if target.exists() and not force:
+                raise DataError(f"{target}: already exists; give --force to replace the downloaded files, "
+                                "or choose an empty --data folder")
+            if target.exists() and not target.is_file():
+                raise DataError(f"{target}: exists and is not a file; cannot put '{path}' there")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.extract-", dir=destination.parent))
+        try:
+            written = 0
+            for info, path in members:
+                target = staging.joinpath(*path.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "xb") as dst:
+                    while chunk := src.read(CHUNK):
+                        written += len(chunk)
+                        if written > max_size:
+                            raise DataError(f"{label}: unpacks to more than --max-size {_human(max_size)}")
+                        dst.write(chunk)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                os.chmod(target, 0o666 & ~_umask())
+            return _move_into(staging, destination, [path for _, path in members])
+        except zipfile.BadZipFile as exc:
+            raise DataError(f"{label}: damaged zip file ({exc})") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    from kfold.files.atomic import current_umask
+
+    return current_umask()
+
+
+def _move_into(staging: Path, destination: Path, paths: list[PurePosixPath]) -> list[Path]:
+    if not destination.exists():  # the common case: the whole folder appears at once
+        os.replace(staging, destination)
+        staging.mkdir()  # the caller's cleanup removes this empty placeholder
+        return [destination.joinpath(*path.parts) for path in paths]
+    out = []
+    for path in paths:
+        target = destination.joinpath(*path.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging.joinpath(*path.parts), target)
+        out.append(target)
+    return out

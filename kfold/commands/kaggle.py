@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from kfold.files.rundir import RunDir
 from kfold.errors import DataError, UsageError
 
 DEFAULT_WAIT = 3600.0
@@ -101,8 +102,8 @@ def submit_command(args) -> int:
     if args.num_classes is not None and args.num_classes < 2:
         raise UsageError(f"--num-classes must be at least 2, got {args.num_classes}")
     for run_dir in args.run:
-        if not (run_dir / "summary.json").is_file():
-            raise UsageError(f"--run {run_dir}: not a finished run directory (no summary.json)")
+        if not RunDir(run_dir).summary.is_file():
+            raise UsageError(f"--run {run_dir}: not a finished run directory (no {RunDir(run_dir).summary.name})")
     sample = find_sample(args)
     submission = validate_submission(args.file, sample, num_classes=args.num_classes)
     print(f"ok: {args.file}: {len(submission.ids)} rows")

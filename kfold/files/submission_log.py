@@ -44,6 +44,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from kfold.files.rundir import RunDir, probs_path
 from kfold.files.atomic import write_text
 from kfold.errors import DataError, KfoldError
 
@@ -131,14 +132,14 @@ def _find_run_dir(run: str, prob_file: Path | None, given: Sequence[Path]) -> Pa
     candidates += [Path("runs") / run]
     for directory in candidates:
         directory = Path(directory)
-        if (directory / "summary.json").is_file() and _safe(directory.resolve().name) == run:
+        if RunDir(directory).summary.is_file() and _safe(directory.resolve().name) == run:
             return directory
     return None
 
 
 def _summary(run_dir: Path) -> dict:
     try:
-        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        return json.loads(RunDir(run_dir).summary.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
@@ -149,7 +150,7 @@ def provenance(submission: str | os.PathLike, run_dirs: Sequence[str | os.PathLi
     given = [Path(d) for d in run_dirs]
     out = {key: "" for key in ("method", "inputs", "weights", "runs", "presets", "seeds", "folds", "local_cv",
                                "local_cv_source")}
-    beside = submission.with_name(submission.stem + ".probs.npz")
+    beside = probs_path(submission)
     meta = _read_meta(beside) if beside.is_file() else None
     inputs: list[tuple[Path, dict]] = []
     weights: list[float] = []
@@ -175,7 +176,7 @@ def provenance(submission: str | os.PathLike, run_dirs: Sequence[str | os.PathLi
     out["folds"] = [str(m.get("fold", "")) for _, m in inputs]
     for directory in given:  # runs named on the command line: provenance when the metadata has none
         name = _safe(directory.resolve().name)
-        if name not in runs and (directory / "summary.json").is_file():
+        if name not in runs and RunDir(directory).summary.is_file():
             runs[name] = directory
     summaries = {run: (_summary(d) if d is not None else {}) for run, d in runs.items()}
     out["runs"] = list(runs)
@@ -196,9 +197,9 @@ def _local_cv(runs: dict, summaries: dict, method: str, weights: list[float], ru
         run = next(iter(runs))
         accuracy = summaries[run].get("oof_accuracy")
         if accuracy is None:
-            return "", f"run {run}: no summary.json with oof_accuracy found"
+            return "", f"run {run}: no run summary with oof_accuracy found"
         return float(accuracy), f"OOF accuracy of run {run}"
-    missing = [run for run, d in runs.items() if d is None or not (d / "oof.npz").is_file()]
+    missing = [run for run, d in runs.items() if d is None or not RunDir(d).oof.is_file()]
     if missing:
         return "", f"out-of-fold predictions of run(s) {', '.join(missing)} not found"
     per_run = {run: 0.0 for run in runs}
@@ -211,7 +212,7 @@ def _local_cv(runs: dict, summaries: dict, method: str, weights: list[float], ru
     from kfold.scoring.ensemble import combine
 
     try:
-        ensemble = combine([runs[run] / "oof.npz" for run in runs], method=method or "mean",
+        ensemble = combine([RunDir(runs[run]).oof for run in runs], method=method or "mean",
                            weights=[per_run[run] for run in runs])
     except KfoldError as exc:
         return "", f"OOF ensemble of runs {'+'.join(runs)} failed: {exc}"

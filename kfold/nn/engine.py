@@ -37,8 +37,9 @@ def aug_policy(cfg: TrainConfig) -> AugPolicy:
     return PRESET_POLICIES[cfg.aug]
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    return create_model(cfg.model, num_classes, dropout=cfg.dropout, batch_norm=cfg.batch_norm, **cfg.model_kwargs)
+def build_model(cfg: TrainConfig, num_classes: int, image_size: int = 28) -> torch.nn.Module:
+    return create_model(cfg.model, num_classes, image_size=image_size, dropout=cfg.dropout, batch_norm=cfg.batch_norm,
+                        **cfg.model_kwargs)
 
 
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -157,7 +158,7 @@ class FoldTrainer:
         self.targets = torch.from_numpy(targets).to(device)
         self.channels_last = use_channels_last(cfg.channels_last, device)
         torch.manual_seed(seed)
-        self.model = build_model(cfg, num_classes).to(device)
+        self.model = build_model(cfg, num_classes, int(images.shape[1])).to(device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.compiled = self._compiled(self.model) if cfg.compile else None

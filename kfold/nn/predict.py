@@ -134,8 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (run_dir / "oof.npz").is_file():
             oof = read_probs(run_dir / "oof.npz")
             add(out_dir / f"{run_name}-oof.{args.format}", oof.ids, oof.probs, oof.classes, oof.meta, labels=oof.labels)
-    for path, (write_args, write_kwargs) in pending.items():
-        write_probs(path, *write_args, **write_kwargs)
+    from kfold.files.atomic import Transaction
+
+    with Transaction() as transaction:  # all probability files appear together or none does
+        for path, (write_args, write_kwargs) in pending.items():
+            write_probs(path, *write_args, **write_kwargs, transaction=transaction)
     if gains:
         table = pd.DataFrame(gains)
         print("TTA gain on out-of-fold rows:")

@@ -26,7 +26,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, log_loss
 
 from kfold import __version__
-from kfold.files.atomic import write_csv, write_json
+from kfold.files.atomic import refuse_links_out_of, write_csv, write_json
 from kfold.config import TrainConfig, preset_names, resolve_config
 from kfold.errors import ArgumentParser, DataError, UsageError
 from kfold.files.folds import assign_folds, load_or_create_folds
@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, kind in CONFIG_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None)
     return p
+
+
+RUN_FILES = ("config.json", "folds.csv", "oof.npz", "summary.json")
+
+
+def check_run_flags(args) -> None:
+    """Integer flags outside the TrainConfig: in range before anything runs (issue 14, items 14 and 18)."""
+    for flag, value, low, high in (("--seed", args.seed, 0, 2**32 - 1), ("--k", args.k, 2, 10_000),
+                                   ("--threads", args.threads, 1, 4096), ("--parallel-folds", args.parallel_folds, 1, 1024)):
+        if value is not None and not low <= value <= high:
+            raise UsageError(f"{flag} {value}: must be in {low}..{high}")
 
 
 def parse_fold_list(text: str | None, k: int) -> list[int]:
@@ -158,7 +169,7 @@ def train_one(cfg: TrainConfig, task: Task, run_dir: Path, fold: int | str, trai
         "best_epoch": result.best_epoch, "val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
         "normalization": {"mean": trainer.mean, "std": trainer.std}, "fingerprint": task.fingerprint(),
         "train_rows": len(train_rows), "val_rows": 0 if val_rows is None else len(val_rows),
-        "pseudo_label_pool": len(trainer.pseudo_pool), "seconds": result.seconds,
+        "pseudo_label_pool": len(trainer.pseudo_pool), "seconds": result.seconds, "image_size": int(task.image_shape[0]),
         "device": str(device), "versions": library_versions(),
     }
     save_weights(fold_dir / "model.safetensors", result.state_dict, meta)
@@ -250,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
+    from kfold.nn.checks import check_model_fits
     from kfold.nn.inference import resolve_device
 
     overrides = {key: getattr(args, key) for key in CONFIG_FLAGS if getattr(args, key) is not None}
@@ -258,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = resolve_config(args.preset, args.config, overrides)
     if args.k < 2:
         raise UsageError(f"--k {args.k}: k-fold needs k >= 2")
+    check_run_flags(args)
     if args.parallel_folds < 1:
         raise UsageError(f"--parallel-folds {args.parallel_folds}: must be at least 1")
     if args.threads is not None:
@@ -269,7 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     task = load_task_for(args)
+    check_model_fits(cfg, task.num_classes, task.image_shape, f"--data {args.data}")
     run_dir = Path(args.out)
+    refuse_links_out_of(run_dir, [run_dir / name for name in RUN_FILES]
+                        + [fold_meta_path(run_dir, f).parent for f in [*range(args.k), "full"]], DataError)
     run_config = {"config": cfg.to_dict(), "preset": args.preset, "k": args.k, "seed": args.seed, "data": str(args.data),
                   "task": task.name, "fingerprint": task.fingerprint(), "classes": task.class_names}
     if args.full:  # every usage check runs before the first file of the run is written

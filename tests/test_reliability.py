@@ -153,7 +153,7 @@ def run_without_models(run_dir: Path) -> None:
 CORPUS = [
     # train.py: image and label files
     ("truncated-images", train_case(edit=cut("kmnist-train-imgs.npy")), 1,
-     ["kmnist-train-imgs.npy: not a readable .npy file", "could only read"]),
+     ["kmnist-train-imgs.npy: not a readable .npy file", "truncated or damaged"]),
     ("flat-images", train_case(edit=save("kmnist-train-imgs.npy", np.zeros((60, 784), np.uint8))), 1,
      ["kmnist-train-imgs.npy", "shape (60, 784)"]),
     ("negative-label", train_case(edit=save("kmnist-train-labels.npy", np.r_[np.arange(59) % 10, -1].astype(np.int8))), 1,
@@ -355,7 +355,7 @@ def test_read_only_output_directory_keeps_earlier_results(board, monkeypatch, ca
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.path.join(dir, prefix + "XXXXXXXX" + suffix))
     monkeypatch.setattr("tempfile.mkstemp", read_only)
     assert run("kfold", argv) == 1
-    assert_one_line_error(capsys.readouterr().err, "Permission denied", str(out / ".leaderboard.csv."))
+    assert_one_line_error(capsys.readouterr().err, "Permission denied", str(out / "leaderboard.csv"))
     assert _snapshot(out) == before
 
 

@@ -190,6 +190,9 @@ def _read_npz(path: Path) -> ProbFile:
     where = str(path)
     if not zipfile.is_zipfile(path):
         raise DataError(f"{where}: not a readable .npz file (not a zip archive)")
+    from kfold.files.npyguard import check_arrays
+
+    check_arrays(path)  # truncated arrays and headers claiming more than the file holds, before any allocation
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = {"ids", "probs", "classes", "meta"} - set(data.files)
@@ -199,8 +202,10 @@ def _read_npz(path: Path) -> ProbFile:
             labels = data["labels"] if "labels" in data.files else None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DataError(f"{where}: not a readable .npz file ({exc})") from None
-    except ValueError:  # object arrays are refused because allow_pickle=False
-        raise DataError(f"{where}: contains pickled object arrays, which kfold never loads") from None
+    except ValueError as exc:  # object arrays are refused because allow_pickle=False; anything else is damage
+        if "allow_pickle" in str(exc):
+            raise DataError(f"{where}: contains pickled object arrays, which kfold never loads") from None
+        raise DataError(f"{where}: truncated or damaged array ({' '.join(str(exc).split())[:200]})") from None
     try:
         meta = json.loads(str(meta_json))
     except json.JSONDecodeError as exc:

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -48,6 +49,30 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
             if stat.S_ISREG(os.lstat(candidate).st_mode):
                 candidate.unlink()
                 removed.append(candidate)
+    return removed
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[A-Za-z0-9_]{8}")
+
+
+def sweep_stale_temps(directory: str | os.PathLike) -> list[Path]:
+    """Remove every kfold temporary file in ``directory`` whose creating process is gone (see ``atomic_path``).
+
+    Commands call this for the directories they write, so that a run killed with SIGKILL leaves no
+    hidden file behind once the same command ran again."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if not match or int(match["pid"]) == os.getpid() or _pid_alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
     return removed
 
 

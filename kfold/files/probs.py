@@ -96,6 +96,10 @@ def validate(ids: np.ndarray, probs: np.ndarray, classes: list[str], labels: np.
         raise DataError(f"{where}: {n_cols} probability columns but {len(classes)} class names in the metadata")
     if n_cols < 2:
         raise DataError(f"{where}: need at least 2 classes, got {n_cols}")
+    reserved = [name for name in classes if name in ("Id", "label")]
+    if reserved:
+        raise DataError(f"{where}: class name '{reserved[0]}' collides with the '{reserved[0]}' column of probability "
+                        "CSV files; rename the class")
     if len(set(classes)) != len(classes):
         dup = pd.Series(classes)[pd.Series(classes).duplicated()].iloc[0]
         raise DataError(f"{where}: class name '{dup}' appears twice")

@@ -54,6 +54,17 @@ def model_dirs(run_dir: Path) -> list[Path]:
     return found
 
 
+def check_model_matches(model_dir: Path, meta: dict, task: Task, run_dir: Path) -> None:
+    """The model's classes, image size and fold fit the task and the run (a foreign or edited header otherwise)."""
+    where = model_dir / "model.safetensors"
+    if meta["num_classes"] != task.num_classes:
+        raise DataError(f"{where}: model has {meta['num_classes']} classes but --data has {task.num_classes}")
+    size = meta.get("image_size", 28)
+    if tuple(task.test_images.shape[1:]) != (size, size):
+        raise DataError(f"{where}: model takes {size}x{size} images but the test images are "
+                        f"{task.test_images.shape[1]}x{task.test_images.shape[2]}")
+
+
 def tta_gain(model, meta: dict, task: Task, run_dir: Path, model_dir: Path, views: int, args, device, channels_last: bool) -> dict:
     """Out-of-fold accuracy / log loss of one fold model with 1 view and with ``views`` views (and the
     accuracy per group, e.g. per MNIST-MIX language, when the task has groups)."""
@@ -63,7 +74,11 @@ def tta_gain(model, meta: dict, task: Task, run_dir: Path, model_dir: Path, view
     from kfold.nn.inference import predict_proba
 
     folds = read_folds(run_dir / "folds.csv", task.train_labels)
-    rows = np.flatnonzero(folds == int(meta["fold"]))
+    fold = meta["fold"]
+    if isinstance(fold, bool) or not isinstance(fold, int) or not (folds == fold).any():
+        raise DataError(f"{model_dir / 'model.safetensors'}: metadata fold {fold!r} is not a fold of "
+                        f"{run_dir / 'folds.csv'} (0..{int(folds.max())}), so its out-of-fold rows for --tta are unknown")
+    rows = np.flatnonzero(folds == fold)
     labels = task.train_labels[rows]
     norm = meta["normalization"]
     result = {"model": f"{run_dir.name}/{model_dir.name}"}
@@ -109,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model, meta = load_model(model_dir / "model.safetensors", device)
             if meta["fingerprint"] != fingerprint:
                 raise DataError(f"{model_dir}: trained on different data (fingerprint {meta['fingerprint']}, --data gives {fingerprint})")
+            check_model_matches(model_dir, meta, task, run_dir)
             views = args.tta if args.tta is not None else meta["config"].get("tta", 1)
             channels_last = use_channels_last(meta["config"].get("channels_last", "auto"), device)
             if channels_last:

@@ -26,7 +26,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, log_loss
 
 from kfold import __version__
-from kfold.files.atomic import refuse_links_out_of, write_csv, write_json
+from kfold.files.atomic import refuse_links_out_of, sweep_stale_temps, write_csv, write_json
 from kfold.config import TrainConfig, preset_names, resolve_config
 from kfold.errors import ArgumentParser, DataError, UsageError
 from kfold.files.folds import assign_folds, load_or_create_folds
@@ -291,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.full:  # every usage check runs before the first file of the run is written
         full_cfg = resolve_config(args.preset, args.config, {**overrides, "epochs": full_epochs(run_dir, args.k, args.epochs)})
     folds = load_or_create_folds_checked(run_dir, run_config, task, args)
+    for directory in [run_dir, *(fold_meta_path(run_dir, f).parent for f in [*range(args.k), "full"])]:
+        sweep_stale_temps(directory)  # hidden temporary files of a killed earlier run of this command
     start = time.perf_counter()
     if args.full:
         if fold_meta_path(run_dir, "full").exists() and args.resume:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import zipfile
 from pathlib import Path
 
 from kfold.errors import DataError, UsageError
@@ -71,22 +70,25 @@ def submit(path: str | os.PathLike, competition: str, message: str) -> str:
     return reply
 
 
-def download(competition: str, data_dir: str | os.PathLike) -> list[Path]:
-    """Download a competition's files into ``data_dir`` and unpack the archive; return the files."""
+def download(competition: str, data_dir: str | os.PathLike, max_bytes: int | None = None) -> list[Path]:
+    """Download a competition's files into ``data_dir`` and unpack the archive; return the files.
+
+    Unpacking goes through ``kfold.files.extract.safe_extract``: a size limit, no write through a
+    symbolic link planted in ``data_dir``, nothing half-extracted."""
+    from kfold.files.extract import DEFAULT_MAX_BYTES, safe_extract
+
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    archive = data_dir / f"{competition}.zip"
+    if archive.is_symlink():
+        raise DataError(f"{archive}: is a symbolic link; refusing to download through it (remove the link first)")
     api = _client()
     try:
         api.competition_download_files(competition, path=str(data_dir), quiet=True)
     except Exception as exc:
         raise _failed(f"downloading '{competition}'", exc, api) from None
-    archive = data_dir / f"{competition}.zip"
     if not archive.is_file():
         return sorted(p for p in data_dir.iterdir() if p.is_file())
-    try:
-        with zipfile.ZipFile(archive) as zf:  # extract() drops absolute paths and '..' and returns where it wrote
-            files = [Path(zf.extract(member, data_dir)) for member in zf.infolist() if not member.is_dir()]
-    except zipfile.BadZipFile:
-        raise DataError(f"{archive}: downloaded archive is not a valid zip file") from None
+    files = safe_extract(archive, data_dir, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
     archive.unlink()
     return files

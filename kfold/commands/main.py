@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Download and unpack a competition's files with the kaggle client.")
     download.add_argument("competition")
     download.add_argument("--data-dir", type=Path, required=True, help="folder to unpack into")
+    download.add_argument("--max-extract-bytes", type=int, default=None, metavar="N",
+                          help="refuse an archive that expands to more than N bytes (default: 20 GiB)")
 
     for name, (_, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
@@ -122,7 +124,9 @@ def cmd_submit(args) -> int:
 def cmd_download(args) -> int:
     from kfold import kaggle_api
 
-    files = kaggle_api.download(args.competition, args.data_dir)
+    if args.max_extract_bytes is not None and args.max_extract_bytes < 0:
+        raise UsageError(f"--max-extract-bytes must be non-negative, got {args.max_extract_bytes}")
+    files = kaggle_api.download(args.competition, args.data_dir, max_bytes=args.max_extract_bytes)
     for path in files:
         print(f"wrote {path}")
     return 0

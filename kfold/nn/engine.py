@@ -363,6 +363,9 @@ class FoldTrainer:
             start = time.perf_counter()
             pseudo = self.refresh_pseudo_labels()
             train_loss, train_acc = self.train_epoch()
+            if not math.isfinite(train_loss):  # diverged: every later number (and file) would be NaN
+                raise UsageError(f"{self.desc}: training diverged in epoch {state['epoch'] + 1} (loss {train_loss}); "
+                                 f"lower the learning rate (lr={cfg.lr:g})")
             state["epoch"] += 1
             row = dict(epoch=state["epoch"], train_loss=train_loss, train_accuracy=train_acc,
                        val_loss=math.nan, val_accuracy=math.nan, lr=self.last_lr, **pseudo)

@@ -159,7 +159,11 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     for name in names:
         types = allowed.get(name)
         if types and isinstance(value, types) and not (name in ("int", "float") and isinstance(value, bool)):
-            return float(value) if name == "float" and not isinstance(value, float) and "int" not in names else value
+            if name == "float" and not isinstance(value, float) and "int" not in names:
+                if abs(value) > 2**1023:  # float() would raise OverflowError
+                    raise UsageError(f"config value {key}={value} must be a finite number")
+                return float(value)
+            return value
     raise UsageError(f"config key {key!r} expects {annotation}, got {value!r}")
 
 

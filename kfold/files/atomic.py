@@ -241,14 +241,29 @@ class Transaction:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        done: list[tuple[Path, Path | None]] = []  # renamed: (final, hard link to its previous content or None)
         try:
             if exc_type is None:
                 for tmp, final in self.staged:
+                    backup = None
+                    if os.path.isfile(final) and not os.path.islink(final):
+                        backup = tmp.with_name(tmp.name + ".old")
+                        os.link(final, backup)
                     try:
                         os.replace(tmp, final)
                     except OSError as error:
                         raise _named(error, final) from error
+                    done.append((final, backup))
+        except BaseException:
+            for final, backup in reversed(done):  # undo the renames already done: the earlier files come back
+                with contextlib.suppress(OSError):
+                    if backup is not None:
+                        os.replace(backup, final)
+                    else:
+                        os.unlink(final)
+            raise
         finally:
             for tmp, _ in self.staged:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+                for leftover in (tmp, tmp.with_name(tmp.name + ".old")):
+                    with contextlib.suppress(FileNotFoundError):
+                        leftover.unlink()

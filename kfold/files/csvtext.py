@@ -21,8 +21,8 @@ import pandas as pd
 from kfold.errors import DataError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_PLAIN_INT = re.compile(r"^\s*[+-]?\d{1,18}\s*$")
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_PLAIN_INT = re.compile(r"^\s*[+-]?[0-9]{1,18}\s*$")  # ASCII digits only: no '٣', no '1_000'
+_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 
 
 def parse_csv(text: str, where: str, first_line: int = 1) -> pd.DataFrame:
@@ -68,7 +68,11 @@ def exact_integer(cell: str) -> int | None:
         value = Decimal(text)
     except InvalidOperation:
         return None
-    if not value.is_finite() or value != value.to_integral_value():
+    if not value.is_finite():
+        return None
+    if value.adjusted() >= 19:  # beyond 64 bits anyway: never build a huge Python int from '1e999999999'
+        return INT64_MAX + 1 if value > 0 else INT64_MIN - 1
+    if value != value.to_integral_value():
         return None
     return int(value)
 

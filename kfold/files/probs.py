@@ -280,6 +280,10 @@ def _read_csv(path: Path) -> ProbFile:
         if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
             raise DataError(f"{where}: line 1: metadata must be a JSON object with a 'classes' list")
         classes = [str(c) for c in meta.pop("classes")]
+        reserved = [name for name in classes if name in ("Id", "label")]
+        if reserved:
+            raise DataError(f"{where}: line 1: class name '{reserved[0]}' collides with the '{reserved[0]}' column; "
+                            "rename the class")
         from kfold.files.csvtext import parse_csv
 
         frame = parse_csv(fh.read(), where, first_line=2)

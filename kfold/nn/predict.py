@@ -98,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.tta is not None and args.tta < 1:
         raise UsageError(f"--tta {args.tta}: needs at least 1 view")
+    if args.tta is not None and args.tta > 9:
+        raise UsageError(f"--tta {args.tta}: at most 9 views")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
     from tqdm.auto import tqdm

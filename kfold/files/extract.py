@@ -1,6 +1,6 @@
 """``safe_extract(zip_path, dest_dir, max_bytes)``: unpack a downloaded archive without surprises.
 
-* Every member is checked first: no absolute path, no ``..``, no member that would land on (or under)
+* Every member is checked first: absolute paths and ``..`` are dropped (as ``zipfile.extract`` does), no member may land on (or under)
   a symbolic link planted in ``dest_dir``, no member that would replace a directory; the declared
   total size must stay within ``max_bytes`` (and within the free disk space).
 * Members are extracted into a hidden temporary directory inside ``dest_dir`` while the bytes
@@ -22,16 +22,20 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from kfold.errors import DataError
+from kfold.files.atomic import atomic_path
 
 DEFAULT_MAX_BYTES = 20 * 1024**3  # 20 GiB: above every image competition's data; raise with --max-extract-bytes
 _CHUNK = 1 << 20
 
 
 def _member_path(name: str, archive: Path) -> PurePosixPath:
-    path = PurePosixPath(name.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]) or not path.parts:
-        raise DataError(f"{archive}: member '{name}' has an unsafe path (absolute or with '..'); refusing to extract")
-    return path
+    """Where a member goes below the destination: like ``zipfile.extract``, an absolute path, a drive and
+    ``..`` or ``.`` components are dropped, so nothing can land outside the destination."""
+    parts = [part for part in PurePosixPath(name.replace("\\", "/")).parts
+             if part not in ("", ".", "..", "/") and not (len(part) == 2 and part[1] == ":")]
+    if not parts:
+        raise DataError(f"{archive}: member '{name}' has no usable file name; refusing to extract")
+    return PurePosixPath(*parts)
 
 
 def _refuse_links(dest: Path, relative: PurePosixPath, archive: Path) -> None:
@@ -83,7 +87,7 @@ def safe_extract(zip_path: str | os.PathLike, dest_dir: str | os.PathLike, max_b
                 final = dest.joinpath(*relative.parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    with zf.open(info) as source, open(target, "xb") as sink:
+                    with zf.open(info) as source, atomic_path(target) as partial, open(partial, "wb") as sink:
                         while chunk := source.read(_CHUNK):
                             written += len(chunk)
                             if written > max_bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,15 @@ class TrainConfig:
             (self.tta >= 1, "tta", "must be at least 1"),
             (self.channels_last in ("auto", "on", "off"), "channels_last", "must be auto, on or off"),
         ]
+        checks = _finite_and_bounded(self) + checks + [
+            (0 < self.step_gamma <= 1, "step_gamma", "must be in (0, 1]"),
+            (self.lr <= MAX_LR, "lr", f"must be at most {MAX_LR:g}"),
+            (self.momentum < 1, "momentum", "must be less than 1"),
+            (self.weight_decay <= 1, "weight_decay", "must be at most 1"),
+            (self.warmup_epochs <= MAX_EPOCHS, "warmup_epochs", f"must be at most {MAX_EPOCHS}"),
+            (self.mixup <= 100 and self.cutmix <= 100, "mixup/cutmix", "must be at most 100"),
+            (self.tta <= MAX_TTA, "tta", f"must be at most {MAX_TTA} (the number of test-time views)"),
+        ]
         for ok, key, why in checks:
             if not ok:
                 value = getattr(self, key, None) if "/" not in key else (self.mixup, self.cutmix)
@@ -99,6 +109,25 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+MAX_LR = 10.0
+MAX_EPOCHS = 100_000
+MAX_TTA = 9  # len(kfold.nn.augment.TTA_VIEWS)
+INT_LIMITS = {"epochs": MAX_EPOCHS, "batch_size": 1 << 24, "eval_batch_size": 1 << 24, "step_epochs": MAX_EPOCHS,
+              "early_stopping": MAX_EPOCHS, "num_workers": 1024, "tta": MAX_TTA}
+
+
+def _finite_and_bounded(cfg: "TrainConfig") -> list[tuple[bool, str, str]]:
+    """Every float field a finite number, every int field within a sane upper bound (issue 14, item 18)."""
+    checks = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float):
+            checks.append((math.isfinite(value), f.name, "must be a finite number"))
+        elif isinstance(value, int) and not isinstance(value, bool) and f.name in INT_LIMITS:
+            checks.append((value <= INT_LIMITS[f.name], f.name, f"must be at most {INT_LIMITS[f.name]}"))
+    return checks
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -133,7 +162,11 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     for name in names:
         types = allowed.get(name)
         if types and isinstance(value, types) and not (name in ("int", "float") and isinstance(value, bool)):
-            return float(value) if name == "float" and not isinstance(value, float) and "int" not in names else value
+            if name == "float" and not isinstance(value, float) and "int" not in names:
+                if abs(value) > 2**1023:  # float() would raise OverflowError
+                    raise UsageError(f"config value {key}={value} must be a finite number")
+                return float(value)
+            return value
     raise UsageError(f"config key {key!r} expects {annotation}, got {value!r}")
 
 

@@ -40,7 +40,12 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     if hasattr(sys.stdout, "reconfigure"):  # progress lines reach a log file as they happen
         sys.stdout.reconfigure(line_buffering=True)
     try:
-        return int(main(argv) or 0)
+        code = int(main(argv) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # stdout closed early (| head): quiet, like a Unix tool killed by SIGPIPE
+        _discard_stdout()
+        return 141
     except KfoldError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -51,3 +56,15 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail a second time."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured output in tests)
+        pass

@@ -40,7 +40,7 @@ def compare(*argv) -> int:
     (["--seeds", "0,-1"], "'-1' is not an integer in 0..4294967295"),
     (["--seeds", "1,01"], "'1,01': '01' is listed twice"),
     (["--presets", "lenet5", "--seed-ensembles", "ff-2x250"], "'ff-2x250' is not one of --presets"),
-    (["--presets", "lenet5", "--k", "1"], "argument --k: '1' is not an integer >= 2"),
+    (["--presets", "lenet5", "--k", "1"], "argument --k: '1' is not an integer in 2..10000"),
     (["--presets", "lenet5", "--tta", "0"], "argument --tta: '0' is not an integer >= 1"),
     (["--presets", "lenet5", "--epochs", "0"], "argument --epochs: '0' is not an integer >= 1"),
 ])

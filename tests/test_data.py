@@ -232,7 +232,7 @@ def test_sample_submission_duplicate_id(comp_dir):
 
 def test_sample_submission_without_id_column(comp_dir):
     pd.DataFrame({"id": range(10), "Category": 0}).to_csv(comp_dir / "sample_submission.csv", index=False)
-    raises(DataError, comp_dir, "sample_submission.csv", "missing column(s) Id")
+    raises(DataError, comp_dir, "sample_submission.csv", "line 1: header 'id,Category' must be 'Id,Category'")
 
 
 def test_classmap_bad_index(comp_dir):

@@ -153,7 +153,7 @@ def run_without_models(run_dir: Path) -> None:
 CORPUS = [
     # train.py: image and label files
     ("truncated-images", train_case(edit=cut("kmnist-train-imgs.npy")), 1,
-     ["kmnist-train-imgs.npy: not a readable .npy file", "could only read"]),
+     ["kmnist-train-imgs.npy: not a readable .npy file", "truncated or damaged"]),
     ("flat-images", train_case(edit=save("kmnist-train-imgs.npy", np.zeros((60, 784), np.uint8))), 1,
      ["kmnist-train-imgs.npy", "shape (60, 784)"]),
     ("negative-label", train_case(edit=save("kmnist-train-labels.npy", np.r_[np.arange(59) % 10, -1].astype(np.int8))), 1,
@@ -171,7 +171,7 @@ CORPUS = [
     ("config-wrong-type", train_case(config='{"momentum": "high"}'), 2, ["config key 'momentum' expects float, got 'high'"]),
     ("config-not-json", train_case(config='{"epochs": 3,}'), 2, ["config.json: not valid JSON"]),
     ("config-not-an-object", train_case(config='[1, 2]'), 2, ["config.json: a config file must hold a JSON object"]),
-    ("k-one", train_case("--k", 1), 2, ["argument --k: '1' is not an integer >= 2"]),
+    ("k-one", train_case("--k", 1), 2, ["argument --k: '1' is not an integer in 2..10000"]),
     ("k-larger-than-a-class", train_case("--k", 7), 2, ["k=7 is larger than the 6 training images of class 0"]),
     ("negative-epochs", train_case("--epochs", -2), 2, ["argument --epochs: '-2' is not an integer >= 1"]),
     ("unknown-preset", train_case("--preset", "resnet-huge"), 2, ["unknown preset 'resnet-huge'; available:"]),
@@ -185,7 +185,7 @@ CORPUS = [
     # predict.py
     ("not-a-run-dir", predict_case(), 1, ["run: not a kfold run directory (no config.json)"]),
     ("run-without-models", predict_case(run=run_without_models), 1, ["run: no finished models"]),
-    ("zero-tta", predict_case("--tta", 0), 2, ["argument --tta: '0' is not an integer >= 1"]),
+    ("zero-tta", predict_case("--tta", 0), 2, ["argument --tta: '0' is not an integer in 1..9"]),
     ("zero-predict-batch", predict_case("--batch-size", 0), 2, ["argument --batch-size: '0' is not an integer >= 1"]),
     ("unknown-predict-device", predict_case("--device", "tpu"), 2, ["unknown device 'tpu'"]),
     # ensemble.py: probability files and submissions
@@ -304,7 +304,7 @@ def test_scripts_exit_with_one_line_and_write_nothing(tmp_path):
     sub = text(tmp_path / "sub.csv", "Id,Category\n0,1\n0,2\n")
     cases = [  # started together, then awaited: the interpreters start up in parallel
         (_python(REPO / "predict.py", tmp_path / "run", "--data", data, "--out", tmp_path / "probs", "--tta", 0,
-                 cwd=tmp_path), 2, "argument --tta: '0' is not an integer >= 1", tmp_path / "probs"),
+                 cwd=tmp_path), 2, "argument --tta: '0' is not an integer in 1..9", tmp_path / "probs"),
         (_python(REPO / "ensemble.py", good()(tmp_path), nan, "--out", tmp_path / "ens.csv", cwd=tmp_path), 1,
          "nan.npz: row 1 (Id 1), column 'a': probability nan is not a finite number", tmp_path / "ens.csv"),
         (_python("-m", "kfold", "leaderboard", sub, "--solution", text(tmp_path / "solution.csv", SOLUTION), "--out",
@@ -355,7 +355,7 @@ def test_read_only_output_directory_keeps_earlier_results(board, monkeypatch, ca
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.path.join(dir, prefix + "XXXXXXXX" + suffix))
     monkeypatch.setattr("tempfile.mkstemp", read_only)
     assert run("kfold", argv) == 1
-    assert_one_line_error(capsys.readouterr().err, "Permission denied", str(out / ".leaderboard.csv."))
+    assert_one_line_error(capsys.readouterr().err, "Permission denied", str(out / "leaderboard.csv"))
     assert _snapshot(out) == before
 
 

@@ -55,7 +55,7 @@ def test_bom_and_crlf_are_accepted(tmp_path, sample):
     ("Id,Category\n0,1\n1,10\n", "line 3 (Id 1), column 'Category': 10 is not in 0..9"),
     ("Id,Category\n0,1\n1,-1\n", "line 3 (Id 1), column 'Category': -1 is not in 0..9"),
     ("Id,Category\n0,1\n1,2\n0,3\n", "line 4: duplicate Id 0"),
-    ("Id,Category\n0,1\n1,2,3\n", "malformed CSV (Expected 2 fields in line 3, saw 3)"),
+    ("Id,Category\n0,1\n1,2,3\n", "line 3: malformed CSV (3 fields, but the header on line 1 has 2)"),
 ])
 def test_malformed_submission(tmp_path, text, message):
     path = _sub(tmp_path, text)

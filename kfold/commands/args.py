@@ -45,7 +45,7 @@ def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
 
 
 positive_int = int_at_least(1)
-k_folds = int_at_least(2)
+k_folds = int_at_least(2, 10_000)
 seed = int_at_least(0, SEED_MAX)
 
 
@@ -143,7 +143,7 @@ def add_device_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("device")
     group.add_argument("--device", default="auto", type=one_of("device", DEVICES), metavar="|".join(DEVICES),
                        help="where to train and predict (default: auto, the GPU when there is one)")
-    group.add_argument("--threads", type=positive_int, default=None, metavar="N",
+    group.add_argument("--threads", type=int_at_least(1, 4096), default=None, metavar="N",
                        help="torch CPU threads (default: torch's choice). CPU results are bit-identical only at "
                             "the same thread count; it is recorded, and a resume must use the same")
 

@@ -102,20 +102,26 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
         targets += [args.report / name for name in REPORT_FILES]
     refuse_overwriting_inputs(sources, targets, UsageError)
 
-    write_submission(args.out, ensemble.ids[order], ensemble.categories[order])
-    written = [args.out]
-    if ensemble.probs is not None:
-        meta = {**ensemble.meta, "submission": str(args.out)}
-        write_probs(probs_path(args.out), ensemble.ids[order], ensemble.probs[order], ensemble.classes, meta,
-                    labels=None if ensemble.labels is None else ensemble.labels[order])
-        written.append(probs_path(args.out))
+    from kfold.files.atomic import Transaction
+
+    written, report_text = [args.out], None
+    with Transaction() as transaction:  # the submission, its probabilities and the report appear together
+        write_submission(args.out, ensemble.ids[order], ensemble.categories[order], transaction=transaction)
+        if ensemble.probs is not None:
+            meta = {**ensemble.meta, "submission": str(args.out)}
+            write_probs(probs_path(args.out), ensemble.ids[order], ensemble.probs[order], ensemble.classes, meta,
+                        labels=None if ensemble.labels is None else ensemble.labels[order], transaction=transaction)
+            written.append(probs_path(args.out))
+        if args.report:
+            from kfold.scoring.report import write_report
+            report_text = write_report(ensemble, args.report, labels=labels, groups=groups, transaction=transaction)
+            written += [args.report / name for name in REPORT_FILES[:4]]
+            written += [args.report / "groups.csv"] if groups is not None else []
+    # printed only once every file is in place: a closed pipe (| head) cannot leave outputs half-written
     print(f"{args.method} of {len(ensemble.names)} inputs, {len(ensemble.ids)} rows"
           + (f", {ensemble.tied_rows} tied rows broken by {args.tiebreak}" if args.method == "vote" else ""))
-    if args.report:
-        from kfold.scoring.report import write_report
-        print(write_report(ensemble, args.report, labels=labels, groups=groups))
-        written += [args.report / name for name in REPORT_FILES[:4]]
-        written += [args.report / "groups.csv"] if groups is not None else []
+    if report_text is not None:
+        print(report_text)
     for path in written:
         print(f"wrote {path}")
     return 0

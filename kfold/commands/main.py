@@ -121,11 +121,12 @@ def cmd_leaderboard(args) -> int:
             return 0
         print()
     solution = read_solution(args.solution, public_fraction=args.public_fraction, seed=args.seed)
+    table = leaderboard(args.submissions, solution, n_bootstrap=args.bootstrap, seed=args.seed)
+    text = write_leaderboard(table, args.out)  # printed after the files are written (a closed pipe loses no file)
     if solution.split_generated:
         print(f"{args.solution} has no Usage column: seeded split, {solution.public.sum()} Public / "
               f"{solution.private.sum()} Private rows (seed {args.seed})")
-    table = leaderboard(args.submissions, solution, n_bootstrap=args.bootstrap, seed=args.seed)
-    print(write_leaderboard(table, args.out))
+    print(text)
     print(f"wrote {args.out / 'leaderboard.csv'} and {args.out / 'leaderboard.md'}")
     return 0
 

@@ -18,7 +18,7 @@ def build_parser(prog: str = "predict.py") -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", type=Path, help="run directories written by train.py")
     flags.add_data_flags(p)
     p.add_argument("--out", required=True, type=Path, help="directory for the probability files")
-    p.add_argument("--tta", type=flags.positive_int, default=None, metavar="N",
+    p.add_argument("--tta", type=flags.int_at_least(1, 9), default=None, metavar="N",
                    help="test-time augmentation views (default: the run's config, usually 1)")
     p.add_argument("--batch-size", type=flags.positive_int, default=2048, help="prediction batch size (default 2048)")
     p.add_argument("--format", choices=["npz", "csv"], default="npz", help="npz (fast, default) or csv (interchange)")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from kfold.errors import DataError
+from kfold.files.npyguard import check_arrays
 
 _IDX_UBYTE = 0x08  # the only idx element type the KMNIST/MNIST releases use
 
@@ -53,6 +54,7 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
 
 def read_npy(path: str | Path) -> np.ndarray:
     path = Path(path)
+    check_arrays(path)  # a header claiming more data than the file holds: refused before numpy allocates
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -66,6 +68,7 @@ def read_npy(path: str | Path) -> np.ndarray:
 def read_npz(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Read ``keys`` from an ``.npz`` archive; a missing key names the keys the archive has."""
     path = Path(path)
+    check_arrays(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             if isinstance(archive, np.ndarray):

@@ -13,6 +13,7 @@ from kfold.data.task import Task
 CLASSMAP = "kmnist_classmap.csv"
 SAMPLE_SUBMISSION = "sample_submission.csv"
 SOLUTION = "solution.csv"
+RESERVED_CLASS_NAMES = ("Id", "label")  # columns of probability CSVs next to the class columns
 
 
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
@@ -40,25 +41,29 @@ def read_classmap(path: str | Path) -> list[str]:
             raise DataError(f"{path}: line {row + 2}: empty char for class {row}")
     if frame.empty:
         raise DataError(f"{path}: no classes")
-    return [char.strip() for char in frame["char"]]
+    names = [char.strip() for char in frame["char"]]
+    for row, name in enumerate(names):
+        if name in RESERVED_CLASS_NAMES:
+            raise DataError(f"{path}: line {row + 2}: class name {name!r} is also a column of kfold's CSV files "
+                            f"({', '.join(RESERVED_CLASS_NAMES)}); rename it")
+        if names.index(name) != row:
+            raise DataError(f"{path}: line {row + 2}: class name {name!r} repeats line {names.index(name) + 2}")
+    return names
 
 
 def read_sample_ids(path: str | Path, n_test: int, test_images_path: str | Path) -> np.ndarray:
-    """Test Ids from a sample submission's ``Id`` column, in file order (row i <-> test image i)."""
+    """Test Ids from a sample submission, in file order (row i <-> test image i).
+
+    The sample is checked once, here, with the rules of ``kfold validate`` (header ``Id,Category``,
+    integer Ids within 64 bits, no blank line, no duplicate), so a sample that training accepts is
+    never refused later by predict or validate."""
+    from kfold.files.submission import read_submission
+
     path = Path(path)
-    frame = _read_csv(path)
-    _require_columns(frame, path, ("Id",))
-    if len(frame) != n_test:
-        raise DataError(f"{path}: {len(frame)} rows but {test_images_path} has {n_test} test images")
-    ids = frame["Id"]
-    if ids.isna().any():
-        raise DataError(f"{path}: line {int(np.flatnonzero(ids.isna())[0]) + 2}: empty Id")
-    duplicated = ids.duplicated()
-    if duplicated.any():
-        row = int(np.flatnonzero(duplicated)[0])
-        raise DataError(f"{path}: line {row + 2}: duplicate Id {ids.iat[row]}")
-    values = ids.to_numpy()
-    return values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(str)
+    sample = read_submission(path)
+    if len(sample.ids) != n_test:
+        raise DataError(f"{path}: {len(sample.ids)} rows but {test_images_path} has {n_test} test images")
+    return sample.ids
 
 
 def write_solution(task: Task, path: str | Path, *, seed: int = 0, public_fraction: float = 0.3) -> Path:

@@ -20,6 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from kfold.files.atomic import atomic_path
 from kfold.errors import DataError, UsageError
 
 CHUNK = 1 << 20
@@ -108,7 +109,7 @@ def extract_zip(archive: str | os.PathLike, destination: str | os.PathLike, max_
             for info, path in members:
                 target = staging.joinpath(*path.parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "xb") as dst:
+                with atomic_path(target) as tmp, zf.open(info) as src, open(tmp, "wb") as dst:  # mode from the umask
                     while chunk := src.read(CHUNK):
                         written += len(chunk)
                         if written > max_size:
@@ -116,7 +117,6 @@ def extract_zip(archive: str | os.PathLike, destination: str | os.PathLike, max_
                         dst.write(chunk)
                     dst.flush()
                     os.fsync(dst.fileno())
-                os.chmod(target, 0o666 & ~_umask())
             return _move_into(staging, destination, [path for _, path in members])
         except zipfile.BadZipFile as exc:
             raise DataError(f"{label}: damaged zip file ({exc})") from None

@@ -96,6 +96,10 @@ def validate(ids: np.ndarray, probs: np.ndarray, classes: list[str], labels: np.
         raise DataError(f"{where}: {n_cols} probability columns but {len(classes)} class names in the metadata")
     if n_cols < 2:
         raise DataError(f"{where}: need at least 2 classes, got {n_cols}")
+    reserved = [name for name in classes if name in ("Id", "label")]
+    if reserved:
+        raise DataError(f"{where}: class name '{reserved[0]}' collides with the '{reserved[0]}' column of probability "
+                        "CSV files; rename the class")
     if len(set(classes)) != len(classes):
         dup = pd.Series(classes)[pd.Series(classes).duplicated()].iloc[0]
         raise DataError(f"{where}: class name '{dup}' appears twice")
@@ -134,12 +138,9 @@ def validate(ids: np.ndarray, probs: np.ndarray, classes: list[str], labels: np.
 
 
 def _as_int_array(values, name: str, where: str) -> np.ndarray:
-    array = np.asarray(values)
-    if array.dtype.kind in "iu":
-        return array.astype(np.int64)
-    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
-        return array.astype(np.int64)
-    raise DataError(f"{where}: {name} must be integers, got dtype {array.dtype}")
+    from kfold.files.csvtext import int64_array
+
+    return int64_array(values, name, where)
 
 
 def _json_default(value):
@@ -147,7 +148,7 @@ def _json_default(value):
     return value.item() if isinstance(value, np.generic) else str(value)
 
 
-def write_probs(path: str | os.PathLike, ids, probs, classes, meta: dict, labels=None) -> None:
+def write_probs(path: str | os.PathLike, ids, probs, classes, meta: dict, labels=None, transaction=None) -> None:
     """Validate and write a probability file atomically; the format follows the suffix (.csv/.npz)."""
     path = Path(path)
     suffix = _suffix(path)
@@ -164,7 +165,7 @@ def write_probs(path: str | os.PathLike, ids, probs, classes, meta: dict, labels
         arrays = {"ids": ids, "probs": probs, "classes": np.array(classes, dtype=str), "meta": np.array(meta_json)}
         if labels is not None:
             arrays["labels"] = labels
-        with atomic_path(path) as tmp:
+        with atomic_path(path, transaction=transaction) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
                 fh.flush()
@@ -176,7 +177,7 @@ def write_probs(path: str | os.PathLike, ids, probs, classes, meta: dict, labels
     if labels is not None:
         frame["label"] = labels
     header = MAGIC + " " + json.dumps({**meta, "classes": classes}, default=_json_default, ensure_ascii=False) + "\n"
-    write_text(path, header + frame.to_csv(index=False, float_format="%.7g", lineterminator="\n"))
+    write_text(path, header + frame.to_csv(index=False, float_format="%.7g", lineterminator="\n"), transaction)
 
 
 def read_probs(path: str | os.PathLike) -> ProbFile:
@@ -193,6 +194,9 @@ def _read_npz(path: Path) -> ProbFile:
     where = str(path)
     if not zipfile.is_zipfile(path):
         raise DataError(f"{where}: not a readable .npz file (not a zip archive)")
+    from kfold.files.npyguard import check_arrays
+
+    check_arrays(path)  # truncated arrays and headers claiming more than the file holds, before any allocation
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = {"ids", "probs", "classes", "meta"} - set(data.files)
@@ -202,8 +206,10 @@ def _read_npz(path: Path) -> ProbFile:
             labels = data["labels"] if "labels" in data.files else None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DataError(f"{where}: not a readable .npz file ({exc})") from None
-    except ValueError:  # object arrays are refused because allow_pickle=False
-        raise DataError(f"{where}: contains pickled object arrays, which kfold never loads") from None
+    except ValueError as exc:  # object arrays are refused because allow_pickle=False; anything else is damage
+        if "allow_pickle" in str(exc):
+            raise DataError(f"{where}: contains pickled object arrays, which kfold never loads") from None
+        raise DataError(f"{where}: truncated or damaged array ({' '.join(str(exc).split())[:200]})") from None
     try:
         meta = json.loads(str(meta_json))
     except json.JSONDecodeError as exc:
@@ -228,6 +234,13 @@ def numeric_column(frame: pd.DataFrame, column: str, where: str, what: str, inte
     raises DataError naming the file line (``first_line`` is the line of the first data row).
     """
     series = frame[column]
+    if integer and series.dtype.kind not in "iuf":  # exact: no rounding through float64, no wrap-around
+        from kfold.files.csvtext import integer_column
+
+        def out_of_range(row: int) -> NoReturn:
+            raise DataError(f"{where}: line {row + first_line}, column '{column}': '{str(series.iloc[row]).strip()}' "
+                            "is outside the signed 64-bit integer range")
+        return integer_column(series, lambda row: _raise_cell(frame, row, column, where, what, first_line), out_of_range)
     if series.dtype.kind in "iuf":
         values = series.to_numpy(dtype=np.float64)
     else:
@@ -267,10 +280,13 @@ def _read_csv(path: Path) -> ProbFile:
         if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
             raise DataError(f"{where}: line 1: metadata must be a JSON object with a 'classes' list")
         classes = [str(c) for c in meta.pop("classes")]
-        try:
-            frame = pd.read_csv(fh, na_filter=False, skip_blank_lines=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"{where}: not a valid CSV ({str(exc).splitlines()[0]})") from None
+        reserved = [name for name in classes if name in ("Id", "label")]
+        if reserved:
+            raise DataError(f"{where}: line 1: class name '{reserved[0]}' collides with the '{reserved[0]}' column; "
+                            "rename the class")
+        from kfold.files.csvtext import parse_csv
+
+        frame = parse_csv(fh.read(), where, first_line=2)
 
     expected = ["Id", *classes]
     columns = list(frame.columns)

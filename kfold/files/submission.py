@@ -41,19 +41,20 @@ class Submission:
 
 
 def read_csv_frame(path: str | os.PathLike, what: str = "file") -> pd.DataFrame:
-    """Read a CSV as strings (BOM stripped, blank lines kept so line numbers stay exact)."""
+    """Read a CSV as strings (BOM stripped); every line is checked against the header (exact line numbers)."""
+    from kfold.files.csvtext import parse_csv
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
+    raw = path.read_bytes()
     try:
-        return pd.read_csv(path, encoding="utf-8-sig", na_filter=False, skip_blank_lines=False, dtype=str)
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty file, expected a header line") from None
-    except pd.errors.ParserError as exc:
-        detail = str(exc).strip().splitlines()[-1].split("C error: ")[-1]
-        raise DataError(f"{path}: malformed CSV ({detail})") from None
+    if not text.strip():
+        raise DataError(f"{path}: empty file, expected a header line")
+    return parse_csv(text, str(path))
 
 
 def check_header(frame: pd.DataFrame, expected: list[str], where: str) -> None:
@@ -141,7 +142,8 @@ def validate_submission(path: str | os.PathLike, sample_path: str | os.PathLike 
     return submission
 
 
-def write_submission(path: str | os.PathLike, ids, categories, sample_path: str | os.PathLike | None = None) -> None:
+def write_submission(path: str | os.PathLike, ids, categories, sample_path: str | os.PathLike | None = None,
+                     transaction=None) -> None:
     """Write ``Id,Category`` atomically, in the row order of ``sample_path`` when given."""
     ids = np.asarray(ids, dtype=np.int64)
     categories = np.asarray(categories, dtype=np.int64)
@@ -152,4 +154,4 @@ def write_submission(path: str | os.PathLike, ids, categories, sample_path: str 
         sample = read_submission(sample_path)
         order = align_ids(ids, sample.ids, f"predictions for {path}", f"the sample {sample_path}", first_line=None)
         ids, categories = ids[order], categories[order]
-    write_csv(path, pd.DataFrame({"Id": ids, "Category": categories}), lineterminator="\n")
+    write_csv(path, pd.DataFrame({"Id": ids, "Category": categories}), transaction, lineterminator="\n")

@@ -33,7 +33,6 @@ the metadata does not. Nothing here imports torch.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -94,9 +93,7 @@ def append_log(path: str | os.PathLike, row: dict) -> None:
     extra = [column for column in frame.columns if column not in LOG_COLUMNS]  # kept, never dropped
     new = pd.DataFrame([{column: _cell(row.get(column, "")) for column in LOG_COLUMNS}])
     frame = pd.concat([frame[LOG_COLUMNS + extra], new], ignore_index=True).fillna("")
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, lineterminator="\n")
-    write_text(path, buffer.getvalue())
+    write_text(path, frame.to_csv(index=False, lineterminator="\n"))
 
 
 def _cell(value) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from kfold.config import TrainConfig, resolve_config
 from kfold.data.task import Task
 from kfold.errors import DataError, UsageError
-from kfold.files.atomic import write_json
+from kfold.files.atomic import refuse_links_out_of, sweep_stale_temps, write_json
 from kfold.files.folds import assign_folds, read_folds, write_folds
 from kfold.files.probs import read_probs, write_probs
 from kfold.files.rundir import FULL, RunDir
@@ -143,9 +143,8 @@ def check_run_dir(run: RunDir, wanted: dict, resume: bool, full: bool = False) -
     Returns the saved config of an existing run, ``None`` for a new one. A refusal names every key
     that differs with both values.
     """
-    for path in (run.path, *(run.model_dir(f) for f in (*range(wanted["k"]), FULL))):
-        if path.is_symlink():
-            raise DataError(f"{path}: is a symbolic link; kfold writes only into directories it created")
+    refuse_links_out_of(run.path, [run.config, run.folds_csv, run.oof, run.summary,
+                                   *(run.model_dir(f) for f in (*range(wanted["k"]), FULL))], DataError)
     if run.path.exists() and not run.path.is_dir():
         raise UsageError(f"--out {run.path}: exists and is not a directory")
     if not run.config.exists():
@@ -188,6 +187,8 @@ def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None
         write_json(run.config, wanted)
     if not run.folds_csv.exists():  # also after a kill between the two writes: the same seed gives the same file
         write_folds(run.folds_csv, task.train_labels, folds)
+    for directory in [run.path, *(run.model_dir(f) for f in (*range(k), FULL))]:
+        sweep_stale_temps(directory)  # hidden temporary files of a killed earlier run of this command
     return folds
 
 
@@ -303,6 +304,10 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
     if full:  # every usage check runs before the first file of the run is written
         epochs = full_epochs(run, k, full_epochs_explicit)
         full_cfg = resolve_config(None, None, {**cfg.to_dict(), "epochs": epochs})
+    if backend is None:  # training here anyway: build the model on torch's meta device first (shapes only, no memory)
+        from kfold.nn.checks import check_model_fits
+
+        check_model_fits(cfg, task.num_classes, task.image_shape, f"--data {task_spec.data}")
     prepare_run(run, cfg, task, preset=preset, k=k, seed=seed, data=task_spec.data, resume=resume, full=full, threads=threads)
     start = time.perf_counter()
     if full:

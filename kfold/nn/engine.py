@@ -27,6 +27,8 @@ from kfold.nn.inference import autocast, predict_proba, to_unit_float, use_chann
 from kfold.nn.models import create_model
 
 from kfold.files.rundir import CHECKPOINT  # noqa: E402  (the run directory module owns the name)
+CHECKPOINT_KEYS = ("model", "optimizer", "ema", "best_state", "best_probs", "cpu_rng", "cuda_rng", "shuffle_rng", "state_json")
+STATE_KEYS = ("epoch", "step", "best_epoch", "best_acc", "best_loss", "stale", "history", "seconds")
 
 
 def aug_policy(cfg: TrainConfig) -> AugPolicy:
@@ -37,8 +39,9 @@ def aug_policy(cfg: TrainConfig) -> AugPolicy:
     return PRESET_POLICIES[cfg.aug]
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    return create_model(cfg.model, num_classes, dropout=cfg.dropout, batch_norm=cfg.batch_norm, **cfg.model_kwargs)
+def build_model(cfg: TrainConfig, num_classes: int, image_size: int = 28) -> torch.nn.Module:
+    return create_model(cfg.model, num_classes, image_size=image_size, dropout=cfg.dropout, batch_norm=cfg.batch_norm,
+                        **cfg.model_kwargs)
 
 
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -157,7 +160,7 @@ class FoldTrainer:
         self.targets = torch.from_numpy(targets).to(device)
         self.channels_last = use_channels_last(cfg.channels_last, device)
         torch.manual_seed(seed)
-        self.model = build_model(cfg, num_classes).to(device)
+        self.model = build_model(cfg, num_classes, int(images.shape[1])).to(device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.compiled = self._compiled(self.model) if cfg.compile else None
@@ -244,7 +247,10 @@ class FoldTrainer:
             "state_json": json.dumps(self.state),
         }
         with atomic_path(self.work_dir / CHECKPOINT) as tmp:
-            torch.save(payload, tmp)
+            try:
+                torch.save(payload, tmp)
+            except RuntimeError as exc:  # a full disk: "[enforce fail at inline_container.cc] ... file write failed"
+                raise _write_failed(self.work_dir / CHECKPOINT, exc) from None
 
     def load_checkpoint(self) -> bool:
         path = self.work_dir / CHECKPOINT
@@ -252,19 +258,38 @@ class FoldTrainer:
             return False
         try:
             payload = torch.load(path, map_location=self.device, weights_only=True)
+            missing = [key for key in CHECKPOINT_KEYS if not isinstance(payload, dict) or key not in payload]
+            if missing:
+                raise KeyError(f"missing {', '.join(missing)}")
+            state = json.loads(payload["state_json"])
+            if not isinstance(state, dict) or any(key not in state for key in STATE_KEYS):
+                raise ValueError(f"state_json lacks {', '.join(k for k in STATE_KEYS if not isinstance(state, dict) or k not in state)}")
+            if not isinstance(state["epoch"], int) or not 0 <= state["epoch"] <= self.cfg.epochs:
+                raise ValueError(f"epoch {state['epoch']!r} outside 0..{self.cfg.epochs}")
+            cpu_rng, shuffle_rng = payload["cpu_rng"].cpu(), payload["shuffle_rng"].cpu()
+            for name, rng in (("cpu_rng", cpu_rng), ("shuffle_rng", shuffle_rng)):
+                if rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape:
+                    raise ValueError(f"{name} has shape {tuple(rng.shape)} of {rng.dtype}, not an RNG state")
+            if not isinstance(payload["best_state"], dict) or not isinstance(payload["best_probs"], torch.Tensor):
+                raise TypeError("best_state/best_probs have the wrong type")
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.ema is not None:
                 self.ema.load_state_dict(payload["ema"])
-        except Exception as exc:  # a checkpoint from another model or a damaged file
-            raise DataError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+            best_probs = payload["best_probs"].cpu().numpy() if payload["best_probs"].numel() else None
+            if best_probs is not None and self.val_rows is not None and best_probs.shape != (len(self.val_rows), self.num_classes):
+                raise ValueError(f"best_probs has shape {best_probs.shape}")
+            torch.set_rng_state(cpu_rng)
+            if self.device.type == "cuda" and payload["cuda_rng"]:
+                torch.cuda.set_rng_state_all([s.cpu() for s in payload["cuda_rng"]])
+            self.shuffle.set_state(shuffle_rng)
+        except Exception as exc:  # a checkpoint from another model, a damaged or a hand-edited file
+            detail = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise DataError(f"{path}: cannot resume from this checkpoint ({type(exc).__name__}: {detail}); "
+                            "delete it to restart the fold") from None
         self.best_state = payload["best_state"]
-        self.best_probs = payload["best_probs"].cpu().numpy() if payload["best_probs"].numel() else None
-        torch.set_rng_state(payload["cpu_rng"].cpu())
-        if self.device.type == "cuda" and payload["cuda_rng"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in payload["cuda_rng"]])
-        self.shuffle.set_state(payload["shuffle_rng"].cpu())
-        self.state = json.loads(payload["state_json"])
+        self.best_probs = best_probs
+        self.state = state
         return True
 
     # ---- one epoch ---------------------------------------------------------------------------
@@ -338,6 +363,9 @@ class FoldTrainer:
             start = time.perf_counter()
             pseudo = self.refresh_pseudo_labels()
             train_loss, train_acc = self.train_epoch()
+            if not math.isfinite(train_loss):  # diverged: every later number (and file) would be NaN
+                raise UsageError(f"{self.desc}: training diverged in epoch {state['epoch'] + 1} (loss {train_loss}); "
+                                 f"lower the learning rate (lr={cfg.lr:g})")
             state["epoch"] += 1
             row = dict(epoch=state["epoch"], train_loss=train_loss, train_accuracy=train_acc,
                        val_loss=math.nan, val_accuracy=math.nan, lr=self.last_lr, **pseudo)
@@ -378,6 +406,27 @@ class FoldTrainer:
 
 def save_weights(path: Path, state_dict: dict, meta: dict) -> None:
     """Weights as safetensors, with the metadata needed to rebuild and normalize in the header."""
+    from safetensors import SafetensorError
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"kfold": json.dumps(meta)})
+        try:
+            save_file(tensors, str(tmp), metadata={"kfold": json.dumps(meta)})
+        except SafetensorError as exc:  # a full disk
+            raise _write_failed(path, exc) from None
+
+
+def _write_failed(path: Path, exc: BaseException) -> OSError:
+    """One line naming ``path`` for a writer that reports a failed write (disk full) as its own exception."""
+    import errno
+    import os
+    import shutil
+
+    detail = " ".join(str(exc).split())
+    try:
+        full = shutil.disk_usage(path.parent).free < 1 << 20 or "No space" in detail or "write failed" in detail
+    except OSError:
+        full = "No space" in detail
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return OSError(errno.EIO, f"could not write ({detail[:200]})", str(path))

@@ -84,12 +84,16 @@ def predict_proba(
 
 
 def load_model(weights_path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a model from a kfold safetensors file (weights + metadata); no pickle involved."""
+    """Rebuild a model from a kfold safetensors file (weights + metadata); no pickle involved.
+
+    The metadata is checked (types and ranges) and the model is first built on the ``meta`` device:
+    its size must match the tensors the file holds, so a header claiming a huge ``width`` or
+    ``num_classes`` is refused before any memory is allocated."""
     weights_path = Path(weights_path)
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
             header = handle.metadata() or {}
-        state = load_file(str(weights_path), device="cpu")
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
     except FileNotFoundError:
         raise DataError(f"{weights_path}: weights file not found") from None
     except (SafetensorError, OSError, ValueError) as exc:
@@ -98,16 +102,62 @@ def load_model(weights_path: str | Path, device: torch.device) -> tuple[torch.nn
         raise DataError(f"{weights_path}: no kfold metadata in the safetensors header")
     try:
         meta = json.loads(header["kfold"])
+        if not isinstance(meta, dict):
+            raise TypeError("the kfold metadata is not a JSON object")
         missing = [key for key in WEIGHTS_META_KEYS if key not in meta]
         if missing:
             raise KeyError(", ".join(missing))
+        check_weights_meta(meta)
         cfg = meta["config"]
-        model = create_model(cfg["model"], meta["num_classes"], dropout=cfg["dropout"], batch_norm=cfg["batch_norm"], **cfg["model_kwargs"])
+        from kfold.nn.checks import meta_model
+
+        skeleton, _ = meta_model(cfg["model"], meta["num_classes"], meta.get("image_size", 28), "metadata",
+                                 dropout=cfg["dropout"], batch_norm=cfg["batch_norm"], model_kwargs=cfg["model_kwargs"])
     except (ValueError, KeyError, TypeError, UsageError) as exc:  # a damaged or hand-edited header
         raise DataError(f"{weights_path}: bad kfold metadata in the safetensors header ({type(exc).__name__}: {exc})") from None
+    expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
+    if expected != shapes:  # checked before the weights are loaded or the model allocated
+        differ = sorted(set(expected) ^ set(shapes)) or [k for k in expected if expected[k] != shapes[k]]
+        raise DataError(f"{weights_path}: weights do not fit model {cfg['model']!r} (tensor {differ[0]}: the file has "
+                        f"{shapes.get(differ[0], 'none')}, the model described by the header needs {expected.get(differ[0], 'none')})")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"{weights_path}: not a valid safetensors file ({exc})") from None
+    model = create_model(cfg["model"], meta["num_classes"], image_size=meta.get("image_size", 28), dropout=cfg["dropout"],
+                         batch_norm=cfg["batch_norm"], **cfg["model_kwargs"])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise DataError(f"{weights_path}: weights do not fit model {cfg['model']!r} ({first})") from None
     return model.to(device).eval(), meta
+
+
+def _finite(value) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_weights_meta(meta: dict) -> None:
+    """Types and ranges of the metadata predict.py uses; raises ValueError/TypeError naming the field."""
+    cfg = meta["config"]
+    if not isinstance(cfg, dict) or not all(key in cfg for key in ("model", "dropout", "batch_norm", "model_kwargs")):
+        raise TypeError("config must be an object with model, dropout, batch_norm and model_kwargs")
+    if not isinstance(cfg["model"], str) or not isinstance(cfg["model_kwargs"], dict) or not isinstance(cfg["batch_norm"], bool):
+        raise TypeError("config.model must be a string, config.model_kwargs an object, config.batch_norm true/false")
+    tta = cfg.get("tta", 1)
+    if isinstance(tta, bool) or not isinstance(tta, int) or not 1 <= tta <= 9:
+        raise ValueError(f"config.tta must be an integer in 1..9, got {tta!r}")
+    if cfg.get("channels_last", "auto") not in ("auto", "on", "off"):
+        raise ValueError(f"config.channels_last must be auto, on or off, got {cfg.get('channels_last')!r}")
+    norm = meta["normalization"]
+    if not isinstance(norm, dict) or not _finite(norm.get("mean")) or not _finite(norm.get("std")) or not norm["std"] > 0:
+        raise ValueError(f"normalization must be {{'mean': number, 'std': positive number}}, got {norm!r}"[:200])
+    image_size = meta.get("image_size", 28)
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 1 <= image_size <= 4096:
+        raise ValueError(f"image_size must be an integer in 1..4096, got {image_size!r}")
+    for key in ("fingerprint", "preset"):
+        if not isinstance(meta[key], str):
+            raise TypeError(f"{key} must be a string, got {meta[key]!r}"[:200])

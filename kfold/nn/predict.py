@@ -19,6 +19,16 @@ from kfold.files.probs import read_probs, write_probs
 from kfold.data.task import Task
 
 
+def check_model_matches(where: Path, meta: dict, task: Task) -> None:
+    """The model's classes, image size and fold fit the task and the run (a foreign or edited header otherwise)."""
+    if meta["num_classes"] != task.num_classes:
+        raise DataError(f"{where}: model has {meta['num_classes']} classes but --data has {task.num_classes}")
+    size = meta.get("image_size", 28)
+    if tuple(task.test_images.shape[1:]) != (size, size):
+        raise DataError(f"{where}: model takes {size}x{size} images but the test images are "
+                        f"{task.test_images.shape[1]}x{task.test_images.shape[2]}")
+
+
 def tta_gain(model, meta: dict, task: Task, run: RunDir, fold: int, views: int, batch_size: int, device, channels_last: bool) -> dict:
     """Out-of-fold accuracy / log loss of one fold model with 1 view and with ``views`` views (and the
     accuracy per group, e.g. per MNIST-MIX language, when the task has groups)."""
@@ -28,7 +38,11 @@ def tta_gain(model, meta: dict, task: Task, run: RunDir, fold: int, views: int, 
     from kfold.nn.inference import predict_proba
 
     folds = read_folds(run.folds_csv, task.train_labels)
-    rows = np.flatnonzero(folds == int(meta["fold"]))
+    fold = meta["fold"]
+    if isinstance(fold, bool) or not isinstance(fold, int) or not (folds == fold).any():
+        raise DataError(f"{run.weights(fold) if isinstance(fold, int) else run.path}: metadata fold {fold!r} is not a fold of "
+                        f"{run.folds_csv} (0..{int(folds.max())}), so its out-of-fold rows for --tta are unknown")
+    rows = np.flatnonzero(folds == fold)
     labels = task.train_labels[rows]
     norm = meta["normalization"]
     result = {"model": f"{run.name}/{model_name(fold)}"}
@@ -59,6 +73,8 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
 
     if tta is not None and (isinstance(tta, bool) or not isinstance(tta, int) or tta < 1):
         raise UsageError(f"--tta {tta!r}: needs at least 1 view")
+    if tta is not None and tta > 9:
+        raise UsageError(f"--tta {tta}: at most 9 views")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"--batch-size {batch_size!r}: must be at least 1")
     if fmt not in ("npz", "csv"):
@@ -86,6 +102,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
             model, meta = load_model(run.weights(fold), device)
             if meta["fingerprint"] != fingerprint:
                 raise DataError(f"{run.model_dir(fold)}: trained on different data (fingerprint {meta['fingerprint']}, --data gives {fingerprint})")
+            check_model_matches(run.weights(fold), meta, task)
             views = tta if tta is not None else meta["config"].get("tta", 1)
             channels_last = use_channels_last(meta["config"].get("channels_last", "auto"), device)
             if channels_last:

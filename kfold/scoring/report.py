@@ -93,7 +93,7 @@ def accuracy_by_group(ensemble: Ensemble, labels: np.ndarray, groups: np.ndarray
     return pd.DataFrame(records)
 
 
-def heatmap(matrix: pd.DataFrame, path: str | os.PathLike) -> None:
+def heatmap(matrix: pd.DataFrame, path: str | os.PathLike, transaction=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,11 +110,11 @@ def heatmap(matrix: pd.DataFrame, path: str | os.PathLike) -> None:
             ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color="white" if value < (vmin + 1.0) / 2 else "black")
     fig.colorbar(image, ax=ax, label="fraction of identical predicted classes")
     ax.set_title("Pairwise agreement")
-    save_figure(fig, path)
+    save_figure(fig, path, transaction)
 
 
 def write_report(ensemble: Ensemble, out_dir: str | os.PathLike, labels: np.ndarray | None = None,
-                 groups: np.ndarray | None = None) -> str:
+                 groups: np.ndarray | None = None, transaction=None) -> str:
     """Write the report files into ``out_dir``; return the Markdown text (for the console).
 
     ``groups`` (aligned to ``ensemble.ids``) needs labels: the solution's or the inputs' own."""
@@ -129,9 +129,9 @@ def write_report(ensemble: Ensemble, out_dir: str | os.PathLike, labels: np.ndar
     if groups is not None and labels is not None:
         by_group = accuracy_by_group(ensemble, labels, groups)
         text += "\n## Accuracy by group\n\n" + markdown_table(by_group)
-        write_csv(out_dir / "groups.csv", by_group)
-    write_csv(out_dir / "agreement.csv", matrix, index=True, index_label="")
-    write_csv(out_dir / "inputs.csv", inputs)
-    write_text(out_dir / "report.md", text)
-    heatmap(matrix, out_dir / "agreement.png")
+        write_csv(out_dir / "groups.csv", by_group, transaction)
+    write_csv(out_dir / "agreement.csv", matrix, transaction, index=True, index_label="")
+    write_csv(out_dir / "inputs.csv", inputs, transaction)
+    write_text(out_dir / "report.md", text, transaction)
+    heatmap(matrix, out_dir / "agreement.png", transaction)
     return text

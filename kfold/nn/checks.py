@@ -1,0 +1,61 @@
+"""Checks that run before a command writes anything: does the configured model fit the task's images?
+
+The model is built on PyTorch's ``meta`` device (shapes only, no memory), so a huge ``width`` or
+``num_classes`` is refused without allocating it, and a forward pass of a dummy batch finds an image
+size the network cannot take (too small for its pooling, or not square) as one line.
+"""
+from __future__ import annotations
+
+import torch
+
+from kfold.errors import DataError, UsageError
+
+MAX_PARAMETERS = 500_000_000  # far above every registered model at its default size (resnet9 width 32: 1.6M)
+
+
+def meta_model(name: str, num_classes: int, image_size: int, where: str, **kwargs) -> tuple[torch.nn.Module, int]:
+    """(model on the meta device, its number of parameters); a model too large to build is a UsageError."""
+    from kfold.nn.models import create_model
+
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 2 <= num_classes <= 1_000_000:
+        raise UsageError(f"{where}: num_classes must be an integer in 2..1000000, got {num_classes!r}")
+    for key, value in kwargs.get("model_kwargs", {}).items():
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1_000_000:
+            raise UsageError(f"{where}: model option {key}={value} is too large (at most 1000000)")
+    model_kwargs = dict(kwargs.pop("model_kwargs", {}))
+    try:
+        with torch.device("meta"):
+            model = create_model(name, num_classes, image_size=image_size, **kwargs, **model_kwargs)
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as exc:
+        raise UsageError(f"{where}: cannot build model {name!r} ({_first_line(exc)})") from None
+    count = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    if count > MAX_PARAMETERS:
+        raise UsageError(f"{where}: model {name!r} would have {count:,} parameters (more than {MAX_PARAMETERS:,}); "
+                         "choose a smaller width")
+    return model, count
+
+
+def check_model_fits(cfg, num_classes: int, image_shape: tuple[int, int], where: str) -> int:
+    """Refuse (before the run directory is written) a model that cannot take images of ``image_shape``.
+
+    Returns the image size the model is built for."""
+    height, width = (int(v) for v in image_shape)
+    if height != width:
+        raise DataError(f"{where}: images are {height}x{width}; the models need square images")
+    model, _ = meta_model(cfg.model, num_classes, height, f"model {cfg.model!r}", dropout=cfg.dropout,
+                          batch_norm=cfg.batch_norm, model_kwargs=cfg.model_kwargs)
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(torch.empty(2, 1, height, width, device="meta"))
+    except (RuntimeError, ValueError) as exc:
+        raise DataError(f"{where}: model {cfg.model!r} cannot take {height}x{width} images ({_first_line(exc)})") from None
+    if tuple(logits.shape) != (2, num_classes):
+        raise DataError(f"{where}: model {cfg.model!r} gives outputs of shape {tuple(logits.shape)[1:]} "
+                        f"for {height}x{width} images, expected ({num_classes},)")
+    return height
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]

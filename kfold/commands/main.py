@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from kfold.errors import ArgumentParser, UsageError, run_cli
+from kfold.files.split import PUBLIC_FRACTION
 
 # subcommand -> (module whose main(argv) takes the remaining arguments, one-line help)
 DELEGATED = {
@@ -23,6 +24,8 @@ DELEGATED = {
     "compare": ("kfold.commands.compare", "presets side by side over seeds, ensembles, Public/Private comparison (same as compare.py)"),
     "mnist-mix": ("kfold.commands.mnist_mix", "the MNIST-MIX report's experiments (same as mnist_mix.py)"),
     "learning-curve": ("kfold.scoring.learning_curve", "out-of-fold error against training rows over runs with different k"),
+    "make-competition": ("kfold.commands.make_competition", "labelled data (MNIST-MIX, official KMNIST test labels) -> "
+                         "competition directory with a seeded Public/Private solution.csv"),
 }
 
 
@@ -44,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "on the Public and Private rows of a solution file; rank by Public.")
     board.add_argument("submissions", nargs="+", type=Path, metavar="SUB")
     board.add_argument("--solution", type=Path, required=True, help="Id,Category[,Usage] file")
-    board.add_argument("--public-fraction", type=float, default=0.3,
-                       help="Public share of a seeded split when the solution has no Usage column (default: 0.3)")
+    board.add_argument("--public-fraction", type=float, default=PUBLIC_FRACTION,
+                       help="Public share of a seeded split when the solution has no Usage column (default: %(default)s)")
     board.add_argument("--seed", type=int, default=0, help="seed of that split and of the bootstrap (default: 0)")
     board.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     board.add_argument("--out", type=Path, default=Path("."), help="folder for leaderboard.csv/.md (default: .)")
@@ -138,7 +141,7 @@ def _delegate(name: str, argv: list[str]) -> int:
         if exc.name == module_name:
             raise UsageError(f"'kfold {name}' is not available in this installation ({module_name} is missing)") from None
         raise UsageError(f"'kfold {name}' needs the package '{exc.name}', which is not installed") from None
-    if name in ("ensemble", "mnist-mix"):
+    if name in ("ensemble", "mnist-mix", "make-competition"):
         return module.main(argv, prog=f"kfold {name}")
     return module.main(argv)
 

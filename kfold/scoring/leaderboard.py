@@ -24,13 +24,13 @@ from kfold.files.atomic import write_csv, write_text
 from kfold.scoring.ensemble import input_name, load_input
 from kfold.errors import DataError, UsageError
 from kfold.files.probs import ProbFile
+from kfold.files.split import PUBLIC_FRACTION as DEFAULT_PUBLIC_FRACTION
 from kfold.scoring.report import display_names, markdown_table
 from kfold.files.submission import FIRST_DATA_LINE, Submission, align_ids, check_unique_ids, id_category_columns, read_csv_frame
 
 USAGES = ("Public", "Private", "Ignored")
 GROUP_COLUMN = "Language"  # optional last solution column: accuracy per group
 GROUP_PREFIX = "accuracy_"
-DEFAULT_PUBLIC_FRACTION = 0.3
 COLUMNS = ["public_rank", "submission", "public", "private", "private_rank", "rank_shift", "public_low", "public_high",
            "private_low", "private_high", "public_logloss", "private_logloss", "n_public", "n_private"]
 

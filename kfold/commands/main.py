@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "starting with '#kfold-probs'). A UTF-8 BOM is accepted; blank lines, "
                                           "duplicate/missing/extra Ids and out-of-range Categories are errors.")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    validate.add_argument("--sample", type=Path, help="sample_submission.csv: the Ids every file must cover")
-    validate.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1")
+    validate.add_argument("--sample", type=Path, help="sample_submission.csv: the Ids every file must cover; the "
+                          "competition beside it (kmnist_classmap.csv, the data) gives the classes")
+    validate.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1 (default: the competition's)")
 
     board = sub.add_parser("leaderboard", help="score submissions on Public/Private rows of a solution file",
                            description="Score submission CSVs (accuracy) and probability files (accuracy, log loss) "
@@ -55,12 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle",
                             description="Validate a submission, then upload it with the kaggle client "
-                                        "(pip install 'kfold[kaggle]'; credentials in ~/.kaggle/).")
+                                        "(pip install -e '.[kaggle]' in the kfold clone; credentials in ~/.kaggle/).")
     submit.add_argument("file", type=Path, metavar="SUB")
     submit.add_argument("--competition", "-c", required=True)
     submit.add_argument("--message", "-m", required=True)
-    submit.add_argument("--sample", type=Path, help="sample_submission.csv to check the Ids against")
-    submit.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1")
+    submit.add_argument("--sample", type=Path, help="sample_submission.csv to check the Ids against; the competition "
+                        "beside it (kmnist_classmap.csv, the data) gives the classes")
+    submit.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1 (default: the competition's)")
 
     download = sub.add_parser("download", help="download and unpack a Kaggle competition's files",
                               description="Download and unpack a competition's files with the kaggle client.")
@@ -82,14 +84,17 @@ def cmd_validate(args) -> int:
     from kfold.files.probs import ProbFile
     from kfold.files.submission import align_ids, read_submission
 
+    from kfold.data.classes import resolve_num_classes
+
     _check_num_classes(args.num_classes)
     sample = read_submission(args.sample) if args.sample else None
+    num_classes, source = resolve_num_classes(args.num_classes, args.sample)
     for path in args.files:
-        item = load_input(path, num_classes=args.num_classes)
+        item = load_input(path, num_classes=num_classes)
         if isinstance(item, ProbFile):
             what = f"probability file ({item.kind}), {len(item.ids)} rows x {item.num_classes} classes"
         else:
-            what = f"submission, {len(item.ids)} rows"
+            what = f"submission, {len(item.ids)} rows" + (f", Categories in 0..{num_classes - 1} ({source})" if source else "")
         if sample is not None:
             align_ids(item.ids, sample.ids, str(path), f"the sample {args.sample}",
                       first_line=None if isinstance(item, ProbFile) else 2)
@@ -114,8 +119,11 @@ def cmd_submit(args) -> int:
     from kfold import kaggle_api
     from kfold.files.submission import validate_submission
 
+    from kfold.data.classes import resolve_num_classes
+
     _check_num_classes(args.num_classes)
-    submission = validate_submission(args.file, args.sample, num_classes=args.num_classes)
+    num_classes, _ = resolve_num_classes(args.num_classes, args.sample)
+    submission = validate_submission(args.file, args.sample, num_classes=num_classes)
     print(f"ok: {args.file}: {len(submission.ids)} rows")
     print(kaggle_api.submit(args.file, args.competition, args.message))
     return 0

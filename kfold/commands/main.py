@@ -24,6 +24,10 @@ DELEGATED = {
     "compare": ("kfold.commands.compare", "presets side by side over seeds, ensembles, Public/Private comparison (same as compare.py)"),
     "mnist-mix": ("kfold.commands.mnist_mix", "the MNIST-MIX report's experiments (same as mnist_mix.py)"),
     "learning-curve": ("kfold.scoring.learning_curve", "out-of-fold error against training rows over runs with different k"),
+    "report": ("kfold.commands.report", "one self-contained HTML page for a trained run (curves, confusion, errors, "
+               "folds, ensembles, leaderboard)"),
+    "errors": ("kfold.commands.report", "out-of-fold error analysis: confusion with class names, per-class accuracy, "
+               "error gallery"),
     "make-competition": ("kfold.commands.make_competition", "labelled data (MNIST-MIX, official KMNIST test labels) -> "
                          "competition directory with a seeded Public/Private solution.csv"),
 }
@@ -149,7 +153,9 @@ def _delegate(name: str, argv: list[str]) -> int:
         if exc.name == module_name:
             raise UsageError(f"'kfold {name}' is not available in this installation ({module_name} is missing)") from None
         raise UsageError(f"'kfold {name}' needs the package '{exc.name}', which is not installed") from None
-    if name in ("ensemble", "mnist-mix", "make-competition"):
+    if name == "errors":
+        return module.errors_main(argv)
+    if name in ("ensemble", "mnist-mix", "make-competition", "report"):
         return module.main(argv, prog=f"kfold {name}")
     return module.main(argv)
 

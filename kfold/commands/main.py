@@ -1,4 +1,5 @@
-"""The ``kfold`` command: validate, leaderboard, ensemble, submit, download, train, predict, learning-curve.
+"""The ``kfold`` command: validate, leaderboard, ensemble, submit, download, train, predict, run, report, errors,
+make-competition, learning-curve.
 
 Subcommand modules are imported only when their subcommand runs, so ``kfold validate`` and
 ``kfold --help`` never import torch. ``ensemble``, ``train`` and ``predict`` hand the rest of the
@@ -36,6 +37,9 @@ DELEGATED = {
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="kfold", description="Stratified k-fold training, ensembling and local "
                                      "leaderboards for small-image Kaggle competitions.")
+    from kfold import __version__
+
+    parser.add_argument("--version", action="version", version=f"kfold {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = sub.add_parser("validate", help="check submission CSVs and probability files",
@@ -56,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Public share of a seeded split when the solution has no Usage column (default: %(default)s)")
     board.add_argument("--seed", type=int, default=0, help="seed of that split and of the bootstrap (default: 0)")
     board.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
-    board.add_argument("--out", type=Path, default=Path("."), help="folder for leaderboard.csv/.md (default: .)")
+    board.add_argument("--out", type=Path, default=Path("runs") / "leaderboard",
+                       help="folder for leaderboard.csv/.md (default: %(default)s)")
 
     submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle",
                             description="Validate a submission, then upload it with the kaggle client "

@@ -150,7 +150,10 @@ def train_one(cfg: TrainConfig, task: Task, run_dir: Path, fold: int | str, trai
                           progress=not args.no_progress, unlabeled=task.test_images)
     params = count_parameters(trainer.model)
     print(f"{desc}: {cfg.model} with {params:,} parameters, {len(train_rows)} train / {0 if val_rows is None else len(val_rows)} val images on {device}")
-    result = trainer.fit(resume=args.resume)
+    try:
+        result = trainer.fit(resume=args.resume)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted_hint(desc, trainer.state["epoch"], cfg.epochs, fold_dir)) from None
 
     meta = {
         "task": task.name, "fold": fold, "k": k, "seed": args.seed, "preset": args.preset, "model": cfg.model,
@@ -169,11 +172,19 @@ def train_one(cfg: TrainConfig, task: Task, run_dir: Path, fold: int | str, trai
         labels = task.train_labels[val_rows]
         matrix = confusion_matrix(labels, result.val_probs.argmax(1), labels=range(task.num_classes))
         write_csv(fold_dir / "confusion.csv", pd.DataFrame(matrix, index=pd.Index(range(task.num_classes), name="true")), index=True)
-        plot_confusion(matrix, task.class_names, fold_dir / "confusion.png", title=f"{desc} validation (best epoch {result.best_epoch})")
+        plot_confusion(matrix, task.class_names, fold_dir / "confusion.png",
+                       title=f"{desc} validation (kept the {cfg.keep} epoch, {result.best_epoch} of {cfg.epochs})")
         write_probs(fold_dir / "oof.npz", val_rows, result.val_probs, task.class_names, oof_meta(meta, run_dir), labels=labels)
     write_json(fold_dir / "meta.json", meta)  # last: its presence marks the fold as finished
     (fold_dir / "checkpoint.pt").unlink(missing_ok=True)
     return meta
+
+
+def interrupted_hint(desc: str, epoch: int, epochs: int, fold_dir: Path) -> str:
+    """What Ctrl-C leaves behind and how to continue."""
+    kept = f"its checkpoint after epoch {epoch} is in {fold_dir}" if epoch else "it had no finished epoch yet"
+    return (f"interrupted in {desc}, epoch {epoch + 1} of {epochs}: finished folds are kept and {kept}; to continue, run "
+            "the same command again with --resume (kfold run continues by itself)")
 
 
 def oof_meta(meta: dict, run_dir: Path) -> dict:
@@ -222,6 +233,7 @@ def summarize(run_dir: Path, task: Task, k: int, cfg: TrainConfig, args) -> dict
 def print_summary(summary: dict) -> None:
     if summary["folds"]:
         table = pd.DataFrame(summary["folds"]).rename(columns={"val_accuracy": "val_acc"})
+        table["seconds"] = table["seconds"].map("{:.1f}".format)  # not 161.9340
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if "oof_accuracy" in summary:
         print(f"OOF accuracy {summary['oof_accuracy']:.4f}  OOF log loss {summary['oof_logloss']:.4f}  "

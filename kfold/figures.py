@@ -23,14 +23,14 @@ JAPANESE_FONT = "IPAexGothic"  # the font of matplotlib-fontja
 
 
 def japanese_font_path() -> str | None:
-    """The TrueType file of the Japanese font, registered with matplotlib (global settings unchanged); None
-    when matplotlib-fontja is not installed."""
-    try:
-        from importlib.resources import files
+    """The TrueType file of the Japanese font, registered with matplotlib; None when matplotlib-fontja is not
+    installed. The package is found, not imported: importing it would switch every figure's font."""
+    import importlib.util
 
-        path = files("matplotlib_fontja") / "fonts" / "ipaexg.ttf"
-    except (ImportError, ModuleNotFoundError, TypeError):
+    spec = importlib.util.find_spec("matplotlib_fontja")
+    if spec is None or not spec.submodule_search_locations:
         return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "fonts" / "ipaexg.ttf"
     if not path.is_file():
         return None
     from matplotlib import font_manager
@@ -99,7 +99,8 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,
         for (row, col), count in np.ndenumerate(matrix):
             if count:
                 ax.text(col, row, int(count), ha="center", va="center", fontsize=7, color="white" if rates[row, col] > 0.5 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.set_title(title or "confusion matrix", fontfamily=label_fonts([title]))
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class's rows")
     save_figure(fig, path)
 
@@ -114,7 +115,8 @@ def plot_per_class_accuracy(table: pd.DataFrame, path: str | Path, title: str = 
     ax.set_xlim(0, 1)
     for row, value in enumerate(table["accuracy"]):
         ax.text(min(value, 0.98), row, f"{value:.3f} ", ha="right", va="center", fontsize=7, color="white")
-    ax.set(xlabel="accuracy (out-of-fold)", title=title or "per-class accuracy")
+    ax.set(xlabel="accuracy (out-of-fold)")
+    ax.set_title(title or "per-class accuracy", fontfamily=label_fonts([title]))
     ax.grid(axis="x", alpha=0.3)
     save_figure(fig, path)
 
@@ -134,7 +136,7 @@ def plot_error_gallery(images: np.ndarray, true_names: list[str], predicted_name
         head = f"#{ids[index]}\n" if ids is not None else ""
         ax.set_title(f"{head}{true_names[index]} → {predicted_names[index]}\n{confidences[index]:.2f}",
                      fontsize=7, fontfamily=fonts)
-    fig.suptitle(title or "misclassified images: true → predicted (confidence)", fontsize=9)
+    fig.suptitle(title or "misclassified images: true → predicted (confidence)", fontsize=9, fontfamily=label_fonts([title]))
     save_figure(fig, path)
 
 

@@ -12,13 +12,14 @@ from runs import HIRAGANA, fake_run
 
 from kfold.commands.main import main as kfold_main
 from kfold.data import load_task
-from kfold.figures import DEFAULT_FONT, can_draw, class_labels, label_fonts, plot_confusion
+from kfold.figures import DEFAULT_FONT, can_draw, class_labels, japanese_font_path, label_fonts, plot_confusion
 from kfold.files.probs import read_probs
 from kfold.scoring.errors_analysis import analyze_run, write_analysis
 
 
 def test_hiragana_class_names_are_glyphs_not_boxes(tmp_path):
-    pytest.importorskip("matplotlib_fontja")
+    if japanese_font_path() is None:
+        pytest.skip("matplotlib-fontja is not installed")
     fonts = label_fonts(HIRAGANA)
     assert can_draw("".join(HIRAGANA), fonts)
     assert not can_draw("".join(HIRAGANA), [DEFAULT_FONT])  # the check itself tells a box from a glyph
@@ -29,6 +30,16 @@ def test_hiragana_class_names_are_glyphs_not_boxes(tmp_path):
         plot_confusion(np.eye(10, dtype=int) * 3, HIRAGANA, tmp_path / "c.png", title="お")
     assert not [w for w in caught if "missing from font" in str(w.message)], [str(w.message) for w in caught]
     assert matplotlib.image.imread(tmp_path / "c.png").shape[2] in (3, 4)
+
+
+def test_the_japanese_font_is_a_fallback_not_the_default(tmp_path):
+    import sys
+
+    import matplotlib
+
+    label_fonts(HIRAGANA)
+    assert "matplotlib_fontja" not in sys.modules  # importing it would switch every figure's font
+    assert matplotlib.rcParams["font.family"] == ["sans-serif"]
 
 
 def test_names_that_cannot_be_drawn_fall_back_to_the_index():

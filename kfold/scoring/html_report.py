@@ -204,12 +204,15 @@ def leaderboard_section(directory: Path | None) -> str:
     if directory is None or not (directory / "leaderboard.csv").is_file():
         return ""
     table = pd.read_csv(directory / "leaderboard.csv")
-    table["submission"] = [Path(str(name)).name for name in table["submission"]]
-    keep = [c for c in table.columns if c in ("public_rank", "submission", "public", "public_low", "public_high", "private",
-                                               "private_low", "private_high", "private_rank", "public_logloss",
-                                               "private_logloss") or c.startswith("accuracy_")]
-    return (f"<h2 id=leaderboard>Leaderboard</h2><p class=note>{html.escape(str(directory / 'leaderboard.csv'))}; "
-            "95% bootstrap intervals in the _low/_high columns.</p>" + html_table(table[keep]))
+    shown = pd.DataFrame({"#": table["public_rank"], "submission": [Path(str(name)).name for name in table["submission"]]})
+    for split in ("public", "private"):
+        shown[f"{split} [95% interval]"] = [f"{v:.4f} [{lo:.4f}, {hi:.4f}]" for v, lo, hi in
+                                            zip(table[split], table[f"{split}_low"], table[f"{split}_high"])]
+    shown["private #"] = table["private_rank"]
+    for column in ("public_logloss", "private_logloss", *[c for c in table.columns if c.startswith("accuracy_")]):
+        shown[column.replace("_", " ")] = table[column]
+    return (f"<h2 id=leaderboard>Leaderboard</h2><p class=note>{html.escape(str(directory / 'leaderboard.csv'))}, "
+            "ranked by Public accuracy; 95% bootstrap intervals.</p>" + html_table(shown))
 
 
 def build_report(run_dir: str | Path, leaderboard_dir: str | Path | None = None, data: str | None = None,

@@ -196,3 +196,11 @@ def test_fold_table_prints_seconds_with_one_decimal(capsys):
                    "train_seconds": 161.934})
     out = capsys.readouterr().out
     assert "161.9" in out and "161.934" not in out and "0.9123" in out
+
+
+def test_experiment_tables_print_seconds_sensibly():
+    pytest.importorskip("torch")
+    from kfold.nn.experiments.common import console_table
+
+    text = console_table(pd.DataFrame({"model": ["a", "b"], "train_seconds": [0.0364, 161.934], "overall": [0.45, 0.5]}))
+    assert "0.04" in text and "161.9" in text and "161.934" not in text and "0.4500" in text

@@ -41,6 +41,8 @@ def test_mnist_mix_components_to_competition(tmp_path, capsys):
     source = write_mnist_mix_components(tmp_path / "mix", languages=("Arabic", "Bangla"), n_train_per_lang=30,
                                         n_test_per_lang=20)
     assert make(source, tmp_path / "comp", "--seed", "3") == 0
+    assert sorted(p.name for p in (tmp_path / "comp").iterdir()) == [  # no temporary file left behind
+        "MNIST_MIX_train_test.npz", "sample_submission.csv", "solution.csv"]
     task, solution = check_competition(source, tmp_path / "comp", 20)
     assert task.name == "mnist-mix" and task.group_names == ["Arabic", "Bangla"]
     assert list(solution.columns) == ["Id", "Category", "Usage", "Language"]

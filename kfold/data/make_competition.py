@@ -15,7 +15,6 @@ written; an existing file is never replaced. Nothing here imports torch.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from kfold.data.kmnist import LAYOUTS
 from kfold.data.mnist_mix import COMBINED, LANGUAGES
 from kfold.data.task import Task
 from kfold.errors import DataError, UsageError
-from kfold.files.atomic import write_bytes, write_csv
+from kfold.files.atomic import atomic_path, write_csv
 from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED
 
 KAGGLE = LAYOUTS[0]  # kmnist-train-imgs.npy, kmnist-train-labels.npy, kmnist-test-imgs.npy
@@ -37,16 +36,16 @@ def output_files(task: Task) -> list[str]:
     return [*data, SAMPLE_SUBMISSION, SOLUTION]
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:  # through an open file: numpy would append its suffix to a name
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
 
 
-def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
 
 
 def _classmap(names: list[str]) -> pd.DataFrame:
@@ -77,12 +76,12 @@ def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float 
         languages = np.array([LANGUAGES.index(name) for name in task.group_names], dtype=np.int64)
         combined = {"X_train": task.train_images, "y_train": languages[task.train_groups] * 10 + task.train_labels % 10,
                     "X_test": task.test_images, "y_test": languages[task.test_groups] * 10 + task.test_labels % 10}
-        write_bytes(out_dir / COMBINED, _npz_bytes(**{k: np.asarray(v) for k, v in combined.items()}))
+        _write_npz(out_dir / COMBINED, **{k: np.asarray(v) for k, v in combined.items()})
         written.append(out_dir / COMBINED)
     else:
         for name, array in ((KAGGLE.train_images, task.train_images), (KAGGLE.train_labels, task.train_labels.astype(np.uint8)),
                             (KAGGLE.test_images, task.test_images)):
-            write_bytes(out_dir / name, _npy_bytes(np.ascontiguousarray(array)))
+            _write_npy(out_dir / name, np.ascontiguousarray(array))
             written.append(out_dir / name)
         write_csv(out_dir / CLASSMAP, _classmap(task.class_names))
         written.append(out_dir / CLASSMAP)

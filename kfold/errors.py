@@ -31,6 +31,9 @@ class UsageError(KfoldError):
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a flag it cannot parse is a UsageError: one line, exit 2, no usage dump."""
 
+    def format_help(self) -> str:  # docstrings used as descriptions: reST ``code`` reads as 'code'
+        return super().format_help().replace("``", "'")
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
@@ -49,8 +52,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KfoldError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a command may say how to continue (training: --resume)
+        print(f"error: {exc}" if exc.args else "error: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:  # disk full, read-only directory, missing file
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""

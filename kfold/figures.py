@@ -1,4 +1,8 @@
-"""Figures people look at: learning curves and confusion matrices (matplotlib, Agg, atomic writes).
+"""Figures people look at: learning curves, confusion matrices, per-class accuracy and error galleries
+(matplotlib, Agg, atomic writes).
+
+Class names outside ASCII (KMNIST's hiragana) are drawn with the Japanese font that ``matplotlib-fontja``
+ships (IPAexGothic), as a fallback after matplotlib's default font, so they are glyphs, not boxes.
 
 The only module that selects matplotlib's backend; every other figure gets pyplot from ``pyplot()``."""
 from __future__ import annotations
@@ -12,7 +16,60 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
 from kfold.files.atomic import save_figure  # noqa: E402
+
+DEFAULT_FONT = "DejaVu Sans"
+JAPANESE_FONT = "IPAexGothic"  # the font of matplotlib-fontja
+
+
+def japanese_font_path() -> str | None:
+    """The TrueType file of the Japanese font, registered with matplotlib; None when matplotlib-fontja is not
+    installed. The package is found, not imported: importing it would switch every figure's font."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib_fontja")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "fonts" / "ipaexg.ttf"
+    if not path.is_file():
+        return None
+    from matplotlib import font_manager
+
+    if JAPANESE_FONT not in {entry.name for entry in font_manager.fontManager.ttflist}:
+        font_manager.fontManager.addfont(str(path))
+    return str(path)
+
+
+def label_fonts(names) -> list[str]:
+    """Font families for labels that may hold ``names``: the default font, then the Japanese one as fallback."""
+    if all(str(name).isascii() for name in names) or japanese_font_path() is None:
+        return [DEFAULT_FONT]
+    return [DEFAULT_FONT, JAPANESE_FONT]
+
+
+def can_draw(text: str, families: list[str]) -> bool:
+    """Whether every character of ``text`` has a glyph in one of ``families`` (not a box)."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    fonts = [FT2Font(font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False))
+             for family in families]
+    return all(any(font.get_char_index(ord(char)) != 0 for font in fonts) for char in text if not char.isspace())
+
+
+def class_labels(class_names: list[str]) -> tuple[list[str], list[str]]:
+    """Tick labels ``"i name"`` (``"i"`` alone when the name is the index or cannot be drawn) and their fonts."""
+    fonts = label_fonts(class_names)
+    labels = [str(i) if name == str(i) or not can_draw(name, fonts) else f"{i} {name}"
+              for i, name in enumerate(class_names)]
+    return labels, fonts
+
+
+def integer_epochs(ax) -> None:
+    """Whole-number epoch ticks (a 2-epoch run shows 1 and 2, not 1.25, 1.5, ...)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def pyplot():
@@ -31,6 +88,7 @@ def plot_learning_curve(history: pd.DataFrame, path: str | Path, title: str = ""
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+        integer_epochs(ax)
     save_figure(fig, path)
 
 
@@ -41,14 +99,74 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path,
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     rates = matrix / np.clip(matrix.sum(axis=1, keepdims=True), 1, None)
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    # Names outside ASCII (hiragana) have no glyphs in matplotlib's default font: show the index.
-    labels = [str(i) if n > 20 or name == str(i) or not name.isascii() else f"{i} {name}" for i, name in enumerate(class_names)]
-    ax.set_xticks(range(n), labels, rotation=90 if n > 10 else 0, fontsize=8)
-    ax.set_yticks(range(n), labels, fontsize=8)
+    labels, fonts = class_labels(class_names) if n <= 20 else ([str(i) for i in range(n)], [DEFAULT_FONT])
+    ax.set_xticks(range(n), labels, rotation=90 if n > 10 else 0, fontsize=8, fontfamily=fonts)
+    ax.set_yticks(range(n), labels, fontsize=8, fontfamily=fonts)
     if n <= 20:
         for (row, col), count in np.ndenumerate(matrix):
             if count:
                 ax.text(col, row, int(count), ha="center", va="center", fontsize=7, color="white" if rates[row, col] > 0.5 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.set_title(title or "confusion matrix", fontfamily=label_fonts([title]))
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class's rows")
+    save_figure(fig, path)
+
+
+def plot_per_class_accuracy(table: pd.DataFrame, path: str | Path, title: str = "") -> None:
+    """Horizontal bars of each class's accuracy (``class``, ``name``, ``accuracy``, ``rows`` columns), axis from 0."""
+    labels, fonts = class_labels(list(table["name"]))
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * len(table)))
+    ax.barh(range(len(table)), table["accuracy"], color="tab:blue")
+    ax.set_yticks(range(len(table)), labels, fontsize=8, fontfamily=fonts)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    for row, value in enumerate(table["accuracy"]):
+        ax.text(min(value, 0.98), row, f"{value:.3f} ", ha="right", va="center", fontsize=7, color="white")
+    ax.set(xlabel="accuracy (out-of-fold)")
+    ax.set_title(title or "per-class accuracy", fontfamily=label_fonts([title]))
+    ax.grid(axis="x", alpha=0.3)
+    save_figure(fig, path)
+
+
+def plot_error_gallery(images: np.ndarray, true_names: list[str], predicted_names: list[str], confidences: np.ndarray,
+                       path: str | Path, title: str = "", ids=None, columns: int = 8) -> None:
+    """Misclassified images in a grid, each captioned true -> predicted (confidence of the prediction)."""
+    n = len(images)
+    rows = max(1, int(np.ceil(n / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.45 * columns, 1.75 * rows + 0.4), squeeze=False)
+    fonts = label_fonts([*true_names, *predicted_names])
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index >= n:
+            continue
+        ax.imshow(images[index], cmap="gray_r", vmin=0, vmax=255)
+        head = f"#{ids[index]}\n" if ids is not None else ""
+        ax.set_title(f"{head}{true_names[index]} → {predicted_names[index]}\n{confidences[index]:.2f}",
+                     fontsize=7, fontfamily=fonts)
+    fig.suptitle(title or "misclassified images: true → predicted (confidence)", fontsize=9, fontfamily=label_fonts([title]))
+    save_figure(fig, path)
+
+
+def plot_run_curves(histories: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> None:
+    """Every fold's validation accuracy and loss per epoch, and the learning rate on the right axis."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax_lr = ax_loss.twinx()
+    for index, (name, history) in enumerate(histories.items()):
+        color = f"C{index % 10}"
+        ax_acc.plot(history["epoch"], history["val_accuracy"], "-o", ms=3, color=color, label=f"{name} val")
+        ax_acc.plot(history["epoch"], history["train_accuracy"], ":", color=color, label=f"{name} train")
+        ax_loss.plot(history["epoch"], history["val_loss"], "-o", ms=3, color=color, label=f"{name} val")
+        if index == 0 and "lr" in history:
+            ax_lr.plot(history["epoch"], history["lr"], "--", color="gray", label="learning rate")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{title} accuracy".strip())
+    ax_loss.set(xlabel="epoch", ylabel="validation loss", title=f"{title} loss and learning rate".strip())
+    ax_lr.set_ylabel("learning rate (end of epoch)", color="gray")
+    ax_lr.set_ylim(bottom=0)
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        integer_epochs(ax)
+    ax_acc.legend(fontsize=7, ncol=2)
+    lines = ax_loss.get_legend_handles_labels(), ax_lr.get_legend_handles_labels()
+    ax_loss.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], fontsize=7, loc="upper center",
+                   bbox_to_anchor=(0.5, -0.18), ncol=4)
     save_figure(fig, path)

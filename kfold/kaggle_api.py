@@ -1,6 +1,6 @@
 """The single boundary to the kaggle client (kaggle >= 2): limits, submit, submissions, leaderboard, download.
 
-``kaggle`` is an optional extra (``pip install kfold[kaggle]``) and is imported only inside ``_client``,
+``kaggle`` is an optional extra (``pip install -e '.[kaggle]'`` in a clone) and is imported only inside ``_client``,
 which also authenticates: kaggle 2.x authenticates when imported and prints a help text (or calls
 ``exit``) when no credentials are found. Both are silenced here and turned into one UsageError line.
 
@@ -28,7 +28,7 @@ from typing import Callable
 
 from kfold.errors import DataError, UsageError
 
-MISSING_PACKAGE = "the kaggle package is not installed: pip install 'kfold[kaggle]' (or pip install kaggle)"
+MISSING_PACKAGE = "the kaggle package is not installed: pip install -e '.[kaggle]' in the kfold clone (or pip install kaggle)"
 MISSING_CREDENTIALS = ("Kaggle credentials not found: put kaggle.json (or access_token) in ~/.kaggle/ "
                        "(or in $KAGGLE_CONFIG_DIR), or set KAGGLE_USERNAME/KAGGLE_KEY or KAGGLE_API_TOKEN; "
                        "tokens come from https://www.kaggle.com/settings/api")

@@ -46,7 +46,9 @@ print('HEAVY', heavy)
     done = _python(code, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout
-    assert (tmp_path / "rep" / "agreement.png").is_file() and (tmp_path / "leaderboard.csv").is_file()
+    assert (tmp_path / "rep" / "agreement.png").is_file()
+    # the leaderboard's default --out is runs/leaderboard: nothing lands beside the user's files
+    assert (tmp_path / "runs" / "leaderboard" / "leaderboard.csv").is_file() and not (tmp_path / "leaderboard.csv").exists()
 
 
 def test_ensemble_help_is_fast():
@@ -95,8 +97,42 @@ def test_kfold_validate(tmp_path, capsys):
 
 def test_kfold_help_lists_every_command():
     done = _python(["-c", "import sys; from kfold.commands.main import main; sys.exit(main(['--help']))"])
-    for command in ("validate", "leaderboard", "ensemble", "submit", "download", "train", "predict", "learning-curve"):
+    for command in ("validate", "leaderboard", "ensemble", "submit", "download", "train", "predict", "learning-curve",
+                    "report", "errors", "make-competition"):
         assert command in done.stdout
+
+
+def test_version_and_helps_without_literal_backticks():
+    from kfold import __version__
+
+    done = _python(["-m", "kfold", "--version"])
+    assert done.returncode == 0 and done.stdout == f"kfold {__version__}\n"
+    for command in (["run"], ["compare"], ["learning-curve"], ["report"], ["errors"], ["make-competition"]):
+        done = _python(["-m", "kfold", *command, "--help"])
+        assert done.returncode == 0 and "usage:" in done.stdout, command
+        assert "``" not in done.stdout, command
+
+
+def test_new_commands_are_torch_free(tmp_path):
+    code = """
+import importlib, sys
+for name in ['kfold.commands.report', 'kfold.scoring.errors_analysis', 'kfold.scoring.html_report',
+             'kfold.commands.make_competition', 'kfold.data.make_competition', 'kfold.data.classes', 'kfold.figures']:
+    importlib.import_module(name)
+    assert 'torch' not in sys.modules, name
+print('OK')
+"""
+    done = _python(code)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr
+
+
+def test_vote_with_prob_tiebreak_on_hard_labels_hints_the_right_fix(tmp_path, capsys):
+    (tmp_path / "s.csv").write_text("Id,Category\n0,1\n1,0\n")
+    assert cli.main(["ensemble", str(tmp_path / "s.csv"), "--method", "vote", "--tiebreak", "prob",
+                     "--out", str(tmp_path / "e.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "--tiebreak prob needs probability files" in err and "use the default --tiebreak random" in err
+    assert "use --method vote" not in err
 
 
 def test_delegated_command_missing_module_or_dependency(monkeypatch, capsys):

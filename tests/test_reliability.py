@@ -274,7 +274,9 @@ def test_interrupted_then_tampered_run(tmp_path, capsys, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(FoldTrainer, "fit", lambda self, resume=False: (_ for _ in ()).throw(KeyboardInterrupt))
         assert run("train", argv) == 130
-    assert capsys.readouterr().err == "error: interrupted\n"
+    err = capsys.readouterr().err  # one line that says how to continue
+    assert err.startswith("error: interrupted in fold 0, epoch 1 of ") and err.count("\n") == 1
+    assert "run the same command again with --resume" in err
     assert (out / "config.json").is_file() and (out / "folds.csv").is_file()
     folds = (out / "folds.csv").read_text().splitlines()
     row = folds[6].split(",")  # Id 5

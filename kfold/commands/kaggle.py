@@ -105,7 +105,10 @@ def submit_command(args) -> int:
         if not RunDir(run_dir).summary.is_file():
             raise UsageError(f"--run {run_dir}: not a finished run directory (no {RunDir(run_dir).summary.name})")
     sample = find_sample(args)
-    submission = validate_submission(args.file, sample, num_classes=args.num_classes)
+    from kfold.data.classes import resolve_num_classes
+
+    num_classes, _ = resolve_num_classes(args.num_classes, sample)  # the competition's classes when it is known
+    submission = validate_submission(args.file, sample, num_classes=num_classes)
     print(f"ok: {args.file}: {len(submission.ids)} rows")
     print(f"Ids match {sample}" if sample else "no sample_submission.csv found: Ids not checked (give --sample or --data)")
     log_path = args.log or default_log_path(competition)

@@ -1,4 +1,5 @@
-"""The ``kfold`` command: validate, leaderboard, ensemble, submit, submissions, download, train, predict, learning-curve.
+"""The ``kfold`` command: validate, leaderboard, ensemble, submit, submissions, download, train, predict, run,
+report, errors, make-competition, presets, models, learning-curve.
 
 Subcommand modules are imported only when their subcommand runs, so ``kfold validate`` and
 ``kfold --help`` never import torch. ``ensemble``, ``train`` and ``predict`` hand the rest of the
@@ -14,6 +15,7 @@ from typing import Sequence
 
 from kfold.commands import kaggle as kaggle_loop
 from kfold.errors import ArgumentParser, UsageError, run_cli
+from kfold.files.split import PUBLIC_FRACTION
 
 # subcommand -> (module whose main(argv) takes the remaining arguments, one-line help)
 DELEGATED = {
@@ -24,6 +26,12 @@ DELEGATED = {
     "compare": ("kfold.commands.compare", "presets side by side over seeds, ensembles, Public/Private comparison (same as compare.py)"),
     "mnist-mix": ("kfold.commands.mnist_mix", "the MNIST-MIX report's experiments (same as mnist_mix.py)"),
     "learning-curve": ("kfold.commands.learning_curve", "out-of-fold error against training rows over runs with different k"),
+    "report": ("kfold.commands.report", "one self-contained HTML page for a trained run (curves, confusion, errors, "
+               "folds, ensembles, leaderboard)"),
+    "errors": ("kfold.commands.report", "out-of-fold error analysis: confusion with class names, per-class accuracy, "
+               "error gallery"),
+    "make-competition": ("kfold.commands.make_competition", "labelled data (MNIST-MIX, official KMNIST test labels) -> "
+                         "competition directory with a seeded Public/Private solution.csv"),
 }
 
 
@@ -40,24 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
                                           "starting with '#kfold-probs'). A UTF-8 BOM is accepted; blank lines, "
                                           "duplicate/missing/extra Ids and out-of-range Categories are errors.")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    validate.add_argument("--sample", type=Path, help="sample_submission.csv: the Ids every file must cover")
-    validate.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1")
+    validate.add_argument("--sample", type=Path, help="sample_submission.csv: the Ids every file must cover; the "
+                          "competition beside it (kmnist_classmap.csv, the data) gives the classes")
+    validate.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1 (default: the competition's)")
 
     board = sub.add_parser("leaderboard", help="score submissions on Public/Private rows of a solution file",
                            description="Score submission CSVs (accuracy) and probability files (accuracy, log loss) "
                                        "on the Public and Private rows of a solution file; rank by Public.")
     board.add_argument("submissions", nargs="*", type=Path, metavar="SUB")
     board.add_argument("--solution", type=Path, help="Id,Category[,Usage] file")
-    board.add_argument("--public-fraction", type=float, default=0.3,
-                       help="Public share of a seeded split when the solution has no Usage column (default: 0.3)")
+    board.add_argument("--public-fraction", type=float, default=PUBLIC_FRACTION,
+                       help="Public share of a seeded split when the solution has no Usage column (default: %(default)s)")
     board.add_argument("--seed", type=int, default=0, help="seed of that split and of the bootstrap (default: 0)")
     board.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
-    board.add_argument("--out", type=Path, default=Path("."), help="folder for leaderboard.csv/.md (default: .)")
+    board.add_argument("--out", type=Path, default=Path("runs") / "leaderboard",
+                       help="folder for leaderboard.csv/.md (default: %(default)s)")
     kaggle_loop.add_remote_leaderboard_arguments(board)
 
     submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle",
                             description="Validate a submission, then upload it with the kaggle client "
-                                        "(pip install 'kfold[kaggle]'; credentials in ~/.kaggle/).")
+                                        "(pip install -e '.[kaggle]' in the kfold clone; credentials in ~/.kaggle/).")
     submit.add_argument("file", type=Path, metavar="SUB")
     submit.add_argument("--competition", "-c", required=True)
     submit.add_argument("--message", "-m", required=True)
@@ -93,14 +103,17 @@ def cmd_validate(args) -> int:
     from kfold.files.probs import ProbFile
     from kfold.files.submission import align_ids, read_submission
 
+    from kfold.data.classes import resolve_num_classes
+
     _check_num_classes(args.num_classes)
     sample = read_submission(args.sample) if args.sample else None
+    num_classes, source = resolve_num_classes(args.num_classes, args.sample)
     for path in args.files:
-        item = load_input(path, num_classes=args.num_classes)
+        item = load_input(path, num_classes=num_classes)
         if isinstance(item, ProbFile):
             what = f"probability file ({item.kind}), {len(item.ids)} rows x {item.num_classes} classes"
         else:
-            what = f"submission, {len(item.ids)} rows"
+            what = f"submission, {len(item.ids)} rows" + (f", Categories in 0..{num_classes - 1} ({source})" if source else "")
         if sample is not None:
             align_ids(item.ids, sample.ids, str(path), f"the sample {args.sample}",
                       first_line=None if isinstance(item, ProbFile) else 2)
@@ -175,6 +188,8 @@ def _delegate(name: str, argv: list[str]) -> int:
         if exc.name == module_name:
             raise UsageError(f"'kfold {name}' is not available in this installation ({module_name} is missing)") from None
         raise UsageError(f"'kfold {name}' needs the package '{exc.name}', which is not installed") from None
+    if name == "errors":
+        return module.errors_main(argv)
     return module.main(argv, prog=f"kfold {name}")
 
 

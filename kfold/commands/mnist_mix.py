@@ -43,8 +43,9 @@ def build_parser(prog: str = "mnist_mix.py") -> argparse.ArgumentParser:
     common.add_argument("--languages", nargs="+", metavar="LANG", help="subset of languages (default: all present)")
     common.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
     common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--quick", action="store_true", help="smoke run: a sample of 300/100 train/test images per "
-                                                             f"language and {QUICK_EPOCHS} epoch/round unless given")
+    common.add_argument("--quick", action="store_true", help="smoke run of about a minute: a sample of 300/100 train/test "
+                                                             f"images per language, {QUICK_EPOCHS} epoch/round and small "
+                                                             "models (ff-2x100/2x250, resnet8) unless given")
     common.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     common.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     parser = ArgumentParser(prog=prog, description="The MNIST-MIX report's experiments. Each writes CSV tables, "

@@ -9,6 +9,7 @@ import pandas as pd
 from kfold.files.atomic import write_csv
 from kfold.errors import DataError, UsageError
 from kfold.data.task import Task
+from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED
 
 CLASSMAP = "kmnist_classmap.csv"
 SAMPLE_SUBMISSION = "sample_submission.csv"
@@ -66,12 +67,12 @@ def read_sample_ids(path: str | Path, n_test: int, test_images_path: str | Path)
     return sample.ids
 
 
-def write_solution(task: Task, path: str | Path, *, seed: int = 0, public_fraction: float = 0.3) -> Path:
+def write_solution(task: Task, path: str | Path, *, seed: int = SOLUTION_SEED, public_fraction: float = PUBLIC_FRACTION) -> Path:
     """Write the host's ``Id,Category,Usage`` file for a task whose test labels are known.
 
     Tasks with groups (MNIST-MIX languages) get a last ``Language`` column, which the leaderboard
     turns into per-language accuracy."""
-    from kfold.scoring.leaderboard import make_solution  # lazy: the leaderboard pulls in scipy
+    from kfold.files.split import make_solution
 
     if task.test_labels is None:
         raise UsageError(f"task {task.name!r} has no test labels, so no solution file can be written")

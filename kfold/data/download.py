@@ -43,6 +43,12 @@ def kmnist_base_url() -> str:
     return url if url.endswith("/") else url + "/"
 
 
+def offline_hint(directory: str | Path) -> str:
+    """How to proceed without the download host (appended to a failed download's error line)."""
+    return (f"; offline? copy the official files into {directory} (checked by md5; the cache is ${CACHE_ENV} or "
+            f"~/.cache/kfold), point ${URL_ENV} at a mirror, or train on local files with --data DIR")
+
+
 def fetch(fname: str, directory: str | Path, *, md5: str, base_url: str, progress: bool = True) -> Path:
     """Download ``base_url + fname`` into ``directory`` unless a copy with this md5 is already there."""
     import pooch  # lazy: importing kfold.data stays fast
@@ -53,11 +59,11 @@ def fetch(fname: str, directory: str | Path, *, md5: str, base_url: str, progres
         return Path(pooch.retrieve(url, known_hash=f"md5:{md5}", fname=fname, path=directory, progressbar=progress))
     except ValueError as exc:
         if "hash" not in str(exc):
-            raise DataError(f"{fname}: cannot download from {url} ({' '.join(str(exc).split())})") from None
+            raise DataError(f"{fname}: cannot download from {url} ({' '.join(str(exc).split())}){offline_hint(directory)}") from None
         raise DataError(f"{fname}: checksum mismatch for the download from {url} (expected md5 {md5}); "
                         "the corrupt download was deleted") from None
     except requests.RequestException as exc:
-        raise DataError(f"{fname}: download from {url} failed ({' '.join(str(exc).split())})") from None
+        raise DataError(f"{fname}: download from {url} failed ({' '.join(str(exc).split())}){offline_hint(directory)}") from None
 
 
 def download_kmnist(cache_dir: str | Path | None = None, *, progress: bool = True) -> Path:

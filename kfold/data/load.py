@@ -11,8 +11,7 @@ from kfold.data.download import download_kmnist
 from kfold.data.kmnist import LAYOUTS, load_kmnist_dir
 from kfold.data.mnist_mix import COMBINED, LABEL_MODES, is_mnist_mix, load_mnist_mix
 
-SOLUTION_SEED = 0
-PUBLIC_FRACTION = 0.3
+from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED
 
 
 def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: list[str] | None = None,

@@ -76,14 +76,14 @@ def check_unique_ids(ids: np.ndarray, where: str, first_line: int | None = FIRST
 
 
 def check_categories(ids: np.ndarray, categories: np.ndarray, num_classes: int | None, where: str,
-                     first_line: int = FIRST_DATA_LINE) -> None:
+                     first_line: int = FIRST_DATA_LINE, suffix: str = "") -> None:
     high = np.inf if num_classes is None else num_classes
     bad = (categories < 0) | (categories >= high)
     if bad.any():
         row = int(np.argmax(bad))
         allowed = "a non-negative class index" if num_classes is None else f"in 0..{num_classes - 1}"
         raise DataError(f"{where}: line {row + first_line} (Id {ids[row]}), column 'Category': "
-                        f"{categories[row]} is not {allowed}")
+                        f"{categories[row]} is not {allowed}{suffix}")
 
 
 def id_category_columns(frame: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:

@@ -262,6 +262,7 @@ def format_summary(summary: dict) -> str:
     lines = []
     if summary["folds"]:
         table = pd.DataFrame(summary["folds"]).rename(columns={"val_accuracy": "val_acc"})
+        table["seconds"] = table["seconds"].map("{:.1f}".format)  # not 161.9340
         lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if "oof_accuracy" in summary:
         lines.append(f"OOF accuracy {summary['oof_accuracy']:.4f}  OOF log loss {summary['oof_logloss']:.4f}  "

@@ -55,14 +55,18 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
     return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+MAX_WARMUP_SHARE = 0.3  # of the epochs: the one-cycle default, and the cap on an explicit warm-up
+
+
 def lr_factor(cfg: TrainConfig, t: float) -> float:
     """Learning-rate multiplier ``t`` epochs into training (fractional; a pure function: nothing to checkpoint).
 
     Measured in epochs rather than steps so that epochs of different sizes (pseudo-labelling,
-    staged experiments) still follow one schedule."""
-    warmup = cfg.warmup_epochs
-    if cfg.schedule == "onecycle":  # linear warm-up from lr/25, then cosine down to ~0
-        warmup = warmup or 0.3 * cfg.epochs
+    staged experiments) still follow one schedule. The warm-up takes at most 30% of the run, so a short
+    run (``--epochs 2`` with a preset's 3-epoch warm-up) still decays to the schedule's end."""
+    warmup = min(cfg.warmup_epochs, MAX_WARMUP_SHARE * cfg.epochs)
+    if cfg.schedule == "onecycle":  # linear warm-up from lr/25, then cosine down to 0 at cfg.epochs
+        warmup = warmup or MAX_WARMUP_SHARE * cfg.epochs
         if t < warmup:
             return 0.04 + 0.96 * t / warmup
         return _cosine_decay(t - warmup, cfg.epochs - warmup)

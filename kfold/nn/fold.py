@@ -42,6 +42,13 @@ def _check_threads(run: RunDir, job, threads: int) -> None:
                              f"{threads}; CPU results differ with the thread count: pass --threads {recorded}")
 
 
+def interrupted_hint(desc: str, epoch: int, epochs: int, fold_dir) -> str:
+    """What Ctrl-C leaves behind and how to continue."""
+    kept = f"its checkpoint after epoch {epoch} is in {fold_dir}" if epoch else "it had no finished epoch yet"
+    return (f"interrupted in {desc}, epoch {epoch + 1} of {epochs}: finished folds are kept and {kept}; to continue, run "
+            "the same command again with --resume (kfold run continues by itself)")
+
+
 def train_fold(job, task: Task | None = None) -> dict:
     """Train ``job.fold`` of the run ``job.run_dir``; returns the fold's meta dict (also written as meta.json)."""
     import pandas as pd
@@ -83,7 +90,10 @@ def train_fold(job, task: Task | None = None) -> dict:
     params = count_parameters(trainer.model)
     print(f"{desc}: {cfg.model} with {params:,} parameters, {len(train_rows)} train / "
           f"{0 if val_rows is None else len(val_rows)} val images on {device}", flush=True)
-    result = trainer.fit(resume=job.resume)
+    try:
+        result = trainer.fit(resume=job.resume)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted_hint(desc, trainer.state["epoch"], cfg.epochs, fold_dir)) from None
 
     meta = {
         "task": task.name, "fold": fold, "k": job.k, "seed": job.seed, "preset": job.preset, "model": cfg.model,
@@ -102,8 +112,8 @@ def train_fold(job, task: Task | None = None) -> dict:
         labels = task.train_labels[val_rows]
         matrix = confusion_matrix(labels, result.val_probs.argmax(1), labels=range(task.num_classes))
         write_csv(run.confusion_csv(fold), pd.DataFrame(matrix, index=pd.Index(range(task.num_classes), name="true")), index=True)
-        kept = f"last epoch {result.best_epoch}" if cfg.keep == "last" else f"best epoch {result.best_epoch}"
-        plot_confusion(matrix, task.class_names, run.confusion_png(fold), title=f"{desc} validation ({kept})")
+        plot_confusion(matrix, task.class_names, run.confusion_png(fold),
+                       title=f"{desc} validation (kept the {cfg.keep} epoch, {result.best_epoch} of {cfg.epochs})")
         write_probs(run.fold_oof(fold), val_rows, result.val_probs, task.class_names, run.oof_meta(meta), labels=labels)
     write_json(run.meta(fold), meta)  # last: its presence marks the fold as finished
     run.checkpoint(fold).unlink(missing_ok=True)

@@ -216,8 +216,9 @@ def combine(prob_inputs: Sequence[Input | str | os.PathLike], method: str = "mea
     if aligned.hard_inputs and (method != "vote" or tiebreak == "prob"):
         hard = aligned.hard_inputs[0]
         need = f"method '{method}'" if method != "vote" else "--tiebreak prob"
+        fix = "use --method vote" if method != "vote" else "use the default --tiebreak random"
         raise UsageError(f"{hard} is a hard-label submission; {need} needs probability files for every input "
-                         f"(use --method vote)")
+                         f"({fix})")
     tied_rows = 0
     if method == "mean":
         probs = mean_probs(aligned.probs, weights)

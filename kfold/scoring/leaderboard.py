@@ -24,13 +24,15 @@ from kfold.files.atomic import write_csv, write_text
 from kfold.scoring.ensemble import input_name, load_input
 from kfold.errors import DataError, UsageError
 from kfold.files.probs import ProbFile
+from kfold.files.split import PUBLIC_FRACTION as DEFAULT_PUBLIC_FRACTION
+from kfold.files.split import check_fraction as _check_fraction, make_solution, random_usage  # noqa: F401
 from kfold.scoring.report import display_names, markdown_table
-from kfold.files.submission import FIRST_DATA_LINE, Submission, align_ids, check_unique_ids, id_category_columns, read_csv_frame
+from kfold.files.submission import (FIRST_DATA_LINE, Submission, align_ids, check_categories, check_unique_ids,
+                                   id_category_columns, read_csv_frame)
 
 USAGES = ("Public", "Private", "Ignored")
 GROUP_COLUMN = "Language"  # optional last solution column: accuracy per group
 GROUP_PREFIX = "accuracy_"
-DEFAULT_PUBLIC_FRACTION = 0.3
 COLUMNS = ["public_rank", "submission", "public", "private", "private_rank", "rank_shift", "public_low", "public_high",
            "private_low", "private_high", "public_logloss", "private_logloss", "n_public", "n_private"]
 
@@ -43,6 +45,8 @@ class Solution:
     path: Path | None = None
     split_generated: bool = False  # True when the file had no Usage column
     groups: np.ndarray | None = None  # str per row from the Language column, if any
+    num_classes: int | None = None  # the competition's classes: a submitted Category must lie in 0..num_classes-1
+    classes_source: str = ""
 
     @property
     def public(self) -> np.ndarray:
@@ -51,29 +55,6 @@ class Solution:
     @property
     def private(self) -> np.ndarray:
         return self.usage == "Private"
-
-
-def _check_fraction(public_fraction: float) -> None:
-    if not 0.0 < public_fraction < 1.0:
-        raise UsageError(f"--public-fraction must be between 0 and 1 (exclusive), got {public_fraction}")
-
-
-def random_usage(n_rows: int, seed: int, public_fraction: float = DEFAULT_PUBLIC_FRACTION) -> np.ndarray:
-    """A seeded random split: round(public_fraction * n_rows) rows 'Public', the rest 'Private'."""
-    _check_fraction(public_fraction)
-    usage = np.full(n_rows, "Private", dtype=object)
-    usage[np.random.default_rng(seed).permutation(n_rows)[: int(round(public_fraction * n_rows))]] = "Public"
-    return usage
-
-
-def make_solution(ids, labels, seed: int, public_fraction: float = DEFAULT_PUBLIC_FRACTION) -> pd.DataFrame:
-    """An official-style solution table ``Id,Category,Usage`` with a seeded random Public/Private split."""
-    ids = np.asarray(ids, dtype=np.int64)
-    labels = np.asarray(labels, dtype=np.int64)
-    if ids.shape != labels.shape or ids.ndim != 1:
-        raise DataError(f"solution needs one label per Id, got {ids.shape} Ids and {labels.shape} labels")
-    check_unique_ids(ids, "solution Ids", first_line=None)
-    return pd.DataFrame({"Id": ids, "Category": labels, "Usage": random_usage(len(ids), seed, public_fraction)})
 
 
 def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBLIC_FRACTION, seed: int = 0) -> Solution:
@@ -97,9 +78,10 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
     if (categories < 0).any():
         row = int(np.argmax(categories < 0))
         raise DataError(f"{where}: line {row + FIRST_DATA_LINE} (Id {ids[row]}): Category {categories[row]} is negative")
+    num_classes, classes_source = solution_classes(path, categories)
     if "Usage" not in frame:
         return Solution(ids, categories, random_usage(len(ids), seed, public_fraction), path, split_generated=True,
-                        groups=groups)
+                        groups=groups, num_classes=num_classes, classes_source=classes_source)
     usage = frame["Usage"].astype(str).str.strip().to_numpy(dtype=object)
     bad = ~np.isin(usage, USAGES)
     if bad.any():
@@ -109,7 +91,18 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
     for split in ("Public", "Private"):
         if not (usage == split).any():
             raise DataError(f"{where}: no {split} rows in the Usage column")
-    return Solution(ids, categories, usage, path, groups=groups)
+    return Solution(ids, categories, usage, path, groups=groups, num_classes=num_classes, classes_source=classes_source)
+
+
+def solution_classes(path: Path, categories: np.ndarray) -> tuple[int | None, str]:
+    """The competition's class count from the files beside the solution (class map, data) when they agree with
+    its Categories; (None, '') when nothing there says (then any non-negative Category is scored)."""
+    from kfold.data.classes import competition_classes
+
+    known = competition_classes(path.parent)
+    if known is not None and known.count > categories.max():
+        return known.count, known.source
+    return None, ""
 
 
 def _interval(correct: np.ndarray, n_bootstrap: int, seed: int) -> tuple[float, float]:
@@ -142,6 +135,9 @@ def score_submission(submission: Submission | ProbFile | str | os.PathLike, solu
         probs /= probs.sum(axis=1, keepdims=True)
         predicted = probs.argmax(axis=1)
     else:
+        if solution.num_classes is not None:
+            check_categories(item.ids, item.categories, solution.num_classes, f"{name}",
+                             suffix=f" of the competition ({solution.num_classes} classes from {solution.classes_source})")
         predicted = item.categories[order]
     scores = {"submission": name}
     for split, mask in (("public", solution.public), ("private", solution.private)):

@@ -93,7 +93,7 @@ def accuracy_by_group(ensemble: Ensemble, labels: np.ndarray, groups: np.ndarray
     return pd.DataFrame(records)
 
 
-def heatmap(matrix: pd.DataFrame, path: str | os.PathLike, transaction=None) -> None:
+def heatmap(matrix: pd.DataFrame, path: str | os.PathLike, transaction=None, title: str = "Pairwise agreement") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,7 +109,7 @@ def heatmap(matrix: pd.DataFrame, path: str | os.PathLike, transaction=None) -> 
         for (i, j), value in np.ndenumerate(matrix.to_numpy()):
             ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color="white" if value < (vmin + 1.0) / 2 else "black")
     fig.colorbar(image, ax=ax, label="fraction of identical predicted classes")
-    ax.set_title("Pairwise agreement")
+    ax.set_title(title)
     save_figure(fig, path, transaction)
 
 
@@ -133,5 +133,6 @@ def write_report(ensemble: Ensemble, out_dir: str | os.PathLike, labels: np.ndar
     write_csv(out_dir / "agreement.csv", matrix, transaction, index=True, index_label="")
     write_csv(out_dir / "inputs.csv", inputs, transaction)
     write_text(out_dir / "report.md", text, transaction)
-    heatmap(matrix, out_dir / "agreement.png", transaction)
+    heatmap(matrix, out_dir / "agreement.png", transaction, title=f"Pairwise agreement: {summary['inputs']} inputs and their "
+            f"{summary['method']} ensemble")
     return text

@@ -154,4 +154,8 @@ def write_summary(exp: Experiment, title: str, sections: list[str]) -> Path:
 
 
 def console_table(frame: pd.DataFrame) -> str:
+    """Accuracies with 4 decimals, seconds with a precision that means something (1.57, 161.9)."""
+    frame = frame.copy()
+    for column in [c for c in frame.columns if "seconds" in str(c) and frame[c].dtype.kind == "f"]:
+        frame[column] = frame[column].map(lambda v: f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}")
     return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}")

@@ -19,6 +19,7 @@ from kfold.nn.experiments.figures import accuracy_curves, accuracy_heatmap
 
 DEFAULT_MODELS = ["ff-2x100", "ff-2x250", "ff-2x500", "resnet8", "resnet14", "resnet20", "resnet26", "resnet32"]
 LABEL_MODE = "specific"
+QUICK_MODELS = ["ff-2x100", "ff-2x250", "resnet8"]  # --quick: small models only (about a minute on a 2-core CPU)
 
 
 def run_compare(exp: Experiment, models: list[str]) -> dict[str, pd.DataFrame]:

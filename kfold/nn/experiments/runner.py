@@ -27,7 +27,7 @@ def run_experiment(experiment: str, data: str, out: str | Path, *, models: list[
     out = Path(out)
     module_name, runner_name = RUNNERS[experiment]
     module = importlib.import_module(f"kfold.nn.experiments.{module_name}")
-    models = check_models(models or module.DEFAULT_MODELS)
+    models = check_models(models or (module.QUICK_MODELS if quick else module.DEFAULT_MODELS))
     task = load_experiment_task(data, languages, module.LABEL_MODE, quick=quick, seed=seed)
     if experiment != "compare" and len(task.group_names) < 2:
         raise UsageError(f"{experiment} needs at least 2 languages; {data} gives {', '.join(task.group_names)}")

@@ -18,6 +18,7 @@ from kfold.nn.experiments.figures import accuracy_heatmap
 
 DEFAULT_MODELS = ["ff-2x250", "resnet26"]
 LABEL_MODE = "agnostic"
+QUICK_MODELS = ["ff-2x250", "resnet8"]  # --quick: small models only
 
 
 def transfer_matrix(exp: Experiment, model: str) -> pd.DataFrame:

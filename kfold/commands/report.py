@@ -1,0 +1,68 @@
+"""``kfold report RUN_DIR`` (one self-contained HTML page) and ``kfold errors RUN_DIR`` (error analysis files)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from kfold.errors import ArgumentParser
+
+REPORT_HELP = "one self-contained HTML page for a trained run (curves, confusion, errors, folds, ensembles, leaderboard)"
+ERRORS_HELP = "out-of-fold error analysis of a run: confusion matrix with class names, per-class accuracy, error gallery"
+
+
+def build_report_parser(prog: str = "kfold report") -> argparse.ArgumentParser:
+    p = ArgumentParser(prog=prog, description=(
+        "Write one HTML file for a trained run: summary table, learning curves with the learning rate, the "
+        "out-of-fold confusion matrix, per-class accuracy, the most confident out-of-fold mistakes, the fold table, "
+        "and when present the ensembles' agreement (RUN_DIR/report-*) and the leaderboard. Images are embedded: "
+        "the file opens offline. The error analysis files also go to RUN_DIR/analysis/."))
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--leaderboard", type=Path, metavar="DIR",
+                   help="folder holding leaderboard.csv (default: RUN_DIR/leaderboard when present)")
+    p.add_argument("--out", type=Path, metavar="FILE.html", help="output file (default: RUN_DIR/report.html)")
+    p.add_argument("--data", help="the run's data, when it moved since training (default: the one in the run config)")
+    return p
+
+
+def build_errors_parser(prog: str = "kfold errors") -> argparse.ArgumentParser:
+    p = ArgumentParser(prog=prog, description=(
+        "Error analysis from a run's out-of-fold predictions: confusion_oof.csv/.png (class names as labels), "
+        "per_class_accuracy.csv/.md/.png, errors.csv and errors_gallery.png (misclassified images with true and "
+        "predicted class and confidence)."))
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: RUN_DIR/analysis)")
+    p.add_argument("--data", help="the run's data, when it moved since training (default: the one in the run config)")
+    p.add_argument("--gallery", type=int, default=32, metavar="N", help="images in the gallery (default: %(default)s)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "kfold report") -> int:
+    from kfold.scoring.errors_analysis import per_class_markdown
+    from kfold.scoring.html_report import write_report
+
+    args = build_report_parser(prog).parse_args(argv)
+    out, analysis = write_report(args.run_dir, args.out, args.leaderboard, args.data)
+    print(per_class_markdown(analysis))
+    for note in analysis.notes:
+        print(note)
+    print(f"wrote {out} (and the error analysis in {args.run_dir / 'analysis'})")
+    return 0
+
+
+def errors_main(argv: Sequence[str] | None = None, prog: str = "kfold errors") -> int:
+    from kfold.errors import UsageError
+    from kfold.scoring.errors_analysis import analyze_run, per_class_markdown, write_analysis
+
+    args = build_errors_parser(prog).parse_args(argv)
+    if args.gallery < 1:
+        raise UsageError(f"--gallery {args.gallery}: must be at least 1")
+    analysis = analyze_run(args.run_dir, data=args.data, gallery_size=args.gallery)
+    files = write_analysis(analysis, args.out)
+    print(f"out-of-fold accuracy {analysis.accuracy:.4f} on {len(analysis.labels)} rows; {len(analysis.errors)} wrong\n")
+    print(per_class_markdown(analysis))
+    for note in analysis.notes:
+        print(note)
+    for path in files.values():
+        print(f"wrote {path}")
+    return 0

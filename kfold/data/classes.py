@@ -1,0 +1,50 @@
+"""How many classes a competition has, from the files beside a sample submission or a solution.
+
+``kfold validate --sample``, ``kfold submit --sample`` and ``kfold leaderboard`` use it so that a Category
+outside the competition's classes (11 on a 10-class competition) is refused even without ``--num-classes``.
+The directory's ``kmnist_classmap.csv`` answers first; otherwise a dataset in the directory (a KMNIST
+layout, MNIST-MIX files) is loaded and its class count taken. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kfold.errors import KfoldError, UsageError
+
+
+@dataclass(frozen=True)
+class Classes:
+    count: int
+    source: str  # the file or dataset the count comes from, for error messages
+
+    def describe(self) -> str:
+        return f"{self.count} classes from {self.source}"
+
+
+def competition_classes(directory: str | Path) -> Classes | None:
+    """The class count of the competition in ``directory``, or None when nothing there says."""
+    from kfold.data.competition import CLASSMAP, read_classmap
+
+    directory = Path(directory)
+    classmap = directory / CLASSMAP
+    try:
+        if classmap.is_file():
+            return Classes(len(read_classmap(classmap)), str(classmap))
+        from kfold.data import load_task
+
+        task = load_task(directory, progress=False)
+    except KfoldError:  # not a dataset (or a damaged one): the class count stays unknown
+        return None
+    return Classes(task.num_classes, f"the {task.name} data in {directory}")
+
+
+def resolve_num_classes(num_classes: int | None, beside: str | Path | None) -> tuple[int | None, str]:
+    """``--num-classes`` checked against the competition beside ``beside`` (a sample file); the count to use
+    and where it comes from ('' when unknown or given by the flag)."""
+    known = competition_classes(Path(beside).parent) if beside is not None else None
+    if num_classes is None:
+        return (known.count, known.describe()) if known else (None, "")
+    if known is not None and known.count != num_classes:
+        raise UsageError(f"--num-classes {num_classes}, but the competition of {beside} has {known.describe()}")
+    return num_classes, ""

@@ -1,0 +1,42 @@
+"""The one place for a competition's Public/Private split: its defaults, the seeded split, the solution table.
+
+Kaggle scores a competition's Public leaderboard on a share of the test rows and the Private one on the
+rest; kfold's generated solution files, ``kfold make-competition`` and ``kfold leaderboard`` (for a solution
+without a Usage column) all use these defaults.
+"""
+
+PUBLIC_FRACTION = 0.3  # share of the test rows that are Public
+SOLUTION_SEED = 0      # seed of the generated split
+
+
+def check_fraction(public_fraction: float) -> None:
+    from kfold.errors import UsageError
+
+    if not 0.0 < public_fraction < 1.0:
+        raise UsageError(f"--public-fraction must be between 0 and 1 (exclusive), got {public_fraction}")
+
+
+def random_usage(n_rows: int, seed: int, public_fraction: float = PUBLIC_FRACTION):
+    """A seeded random split: round(public_fraction * n_rows) rows 'Public', the rest 'Private'."""
+    import numpy as np
+
+    check_fraction(public_fraction)
+    usage = np.full(n_rows, "Private", dtype=object)
+    usage[np.random.default_rng(seed).permutation(n_rows)[: int(round(public_fraction * n_rows))]] = "Public"
+    return usage
+
+
+def make_solution(ids, labels, seed: int, public_fraction: float = PUBLIC_FRACTION):
+    """An official-style solution table ``Id,Category,Usage`` (a DataFrame) with a seeded random Public/Private split."""
+    import numpy as np
+    import pandas as pd
+
+    from kfold.errors import DataError
+    from kfold.files.submission import check_unique_ids
+
+    ids = np.asarray(ids, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if ids.shape != labels.shape or ids.ndim != 1:
+        raise DataError(f"solution needs one label per Id, got {ids.shape} Ids and {labels.shape} labels")
+    check_unique_ids(ids, "solution Ids", first_line=None)
+    return pd.DataFrame({"Id": ids, "Category": labels, "Usage": random_usage(len(ids), seed, public_fraction)})

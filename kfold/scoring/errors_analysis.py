@@ -1,0 +1,170 @@
+"""Error analysis of a trained run from its out-of-fold predictions: what a competitor looks at first when a
+model plateaus.
+
+``analyze_run(RUN_DIR)`` reads ``RUN_DIR/oof.npz`` (or the folds' ``fold{i}/oof.npz`` of an unfinished run) and
+returns the run-level out-of-fold confusion matrix, the accuracy of each class and the most confident mistakes;
+``write_analysis`` writes them (``confusion_oof.csv``/``.png``, ``per_class_accuracy.csv``/``.md``/``.png``,
+``errors.csv``, ``errors_gallery.png``) into ``RUN_DIR/analysis`` (or another folder). The gallery needs the
+training images: they are loaded from the run's ``config.json`` ``data`` (or ``data=``) and used only when the
+data's fingerprint is the run's. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kfold.files.rundir import RunDir
+from kfold.errors import DataError, KfoldError
+from kfold.files.atomic import write_csv, write_text
+from kfold.files.probs import ProbFile, read_probs
+from kfold.scoring.report import markdown_table
+
+GALLERY_SIZE = 32
+
+
+@dataclass
+class RunAnalysis:
+    run_dir: Path
+    class_names: list[str]
+    ids: np.ndarray             # training rows (Ids of folds.csv), sorted
+    labels: np.ndarray
+    probs: np.ndarray
+    confusion: np.ndarray       # rows: true class, columns: predicted class
+    per_class: pd.DataFrame     # class, name, rows, correct, accuracy, most_confused_with
+    errors: pd.DataFrame        # Id, true, predicted, confidence, true_probability; most confident first
+    images: np.ndarray | None = None  # training images of ``errors`` rows (gallery), None when unavailable
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion) / max(1, self.confusion.sum()))
+
+
+def read_oof(run_dir: Path) -> ProbFile:
+    """The run's out-of-fold probabilities: run-level ``oof.npz``, else every finished fold's concatenated."""
+    run = RunDir(run_dir)
+    if run.oof.is_file():
+        return read_probs(run.oof)
+    k = run.defined_folds() if run.is_run() else 0
+    parts = [read_probs(run.fold_oof(fold)) for fold in range(k) if run.fold_oof(fold).is_file()]
+    if not parts:
+        raise DataError(f"{run_dir}: no out-of-fold predictions (the run's or any fold's); is it a trained run directory?")
+    ids = np.concatenate([part.ids for part in parts])
+    order = np.argsort(ids, kind="stable")
+    labels = np.concatenate([part.labels for part in parts])[order]
+    return ProbFile(ids[order], np.concatenate([part.probs for part in parts])[order], parts[0].classes,
+                    {**parts[0].meta, "fold": "some"}, labels=labels)
+
+
+def _run_config(run_dir: Path) -> dict:
+    path = RunDir(run_dir).config
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError(f"{path}: damaged run config") from None
+
+
+def training_images(run_dir: Path, data: str | None = None) -> tuple[np.ndarray | None, str]:
+    """The run's training images when its data can be loaded and matches the run's fingerprint; else why not."""
+    config = _run_config(run_dir)
+    spec = data or config.get("data")
+    if not spec:
+        return None, "no data path in the run config"
+    from kfold.data import load_task
+
+    classes = config.get("classes") or []
+    attempts = [{}]
+    if config.get("task") == "mnist-mix":  # the run may have used a language subset or agnostic labels
+        languages = list(dict.fromkeys(name.rsplit("-", 1)[0] for name in classes if "-" in name))
+        attempts = [{"languages": languages or None}, {"label_mode": "agnostic"}]
+    for kwargs in attempts:
+        try:
+            task = load_task(spec, progress=False, **kwargs)
+        except KfoldError as exc:
+            return None, f"data {spec} not loadable ({exc})"
+        if not config.get("fingerprint") or task.fingerprint() == config["fingerprint"]:
+            return task.train_images, ""
+    return None, f"data {spec} is not the data this run was trained on (fingerprint differs)"
+
+
+def analyze_run(run_dir: str | Path, data: str | None = None, gallery_size: int = GALLERY_SIZE) -> RunAnalysis:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: no such run directory")
+    oof = read_oof(run_dir)
+    if oof.labels is None:
+        raise DataError(f"{oof.path or run_dir}: out-of-fold file without labels")
+    n = oof.num_classes
+    predicted = oof.predictions()
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (oof.labels, predicted), 1)
+    off = confusion.copy()
+    np.fill_diagonal(off, 0)
+    rows = confusion.sum(axis=1)
+    per_class = pd.DataFrame({
+        "class": np.arange(n), "name": oof.classes, "rows": rows, "correct": np.diag(confusion),
+        "accuracy": np.diag(confusion) / np.clip(rows, 1, None),
+        "most_confused_with": [oof.classes[int(off[i].argmax())] if off[i].any() else "" for i in range(n)],
+        "confused_rows": off.max(axis=1),
+    })
+    wrong = np.flatnonzero(predicted != oof.labels)
+    confidence = oof.probs[wrong, predicted[wrong]]
+    order = wrong[np.argsort(-confidence, kind="stable")]
+    errors = pd.DataFrame({
+        "Id": oof.ids[order], "true": oof.labels[order], "predicted": predicted[order],
+        "true_name": np.asarray(oof.classes, dtype=object)[oof.labels[order]],
+        "predicted_name": np.asarray(oof.classes, dtype=object)[predicted[order]],
+        "confidence": oof.probs[order, predicted[order]], "true_probability": oof.probs[order, oof.labels[order]],
+    })
+    analysis = RunAnalysis(run_dir, list(oof.classes), oof.ids, oof.labels, oof.probs, confusion, per_class, errors)
+    images, why = training_images(run_dir, data)
+    if images is None:
+        analysis.notes.append(f"no error gallery: {why}")
+    elif len(errors):
+        shown = errors["Id"].to_numpy()[:gallery_size]
+        if shown.max() >= len(images):
+            analysis.notes.append("no error gallery: out-of-fold Ids outside the training images")
+        else:
+            analysis.images = images[shown]
+    if oof.meta.get("fold") == "some":
+        analysis.notes.append("not every fold is finished: the analysis covers the finished folds' rows only")
+    return analysis
+
+
+def per_class_markdown(analysis: RunAnalysis) -> str:
+    shown = analysis.per_class.rename(columns={"confused_rows": "rows confused"})
+    return markdown_table(shown)
+
+
+def write_analysis(analysis: RunAnalysis, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write the analysis files; return them by role (confusion, per_class, gallery, ...)."""
+    from kfold.figures import plot_confusion, plot_error_gallery, plot_per_class_accuracy
+
+    out_dir = Path(out_dir) if out_dir is not None else analysis.run_dir / "analysis"
+    names = analysis.class_names
+    files = {"confusion_csv": out_dir / "confusion_oof.csv", "confusion": out_dir / "confusion_oof.png",
+             "per_class_csv": out_dir / "per_class_accuracy.csv", "per_class_md": out_dir / "per_class_accuracy.md",
+             "per_class": out_dir / "per_class_accuracy.png", "errors_csv": out_dir / "errors.csv"}
+    index = pd.Index([f"{i} {name}" if name != str(i) else name for i, name in enumerate(names)], name="true")
+    write_csv(files["confusion_csv"], pd.DataFrame(analysis.confusion, index=index, columns=index.rename(None)), index=True)
+    plot_confusion(analysis.confusion, names, files["confusion"],
+                   title=f"{analysis.run_dir.name}: out-of-fold confusion ({len(analysis.labels)} rows, "
+                         f"accuracy {analysis.accuracy:.4f})")
+    write_csv(files["per_class_csv"], analysis.per_class)
+    write_text(files["per_class_md"], per_class_markdown(analysis))
+    plot_per_class_accuracy(analysis.per_class, files["per_class"], title=f"{analysis.run_dir.name}: out-of-fold accuracy per class")
+    write_csv(files["errors_csv"], analysis.errors)
+    if analysis.images is not None:
+        shown = analysis.errors.iloc[: len(analysis.images)]
+        files["gallery"] = out_dir / "errors_gallery.png"
+        plot_error_gallery(analysis.images, list(shown["true_name"]), list(shown["predicted_name"]),
+                           shown["confidence"].to_numpy(), files["gallery"], ids=shown["Id"].to_numpy(),
+                           title=f"{analysis.run_dir.name}: the {len(shown)} most confident out-of-fold mistakes "
+                                 f"(of {len(analysis.errors)}): Id, true → predicted, confidence")
+    return files

@@ -1,0 +1,56 @@
+"""A trained-looking run directory without training (torch-free, fast): config.json, summary.json, folds'
+metrics.csv and oof.npz, run-level oof.npz, over a synthetic Kaggle-layout competition."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from synthetic import write_kmnist_comp
+
+from kfold.data import load_task
+from kfold.files.probs import write_probs
+
+HIRAGANA = list("おきすつなはまやれを")
+
+
+def fake_run(tmp_path: Path, k: int = 2, epochs: int = 3, error_rate: float = 0.2, seed: int = 0) -> tuple[Path, Path]:
+    """(run_dir, data_dir): out-of-fold probabilities wrong on about ``error_rate`` of the rows."""
+    data = write_kmnist_comp(tmp_path / "comp", n_train=120, n_test=40, seed=seed)
+    task = load_task(data)
+    rng = np.random.default_rng(seed)
+    n = len(task.train_labels)
+    labels = task.train_labels.astype(np.int64)
+    predicted = labels.copy()
+    wrong = rng.random(n) < error_rate
+    predicted[wrong] = (labels[wrong] + rng.integers(1, 10, wrong.sum())) % 10
+    probs = rng.dirichlet(np.ones(10) * 0.3, n) * 0.4
+    probs[np.arange(n), predicted] += 0.6
+    folds = np.arange(n) % k
+    run = tmp_path / "run"
+    meta = {"kind": "oof", "run": "run", "model": "lenet5", "preset": "lenet5", "seed": seed, "tta": 1,
+            "fingerprint": task.fingerprint(), "task": task.name}
+    fold_rows = []
+    for fold in range(k):
+        rows = np.flatnonzero(folds == fold)
+        (run / f"fold{fold}").mkdir(parents=True)
+        write_probs(run / f"fold{fold}" / "oof.npz", rows, probs[rows], task.class_names, {**meta, "fold": fold},
+                    labels=labels[rows])
+        history = pd.DataFrame({"epoch": range(1, epochs + 1), "train_loss": np.linspace(2, 0.5, epochs),
+                                "train_accuracy": np.linspace(0.3, 0.8, epochs), "val_loss": np.linspace(1.8, 0.6, epochs),
+                                "val_accuracy": np.linspace(0.4, 0.8, epochs), "lr": np.linspace(0.1, 0.0, epochs),
+                                "seconds": 1.25})
+        history.to_csv(run / f"fold{fold}" / "metrics.csv", index=False)
+        fold_rows.append({"fold": fold, "best_epoch": epochs, "val_accuracy": float((predicted[rows] == labels[rows]).mean()),
+                          "val_loss": 0.6, "seconds": 161.934})
+    write_probs(run / "oof.npz", np.arange(n), probs, task.class_names, {**meta, "fold": "all"}, labels=labels)
+    config = {"config": {"epochs": epochs, "schedule": "onecycle"}, "preset": "lenet5", "k": k, "seed": seed,
+              "data": str(data), "task": task.name, "fingerprint": task.fingerprint(), "classes": task.class_names}
+    (run / "config.json").write_text(json.dumps(config))
+    summary = {"task": task.name, "preset": "lenet5", "model": "lenet5", "k": k, "seed": seed, "keep": "last",
+               "folds_done": k, "folds": fold_rows, "train_seconds": 323.868, "oof_rows": n,
+               "oof_accuracy": float((predicted == labels).mean()), "oof_accuracy_last_epoch": float((predicted == labels).mean()),
+               "oof_logloss": 0.9}
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run, data

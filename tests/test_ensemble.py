@@ -249,7 +249,7 @@ def test_fit_weights_needs_labelled_oof_files():
 def test_load_input_rejects_other_suffixes(tmp_path):
     path = tmp_path / "x.txt"
     path.write_text("hello")
-    with pytest.raises(UsageError, match="inputs must be .csv submissions or .csv/.npz probability files"):
+    with pytest.raises(UsageError, match="inputs must be .csv submissions or .csv/.npz/.npy probability files"):
         load_input(path)
     with pytest.raises(DataError, match="input file not found"):
         load_input(tmp_path / "missing.csv")

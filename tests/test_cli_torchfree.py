@@ -54,7 +54,7 @@ def test_ensemble_help_is_fast():
         start = time.perf_counter()
         done = _python(["ensemble.py", "--help"])
         timings.append(time.perf_counter() - start)
-        assert done.returncode == 0 and "--method {mean,geomean,vote}" in done.stdout
+        assert done.returncode == 0 and "--method {mean,geomean,vote,rank}" in done.stdout
     assert min(timings) < 1.0, timings
 
 

@@ -12,9 +12,12 @@ from typing import Sequence
 from kfold.errors import ArgumentParser, UsageError
 
 DESCRIPTION = """\
-Combine probability files (.npz, or .csv starting with '#kfold-probs') and/or submission CSVs
-(Id,Category) into one submission. mean/geomean need probability files for every input; vote
-also takes hard-label submissions. Writes OUT (Id,Category, in the sample's row order when
+Combine probability files and/or submission CSVs (Id,Category) into one submission. Probability
+files: kfold's .npz or .csv (first line '#kfold-probs'), other tools' CSVs 'Id,<class 0>,...,<class C-1>'
+(headers 0..C-1 line up by position) and .npy arrays (rows x classes, Ids from --ids or --sample);
+--log-probs when they hold natural-log probabilities. mean/geomean/rank need probability files for
+every input; vote also takes hard-label submissions. rank averages each class column's rank among the
+rows (for models calibrated differently). Writes OUT (Id,Category, in the sample's row order when
 --sample is given) and, for mean/geomean, the ensemble probabilities next to it (OUT stem +
 '.probs.npz')."""
 
@@ -23,7 +26,7 @@ def build_parser(prog: str = "ensemble.py") -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=prog, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="probability files and/or submission CSVs")
-    parser.add_argument("--method", choices=("mean", "geomean", "vote"), default="mean", help="default: mean")
+    parser.add_argument("--method", choices=("mean", "geomean", "vote", "rank"), default="mean", help="default: mean")
     parser.add_argument("--out", required=True, type=Path, help="output submission CSV, e.g. submissions/NAME.csv")
     parser.add_argument("--weights", help="comma-separated non-negative weights, one per INPUT")
     parser.add_argument("--fit-weights", metavar="OOF1,OOF2,...",
@@ -32,13 +35,17 @@ def build_parser(prog: str = "ensemble.py") -> argparse.ArgumentParser:
     parser.add_argument("--fit-metric", choices=("accuracy", "logloss"), default="accuracy",
                         help="what --fit-weights optimises (default: accuracy)")
     parser.add_argument("--fit-rounds", type=int, default=25, help="selection rounds for --fit-weights (default: 25)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random vote tie-break (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random vote tie-break, 0..2**32-1 (default: 0)")
     parser.add_argument("--tiebreak", choices=("random", "prob"), default="random",
                         help="vote ties: uniformly random among tied classes, or highest summed probability")
     parser.add_argument("--num-classes", type=int, help="number of classes when every input is a submission CSV")
     parser.add_argument("--sample", type=Path, help="sample_submission.csv: output row order and Id check")
     parser.add_argument("--solution", type=Path, help="solution.csv (Id,Category[,Usage]): accuracies in the report")
     parser.add_argument("--report", type=Path, metavar="DIR", help="write the agreement report into DIR")
+    parser.add_argument("--ids", type=Path, metavar="FILE",
+                        help="row Ids of .npy inputs (and of CSVs without an Id column): a CSV with an Id column "
+                             "or a 1-D .npy; default: the --sample's Ids")
+    parser.add_argument("--log-probs", action="store_true", help="probability inputs hold natural-log probabilities")
     return parser
 
 
@@ -63,6 +70,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
     from kfold.files.probs import write_probs
     from kfold.files.submission import align_ids, read_submission, write_submission
 
+    from kfold.scoring.ensemble import check_seed
+
+    check_seed(args.seed)
     if args.weights and args.fit_weights:
         raise UsageError("give either --weights or --fit-weights, not both")
     if args.out.suffix.lower() != ".csv":
@@ -80,8 +90,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
         for name, oof_name, w in zip(args.inputs, oof, weights):
             print(f"  {w:.4f}  {name}  (from {oof_name})")
 
+    row_ids = None
+    if args.ids or args.sample:
+        from kfold.files.readers import read_ids
+
+        row_ids = read_ids(args.ids or args.sample)
     ensemble = combine(args.inputs, method=args.method, weights=weights, seed=args.seed, tiebreak=args.tiebreak,
-                       num_classes=args.num_classes)
+                       num_classes=args.num_classes, ids=row_ids, log_probs=args.log_probs)
     if ensemble.kind == "oof" and args.sample:
         raise UsageError("the inputs are out-of-fold files; --sample applies to test predictions")
     order = slice(None)
@@ -89,18 +104,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
         sample = read_submission(args.sample)
         order = align_ids(ensemble.ids, sample.ids, f"the ensemble inputs ({ensemble.names[0]})",
                           f"the sample {args.sample}", first_line=None)
-    labels = groups = None
+    labels = groups = scored = None
     if args.solution:
         from kfold.scoring.leaderboard import read_solution
         solution = read_solution(args.solution)
         rows = align_ids(solution.ids, ensemble.ids, str(args.solution), f"the ensemble inputs ({ensemble.names[0]})")
         labels = solution.categories[rows]
         groups = None if solution.groups is None else solution.groups[rows]
+        scored = (solution.usage != "Ignored")[rows]  # Ignored rows are scored nowhere, as on the leaderboard
 
     from kfold.files.atomic import refuse_overwriting_inputs
 
     sources = [*args.inputs, *(oof if args.fit_weights else []), *([args.sample] if args.sample else []),
-               *([args.solution] if args.solution else [])]
+               *([args.solution] if args.solution else []), *([args.ids] if args.ids else [])]
     targets = [args.out, *([probs_path(args.out)] if ensemble.probs is not None else [])]
     if args.report:
         targets += [args.report / name for name in REPORT_FILES]
@@ -117,7 +133,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
           + (f", {ensemble.tied_rows} tied rows broken by {args.tiebreak}" if args.method == "vote" else ""))
     if args.report:
         from kfold.scoring.report import write_report
-        print(write_report(ensemble, args.report, labels=labels, groups=groups))
+        print(write_report(ensemble, args.report, labels=labels, groups=groups, scored=scored))
         written += [args.report / name for name in REPORT_FILES[:4]]
         written += [args.report / "groups.csv"] if groups is not None else []
     for path in written:

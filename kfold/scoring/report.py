@@ -1,11 +1,18 @@
 """Agreement report of an ensemble: who agrees with whom, ties, and accuracies when labels are known.
 
 Writes ``agreement.csv`` (pairwise fraction of identical predicted classes, inputs and ensemble),
-``inputs.csv`` (per input: weight, agreement with the ensemble, disagreeing rows, accuracy),
-``report.md`` (both tables in Markdown plus a summary) and ``agreement.png`` (heatmap); with a group per
-row (the ``Language`` of an MNIST-MIX solution) also ``groups.csv``: accuracy per group of every input
-and of the ensemble.
-matplotlib is imported only to draw the heatmap (Agg backend). Nothing here imports torch.
+``inputs.csv`` (per input: weight, agreement with the ensemble, disagreeing rows, accuracy, its cluster and
+position in the heatmap, the input it is identical to), ``report.md`` (tables in Markdown plus a summary;
+the full matrix only up to ``MARKDOWN_MATRIX_MAX`` inputs, else the closest pairs) and ``agreement.png``
+(heatmap of bounded size, inputs ordered by average-linkage clustering of their disagreement so that
+families of models show as blocks); with a group per row (the ``Language`` of an MNIST-MIX solution) also
+``groups.csv``: accuracy per group of every input and of the ensemble.
+
+Labels may cover only some rows (``scored``: a solution's ``Ignored`` rows are scored nowhere, as on the
+leaderboard). Inputs whose predictions are identical on every row are listed together, and marked
+byte-identical when their files are. Cost: linear in inputs x rows, except the agreement matrix itself
+(inputs^2 x rows / BLAS). matplotlib and scipy's clustering are imported only to draw. Nothing here
+imports torch.
 """
 from __future__ import annotations
 
@@ -14,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score
 
-from kfold.files.atomic import save_figure, write_csv, write_text
+from kfold.files.atomic import write_csv, write_text
 from kfold.scoring.ensemble import Ensemble
 
 ENSEMBLE = "ensemble"
+MARKDOWN_MATRIX_MAX = 21  # predictors (inputs + ensemble) up to which report.md shows the whole matrix
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f", index: bool = False) -> str:
@@ -43,21 +50,90 @@ def display_names(paths: list[str]) -> list[str]:
     return names if len(set(names)) == len(names) else list(paths)
 
 
+def agreement_counts(predictions: np.ndarray) -> np.ndarray:
+    """(M, N) predicted classes -> (M, M) int64 number of rows where two predictors agree.
+
+    Few classes: one-hot blocks multiplied with BLAS (exact: counts per block fit float32); many classes:
+    one comparison pass per predictor."""
+    n_pred, n_rows = predictions.shape
+    n_classes = int(predictions.max()) + 1 if predictions.size else 1
+    counts = np.zeros((n_pred, n_pred), dtype=np.float64)
+    if n_classes <= 32:
+        step = max(1, min(n_rows, 4_000_000 // max(1, n_pred * n_classes)))
+        eye = np.eye(n_classes, dtype=np.float32)
+        for start in range(0, n_rows, step):
+            block = eye[predictions[:, start:start + step]].reshape(n_pred, -1)
+            counts += block @ block.T
+        return np.rint(counts).astype(np.int64)
+    compact = predictions.astype(np.min_scalar_type(n_classes))
+    for i in range(n_pred):
+        counts[i] = (compact == compact[i]).sum(axis=1)
+    return counts.astype(np.int64)
+
+
 def agreement_matrix(predictions: np.ndarray, names: list[str]) -> pd.DataFrame:
     """(M, N) predicted classes -> (M, M) fraction of rows where two predictors agree."""
-    matrix = np.stack([(predictions == row).mean(axis=1) for row in predictions])
-    return pd.DataFrame(matrix, index=names, columns=names)
+    n_rows = max(predictions.shape[1], 1)
+    return pd.DataFrame(agreement_counts(predictions) / n_rows, index=names, columns=names)
 
 
-def summarize(ensemble: Ensemble, labels: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def cluster_order(matrix: np.ndarray, max_clusters: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Leaf order of an average-linkage clustering of ``1 - matrix`` and a cluster number (1..) per item."""
+    n = len(matrix)
+    if n < 3:
+        return np.arange(n), np.ones(n, dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    distance = np.clip(1.0 - matrix, 0.0, None)
+    distance = (distance + distance.T) / 2.0
+    np.fill_diagonal(distance, 0.0)
+    tree = linkage(squareform(distance, checks=False), method="average")
+    order = leaves_list(tree)
+    clusters = fcluster(tree, t=min(max_clusters, n), criterion="maxclust")
+    # number clusters in heatmap order
+    renumber = {c: i + 1 for i, c in enumerate(dict.fromkeys(clusters[order]))}
+    return order, np.array([renumber[c] for c in clusters])
+
+
+def identical_groups(counts: np.ndarray, n_rows: int) -> list[list[int]]:
+    """Groups (>= 2) of predictors that agree on every row, in input order."""
+    same = counts == n_rows
+    groups, seen = [], set()
+    for i in range(len(counts)):
+        if i in seen:
+            continue
+        members = [int(j) for j in np.flatnonzero(same[i]) if j >= i]
+        if len(members) > 1:
+            groups.append(members)
+            seen.update(members)
+    return groups
+
+
+def _digest(path: str) -> str | None:
+    import hashlib
+
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def summarize(ensemble: Ensemble, labels: np.ndarray | None = None, scored: np.ndarray | None = None,
+              counts: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Agreement matrix, per-input table and summary numbers of ``ensemble``.
 
-    ``labels`` (aligned to ``ensemble.ids``) default to the ensemble's own, from out-of-fold inputs.
-    """
+    ``labels`` (aligned to ``ensemble.ids``) default to the ensemble's own, from out-of-fold inputs;
+    ``scored`` (bool per row) limits the accuracies to those rows (a solution's Public and Private rows)."""
     labels = ensemble.labels if labels is None else labels
     names = display_names(ensemble.names)
     preds = ensemble.input_predictions
-    matrix = agreement_matrix(np.vstack([preds, ensemble.categories]), [*names, ENSEMBLE])
+    everything = np.vstack([preds, ensemble.categories])
+    if counts is None:
+        counts = agreement_counts(everything)
+    n_rows = max(len(ensemble.ids), 1)
+    matrix = pd.DataFrame(counts / n_rows, index=[*names, ENSEMBLE], columns=[*names, ENSEMBLE])
     disagree = preds != ensemble.categories
     inputs = pd.DataFrame({
         "input": names,
@@ -74,64 +150,94 @@ def summarize(ensemble: Ensemble, labels: np.ndarray | None = None) -> tuple[pd.
         "tied_rows": ensemble.tied_rows,
     }
     if labels is not None:
-        inputs["accuracy"] = [accuracy_score(labels, p) for p in preds]
-        summary["ensemble_accuracy"] = accuracy_score(labels, ensemble.categories)
+        rows = np.ones(len(labels), dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
+        truth = labels[rows]
+        hits = preds[:, rows] == truth
+        inputs["accuracy"] = hits.mean(axis=1) if rows.any() else np.nan
+        if scored is not None:
+            summary["scored_rows"] = int(rows.sum())
+        summary["ensemble_accuracy"] = float((ensemble.categories[rows] == truth).mean()) if rows.any() else np.nan
         summary["best_input_accuracy"] = float(inputs["accuracy"].max())
-        summary["oracle_accuracy"] = float((preds == labels).any(axis=0).mean())
+        summary["oracle_accuracy"] = float(hits.any(axis=0).mean()) if rows.any() else np.nan
     return matrix, inputs, summary
 
 
-def accuracy_by_group(ensemble: Ensemble, labels: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
+def accuracy_by_group(ensemble: Ensemble, labels: np.ndarray, groups: np.ndarray,
+                      scored: np.ndarray | None = None) -> pd.DataFrame:
     """Rows per group and the accuracy of every input and of the ensemble on them (groups in order of appearance)."""
     names = [*display_names(ensemble.names), ENSEMBLE]
     predictions = np.vstack([ensemble.input_predictions, ensemble.categories])
+    keep = np.ones(len(groups), dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
     records = []
-    for group in dict.fromkeys(groups):
-        rows = groups == group
-        records.append({"group": group, "rows": int(rows.sum()),
-                        **{name: float((pred[rows] == labels[rows]).mean()) for name, pred in zip(names, predictions)}})
+    for group in dict.fromkeys(groups[keep]):
+        rows = keep & (groups == group)
+        hits = (predictions[:, rows] == labels[rows]).mean(axis=1)
+        records.append({"group": group, "rows": int(rows.sum()), **dict(zip(names, hits.tolist()))})
     return pd.DataFrame(records)
 
 
-def heatmap(matrix: pd.DataFrame, path: str | os.PathLike) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    size = 2.0 + 0.45 * len(matrix)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    vmin = min(matrix.to_numpy().min(), 0.9)
-    image = ax.imshow(matrix.to_numpy(), cmap="viridis", vmin=vmin, vmax=1.0)
-    ax.set_xticks(range(len(matrix)), matrix.columns, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(matrix)), matrix.index, fontsize=8)
-    if len(matrix) <= 15:
-        for (i, j), value in np.ndenumerate(matrix.to_numpy()):
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color="white" if value < (vmin + 1.0) / 2 else "black")
-    fig.colorbar(image, ax=ax, label="fraction of identical predicted classes")
-    ax.set_title("Pairwise agreement")
-    save_figure(fig, path)
+def _closest_pairs(matrix: pd.DataFrame, n_inputs: int, top: int) -> pd.DataFrame:
+    values = matrix.to_numpy()[:n_inputs, :n_inputs]
+    i, j = np.triu_indices(n_inputs, k=1)
+    agree = values[i, j]
+    pick = np.argsort(-agree, kind="stable")[:top]
+    names = list(matrix.index)
+    return pd.DataFrame({"input": [names[a] for a in i[pick]], "other": [names[b] for b in j[pick]],
+                         "agreement": agree[pick]})
 
 
 def write_report(ensemble: Ensemble, out_dir: str | os.PathLike, labels: np.ndarray | None = None,
-                 groups: np.ndarray | None = None) -> str:
+                 groups: np.ndarray | None = None, scored: np.ndarray | None = None) -> str:
     """Write the report files into ``out_dir``; return the Markdown text (for the console).
 
-    ``groups`` (aligned to ``ensemble.ids``) needs labels: the solution's or the inputs' own."""
+    ``groups`` (aligned to ``ensemble.ids``) needs labels: the solution's or the inputs' own; ``scored``
+    (bool per row): the rows labels count on (a solution's ``Ignored`` rows are not scored)."""
     out_dir = Path(out_dir)
-    matrix, inputs, summary = summarize(ensemble, labels)
+    everything = np.vstack([ensemble.input_predictions, ensemble.categories])
+    counts = agreement_counts(everything)
+    matrix, inputs, summary = summarize(ensemble, labels, scored, counts=counts)
     labels = ensemble.labels if labels is None else labels
+    n_inputs = len(inputs)
+    order, clusters = cluster_order(matrix.to_numpy()[:n_inputs, :n_inputs])
+    position = np.empty(n_inputs, dtype=np.int64)
+    position[order] = np.arange(1, n_inputs + 1)
+    inputs["cluster"] = clusters
+    inputs["heatmap_position"] = position
+    identical = identical_groups(counts[:n_inputs, :n_inputs], len(ensemble.ids))
+    inputs["identical_to"] = ""
+    identical_lines = []
+    for members in identical:
+        for j in members[1:]:
+            inputs.loc[j, "identical_to"] = inputs["input"].iat[members[0]]
+        digests = {_digest(ensemble.names[j]) for j in members}
+        byte_same = len(digests) == 1 and None not in digests
+        identical_lines.append(f"- {', '.join(inputs['input'].iat[j] for j in members)}"
+                               + (" (byte-identical files)" if byte_same else " (same predicted class on every row)"))
+    summary["identical_input_groups"] = len(identical)
     lines = [f"# Ensemble report ({summary['method']}, {summary['inputs']} inputs, {summary['rows']} rows)", ""]
     lines += [f"- {key.replace('_', ' ')}: {value:.4f}" if isinstance(value, float) else f"- {key.replace('_', ' ')}: {value}"
               for key, value in summary.items() if key not in ("method", "inputs", "rows")]
-    text = "\n".join(lines) + "\n\n## Inputs\n\n" + markdown_table(inputs) + \
-        "\n## Pairwise agreement\n\n" + markdown_table(matrix, index=True)
+    text = "\n".join(lines) + "\n\n## Inputs\n\n" + markdown_table(inputs)
+    if identical_lines:
+        text += "\n## Identical inputs\n\nThese inputs predict the same class on every row (one vote counted " \
+                "several times):\n\n" + "\n".join(identical_lines) + "\n"
+    if n_inputs + 1 <= MARKDOWN_MATRIX_MAX:
+        text += "\n## Pairwise agreement\n\n" + markdown_table(matrix, index=True)
+    else:
+        text += (f"\n## Pairwise agreement\n\n{n_inputs} inputs: the full matrix is in agreement.csv and "
+                 f"agreement.png (inputs in clustered order, `heatmap_position` above). The closest pairs:\n\n"
+                 + markdown_table(_closest_pairs(matrix, n_inputs, 15)))
     if groups is not None and labels is not None:
-        by_group = accuracy_by_group(ensemble, labels, groups)
+        by_group = accuracy_by_group(ensemble, labels, groups, scored)
         text += "\n## Accuracy by group\n\n" + markdown_table(by_group)
         write_csv(out_dir / "groups.csv", by_group)
     write_csv(out_dir / "agreement.csv", matrix, index=True, index_label="")
     write_csv(out_dir / "inputs.csv", inputs)
     write_text(out_dir / "report.md", text)
-    heatmap(matrix, out_dir / "agreement.png")
+    from kfold.figures import agreement_heatmap
+
+    shown = np.append(order, n_inputs)  # the ensemble last
+    agreement_heatmap(matrix.to_numpy()[np.ix_(shown, shown)], [matrix.index[i] for i in shown],
+                      out_dir / "agreement.png", boundaries=np.append(clusters[order], 0),
+                      identical=[[int(position[j]) - 1 for j in members] for members in identical])
     return text

@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Public share of a seeded split when the solution has no Usage column (default: 0.3)")
     board.add_argument("--seed", type=int, default=0, help="seed of that split and of the bootstrap, 0..2**32-1 (default: 0)")
     board.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
-    board.add_argument("--out", type=Path, default=Path("."), help="folder for leaderboard.csv/.md/.png (default: .)")
-    board.add_argument("--no-plot", action="store_true", help="do not draw leaderboard.png")
+    board.add_argument("--out", type=Path, default=Path("."), help="folder for leaderboard.csv/.md (and .png) (default: .)")
+    board.add_argument("--plot", action="store_true", help="also draw leaderboard.png: the paired differences with "
+                       "their intervals (matplotlib; adds about a second)")
     _input_flags(board)
 
     submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle",
@@ -130,9 +131,9 @@ def cmd_leaderboard(args) -> int:
               f"{solution.private.sum()} Private rows (seed {args.seed})")
     table = leaderboard(args.submissions, solution, n_bootstrap=args.bootstrap, seed=args.seed,
                         ids=_row_ids(args.ids), log_probs=args.log_probs)
-    print(write_leaderboard(table, args.out, plot=not args.no_plot))
+    print(write_leaderboard(table, args.out, plot=args.plot))
     print(f"wrote {args.out / 'leaderboard.csv'} and {args.out / 'leaderboard.md'}"
-          + ("" if args.no_plot else f" and {args.out / 'leaderboard.png'}"))
+          + (f" and {args.out / 'leaderboard.png'}" if args.plot else ""))
     return 0
 
 

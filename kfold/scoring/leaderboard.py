@@ -6,8 +6,10 @@ Public/Private split (``public_fraction`` of the rows Public), the same one ``ma
 writes. Every submission is scored on Public, Private and Overall (all scored rows).
 
 Intervals are 95% percentile bootstraps with ONE resampling of the rows per split shared by all
-submissions (``n_bootstrap`` resamples, seeded): it makes the scoring a matrix product instead of a loop
-over submissions, and it makes the comparisons paired. Each submission is compared with the best
+submissions (``n_bootstrap`` resamples, seeded; the Overall resample is the Public and the Private one
+together, a stratified bootstrap): it makes the scoring a matrix product instead of a loop over
+submissions, it makes the comparisons paired, and a submission's interval does not depend on which
+other submissions are on the board. Each submission is compared with the best
 Public one (rank 1; ties: the first listed) on the same rows of each split: the bootstrap interval of the
 accuracy difference, and McNemar's exact test on the discordant rows (rows exactly one of the two gets
 right; two-sided binomial test with p = 1/2, the same value as ``scipy.stats.binomtest``). A difference
@@ -19,7 +21,8 @@ Probability files also get a log loss; a submission CSV with a ``<stem>.probs.np
 ``ensemble.py`` writes) gets the log loss of that file, after checking that its predictions are the
 CSV's. A ``Language`` column (MNIST-MIX) adds the accuracy of each language on the scored rows, as
 columns ``accuracy_<language>``. Nothing here imports torch, scipy or sklearn (start-up time counts
-when the leaderboard is rerun after every submission); matplotlib only for ``leaderboard.png``.
+when the leaderboard is rerun after every submission); matplotlib only for ``leaderboard.png``, which is
+drawn on request (``--plot``: importing matplotlib and drawing cost more than scoring 200 submissions).
 """
 from __future__ import annotations
 
@@ -142,7 +145,9 @@ def bootstrap_counts(n_rows: int, n_resamples: int, rng: np.random.Generator, ch
     every submission (and makes two submissions' resamples paired)."""
     for start in range(0, n_resamples, chunk):
         size = min(chunk, n_resamples - start)
-        draws = rng.integers(0, n_rows, size=(size, n_rows)) + (np.arange(size) * n_rows)[:, None]
+        dtype = np.int32 if size * n_rows < 2**31 else np.int64
+        draws = rng.integers(0, n_rows, size=(size, n_rows), dtype=dtype)
+        draws += (np.arange(size, dtype=dtype) * n_rows)[:, None]
         yield np.bincount(draws.ravel(), minlength=size * n_rows).reshape(size, n_rows).astype(np.float32)
 
 
@@ -268,7 +273,11 @@ def score_many(submissions: Sequence, solution: Solution, n_bootstrap: int = 100
         mask = masks[split]
         part = correct[:, mask]
         records[split] = part.mean(axis=1)
-        boots[split] = bootstrap_means(part, n_bootstrap, rng)
+        if split == "overall":  # stratified: the Public and Private resamples together (no third draw)
+            n_public, n_private = int(masks["public"].sum()), int(masks["private"].sum())
+            boots[split] = (n_public * boots["public"] + n_private * boots["private"]) / max(n_public + n_private, 1)
+        else:
+            boots[split] = bootstrap_means(part, n_bootstrap, rng)
         records[f"{split}_low"], records[f"{split}_high"] = percentile_interval(boots[split])
         records[f"{split}_logloss"] = [(_log_loss(s.p_true[mask]) if s.p_true is not None else np.nan) for s in scored]
         records[f"n_{split}"] = np.full(len(scored), int(mask.sum()))
@@ -368,7 +377,7 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
     return text
 
 
-def write_leaderboard(table: pd.DataFrame, out_dir: str | os.PathLike, plot: bool = True) -> str:
+def write_leaderboard(table: pd.DataFrame, out_dir: str | os.PathLike, plot: bool = False) -> str:
     """Write ``leaderboard.csv``, ``leaderboard.md`` and (``plot``) ``leaderboard.png`` into ``out_dir``; return the Markdown."""
     text = leaderboard_markdown(table)
     write_csv(Path(out_dir) / "leaderboard.csv", table)

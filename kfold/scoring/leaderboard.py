@@ -152,12 +152,33 @@ def bootstrap_counts(n_rows: int, n_resamples: int, rng: np.random.Generator, ch
 
 
 def bootstrap_means(correct: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(resamples, K) bootstrap means of the (K, n) 0/1 matrix ``correct``, rows resampled once for all K."""
-    n_rows = correct.shape[1]
+    """(resamples, K) bootstrap means of the (K, n) 0/1 matrix ``correct``, rows resampled once for all K.
+
+    Each submission's mean is read from its rarer outcome only (the rows it gets wrong, for any useful
+    submission): a gather of the resample counts at those rows, so the cost grows with the errors, not
+    with rows x submissions. Dense 0/1 matrices (mostly wrong submissions) use a matrix product."""
+    n_subs, n_rows = correct.shape
     if n_rows < 2:  # nothing to resample: every resample is the single observation
         return np.repeat(correct.mean(axis=1, keepdims=True).T.astype(np.float64), max(n_resamples, 1), axis=0)
-    scores = correct.T.astype(np.float32)
-    return np.concatenate([counts @ scores for counts in bootstrap_counts(n_rows, n_resamples, rng)]) / n_rows
+    flip = correct.mean(axis=1) > 0.5          # count the wrong rows of these, the right rows of the others
+    rare = correct ^ flip[:, None]
+    per_sub = rare.sum(axis=1)
+    out = []
+    if per_sub.sum() > 0.2 * rare.size:
+        scores = np.ascontiguousarray(rare.T, dtype=np.float32)
+        for counts in bootstrap_counts(n_rows, n_resamples, rng):
+            out.append(counts @ scores)
+    else:
+        columns = np.flatnonzero(rare.ravel()) % n_rows   # rare rows, submission after submission
+        nonempty = np.flatnonzero(per_sub)
+        starts = (np.cumsum(per_sub) - per_sub)[nonempty]
+        for counts in bootstrap_counts(n_rows, n_resamples, rng):
+            sums = np.zeros((len(counts), n_subs), dtype=np.float64)
+            if len(columns):
+                sums[:, nonempty] = np.add.reduceat(counts[:, columns], starts, axis=1)
+            out.append(sums)
+    rare_means = np.concatenate(out).astype(np.float64) / n_rows
+    return np.where(flip, 1.0 - rare_means, rare_means)
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

@@ -53,22 +53,19 @@ def display_names(paths: list[str]) -> list[str]:
 def agreement_counts(predictions: np.ndarray) -> np.ndarray:
     """(M, N) predicted classes -> (M, M) int64 number of rows where two predictors agree.
 
-    Few classes: one-hot blocks multiplied with BLAS (exact: counts per block fit float32); many classes:
-    one comparison pass per predictor."""
+    Rows where all predictors agree count for every pair at once; on the others, one comparison pass per
+    predictor over compact integers (measured faster here than one-hot matrix products with BLAS)."""
     n_pred, n_rows = predictions.shape
-    n_classes = int(predictions.max()) + 1 if predictions.size else 1
-    counts = np.zeros((n_pred, n_pred), dtype=np.float64)
-    if n_classes <= 32:
-        step = max(1, min(n_rows, 4_000_000 // max(1, n_pred * n_classes)))
-        eye = np.eye(n_classes, dtype=np.float32)
-        for start in range(0, n_rows, step):
-            block = eye[predictions[:, start:start + step]].reshape(n_pred, -1)
-            counts += block @ block.T
-        return np.rint(counts).astype(np.int64)
-    compact = predictions.astype(np.min_scalar_type(n_classes))
+    if n_pred == 0 or n_rows == 0:
+        return np.zeros((n_pred, n_pred), dtype=np.int64)
+    unanimous = (predictions == predictions[0]).all(axis=0)
+    rest = predictions[:, ~unanimous]
+    top = int(rest.max()) if rest.size else 0
+    compact = rest.astype(np.int8 if top < 128 else np.int16 if top < 32768 else np.int64)
+    counts = np.empty((n_pred, n_pred), dtype=np.int64)
     for i in range(n_pred):
-        counts[i] = (compact == compact[i]).sum(axis=1)
-    return counts.astype(np.int64)
+        counts[i] = np.count_nonzero(compact == compact[i], axis=1)
+    return counts + int(unanimous.sum())
 
 
 def agreement_matrix(predictions: np.ndarray, names: list[str]) -> pd.DataFrame:

@@ -98,7 +98,16 @@ def agreement_heatmap(matrix: np.ndarray, names: list[str], path: str | Path, bo
             ax.add_patch(plt.Rectangle((pos - 0.5, pos - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.0))
     fig.colorbar(image, ax=ax, label="fraction of identical predicted classes", fraction=0.046)
     ax.set_title(f"{title} ({n} predictors, clustered; red: identical inputs)" if identical else f"{title} ({n} predictors)")
-    save_figure(fig, path, dpi=DPI_BOUNDED)
+    _save_bounded(fig, path, named=n <= MAX_NAMED_TICKS)
+
+
+def _save_bounded(fig, path, named: bool) -> None:
+    """Names of any length need a tight bounding box (a second drawing pass); numbered ticks fit fixed margins."""
+    if named:
+        save_figure(fig, path, dpi=DPI_BOUNDED)
+    else:
+        fig.subplots_adjust(left=0.1, right=0.92, bottom=0.09, top=0.93, wspace=0.15)
+        save_figure(fig, path, dpi=DPI_BOUNDED, bbox_inches=None)
 
 
 def plot_paired_differences(table: pd.DataFrame, names: list[str], path: str | Path) -> None:
@@ -130,4 +139,4 @@ def plot_paired_differences(table: pd.DataFrame, names: list[str], path: str | P
         axes[0].set_ylabel("row of leaderboard.md")
     axes[0].invert_yaxis()
     axes[1].legend(loc="lower left", fontsize=7)
-    save_figure(fig, path, dpi=DPI_BOUNDED)
+    _save_bounded(fig, path, named=n <= MAX_NAMED_TICKS)

@@ -13,7 +13,7 @@ from kfold.commands import main as cli
 from kfold.files.probs import write_probs
 
 REPO = Path(__file__).resolve().parents[1]
-TORCH_FREE = ["kfold.files.probs", "kfold.files.submission", "kfold.scoring.ensemble", "kfold.scoring.report", "kfold.scoring.leaderboard",
+TORCH_FREE = ["kfold.files.probs", "kfold.files.submission", "kfold.files.readers", "kfold.figures", "kfold.scoring.ensemble", "kfold.scoring.report", "kfold.scoring.leaderboard",
               "kfold.kaggle_api", "kfold.commands.ensemble", "kfold.commands.main"]
 
 

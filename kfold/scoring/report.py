@@ -39,7 +39,8 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f", index: bool = Fal
             return "" if np.isnan(value) else format(value, floatfmt)
         return str(value).replace("|", "\\|")
     header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---:" if frame[c].dtype.kind in "iuf" else "---" for c in frame.columns) + "|"
+    # by position: the same file given twice gives two columns of one name
+    rule = "|" + "|".join("---:" if frame.iloc[:, i].dtype.kind in "iuf" else "---" for i in range(frame.shape[1])) + "|"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows]) + "\n"
 

@@ -13,8 +13,8 @@ file (10 classes). ``--mix-files`` synthetic MNIST-MIX-sized probability files (
 Every command runs as a subprocess (``python -m kfold ...``, as a user runs it) and is timed with its
 *read floor* in the same repeat, interleaved: a subprocess that imports numpy and pandas and only reads the
 same files (``pandas.read_csv`` for CSVs, ``numpy.load`` of the probabilities for ``.npz``). Both include
-the interpreter's start-up, which every command pays. Peak memory is the child's ``ru_maxrss`` from
-``os.wait4``. Cells are medians over ``--repeats`` runs (min-max in brackets). ``--record`` adds the
+the interpreter's start-up, which every command pays. Peak memory is the command's maximum resident set size
+as GNU time (``/usr/bin/time -f %M``) reports it. Cells are medians over ``--repeats`` runs (min-max in brackets). ``--record`` adds the
 Markdown table to BENCHMARKS.md under ``SECTION_TITLE``.
 """
 from __future__ import annotations
@@ -46,6 +46,7 @@ SECTION_TITLE = "## Scale: the scoring half at 50 and 200 inputs (benchmarks/sca
 FAMILIES = 8
 CLASSES = 10
 MIX_SHAPE = (120_000, 100)
+TIME = "/usr/bin/time"  # GNU time, for the peak memory of each command
 META = {"kind": "test", "task": "kmnist-scale-bench", "fingerprint": "bench0000000000"}
 
 FLOOR_CODE = """
@@ -140,18 +141,20 @@ def generate(work: Path, data: Path, n_max: int, rows: int, mix_files: int) -> d
 
 
 def run_measured(argv: list[str], cwd: Path) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MB, exit code) of one subprocess."""
+    """(wall seconds, peak RSS MB, exit code) of one subprocess.
+
+    The peak comes from GNU time (``/usr/bin/time -f %M``): Linux carries a forked child's maxrss over from
+    its parent across exec, so ``os.wait4`` here would report this benchmark's own memory."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(map(str, argv))}\n{err}")
-    return wall, usage.ru_maxrss / 1024.0, proc.returncode
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        start = time.perf_counter()
+        proc = subprocess.run([TIME, "-f", "%M", "-o", rss.name, *argv], cwd=cwd, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(map(str, argv))}\n{proc.stderr}")
+        peak_kb = float(rss.read().split()[-1])
+    return wall, peak_kb / 1024.0, proc.returncode
 
 
 def cases(files: dict, n: int, work: Path) -> list[tuple[str, list[str], list[Path]]]:

@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
 
         row_ids = read_ids(args.ids or args.sample)
     ensemble = combine(args.inputs, method=args.method, weights=weights, seed=args.seed, tiebreak=args.tiebreak,
-                       num_classes=args.num_classes, ids=row_ids, log_probs=args.log_probs)
+                       num_classes=args.num_classes, ids=row_ids, log_probs=args.log_probs,
+                       input_predictions=bool(args.report))
     if ensemble.kind == "oof" and args.sample:
         raise UsageError("the inputs are out-of-fold files; --sample applies to test predictions")
     order = slice(None)

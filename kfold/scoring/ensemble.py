@@ -272,29 +272,34 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def _fold_in(total: np.ndarray | None, probs: np.ndarray, order: np.ndarray | None, weight: float, how: str,
-             predictions: np.ndarray) -> np.ndarray:
+             predictions: np.ndarray | None) -> np.ndarray:
     """Add ``weight * f(probs)`` (f by ``how``: mean / geomean / vote-prob sums) into ``total`` row chunk by
-    row chunk, and write each row's argmax into ``predictions``; ``order`` aligns the rows."""
+    row chunk, and write each row's argmax into ``predictions`` (unless None); ``order`` aligns the rows.
+
+    Sums of probabilities are float32 (the result is stored as float32; the relative error of K terms is at
+    most K * 2**-24, and it halves the memory traffic of large files); log-probabilities and ranks float64."""
     n_rows, n_classes = (len(order) if order is not None else probs.shape[0]), probs.shape[1]
     if total is None and how is not None:
-        total = np.zeros((n_rows, n_classes))
+        total = np.zeros((n_rows, n_classes), dtype=np.float32 if how == "mean" else np.float64)
     if how == "rank":  # ranks need whole columns
         aligned = probs if order is None else probs[order]
-        predictions[:] = aligned.argmax(axis=1)
+        if predictions is not None:
+            predictions[:] = aligned.argmax(axis=1)
         if weight:
             total += weight * (average_ranks(aligned) / n_rows)
         return total
     for rows in _chunks(n_rows):
         chunk = probs[rows] if order is None else probs[order[rows]]
-        predictions[rows] = chunk.argmax(axis=1)
+        if predictions is not None:
+            predictions[rows] = chunk.argmax(axis=1)
         if how is None or not weight:
             continue
         if how == "geomean":
             chunk = np.log(np.clip(chunk.astype(np.float64), LOG_EPS, None))
         if weight == 1.0:
-            np.add(total[rows], chunk, out=total[rows])
+            np.add(total[rows], chunk, out=total[rows], casting="unsafe")
         else:
-            total[rows] += weight * chunk.astype(np.float64)
+            total[rows] += (weight * chunk).astype(total.dtype, copy=False)
     return total
 
 
@@ -356,11 +361,12 @@ def vote(predictions: np.ndarray, num_classes: int, weights: np.ndarray, rng: np
 
 def combine(prob_inputs: Sequence[Input | str | os.PathLike], method: str = "mean", weights=None, seed: int = 0,
             tiebreak: str = "random", num_classes: int | None = None, ids: np.ndarray | None = None,
-            log_probs: bool = False) -> Ensemble:
+            log_probs: bool = False, input_predictions: bool = True) -> Ensemble:
     """Combine inputs (paths or loaded files) by ``method`` in mean | geomean | vote | rank.
 
     ``ids``: the row Ids of ``.npy`` inputs (and of CSVs without an Id column); ``log_probs``: files hold
-    natural-log probabilities."""
+    natural-log probabilities; ``input_predictions=False`` skips each input's argmax (needed only by the
+    vote and by reports; ``Ensemble.input_predictions`` is then None)."""
     if method not in METHODS:
         raise UsageError(f"unknown ensemble method '{method}', choose from {', '.join(METHODS)}")
     if tiebreak not in TIEBREAKS:
@@ -384,13 +390,14 @@ def combine(prob_inputs: Sequence[Input | str | os.PathLike], method: str = "mea
             continue
         if total is not None and total.shape[1] != probs.shape[1]:
             raise DataError(f"{name}: {probs.shape[1]} classes, the earlier inputs have {total.shape[1]}")
-        total = _fold_in(total, probs, order, float(weights[k]), how, stream.predictions[k])
+        keep = input_predictions or method == "vote"
+        total = _fold_in(total, probs, order, float(weights[k]), how, stream.predictions[k] if keep else None)
         del item, probs  # release (unmap) before the next input is read
     classes, _ = stream.finish()
     tied_rows = 0
     probs = None
     if method == "mean":
-        probs = (total / weights.sum()).astype(np.float32)
+        probs = (total / np.float32(weights.sum())).astype(np.float32)
         categories = probs.argmax(axis=1).astype(np.int64)
     elif method == "geomean":
         probs = _softmax_rows(total / weights.sum())
@@ -406,7 +413,8 @@ def combine(prob_inputs: Sequence[Input | str | os.PathLike], method: str = "mea
     if stream.data_source is not None:
         meta["task"], meta["fingerprint"] = stream.data_source[1]
     return Ensemble(ids=stream.ids, categories=categories, probs=probs, classes=classes, method=method,
-                    weights=weights, names=stream.names, input_predictions=stream.predictions,
+                    weights=weights, names=stream.names,
+                    input_predictions=stream.predictions if (input_predictions or method == "vote") else None,
                     tied_rows=tied_rows, labels=stream.labels, kind=kind, meta=meta)
 
 

@@ -128,6 +128,7 @@ def plot_paired_differences(table: pd.DataFrame, names: list[str], path: str | P
                         ms=2.5 if n > 60 else 4, lw=0.8, color=color,
                         label="significant (McNemar p < 0.05)" if color == "tab:red" else "not significant")
         ax.axvline(0.0, color="black", lw=0.8)
+        ax.locator_params(axis="x", nbins=6)
         ax.set_xlabel(f"{split} accuracy minus #1's")
         ax.set_title(f"{split.capitalize()} vs the best Public submission")
         ax.grid(axis="x", alpha=0.3)

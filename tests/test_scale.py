@@ -301,3 +301,21 @@ def test_report_of_200_inputs_is_bounded_and_flags_identical_inputs(tmp_path):
     text = (report / "report.md").read_text()
     assert "s048.csv, s049.csv (byte-identical files)" in text
     assert len(text) < 60_000  # no 201 x 201 Markdown matrix
+
+
+def test_scale_benchmark_smoke(shared_data, tmp_path):
+    """benchmarks/scale.py generates its inputs from the competition data and times a command with its floor."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("scale", Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py")
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    assert scale.main(["--data", str(shared_data), "--work", str(tmp_path), "--inputs", "3", "--rows", "3000",
+                       "--repeats", "1", "--mix-files", "0", "--only", "validate,leaderboard"]) == 0
+    results = json.loads((tmp_path / "scale-results.json").read_text())["results"]
+    assert [r["command"] for r in results] == ["validate", "leaderboard"]
+    assert all(r["floor_s"][0] > 0 and r["command_s"][0] > 0 and r["peak_mb"][0] > 10 for r in results)
+    subs = [pd.read_csv(tmp_path / f"sub{k:03d}.csv") for k in range(3)]
+    assert all(len(sub) == 3000 for sub in subs) and not subs[0].equals(subs[1])

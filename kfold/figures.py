@@ -93,9 +93,12 @@ def agreement_heatmap(matrix: np.ndarray, names: list[str], path: str | Path, bo
         for edge in np.flatnonzero(boundaries[1:] != boundaries[:-1]) + 0.5:
             ax.axhline(edge, color="white", lw=0.8)
             ax.axvline(edge, color="white", lw=0.8)
-    for group in identical or []:
-        for pos in group:
-            ax.add_patch(plt.Rectangle((pos - 0.5, pos - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.0))
+    for group in identical or []:  # one outline around a contiguous block, else around each diagonal cell
+        group = sorted(group)
+        blocks = [(group[0], group[-1])] if group[-1] - group[0] == len(group) - 1 else [(p, p) for p in group]
+        for first, last in blocks:
+            ax.add_patch(plt.Rectangle((first - 0.5, first - 0.5), last - first + 1, last - first + 1, fill=False,
+                                       edgecolor="red", lw=1.5, zorder=5))
     fig.colorbar(image, ax=ax, label="fraction of identical predicted classes", fraction=0.046)
     ax.set_title(f"{title} ({n} predictors, clustered; red: identical inputs)" if identical else f"{title} ({n} predictors)")
     _save_bounded(fig, path, named=n <= MAX_NAMED_TICKS)

@@ -105,11 +105,14 @@ def average_linkage(distance: np.ndarray) -> list[tuple[int, int, float, int]]:
     return merges
 
 
-def cluster_order(matrix: np.ndarray, max_clusters: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def cluster_order(matrix: np.ndarray, max_clusters: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Leaf order of an average-linkage clustering of ``1 - matrix`` and a cluster number (1.., in that order) per item.
 
-    The clusters are those left after undoing the last ``max_clusters - 1`` merges."""
+    The clusters are those left after undoing the last ``max_clusters - 1`` merges (default: about the square
+    root of the number of items, at most 8: families, not individuals)."""
     n = len(matrix)
+    if max_clusters is None:
+        max_clusters = min(8, int(np.ceil(np.sqrt(n))))
     if n < 3:
         return np.arange(n), np.ones(n, dtype=np.int64)
     distance = np.clip(1.0 - np.asarray(matrix, dtype=np.float64), 0.0, None)

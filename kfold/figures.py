@@ -1,10 +1,11 @@
-"""Figures people look at: learning curves, confusion matrices, per-class accuracy and error galleries
-(matplotlib, Agg, atomic writes).
+"""Figures people look at: learning curves, confusion matrices, per-class accuracy, error galleries, agreement
+heatmaps and leaderboard intervals (matplotlib, atomic writes, bounded pixel size whatever the number of inputs).
 
 Class names outside ASCII (KMNIST's hiragana) are drawn with the Japanese font that ``matplotlib-fontja``
 ships (IPAexGothic), as a fallback after matplotlib's default font, so they are glyphs, not boxes.
 
-The only module that selects matplotlib's backend; every other figure gets pyplot from ``pyplot()``."""
+matplotlib's Agg backend is chosen here, once, for the whole package; every other figure gets pyplot from
+``pyplot()``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -170,3 +171,99 @@ def plot_run_curves(histories: dict[str, pd.DataFrame], path: str | Path, title:
     ax_loss.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], fontsize=7, loc="upper center",
                    bbox_to_anchor=(0.5, -0.18), ncol=4)
     save_figure(fig, path)
+
+
+MAX_INCHES = 11.0  # longest side of the figures below (at DPI_BOUNDED: at most ~1,300 pixels)
+DPI_BOUNDED = 110
+MAX_NAMED_TICKS = 40
+
+
+def _sparse_ticks(n: int) -> tuple[list[int], list[str]]:
+    """Every position when few, else every 10th (or 20th, 50th ...) as 1-based numbers."""
+    step = next(s for s in (1, 5, 10, 20, 50, 100, 200, 500, 1000) if n / s <= 25)
+    positions = list(range(0, n, step))
+    return positions, [str(p + 1) for p in positions]
+
+
+def agreement_heatmap(matrix: np.ndarray, names: list[str], path: str | Path, boundaries=None,
+                      identical=None, title: str = "Pairwise agreement") -> None:
+    """Heatmap of an (M, M) agreement matrix in the given (clustered) order, at most ~1,300 pixels a side.
+
+    Up to MAX_NAMED_TICKS rows are labelled by name (and cells by value up to 15); beyond that by position
+    (1-based, matching ``heatmap_position`` in inputs.csv). ``boundaries``: a cluster number per row; a
+    line separates consecutive clusters. ``identical``: groups of row positions predicting the same classes
+    (outlined in red)."""
+    n = len(matrix)
+    side = min(2.5 + 0.32 * n, MAX_INCHES - 1.5)
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    vmin = float(min(np.nanmin(matrix), 0.9)) if n else 0.9
+    image = ax.imshow(matrix, cmap="viridis", vmin=vmin, vmax=1.0, interpolation="nearest")
+    if n <= MAX_NAMED_TICKS:
+        size = 8 if n <= 20 else 6
+        ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=size)
+        ax.set_yticks(range(n), names, fontsize=size)
+    else:
+        positions, labels = _sparse_ticks(n)
+        ax.set_xticks(positions, labels, fontsize=7)
+        ax.set_yticks(positions, labels, fontsize=7)
+        ax.set_xlabel("position (clustered order; names: heatmap_position in inputs.csv)")
+    if n <= 15:
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7,
+                    color="white" if value < (vmin + 1.0) / 2 else "black")
+    if boundaries is not None:
+        boundaries = np.asarray(boundaries)
+        for edge in np.flatnonzero(boundaries[1:] != boundaries[:-1]) + 0.5:
+            ax.axhline(edge, color="white", lw=0.8)
+            ax.axvline(edge, color="white", lw=0.8)
+    for group in identical or []:  # one outline around a contiguous block, else around each diagonal cell
+        group = sorted(group)
+        blocks = [(group[0], group[-1])] if group[-1] - group[0] == len(group) - 1 else [(p, p) for p in group]
+        for first, last in blocks:
+            ax.add_patch(plt.Rectangle((first - 0.5, first - 0.5), last - first + 1, last - first + 1, fill=False,
+                                       edgecolor="red", lw=1.5, zorder=5))
+    fig.colorbar(image, ax=ax, label="fraction of identical predicted classes", fraction=0.046)
+    ax.set_title(f"{title} ({n} predictors, clustered; red: identical inputs)" if identical else f"{title} ({n} predictors)")
+    _save_bounded(fig, path, named=n <= MAX_NAMED_TICKS)
+
+
+def _save_bounded(fig, path, named: bool) -> None:
+    """Names of any length need a tight bounding box (a second drawing pass); numbered ticks fit fixed margins."""
+    if named:
+        save_figure(fig, path, dpi=DPI_BOUNDED)
+    else:
+        fig.subplots_adjust(left=0.1, right=0.92, bottom=0.09, top=0.93, wspace=0.15)
+        save_figure(fig, path, dpi=DPI_BOUNDED, bbox_inches=None)
+
+
+def plot_paired_differences(table: pd.DataFrame, names: list[str], path: str | Path) -> None:
+    """Each submission's accuracy minus the best Public one's, with 95% intervals, on Public and Private.
+
+    Rows in leaderboard order; significant differences (McNemar) in red. At most ~1,300 pixels high."""
+    n = len(table)
+    height = min(1.8 + 0.22 * n, MAX_INCHES)
+    fig, axes = plt.subplots(1, 2, figsize=(10, height), sharey=True)
+    y = np.arange(n)
+    for ax, split in zip(axes, ("public", "private")):
+        diff = table[f"{split}_diff"].to_numpy(dtype=float)
+        low = table[f"{split}_diff_low"].to_numpy(dtype=float)
+        high = table[f"{split}_diff_high"].to_numpy(dtype=float)
+        significant = table[f"{split}_significant"].to_numpy(dtype=bool)
+        for mask, color in ((~significant, "tab:blue"), (significant, "tab:red")):
+            ax.errorbar(diff[mask], y[mask], xerr=[diff[mask] - low[mask], high[mask] - diff[mask]], fmt="o",
+                        ms=2.5 if n > 60 else 4, lw=0.8, color=color,
+                        label="significant (McNemar p < 0.05)" if color == "tab:red" else "not significant")
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.locator_params(axis="x", nbins=6)
+        ax.set_xlabel(f"{split} accuracy minus #1's")
+        ax.set_title(f"{split.capitalize()} vs the best Public submission")
+        ax.grid(axis="x", alpha=0.3)
+    if n <= MAX_NAMED_TICKS:
+        axes[0].set_yticks(y, [f"{r} {name}" for r, name in zip(table["public_rank"], names)], fontsize=7 if n > 20 else 8)
+    else:
+        positions, labels = _sparse_ticks(n)
+        axes[0].set_yticks(positions, labels, fontsize=7)
+        axes[0].set_ylabel("row of leaderboard.md")
+    axes[0].invert_yaxis()
+    axes[1].legend(loc="lower left", fontsize=7)
+    _save_bounded(fig, path, named=n <= MAX_NAMED_TICKS)

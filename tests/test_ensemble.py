@@ -11,7 +11,8 @@ from scipy.stats import chisquare
 from sklearn.metrics import accuracy_score, log_loss
 
 from kfold.scoring.ensemble import combine, fit_weights, geomean_probs, load_input, mean_probs
-from kfold.commands.ensemble import main as ensemble_main, probs_path
+from kfold.commands.ensemble import main as ensemble_main
+from kfold.files.rundir import probs_path
 from kfold.errors import DataError, UsageError, run_cli
 from kfold.files.probs import ProbFile, read_probs, write_probs
 from kfold.files.submission import read_submission
@@ -249,7 +250,7 @@ def test_fit_weights_needs_labelled_oof_files():
 def test_load_input_rejects_other_suffixes(tmp_path):
     path = tmp_path / "x.txt"
     path.write_text("hello")
-    with pytest.raises(UsageError, match="inputs must be .csv submissions or .csv/.npz probability files"):
+    with pytest.raises(UsageError, match="inputs must be .csv submissions or .csv/.npz/.npy probability files"):
         load_input(path)
     with pytest.raises(DataError, match="input file not found"):
         load_input(tmp_path / "missing.csv")

@@ -144,7 +144,9 @@ def test_mean_and_vote_agreement_heatmaps_have_different_titles(tmp_path, monkey
         paths.append(tmp_path / f"m{k}.npz")
         write_probs(paths[-1], range(30), rng.dirichlet(np.ones(4), 30), list("abcd"), {"kind": "test"})
     titles = []
-    monkeypatch.setattr(report, "heatmap", lambda matrix, path, transaction=None, title="": titles.append(title))
+    from kfold import figures
+
+    monkeypatch.setattr(figures, "agreement_heatmap", lambda *args, title="", **kwargs: titles.append(title))
     for method in ("mean", "vote"):
         report.write_report(combine(paths, method=method), tmp_path / method)
     assert len(set(titles)) == 2 and "mean" in titles[0] and "vote" in titles[1]

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from kfold.commands import kaggle as kaggle_loop
 from kfold.errors import ArgumentParser, UsageError, run_cli
+from kfold.files.rundir import PROBS_SUFFIX
 from kfold.files.split import PUBLIC_FRACTION
 
 # subcommand -> (module whose main(argv) takes the remaining arguments, one-line help)
@@ -51,18 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--sample", type=Path, help="sample_submission.csv: the Ids every file must cover; the "
                           "competition beside it (kmnist_classmap.csv, the data) gives the classes")
     validate.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1 (default: the competition's)")
+    _input_flags(validate)
 
     board = sub.add_parser("leaderboard", help="score submissions on Public/Private rows of a solution file",
                            description="Score submission CSVs (accuracy) and probability files (accuracy, log loss) "
-                                       "on the Public and Private rows of a solution file; rank by Public.")
+                                       "on the Public, Private and all scored rows of a solution file; rank by "
+                                       "Public. A submission CSV with OUT" + PROBS_SUFFIX + " beside it (from ensemble.py) "
+                                       "gets that file's log loss. Each submission is compared with the best "
+                                       "Public one on the same rows (paired bootstrap interval of the difference, "
+                                       "McNemar's exact test; '*' marks p < 0.05).")
     board.add_argument("submissions", nargs="*", type=Path, metavar="SUB")
     board.add_argument("--solution", type=Path, help="Id,Category[,Usage] file")
     board.add_argument("--public-fraction", type=float, default=PUBLIC_FRACTION,
                        help="Public share of a seeded split when the solution has no Usage column (default: %(default)s)")
-    board.add_argument("--seed", type=int, default=0, help="seed of that split and of the bootstrap (default: 0)")
+    board.add_argument("--seed", type=int, default=0, help="seed of that split and of the bootstrap, 0..2**32-1 (default: 0)")
     board.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     board.add_argument("--out", type=Path, default=Path("runs") / "leaderboard",
-                       help="folder for leaderboard.csv/.md (default: %(default)s)")
+                       help="folder for leaderboard.csv/.md (and .png) (default: %(default)s)")
+    board.add_argument("--plot", action="store_true", help="also draw leaderboard.png: the paired differences with "
+                       "their intervals (matplotlib; adds about a second)")
+    _input_flags(board)
     kaggle_loop.add_remote_leaderboard_arguments(board)
 
     submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle",
@@ -93,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _input_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags for probability files of other tools: Ids of .npy arrays, log-probabilities."""
+    parser.add_argument("--ids", type=Path, metavar="FILE", help="row Ids of .npy inputs (and of CSVs without an "
+                        "Id column): a CSV with an Id column (e.g. the sample) or a 1-D .npy")
+    parser.add_argument("--log-probs", action="store_true", help="probability inputs hold natural-log probabilities")
+
+
+def _row_ids(path: Path | None):
+    if path is None:
+        return None
+    from kfold.files.readers import read_ids
+
+    return read_ids(path)
+
+
 def _check_num_classes(num_classes: int | None) -> None:
     if num_classes is not None and num_classes < 2:
         raise UsageError(f"--num-classes must be at least 2, got {num_classes}")
@@ -106,10 +130,13 @@ def cmd_validate(args) -> int:
     from kfold.data.classes import resolve_num_classes
 
     _check_num_classes(args.num_classes)
-    sample = read_submission(args.sample) if args.sample else None
+    from kfold.files.readers import read_submission_fast
+
+    sample = read_submission_fast(args.sample) if args.sample else None
     num_classes, source = resolve_num_classes(args.num_classes, args.sample)
+    ids = _row_ids(args.ids) if args.ids else (sample.ids if sample is not None else None)
     for path in args.files:
-        item = load_input(path, num_classes=num_classes)
+        item = load_input(path, num_classes=num_classes, ids=ids, log_probs=args.log_probs)
         if isinstance(item, ProbFile):
             what = f"probability file ({item.kind}), {len(item.ids)} rows x {item.num_classes} classes"
         else:
@@ -122,6 +149,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    from kfold.scoring.ensemble import check_seed
     from kfold.scoring.leaderboard import leaderboard, read_solution, write_leaderboard
 
     if args.competition and not args.remote:
@@ -133,14 +161,17 @@ def cmd_leaderboard(args) -> int:
         if not args.submissions:
             return 0
         print()
+    check_seed(args.seed)
     solution = read_solution(args.solution, public_fraction=args.public_fraction, seed=args.seed)
-    table = leaderboard(args.submissions, solution, n_bootstrap=args.bootstrap, seed=args.seed)
-    text = write_leaderboard(table, args.out)  # printed after the files are written (a closed pipe loses no file)
+    table = leaderboard(args.submissions, solution, n_bootstrap=args.bootstrap, seed=args.seed,
+                        ids=_row_ids(args.ids), log_probs=args.log_probs)
+    text = write_leaderboard(table, args.out, plot=args.plot)  # printed after the files are written (a closed pipe loses no file)
     if solution.split_generated:
         print(f"{args.solution} has no Usage column: seeded split, {solution.public.sum()} Public / "
               f"{solution.private.sum()} Private rows (seed {args.seed})")
     print(text)
-    print(f"wrote {args.out / 'leaderboard.csv'} and {args.out / 'leaderboard.md'}")
+    print(f"wrote {args.out / 'leaderboard.csv'} and {args.out / 'leaderboard.md'}"
+          + (f" and {args.out / 'leaderboard.png'}" if args.plot else ""))
     return 0
 
 

@@ -17,6 +17,7 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import zipfile
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ SUFFIXES = (".csv", ".npz")
 ROW_SUM_TOLERANCE = 1e-3
 KINDS = ("test", "oof")
 _CSV_FIRST_DATA_LINE = 3  # line 1 metadata, line 2 header
+CHUNK_ROWS = 8192  # rows per pass of the value checks and of the ensemble accumulators
 
 
 @dataclass
@@ -109,17 +111,11 @@ def validate(ids: np.ndarray, probs: np.ndarray, classes: list[str], labels: np.
     if n_rows == 0:
         raise DataError(f"{where}: no rows")
 
-    for bad, what in ((~np.isfinite(probs), "is not a finite number"), (probs < 0, "is negative")):
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            raise DataError(f"{_where(where, ids, row, line_offset)}, column '{classes[col]}': "
-                            f"probability {probs[row, col]!s} {what}")
-    sums = probs.sum(axis=1, dtype=np.float64)
-    off = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
-    if off.any():
-        row = int(np.argmax(off))
-        raise DataError(f"{_where(where, ids, row, line_offset)}: probabilities sum to {sums[row]:.6g}, "
-                        f"not 1 (tolerance {ROW_SUM_TOLERANCE:g})")
+    for start in range(0, n_rows, CHUNK_ROWS):  # one cache-friendly pass; the slow search only on failure
+        chunk = probs[start:start + CHUNK_ROWS]
+        sums = chunk.sum(axis=1, dtype=np.float32 if chunk.dtype == np.float32 else np.float64)
+        if not (chunk.min() >= 0 and np.all(np.abs(sums - 1.0) <= ROW_SUM_TOLERANCE)):  # NaN fails both
+            _raise_bad_values(ids, probs, classes, where, line_offset, start)
     dup = pd.Index(ids).duplicated()
     if dup.any():
         row = int(np.argmax(dup))
@@ -135,6 +131,44 @@ def validate(ids: np.ndarray, probs: np.ndarray, classes: list[str], labels: np.
                             f"label {labels[row]} is outside 0..{n_cols - 1}")
     elif kind == "oof":
         raise DataError(f"{where}: out-of-fold probability file (kind 'oof') without true labels")
+
+
+def _raise_bad_values(ids, probs, classes, where, line_offset, start: int = 0) -> NoReturn:
+    """Name the first non-finite, negative or badly summing row at or after ``start``."""
+    chunk = np.asarray(probs[start:], dtype=np.float64)
+    for bad, what in ((~np.isfinite(chunk), "is not a finite number"), (chunk < 0, "is negative")):
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            if what == "is negative" and looks_like_log_probs(probs):
+                raise DataError(f"{where}: values look like log-probabilities (all <= 0, each row's exp() sums to 1): "
+                                f"pass --log-probs to read them")
+            raise DataError(f"{_where(where, ids, start + row, line_offset)}, column '{classes[col]}': "
+                            f"probability {probs[start + row, col]!s} {what}")
+    sums = chunk.sum(axis=1)
+    off = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
+    row = int(np.argmax(off))
+    raise DataError(f"{_where(where, ids, start + row, line_offset)}: probabilities sum to {sums[row]:.6g}, "
+                    f"not 1 (tolerance {ROW_SUM_TOLERANCE:g})")
+
+
+def looks_like_log_probs(values: np.ndarray) -> bool:
+    """True when every value is <= 0 (or -inf) and each row's exp() sums to 1: natural-log probabilities."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0 or np.isnan(values).any() or (values > 0).any():
+        return False
+    return bool(np.all(np.abs(np.exp(values).sum(axis=1) - 1.0) <= ROW_SUM_TOLERANCE))
+
+
+def from_log_probs(values: np.ndarray, classes: list[str], ids: np.ndarray, where: str,
+                   line_offset: int | None = None) -> np.ndarray:
+    """exp() of natural-log probabilities (``--log-probs``); a positive or NaN value is refused by name."""
+    values = np.asarray(values)
+    bad = np.isnan(values) | (values > 0)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(f"{_where(where, ids, row, line_offset)}, column '{classes[col]}': value {values[row, col]!s} "
+                        f"is not a log-probability (--log-probs given)")
+    return np.exp(values, dtype=np.float32) if values.dtype == np.float32 else np.exp(values).astype(np.float32)
 
 
 def _as_int_array(values, name: str, where: str) -> np.ndarray:
@@ -180,17 +214,50 @@ def write_probs(path: str | os.PathLike, ids, probs, classes, meta: dict, labels
     write_text(path, header + frame.to_csv(index=False, float_format="%.7g", lineterminator="\n"), transaction)
 
 
-def read_probs(path: str | os.PathLike) -> ProbFile:
-    """Read and validate a probability file (.csv or .npz)."""
+def read_probs(path: str | os.PathLike, log_probs: bool = False) -> ProbFile:
+    """Read and validate a probability file (.csv or .npz); ``log_probs``: the file holds natural-log probabilities."""
     path = Path(path)
     suffix = _suffix(path)
     if not path.is_file():
         raise DataError(f"{path}: probability file not found")
     reader = _read_npz if suffix == ".npz" else _read_csv
-    return reader(path)
+    return reader(path, log_probs)
 
 
-def _read_npz(path: Path) -> ProbFile:
+def _mapped_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray | None:
+    """The array ``name`` of an uncompressed .npz, memory-mapped read-only (no copy); None when it cannot be.
+
+    The size the array header claims is checked against the file before anything is mapped."""
+    try:
+        info = archive.getinfo(name + ".npy")
+    except KeyError:
+        return None
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            return None
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+        fh.seek(start)
+        try:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+        except ValueError:
+            return None
+        offset = fh.tell()
+        if dtype.hasobject or fortran:
+            return None
+        nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if offset + nbytes > min(start + info.file_size, os.fstat(fh.fileno()).st_size) or nbytes == 0:
+            return None  # truncated or lying header: np.load gives the precise message
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.ndarray(shape, dtype=dtype, buffer=mapped, offset=offset)
+
+
+def _read_npz(path: Path, log_probs: bool = False) -> ProbFile:
     where = str(path)
     if not zipfile.is_zipfile(path):
         raise DataError(f"{where}: not a readable .npz file (not a zip archive)")
@@ -202,7 +269,10 @@ def _read_npz(path: Path) -> ProbFile:
             missing = {"ids", "probs", "classes", "meta"} - set(data.files)
             if missing:
                 raise DataError(f"{where}: not a kfold probability file, missing array(s) {', '.join(sorted(missing))}")
-            ids, probs, classes, meta_json = data["ids"], data["probs"], data["classes"], data["meta"]
+            probs = _mapped_member(path, data.zip, "probs")  # large files: no copy, read at page-cache speed
+            ids, classes, meta_json = data["ids"], data["classes"], data["meta"]
+            if probs is None:
+                probs = data["probs"]
             labels = data["labels"] if "labels" in data.files else None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DataError(f"{where}: not a readable .npz file ({exc})") from None
@@ -221,6 +291,8 @@ def _read_npz(path: Path) -> ProbFile:
     ids = _as_int_array(ids, "Ids", where)
     labels = None if labels is None else _as_int_array(labels, "labels", where)
     classes = [str(c) for c in np.atleast_1d(classes)]
+    if log_probs and probs.ndim == 2:
+        probs = from_log_probs(probs, classes, ids, where)
     probs = probs.astype(np.float32, copy=False)
     validate(ids, probs, classes, labels, meta, where)
     return ProbFile(ids=ids, probs=probs, classes=classes, meta=meta, labels=labels, path=path)
@@ -267,7 +339,7 @@ def _raise_cell(frame: pd.DataFrame, row: int, column: str, where: str, what: st
     raise DataError(f"{where}: line {line}, column '{column}': {shown} is not {what}")
 
 
-def _read_csv(path: Path) -> ProbFile:
+def _read_csv(path: Path, log_probs: bool = False) -> ProbFile:
     where = str(path)
     with open(path, encoding="utf-8-sig") as fh:
         first = fh.readline().rstrip("\r\n")
@@ -301,6 +373,8 @@ def _read_csv(path: Path) -> ProbFile:
     if has_labels:
         labels = numeric_column(frame, "label", where, "an integer label", integer=True).astype(np.int64)
 
+    if log_probs:
+        values = from_log_probs(values, classes, ids, where, _CSV_FIRST_DATA_LINE)
     probs = values.astype(np.float32)
     validate(ids, probs, classes, labels, meta, where, line_offset=_CSV_FIRST_DATA_LINE)
     return ProbFile(ids=ids, probs=probs, classes=classes, meta=meta, labels=labels, path=path)

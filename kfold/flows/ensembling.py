@@ -25,23 +25,45 @@ class EnsembleResult:
     probabilities: Path | None
     report: str | None = None
     written: list[Path] = field(default_factory=list)
+    fit: object | None = None  # the weight fit (kfold.scoring.ensemble.fit_weights) when weights were fitted
 
 
 def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: str = "mean", weights=None,
+                    fit_oof: Sequence[str | Path] | None = None, fit_metric: str = "accuracy", fit_rounds: int = 25,
                     seed: int = 0, tiebreak: str = "random", num_classes: int | None = None,
                     sample: str | Path | None = None, solution: str | Path | None = None,
-                    report: str | Path | None = None, extra_inputs: Sequence[str | Path] = ()) -> EnsembleResult:
+                    report: str | Path | None = None, ids: str | Path | None = None, log_probs: bool = False,
+                    extra_inputs: Sequence[str | Path] = ()) -> EnsembleResult:
     """Combine ``inputs`` and write ``out`` (Id,Category in the sample's row order), the ensemble probabilities
-    beside it (mean/geomean) and, with ``report``, the agreement report (accuracies when ``solution`` is given)."""
+    beside it (mean/geomean) and, with ``report``, the agreement report (accuracies when ``solution`` is given).
+
+    ``fit_oof`` (one out-of-fold file per input) fits the weights by greedy forward selection first; ``ids``
+    (or the sample) gives the rows of ``.npy`` inputs that carry none."""
     from kfold.files.atomic import refuse_overwriting_inputs, together
     from kfold.files.probs import write_probs
     from kfold.files.submission import align_ids, read_submission, write_submission
-    from kfold.scoring.ensemble import combine
+    from kfold.scoring.ensemble import check_seed, combine, fit_weights
 
     out = Path(out)
+    check_seed(seed)
     if out.suffix.lower() != ".csv":
         raise UsageError(f"--out must be a .csv file, got {out}")
-    ensemble = combine(list(inputs), method=method, weights=weights, seed=seed, tiebreak=tiebreak, num_classes=num_classes)
+    fit = None
+    if fit_oof is not None:
+        if weights is not None:
+            raise UsageError("give either --weights or --fit-weights, not both")
+        if len(fit_oof) != len(inputs):
+            raise UsageError(f"--fit-weights names {len(fit_oof)} out-of-fold files for {len(inputs)} inputs")
+        fit = fit_weights(list(fit_oof), metric=fit_metric, method="geomean" if method == "geomean" else "mean",
+                          rounds=fit_rounds)
+        weights = fit.weights
+    row_ids = None
+    if ids or sample:
+        from kfold.files.readers import read_ids
+
+        row_ids = read_ids(ids or sample)
+    ensemble = combine(list(inputs), method=method, weights=weights, seed=seed, tiebreak=tiebreak,
+                       num_classes=num_classes, ids=row_ids, log_probs=log_probs, input_predictions=bool(report))
     if ensemble.kind == "oof" and sample:
         raise UsageError("the inputs are out-of-fold files; --sample applies to test predictions")
     order = slice(None)
@@ -49,7 +71,7 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
         reference = read_submission(sample)
         order = align_ids(ensemble.ids, reference.ids, f"the ensemble inputs ({ensemble.names[0]})",
                           f"the sample {sample}", first_line=None)
-    labels = groups = None
+    labels = groups = scored = None
     if solution:
         from kfold.scoring.leaderboard import read_solution
 
@@ -57,14 +79,16 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
         rows = align_ids(truth.ids, ensemble.ids, str(solution), f"the ensemble inputs ({ensemble.names[0]})")
         labels = truth.categories[rows]
         groups = None if truth.groups is None else truth.groups[rows]
-    sources = [*inputs, *extra_inputs, *([sample] if sample else []), *([solution] if solution else [])]
+        scored = (truth.usage != "Ignored")[rows]  # Ignored rows are scored nowhere, as on the leaderboard
+    sources = [*inputs, *extra_inputs, *(fit_oof or []), *([sample] if sample else []), *([solution] if solution else []),
+               *([ids] if ids else [])]
     targets = [out, *([probs_path(out)] if ensemble.probs is not None else [])]
     if report:
         targets += [Path(report) / name for name in REPORT_FILES]
     refuse_overwriting_inputs(sources, targets, UsageError)
 
-    result = EnsembleResult(ensemble, out, probs_path(out) if ensemble.probs is not None else None)
-    with together():
+    result = EnsembleResult(ensemble, out, probs_path(out) if ensemble.probs is not None else None, fit=fit)
+    with together():  # the submission, its probabilities and the report appear together
         write_submission(out, ensemble.ids[order], ensemble.categories[order])
         result.written.append(out)
         if ensemble.probs is not None:
@@ -75,7 +99,7 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
         if report:
             from kfold.scoring.report import write_report
 
-            result.report = write_report(ensemble, Path(report), labels=labels, groups=groups)
+            result.report = write_report(ensemble, Path(report), labels=labels, groups=groups, scored=scored)
             result.written += [Path(report) / name for name in REPORT_FILES[:4]]
             result.written += [Path(report) / "groups.csv"] if groups is not None else []
     return result

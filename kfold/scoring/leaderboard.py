@@ -3,10 +3,26 @@
 A solution file is ``Id,Category[,Usage][,Language]``. ``Usage`` is ``Public`` or ``Private`` (``Ignored``
 rows are scored nowhere, as on Kaggle). A solution without ``Usage`` gets a seeded random
 Public/Private split (``public_fraction`` of the rows Public), the same one ``make_solution``
-writes. Accuracy intervals are 95% percentile bootstraps (``scipy.stats.bootstrap``, seeded);
-probability files also get a log loss. A ``Language`` column (MNIST-MIX) adds the accuracy of each
-language on the scored rows (Public and Private), as columns ``accuracy_<language>``. Nothing here
-imports torch.
+writes. Every submission is scored on Public, Private and Overall (all scored rows).
+
+Intervals are 95% percentile bootstraps with ONE resampling of the rows per split shared by all
+submissions (``n_bootstrap`` resamples, seeded; the Overall resample is the Public and the Private one
+together, a stratified bootstrap): it makes the scoring a matrix product instead of a loop over
+submissions, it makes the comparisons paired, and a submission's interval does not depend on which
+other submissions are on the board. Each submission is compared with the best
+Public one (rank 1; ties: the first listed) on the same rows of each split: the bootstrap interval of the
+accuracy difference, and McNemar's exact test on the discordant rows (rows exactly one of the two gets
+right; two-sided binomial test with p = 1/2, the same value as ``scipy.stats.binomtest``). A difference
+is marked significant when that p-value is below ``ALPHA``: Kaggle's rank shifts between submissions a
+few rows apart are mostly noise, and this says which are not. No correction for the number of
+comparisons is made (with 200 submissions, expect ~5% of the equal ones marked by chance).
+
+Probability files also get a log loss; a submission CSV with a ``<stem>.probs.npz`` beside it (what
+``ensemble.py`` writes) gets the log loss of that file, after checking that its predictions are the
+CSV's. A ``Language`` column (MNIST-MIX) adds the accuracy of each language on the scored rows, as
+columns ``accuracy_<language>``. Nothing here imports torch, scipy or sklearn (start-up time counts
+when the leaderboard is rerun after every submission); matplotlib only for ``leaderboard.png``, which is
+drawn on request (``--plot``: importing matplotlib and drawing cost more than scoring 200 submissions).
 """
 from __future__ import annotations
 
@@ -17,13 +33,12 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap
-from sklearn.metrics import accuracy_score, log_loss
 
 from kfold.files.atomic import write_csv, write_text
-from kfold.scoring.ensemble import input_name, load_input
+from kfold.scoring.ensemble import check_seed, input_name, load_input
 from kfold.errors import DataError, UsageError
-from kfold.files.probs import ProbFile
+from kfold.files.probs import ProbFile, read_probs
+from kfold.files.rundir import probs_path
 from kfold.files.split import PUBLIC_FRACTION as DEFAULT_PUBLIC_FRACTION
 from kfold.files.split import check_fraction as _check_fraction, make_solution, random_usage  # noqa: F401
 from kfold.scoring.report import display_names, markdown_table
@@ -33,8 +48,14 @@ from kfold.files.submission import (FIRST_DATA_LINE, Submission, align_ids, chec
 USAGES = ("Public", "Private", "Ignored")
 GROUP_COLUMN = "Language"  # optional last solution column: accuracy per group
 GROUP_PREFIX = "accuracy_"
-COLUMNS = ["public_rank", "submission", "public", "private", "private_rank", "rank_shift", "public_low", "public_high",
-           "private_low", "private_high", "public_logloss", "private_logloss", "n_public", "n_private"]
+ALPHA = 0.05
+SPLITS = ("public", "private", "overall")
+COLUMNS = ["public_rank", "submission", "public", "private", "overall", "private_rank", "rank_shift",
+           "public_low", "public_high", "private_low", "private_high", "overall_low", "overall_high",
+           "public_logloss", "private_logloss", "overall_logloss", "n_public", "n_private", "n_overall",
+           "public_diff", "public_diff_low", "public_diff_high", "public_p", "public_significant",
+           "private_diff", "private_diff_low", "private_diff_high", "private_p", "private_significant",
+           "logloss_from"]
 
 
 @dataclass
@@ -80,8 +101,15 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
         raise DataError(f"{where}: line {row + FIRST_DATA_LINE} (Id {ids[row]}): Category {categories[row]} is negative")
     num_classes, classes_source = solution_classes(path, categories)
     if "Usage" not in frame:
-        return Solution(ids, categories, random_usage(len(ids), seed, public_fraction), path, split_generated=True,
-                        groups=groups, num_classes=num_classes, classes_source=classes_source)
+        check_seed(seed)
+        usage = random_usage(len(ids), seed, public_fraction)
+        for split in ("Public", "Private"):
+            if not (usage == split).any():
+                raise UsageError(f"{where}: has no Usage column, and a seeded split of {len(ids)} row(s) with "
+                                 f"--public-fraction {public_fraction:g} leaves no {split} rows; add a Usage column "
+                                 f"or choose another --public-fraction")
+        return Solution(ids, categories, usage, path, split_generated=True, groups=groups, num_classes=num_classes,
+                        classes_source=classes_source)
     usage = frame["Usage"].astype(str).str.strip().to_numpy(dtype=object)
     bad = ~np.isin(usage, USAGES)
     if bad.any():
@@ -105,90 +133,276 @@ def solution_classes(path: Path, categories: np.ndarray) -> tuple[int | None, st
     return None, ""
 
 
-def _interval(correct: np.ndarray, n_bootstrap: int, seed: int) -> tuple[float, float]:
-    if len(correct) < 2:  # nothing to resample: the interval is the single observation
-        return float(correct.mean()), float(correct.mean())
-    result = bootstrap((correct,), np.mean, n_resamples=n_bootstrap, method="percentile", vectorized=True,
-                       rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+def bootstrap_counts(n_rows: int, n_resamples: int, rng: np.random.Generator, chunk: int = 100):
+    """Yield (resamples, n_rows) float32 arrays: how often each row is drawn in each bootstrap resample.
+
+    A resample's mean of any per-row score is then ``counts @ score / n_rows``: one set of draws serves
+    every submission (and makes two submissions' resamples paired)."""
+    for start in range(0, n_resamples, chunk):
+        size = min(chunk, n_resamples - start)
+        dtype = np.int32 if size * n_rows < 2**31 else np.int64
+        draws = rng.integers(0, n_rows, size=(size, n_rows), dtype=dtype)
+        draws += (np.arange(size, dtype=dtype) * n_rows)[:, None]
+        yield np.bincount(draws.ravel(), minlength=size * n_rows).reshape(size, n_rows).astype(np.float32)
 
 
-def score_submission(submission: Submission | ProbFile | str | os.PathLike, solution: Solution | str | os.PathLike,
-                     n_bootstrap: int = 1000, seed: int = 0) -> dict:
-    """Public and Private accuracy (with 95% bootstrap intervals) and, for probability files, log loss.
+def bootstrap_means(correct: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(resamples, K) bootstrap means of the (K, n) 0/1 matrix ``correct``, rows resampled once for all K.
 
-    The submission must cover exactly the solution's Ids (any order).
-    """
-    if n_bootstrap < 1:
-        raise UsageError(f"--bootstrap must be at least 1, got {n_bootstrap}")
-    if not isinstance(solution, Solution):
-        solution = read_solution(solution, seed=seed)
-    item = submission if isinstance(submission, (Submission, ProbFile)) else load_input(submission)
+    Each submission's mean is read from its rarer outcome only (the rows it gets wrong, for any useful
+    submission): a gather of the resample counts at those rows, so the cost grows with the errors, not
+    with rows x submissions. Dense 0/1 matrices (mostly wrong submissions) use a matrix product."""
+    n_subs, n_rows = correct.shape
+    if n_rows < 2:  # nothing to resample: every resample is the single observation
+        return np.repeat(correct.mean(axis=1, keepdims=True).T.astype(np.float64), max(n_resamples, 1), axis=0)
+    flip = correct.mean(axis=1) > 0.5          # count the wrong rows of these, the right rows of the others
+    rare = correct ^ flip[:, None]
+    per_sub = rare.sum(axis=1)
+    out = []
+    if per_sub.sum() > 0.2 * rare.size:
+        scores = np.ascontiguousarray(rare.T, dtype=np.float32)
+        for counts in bootstrap_counts(n_rows, n_resamples, rng):
+            out.append(counts @ scores)
+    else:
+        columns = np.flatnonzero(rare.ravel()) % n_rows   # rare rows, submission after submission
+        nonempty = np.flatnonzero(per_sub)
+        starts = (np.cumsum(per_sub) - per_sub)[nonempty]
+        for counts in bootstrap_counts(n_rows, n_resamples, rng):
+            sums = np.zeros((len(counts), n_subs), dtype=np.float64)
+            if len(columns):
+                sums[:, nonempty] = np.add.reduceat(counts[:, columns], starts, axis=1)
+            out.append(sums)
+    rare_means = np.concatenate(out).astype(np.float64) / n_rows
+    return np.where(flip, 1.0 - rare_means, rare_means)
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of each column of ``samples`` (resamples, K)."""
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(samples.astype(np.float64), [tail, 100.0 - tail], axis=0)
+    return low, high
+
+
+def mcnemar_exact(wins: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """Two-sided exact McNemar p-values: binomial test of ``wins`` out of ``wins + losses`` discordant rows at 1/2.
+
+    Equal to ``scipy.stats.binomtest(wins, wins + losses, 0.5).pvalue`` (checked in the tests) without
+    importing scipy.stats; 1.0 when there is no discordant row."""
+    wins, losses = np.asarray(wins, dtype=np.int64), np.asarray(losses, dtype=np.int64)
+    n = wins + losses
+    top = int(n.max()) if n.size else 0
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, top + 1, dtype=np.float64)))])
+    p = np.ones(n.shape, dtype=np.float64)
+    for index in np.ndindex(n.shape):
+        total, low = int(n[index]), int(min(wins[index], losses[index]))
+        if total == 0 or 2 * low == total:
+            continue
+        i = np.arange(low + 1)
+        log_pmf = log_fact[total] - log_fact[i] - log_fact[total - i] - total * np.log(2.0)
+        top_term = log_pmf.max()
+        p[index] = min(1.0, 2.0 * float(np.exp(top_term) * np.exp(log_pmf - top_term).sum()))
+    return p
+
+
+def _log_loss(p_true: np.ndarray) -> float:
+    """Mean negative log of the (row-normalised) probability of the true class, clipped like sklearn's."""
+    eps = np.finfo(np.float64).eps
+    return float(-np.mean(np.log(np.clip(p_true, eps, 1 - eps)))) if len(p_true) else np.nan
+
+
+def side_probs_path(path: Path) -> Path:
+    """Where ``ensemble.py`` puts the probabilities of submission ``path``: ``<stem>.probs.npz`` beside it."""
+    return probs_path(path)
+
+
+@dataclass
+class _Scored:
+    name: str
+    predicted: np.ndarray        # in solution row order
+    p_true: np.ndarray | None    # row-normalised probability of the true class, solution row order
+    logloss_from: str
+    item_for_data_check: ProbFile | None
+
+
+def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bool, side_files: bool) -> _Scored:
+    item = source if isinstance(source, (Submission, ProbFile)) else load_input(source, ids=ids, log_probs=log_probs)
     name = input_name(item)
     reference = f"the solution {solution.path}" if solution.path else "the solution"
-    order = align_ids(item.ids, solution.ids, name, reference, first_line=FIRST_DATA_LINE if isinstance(item, Submission) else None)
-    probs = None
+    order = align_ids(item.ids, solution.ids, name, reference,
+                      first_line=FIRST_DATA_LINE if isinstance(item, Submission) else None)
+    probs, logloss_from, data_item = None, "", None
     if isinstance(item, ProbFile):
+        probs, data_item, logloss_from = item, item, name
         if solution.categories.max() >= item.num_classes:
             raise DataError(f"{name}: {item.num_classes} classes but the solution has Category {solution.categories.max()}")
-        probs = item.probs[order].astype(np.float64)
-        probs /= probs.sum(axis=1, keepdims=True)
-        predicted = probs.argmax(axis=1)
+        predicted = np.empty(len(order), dtype=np.int64)
+        for start in range(0, len(order), 8192):  # argmax in chunks: no full copy of a large file
+            predicted[start:start + 8192] = item.probs[order[start:start + 8192]].argmax(axis=1)
     else:
         if solution.num_classes is not None:
             check_categories(item.ids, item.categories, solution.num_classes, f"{name}",
                              suffix=f" of the competition ({solution.num_classes} classes from {solution.classes_source})")
         predicted = item.categories[order]
-    scores = {"submission": name}
-    for split, mask in (("public", solution.public), ("private", solution.private)):
-        truth, guess = solution.categories[mask], predicted[mask]
-        scores[split] = float(accuracy_score(truth, guess))
-        scores[f"{split}_low"], scores[f"{split}_high"] = _interval((truth == guess).astype(np.float64), n_bootstrap, seed)
-        scores[f"{split}_logloss"] = (float(log_loss(truth, probs[mask], labels=np.arange(probs.shape[1])))
-                                      if probs is not None else np.nan)
-        scores[f"n_{split}"] = int(mask.sum())
+        side = side_probs_path(item.path) if (side_files and item.path is not None) else None
+        if side is not None and side.is_file():
+            probs = read_probs(side)
+            side_order = align_ids(probs.ids, solution.ids, str(side), reference, first_line=None)
+            if probs.num_classes <= solution.categories.max():
+                raise DataError(f"{side}: {probs.num_classes} classes but the solution has Category {solution.categories.max()}")
+            side_predicted = probs.probs[side_order].argmax(axis=1)
+            differ = side_predicted != predicted
+            if differ.any():
+                row = int(np.argmax(differ))
+                raise DataError(f"{side}: predicts class {side_predicted[row]} for Id {solution.ids[row]} where {name} "
+                                f"says {predicted[row]} ({int(differ.sum())} rows differ): a stale side file? "
+                                f"Move it away or rewrite both")
+            order, data_item, logloss_from = side_order, probs, str(side)
+    p_true = None
+    if probs is not None:
+        rows = probs.probs[order] if len(order) * probs.num_classes <= 50_000_000 else None
+        if rows is not None:
+            sums = rows.sum(axis=1, dtype=np.float64)
+            p_true = rows[np.arange(len(order)), solution.categories] / sums
+        else:
+            p_true = np.empty(len(order))
+            for start in range(0, len(order), 8192):
+                block = probs.probs[order[start:start + 8192]]
+                cats = solution.categories[start:start + 8192]
+                p_true[start:start + 8192] = block[np.arange(len(block)), cats] / block.sum(axis=1, dtype=np.float64)
+    return _Scored(name, predicted, p_true, logloss_from, data_item)
+
+
+def score_many(submissions: Sequence, solution: Solution, n_bootstrap: int = 1000, seed: int = 0,
+               ids: np.ndarray | None = None, log_probs: bool = False, side_files: bool = True) -> pd.DataFrame:
+    """Scores of every submission (unranked, in input order); see :func:`leaderboard`."""
+    if n_bootstrap < 1:
+        raise UsageError(f"--bootstrap must be at least 1, got {n_bootstrap}")
+    check_seed(seed)
+    scored = [_score_one(source, solution, ids, log_probs, side_files) for source in submissions]
+    from kfold.scoring.ensemble import check_same_data
+
+    check_same_data((s.logloss_from, s.item_for_data_check) for s in scored if s.item_for_data_check is not None)
+    truth = solution.categories
+    correct = np.stack([s.predicted == truth for s in scored])  # (K, N) bool
+    records = {"submission": [s.name for s in scored], "logloss_from": [s.logloss_from for s in scored]}
+    masks = {"public": solution.public, "private": solution.private, "overall": solution.public | solution.private}
+    rng = np.random.default_rng(seed)
+    boots = {}
+    for split in SPLITS:
+        mask = masks[split]
+        part = correct[:, mask]
+        records[split] = part.mean(axis=1)
+        if split == "overall":  # stratified: the Public and Private resamples together (no third draw)
+            n_public, n_private = int(masks["public"].sum()), int(masks["private"].sum())
+            boots[split] = (n_public * boots["public"] + n_private * boots["private"]) / max(n_public + n_private, 1)
+        else:
+            boots[split] = bootstrap_means(part, n_bootstrap, rng)
+        records[f"{split}_low"], records[f"{split}_high"] = percentile_interval(boots[split])
+        records[f"{split}_logloss"] = [(_log_loss(s.p_true[mask]) if s.p_true is not None else np.nan) for s in scored]
+        records[f"n_{split}"] = np.full(len(scored), int(mask.sum()))
+    # paired comparisons with the best Public submission (ties: the first given)
+    best = int(np.argmax(records["public"]))
+    for split in ("public", "private"):
+        part = correct[:, masks[split]]
+        records[f"{split}_diff"] = records[split] - records[split][best]
+        diffs = boots[split] - boots[split][:, [best]]
+        records[f"{split}_diff_low"], records[f"{split}_diff_high"] = percentile_interval(diffs)
+        wins = (part & ~part[best]).sum(axis=1)
+        losses = (~part & part[best]).sum(axis=1)
+        records[f"{split}_p"] = mcnemar_exact(wins, losses)
+        records[f"{split}_significant"] = records[f"{split}_p"] < ALPHA
+    table = pd.DataFrame(records)
+    table["best_public"] = np.arange(len(scored)) == best
     if solution.groups is not None:
-        scored = solution.public | solution.private
-        for group in dict.fromkeys(solution.groups[scored]):
-            mask = scored & (solution.groups == group)
-            scores[GROUP_PREFIX + group] = float(accuracy_score(solution.categories[mask], predicted[mask]))
-    return scores
+        scored_rows = masks["overall"]
+        for group in dict.fromkeys(solution.groups[scored_rows]):
+            rows = scored_rows & (solution.groups == group)
+            table[GROUP_PREFIX + group] = correct[:, rows].mean(axis=1)
+    return table
+
+
+def score_submission(submission: Submission | ProbFile | str | os.PathLike, solution: Solution | str | os.PathLike,
+                     n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Public, Private and Overall accuracy (with 95% bootstrap intervals) and, for probability files, log loss.
+
+    The submission must cover exactly the solution's Ids (any order).
+    """
+    if not isinstance(solution, Solution):
+        solution = read_solution(solution, seed=seed)
+    row = score_many([submission], solution, n_bootstrap, seed).iloc[0]
+    keep = ["submission", *[c for c in COLUMNS if c.startswith(SPLITS) or c.startswith("n_")]]
+    scores = {key: row[key] for key in keep if key in row and not key.endswith(("_diff", "_diff_low", "_diff_high", "_p", "_significant"))}
+    scores.update({key: row[key] for key in row.index if key.startswith(GROUP_PREFIX)})
+    scores = {key: (value.item() if isinstance(value, np.generic) else value) for key, value in scores.items()}
+    return {key: (np.nan if isinstance(value, float) and np.isnan(value) else value) for key, value in scores.items()}
 
 
 def leaderboard(submissions: Sequence[str | os.PathLike], solution: Solution, n_bootstrap: int = 1000,
-                seed: int = 0) -> pd.DataFrame:
-    """Score every submission; rank by Public (ties share a rank), with the Private rank and the shift."""
+                seed: int = 0, ids: np.ndarray | None = None, log_probs: bool = False) -> pd.DataFrame:
+    """Score every submission; rank by Public (ties share a rank), with the Private rank, the shift, and the
+    paired comparison of each with the best Public one (``*_diff``, ``*_diff_low/high``, ``*_p``, ``*_significant``)."""
     if not submissions:
         raise UsageError("no submissions to score")
-    table = pd.DataFrame([score_submission(path, solution, n_bootstrap, seed) for path in submissions])
+    table = score_many(submissions, solution, n_bootstrap, seed, ids=ids, log_probs=log_probs)
     table.insert(0, "public_rank", table["public"].rank(ascending=False, method="min").astype(int))
     table["private_rank"] = table["private"].rank(ascending=False, method="min").astype(int)
     table["rank_shift"] = table["public_rank"] - table["private_rank"]  # > 0: climbed on Private
+    order = np.lexsort((table["submission"].to_numpy(), table["private_rank"].to_numpy(),
+                        table["public_rank"].to_numpy(), ~table["best_public"].to_numpy()))
+    table = table.iloc[order]
     table = table[COLUMNS + [column for column in table.columns if column.startswith(GROUP_PREFIX)]]
-    return table.sort_values(["public_rank", "private_rank", "submission"], kind="stable").reset_index(drop=True)
+    return table.reset_index(drop=True)
+
+
+def _with_interval(table: pd.DataFrame, value: str, low: str, high: str, signed: bool = False,
+                   mark: str | None = None) -> list[str]:
+    fmt = "+.4f" if signed else ".4f"
+    cells = []
+    for i in range(len(table)):
+        text = f"{table[value].iat[i]:{fmt}} [{table[low].iat[i]:{fmt}}, {table[high].iat[i]:{fmt}}]"
+        if mark is not None and bool(table[mark].iat[i]):
+            text += " *"
+        cells.append(text)
+    return cells
 
 
 def leaderboard_markdown(table: pd.DataFrame) -> str:
-    def with_ci(split: str) -> pd.Series:
-        return table.apply(lambda r: f"{r[split]:.4f} [{r[f'{split}_low']:.4f}, {r[f'{split}_high']:.4f}]", axis=1)
-
-    shown = pd.DataFrame({
+    """The leaderboard as Markdown: scores with intervals, and each one's difference from the best Public one."""
+    columns = {
         "#": table["public_rank"],
         "submission": display_names(list(table["submission"])),
-        "public (95% CI)": with_ci("public"),
-        "private (95% CI)": with_ci("private"),
-        "private #": table["private_rank"],
-        "shift": table["rank_shift"].map(lambda s: f"{s:+d}"),
-        "public logloss": table["public_logloss"],
-        "private logloss": table["private_logloss"],
-        **{column[len(GROUP_PREFIX):]: table[column] for column in table.columns if column.startswith(GROUP_PREFIX)},
-    })
-    return markdown_table(shown)
+        "public (95% CI)": _with_interval(table, "public", "public_low", "public_high"),
+        "private (95% CI)": _with_interval(table, "private", "private_low", "private_high"),
+    }
+    if "overall" in table:
+        columns["overall (95% CI)"] = _with_interval(table, "overall", "overall_low", "overall_high")
+    columns["private #"] = table["private_rank"]
+    columns["shift"] = table["rank_shift"].map(lambda s: f"{s:+d}")
+    paired = all(f"{split}_diff" in table for split in ("public", "private"))
+    if paired:
+        for split in ("public", "private"):
+            columns[f"{split} vs #1 (95% CI)"] = _with_interval(table, f"{split}_diff", f"{split}_diff_low",
+                                                                 f"{split}_diff_high", signed=True,
+                                                                 mark=f"{split}_significant")
+    for split in ("public", "private"):  # the overall log loss is in leaderboard.csv
+        if f"{split}_logloss" in table:
+            columns[f"{split} logloss"] = table[f"{split}_logloss"]
+    columns.update({column[len(GROUP_PREFIX):]: table[column] for column in table.columns if column.startswith(GROUP_PREFIX)})
+    text = markdown_table(pd.DataFrame(columns))
+    if paired and len(table):
+        text += (f"\n`vs #1`: accuracy minus that of {display_names(list(table['submission']))[0]} (the best Public "
+                 f"submission) on the same rows, 95% paired-bootstrap interval; `*`: McNemar's exact test on the rows "
+                 f"exactly one of the two gets right gives p < {ALPHA} (a real difference, not noise).\n")
+    return text
 
 
-def write_leaderboard(table: pd.DataFrame, out_dir: str | os.PathLike) -> str:
-    """Write ``leaderboard.csv`` and ``leaderboard.md`` into ``out_dir``; return the Markdown."""
+def write_leaderboard(table: pd.DataFrame, out_dir: str | os.PathLike, plot: bool = False) -> str:
+    """Write ``leaderboard.csv``, ``leaderboard.md`` and (``plot``) ``leaderboard.png`` into ``out_dir``; return the Markdown."""
     text = leaderboard_markdown(table)
     write_csv(Path(out_dir) / "leaderboard.csv", table)
     write_text(Path(out_dir) / "leaderboard.md", text)
+    if plot and {"public_diff", "private_diff"} <= set(table.columns):
+        from kfold.figures import plot_paired_differences
+
+        plot_paired_differences(table, display_names(list(table["submission"])), Path(out_dir) / "leaderboard.png")
     return text

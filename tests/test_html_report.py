@@ -16,7 +16,8 @@ from runs import fake_run
 
 from kfold.commands.main import main as kfold_main
 from kfold.scoring.leaderboard import leaderboard, make_solution, write_leaderboard
-from kfold.scoring.report import agreement_matrix, heatmap
+from kfold.figures import agreement_heatmap
+from kfold.scoring.report import agreement_matrix
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -49,7 +50,8 @@ def with_ensembles_and_leaderboard(run) -> None:
         matrix = agreement_matrix(predictions, ["run-fold0.npz", "run-fold1.npz", "ensemble"])
         matrix.to_csv(folder / "agreement.csv", index_label="")
         pd.DataFrame({"input": ["run-fold0.npz", "run-fold1.npz"], "weight": [0.5, 0.5]}).to_csv(folder / "inputs.csv", index=False)
-        heatmap(matrix, folder / "agreement.png", title=f"Pairwise agreement: 2 inputs and their {method} ensemble")
+        agreement_heatmap(matrix.to_numpy(), list(matrix.index), folder / "agreement.png",
+                          title=f"Pairwise agreement: 2 inputs and their {method} ensemble")
     solution = make_solution(range(40), rng.integers(0, 10, 40), seed=0)
     solution.to_csv(run / "solution.csv", index=False)
     (run / "run-mean.csv").write_text("Id,Category\n" + "".join(f"{i},{c}\n" for i, c in zip(solution["Id"], solution["Category"])))

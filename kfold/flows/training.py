@@ -163,6 +163,13 @@ def check_run_dir(run: RunDir, wanted: dict, resume: bool, full: bool = False) -
     return saved
 
 
+def check_task(task: Task, data: str) -> None:
+    """A task a classifier can be trained on (checked before anything is written)."""
+    if task.num_classes < 2:
+        raise DataError(f"--data {data}: {task.num_classes} class ({', '.join(task.class_names)}); "
+                        f"a classifier needs at least 2 classes")
+
+
 def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None, k: int, seed: int, data: str,
                 resume: bool = False, full: bool = False, threads: int | None = None) -> np.ndarray:
     """Validate, then write config.json and folds.csv (once); return the fold of every training row."""
@@ -170,6 +177,7 @@ def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None
         raise UsageError(f"--k {k!r}: k-fold needs an integer k >= 2")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UsageError(f"--threads {threads!r}: must be an integer >= 1")
+    check_task(task, data)
     if run.config.exists():
         load_saved_config(run)  # a damaged config is named before anything else is read
     if run.folds_csv.exists() and not run.folds_csv.is_symlink():
@@ -305,6 +313,7 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
     if full:  # every usage check runs before the first file of the run is written
         epochs = full_epochs(run, k, full_epochs_explicit)
         full_cfg = resolve_config(None, None, {**cfg.to_dict(), "epochs": epochs})
+    check_task(task, task_spec.data)
     if backend is None:  # training here anyway: build the model on torch's meta device first (shapes only, no memory)
         from kfold.nn.checks import check_model_fits
 

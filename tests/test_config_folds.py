@@ -76,7 +76,7 @@ def test_folds_csv_same_seed_same_bytes(tmp_path):
     assert np.array_equal(read_folds(tmp_path / "a.csv", labels), assign_folds(labels, 5, 7))
 
 
-@pytest.mark.parametrize("k, message", [(1, "k=1: k-fold needs k >= 2"), (11, "k=11 is larger than the 10 training images of class 0")])
+@pytest.mark.parametrize("k, message", [(1, "--k 1: k-fold needs an integer k in 2..10000"), (11, "k=11 is larger than the 10 training images of class 0")])
 def test_nonsense_k(k, message):
     with pytest.raises(UsageError, match=message):
         assign_folds(np.repeat(np.arange(3), [10, 20, 30]), k, 0)

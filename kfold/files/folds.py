@@ -11,11 +11,16 @@ from kfold.files.atomic import write_csv
 from kfold.errors import DataError, UsageError
 
 
+def check_k(k) -> None:
+    """The one check of a fold count (commands check it when parsing with the same bound)."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 10_000:
+        raise UsageError(f"--k {k!r}: k-fold needs an integer k in 2..10000")
+
+
 def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Fold index (0..k-1) for every row: stratified by label, shuffled with ``seed``."""
     labels = np.asarray(labels)
-    if k < 2:
-        raise UsageError(f"k={k}: k-fold needs k >= 2")
+    check_k(k)
     counts = np.bincount(labels)
     smallest = counts[counts > 0].min() if labels.size else 0
     if k > smallest:

@@ -313,10 +313,9 @@ def plot_cv_vs_public(frame: pd.DataFrame, stats: dict, path: str | os.PathLike,
     both = frame.dropna(subset=["local_cv", "public_score"])
     if len(both) < 2:
         return False
-    import matplotlib
+    from kfold.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from kfold.files.atomic import save_figure
 

@@ -296,8 +296,9 @@ def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRES
         for preset in pooled_presets:
             parse_presets(preset, "--seed-ensembles", allowed=presets)
     pooled_presets = pooled_presets if len(seeds) > 1 else []  # one seed: the same as the preset's own entry
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-        raise UsageError(f"--k {k}: k-fold needs k >= 2")
+    from kfold.files.folds import check_k
+
+    check_k(k)
     if tta is not None and tta < 1:
         raise UsageError(f"--tta {tta}: needs at least 1 view")
     for preset in presets:  # every config error before the first run starts

@@ -21,7 +21,7 @@ from kfold.config import TrainConfig, resolve_config
 from kfold.data.task import Task
 from kfold.errors import DataError, UsageError
 from kfold.files.atomic import refuse_links_out_of, sweep_stale_temps, write_json
-from kfold.files.folds import assign_folds, read_folds, write_folds
+from kfold.files.folds import assign_folds, check_k, read_folds, write_folds
 from kfold.files.probs import read_probs, write_probs
 from kfold.files.rundir import FULL, RunDir
 
@@ -173,8 +173,7 @@ def check_task(task: Task, data: str) -> None:
 def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None, k: int, seed: int, data: str,
                 resume: bool = False, full: bool = False, threads: int | None = None) -> np.ndarray:
     """Validate, then write config.json and folds.csv (once); return the fold of every training row."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-        raise UsageError(f"--k {k!r}: k-fold needs an integer k >= 2")
+    check_k(k)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UsageError(f"--threads {threads!r}: must be an integer >= 1")
     check_task(task, data)
@@ -216,6 +215,7 @@ def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str 
     from sklearn.metrics import log_loss
 
     from kfold.identity import code_identity
+    from kfold.scoring.metrics import accuracy_by_group
 
     fold_rows, oof_parts, last_correct = [], [], 0.0
     for fold in run.finished(k):
@@ -241,8 +241,7 @@ def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str 
                        oof_logloss=float(log_loss(labels, probs, labels=range(task.num_classes))))
         if task.train_groups is not None:
             groups = task.train_groups[ids]
-            summary["oof_accuracy_by_group"] = {name: float((predicted[groups == g] == labels[groups == g]).mean())
-                                                for g, name in enumerate(task.group_names) if (groups == g).any()}
+            summary["oof_accuracy_by_group"] = accuracy_by_group(predicted == labels, groups, task.group_names)
         if len(fold_rows) == k:
             meta = run.oof_meta({"model": cfg.model, "fold": "all", "preset": preset, "seed": seed,
                                   "fingerprint": task.fingerprint(), "task": task.name})

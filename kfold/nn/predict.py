@@ -36,6 +36,7 @@ def tta_gain(model, meta: dict, task: Task, run: RunDir, fold: int, views: int, 
 
     from kfold.files.folds import read_folds
     from kfold.nn.inference import predict_proba
+    from kfold.scoring.metrics import accuracy_by_group
 
     folds = read_folds(run.folds_csv, task.train_labels)
     fold = meta["fold"]
@@ -53,8 +54,8 @@ def tta_gain(model, meta: dict, task: Task, run: RunDir, fold: int, views: int, 
         result[f"logloss_tta{n}"] = float(log_loss(labels, probs, labels=range(task.num_classes)))
         if task.train_groups is not None:
             groups = task.train_groups[rows]
-            result.update({f"acc_tta{n}_{name}": float(correct[groups == g].mean())
-                           for g, name in enumerate(task.group_names) if (groups == g).any()})
+            result.update({f"acc_tta{n}_{name}": value
+                           for name, value in accuracy_by_group(correct, groups, task.group_names).items()})
     return result
 
 

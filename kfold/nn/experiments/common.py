@@ -123,10 +123,12 @@ def predict_test(exp: Experiment, trainer: FoldTrainer) -> np.ndarray:
 
 def accuracy_by_language(task: Task, predicted: np.ndarray) -> dict[str, float]:
     """``overall`` test accuracy, then one entry per language."""
+    from kfold.scoring.metrics import accuracy_by_group
+
     correct = predicted == task.test_labels
-    scores = {"overall": float(correct.mean())}
-    scores.update({name: float(correct[rows].mean()) for name, rows in task.group_rows("test").items()})
-    return scores
+    if task.test_groups is None:  # one group, named as Task.group_rows names it
+        return {"overall": float(correct.mean()), "all": float(correct.mean())}
+    return {"overall": float(correct.mean()), **accuracy_by_group(correct, task.test_groups, task.group_names)}
 
 
 def language_counts(task: Task) -> str:

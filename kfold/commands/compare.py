@@ -1,32 +1,5 @@
-"""``compare.py`` / ``kfold compare``: presets side by side on the same data and folds, over several seeds.
-
-For every seed and preset: train a k-fold run (every preset of a seed gets the same ``folds.csv``)
-and predict the test set. Then, per seed, these entries become submissions:
-
-* each preset's fold mean;
-* ``report-vote4``: the KMNIST report's majority vote of its four AlexNet setups (seeded tie-break);
-* ``report-avg2``: the report's average of its two AlexNet7 setups;
-* ``fitted``: a mean of all presets with weights fitted (greedy forward selection, log loss) on
-  their out-of-fold predictions only;
-
-every preset's probabilities temperature-scaled first (``kfold.scoring.calibration``, fitted on its OOF);
-
-and, across seeds, ``<preset>-seeds`` (the mean of that preset's calibrated fold means over all seeds; by
-default for the preset ``best``). The solution file is read only at the end, for scoring: a
-leaderboard per seed and a comparison of the mean over seeds per entry.
-
-Output layout::
-
-    OUT/seed{s}/{preset}/                  train.py run directory
-    OUT/seed{s}/probs/                     predict.py files: {preset}-fold{i}.npz, -mean.npz, -oof.npz
-    OUT/seed{s}/submissions/{entry}.csv    submission (+ {entry}.probs.npz unless it is a vote)
-    OUT/seed{s}/leaderboard.csv, .md       that seed's entries on the Public/Private rows
-    OUT/submissions/{preset}-seeds.csv     multi-seed ensembles (+ .probs.npz)
-    OUT/leaderboard.csv, .md               the multi-seed ensembles on the Public/Private rows
-    OUT/comparison.csv, .md, .png          mean over seeds per entry, sorted by Private accuracy
-
-Re-running the same command continues an interrupted comparison (finished folds are skipped).
-"""
+"""``compare.py`` / ``kfold compare``: presets side by side over seeds (``kfold.flows.compare`` documents the entries
+and the output layout; ``--help`` prints that description)."""
 from __future__ import annotations
 
 import argparse
@@ -44,7 +17,9 @@ def _optional_list(text: str) -> list[str]:
 
 
 def build_parser(prog: str = "compare.py") -> argparse.ArgumentParser:
-    p = flags.parser(prog, __doc__)
+    from kfold.flows import compare as flow  # torch-free: its docstring is the full description
+
+    p = flags.parser(prog, flow.__doc__)
     p.add_argument("--data", required=True, help="competition directory (scored when it holds solution.csv)")
     p.add_argument("--out", required=True, type=Path, help="comparison directory")
     p.add_argument("--seeds", type=flags.comma_list(flags.seed), default="0,1,2", help="comma-separated seeds (default: 0,1,2)")

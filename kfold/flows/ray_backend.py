@@ -21,6 +21,9 @@ from typing import Any, Callable, Sequence
 from kfold.errors import DataError, KfoldError, UsageError
 
 INSTALL_HINT = "pip install -e '.[ray]'"
+# The embedded cluster's node address: loopback, so nothing leaves the machine. Not 127.0.0.1: Ray replaces that
+# (and "localhost") with the machine's outward address.
+EMBEDDED_NODE_IP = "127.0.0.2"
 
 
 @dataclass(frozen=True)
@@ -94,11 +97,9 @@ def short_temp_dir() -> str:
 def _unwrap(exc: BaseException) -> BaseException:
     """The kfold error inside a Ray error (``RayTaskError.cause``), or the error itself."""
     seen = 0
-    while seen < 10 and getattr(exc, "cause", None) is not None and not isinstance(exc, KfoldError):
+    while seen < 10 and isinstance(getattr(exc, "cause", None), BaseException):  # RayTaskError(DataError) -> DataError
         exc, seen = exc.cause, seen + 1
-    if isinstance(exc, KfoldError):
-        return type(exc)(*exc.args)  # a plain kfold error: one line, exit 1 or 2
-    return exc
+    return exc.with_traceback(None) if isinstance(exc, KfoldError) else exc
 
 
 # ---- the task bodies (run on the workers) -------------------------------------------------------------------
@@ -196,16 +197,20 @@ class RayBackend:
             temp = short_temp_dir()
             self.echo(f"ray: starting an embedded local cluster ({cpus or os.cpu_count()} CPUs) for this command")
             ray.init(address="local", num_cpus=cpus, include_dashboard=False, _temp_dir=temp, log_to_driver=True,
-                     logging_level="WARNING", configure_logging=True, _node_ip_address="127.0.0.1")
+                     logging_level="WARNING", configure_logging=True, _node_ip_address=EMBEDDED_NODE_IP)
             self.started = True
         self.connected = True
+        self._remote_fold, self._remote_predict = self.remote(_run_fold), self.remote(_run_predict)
+
+    def remote(self, function: Callable) -> Any:
+        """``function`` as a Ray remote function with a fold's resources and retry policy (starts Ray if needed).
+
+        ``num_gpus`` in the decorator (not ``.options``) gives a fresh process per GPU fold, so its GPU memory is
+        released; exceptions raised by the function are never retried, only lost workers and nodes."""
+        self.connect()
         gpus = self.options.gpus_per_fold
-        retries = self.options.max_retries
-        # num_gpus in the decorator: a fresh process per GPU fold (its GPU memory is released); never retry exceptions
-        self._remote_fold = ray.remote(num_cpus=self.options.cpus_per_fold, num_gpus=gpus, max_retries=retries,
-                                       retry_exceptions=False, **({"max_calls": 1} if gpus > 0 else {}))(_run_fold)
-        self._remote_predict = ray.remote(num_cpus=self.options.cpus_per_fold, num_gpus=gpus, max_retries=retries,
-                                          retry_exceptions=False, **({"max_calls": 1} if gpus > 0 else {}))(_run_predict)
+        return self.ray.remote(num_cpus=self.options.cpus_per_fold, num_gpus=gpus, max_retries=self.options.max_retries,
+                               retry_exceptions=False, **({"max_calls": 1} if gpus > 0 else {}))(function)
 
     def close(self) -> None:
         if self.started and self.ray.is_initialized():

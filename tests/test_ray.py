@@ -293,9 +293,13 @@ def test_driver_killed_then_resume_identical_and_no_orphans(cluster, big_comp, k
 
 
 @pytest.mark.slow
-def test_node_loss_is_retried_on_another_node(cluster, big_comp, kill_reference, tmp_path):
+def test_node_loss_is_retried_on_another_node(cluster, big_comp, kill_reference, tmp_path, monkeypatch):
     """Two worker nodes (ray.cluster_utils.Cluster on 127.0.0.2/.3); the node running the fold is removed mid-fold."""
+    import ray._private.utils
     from ray.cluster_utils import Cluster
+
+    # Cluster records its address in /tmp/ray/ray_current_cluster, where any ray.init() on the machine would find it
+    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kwargs: None)
 
     temp = tempfile.mkdtemp(prefix="kfn", dir="/tmp")
     nodes = Cluster(initialize_head=True, connect=False,

@@ -165,6 +165,7 @@ class RayBackend:
         self.remote_cluster = False
         self._checked_paths: set[str] = set()
         self._remote_fold = self._remote_predict = None
+        self._temp: str | None = None  # the embedded cluster's temp dir (removed by close unless KFOLD_RAY_TMPDIR)
 
     # -- lifetime
     def __enter__(self) -> "RayBackend":
@@ -194,7 +195,7 @@ class RayBackend:
             cpus = None
             if self.options.concurrent is not None:
                 cpus = max(1, int(round(self.options.concurrent * max(self.options.cpus_per_fold, 1e-9))))
-            temp = short_temp_dir()
+            temp = self._temp = short_temp_dir()
             self.echo(f"ray: starting an embedded local cluster ({cpus or os.cpu_count()} CPUs) for this command")
             ray.init(address="local", num_cpus=cpus, include_dashboard=False, _temp_dir=temp, log_to_driver=True,
                      logging_level="WARNING", configure_logging=True, _node_ip_address=EMBEDDED_NODE_IP)
@@ -215,7 +216,12 @@ class RayBackend:
     def close(self) -> None:
         if self.started and self.ray.is_initialized():
             self.ray.shutdown()
+        if self._temp is not None and not os.environ.get("KFOLD_RAY_TMPDIR"):
+            import shutil
+
+            shutil.rmtree(self._temp, ignore_errors=True)
         self.started = self.connected = False
+        self._temp = None
 
     # -- checks
     def check_visible(self, path: str | Path) -> None:

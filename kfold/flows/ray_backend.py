@@ -73,10 +73,17 @@ class RayOptions:
         return device
 
 
-def import_ray():
-    """``import ray`` with kfold's settings; without Ray installed, one line saying what to install."""
+def import_ray(remote: bool = False):
+    """``import ray`` with kfold's settings; without Ray installed, one line saying what to install.
+
+    For a cluster (``remote``) with a token at hand (``$RAY_AUTH_TOKEN``, ``~/.ray/auth_token``) and no
+    ``$RAY_AUTH_MODE``, token authentication is switched on, as ``ray start`` does for the nodes."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every fold's epoch lines stay visible
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if remote and "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules and (
+            os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
     try:
         import ray
     except ImportError:
@@ -158,7 +165,8 @@ class RayBackend:
 
     def __init__(self, options: RayOptions | None = None, *, echo: Callable[[str], None] = print, progress: bool = True):
         self.options = (options or RayOptions()).validate()
-        self.ray = import_ray()
+        self.ray = import_ray(remote=bool(self.options.concurrent is None
+                                          and (self.options.address or os.environ.get("RAY_ADDRESS"))))
         self.echo, self.progress = echo, progress
         self.started = False  # this backend called ray.init (and shuts it down)
         self.connected = False

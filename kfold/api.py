@@ -93,21 +93,36 @@ def load_run(path: str | Path) -> Run:
 
 def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: str | Path | None = None,
           folds: Sequence[int] | None = None, device: str = "auto", threads: int | None = None, resume: bool | None = None,
-          progress: bool = True, config: str | Path | None = None, **overrides: Any) -> Run:
+          progress: bool = True, config: str | Path | None = None, backend: Any = "local", address: str | None = None,
+          cpus_per_fold: float = 1.0, gpus_per_fold: float = 0.0, max_retries: int = 3, **overrides: Any) -> Run:
     """Train a k-fold run; keyword ``overrides`` are config fields (``epochs=3``, ``lr=0.05``, ``model="vgg_bn"``).
 
-    ``resume`` defaults to continuing an existing run directory with the same settings.
+    ``resume`` defaults to continuing an existing run directory with the same settings. ``backend="ray"`` trains
+    every fold as a Ray task (on ``address``, ``$RAY_ADDRESS``, the Ray this process already started, or an
+    embedded local cluster); a ``kfold.flows.ray_backend.RayBackend`` object is used as it is.
     """
     from kfold.config import resolve_config
     from kfold.flows.training import TaskSpec, train_run
 
     cfg = resolve_config(preset, config, overrides)
+    owned = None
+    if isinstance(backend, str):
+        from kfold.flows.ray_backend import make_backend
+
+        backend = owned = make_backend(backend, address=address, cpus_per_fold=cpus_per_fold, gpus_per_fold=gpus_per_fold,
+                                       max_retries=max_retries, device=device, progress=progress)
+    if backend is not None and hasattr(backend, "options"):
+        threads = backend.options.threads(threads)
     spec = TaskSpec(str(data))
     task = spec.load(progress=progress)
     run = RunDir(out if out is not None else Path("runs") / preset)
-    result = train_run(cfg, task, run, task_spec=spec, preset=preset, k=k, seed=seed, folds=folds, device=device,
-                       resume=run.is_run() if resume is None else resume, threads=threads, progress=progress,
-                       echo=lambda _: None)
+    try:
+        result = train_run(cfg, task, run, task_spec=spec, preset=preset, k=k, seed=seed, folds=folds, device=device,
+                           resume=run.is_run() if resume is None else resume, threads=threads, progress=progress,
+                           backend=backend, echo=lambda _: None)
+    finally:
+        if owned is not None:
+            owned.close()
     return Run(run, result.values, str(data), task)
 
 

@@ -190,8 +190,9 @@ def test_resume_after_sigkill_is_bit_identical(synthetic_comp, tmp_path):
     assert not list(out.rglob("*.tmp")) and not list(out.rglob("checkpoint.pt"))
 
 
-@pytest.mark.skip(reason="--parallel-folds moves onto the Ray backend (issue 13); its home-made process pool is gone")
 def test_parallel_folds_train_every_fold(synthetic_comp, tmp_path):
+    """--parallel-folds N: shorthand for --backend ray on an embedded local cluster running N folds at once."""
+    pytest.importorskip("ray")
     out = tmp_path / "par"
     assert train("--data", synthetic_comp, "--preset", "lenet5", "--k", 2, "--epochs", 1, "--out", out, "--parallel-folds", 2) == 0
     summary = json.loads((out / "summary.json").read_text())

@@ -199,3 +199,40 @@ def recipe_overrides(args: argparse.Namespace) -> dict:
     if getattr(args, "compile", None):
         overrides["compile"] = True
     return overrides
+
+
+def add_backend_flags(p: argparse.ArgumentParser) -> None:
+    """Where folds train: here, one after another (local), or as Ray tasks on a local or remote cluster."""
+    group = p.add_argument_group("backend", "train every fold here, one after another (local), or as a Ray task "
+                                            "each, on an embedded local cluster or a real one (pip install -e '.[ray]')")
+    group.add_argument("--backend", default="local", type=one_of("backend", ["local", "ray"]), metavar="local|ray",
+                       help="local (default) or ray")
+    group.add_argument("--address", default=None, metavar="HOST:PORT",
+                       help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local cluster for this command)")
+    group.add_argument("--cpus-per-fold", type=finite_float(0, 4096), default=1.0, metavar="N",
+                       help="CPUs a fold task holds (default 1; also its torch threads unless --threads)")
+    group.add_argument("--gpus-per-fold", type=finite_float(0, 64), default=0.0, metavar="F",
+                       help="GPUs a fold task holds; fractions share one (0.25: four folds per GPU). 0 (default): the fold runs on the CPU")
+    group.add_argument("--max-retries", type=int_at_least(0, 100), default=3, metavar="N",
+                       help="retries of a fold whose Ray worker or node was lost (default 3); a fold that raises is never retried")
+    group.add_argument("--parallel-folds", type=int_at_least(1, 1024), default=None, metavar="N",
+                       help="shorthand for --backend ray on an embedded local cluster running N folds at once")
+
+
+def backend_from_args(args: argparse.Namespace, progress: bool = True):
+    """``None`` (local) or a validated, not yet started ``kfold.flows.ray_backend.RayBackend``."""
+    if args.backend == "local" and args.parallel_folds is None:
+        if args.address:
+            from kfold.errors import UsageError
+
+            raise UsageError("--address needs --backend ray")
+        if args.cpus_per_fold != 1.0 or args.gpus_per_fold != 0.0 or args.max_retries != 3:
+            from kfold.errors import UsageError
+
+            raise UsageError("--cpus-per-fold, --gpus-per-fold and --max-retries need --backend ray")
+        return None
+    from kfold.flows.ray_backend import make_backend
+
+    return make_backend("ray", address=args.address, cpus_per_fold=args.cpus_per_fold, gpus_per_fold=args.gpus_per_fold,
+                        max_retries=args.max_retries, parallel_folds=args.parallel_folds, device=args.device,
+                        progress=progress)

@@ -32,6 +32,7 @@ def build_parser(prog: str = "compare.py") -> argparse.ArgumentParser:
     p.add_argument("--tta", type=flags.positive_int, default=None, metavar="N", help="test-time augmentation views for predict")
     flags.add_device_flags(p)
     flags.add_progress_flag(p)
+    flags.add_backend_flags(p)
     return p
 
 
@@ -39,6 +40,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "compare.py") -> int:
     args = build_parser(prog).parse_args(argv)
     from kfold.flows.compare import compare
 
-    compare(args.data, args.out, presets=args.presets, seeds=args.seeds, k=args.k, seed_ensembles=args.seed_ensembles,
-            epochs=args.epochs, device=args.device, tta=args.tta, threads=args.threads, progress=not args.no_progress)
+    backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
+    try:
+        compare(args.data, args.out, presets=args.presets, seeds=args.seeds, k=args.k,
+                seed_ensembles=args.seed_ensembles, epochs=args.epochs, device=args.device, tta=args.tta,
+                threads=args.threads if backend is None else backend.options.threads(args.threads),
+                progress=not args.no_progress, backend=backend)
+    finally:
+        if backend is not None:
+            backend.close()
     return 0

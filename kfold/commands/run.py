@@ -27,6 +27,7 @@ def build_parser(prog: str = "kfold run") -> argparse.ArgumentParser:
     flags.add_device_flags(p)
     flags.add_progress_flag(p)
     flags.add_recipe_flags(p)
+    flags.add_backend_flags(p)
     return p
 
 
@@ -39,10 +40,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold run") -> int:
     cfg = resolve_config(args.preset, args.config, flags.recipe_overrides(args))
     seeds = [args.seed] if args.seed is not None else args.seeds
     spec = TaskSpec(args.data, args.cache_dir, tuple(args.languages) if args.languages else None, args.label_mode, args.task)
+    backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
+    threads = args.threads if backend is None else backend.options.threads(args.threads)
     task = spec.load(progress=not args.no_progress)
-    result = run_competition(cfg, task, args.out or Path("runs") / args.preset, task_spec=spec, preset=args.preset,
-                             k=args.k, seeds=seeds, folds=args.folds, submissions=args.submissions, device=args.device,
-                             tta=None, threads=args.threads, progress=not args.no_progress)
+    try:
+        result = run_competition(cfg, task, args.out or Path("runs") / args.preset, task_spec=spec, preset=args.preset,
+                                 k=args.k, seeds=seeds, folds=args.folds, submissions=args.submissions,
+                                 device=args.device, tta=None, threads=threads, progress=not args.no_progress,
+                                 backend=backend)
+    finally:
+        if backend is not None:
+            backend.close()
     if result.lines:
         print("\n== done\n" + "\n".join(result.lines))
     return 0

@@ -24,6 +24,7 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     flags.add_device_flags(p)
     flags.add_progress_flag(p)
     flags.add_recipe_flags(p)
+    flags.add_backend_flags(p)
     return p
 
 
@@ -35,10 +36,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
     overrides = flags.recipe_overrides(args)
     cfg = resolve_config(args.preset, args.config, overrides)
     spec = TaskSpec(args.data, args.cache_dir, tuple(args.languages) if args.languages else None, args.label_mode, args.task)
+    backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
+    threads = args.threads if backend is None else backend.options.threads(args.threads)
     task = spec.load(progress=not args.no_progress)
-    result = train_run(cfg, task, args.out, task_spec=spec, preset=args.preset, k=args.k, seed=args.seed, folds=args.folds,
-                       full=args.full, full_epochs_explicit=args.epochs, device=args.device, resume=args.resume,
-                       threads=args.threads, progress=not args.no_progress)
+    try:
+        result = train_run(cfg, task, args.out, task_spec=spec, preset=args.preset, k=args.k, seed=args.seed,
+                           folds=args.folds, full=args.full, full_epochs_explicit=args.epochs, device=args.device,
+                           resume=args.resume, threads=threads, progress=not args.no_progress, backend=backend)
+    finally:
+        if backend is not None:
+            backend.close()
     print(format_summary(result.values))
     print(f"wall time {result['wall_seconds']:.1f}s; run directory {args.out}")
     return 0

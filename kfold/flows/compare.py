@@ -181,6 +181,25 @@ def train_and_predict(task, spec, out: Path, seed: int, preset: str, *, k: int, 
     return run
 
 
+def train_and_predict_at_once(backend, task, spec, out: Path, seeds: Sequence[int], presets: Sequence[str], *, k: int,
+                              epochs: int | None, device: str, tta: int | None, threads: int | None) -> dict:
+    """Every run of the comparison through a Ray backend: all folds submitted together, each run's prediction
+    waiting only on its own folds. Returns (seed, preset) -> RunDir; the files are those of ``train_and_predict``."""
+    from kfold.flows.ray_backend import RunPlan, train_runs
+    from kfold.flows.training import format_summary
+
+    plans = []
+    for seed in seeds:
+        for preset in presets:
+            run = RunDir(out / f"seed{seed}" / preset)
+            cfg = resolve_config(preset, None, {} if epochs is None else {"epochs": epochs})
+            plans.append(RunPlan((seed, preset), run, cfg, preset, k, seed, run.is_run(), out / f"seed{seed}" / "probs"))
+    summaries = train_runs(backend, plans, task, spec, device=device, threads=threads, tta=tta)
+    for plan in plans:
+        print(f"\n== seed {plan.seed}, {plan.preset}: {plan.run.path}\n{format_summary(summaries[plan.key])}")
+    return {plan.key: plan.run for plan in plans}
+
+
 def train_seconds(run_dir: Path) -> float:
     path = RunDir(run_dir).summary
     try:
@@ -306,10 +325,15 @@ def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRES
     spec = TaskSpec(str(data))
     task = spec.load(progress=progress)  # loaded once for every preset and seed
 
+    trained = None
+    if backend is not None and hasattr(backend, "submit_predict"):  # Ray: every preset x seed x fold at once
+        trained = train_and_predict_at_once(backend, task, spec, out, seeds, presets, k=k, epochs=epochs, device=device,
+                                            tta=tta, threads=threads)
     seconds, entry_files, members = [], {}, {}
     for seed in seeds:
         seed_dir = out / f"seed{seed}"
-        runs = [train_and_predict(task, spec, out, seed, preset, k=k, epochs=epochs, device=device, tta=tta,
+        runs = [trained[seed, preset] if trained is not None else
+                train_and_predict(task, spec, out, seed, preset, k=k, epochs=epochs, device=device, tta=tta,
                                   progress=progress, threads=threads, backend=backend) for preset in presets]
         for preset, run in zip(presets, runs):
             check_same_folds(runs[0].folds_csv, run.folds_csv)

@@ -1,0 +1,422 @@
+"""Fold training as Ray tasks: one task per fold, on an embedded local cluster or a real one.
+
+This module never imports torch, and imports ``ray`` only when a backend is built. The driver validates
+and prepares every run (config.json, folds.csv) before Ray starts; each task calls
+``kfold.nn.fold.train_fold`` on its node (the task is loaded there from its ``TaskSpec``); the driver writes
+the summaries. Only lost workers and nodes are retried (``max_retries``): a task that raises is never
+retried, and a kfold ``DataError``/``UsageError`` reaches the user as kfold's usual one-line error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from kfold.errors import DataError, KfoldError, UsageError
+
+INSTALL_HINT = "pip install -e '.[ray]'"
+# The embedded cluster's node address: loopback, so nothing leaves the machine. Not 127.0.0.1: Ray replaces that
+# (and "localhost") with the machine's outward address.
+EMBEDDED_NODE_IP = "127.0.0.2"
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How folds are scheduled; every value is checked by ``validate`` before Ray starts."""
+
+    address: str | None = None  # None: $RAY_ADDRESS, else an embedded cluster for the command's duration
+    cpus_per_fold: float = 1.0
+    gpus_per_fold: float = 0.0
+    max_retries: int = 3
+    concurrent: int | None = None  # embedded cluster only: this many folds at once (--parallel-folds)
+
+    def validate(self) -> "RayOptions":
+        def number(name: str, value, low: float) -> None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low or value != value \
+                    or value == float("inf"):
+                raise UsageError(f"--{name} {value!r}: must be a finite number >= {low:g}")
+
+        number("cpus-per-fold", self.cpus_per_fold, 0)
+        number("gpus-per-fold", self.gpus_per_fold, 0)
+        if self.cpus_per_fold == 0 and self.gpus_per_fold == 0:
+            raise UsageError("--cpus-per-fold 0 needs --gpus-per-fold > 0 (a fold must hold some resource)")
+        if self.gpus_per_fold > 1 and self.gpus_per_fold != int(self.gpus_per_fold):
+            raise UsageError(f"--gpus-per-fold {self.gpus_per_fold:g}: a fraction must be below 1 (0.25: four folds "
+                             f"share a GPU); above 1 give a whole number")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise UsageError(f"--max-retries {self.max_retries!r}: must be an integer >= 0")
+        if self.concurrent is not None:
+            if isinstance(self.concurrent, bool) or not isinstance(self.concurrent, int) or self.concurrent < 1:
+                raise UsageError(f"--parallel-folds {self.concurrent!r}: must be an integer >= 1")
+            if self.address:
+                raise UsageError("--parallel-folds runs an embedded local cluster: give --address or --parallel-folds, "
+                                 "not both")
+        return self
+
+    def threads(self, threads: int | None) -> int:
+        """Torch threads of every fold: explicit (recorded in meta.json), by default the fold's CPUs."""
+        return threads if threads is not None else max(1, int(self.cpus_per_fold))
+
+    def device(self, device: str) -> str:
+        """A fold without a GPU share runs on the CPU (Ray leaves CUDA_VISIBLE_DEVICES unset for it)."""
+        if self.gpus_per_fold == 0:
+            if device == "cuda":
+                raise UsageError("--device cuda with --backend ray needs --gpus-per-fold > 0 (e.g. 1, or 0.25 to "
+                                 "share a GPU between four folds)")
+            return "cpu" if device == "auto" else device
+        return device
+
+
+def import_ray(remote: bool = False):
+    """``import ray`` with kfold's settings; without Ray installed, one line saying what to install.
+
+    For a cluster (``remote``) with a token at hand (``$RAY_AUTH_TOKEN``, ``~/.ray/auth_token``) and no
+    ``$RAY_AUTH_MODE``, token authentication is switched on, as ``ray start`` does for the nodes."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # every fold's epoch lines stay visible
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if remote and "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules and (
+            os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(f"--backend ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+def short_temp_dir() -> str:
+    """Ray's socket paths must stay under 107 bytes: a short per-command directory (KFOLD_RAY_TMPDIR to choose)."""
+    chosen = os.environ.get("KFOLD_RAY_TMPDIR")
+    if chosen:
+        Path(chosen).mkdir(parents=True, exist_ok=True)
+        return str(Path(chosen).resolve())
+    base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+    return tempfile.mkdtemp(prefix="kfr", dir=base)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The kfold error inside a Ray error (``RayTaskError.cause``), or the error itself."""
+    seen = 0
+    while seen < 10 and isinstance(getattr(exc, "cause", None), BaseException):  # RayTaskError(DataError) -> DataError
+        exc, seen = exc.cause, seen + 1
+    return exc.with_traceback(None) if isinstance(exc, KfoldError) else exc
+
+
+# ---- the task bodies (run on the workers) -------------------------------------------------------------------
+
+def _node() -> str:
+    try:
+        from ray._private.worker import global_worker
+
+        return global_worker.node_ip_address  # this node's address in the cluster (127.0.0.x on loopback nodes)
+    except Exception:  # noqa: BLE001 - outside a Ray worker
+        import platform
+
+        return platform.node()
+
+
+def _first_attempt(token: str) -> bool:
+    """True the first time a task with this token starts; a retry (worker or node lost) gets False."""
+    from ray.experimental import internal_kv
+
+    if not internal_kv._internal_kv_initialized():
+        return True
+    return not internal_kv._internal_kv_put(f"kfold-attempt:{token}", b"1", overwrite=False)  # True: existed
+
+
+def _run_fold(job, token: str) -> dict:
+    from kfold.nn.fold import train_fold
+
+    retry = not _first_attempt(token)
+    if retry:  # a lost worker's fold continues from its last checkpoint
+        job = dataclasses.replace(job, resume=True)
+    start = time.perf_counter()
+    meta = train_fold(job)
+    return {"fold": job.fold, "run_dir": job.run_dir, "node": _node(), "seconds": time.perf_counter() - start,
+            "val_accuracy": meta.get("val_accuracy"), "retry": retry, "device": meta.get("device"),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def _run_predict(run_dir: str, spec, probs_dir: str, tta, device: str, threads, *folds_done) -> list[str]:
+    """Predict one run once its folds (the arguments ``folds_done``, Ray object refs) have finished."""
+    from kfold.nn.predict import predict_run
+
+    task = spec.load(progress=False)
+    return [str(p) for p in predict_run([run_dir], task, probs_dir, tta=tta, device=device, threads=threads)]
+
+
+def _path_state(path: str) -> tuple[str, bool]:
+    return _node(), os.path.exists(path)
+
+
+# ---- the driver ---------------------------------------------------------------------------------------------
+
+class RayBackend:
+    """A ``Backend`` (``backend(jobs, task)``) that trains folds as Ray tasks; also ``submit``/``wait`` for flows
+    that keep many runs in flight (compare). Starts (or connects to) Ray on first use; ``close`` ends an embedded
+    cluster it started. Use as a context manager."""
+
+    def __init__(self, options: RayOptions | None = None, *, echo: Callable[[str], None] = print, progress: bool = True):
+        self.options = (options or RayOptions()).validate()
+        self.ray = import_ray(remote=bool(self.options.concurrent is None
+                                          and (self.options.address or os.environ.get("RAY_ADDRESS"))))
+        self.echo, self.progress = echo, progress
+        self.started = False  # this backend called ray.init (and shuts it down)
+        self.connected = False
+        self.remote_cluster = False
+        self._checked_paths: set[str] = set()
+        self._remote_fold = self._remote_predict = None
+        self._temp: str | None = None  # the embedded cluster's temp dir (removed by close unless KFOLD_RAY_TMPDIR)
+
+    # -- lifetime
+    def __enter__(self) -> "RayBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        if self.connected:
+            return
+        ray = self.ray
+        address = self.options.address or os.environ.get("RAY_ADDRESS") or None
+        if self.options.concurrent is not None:
+            address = None
+        if ray.is_initialized():  # a notebook (or test) that started Ray itself: use it, leave it running
+            self.remote_cluster = False
+        elif address:
+            self.echo(f"ray: connecting to the cluster at {address}")
+            try:
+                ray.init(address=address, log_to_driver=True, logging_level="WARNING")
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UsageError(f"--address {address}: cannot connect to a Ray cluster "
+                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            self.started, self.remote_cluster = True, True
+        else:
+            cpus = None
+            if self.options.concurrent is not None:
+                cpus = max(1, int(round(self.options.concurrent * max(self.options.cpus_per_fold, 1e-9))))
+            temp = self._temp = short_temp_dir()
+            self.echo(f"ray: starting an embedded local cluster ({cpus or os.cpu_count()} CPUs) for this command")
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, _temp_dir=temp, log_to_driver=True,
+                     logging_level="WARNING", configure_logging=True, _node_ip_address=EMBEDDED_NODE_IP)
+            self.started = True
+        self.connected = True
+        self._remote_fold, self._remote_predict = self.remote(_run_fold), self.remote(_run_predict)
+
+    def remote(self, function: Callable) -> Any:
+        """``function`` as a Ray remote function with a fold's resources and retry policy (starts Ray if needed).
+
+        ``num_gpus`` in the decorator (not ``.options``) gives a fresh process per GPU fold, so its GPU memory is
+        released; exceptions raised by the function are never retried, only lost workers and nodes."""
+        self.connect()
+        gpus = self.options.gpus_per_fold
+        return self.ray.remote(num_cpus=self.options.cpus_per_fold, num_gpus=gpus, max_retries=self.options.max_retries,
+                               retry_exceptions=False, **({"max_calls": 1} if gpus > 0 else {}))(function)
+
+    def close(self) -> None:
+        if self.started and self.ray.is_initialized():
+            self.ray.shutdown()
+        if self._temp is not None and not os.environ.get("KFOLD_RAY_TMPDIR"):
+            import shutil
+
+            shutil.rmtree(self._temp, ignore_errors=True)
+        self.started = self.connected = False
+        self._temp = None
+
+    # -- checks
+    def check_visible(self, path: str | Path) -> None:
+        """On a remote cluster every node must see ``path`` (shared storage at the same path); one line if not."""
+        path = str(path)
+        if not self.remote_cluster or path in self._checked_paths:
+            return
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        probe = self.ray.remote(num_cpus=0, max_retries=0)(_path_state)
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(path)
+                for n in nodes]
+        for node, (ip, exists) in zip(nodes, self.ray.get(refs)):
+            if not exists:
+                raise UsageError(f"{path}: not visible on the Ray node {ip or node.get('NodeManagerAddress')}: the run "
+                                 f"directory must be on storage every node mounts at the same path (e.g. NFS); "
+                                 f"give such an --out")
+        self._checked_paths.add(path)
+
+    # -- jobs
+    def prepare_job(self, job):
+        """The job as a task runs it: absolute paths, CPU device without a GPU share, threads explicit, no bars."""
+        spec = job.task
+        if spec.data not in ("kmnist",) and not os.path.isabs(spec.data):
+            spec = dataclasses.replace(spec, data=os.path.abspath(spec.data))
+        if spec.cache_dir is not None:
+            spec = dataclasses.replace(spec, cache_dir=os.path.abspath(spec.cache_dir))
+        return dataclasses.replace(job, run_dir=os.path.abspath(job.run_dir), task=spec,
+                                   device=self.options.device(job.device), threads=self.options.threads(job.threads),
+                                   progress=False)
+
+    def submit(self, jobs) -> list:
+        self.connect()
+        jobs = [self.prepare_job(job) for job in jobs]
+        for run_dir in sorted({job.run_dir for job in jobs}):
+            self.check_visible(run_dir)
+        return [self._remote_fold.remote(job, uuid.uuid4().hex) for job in jobs]
+
+    def submit_predict(self, run_dir: str, spec, probs_dir: str, *, tta, device: str, threads, after: Sequence = ()):
+        self.connect()
+        if spec.data != "kmnist" and not os.path.isabs(spec.data):
+            spec = dataclasses.replace(spec, data=os.path.abspath(spec.data))
+        return self._remote_predict.remote(os.path.abspath(run_dir), spec, os.path.abspath(probs_dir), tta,
+                                           self.options.device(device), self.options.threads(threads), *after)
+
+    def get(self, ref) -> Any:
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: BaseException) -> BaseException:
+        cause = _unwrap(exc)
+        if isinstance(cause, KfoldError):
+            return cause
+        ray = self.ray
+        if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                            getattr(ray.exceptions, "TaskUnschedulableError", ()), ray.exceptions.ObjectLostError)):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return DataError(f"a fold's Ray worker or node was lost {self.options.max_retries + 1} time(s) "
+                             f"({type(exc).__name__}: {first[:200]}); rerun the command with --resume to continue")
+        return exc
+
+    def wait(self, refs: Sequence, *, labels: Sequence[str] | None = None, on_done: Callable[[int, dict], None] | None = None) -> list:
+        """Results of ``refs`` in order; one line per finished fold and an overall bar as they complete."""
+        from tqdm.auto import tqdm
+
+        refs = list(refs)
+        labels = list(labels) if labels is not None else [""] * len(refs)
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list = [None] * len(refs)
+        pending = list(refs)
+        bar = tqdm(total=len(refs), desc="folds", unit="fold", disable=not self.progress, file=sys.stderr)
+        try:
+            while pending:
+                done, pending = self.ray.wait(pending, num_returns=1)
+                for ref in done:
+                    i = index[ref]
+                    result = self.get(ref)
+                    results[i] = result
+                    acc = result.get("val_accuracy")
+                    line = (f"{labels[i]}fold {result['fold']} finished on {result['node']} in {result['seconds']:.1f}s"
+                            + ("" if acc is None else f", val accuracy {acc:.4f}")
+                            + (" (retried after a lost worker)" if result.get("retry") else ""))
+                    (bar.write if self.progress else self.echo)(line)
+                    bar.update(1)
+                    if on_done is not None:
+                        on_done(i, result)
+        except BaseException:
+            for ref in pending:  # a failed fold ends the command: the others stop too (rerun with --resume)
+                try:
+                    self.ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
+        finally:
+            bar.close()
+        return results
+
+    def __call__(self, jobs, task=None) -> None:
+        """The ``Backend`` protocol of ``kfold.flows.training.train_run``."""
+        jobs = list(jobs)
+        if jobs:
+            self.wait(self.submit(jobs))
+
+
+def make_backend(name: str = "ray", *, address: str | None = None, cpus_per_fold: float = 1.0,
+                 gpus_per_fold: float = 0.0, max_retries: int = 3, parallel_folds: int | None = None,
+                 device: str = "auto", progress: bool = True, echo: Callable[[str], None] = print) -> RayBackend | None:
+    """``None`` for the local backend, else a validated ``RayBackend`` (Ray imported, not started)."""
+    if name == "local" and parallel_folds is None:
+        if address:
+            raise UsageError("--address needs --backend ray")
+        return None
+    if name not in ("local", "ray"):
+        raise UsageError(f"--backend {name!r}: must be local or ray")
+    options = RayOptions(address=address, cpus_per_fold=cpus_per_fold, gpus_per_fold=gpus_per_fold,
+                         max_retries=max_retries, concurrent=parallel_folds).validate()
+    options.device(device)  # --device cuda without a GPU share: a usage error now
+    return RayBackend(options, progress=progress, echo=echo)
+
+
+@dataclass
+class RunPlan:
+    """One k-fold run of a flow that keeps several runs in flight (compare): what to train and where to predict."""
+
+    key: Any
+    run: Any  # RunDir
+    cfg: Any  # TrainConfig
+    preset: str | None
+    k: int
+    seed: int
+    resume: bool
+    probs_dir: Path | None = None
+
+
+def train_runs(backend: RayBackend, plans: Sequence[RunPlan], task, spec, *, device: str, threads: int | None,
+               tta: int | None = None, echo: Callable[[str], None] = print) -> dict:
+    """Prepare every run (all checks first), submit every unfinished fold of every run at once, then each run's
+    prediction (waiting only on its own folds); summaries are written by the driver as runs finish.
+    Returns key -> summary dict."""
+    from kfold.flows.training import fold_jobs, prepare_run, summarize
+
+    threads = backend.options.threads(threads)
+    todo: dict[Any, list] = {}
+    for plan in plans:
+        prepare_run(plan.run, plan.cfg, task, preset=plan.preset, k=plan.k, seed=plan.seed, data=spec.data,
+                    resume=plan.resume, threads=threads)
+        todo[plan.key] = []
+        for fold in range(plan.k):
+            if plan.resume and plan.run.is_done(fold):
+                echo(f"{plan.run.path}: fold {fold}: already finished, skipping")
+                plan.run.checkpoint(fold).unlink(missing_ok=True)
+            else:
+                todo[plan.key].append(fold)
+    by_key = {plan.key: plan for plan in plans}
+    summaries: dict[Any, dict] = {}
+    predicts: dict[Any, Any] = {}
+
+    def run_finished(key) -> None:  # the summary (and oof.npz) first: the prediction copies the run's OOF file
+        plan = by_key[key]
+        summaries[key] = summarize(plan.run, task, plan.k, plan.cfg, preset=plan.preset, seed=plan.seed)
+        if plan.probs_dir is not None:
+            predicts[key] = backend.submit_predict(str(plan.run.path), spec, str(plan.probs_dir), tta=tta,
+                                                   device=device, threads=threads)
+
+    refs, labels, owner = [], [], []
+    for plan in plans:
+        jobs = fold_jobs(plan.run, plan.cfg, spec, todo[plan.key], k=plan.k, seed=plan.seed, preset=plan.preset,
+                         device=device, threads=threads, resume=plan.resume, progress=False)
+        mine = backend.submit(jobs) if jobs else []
+        refs += mine
+        labels += [f"{plan.run.path.parent.name}/{plan.run.path.name} "] * len(mine)
+        owner += [plan.key] * len(mine)
+    echo(f"ray: {len(refs)} fold task(s) submitted for {len(plans)} run(s)")
+    left = {plan.key: len(todo[plan.key]) for plan in plans}
+    for key, count in left.items():
+        if count == 0:
+            run_finished(key)
+
+    def finished(i: int, _result: dict) -> None:
+        left[owner[i]] -= 1
+        if left[owner[i]] == 0:
+            run_finished(owner[i])
+
+    backend.wait(refs, labels=labels, on_done=finished)
+    for key, ref in predicts.items():
+        backend.get(ref)
+    return summaries

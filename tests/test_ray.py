@@ -1,0 +1,327 @@
+"""The Ray backend (issue 13): fold tasks on one shared embedded cluster, byte-identical to local training.
+
+Everything stays on 127.0.0.x. The module starts ONE embedded Ray cluster (4 CPUs and one declared, fake
+GPU) from another working directory; in-process drivers reuse it and subprocess drivers connect with
+``--address``. Folds are tiny (lenet5, synthetic data). Never runs ``ray stop`` (it kills every Ray process
+on the machine by name).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from kfold.commands.train import main as train_main  # noqa: E402
+from kfold.errors import DataError, UsageError, run_cli  # noqa: E402
+from synthetic import write_kmnist_comp  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FOLD_ARGS = ["--preset", "lenet5", "--k", "2", "--epochs", "1", "--threads", "1", "--no-progress"]
+KILL_ARGS = ["--preset", "lenet5", "--k", "2", "--folds", "0", "--epochs", "8", "--batch-size", "8", "--lr", "0.05",
+             "--seed", "3", "--threads", "1", "--no-progress"]
+
+
+def _env(**extra) -> dict:
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               RAY_DEDUP_LOGS="0", RAY_USAGE_STATS_ENABLED="0", PYTHONHASHSEED="0", **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One embedded cluster for the module, started from a directory that is neither the repo nor a test's."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    elsewhere = tmp_path_factory.mktemp("cluster-cwd")
+    temp = tempfile.mkdtemp(prefix="kft", dir="/tmp")
+    before = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+        ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, _temp_dir=temp,
+                 _node_ip_address="127.0.0.2", logging_level="WARNING", log_to_driver=True)
+    finally:
+        os.chdir(before)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def comp(tmp_path_factory) -> Path:
+    return write_kmnist_comp(tmp_path_factory.mktemp("comp"), n_train=200, n_test=40, seed=1)
+
+
+@pytest.fixture(scope="module")
+def big_comp(tmp_path_factory) -> Path:  # enough rows that a fold runs long enough to be killed mid-way
+    return write_kmnist_comp(tmp_path_factory.mktemp("bigcomp"), n_train=600, n_test=40, seed=2)
+
+
+def train(*argv) -> int:
+    return run_cli(train_main, [*map(str, argv)])
+
+
+def weights(path: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
+def assert_same_run(a: Path, b: Path, folds=(0, 1), whole: bool = True) -> None:
+    """folds.csv, OOF files and weights byte for byte (the weight files' metadata holds seconds and host)."""
+    assert (a / "folds.csv").read_bytes() == (b / "folds.csv").read_bytes()
+    if whole:
+        assert (a / "oof.npz").read_bytes() == (b / "oof.npz").read_bytes()
+    for fold in folds:
+        assert (a / f"fold{fold}" / "oof.npz").read_bytes() == (b / f"fold{fold}" / "oof.npz").read_bytes()
+        wa, wb = weights(a / f"fold{fold}" / "model.safetensors"), weights(b / f"fold{fold}" / "model.safetensors")
+        assert wa.keys() == wb.keys() and all(wa[key].tobytes() == wb[key].tobytes() for key in wa)
+        assert (a / f"fold{fold}" / "metrics.csv").read_text().count("\n") == (b / f"fold{fold}" / "metrics.csv").read_text().count("\n")
+
+
+@pytest.fixture(scope="module")
+def local_reference(comp, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "run"
+    assert train("--data", comp, "--out", out, "--device", "cpu", *FOLD_ARGS) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def kill_reference(big_comp, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("killref") / "run"
+    assert train("--data", big_comp, "--out", out, "--device", "cpu", *KILL_ARGS) == 0
+    return out
+
+
+def test_ray_equals_local_byte_for_byte(cluster, comp, local_reference, tmp_path, capsys):
+    """Folds as Ray tasks (on a cluster that declares a GPU, --gpus-per-fold 0): the same bits as local training."""
+    out = tmp_path / "run"
+    assert train("--data", comp, "--out", out, "--backend", "ray", *FOLD_ARGS) == 0
+    printed = capsys.readouterr().out
+    assert "fold 0 finished on 127.0.0.2 in" in printed and "fold 1 finished on 127.0.0.2" in printed, [l for l in printed.splitlines() if "finished" in l]
+    assert_same_run(out, local_reference)
+    for fold in (0, 1):
+        meta = json.loads((out / f"fold{fold}" / "meta.json").read_text())
+        assert meta["threads"] == 1 and meta["device"] == "cpu"  # 0 GPUs: forced onto the CPU although one is declared
+    assert json.loads((out / "config.json").read_text())["threads"] == 1
+
+
+def test_driver_never_imports_torch_and_relative_paths(cluster, comp, local_reference, tmp_path):
+    """A driver in another directory than the cluster's, with relative --data/--out, on --address: no torch in it."""
+    shutil.copytree(comp, tmp_path / comp.name)  # the same name: the task name is recorded in the OOF files
+    code = ("import sys; from kfold.errors import run_cli; from kfold.commands.train import main; "
+            f"code = run_cli(main, ['--data', {comp.name!r}, '--out', 'run', '--backend', 'ray', '--address', {cluster!r}, "
+            f"*{FOLD_ARGS!r}]); assert 'torch' not in sys.modules, 'the driver imported torch'; sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ray: connecting to the cluster at" in done.stdout
+    assert_same_run(tmp_path / "run", local_reference)
+
+
+def test_usage_errors_before_ray_starts(comp, tmp_path, capsys, monkeypatch):
+    from kfold.flows import ray_backend
+
+    def started(self):
+        raise AssertionError("Ray was started before the usage error")
+
+    monkeypatch.setattr(ray_backend.RayBackend, "connect", started)
+    cases = [(["--folds", "5"], "--folds"), (["--device", "cuda"], "--gpus-per-fold"),
+             (["--gpus-per-fold", "1.5"], "--gpus-per-fold 1.5"), (["--cpus-per-fold", "0"], "--cpus-per-fold 0"),
+             (["--parallel-folds", "2", "--address", "127.0.0.1:1"], "--parallel-folds"),
+             (["--config", str(tmp_path / "missing.json")], "missing.json")]
+    for extra, expected in cases:
+        code = train("--data", comp, "--out", tmp_path / "run", "--backend", "ray", "--address", "127.0.0.1:1", *FOLD_ARGS, *extra)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code in (1, 2) and len(err) == 1 and err[0].startswith("error:") and expected in err[0], (extra, err)
+    assert not (tmp_path / "run").exists()
+    assert train("--data", tmp_path / "nothing", "--out", tmp_path / "run", "--backend", "ray", *FOLD_ARGS) in (1, 2)
+    assert capsys.readouterr().err.startswith("error:") and not (tmp_path / "run").exists()
+    assert train("--data", comp, "--out", tmp_path / "run", "--address", "127.0.0.1:1", *FOLD_ARGS) == 2
+    assert "--address needs --backend ray" in capsys.readouterr().err
+
+
+def test_without_ray_one_line(comp, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
+    assert train("--data", comp, "--out", tmp_path / "run", "--backend", "ray", *FOLD_ARGS) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install -e '.[ray]'" in err[0]
+
+
+def test_fold_raising_data_error_runs_once_and_prints_one_line(cluster, tmp_path, capsys):
+    from kfold.flows.ray_backend import RayBackend, RayOptions
+
+    counter = tmp_path / "attempts"
+
+    def failing_fold(path):
+        with open(path, "a") as handle:
+            handle.write("x")
+        from kfold.errors import DataError
+
+        raise DataError("train.csv row 7, column label: 'cat' is not a class")
+
+    backend = RayBackend(RayOptions(max_retries=3), progress=False)
+    ref = backend.remote(failing_fold).remote(str(counter))
+    assert run_cli(lambda _: backend.get(ref)) == 1
+    err = capsys.readouterr().err
+    assert err == "error: train.csv row 7, column label: 'cat' is not a class\n"
+    assert counter.read_text() == "x"  # ran once: an exception is never retried
+    with pytest.raises(DataError):
+        backend.get(backend.remote(failing_fold).remote(str(counter)))
+
+
+def test_fractional_gpus_share_a_declared_gpu(cluster, tmp_path):
+    """--gpus-per-fold 0.25 on a cluster with one (declared) GPU: at most four folds at once, each told its GPU."""
+    from kfold.flows.ray_backend import RayBackend, RayOptions
+
+    def probe(seconds):
+        import os
+        import time
+
+        start = time.time()
+        time.sleep(seconds)
+        return start, time.time(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    backend = RayBackend(RayOptions(cpus_per_fold=0, gpus_per_fold=0.25), progress=False)
+    spans = ray.get([backend.remote(probe).remote(4.0) for _ in range(5)])
+    assert all(visible == "0" for _, _, visible in spans)
+    starts = sorted(start for start, _, _ in spans)
+    overlap = max(sum(s <= t < e for s, e, _ in spans) for t in starts)
+    assert overlap <= 4
+    fifth = starts[4]
+    assert sum(end <= fifth + 0.05 for _, end, _ in spans) >= 1  # the fifth waited for a share to be released
+    from kfold.flows.training import FoldJob, TaskSpec
+
+    job = FoldJob("run", 0, 2, 0, None, {}, TaskSpec("data"))
+    assert RayBackend(RayOptions(gpus_per_fold=0), progress=False).prepare_job(job).device == "cpu"
+    assert RayBackend(RayOptions(gpus_per_fold=0.25), progress=False).prepare_job(job).device == "auto"
+    assert Path(RayBackend(RayOptions(), progress=False).prepare_job(job).run_dir).is_absolute()
+
+
+def _raylet_pid() -> int:
+    from ray._private import ray_constants
+    from ray._private.worker import _global_node
+
+    return _global_node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+
+
+def _fold_workers(parents: set[int]) -> list[int]:
+    """Ray workers (children of ``parents``) running a kfold fold task."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid in parents and cmdline.startswith("ray::_run_fold"):
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None and time.time() < deadline, log.read_text()
+        time.sleep(0.01)
+
+
+def test_worker_sigkilled_after_checkpoint_is_retried(cluster, big_comp, kill_reference, tmp_path):
+    out, log = tmp_path / "run", tmp_path / "driver.log"
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--data", str(big_comp), "--out", str(out),
+                             "--backend", "ray", "--address", cluster, *KILL_ARGS], env=_env(), stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+    _wait_for(out / "fold0" / "checkpoint.pt", proc, log)
+    workers = _fold_workers({_raylet_pid()})
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGKILL)
+    assert proc.wait(timeout=300) == 0, log.read_text()
+    text = log.read_text()
+    assert "retried after a lost worker" in text and "fold 0: resuming after epoch" in text, text
+    assert_same_run(out, kill_reference, folds=(0,), whole=False)
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+def test_driver_killed_then_resume_identical_and_no_orphans(cluster, big_comp, kill_reference, tmp_path):
+    """The driver of an embedded cluster SIGKILLed mid-fold: every Ray process goes with it; --resume finishes."""
+    temp = tempfile.mkdtemp(prefix="kfk", dir="/tmp")
+    out, log = tmp_path / "run", tmp_path / "driver.log"
+    try:
+        proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--data", str(big_comp), "--out", str(out),
+                                 "--backend", "ray", *KILL_ARGS], env=_env(KFOLD_RAY_TMPDIR=temp), stdout=log.open("w"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for(out / "fold0" / "checkpoint.pt", proc, log)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 60
+        while _processes_mentioning(temp) and time.time() < deadline:
+            time.sleep(0.5)
+        assert _processes_mentioning(temp) == [], "orphaned Ray processes after the driver was killed"
+        assert not (out / "fold0" / "meta.json").exists()
+        done = subprocess.run([sys.executable, str(REPO / "train.py"), "--data", str(big_comp), "--out", str(out),
+                               "--backend", "ray", "--address", cluster, "--resume", *KILL_ARGS], env=_env(),
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "fold 0: resuming after epoch" in done.stdout
+        assert_same_run(out, kill_reference, folds=(0,), whole=False)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_node_loss_is_retried_on_another_node(cluster, big_comp, kill_reference, tmp_path, monkeypatch):
+    """Two worker nodes (ray.cluster_utils.Cluster on 127.0.0.2/.3); the node running the fold is removed mid-fold."""
+    import ray._private.utils
+    from ray.cluster_utils import Cluster
+
+    # Cluster records its address in /tmp/ray/ray_current_cluster, where any ray.init() on the machine would find it
+    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kwargs: None)
+
+    temp = tempfile.mkdtemp(prefix="kfn", dir="/tmp")
+    nodes = Cluster(initialize_head=True, connect=False,
+                    head_node_args={"num_cpus": 0, "include_dashboard": False, "node_ip_address": "127.0.0.2",
+                                    "temp_dir": temp})
+    try:
+        workers = [nodes.add_node(num_cpus=1, node_ip_address="127.0.0.3") for _ in range(2)]
+        out, log = tmp_path / "run", tmp_path / "driver.log"
+        proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--data", str(big_comp), "--out", str(out),
+                                 "--backend", "ray", "--address", nodes.address, *KILL_ARGS], env=_env(),
+                                stdout=log.open("w"), stderr=subprocess.STDOUT)
+        _wait_for(out / "fold0" / "checkpoint.pt", proc, log)
+        from ray._private import ray_constants
+
+        raylets = {node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid: node for node in workers}
+        running = _fold_workers(set(raylets))
+        assert len(running) == 1
+        ppid = int(Path(f"/proc/{running[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        nodes.remove_node(raylets[ppid], allow_graceful=False)
+        assert proc.wait(timeout=300) == 0, log.read_text()
+        assert "retried after a lost worker" in log.read_text()
+        assert_same_run(out, kill_reference, folds=(0,), whole=False)
+    finally:
+        nodes.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)

@@ -292,8 +292,15 @@ def local_backend(jobs: list[FoldJob], task: Task) -> None:
     """Train the folds one after another in this process (the task is passed, not loaded again)."""
     from kfold.nn.fold import train_fold
 
-    for job in jobs:
-        train_fold(job, task)
+    start = time.perf_counter()
+    for done, job in enumerate(jobs, 1):
+        meta = train_fold(job, task)
+        elapsed = time.perf_counter() - start
+        left = len(jobs) - done
+        eta = f"; about {elapsed / done * left / 60:.1f} min left for the {left} remaining" if left else ""
+        val = "" if meta.get("val_accuracy") is None else f"val_acc {meta['val_accuracy']:.4f} "
+        print(f"{'full' if job.fold == FULL else f'fold {job.fold}'} done: {val}in {meta['seconds']:.1f}s "
+              f"({done}/{len(jobs)}{eta})", flush=True)
 
 
 def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_spec: TaskSpec, preset: str | None = None,

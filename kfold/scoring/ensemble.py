@@ -84,7 +84,7 @@ def load_input(path: str | os.PathLike, num_classes: int | None = None, ids: np.
         probs = read_npy(path, ids, log_probs)
     elif suffix == ".csv" and not is_prob_csv(path):
         header = csv_header(path)
-        if is_submission_header(header) or len(header) < 3:
+        if is_submission_header(header) or len(header) < 3 or [h.strip() for h in header[:2]] == ["Id", "Category"]:
             return read_submission_fast(path, num_classes=num_classes)
         probs = read_foreign_csv(path, ids, log_probs)
     else:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -115,6 +116,26 @@ def test_ray_equals_local_byte_for_byte(cluster, comp, local_reference, tmp_path
         meta = json.loads((out / f"fold{fold}" / "meta.json").read_text())
         assert meta["threads"] == 1 and meta["device"] == "cpu"  # 0 GPUs: forced onto the CPU although one is declared
     assert json.loads((out / "config.json").read_text())["threads"] == 1
+
+
+@pytest.mark.parametrize("experiment", ["compare", "transfer"])
+def test_mnist_mix_models_as_ray_tasks_give_the_local_tables(experiment, cluster, tmp_path, capsys):
+    """mnist_mix.py --backend ray: every model of the experiment is a Ray task; the tables equal local training's."""
+    from synthetic import write_mnist_mix_components
+
+    from kfold.commands.mnist_mix import main as mnist_mix_main
+
+    data = write_mnist_mix_components(tmp_path / "mm", languages=("Arabic", "Bangla"), n_train_per_lang=30,
+                                      n_test_per_lang=10, seed=4)
+    argv = [experiment, "--data", str(data), "--models", "ff-2x100,resnet8", "--epochs", "1", "--threads", "1",
+            "--device", "cpu", "--no-progress"]
+    assert run_cli(mnist_mix_main, [*argv, "--out", str(tmp_path / "local")]) == 0
+    assert run_cli(mnist_mix_main, [*argv, "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 0
+    capsys.readouterr()
+    name = {"compare": "results.csv", "transfer": "transfer.csv"}[experiment]
+    local, remote = (pd.read_csv(tmp_path / side / name) for side in ("local", "ray"))
+    timing = [c for c in local.columns if "seconds" in c]
+    pd.testing.assert_frame_equal(local.drop(columns=timing), remote.drop(columns=timing))
 
 
 def test_driver_never_imports_torch_and_relative_paths(cluster, comp, local_reference, tmp_path):

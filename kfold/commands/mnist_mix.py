@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from kfold.commands import args as flags
 from kfold.errors import ArgumentParser, UsageError
 
 # experiment -> (module, runner, one-line help)
@@ -41,12 +42,12 @@ def build_parser(prog: str = "mnist_mix.py") -> argparse.ArgumentParser:
     common.add_argument("--out", required=True, type=Path, help="output directory (CSV tables, PNG figures, summary.md)")
     common.add_argument("--models", nargs="+", metavar="MODEL", help="model names (space or comma separated)")
     common.add_argument("--languages", nargs="+", metavar="LANG", help="subset of languages (default: all present)")
-    common.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
-    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--seed", type=flags.seed, default=0, help="seed of the weights, sampling and shuffling (default 0)")
     common.add_argument("--quick", action="store_true", help="smoke run of about a minute: a sample of 300/100 train/test "
                                                              f"images per language, {QUICK_EPOCHS} epoch/round and small "
                                                              "models (ff-2x100/2x250, resnet8) unless given")
-    common.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    flags.add_device_flags(common)
+    flags.add_backend_flags(common)  # with --backend ray every model of the experiment trains as a Ray task
     common.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     parser = ArgumentParser(prog=prog, description="The MNIST-MIX report's experiments. Each writes CSV tables, "
                                      "PNG figures and summary.md into --out.")
@@ -77,7 +78,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "mnist_mix.py") -> int:
     tables = run_experiment(args.experiment, args.data, args.out, models=_names(args.models),
                             languages=_names(args.languages), device=args.device, seed=args.seed,
                             epochs=getattr(args, "epochs", None), rounds=getattr(args, "rounds", None), quick=args.quick,
-                            threads=args.threads, progress=not args.no_progress, command=f"{prog} {shlex.join(argv)}")
+                            threads=args.threads, progress=not args.no_progress, command=f"{prog} {shlex.join(argv)}",
+                            backend=flags.backend_from_args(args, progress=not args.no_progress))
     for title, table in tables.items():
         print(f"\n{title}\n{table.to_string(index=False, float_format=lambda v: f'{v:.4f}')}")
     print(f"\nwrote {args.out / 'summary.md'}")

@@ -42,6 +42,8 @@ class Experiment:
     epochs: int | None = None  # None: each model's preset epochs
     progress: bool = True
     command: str = ""
+    backend: object = dataclasses.field(default=None, repr=False, compare=False)  # a RayBackend: one task per model
+    threads: int | None = None  # torch threads of each model's training (Ray tasks set it explicitly)
 
     @property
     def languages(self) -> list[str]:
@@ -161,3 +163,25 @@ def console_table(frame: pd.DataFrame) -> str:
     for column in [c for c in frame.columns if "seconds" in str(c) and frame[c].dtype.kind == "f"]:
         frame[column] = frame[column].map(lambda v: f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}")
     return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+def _model_task(fn, exp: Experiment, model: str, args: tuple, threads: int):
+    torch.set_num_threads(threads)  # explicit: a reused Ray worker keeps its thread pool otherwise
+    return fn(exp, model, *args)
+
+
+def map_models(exp: Experiment, fn, models: list[str], *args) -> list:
+    """``fn(exp, model, *args)`` for every model: one after another here, or one Ray task per model when the
+    experiment has a backend (``mnist_mix.py --backend ray``); results in the order of ``models``."""
+    if exp.backend is None:
+        from tqdm.auto import tqdm
+
+        return [fn(exp, model, *args) for model in tqdm(models, desc=getattr(fn, "__name__", "models"),
+                                                         disable=not exp.progress)]
+    backend = exp.backend
+    device = torch.device(backend.options.device(exp.device.type))
+    shipped = dataclasses.replace(exp, backend=None, device=device, progress=False)
+    task = backend.remote(_model_task)
+    threads = backend.options.threads(None if exp.threads is None else exp.threads)
+    refs = [task.remote(fn, shipped, model, args, threads) for model in models]
+    return [backend.get(ref) for ref in refs]

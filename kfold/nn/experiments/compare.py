@@ -14,7 +14,7 @@ from kfold.files.atomic import write_csv
 from kfold.nn.models import count_parameters
 from kfold.scoring.report import markdown_table
 
-from kfold.nn.experiments.common import Experiment, accuracy_by_language, model_config, new_trainer, predict_test, train_epochs, write_summary
+from kfold.nn.experiments.common import Experiment, accuracy_by_language, map_models, model_config, new_trainer, predict_test, train_epochs, write_summary
 from kfold.nn.experiments.figures import accuracy_curves, accuracy_heatmap
 
 DEFAULT_MODELS = ["ff-2x100", "ff-2x250", "ff-2x500", "resnet8", "resnet14", "resnet20", "resnet26", "resnet32"]
@@ -22,24 +22,33 @@ LABEL_MODE = "specific"
 QUICK_MODELS = ["ff-2x100", "ff-2x250", "resnet8"]  # --quick: small models only (about a minute on a 2-core CPU)
 
 
+def compare_model(exp: Experiment, model: str) -> tuple[dict, list[dict]]:
+    """Train one model on all classes: its results row and one history row per epoch."""
+    task = exp.task
+    cfg = model_config(model, exp.epochs)
+    trainer = new_trainer(exp, cfg, exp.train_rows(), desc=model)
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        train = train_epochs(trainer, 1)
+        predicted = predict_test(exp, trainer)
+        history.append({"model": model, "epoch": epoch, **train, **accuracy_by_language(task, predicted)})
+    result = {
+        "model": model, "parameters": count_parameters(trainer.model), "epochs": cfg.epochs,
+        "train_seconds": trainer.state["seconds"], **accuracy_by_language(task, predicted),
+        "digit_accuracy": float(np.mean(predicted % 10 == task.test_labels % 10)),
+        "language_accuracy": float(np.mean(predicted // 10 == task.test_labels // 10)),
+    }
+    return result, history
+
+
 def run_compare(exp: Experiment, models: list[str]) -> dict[str, pd.DataFrame]:
     """Train every model on all classes; return the results table (one row per model) by title."""
     task = exp.task
     results, history = [], []
-    for model in tqdm(models, desc="compare", disable=not exp.progress):
-        cfg = model_config(model, exp.epochs)
-        trainer = new_trainer(exp, cfg, exp.train_rows(), desc=model)
-        for epoch in range(1, cfg.epochs + 1):
-            train = train_epochs(trainer, 1)
-            predicted = predict_test(exp, trainer)
-            history.append({"model": model, "epoch": epoch, **train, **accuracy_by_language(task, predicted)})
-        results.append({
-            "model": model, "parameters": count_parameters(trainer.model), "epochs": cfg.epochs,
-            "train_seconds": trainer.state["seconds"], **accuracy_by_language(task, predicted),
-            "digit_accuracy": float(np.mean(predicted % 10 == task.test_labels % 10)),
-            "language_accuracy": float(np.mean(predicted // 10 == task.test_labels // 10)),
-        })
-        tqdm.write(f"{model}: test accuracy {results[-1]['overall']:.4f} after {cfg.epochs} epochs")
+    for result, rows in map_models(exp, compare_model, models):
+        results.append(result)
+        history += rows
+        tqdm.write(f"{result['model']}: test accuracy {result['overall']:.4f} after {result['epochs']} epochs")
     table = pd.DataFrame(results)
     history = pd.DataFrame(history)
     write_csv(exp.out / "results.csv", table)

@@ -20,8 +20,11 @@ RUNNERS = {"compare": ("compare", "run_compare"), "roundrobin": ("schedules", "r
 def run_experiment(experiment: str, data: str, out: str | Path, *, models: list[str] | None = None,
                    languages: list[str] | None = None, device: str = "auto", seed: int = 0, epochs: int | None = None,
                    rounds: int | None = None, quick: bool = False, threads: int | None = None, progress: bool = True,
-                   command: str = "") -> dict[str, pd.DataFrame]:
-    """Run one of the four MNIST-MIX report experiments into ``out``; returns its tables by title."""
+                   command: str = "", backend=None) -> dict[str, pd.DataFrame]:
+    """Run one of the four MNIST-MIX report experiments into ``out``; returns its tables by title.
+
+    ``backend`` (a ``kfold.flows.ray_backend.RayBackend``) trains every model as a Ray task; the tables and figures
+    are written here."""
     if experiment not in RUNNERS:
         raise UsageError(f"unknown experiment {experiment!r}; available: {', '.join(RUNNERS)}")
     out = Path(out)
@@ -35,7 +38,8 @@ def run_experiment(experiment: str, data: str, out: str | Path, *, models: list[
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     default = QUICK_EPOCHS if quick else None
-    exp = Experiment(task, out, device, seed=seed, epochs=epochs or default, progress=progress, command=command)
+    exp = Experiment(task, out, device, seed=seed, epochs=epochs or default, progress=progress, command=command,
+                     backend=backend, threads=threads)
     out.mkdir(parents=True, exist_ok=True)
     options = {"rounds": rounds or default} if experiment == "roundrobin" else {}
     print(f"{experiment}: {', '.join(models)} on {task.source}; device {device}")
@@ -45,3 +49,5 @@ def run_experiment(experiment: str, data: str, out: str | Path, *, models: list[
         return getattr(module, runner_name)(exp, models, **options)
     finally:  # a process-wide setting: leave it as found (in-process callers, tests)
         torch.set_num_threads(before)
+        if backend is not None:
+            backend.close()

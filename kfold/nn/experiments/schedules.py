@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from kfold.files.atomic import write_csv
 from kfold.scoring.report import markdown_table
 
-from kfold.nn.experiments.common import Experiment, accuracy_by_language, model_config, new_trainer, predict_test, train_epochs, write_summary
+from kfold.nn.experiments.common import Experiment, accuracy_by_language, map_models, model_config, new_trainer, predict_test, train_epochs, write_summary
 from kfold.nn.experiments.figures import accuracy_curves, accuracy_heatmap
 
 DEFAULT_MODELS = ["ff-2x250", "resnet26"]
@@ -73,6 +73,13 @@ def train_schedule(exp: Experiment, model: str, schedule: str, stages: list[Stag
     return pd.DataFrame(records)
 
 
+def schedule_pair(exp: Experiment, model: str, schedule: str, make_stages, length) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One model through ``schedule`` and through mixed training of the same length."""
+    n = length(model)
+    return (train_schedule(exp, model, schedule, make_stages(exp, n)),
+            train_schedule(exp, model, MIXED, mixed_stages(exp, n)))
+
+
 def against_mixed(exp: Experiment, models: list[str], schedule: str, make_stages: Callable[[Experiment, int], list[Stage]],
                   length: Callable[[str], int]) -> pd.DataFrame:
     """Every model through ``schedule`` and through mixed training of the same length; all stage rows.
@@ -80,10 +87,7 @@ def against_mixed(exp: Experiment, models: list[str], schedule: str, make_stages
     ``length(model)`` is the schedule's R or E, which is also the number of mixed epochs.
     """
     parts = []
-    for model in tqdm(models, desc=schedule, disable=not exp.progress):
-        n = length(model)
-        scheduled = train_schedule(exp, model, schedule, make_stages(exp, n))
-        mixed = train_schedule(exp, model, MIXED, mixed_stages(exp, n))
+    for model, (scheduled, mixed) in zip(models, map_models(exp, schedule_pair, models, schedule, make_stages, length)):
         accuracy_curves({schedule: scheduled, MIXED: mixed}, "data_epochs", ["overall", *exp.languages], exp.out / f"curves_{model}.png",
                         f"{model}: {schedule} against mixed training", "training set passes (images seen / training rows)")
         tqdm.write(f"{model}: {schedule} {scheduled['overall'].iat[-1]:.4f}, mixed {mixed['overall'].iat[-1]:.4f} overall")

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from kfold.files.atomic import write_csv
 from kfold.scoring.report import markdown_table
 
-from kfold.nn.experiments.common import Experiment, accuracy_by_language, model_config, new_trainer, predict_test, train_epochs, write_summary
+from kfold.nn.experiments.common import Experiment, accuracy_by_language, map_models, model_config, new_trainer, predict_test, train_epochs, write_summary
 from kfold.nn.experiments.figures import accuracy_heatmap
 
 DEFAULT_MODELS = ["ff-2x250", "resnet26"]
@@ -47,7 +47,7 @@ def transfer_stats(model: str, epochs: int, matrix: pd.DataFrame) -> dict:
 
 def run_transfer(exp: Experiment, models: list[str]) -> dict[str, pd.DataFrame]:
     """Write one matrix per model and the summary; return the tables by title."""
-    matrices = {model: transfer_matrix(exp, model) for model in models}
+    matrices = dict(zip(models, map_models(exp, transfer_matrix, models)))
     stats = pd.DataFrame([transfer_stats(model, model_config(model, exp.epochs).epochs, matrix)
                           for model, matrix in matrices.items()])
     write_csv(exp.out / "transfer.csv", stats)

@@ -307,7 +307,9 @@ def test_driver_killed_then_resume_identical_and_no_orphans(cluster, big_comp, k
                                "--backend", "ray", "--address", cluster, "--resume", *KILL_ARGS], env=_env(),
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "fold 0: resuming after epoch" in done.stdout
+        # normally the fold resumes from its checkpoint; on a loaded machine the worker can complete its last
+        # rename while the kill spreads, and then the fold is (completely) finished: both must give the same bits
+        assert "fold 0: resuming after epoch" in done.stdout or "fold 0: already finished" in done.stdout, done.stdout
         assert_same_run(out, kill_reference, folds=(0,), whole=False)
     finally:
         shutil.rmtree(temp, ignore_errors=True)

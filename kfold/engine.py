@@ -23,7 +23,7 @@ from .atomic import atomic_path
 from .augment import AugPolicy, BatchAugment, PRESET_POLICIES, image_transform
 from .config import TrainConfig
 from .errors import DataError, UsageError
-from .inference import autocast, predict_proba, to_unit_float, use_channels_last
+from .inference import autocast, predict_proba, to_unit_float, use_bf16, use_channels_last
 from .models import create_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -156,6 +156,7 @@ class FoldTrainer:
             targets[self.val_rows] = -1
         self.targets = torch.from_numpy(targets).to(device)
         self.channels_last = use_channels_last(cfg.channels_last, device)
+        self.bf16 = use_bf16(cfg.bf16, device)
         torch.manual_seed(seed)
         self.model = build_model(cfg, num_classes).to(device)
         if self.channels_last:
@@ -196,7 +197,7 @@ class FoldTrainer:
             return {}
         pool = torch.from_numpy(self.pseudo_pool).to(self.device)
         probs = predict_proba(self.eval_model, self.images[pool], self.mean, self.std, self.device, cfg.eval_batch_size,
-                              channels_last=self.channels_last)
+                              channels_last=self.channels_last, bf16=self.bf16)
         confident = probs.max(1) >= cfg.pseudo_label
         rows, classes = self.pseudo_pool[confident], probs.argmax(1)[confident]
         self.targets[pool] = -1
@@ -306,7 +307,7 @@ class FoldTrainer:
             x, y_a, y_b, lam = mix_batch(x, y, cfg)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device):
+            with autocast(self.device, self.bf16):
                 logits = self.forward(x)
                 loss = lam * F.cross_entropy(logits, y_a, label_smoothing=cfg.label_smoothing)
                 if lam < 1.0:
@@ -324,7 +325,7 @@ class FoldTrainer:
 
     def evaluate(self) -> tuple[float, float, np.ndarray]:
         probs = predict_proba(self.eval_model, self.images[torch.from_numpy(self.val_rows).to(self.device)], self.mean, self.std,
-                              self.device, self.cfg.eval_batch_size, channels_last=self.channels_last)
+                              self.device, self.cfg.eval_batch_size, channels_last=self.channels_last, bf16=self.bf16)
         labels = self.labels_np[self.val_rows]
         loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
         return loss, float((probs.argmax(1) == labels).mean()), probs

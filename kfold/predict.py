@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--batch-size {args.batch_size}: must be at least 1")
     from tqdm.auto import tqdm
 
-    from .inference import load_model, predict_proba, resolve_device, use_channels_last
+    from .inference import load_model, predict_proba, resolve_device, use_bf16, use_channels_last
     from .training import load_task_for
 
     device = resolve_device(args.device)
@@ -117,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model = model.to(memory_format=torch.channels_last)
             start = time.perf_counter()
             norm = meta["normalization"]
-            probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, args.batch_size, views, channels_last)
+            bf16 = use_bf16(meta["config"].get("bf16", "auto"), device)  # as the OOF rows were scored
+            probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, args.batch_size, views, channels_last, bf16)
             seconds = time.perf_counter() - start
             file_meta = {"kind": "test", "run": run_name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],
                          "seed": meta["seed"], "tta": views, "fingerprint": meta["fingerprint"], "task": task.name}

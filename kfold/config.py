@@ -54,6 +54,7 @@ class TrainConfig:
     # anneal to zero, where the last epoch is the one meant to be used).
     keep: str = "best"
     eval_batch_size: int = 1024
+    val_every: int = 1  # score the validation rows every N epochs and always at the last; 0: only at the last (keep='last')
     num_workers: int = 2  # DataLoader workers of the albumentations backend
     channels_last: str = "auto"  # auto (CUDA only) | on | off
     bf16: str = "auto"  # bf16 autocast of training and evaluation: auto (CUDA only) | on (also CPU) | off
@@ -86,6 +87,8 @@ class TrainConfig:
             (not (self.keep == "last" and self.early_stopping), "early_stopping",
              "cannot be combined with keep='last' (early stopping keeps the best epoch)"),
             (self.num_workers >= 0, "num_workers", "must be non-negative"),
+            (self.val_every >= 0, "val_every", "must be non-negative (0: only the last epoch)"),
+            (self.val_every == 1 or self.keep == "last", "val_every", "other than 1 needs keep='last' (keep='best' compares every epoch)"),
             (self.tta >= 1, "tta", "must be at least 1"),
             (self.channels_last in ("auto", "on", "off"), "channels_last", "must be auto, on or off"),
             (self.bf16 in ("auto", "on", "off"), "bf16", "must be auto, on or off"),

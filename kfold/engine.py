@@ -342,7 +342,7 @@ class FoldTrainer:
             state["epoch"] += 1
             row = dict(epoch=state["epoch"], train_loss=train_loss, train_accuracy=train_acc,
                        val_loss=math.nan, val_accuracy=math.nan, lr=self.last_lr, **pseudo)
-            if self.val_rows is not None:
+            if self.val_rows is not None and (state["epoch"] == cfg.epochs or cfg.val_every and state["epoch"] % cfg.val_every == 0):
                 row["val_loss"], row["val_accuracy"], probs = self.evaluate()
                 better = cfg.keep == "last" or (row["val_accuracy"], -row["val_loss"]) > (state["best_acc"], -state["best_loss"])
                 if better:

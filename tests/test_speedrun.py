@@ -94,3 +94,28 @@ def test_speedrun_trains_one_epoch_on_real_images(kmnist_comp, tmp_path):
     assert np.allclose(result.val_probs.sum(1), 1, atol=1e-3)
     assert 0.0 <= result.val_accuracy <= 1.0 and np.isfinite(result.history[0]["train_loss"])
     json.dumps(cfg.to_dict())  # the config saved with the run is plain JSON
+
+
+def test_val_every_zero_scores_only_the_last_epoch(tmp_path):
+    from kfold.engine import FoldTrainer
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8), np.arange(96) % 10
+    cfg = resolve_config("speedrun", overrides={"epochs": 3, "val_every": 0, "batch_size": 32})
+    result = FoldTrainer(cfg, images, labels, 10, np.arange(64), np.arange(64, 96), torch.device("cpu"), seed=0,
+                         work_dir=tmp_path, progress=False).fit()
+    scored = [not np.isnan(row["val_accuracy"]) for row in result.history]
+    assert scored == [False, False, True] and result.best_epoch == 3 and result.val_probs.shape == (32, 10)
+    every2 = resolve_config("speedrun", overrides={"epochs": 3, "val_every": 2, "batch_size": 32})
+    history = FoldTrainer(every2, images, labels, 10, np.arange(64), np.arange(64, 96), torch.device("cpu"), seed=0,
+                          work_dir=tmp_path, progress=False).fit().history
+    assert [not np.isnan(row["val_accuracy"]) for row in history] == [False, True, True]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"val_every": -1}, "val_every=-1 must be non-negative"),
+    ({"val_every": 0, "keep": "best"}, "val_every=0 other than 1 needs keep='last'"),
+])
+def test_val_every_is_validated(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        resolve_config("speedrun", overrides=overrides)

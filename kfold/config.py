@@ -56,8 +56,10 @@ class TrainConfig:
     # anneal to zero, where the last epoch is the one meant to be used).
     keep: str = "best"
     eval_batch_size: int = 1024
+    val_every: int = 1  # score the validation rows every N epochs and always at the last; 0: only at the last (keep='last')
     num_workers: int = 2  # DataLoader workers of the albumentations backend
     channels_last: str = "auto"  # auto (CUDA only) | on | off
+    bf16: str = "auto"  # bf16 autocast of training and evaluation: auto (CUDA only) | on (also CPU) | off
     compile: bool = False
     tta: int = 1  # default number of test-time views used by predict.py
 
@@ -87,8 +89,11 @@ class TrainConfig:
             (not (self.keep == "last" and self.early_stopping), "early_stopping",
              "cannot be combined with keep='last' (early stopping keeps the best epoch)"),
             (self.num_workers >= 0, "num_workers", "must be non-negative"),
+            (self.val_every >= 0, "val_every", "must be non-negative (0: only the last epoch)"),
+            (self.val_every == 1 or self.keep == "last", "val_every", "other than 1 needs keep='last' (keep='best' compares every epoch)"),
             (self.tta >= 1, "tta", "must be at least 1"),
             (self.channels_last in ("auto", "on", "off"), "channels_last", "must be auto, on or off"),
+            (self.bf16 in ("auto", "on", "off"), "bf16", "must be auto, on or off"),
         ]
         checks = _finite_and_bounded(self) + checks + [
             (0 < self.step_gamma <= 1, "step_gamma", "must be in (0, 1]"),
@@ -146,6 +151,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The recommended recipe: a wider ResNet-9 and a longer one-cycle schedule (4-view TTA measured no OOF gain).
     "best": dict(model="resnet9", model_kwargs={"width": 32}, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                  epochs=30, batch_size=128, schedule="onecycle", warmup_epochs=4, label_smoothing=0.1, aug="heavy", keep="last"),
+    # `fast` in under a third of its CPU time (issue 17; BENCHMARKS.md "Speedrun recipe"): the same net and schedule, with
+    # channels_last and bf16 autocast on the CPU too (AVX512-BF16/AMX cores gain most) and the validation rows scored
+    # only at the last epoch (the one `keep="last"` keeps). 16 epochs or a narrower net cost OOF accuracy.
+    "speedrun": dict(model="resnet9", model_kwargs={"width": 16}, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
+                     weight_decay=5e-4, epochs=20, batch_size=128, schedule="onecycle", warmup_epochs=3, label_smoothing=0.1,
+                     aug="heavy", keep="last", val_every=0, channels_last="on", bf16="on"),
 }
 
 

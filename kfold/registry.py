@@ -35,6 +35,8 @@ def _specs() -> dict[str, ModelSpec]:
         ModelSpec("resnet9", "ResNet-9 of the DAWNBench/airbench family, width 32: ~1.6M parameters", {"width": 32}),
         ModelSpec("preact_resnet18", "pre-activation ResNet-18 scaled down, width 16: ~0.7M parameters", {"width": 16}),
         ModelSpec("vgg_bn", "small VGG with batch norm, width 32: ~0.29M parameters", {"width": 32}),
+        ModelSpec("speednet", "small airbench-style net for 28x28x1 (issue 17's speedrun screening)",
+                  {"widths": [24, 48, 96], "stem": 0, "convs": 2, "bn_scale": True, "bn_momentum": 0.1, "act": "relu"}),
     ]
     specs += [ModelSpec(f"ff-2x{w}", f"ff with two hidden layers of {w} units") for w in (100, 250, 500)]
     specs += [ModelSpec(f"resnet{d}", f"CIFAR ResNet-{d} ({(d - 2) // 6} basic blocks per stage)") for d in (8, 14, 20, 26, 32)]
@@ -48,9 +50,9 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
-def _positive_int(name: str, key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WIDTH:
-        raise UsageError(f"model {name!r}: {key} must be an integer in 1..{MAX_WIDTH}, got {value!r}")
+def _positive_int(name: str, key: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_WIDTH:
+        raise UsageError(f"model {name!r}: {key} must be an integer in {low}..{MAX_WIDTH}, got {value!r}")
     return value
 
 
@@ -67,8 +69,11 @@ def check_model(name: Any, options: Any = None) -> ModelSpec:
             known = ", ".join(spec.options) if spec.options else "none"
             raise UsageError(f"model {name!r} has no option {key!r}; options: {known}")
         default = spec.options[key]
-        if isinstance(default, int) and not isinstance(default, bool):
-            _positive_int(name, key, value)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise UsageError(f"model {name!r}: {key} must be true or false, got {value!r}")
+        elif isinstance(default, int):
+            _positive_int(name, key, value, low=min(1, default))
         elif isinstance(default, (list, tuple)):
             if not isinstance(value, (list, tuple)) or not value or len(value) > 16:
                 raise UsageError(f"model {name!r}: {key} must be a non-empty list of at most 16 layer widths, got {value!r}")

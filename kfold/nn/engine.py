@@ -23,7 +23,7 @@ from kfold.files.atomic import atomic_path
 from kfold.nn.augment import AugPolicy, BatchAugment, PRESET_POLICIES, image_transform
 from kfold.config import TrainConfig
 from kfold.errors import DataError, UsageError
-from kfold.nn.inference import autocast, predict_proba, to_unit_float, use_channels_last
+from kfold.nn.inference import autocast, predict_proba, to_unit_float, use_bf16, use_channels_last
 from kfold.nn.models import create_model
 
 from kfold.files.rundir import CHECKPOINT  # noqa: E402  (the run directory module owns the name)
@@ -163,6 +163,7 @@ class FoldTrainer:
             targets[self.val_rows] = -1
         self.targets = torch.from_numpy(targets).to(device)
         self.channels_last = use_channels_last(cfg.channels_last, device)
+        self.bf16 = use_bf16(cfg.bf16, device)
         torch.manual_seed(seed)
         self.model = build_model(cfg, num_classes, int(images.shape[1])).to(device)
         if self.channels_last:
@@ -203,7 +204,7 @@ class FoldTrainer:
             return {}
         pool = torch.from_numpy(self.pseudo_pool).to(self.device)
         probs = predict_proba(self.eval_model, self.images[pool], self.mean, self.std, self.device, cfg.eval_batch_size,
-                              channels_last=self.channels_last)
+                              channels_last=self.channels_last, bf16=self.bf16)
         confident = probs.max(1) >= cfg.pseudo_label
         rows, classes = self.pseudo_pool[confident], probs.argmax(1)[confident]
         self.targets[pool] = -1
@@ -335,7 +336,7 @@ class FoldTrainer:
             x, y_a, y_b, lam = mix_batch(x, y, cfg)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device):
+            with autocast(self.device, self.bf16):
                 logits = self.forward(x)
                 loss = lam * F.cross_entropy(logits, y_a, label_smoothing=cfg.label_smoothing)
                 if lam < 1.0:
@@ -353,7 +354,7 @@ class FoldTrainer:
 
     def evaluate(self) -> tuple[float, float, np.ndarray]:
         probs = predict_proba(self.eval_model, self.images[torch.from_numpy(self.val_rows).to(self.device)], self.mean, self.std,
-                              self.device, self.cfg.eval_batch_size, channels_last=self.channels_last)
+                              self.device, self.cfg.eval_batch_size, channels_last=self.channels_last, bf16=self.bf16)
         labels = self.labels_np[self.val_rows]
         loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
         return loss, float((probs.argmax(1) == labels).mean()), probs
@@ -373,7 +374,7 @@ class FoldTrainer:
             state["epoch"] += 1
             row = dict(epoch=state["epoch"], train_loss=train_loss, train_accuracy=train_acc,
                        val_loss=math.nan, val_accuracy=math.nan, lr=self.last_lr, **pseudo)
-            if self.val_rows is not None:
+            if self.val_rows is not None and (state["epoch"] == cfg.epochs or cfg.val_every and state["epoch"] % cfg.val_every == 0):
                 row["val_loss"], row["val_accuracy"], probs = self.evaluate()
                 better = cfg.keep == "last" or (row["val_accuracy"], -row["val_loss"]) > (state["best_acc"], -state["best_loss"])
                 if better:

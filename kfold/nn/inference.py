@@ -33,9 +33,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op elsewhere (CPU results stay bit-reproducible)."""
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast(device: torch.device, enabled: bool | None = None):
+    """bf16 autocast; by default on CUDA only (``enabled=True`` also on CPU, e.g. for AVX512-BF16/AMX cores)."""
+    enabled = device.type == "cuda" if enabled is None else enabled and device.type in ("cuda", "cpu")
+    return torch.autocast(device_type=device.type if enabled else "cuda", dtype=torch.bfloat16, enabled=enabled)
+
+
+def use_bf16(setting: str, device: torch.device) -> bool:
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
 def use_channels_last(setting: str, device: torch.device) -> bool:
@@ -58,6 +63,7 @@ def predict_proba(
     batch_size: int = 1024,
     tta: int = 1,
     channels_last: bool = False,
+    bf16: bool | None = None,
 ) -> np.ndarray:
     """Softmax probabilities (N, C) float32 for uint8 images (N, H, W), averaged over ``tta`` views."""
     from kfold.nn.augment import tta_views
@@ -76,7 +82,7 @@ def predict_proba(
             view = (view - mean) / std
             if channels_last:
                 view = view.contiguous(memory_format=torch.channels_last)
-            with autocast(device):
+            with autocast(device, bf16):
                 logits = model(view)
             probs = probs + torch.softmax(logits.float(), dim=1)
         out.append((probs / len(views)).cpu())

@@ -324,3 +324,59 @@ def vgg_bn(num_classes, in_chans, image_size, dropout, batch_norm, width=32) -> 
         cin = cout
     p = 0.3 if dropout is None else dropout
     return nn.Sequential(*layers, _head(cin, num_classes, p, nn.AdaptiveAvgPool2d(1)))
+
+
+# ----------------------------------------------------------------------------- speedrun (issue 17)
+
+class ShiftOnlyBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose scale is frozen at 1 (a buffer) and whose shift is learned, as in airbench."""
+
+    def __init__(self, channels: int, momentum: float = 0.1):
+        super().__init__(channels, momentum=momentum)
+        del self.weight
+        self.register_buffer("weight", torch.ones(channels))
+
+
+@register_model("speednet")
+def speednet(num_classes, in_chans, image_size, dropout, batch_norm, widths=(24, 48, 96), stem=0, convs=2,
+             bn_scale=True, bn_momentum=0.1, act="relu") -> nn.Module:
+    """A small airbench-style net for 28x28x1 (issue 17's speedrun recipe).
+
+    [stem conv3x3 ``stem`` channels, when > 0] then one block per entry of ``widths``: conv3x3 -> max pool 2
+    -> BN -> act, then ``convs - 1`` x (conv3x3 -> BN -> act) at the pooled size (28 -> 14 -> 7 -> 3); global
+    max pool, dropout (default 0), linear, logits x 0.125. ``bn_scale=False`` freezes every BN scale at 1
+    (only the shift is learned); ``bn_momentum`` is BatchNorm's running-statistics momentum.
+    """
+    if not isinstance(widths, (list, tuple)) or not widths:
+        raise UsageError(f"model 'speednet': widths must be a non-empty list of channel counts, got {widths!r}")
+    widths = [_positive_int("speednet", "widths", w) for w in widths]
+    convs = _positive_int("speednet", "convs", convs)
+    if isinstance(stem, bool) or not isinstance(stem, int) or stem < 0:
+        raise UsageError(f"model 'speednet': stem must be an integer >= 0, got {stem!r}")
+    if not (isinstance(bn_momentum, (int, float)) and 0 < bn_momentum <= 1):
+        raise UsageError(f"model 'speednet': bn_momentum must be in (0, 1], got {bn_momentum!r}")
+    acts = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+    if act not in acts:
+        raise UsageError(f"model 'speednet': act must be one of {', '.join(acts)}, got {act!r}")
+    if image_size >> len(widths) < 1:
+        raise UsageError(f"model 'speednet': image_size {image_size} is too small for {len(widths)} poolings")
+
+    def norm(c: int) -> nn.Module:
+        if not batch_norm:
+            return nn.Identity()
+        return nn.BatchNorm2d(c, momentum=bn_momentum) if bn_scale else ShiftOnlyBatchNorm(c, bn_momentum)
+
+    def conv(cin: int, cout: int) -> nn.Conv2d:
+        return nn.Conv2d(cin, cout, 3, 1, 1, bias=not batch_norm)
+
+    layers: list[nn.Module] = []
+    cin = in_chans
+    if stem:
+        layers += [conv(cin, stem), norm(stem), acts[act]()]
+        cin = stem
+    for width in widths:
+        layers += [conv(cin, width), nn.MaxPool2d(2), norm(width), acts[act]()]
+        for _ in range(convs - 1):
+            layers += [conv(width, width), norm(width), acts[act]()]
+        cin = width
+    return nn.Sequential(*layers, _head(cin, num_classes, dropout or 0.0, nn.AdaptiveMaxPool2d(1)), _Scale(0.125))

@@ -70,7 +70,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
     from tqdm.auto import tqdm
 
     from kfold.files.atomic import together
-    from kfold.nn.inference import load_model, predict_proba, resolve_device, use_channels_last
+    from kfold.nn.inference import load_model, predict_proba, resolve_device, use_bf16, use_channels_last
 
     if tta is not None and (isinstance(tta, bool) or not isinstance(tta, int) or tta < 1):
         raise UsageError(f"--tta {tta!r}: needs at least 1 view")
@@ -112,7 +112,8 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
                 model = model.to(memory_format=torch.channels_last)
             start = time.perf_counter()
             norm = meta["normalization"]
-            probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, batch_size, views, channels_last)
+            bf16 = use_bf16(meta["config"].get("bf16", "auto"), device)  # as the OOF rows were scored
+            probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, batch_size, views, channels_last, bf16)
             seconds = time.perf_counter() - start
             file_meta = {"kind": "test", "run": run.name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],
                          "seed": meta["seed"], "tta": views, "fingerprint": meta["fingerprint"], "task": task.name}

@@ -1,0 +1,121 @@
+"""The `speedrun` preset (issue 17): its model, its config and one real training epoch, in seconds."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from kfold.config import PRESETS, resolve_config
+from kfold.errors import UsageError
+from kfold.nn.inference import autocast, use_bf16
+from kfold.nn.models import ShiftOnlyBatchNorm, count_parameters, create_model
+
+torch.set_num_threads(1)
+
+
+def speedrun_model(**overrides) -> nn.Module:
+    cfg = resolve_config("speedrun")
+    return create_model(cfg.model, 10, **{**cfg.model_kwargs, **overrides})
+
+
+def test_speedrun_preset_resolves_and_does_less_work_than_fast():
+    cfg, fast = resolve_config("speedrun"), resolve_config("fast")
+    assert cfg.keep == "last" and cfg.schedule == "onecycle" and cfg.val_every == 0
+    assert 0 < cfg.warmup_epochs < cfg.epochs / 4  # a short run still spends most of it annealing
+    assert cfg.epochs <= fast.epochs and (cfg.channels_last, cfg.bf16) == ("on", "on")
+    assert count_parameters(speedrun_model()) <= count_parameters(create_model(fast.model, 10, **fast.model_kwargs))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"bf16": "always"}, "bf16='always' must be auto, on or off"),
+    ({"channels_last": "yes"}, "channels_last='yes' must be auto, on or off"),
+    ({"epochs": 0}, "epochs=0"),
+    ({"bf16": True}, "'bf16' expects str"),
+])
+def test_speedrun_config_is_validated_like_the_others(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        resolve_config("speedrun", overrides=overrides)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"widths": []}, "widths"),
+    ({"widths": [16, 0]}, "widths"),
+    ({"convs": 0}, "convs"),
+    ({"stem": -1}, "stem"),
+    ({"bn_momentum": 0.0}, "bn_momentum"),
+    ({"act": "tanh"}, "act"),
+    ({"widths": [8, 8, 8, 8, 8]}, "too small"),
+])
+def test_speednet_options_are_checked(kwargs, needle):
+    with pytest.raises(UsageError, match=needle):
+        create_model("speednet", 10, **kwargs)
+
+
+def test_speednet_shape_and_options():
+    model = create_model("speednet", 10, widths=[8, 16, 32], convs=2, stem=4)
+    assert len([m for m in model.modules() if isinstance(m, nn.Conv2d)]) == 1 + 3 * 2
+    assert len([m for m in model.modules() if isinstance(m, nn.MaxPool2d)]) == 3
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    frozen = create_model("speednet", 10, widths=[8, 16], bn_scale=False, bn_momentum=0.3)
+    norms = [m for m in frozen.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(isinstance(m, ShiftOnlyBatchNorm) and m.momentum == 0.3 for m in norms)
+    assert all(not isinstance(m.weight, nn.Parameter) and torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+    # the frozen scale is saved and restored with the weights, the shift is learned
+    again = create_model("speednet", 10, widths=[8, 16], bn_scale=False)
+    again.load_state_dict(frozen.state_dict(), strict=True)
+    assert count_parameters(frozen) == count_parameters(create_model("speednet", 10, widths=[8, 16])) - 2 * (8 + 16)
+
+
+def test_bf16_autocast_on_cpu_only_when_asked():
+    cpu = torch.device("cpu")
+    assert not use_bf16("auto", cpu) and use_bf16("on", cpu) and not use_bf16("off", cpu)
+    model, x = speedrun_model().eval(), torch.rand(4, 1, 28, 28)
+    with autocast(cpu):
+        assert model(x).dtype == torch.float32
+    with autocast(cpu, True):
+        assert model(x).dtype == torch.bfloat16
+
+
+def test_speedrun_trains_one_epoch_on_real_images(kmnist_comp, tmp_path):
+    from kfold.nn.engine import FoldTrainer
+
+    images = np.load(kmnist_comp / "kmnist-train-imgs.npy")[:400]
+    labels = np.load(kmnist_comp / "kmnist-train-labels.npy")[:400].astype(np.int64)
+    cfg = resolve_config("speedrun", overrides={"epochs": 1})
+    trainer = FoldTrainer(cfg, images, labels, 10, np.arange(300), np.arange(300, 400), torch.device("cpu"), seed=0,
+                          work_dir=tmp_path, progress=False)
+    assert trainer.bf16 == (cfg.bf16 == "on") and trainer.channels_last == (cfg.channels_last == "on")
+    result = trainer.fit()
+    assert result.best_epoch == 1 and len(result.history) == 1
+    assert result.val_probs.shape == (100, 10) and np.isfinite(result.val_probs).all()
+    assert np.allclose(result.val_probs.sum(1), 1, atol=1e-3)
+    assert 0.0 <= result.val_accuracy <= 1.0 and np.isfinite(result.history[0]["train_loss"])
+    json.dumps(cfg.to_dict())  # the config saved with the run is plain JSON
+
+
+def test_val_every_zero_scores_only_the_last_epoch(tmp_path):
+    from kfold.nn.engine import FoldTrainer
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8), np.arange(96) % 10
+    cfg = resolve_config("speedrun", overrides={"epochs": 3, "val_every": 0, "batch_size": 32})
+    result = FoldTrainer(cfg, images, labels, 10, np.arange(64), np.arange(64, 96), torch.device("cpu"), seed=0,
+                         work_dir=tmp_path, progress=False).fit()
+    scored = [not np.isnan(row["val_accuracy"]) for row in result.history]
+    assert scored == [False, False, True] and result.best_epoch == 3 and result.val_probs.shape == (32, 10)
+    every2 = resolve_config("speedrun", overrides={"epochs": 3, "val_every": 2, "batch_size": 32})
+    history = FoldTrainer(every2, images, labels, 10, np.arange(64), np.arange(64, 96), torch.device("cpu"), seed=0,
+                          work_dir=tmp_path, progress=False).fit().history
+    assert [not np.isnan(row["val_accuracy"]) for row in history] == [False, True, True]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"val_every": -1}, "val_every=-1 must be non-negative"),
+    ({"val_every": 0, "keep": "best"}, "val_every=0 other than 1 needs keep='last'"),
+])
+def test_val_every_is_validated(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        resolve_config("speedrun", overrides=overrides)

@@ -118,3 +118,26 @@ def test_not_a_zip_and_bad_sizes(tmp_path):
         with pytest.raises(UsageError, match="--max-size"):
             parse_size(bad)
     assert not os.path.exists(tmp_path / "data")
+
+
+def test_disk_full_names_the_file_and_leaves_nothing_half_extracted(tmp_path, monkeypatch):
+    """Issue 14 item 24: ENOSPC while unpacking names the member being written; no file appears."""
+    import errno
+
+    from kfold.files import archive as archive_module
+
+    archive = make_zip(tmp_path / "c.zip", [("a.csv", "a" * 10), ("train/b.npy", "b" * (1 << 20))])
+    real_open = open
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        if "w" in mode and ".b.npy." in str(path):
+            handle.close()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return handle
+
+    monkeypatch.setattr(archive_module, "open", full_disk, raising=False)
+    with pytest.raises(OSError) as caught:
+        extract_zip(archive, tmp_path / "data")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename.endswith(os.path.join("train", "b.npy"))
+    assert listing(tmp_path) == ["c.zip"]

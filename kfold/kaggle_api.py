@@ -61,7 +61,7 @@ def _import_client():
         missing = (exc.name or "").split(".")[0]
         if missing and missing != "kaggle":
             raise UsageError(f"the kaggle package needs '{missing}', which is not installed: pip install {missing} "
-                             f"(pip install 'kfold[kaggle]' installs both)") from None
+                             f"(pip install -e '.[kaggle]' in the kfold clone installs both)") from None
         raise UsageError(MISSING_PACKAGE) from None
     finally:
         os.environ.update(saved)

@@ -226,44 +226,36 @@ class Client:
         ref = getattr(response, "ref", None)
         return reply, (int(ref) if ref else None)
 
-    def submissions(self, competition: str, max_pages: int = MAX_PAGES) -> list[dict]:
-        """Our submissions, newest first, every page (or the first ``max_pages``)."""
-        from kagglesdk.competitions.types.competition_api_service import ApiListSubmissionsRequest
-
-        rows, token = [], ""
+    def _pages(self, action: str, competition: str, method: str, request_type, max_pages: int = MAX_PAGES) -> list:
+        """Every item of a paged list call (``page_token``/``next_page_token``), at most ``max_pages`` pages."""
+        items, token = [], ""
         for _ in range(max_pages):
-            request = ApiListSubmissionsRequest()
+            request = request_type()
             request.competition_name = competition
             request.page_size = PAGE_SIZE
             if token:
                 request.page_token = token
-            reply = self._call(f"listing the submissions of '{competition}'", competition, self._sdk,
-                               "list_submissions", request)
-            rows += [_submission_row(s) for s in reply.submissions or [] if s is not None]
+            reply = self._call(action, competition, self._sdk, method, request)
+            items += [item for item in reply.submissions or [] if item is not None]
             token = reply.next_page_token or ""
             if not token:
                 break
-        return rows
+        return items
+
+    def submissions(self, competition: str, max_pages: int = MAX_PAGES) -> list[dict]:
+        """Our submissions, newest first, every page (or the first ``max_pages``)."""
+        from kagglesdk.competitions.types.competition_api_service import ApiListSubmissionsRequest
+
+        return [_submission_row(s) for s in self._pages(f"listing the submissions of '{competition}'", competition,
+                                                        "list_submissions", ApiListSubmissionsRequest, max_pages)]
 
     def leaderboard(self, competition: str) -> list[dict]:
         """The public leaderboard, best first, every page."""
         from kagglesdk.competitions.types.competition_api_service import ApiGetLeaderboardRequest
 
-        rows, token = [], ""
-        for _ in range(MAX_PAGES):
-            request = ApiGetLeaderboardRequest()
-            request.competition_name = competition
-            request.page_size = PAGE_SIZE
-            if token:
-                request.page_token = token
-            reply = self._call(f"reading the leaderboard of '{competition}'", competition, self._sdk,
-                               "get_leaderboard", request)
-            rows += [{"team_id": s.team_id, "team": s.team_name or "", "date": _iso(s.submission_date),
-                      "score": _number(s.score)} for s in reply.submissions or [] if s is not None]
-            token = reply.next_page_token or ""
-            if not token:
-                break
-        return rows
+        return [{"team_id": s.team_id, "team": s.team_name or "", "date": _iso(s.submission_date), "score": _number(s.score)}
+                for s in self._pages(f"reading the leaderboard of '{competition}'", competition, "get_leaderboard",
+                                     ApiGetLeaderboardRequest)]
 
     def download(self, competition: str, directory: str | os.PathLike) -> Path:
         """Download the competition's files into ``directory``; return the saved file (normally a .zip)."""

@@ -139,6 +139,13 @@ def add_data_flags(p: argparse.ArgumentParser, required: bool = True, default: s
     group.add_argument("--cache-dir", help="download cache for --data kmnist (default: $KFOLD_CACHE or ~/.cache/kfold)")
 
 
+def task_spec(args: argparse.Namespace):
+    """The ``TaskSpec`` of the data flags (``add_data_flags``)."""
+    from kfold.flows.training import TaskSpec
+
+    return TaskSpec(args.data, args.cache_dir, tuple(args.languages) if args.languages else None, args.label_mode, args.task)
+
+
 def add_device_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("device")
     group.add_argument("--device", default="auto", type=one_of("device", DEVICES), metavar="|".join(DEVICES),

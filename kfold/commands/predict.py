@@ -30,10 +30,9 @@ def build_parser(prog: str = "predict.py") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "predict.py") -> int:
     args = build_parser(prog).parse_args(argv)
-    from kfold.flows.training import TaskSpec
     from kfold.nn.predict import predict_run
 
-    spec = TaskSpec(args.data, args.cache_dir, tuple(args.languages) if args.languages else None, args.label_mode, args.task)
+    spec = flags.task_spec(args)
     task = spec.load(progress=True)
     predict_run(args.runs, task, args.out, tta=args.tta, batch_size=args.batch_size, device=args.device,
                 fmt=args.format, allow_incomplete=args.allow_incomplete, threads=args.threads)

@@ -35,11 +35,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold run") -> int:
     args = build_parser(prog).parse_args(argv)
     from kfold.config import resolve_config
     from kfold.flows.pipeline import run_competition
-    from kfold.flows.training import TaskSpec
 
     cfg = resolve_config(args.preset, args.config, flags.recipe_overrides(args))
     seeds = [args.seed] if args.seed is not None else args.seeds
-    spec = TaskSpec(args.data, args.cache_dir, tuple(args.languages) if args.languages else None, args.label_mode, args.task)
+    spec = flags.task_spec(args)
     backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
     threads = args.threads if backend is None else backend.options.threads(args.threads)
     task = spec.load(progress=not args.no_progress)

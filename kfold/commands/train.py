@@ -31,11 +31,11 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
     args = build_parser(prog).parse_args(argv)
     from kfold.config import resolve_config
-    from kfold.flows.training import TaskSpec, format_summary, train_run
+    from kfold.flows.training import format_summary, train_run
 
     overrides = flags.recipe_overrides(args)
     cfg = resolve_config(args.preset, args.config, overrides)
-    spec = TaskSpec(args.data, args.cache_dir, tuple(args.languages) if args.languages else None, args.label_mode, args.task)
+    spec = flags.task_spec(args)
     backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
     threads = args.threads if backend is None else backend.options.threads(args.threads)
     task = spec.load(progress=not args.no_progress)

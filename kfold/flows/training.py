@@ -217,16 +217,17 @@ def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str 
     from kfold.identity import code_identity
     from kfold.scoring.metrics import accuracy_by_group
 
-    fold_rows, oof_parts, last_correct = [], [], 0.0
+    fold_rows, oof_parts, last_correct, threads = [], [], 0.0, set()
     for fold in run.finished(k):
         meta = _meta(run, fold)
+        threads.add(meta.get("threads"))
         fold_rows.append({key: meta[key] for key in ("fold", "best_epoch", "val_accuracy", "val_loss", "seconds")})
         oof_parts.append(read_probs(run.fold_oof(fold)))
         last_correct += pd.read_csv(run.metrics(fold))["val_accuracy"].iloc[-1] * meta["val_rows"]
     summary = {"task": task.name, "preset": preset, "model": cfg.model, "k": k, "seed": seed, "keep": cfg.keep,
                "folds_done": len(fold_rows), "folds": fold_rows, "train_seconds": float(sum(r["seconds"] for r in fold_rows)),
                "code": code_identity()}
-    threads = sorted({_meta(run, f).get("threads") for f in run.finished(k)} - {None})
+    threads = sorted(threads - {None})
     if threads:
         summary["threads"] = threads[0] if len(threads) == 1 else threads
     if oof_parts:
@@ -314,7 +315,8 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
     (default: one after another in this process).
     """
     run = run if isinstance(run, RunDir) else RunDir(run)
-    fold_list = parse_fold_list(folds, k) if isinstance(k, int) and not isinstance(k, bool) and k >= 2 else []
+    check_k(k)
+    fold_list = parse_fold_list(folds, k)
     full_cfg = None
     if full:  # every usage check runs before the first file of the run is written
         epochs = full_epochs(run, k, full_epochs_explicit)

@@ -210,11 +210,6 @@ def _log_loss(p_true: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(p_true, eps, 1 - eps)))) if len(p_true) else np.nan
 
 
-def side_probs_path(path: Path) -> Path:
-    """Where ``ensemble.py`` puts the probabilities of submission ``path``: ``<stem>.probs.npz`` beside it."""
-    return probs_path(path)
-
-
 @dataclass
 class _Scored:
     name: str
@@ -243,7 +238,7 @@ def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bo
             check_categories(item.ids, item.categories, solution.num_classes, f"{name}",
                              suffix=f" of the competition ({solution.num_classes} classes from {solution.classes_source})")
         predicted = item.categories[order]
-        side = side_probs_path(item.path) if (side_files and item.path is not None) else None
+        side = probs_path(item.path) if (side_files and item.path is not None) else None
         if side is not None and side.is_file():
             probs = read_probs(side)
             side_order = align_ids(probs.ids, solution.ids, str(side), reference, first_line=None)

@@ -204,7 +204,7 @@ def submissions_command(args) -> int:
     if plot_cv_vs_public(table, stats, png_path, competition):
         print(f"wrote {png_path}")
     else:
-        print(f"no picture: it needs at least 2 submissions with both a local CV and a public score")
+        print("no picture: it needs at least 2 submissions with both a local CV and a public score")
     return 0
 
 

@@ -125,7 +125,7 @@ def _check_num_classes(num_classes: int | None) -> None:
 def cmd_validate(args) -> int:
     from kfold.scoring.ensemble import load_input
     from kfold.files.probs import ProbFile
-    from kfold.files.submission import align_ids, read_submission
+    from kfold.files.submission import align_ids
 
     from kfold.data.classes import resolve_num_classes
 

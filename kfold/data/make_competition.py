@@ -56,7 +56,7 @@ def _classmap(names: list[str]) -> pd.DataFrame:
 def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float = PUBLIC_FRACTION,
                      seed: int = SOLUTION_SEED) -> list[Path]:
     """Write the competition directory for ``task`` (whose test labels must be known); return the files."""
-    from kfold.scoring.leaderboard import random_usage  # checks the fraction; lazy: pulls in scipy
+    from kfold.files.split import random_usage  # checks the fraction
 
     if task.test_labels is None:
         raise DataError(f"{task.source or task.name}: no test labels, so no solution can be written "

@@ -42,7 +42,7 @@ from kfold.scoring.calibration import calibrated, fit_temperature
 from kfold.config import PRESETS, preset_names, resolve_config
 from kfold.scoring.ensemble import Ensemble, combine, fit_weights
 from kfold.errors import DataError, UsageError
-from kfold.files.rundir import PredDir, RunDir, probs_path, safe_name
+from kfold.files.rundir import PredDir, RunDir, probs_path
 from kfold.files.probs import ProbFile, read_probs, write_probs
 from kfold.scoring.report import markdown_table
 from kfold.files.submission import write_submission

@@ -15,7 +15,7 @@ import pandas as pd
 
 from kfold.config import TrainConfig
 from kfold.data.task import Task
-from kfold.files.rundir import PredDir, RunDir, safe_name
+from kfold.files.rundir import RunDir, safe_name
 from kfold.flows.training import Backend, RunSummary, TaskSpec, format_summary, train_run
 
 METHODS = ("mean", "vote")

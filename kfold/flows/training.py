@@ -6,12 +6,9 @@ Everything is checked before the first file of a run is written.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 

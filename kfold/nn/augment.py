@@ -27,10 +27,8 @@ model's augmentation time on CPU; the closed form needs about 20.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np

@@ -40,9 +40,9 @@ from kfold.errors import DataError, UsageError
 from kfold.files.probs import ProbFile, read_probs
 from kfold.files.rundir import probs_path
 from kfold.files.split import PUBLIC_FRACTION as DEFAULT_PUBLIC_FRACTION
-from kfold.files.split import check_fraction as _check_fraction, make_solution, random_usage  # noqa: F401
+from kfold.files.split import make_solution, random_usage  # noqa: F401  (make_solution: re-exported)
 from kfold.scoring.report import display_names, markdown_table
-from kfold.files.submission import (FIRST_DATA_LINE, Submission, align_ids, check_categories, check_unique_ids,
+from kfold.files.submission import (FIRST_DATA_LINE, Submission, align_ids, check_categories,
                                    id_category_columns, read_csv_frame)
 
 USAGES = ("Public", "Private", "Ignored")

@@ -10,7 +10,6 @@ measured point in mind. Nothing here imports torch.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence

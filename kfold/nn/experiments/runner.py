@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from kfold.errors import UsageError
-from kfold.nn.experiments.common import Experiment, check_models, console_table, load_experiment_task  # noqa: F401
+from kfold.nn.experiments.common import Experiment, check_models, load_experiment_task
 from kfold.nn.inference import resolve_device
 
 QUICK_EPOCHS = 1

@@ -61,6 +61,10 @@ class TrainConfig:
     channels_last: str = "auto"  # auto (CUDA only) | on | off
     bf16: str = "auto"  # bf16 autocast of training and evaluation: auto (CUDA only) | on (also CPU) | off
     compile: bool = False
+    # Progressive resizing: the first ``low_res_epochs`` epochs train on images downscaled (after augmentation) to
+    # ``low_res`` x ``low_res`` pixels, the rest (and every validation and prediction) at full size; 0 = off.
+    low_res: int = 0
+    low_res_epochs: int = 0
     tta: int = 1  # default number of test-time views used by predict.py
 
     def validate(self) -> "TrainConfig":
@@ -94,6 +98,10 @@ class TrainConfig:
             (self.tta >= 1, "tta", "must be at least 1"),
             (self.channels_last in ("auto", "on", "off"), "channels_last", "must be auto, on or off"),
             (self.bf16 in ("auto", "on", "off"), "bf16", "must be auto, on or off"),
+            (self.low_res == 0 or self.low_res >= 8, "low_res", "must be 0 (off) or at least 8 pixels"),
+            (self.low_res_epochs >= 0, "low_res_epochs", "must be non-negative"),
+            (self.low_res_epochs < self.epochs or not self.low_res, "low_res_epochs",
+             f"must be less than epochs={self.epochs} (the last epochs train at full size)"),
         ]
         checks = _finite_and_bounded(self) + checks + [
             (0 < self.step_gamma <= 1, "step_gamma", "must be in (0, 1]"),
@@ -120,7 +128,8 @@ MAX_LR = 10.0
 MAX_EPOCHS = 100_000
 MAX_TTA = 9  # len(kfold.nn.augment.TTA_VIEWS)
 INT_LIMITS = {"epochs": MAX_EPOCHS, "batch_size": 1 << 24, "eval_batch_size": 1 << 24, "step_epochs": MAX_EPOCHS,
-              "early_stopping": MAX_EPOCHS, "num_workers": 1024, "tta": MAX_TTA}
+              "early_stopping": MAX_EPOCHS, "num_workers": 1024, "tta": MAX_TTA,
+              "low_res": 4096, "low_res_epochs": MAX_EPOCHS}
 
 
 def _finite_and_bounded(cfg: "TrainConfig") -> list[tuple[bool, str, str]]:
@@ -151,12 +160,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The recommended recipe: a wider ResNet-9 and a longer one-cycle schedule (4-view TTA measured no OOF gain).
     "best": dict(model="resnet9", model_kwargs={"width": 32}, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                  epochs=30, batch_size=128, schedule="onecycle", warmup_epochs=4, label_smoothing=0.1, aug="heavy", keep="last"),
-    # `fast` in under a third of its CPU time (issue 17; BENCHMARKS.md "Speedrun recipe"): the same net and schedule, with
-    # channels_last and bf16 autocast on the CPU too (AVX512-BF16/AMX cores gain most) and the validation rows scored
-    # only at the last epoch (the one `keep="last"` keeps). 16 epochs or a narrower net cost OOF accuracy.
-    "speedrun": dict(model="resnet9", model_kwargs={"width": 16}, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
-                     weight_decay=5e-4, epochs=20, batch_size=128, schedule="onecycle", warmup_epochs=3, label_smoothing=0.1,
-                     aug="heavy", keep="last", val_every=0, channels_last="on", bf16="on"),
+    # `fast`'s accuracy in under a third of its CPU time (issue 17; BENCHMARKS.md "Speedrun recipe"): the same
+    # ResNet-9 with its downsampling convs pooled before BN + ReLU and an 8-channel prep conv, 16 epochs, in
+    # channels_last with bf16 autocast on the CPU too (AVX512-BF16/AMX cores gain most) and the validation rows
+    # scored only at the last epoch (the one `keep="last"` keeps).
+    "speedrun": dict(model="resnet9", model_kwargs={"width": 16, "pool_first": True, "prep": 8}, optimizer="sgd", lr=0.1,
+                     momentum=0.9, nesterov=True, weight_decay=5e-4, epochs=16, batch_size=128, schedule="onecycle",
+                     warmup_epochs=2, label_smoothing=0.1, aug="heavy", keep="last", val_every=0, channels_last="on",
+                     bf16="on"),
 }
 
 

@@ -32,7 +32,7 @@ def _specs() -> dict[str, ModelSpec]:
         ModelSpec("alexnet5", "AlexNet reduced for 28x28x1, ~0.86M parameters (KMNIST report)", min_image_size=4),
         ModelSpec("alexnet7", "alexnet5 with two more convolutions, ~1.94M parameters (KMNIST report)", min_image_size=4),
         ModelSpec("ff", "feed-forward net with sigmoid activations (MNIST-MIX report)", {"hidden": [250, 250]}),
-        ModelSpec("resnet9", "ResNet-9 of the DAWNBench/airbench family, width 32: ~1.6M parameters", {"width": 32}),
+        ModelSpec("resnet9", "ResNet-9 of the DAWNBench/airbench family, width 32: ~1.6M parameters", {"width": 32, "pool_first": False, "prep": 0}),
         ModelSpec("preact_resnet18", "pre-activation ResNet-18 scaled down, width 16: ~0.7M parameters", {"width": 16}),
         ModelSpec("vgg_bn", "small VGG with batch norm, width 32: ~0.29M parameters", {"width": 32}),
         ModelSpec("speednet", "small airbench-style net for 28x28x1 (issue 17's speedrun screening)",

@@ -25,8 +25,62 @@ def test_speedrun_preset_resolves_and_does_less_work_than_fast():
     cfg, fast = resolve_config("speedrun"), resolve_config("fast")
     assert cfg.keep == "last" and cfg.schedule == "onecycle" and cfg.val_every == 0
     assert 0 < cfg.warmup_epochs < cfg.epochs / 4  # a short run still spends most of it annealing
-    assert cfg.epochs <= fast.epochs and (cfg.channels_last, cfg.bf16) == ("on", "on")
+    assert cfg.epochs < fast.epochs and (cfg.channels_last, cfg.bf16) == ("on", "on")
     assert count_parameters(speedrun_model()) <= count_parameters(create_model(fast.model, 10, **fast.model_kwargs))
+
+
+def _macs_and_norm_pixels(model: nn.Module) -> tuple[int, int]:
+    """Multiply-accumulates of the convolutions and BN-normalized values of one 28x28 image's forward pass."""
+    totals = [0, 0]
+
+    def count(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            totals[0] += output.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+        else:
+            totals[1] += output.numel()
+
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)):
+            m.register_forward_hook(count)
+    model.eval()(torch.rand(1, 1, 28, 28))
+    return totals[0], totals[1]
+
+
+def test_resnet9_speed_options():
+    """pool_first pools before BN + ReLU (a quarter of the pixels normalized there), prep narrows the prep conv;
+    the defaults build the very same network as before (same parameter names, shapes and initial values)."""
+    torch.manual_seed(0)
+    plain = create_model("resnet9", 10, width=16)
+    torch.manual_seed(0)
+    explicit = create_model("resnet9", 10, width=16, pool_first=False, prep=0)
+    assert list(plain.state_dict()) == list(explicit.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), explicit.state_dict().values()))
+    fast_macs, fast_norm = _macs_and_norm_pixels(plain)
+    pooled_macs, pooled_norm = _macs_and_norm_pixels(create_model("resnet9", 10, width=16, pool_first=True))
+    assert pooled_macs == fast_macs and pooled_norm < 0.6 * fast_norm
+    sr_macs, _ = _macs_and_norm_pixels(speedrun_model())
+    assert sr_macs < 0.9 * fast_macs
+    prep = speedrun_model().eval()
+    assert prep[0][0].out_channels == 8 and prep(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    # a model of the preset survives a save/load round trip (what predict.py does)
+    again = speedrun_model()
+    again.load_state_dict(prep.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"pool_first": 1}, "pool_first must be true or false"),
+    ({"pool_first": "yes"}, "pool_first must be true or false"),
+    ({"prep": -1}, "prep must be an integer in 0..1024, got -1"),
+    ({"prep": 8.0}, "prep must be an integer in 0..1024, got 8.0"),
+    ({"prep": True}, "prep must be an integer in 0..1024, got True"),
+    ({"prep": 10**6}, "prep must be an integer in 0..1024"),
+    ({"prepp": 8}, "prepp"),
+])
+def test_resnet9_speed_options_are_checked(kwargs, needle):
+    with pytest.raises(UsageError, match=needle):
+        create_model("resnet9", 10, width=16, **kwargs)
+    with pytest.raises(UsageError, match=needle):  # the same message from the config, before any file is written
+        resolve_config("speedrun", overrides={"model_kwargs": {"width": 16, **kwargs}})
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -119,3 +173,39 @@ def test_val_every_zero_scores_only_the_last_epoch(tmp_path):
 def test_val_every_is_validated(overrides, message):
     with pytest.raises(UsageError, match=message):
         resolve_config("speedrun", overrides=overrides)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"low_res": 7, "low_res_epochs": 1}, "low_res=7 must be 0 \\(off\\) or at least 8"),
+    ({"low_res": -20, "low_res_epochs": 1}, "low_res=-20"),
+    ({"low_res": 20, "low_res_epochs": -1}, "low_res_epochs=-1 must be non-negative"),
+    ({"low_res": 20, "low_res_epochs": 3, "epochs": 3}, "low_res_epochs=3 must be less than epochs=3"),
+    ({"low_res": 20, "low_res_epochs": 9, "epochs": 3}, "low_res_epochs=9 must be less than epochs=3"),
+    ({"low_res": 10**9, "low_res_epochs": 1}, "low_res=1000000000 must be at most"),
+    ({"low_res": 20.5, "low_res_epochs": 1}, "'low_res' expects int"),
+    ({"low_res": True, "low_res_epochs": 1}, "'low_res' expects int"),
+])
+def test_low_res_is_validated(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        resolve_config("speedrun", overrides=overrides)
+
+
+def test_low_res_epochs_train_on_downscaled_images_then_full_size(tmp_path):
+    """Progressive resizing: the first low_res_epochs epochs see low_res x low_res inputs; later epochs and every
+    validation pass see the full 28 x 28."""
+    from kfold.nn.engine import FoldTrainer
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8), np.arange(96) % 10
+    cfg = resolve_config("speedrun", overrides={"epochs": 3, "low_res": 20, "low_res_epochs": 2, "batch_size": 32})
+    trainer = FoldTrainer(cfg, images, labels, 10, np.arange(64), np.arange(64, 96), torch.device("cpu"), seed=0,
+                          work_dir=tmp_path, progress=False)
+    seen: list[tuple[bool, int]] = []
+    trainer.model.register_forward_pre_hook(lambda module, inputs: seen.append((module.training, inputs[0].shape[-1])))
+    result = trainer.fit()
+    training = [side for is_training, side in seen if is_training]
+    assert training == [20] * 4 + [28] * 2  # 2 steps per epoch: epochs 1-2 at 20 pixels, epoch 3 at 28
+    assert {side for is_training, side in seen if not is_training} == {28}
+    assert result.val_probs.shape == (32, 10) and np.isfinite(result.val_probs).all()
+    # off in every other preset
+    assert all(resolve_config(name).low_res == 0 for name in PRESETS if name != "speedrun")

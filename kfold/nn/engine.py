@@ -304,7 +304,14 @@ class FoldTrainer:
         bs = self.cfg.batch_size
         for step in range(self.steps_per_epoch):
             rows = order[step * bs:(step + 1) * bs] if self.drop_last else order
-            yield self.augment(to_unit_float(self.images[rows])), self.targets[rows]
+            yield self._resized(self.augment(to_unit_float(self.images[rows]))), self.targets[rows]
+
+    def _resized(self, x: torch.Tensor) -> torch.Tensor:
+        """Progressive resizing: during the first ``low_res_epochs`` epochs, the batch downscaled to ``low_res``."""
+        side = self.cfg.low_res
+        if not side or self.state["epoch"] >= self.cfg.low_res_epochs or side >= max(x.shape[-2:]):
+            return x
+        return F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
 
     def _batches_loader(self):
         """Yield batches from a torch DataLoader with per-image albumentations in worker processes."""
@@ -317,7 +324,7 @@ class FoldTrainer:
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )
         for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield self._resized(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
 
     def train_epoch(self) -> tuple[float, float]:
         cfg = self.cfg

@@ -276,21 +276,27 @@ class _Scale(nn.Module):
 
 
 @register_model("resnet9")
-def resnet9(num_classes, in_chans, image_size, dropout, batch_norm, width=32) -> nn.Module:
+def resnet9(num_classes, in_chans, image_size, dropout, batch_norm, width=32, pool_first=False, prep=0) -> nn.Module:
     """ResNet-9 of David Page's DAWNBench entry (as in airbench), base width ``width`` (Page: 64).
 
     prep conv 1w (28x28) | conv 2w -> pool (14) + residual(2 convs) | conv 4w -> pool (7) |
     conv 8w -> pool (3) + residual(2 convs) | global max pool | linear | logits x 0.125.
-    width=32: ~1.6M parameters.
+    width=32: ~1.6M parameters. ``pool_first=True`` pools each downsampling conv's output before its BN and
+    ReLU (airbench's order: both then run on a quarter of the pixels); ``prep`` > 0 sets the prep conv's
+    channels (default: ``width``).
     """
-    w = _positive_int("resnet9", "width", width)
+    w = _positive_int("resnet9", "width", width)  # the options' types and ranges: kfold.registry.check_model
+    p = prep or w
 
     def down(cin: int, cout: int) -> list[nn.Module]:
+        if pool_first:
+            return [nn.Conv2d(cin, cout, 3, 1, 1, bias=not batch_norm), nn.MaxPool2d(2), _bn(cout, batch_norm),
+                    nn.ReLU(inplace=True)]
         return [conv_bn_act(cin, cout, batch_norm=batch_norm), nn.MaxPool2d(2)]
 
     return nn.Sequential(
-        conv_bn_act(in_chans, w, batch_norm=batch_norm),
-        *down(w, 2 * w), BasicBlock(2 * w, 2 * w, batch_norm=batch_norm),
+        conv_bn_act(in_chans, p, batch_norm=batch_norm),
+        *down(p, 2 * w), BasicBlock(2 * w, 2 * w, batch_norm=batch_norm),
         *down(2 * w, 4 * w),
         *down(4 * w, 8 * w), BasicBlock(8 * w, 8 * w, batch_norm=batch_norm),
         _head(8 * w, num_classes, dropout or 0.0, nn.AdaptiveMaxPool2d(1)), _Scale(0.125))

@@ -195,6 +195,11 @@ def test_subsample_keeps_languages_and_rows(tmp_path):
     (["roundrobin", "--rounds", "-1"], "--rounds -1: must be at least 1", 2),
     (["transfer", "--languages", "Urdu"], "transfer needs at least 2 languages;", 2),
     (["sequential", "--languages", "Klingon"], "unknown MNIST-MIX language(s) 'Klingon'", 2),
+    # lists are comma-separated, as on every other command
+    (["compare", "--models", "ff-2x100", "resnet8"], "unrecognized arguments: resnet8", 2),
+    (["compare", "--models", "ff-2x100,,resnet8"], "empty item in the comma-separated list", 2),
+    (["compare", "--models", "resnet8,resnet8"], "'resnet8' is listed twice", 2),
+    (["transfer", "--languages", "Arabic,"], "empty item in the comma-separated list", 2),
 ])
 def test_errors_are_one_line_and_write_nothing(mix, tmp_path, capsys, argv, message, code):
     out = tmp_path / "out"

@@ -29,19 +29,13 @@ EPOCHS_HELP = {
 }
 
 
-def _names(values: list[str] | None) -> list[str] | None:
-    """Space- and/or comma-separated names, duplicates dropped, order kept."""
-    if values is None:
-        return None
-    return list(dict.fromkeys(name.strip() for value in values for name in value.split(",") if name.strip()))
-
-
 def build_parser(prog: str = "mnist_mix.py") -> argparse.ArgumentParser:
     common = ArgumentParser(add_help=False)
     common.add_argument("--data", required=True, help="MNIST-MIX combined .npz, or a directory with it or with component files")
     common.add_argument("--out", required=True, type=Path, help="output directory (CSV tables, PNG figures, summary.md)")
-    common.add_argument("--models", nargs="+", metavar="MODEL", help="model names (space or comma separated)")
-    common.add_argument("--languages", nargs="+", metavar="LANG", help="subset of languages (default: all present)")
+    common.add_argument("--models", type=flags.comma_list(), metavar="MODEL[,MODEL...]", help="comma-separated model names")
+    common.add_argument("--languages", type=flags.comma_list(), metavar="LANG[,LANG...]",
+                        help="comma-separated subset of languages (default: all present)")
     common.add_argument("--seed", type=flags.seed, default=0, help="seed of the weights, sampling and shuffling (default 0)")
     common.add_argument("--quick", action="store_true", help="smoke run of about a minute: a sample of 300/100 train/test "
                                                              f"images per language, {QUICK_EPOCHS} epoch/round and small "
@@ -75,8 +69,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "mnist_mix.py") -> int:
     _check_positive(args)
     from kfold.nn.experiments.runner import run_experiment
 
-    tables = run_experiment(args.experiment, args.data, args.out, models=_names(args.models),
-                            languages=_names(args.languages), device=args.device, seed=args.seed,
+    tables = run_experiment(args.experiment, args.data, args.out, models=args.models,
+                            languages=args.languages, device=args.device, seed=args.seed,
                             epochs=getattr(args, "epochs", None), rounds=getattr(args, "rounds", None), quick=args.quick,
                             threads=args.threads, progress=not args.no_progress, command=f"{prog} {shlex.join(argv)}",
                             backend=flags.backend_from_args(args, progress=not args.no_progress))

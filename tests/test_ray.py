@@ -150,6 +150,35 @@ def test_driver_never_imports_torch_and_relative_paths(cluster, comp, local_refe
     assert_same_run(tmp_path / "run", local_reference)
 
 
+def test_kfold_run_on_ray_predicts_in_tasks_and_equals_local(cluster, comp, tmp_path):
+    """`kfold run --backend ray`: training and prediction are Ray tasks (no torch in the driver), and every file a
+    user reads (probabilities, both submissions, the leaderboard) equals the local run's."""
+    from kfold.commands.main import main as kfold_main
+
+    local = tmp_path / "local"
+    assert run_cli(kfold_main, ["run", "--data", str(comp), "--out", str(local / "run"), "--submissions", str(local / "subs"),
+                                "--device", "cpu", *FOLD_ARGS]) == 0
+    remote = tmp_path / "ray"
+    code = ("import sys; from kfold.errors import run_cli; from kfold.commands.main import main; "
+            f"code = run_cli(main, ['run', '--data', {str(comp)!r}, '--out', {str(remote / 'run')!r}, '--submissions', "
+            f"{str(remote / 'subs')!r}, '--backend', 'ray', '--address', {cluster!r}, *{FOLD_ARGS!r}]); "
+            "assert 'torch' not in sys.modules, 'the driver imported torch'; sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "wrote 4 probability files to" in done.stdout  # 2 folds, their mean, the OOF re-export
+    for name in ("run-mean.csv", "run-vote.csv"):
+        assert (remote / "subs" / name).read_bytes() == (local / "subs" / name).read_bytes()
+    probs = sorted(p.name for p in (local / "run" / "probs").iterdir())
+    assert probs == sorted(p.name for p in (remote / "run" / "probs").iterdir()) and len(probs) == 4
+    from kfold.files.probs import read_probs
+
+    for name in probs:
+        a, b = read_probs(local / "run" / "probs" / name), read_probs(remote / "run" / "probs" / name)
+        assert np.array_equal(a.ids, b.ids) and a.probs.tobytes() == b.probs.tobytes()
+    assert (remote / "run" / "leaderboard" / "leaderboard.csv").read_text().replace(str(remote), "X") == \
+        (local / "run" / "leaderboard" / "leaderboard.csv").read_text().replace(str(local), "X")
+
+
 def test_usage_errors_before_ray_starts(comp, tmp_path, capsys, monkeypatch):
     from kfold.flows import ray_backend
 

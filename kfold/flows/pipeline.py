@@ -3,7 +3,7 @@
 ``run_competition`` loads the task once, trains one k-fold run per seed (``OUT`` itself for one seed,
 ``OUT/seed{s}`` for several), predicts the test set, writes a mean and a vote submission with agreement
 reports, validates them and scores them on the local leaderboard when the data has a solution file.
-Torch is imported only by the training and prediction steps.
+Torch is imported only by the training and prediction steps (with a Ray backend: only in its tasks).
 """
 from __future__ import annotations
 
@@ -84,11 +84,19 @@ def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec:
              f"with the remaining folds, to finish)")
         return CompetitionResult(summaries, [], {})
 
-    from kfold.nn.predict import predict_run
-
     probs = root.probs
     echo(f"\n== predict: {probs.path}")
-    written = predict_run([r.path for r in run_dirs], task, probs.path, tta=tta, device=device, threads=threads, echo=echo)
+    submit_predict = getattr(backend, "submit_predict", None)
+    if submit_predict is not None:  # a Ray backend: every run predicted as a task, the driver stays torch-free
+        refs = [submit_predict(str(r.path), task_spec, str(probs.path), tta=tta, device=device, threads=threads)
+                for r in run_dirs]
+        written = [Path(p) for ref in refs for p in backend.get(ref)]
+        echo(f"wrote {len(written)} probability files to {probs.path}")
+    else:
+        from kfold.nn.predict import predict_run
+
+        written = predict_run([r.path for r in run_dirs], task, probs.path, tta=tta, device=device, threads=threads,
+                              echo=echo)
     fold_files = [probs.fold(run.name, fold) for run in run_dirs for fold in range(k)]
 
     sample = task.sample_submission

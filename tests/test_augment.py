@@ -53,6 +53,8 @@ def test_presets():
     assert not PRESET_POLICIES["light"].is_identity() and not PRESET_POLICIES["heavy"].is_identity()
     heavy = PRESET_POLICIES["heavy"]
     assert heavy.rotate > PRESET_POLICIES["light"].rotate and heavy.erase_p > 0
+    # heavy-noerase is heavy, field for field, but for the erasing
+    assert PRESET_POLICIES["heavy-noerase"] == dataclasses.replace(heavy, erase_p=0.0)
 
 
 @pytest.mark.parametrize("field, value", [("rotate", 1.0), ("shift", 0.01), ("scale", (1.0, 1.1)),

@@ -160,7 +160,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The recommended recipe: a wider ResNet-9 and a longer one-cycle schedule (4-view TTA measured no OOF gain).
     "best": dict(model="resnet9", model_kwargs={"width": 32}, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                  epochs=30, batch_size=128, schedule="onecycle", warmup_epochs=4, label_smoothing=0.1, aug="heavy", keep="last"),
-    # `fast`'s accuracy in a third of its CPU training time (issue 17; BENCHMARKS.md "Speedrun recipe": 0.32x,
+    # `fast`'s accuracy in a third of its CPU training time (issue 17; BENCHMARKS.md "Speedrun recipe": 0.31-0.32x,
     # OOF 0.9886 against 0.9889, Private 0.9905 against 0.9905, medians of 3 seeds): the same ResNet-9 with its
     # downsampling convs pooled before BN + ReLU and an 8-channel prep conv, 16 epochs, `heavy` augmentation
     # without random erasing, in channels_last with bf16 autocast on the CPU too (AVX512-BF16/AMX cores gain most)

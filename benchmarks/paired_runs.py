@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     units: queue.Queue = queue.Queue()
     for index, (seed, fold) in enumerate((s, f) for s in seeds for f in range(args.k)):
         units.put((index, seed, fold))
-    rows, lock = [], threading.Lock()
+    rows, errors, lock = [], [], threading.Lock()
 
     from kfold.files.rundir import RunDir
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.work / "logs").mkdir(parents=True, exist_ok=True)
         (args.work / "logs" / f"{labels[role]}-s{seed}-f{fold}.log").write_text(done.stdout)
         if done.returncode:
-            raise SystemExit(f"error: {shlex.join(cmd)} exited {done.returncode}:\n{done.stdout[-2000:]}")
+            raise RuntimeError(f"{shlex.join(cmd)} exited {done.returncode}:\n{done.stdout[-2000:]}")
         run = RunDir(out)
         return seconds, float(run.read_json(run.meta(fold))["seconds"])
 
@@ -83,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             except queue.Empty:
                 return
             order = ["reference", "candidate"] if index % 2 == 0 else ["candidate", "reference"]
-            times = {role: train(role, seed, fold) for role in order}
+            try:
+                times = {role: train(role, seed, fold) for role in order}
+            except RuntimeError as exc:  # one failed fold stops this worker; the others finish their units
+                with lock:
+                    errors.append(str(exc))
+                return
             (ref_wall, ref_train), (cand_wall, cand_train) = times["reference"], times["candidate"]
             row = dict(seed=seed, fold=fold, worker=name, first=order[0], reference_s=round(ref_wall, 2),
                        candidate_s=round(cand_wall, 2), ratio=round(cand_wall / ref_wall, 4),
@@ -99,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         t.start()
     for t in threads:
         t.join()
-    if len(rows) != len(seeds) * args.k:
+    if errors or len(rows) != len(seeds) * args.k:
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
         return 1
 
     import pandas as pd

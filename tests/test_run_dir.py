@@ -22,11 +22,16 @@ def comp(tmp_path_factory) -> Path:
     return write_kmnist_comp(tmp_path_factory.mktemp("comp"), n_train=120, n_test=30, seed=7)
 
 
+def train(comp: Path, out: Path, *flags: str, threads=("--threads", "1")) -> int:
+    """train.py on the small competition: lenet5, k = 3, 1 epoch unless ``flags`` say otherwise."""
+    return run_cli(train_main, ["--data", str(comp), "--preset", "lenet5", "--k", "3", "--epochs", "1", *threads,
+                                "--out", str(out), "--no-progress", *flags])
+
+
 @pytest.fixture(scope="module")
 def trained(comp, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained") / "run"
-    assert run_cli(train_main, ["--data", str(comp), "--preset", "lenet5", "--k", "3", "--epochs", "1", "--threads", "1",
-                                "--out", str(out), "--no-progress"]) == 0
+    assert train(comp, out) == 0
     return out
 
 
@@ -52,8 +57,7 @@ def test_thread_count_is_recorded_and_a_resume_with_another_is_refused(comp, tra
     run = copy(trained, tmp_path)
     before = tree(run)
     for threads in (["--threads", "2"], []):  # another count, or torch's default, would mix bits
-        code = run_cli(train_main, ["--data", str(comp), "--preset", "lenet5", "--k", "3", "--epochs", "1", *threads,
-                                    "--out", str(run), "--resume", "--no-progress"])
+        code = train(comp, run, "--resume", threads=threads)
         assert code == 2
         assert "threads: 1 in the run" in one_line(capsys)
     assert tree(run) == before
@@ -71,16 +75,14 @@ def test_an_edited_fold_column_is_refused_before_training(edit, comp, trained, t
         frame["fold"] = (frame["fold"] + 1) % 3
     frame.to_csv(run / "folds.csv", index=False)
     before = tree(run)
-    assert run_cli(train_main, ["--data", str(comp), "--preset", "lenet5", "--k", "3", "--epochs", "1", "--threads", "1",
-                                "--out", str(run), "--resume", "--no-progress"]) == 1
+    assert train(comp, run, "--resume") == 1
     assert "folds.csv: the fold assignment was changed" in one_line(capsys)
     assert tree(run) == before
 
 
 def test_a_refused_resume_names_every_key_with_both_values(comp, trained, tmp_path, capsys):
     run = copy(trained, tmp_path)
-    assert run_cli(train_main, ["--data", str(comp), "--preset", "lenet5", "--k", "3", "--epochs", "2", "--lr", "0.02",
-                                "--threads", "1", "--out", str(run), "--resume", "--no-progress"]) == 2
+    assert train(comp, run, "--resume", "--epochs", "2", "--lr", "0.02") == 2
     err = one_line(capsys)
     assert "config.epochs: 1 in the run, 2 now" in err and "config.lr: 0.01 in the run, 0.02 now" in err
 
@@ -90,8 +92,7 @@ def test_a_config_that_is_not_a_json_object_is_one_line(content, comp, trained, 
     run = copy(trained, tmp_path)
     (run / "config.json").write_text(content)
     before = tree(run)
-    assert run_cli(train_main, ["--data", str(comp), "--preset", "lenet5", "--k", "3", "--epochs", "1", "--threads", "1",
-                                "--out", str(run), "--resume", "--no-progress"]) == 1
+    assert train(comp, run, "--resume") == 1
     assert "config.json: damaged run config" in one_line(capsys)
     assert tree(run) == before
 

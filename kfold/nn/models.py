@@ -289,9 +289,9 @@ def resnet9(num_classes, in_chans, image_size, dropout, batch_norm, width=32, po
     p = prep or w
 
     def down(cin: int, cout: int) -> list[nn.Module]:
-        if pool_first:
-            return [nn.Conv2d(cin, cout, 3, 1, 1, bias=not batch_norm), nn.MaxPool2d(2), _bn(cout, batch_norm),
-                    nn.ReLU(inplace=True)]
+        if pool_first:  # conv -> pool -> BN -> ReLU
+            layers = list(conv_bn_act(cin, cout, batch_norm=batch_norm))
+            return [layers[0], nn.MaxPool2d(2), *layers[1:]]
         return [conv_bn_act(cin, cout, batch_norm=batch_norm), nn.MaxPool2d(2)]
 
     return nn.Sequential(

@@ -8,7 +8,7 @@ is added in one place: :data:`METRICS`.
 >>> labels = np.array([0, 1, 1, 0])
 >>> probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
 >>> round(score("accuracy", labels, probs), 4), round(score("logloss", labels, probs), 4)
-(0.75, 0.3567)
+(0.75, 0.4004)
 >>> METRICS["logloss"].greater_is_better, METRICS["auc"].needs
 (False, 'probs')
 """

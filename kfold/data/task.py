@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kfold.files.schema import Schema, kmnist_schema
+
 
 @dataclass
 class Task:
@@ -41,7 +43,12 @@ class Task:
     solution: Path | None = None
     source: str = ""
     extra: dict = field(default_factory=dict)
+    schema: Schema | None = None  # the competition's columns, Id type, classes and metric; KMNIST's when None
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.schema is None:
+            self.schema = kmnist_schema(len(self.class_names))
 
     @property
     def num_classes(self) -> int:

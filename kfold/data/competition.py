@@ -10,11 +10,12 @@ from kfold.files.atomic import write_csv
 from kfold.errors import DataError, UsageError
 from kfold.data.task import Task
 from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED
+from kfold.files.schema import GROUP_COLUMN, ID_COLUMN, LABEL_COLUMN, kmnist_schema
 
 CLASSMAP = "kmnist_classmap.csv"
 SAMPLE_SUBMISSION = "sample_submission.csv"
 SOLUTION = "solution.csv"
-RESERVED_CLASS_NAMES = ("Id", "label")  # columns of probability CSVs next to the class columns
+RESERVED_CLASS_NAMES = (ID_COLUMN, LABEL_COLUMN)  # columns of probability CSVs next to the class columns
 
 
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
@@ -77,17 +78,23 @@ def write_solution(task: Task, path: str | Path, *, seed: int = SOLUTION_SEED, p
     if task.test_labels is None:
         raise UsageError(f"task {task.name!r} has no test labels, so no solution file can be written")
     path = Path(path)
-    solution = make_solution(task.test_ids, task.test_labels, seed=seed, public_fraction=public_fraction)
+    solution = make_solution(task.test_ids, task.test_labels, seed=seed, public_fraction=public_fraction,
+                             schema=None if task.schema == kmnist_schema(task.num_classes) else task.schema)
     if task.test_groups is not None and task.group_names is not None:
-        solution["Language"] = np.asarray(task.group_names)[task.test_groups]
+        solution[GROUP_COLUMN] = np.asarray(task.group_names)[task.test_groups]
     write_csv(path, solution)
     return path
 
 
 def write_sample_submission(task: Task, path: str | Path) -> Path:
-    """Write ``Id,Category`` with every Category 0, as Kaggle distributes it."""
+    """Write the competition's sample submission as Kaggle distributes it: every row the first class (label
+    target), uniform probabilities (one column per class) or 0.5 (binary target)."""
     path = Path(path)
-    write_csv(path, pd.DataFrame({"Id": task.test_ids, "Category": np.zeros(len(task.test_ids), dtype=np.int64)}))
+    schema = task.schema
+    n = len(task.test_ids)
+    categories = np.zeros(n, dtype=np.int64)
+    probs = np.full((n, schema.num_classes), 1.0 / schema.num_classes)
+    write_csv(path, schema.submission_frame(task.test_ids, categories, probs))
     return path
 
 
@@ -96,7 +103,9 @@ def solution_matches(path: str | Path, task: Task) -> bool:
     path = Path(path)
     if task.test_labels is None or not path.is_file():
         return False
-    frame = _read_csv(path)
-    return ("Id" in frame.columns and "Category" in frame.columns
-            and np.array_equal(frame["Id"].to_numpy(), task.test_ids)
-            and np.array_equal(frame["Category"].to_numpy(), task.test_labels))
+    id_column, label_column, _ = task.schema.solution_header
+    frame = _read_csv(path, dtype=str, keep_default_na=False)
+    if id_column not in frame.columns or label_column not in frame.columns or len(frame) != len(task.test_ids):
+        return False
+    return (np.array_equal(frame[id_column].to_numpy(dtype=str), np.asarray(task.test_ids).astype(str))
+            and np.array_equal(frame[label_column].to_numpy(dtype=str), task.schema.decode(task.test_labels).astype(str)))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from kfold.files.schema import ID_COLUMN, LABEL_COLUMN
 from sklearn.model_selection import StratifiedKFold
 
 from kfold.files.atomic import write_csv
@@ -34,7 +35,7 @@ def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def write_folds(path: str | Path, labels: np.ndarray, folds: np.ndarray) -> None:
-    frame = pd.DataFrame({"Id": np.arange(len(labels)), "label": labels, "fold": folds})
+    frame = pd.DataFrame({ID_COLUMN: np.arange(len(labels)), LABEL_COLUMN: labels, "fold": folds})
     write_csv(path, frame)
 
 
@@ -45,17 +46,17 @@ def read_folds(path: str | Path, labels: np.ndarray | None = None) -> np.ndarray
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a folds CSV ({exc})") from None
-    missing = {"Id", "label", "fold"} - set(frame.columns)
+    missing = {ID_COLUMN, LABEL_COLUMN, "fold"} - set(frame.columns)
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    if not np.array_equal(frame["Id"].to_numpy(), np.arange(len(frame))):
-        raise DataError(f"{path}: Id column must be 0..N-1 in order")
+    if not np.array_equal(frame[ID_COLUMN].to_numpy(), np.arange(len(frame))):
+        raise DataError(f"{path}: {ID_COLUMN} column must be 0..N-1 in order")
     if labels is not None:
         if len(frame) != len(labels):
             raise DataError(f"{path}: {len(frame)} rows but the training data has {len(labels)} images")
-        bad = np.flatnonzero(frame["label"].to_numpy() != labels)
+        bad = np.flatnonzero(frame[LABEL_COLUMN].to_numpy() != labels)
         if bad.size:
-            raise DataError(f"{path}: row Id {int(bad[0])} has label {frame['label'].iat[bad[0]]} but the data says {labels[bad[0]]}")
+            raise DataError(f"{path}: row Id {int(bad[0])} has label {frame[LABEL_COLUMN].iat[bad[0]]} but the data says {labels[bad[0]]}")
     return frame["fold"].to_numpy(dtype=np.int64)
 
 

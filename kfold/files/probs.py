@@ -5,11 +5,12 @@ Two forms, chosen by suffix:
 * ``.csv`` — self-describing text. Line 1 is ``#kfold-probs {json}`` (the metadata, with the
   class names under ``"classes"``), line 2 the header ``Id,<class 0>,...,<class C-1>[,label]``,
   then one row per image.
-* ``.npz`` — ``np.savez`` arrays ``ids`` (int64), ``probs`` (float32), ``classes`` (str),
+* ``.npz`` — ``np.savez`` arrays ``ids`` (int64, or text for a competition whose Ids are strings), ``probs`` (float32), ``classes`` (str),
   ``meta`` (JSON string) and optionally ``labels`` (int64). Always read with
   ``allow_pickle=False``; stored uncompressed so that large files load at disk speed.
 
-Column ``i`` holds the probability of submission ``Category`` ``i``. Out-of-fold files
+Column ``i`` holds the probability of class ``i`` (the competition's class values are the class names; the
+metadata's ``schema`` names the Id column, which the CSV form uses as its first column). Out-of-fold files
 (``meta["kind"] == "oof"``) carry the true labels. Every read is validated and a bad file
 raises one ``DataError`` naming the file, the row (file line for CSV), the Id and the column.
 Nothing here imports torch.
@@ -29,6 +30,9 @@ import pandas as pd
 
 from kfold.files.atomic import atomic_path, write_text
 from kfold.errors import DataError, UsageError
+from kfold.files.schema import ID_COLUMN, LABEL_COLUMN
+
+RESERVED = (ID_COLUMN, LABEL_COLUMN)
 
 MAGIC = "#kfold-probs"
 SUFFIXES = (".csv", ".npz")
@@ -98,7 +102,7 @@ def validate(ids: np.ndarray, probs: np.ndarray, classes: list[str], labels: np.
         raise DataError(f"{where}: {n_cols} probability columns but {len(classes)} class names in the metadata")
     if n_cols < 2:
         raise DataError(f"{where}: need at least 2 classes, got {n_cols}")
-    reserved = [name for name in classes if name in ("Id", "label")]
+    reserved = [name for name in classes if name in (_id_column(meta), LABEL_COLUMN)]
     if reserved:
         raise DataError(f"{where}: class name '{reserved[0]}' collides with the '{reserved[0]}' column of probability "
                         "CSV files; rename the class")
@@ -171,6 +175,29 @@ def from_log_probs(values: np.ndarray, classes: list[str], ids: np.ndarray, wher
     return np.exp(values, dtype=np.float32) if values.dtype == np.float32 else np.exp(values).astype(np.float32)
 
 
+def _id_column(meta: dict) -> str:
+    """The Id column's name: the competition's (``meta["schema"]["id_column"]``) or kfold's own."""
+    schema = meta.get("schema") if isinstance(meta, dict) else None
+    column = schema.get("id_column") if isinstance(schema, dict) else None
+    return column if isinstance(column, str) and column else ID_COLUMN
+
+
+def _id_kind(meta: dict) -> str:
+    schema = meta.get("schema") if isinstance(meta, dict) else None
+    return "str" if isinstance(schema, dict) and schema.get("id_kind") == "str" else "int"
+
+
+def _as_ids(values, where: str) -> np.ndarray:
+    """int64 Ids, or text Ids (a competition whose Ids are strings) kept exactly."""
+    array = np.asarray(values)
+    if array.dtype.kind == "U":
+        if array.ndim == 1 and (np.char.str_len(array) == 0).any():
+            row = int(np.argmax(np.char.str_len(array) == 0))
+            raise DataError(f"{where}: row {row}: empty Id")
+        return array
+    return _as_int_array(values, "Ids", where)
+
+
 def _as_int_array(values, name: str, where: str) -> np.ndarray:
     from kfold.files.csvtext import int64_array
 
@@ -187,7 +214,7 @@ def write_probs(path: str | os.PathLike, ids, probs, classes, meta: dict, labels
     path = Path(path)
     suffix = _suffix(path)
     where = str(path)
-    ids = _as_int_array(ids, "Ids", where)
+    ids = _as_ids(ids, where)
     probs = np.asarray(probs, dtype=np.float32)
     classes = [str(c) for c in classes]
     labels = None if labels is None else _as_int_array(labels, "labels", where)
@@ -207,9 +234,9 @@ def write_probs(path: str | os.PathLike, ids, probs, classes, meta: dict, labels
         return
 
     frame = pd.DataFrame(probs, columns=classes)
-    frame.insert(0, "Id", ids)
+    frame.insert(0, _id_column(meta), ids)
     if labels is not None:
-        frame["label"] = labels
+        frame[LABEL_COLUMN] = labels
     header = MAGIC + " " + json.dumps({**meta, "classes": classes}, default=_json_default, ensure_ascii=False) + "\n"
     write_text(path, header + frame.to_csv(index=False, float_format="%.7g", lineterminator="\n"), transaction)
 
@@ -288,7 +315,7 @@ def _read_npz(path: Path, log_probs: bool = False) -> ProbFile:
         raise DataError(f"{where}: metadata must be a JSON object")
     if probs.dtype.kind != "f":
         raise DataError(f"{where}: probabilities must be floating point, got dtype {probs.dtype}")
-    ids = _as_int_array(ids, "Ids", where)
+    ids = _as_ids(ids, where)
     labels = None if labels is None else _as_int_array(labels, "labels", where)
     classes = [str(c) for c in np.atleast_1d(classes)]
     if log_probs and probs.ndim == 2:
@@ -352,7 +379,7 @@ def _read_csv(path: Path, log_probs: bool = False) -> ProbFile:
         if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
             raise DataError(f"{where}: line 1: metadata must be a JSON object with a 'classes' list")
         classes = [str(c) for c in meta.pop("classes")]
-        reserved = [name for name in classes if name in ("Id", "label")]
+        reserved = [name for name in classes if name in (_id_column(meta), LABEL_COLUMN)]
         if reserved:
             raise DataError(f"{where}: line 1: class name '{reserved[0]}' collides with the '{reserved[0]}' column; "
                             "rename the class")
@@ -360,18 +387,24 @@ def _read_csv(path: Path, log_probs: bool = False) -> ProbFile:
 
         frame = parse_csv(fh.read(), where, first_line=2)
 
-    expected = ["Id", *classes]
+    id_column = _id_column(meta)
+    expected = [id_column, *classes]
     columns = list(frame.columns)
-    has_labels = columns == [*expected, "label"]
+    has_labels = columns == [*expected, LABEL_COLUMN]
     if columns != expected and not has_labels:
         raise DataError(f"{where}: line 2: header {','.join(columns)} does not match the metadata classes "
                         f"(expected {','.join(expected)}[,label])")
 
-    ids = numeric_column(frame, "Id", where, "an integer Id", integer=True).astype(np.int64)
+    if _id_kind(meta) == "str":
+        from kfold.files.schema import parse_ids
+
+        ids = parse_ids(frame[id_column], where, id_column, "str", _CSV_FIRST_DATA_LINE)
+    else:
+        ids = numeric_column(frame, id_column, where, "an integer Id", integer=True).astype(np.int64)
     values = np.column_stack([numeric_column(frame, c, where, "a number", integer=False) for c in classes])
     labels = None
     if has_labels:
-        labels = numeric_column(frame, "label", where, "an integer label", integer=True).astype(np.int64)
+        labels = numeric_column(frame, LABEL_COLUMN, where, "an integer label", integer=True).astype(np.int64)
 
     if log_probs:
         values = from_log_probs(values, classes, ids, where, _CSV_FIRST_DATA_LINE)

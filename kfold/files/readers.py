@@ -28,7 +28,7 @@ from kfold.errors import DataError, UsageError
 from kfold.files.probs import ProbFile, from_log_probs, numeric_column, validate
 from kfold.files.submission import HEADER, Submission, check_categories, check_unique_ids, read_submission
 
-_SUBMISSION_HEADER = b"Id,Category"
+_SUBMISSION_HEADER = ",".join(HEADER).encode()
 _ALLOWED = b"0123456789,\n-"
 _POSITIONAL = "positional_classes"  # meta key: class names are the column indices 0..C-1
 
@@ -64,7 +64,7 @@ def read_submission_fast(path: str | os.PathLike, num_classes: int | None = None
         frame = pd.read_csv(io.BytesIO(body), header=None, names=HEADER, dtype=np.int64, engine="c")
     except (ValueError, OverflowError, pd.errors.ParserError):  # '-', '3-4', |Id| >= 2**63: the strict reader says where
         return read_submission(path, num_classes)
-    ids, categories = frame["Id"].to_numpy(), frame["Category"].to_numpy()
+    ids, categories = frame[HEADER[0]].to_numpy(), frame[HEADER[1]].to_numpy()
     where = str(path)
     check_unique_ids(ids, where)
     check_categories(ids, categories, num_classes, where)
@@ -98,13 +98,13 @@ def read_ids(path: str | os.PathLike) -> np.ndarray:
         check_unique_ids(ids, str(path), first_line=None)
         return ids
     try:
-        frame = pd.read_csv(path, usecols=["Id"], dtype=str, na_filter=False, skip_blank_lines=False,
+        frame = pd.read_csv(path, usecols=[HEADER[0]], dtype=str, na_filter=False, skip_blank_lines=False,
                             encoding="utf-8-sig")
     except ValueError:
         raise DataError(f"{path}: no 'Id' column (header {','.join(csv_header(path))})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    ids = numeric_column(frame, "Id", str(path), "an integer Id", integer=True, first_line=2).astype(np.int64)
+    ids = numeric_column(frame, HEADER[0], str(path), "an integer Id", integer=True, first_line=2).astype(np.int64)
     check_unique_ids(ids, str(path))
     return ids
 
@@ -135,9 +135,9 @@ def read_foreign_csv(path: str | os.PathLike, ids: np.ndarray | None = None, log
         raise DataError(f"{where}: not a readable CSV ({str(exc).strip().splitlines()[0]})") from None
     columns = [str(c).strip() for c in frame.columns]
     frame.columns = columns
-    has_id = bool(columns) and columns[0] == "Id"
+    has_id = bool(columns) and columns[0] == HEADER[0]
     classes = columns[1:] if has_id else columns
-    if len(classes) < 2 or "Id" in classes:
+    if len(classes) < 2 or HEADER[0] in classes:
         raise DataError(f"{where}: line 1: header '{','.join(columns)}' is neither a submission (Id,Category) nor "
                         f"probabilities (Id,<class 0>,...,<class C-1>)")
     if not has_id and ids is None:
@@ -146,7 +146,7 @@ def read_foreign_csv(path: str | os.PathLike, ids: np.ndarray | None = None, log
     if frame.empty:
         raise DataError(f"{where}: no rows after the header")
     if has_id:
-        file_ids = numeric_column(frame, "Id", where, "an integer Id", integer=True, first_line=2).astype(np.int64)
+        file_ids = numeric_column(frame, HEADER[0], where, "an integer Id", integer=True, first_line=2).astype(np.int64)
     else:
         if len(ids) != len(frame):
             raise DataError(f"{where}: {len(frame)} rows but --ids/--sample gives {len(ids)} Ids")

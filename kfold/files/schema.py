@@ -355,7 +355,7 @@ def infer_schema(sample: Sample, train_values: Sequence | None, *, metric: str |
     * otherwise one label column, classes from the training labels (integers sorted numerically, names
       sorted as text).
     """
-    from kfold.scoring.metrics import default_metric, get_metric, metric_fit_problem
+    from kfold.metrics import default_metric, get_metric, metric_fit_problem
 
     where = str(sample.path)
     targets = sample.target_columns
@@ -396,6 +396,13 @@ def infer_schema(sample: Sample, train_values: Sequence | None, *, metric: str |
         raise UsageError(f"{where}: {problem}")
     return Schema(id_column=sample.id_column, target_columns=tuple(targets), classes=classes, target=kind,
                   id_kind=sample.id_kind, class_kind=class_kind, metric=chosen)
+
+
+def clip_for_metric(probs: np.ndarray, metric: str) -> np.ndarray:
+    """What a probability submission holds: clipped and renormalized for log loss, as they are otherwise."""
+    from kfold.metrics import clip_probs
+
+    return clip_probs(probs) if metric == "logloss" else np.asarray(probs, dtype=np.float64)
 
 
 def _class_sort_key(value: str):

@@ -26,17 +26,23 @@ def random_usage(n_rows: int, seed: int, public_fraction: float = PUBLIC_FRACTIO
     return usage
 
 
-def make_solution(ids, labels, seed: int, public_fraction: float = PUBLIC_FRACTION):
-    """An official-style solution table ``Id,Category,Usage`` (a DataFrame) with a seeded random Public/Private split."""
+def make_solution(ids, labels, seed: int, public_fraction: float = PUBLIC_FRACTION, schema=None):
+    """An official-style solution table (a DataFrame) with a seeded random Public/Private split: the competition's
+    Id column, its label column holding the class values (``labels`` are class indices) and ``Usage``;
+    KMNIST's ``Id,Category,Usage`` without a ``schema``."""
     import numpy as np
     import pandas as pd
 
     from kfold.errors import DataError
+    from kfold.files.schema import KMNIST, as_ids
     from kfold.files.submission import check_unique_ids
 
-    ids = np.asarray(ids, dtype=np.int64)
+    ids = np.asarray(ids, dtype=np.int64) if schema is None else as_ids(ids)
     labels = np.asarray(labels, dtype=np.int64)
     if ids.shape != labels.shape or ids.ndim != 1:
         raise DataError(f"solution needs one label per Id, got {ids.shape} Ids and {labels.shape} labels")
     check_unique_ids(ids, "solution Ids", first_line=None)
-    return pd.DataFrame({"Id": ids, "Category": labels, "Usage": random_usage(len(ids), seed, public_fraction)})
+    values = labels if schema is None else schema.decode(labels)
+    id_column, label_column, usage_column = (schema or KMNIST).solution_header
+    return pd.DataFrame({id_column: ids, label_column: values,
+                         usage_column: random_usage(len(ids), seed, public_fraction)})

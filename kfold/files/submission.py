@@ -1,4 +1,9 @@
-"""Kaggle submission CSVs (``Id,Category``): read, validate against a sample, write in sample order.
+"""Kaggle submission CSVs in the competition's own schema: read, validate against a sample, write in sample order.
+
+Without a schema a submission is KMNIST's ``Id,Category`` (integer Ids, integer classes). With one
+(:class:`kfold.files.schema.Schema`, read from the competition's sample submission) the header, the Id type,
+the class values and, for probability targets, one probability column per class (or one for a binary
+target) are the competition's.
 
 Decisions (documented for users in the CLI help too):
 
@@ -23,18 +28,23 @@ import pandas as pd
 from kfold.files.atomic import write_csv
 from kfold.errors import DataError
 from kfold.files.probs import numeric_column
+from kfold.files.schema import KMNIST, Schema, clip_for_metric
 
-HEADER = ["Id", "Category"]
+HEADER = KMNIST.header
 FIRST_DATA_LINE = 2
+PROBABILITY_TOLERANCE = 1e-3  # a probability submission's rows must sum to 1 within this
 
 
 @dataclass
 class Submission:
-    """Hard class predictions: ``categories[i]`` is the predicted class of image ``ids[i]``."""
+    """Class predictions: ``categories[i]`` is the predicted class index of image ``ids[i]``; for probability
+    targets ``probs`` holds the submitted (N, C) probabilities (``categories`` their argmax)."""
 
     ids: np.ndarray
     categories: np.ndarray
     path: Path | None = None
+    probs: np.ndarray | None = None
+    schema: Schema | None = None
 
     def name(self) -> str:
         return self.path.name if self.path is not None else "submission"
@@ -90,22 +100,59 @@ def id_category_columns(frame: pd.DataFrame, where: str) -> tuple[np.ndarray, np
     """The integer ``Id`` and ``Category`` columns of a submission or solution, Ids checked unique."""
     if frame.empty:
         raise DataError(f"{where}: no rows after the header")
-    ids = numeric_column(frame, "Id", where, "an integer Id", integer=True, first_line=FIRST_DATA_LINE).astype(np.int64)
-    categories = numeric_column(frame, "Category", where, "an integer Category", integer=True,
+    ids = numeric_column(frame, HEADER[0], where, "an integer Id", integer=True, first_line=FIRST_DATA_LINE).astype(np.int64)
+    categories = numeric_column(frame, HEADER[1], where, "an integer Category", integer=True,
                                 first_line=FIRST_DATA_LINE).astype(np.int64)
     check_unique_ids(ids, where)
     return ids, categories
 
 
-def read_submission(path: str | os.PathLike, num_classes: int | None = None) -> Submission:
-    """Read ``Id,Category`` rows; check header, blank lines, integers, duplicate Ids and range."""
+def _is_plain_kmnist(schema: Schema | None) -> bool:
+    """KMNIST-shaped: integer Ids and integer classes 0..C-1 in one label column (today's exact messages)."""
+    return schema is None or (schema.header == KMNIST.header and schema.target == "label" and schema.id_kind == "int"
+                              and schema.class_kind == "int"
+                              and list(schema.classes) == [str(i) for i in range(schema.num_classes)])
+
+
+def read_submission(path: str | os.PathLike, num_classes: int | None = None, schema: Schema | None = None) -> Submission:
+    """Read a submission; check header, blank lines, Ids (type, duplicates) and the target's values.
+
+    ``schema`` None: KMNIST's ``Id,Category`` with integer classes (``0..num_classes-1`` when given)."""
     path = Path(path)
     where = str(path)
     frame = read_csv_frame(path, "submission")
-    check_header(frame, HEADER, where)
-    ids, categories = id_category_columns(frame, where)
-    check_categories(ids, categories, num_classes, where)
-    return Submission(ids=ids, categories=categories, path=path)
+    if _is_plain_kmnist(schema):
+        check_header(frame, HEADER, where)
+        ids, categories = id_category_columns(frame, where)
+        check_categories(ids, categories, num_classes if schema is None else schema.num_classes, where)
+        return Submission(ids=ids, categories=categories, path=path, schema=schema)
+    check_header(frame, schema.header, where)
+    if frame.empty:
+        raise DataError(f"{where}: no rows after the header")
+    ids = schema.parse_ids(frame[schema.id_column], where, FIRST_DATA_LINE)
+    check_unique_ids(ids, where)
+    if schema.target == "label":
+        categories = schema.encode(frame[schema.label_column].tolist(), where, schema.label_column, FIRST_DATA_LINE)
+        return Submission(ids=ids, categories=categories, path=path, schema=schema)
+    columns = list(schema.target_columns)
+    values = np.column_stack([numeric_column(frame, c, where, "a probability", integer=False,
+                                             first_line=FIRST_DATA_LINE) for c in columns])
+    bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        raise DataError(f"{where}: line {row + FIRST_DATA_LINE} ({schema.id_column} {ids[row]}), column "
+                        f"'{columns[col]}': {values[row, col]!s} is not a probability in [0, 1]")
+    if schema.target == "binary":
+        probs = np.column_stack([1.0 - values[:, 0], values[:, 0]])
+    else:
+        sums = values.sum(axis=1)
+        off = np.abs(sums - 1.0) > PROBABILITY_TOLERANCE
+        if off.any():
+            row = int(np.argmax(off))
+            raise DataError(f"{where}: line {row + FIRST_DATA_LINE} ({schema.id_column} {ids[row]}): the probabilities "
+                            f"sum to {sums[row]:.6g}, not 1")
+        probs = values
+    return Submission(ids=ids, categories=probs.argmax(axis=1).astype(np.int64), path=path, probs=probs, schema=schema)
 
 
 def align_ids(ids: np.ndarray, reference_ids: np.ndarray, where: str, reference: str,
@@ -129,12 +176,25 @@ def align_ids(ids: np.ndarray, reference_ids: np.ndarray, where: str, reference:
     return order
 
 
+def sample_ids(sample_path: str | os.PathLike, schema: Schema | None = None) -> np.ndarray:
+    """The Ids of a sample submission, in its row order (KMNIST's reader without a schema)."""
+    if _is_plain_kmnist(schema):
+        return read_submission(sample_path).ids
+    from kfold.files.schema import read_sample
+
+    sample = read_sample(sample_path, id_column=schema.id_column)
+    if sample.columns != schema.header:
+        raise DataError(f"{sample_path}: line 1: header '{','.join(sample.columns)}' must be '{','.join(schema.header)}'")
+    return schema.parse_ids(sample.frame[schema.id_column], str(sample_path))
+
+
 def validate_submission(path: str | os.PathLike, sample_path: str | os.PathLike | None = None,
-                        num_classes: int | None = None) -> Submission:
-    """Read a submission and check it covers exactly the Ids of ``sample_path`` (when given)."""
-    submission = read_submission(path, num_classes=num_classes)
+                        num_classes: int | None = None, schema: Schema | None = None) -> Submission:
+    """Read a submission and check it covers exactly the Ids of ``sample_path`` (when given), in the sample's
+    row order for a competition with its own schema (Kaggle checks the Id set; kfold writes the sample's order)."""
+    submission = read_submission(path, num_classes=num_classes, schema=schema)
     if sample_path is not None:
-        sample = read_submission(sample_path)
+        sample = Submission(ids=sample_ids(sample_path, schema), categories=np.empty(0, dtype=np.int64))
         where = str(path)
         if len(submission.ids) != len(sample.ids):
             where = f"{where}: {len(submission.ids)} rows but the sample has {len(sample.ids)}"
@@ -143,15 +203,27 @@ def validate_submission(path: str | os.PathLike, sample_path: str | os.PathLike 
 
 
 def write_submission(path: str | os.PathLike, ids, categories, sample_path: str | os.PathLike | None = None,
-                     transaction=None) -> None:
-    """Write ``Id,Category`` atomically, in the row order of ``sample_path`` when given."""
-    ids = np.asarray(ids, dtype=np.int64)
+                     transaction=None, schema: Schema | None = None, probs=None) -> None:
+    """Write a submission atomically in the competition's schema (KMNIST's ``Id,Category`` without one), in the
+    row order of ``sample_path`` when given. Probability targets are written from ``probs`` (clipped and
+    renormalized when the metric is log loss); a label target from ``categories`` (class indices)."""
+    from kfold.files.schema import as_ids
+
+    ids = as_ids(ids) if schema is not None else np.asarray(ids, dtype=np.int64)
     categories = np.asarray(categories, dtype=np.int64)
     if ids.shape != categories.shape or ids.ndim != 1:
         raise DataError(f"{path}: {ids.shape} Ids but {categories.shape} categories")
+    if schema is not None and schema.writes_probabilities and probs is None:
+        raise DataError(f"{path}: the competition's submission holds probabilities "
+                        f"({','.join(schema.target_columns)}), and only hard votes were given")
     check_unique_ids(ids, f"predictions for {path}", first_line=None)
     if sample_path is not None:
-        sample = read_submission(sample_path)
-        order = align_ids(ids, sample.ids, f"predictions for {path}", f"the sample {sample_path}", first_line=None)
+        reference = sample_ids(sample_path, schema)
+        order = align_ids(ids, reference, f"predictions for {path}", f"the sample {sample_path}", first_line=None)
         ids, categories = ids[order], categories[order]
-    write_csv(path, pd.DataFrame({"Id": ids, "Category": categories}), transaction, lineterminator="\n")
+        probs = None if probs is None else np.asarray(probs)[order]
+    if schema is None:
+        frame = pd.DataFrame({HEADER[0]: ids, HEADER[1]: categories})
+    else:
+        frame = schema.submission_frame(ids, categories, None if probs is None else clip_for_metric(probs, schema.metric))
+    write_csv(path, frame, transaction, lineterminator="\n")

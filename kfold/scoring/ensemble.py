@@ -37,6 +37,7 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 
 from kfold.errors import DataError, UsageError
+from kfold.files.schema import KMNIST
 from kfold.files.probs import CHUNK_ROWS, ProbFile, is_prob_csv, read_probs
 from kfold.files.readers import csv_header, is_positional, is_submission_header, read_foreign_csv, read_npy, read_submission_fast
 from kfold.files.submission import Submission, align_ids, check_categories
@@ -84,7 +85,7 @@ def load_input(path: str | os.PathLike, num_classes: int | None = None, ids: np.
         probs = read_npy(path, ids, log_probs)
     elif suffix == ".csv" and not is_prob_csv(path):
         header = csv_header(path)
-        if is_submission_header(header) or len(header) < 3 or [h.strip() for h in header[:2]] == ["Id", "Category"]:
+        if is_submission_header(header) or len(header) < 3 or [h.strip() for h in header[:2]] == KMNIST.header:
             return read_submission_fast(path, num_classes=num_classes)
         probs = read_foreign_csv(path, ids, log_probs)
     else:

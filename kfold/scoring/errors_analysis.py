@@ -21,6 +21,7 @@ from kfold.files.rundir import RunDir
 from kfold.errors import DataError, KfoldError
 from kfold.files.atomic import write_csv, write_text
 from kfold.files.probs import ProbFile, read_probs
+from kfold.files.schema import ID_COLUMN
 from kfold.scoring.report import markdown_table
 
 GALLERY_SIZE = 32
@@ -117,7 +118,7 @@ def analyze_run(run_dir: str | Path, data: str | None = None, gallery_size: int 
     confidence = oof.probs[wrong, predicted[wrong]]
     order = wrong[np.argsort(-confidence, kind="stable")]
     errors = pd.DataFrame({
-        "Id": oof.ids[order], "true": oof.labels[order], "predicted": predicted[order],
+        ID_COLUMN: oof.ids[order], "true": oof.labels[order], "predicted": predicted[order],
         "true_name": np.asarray(oof.classes, dtype=object)[oof.labels[order]],
         "predicted_name": np.asarray(oof.classes, dtype=object)[predicted[order]],
         "confidence": oof.probs[order, predicted[order]], "true_probability": oof.probs[order, oof.labels[order]],
@@ -127,7 +128,7 @@ def analyze_run(run_dir: str | Path, data: str | None = None, gallery_size: int 
     if images is None:
         analysis.notes.append(f"no error gallery: {why}")
     elif len(errors):
-        shown = errors["Id"].to_numpy()[:gallery_size]
+        shown = errors[ID_COLUMN].to_numpy()[:gallery_size]
         if shown.max() >= len(images):
             analysis.notes.append("no error gallery: out-of-fold Ids outside the training images")
         else:
@@ -164,7 +165,7 @@ def write_analysis(analysis: RunAnalysis, out_dir: str | Path | None = None) -> 
         shown = analysis.errors.iloc[: len(analysis.images)]
         files["gallery"] = out_dir / "errors_gallery.png"
         plot_error_gallery(analysis.images, list(shown["true_name"]), list(shown["predicted_name"]),
-                           shown["confidence"].to_numpy(), files["gallery"], ids=shown["Id"].to_numpy(),
+                           shown["confidence"].to_numpy(), files["gallery"], ids=shown[ID_COLUMN].to_numpy(),
                            title=f"{analysis.run_dir.name}: the {len(shown)} most confident out-of-fold mistakes "
                                  f"(of {len(analysis.errors)}): Id, true → predicted, confidence")
     return files

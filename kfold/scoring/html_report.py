@@ -24,6 +24,7 @@ import pandas as pd
 from kfold.files.rundir import RunDir
 from kfold.errors import DataError
 from kfold.files.atomic import write_text
+from kfold.files.schema import ID_COLUMN
 from kfold.scoring.errors_analysis import RunAnalysis, analyze_run, write_analysis
 
 STYLE = """
@@ -180,7 +181,7 @@ def errors_section(analysis: RunAnalysis, files: dict[str, Path]) -> str:
         parts.append(_image(_png_data_uri(files["gallery"]), "misclassified out-of-fold images"))
     parts += [f"<p class=note>{html.escape(note)}</p>" for note in analysis.notes]
     if len(analysis.errors):
-        shown = analysis.errors.head(20)[["Id", "true_name", "predicted_name", "confidence", "true_probability"]]
+        shown = analysis.errors.head(20)[[ID_COLUMN, "true_name", "predicted_name", "confidence", "true_probability"]]
         parts.append(f"<p class=note>{len(analysis.errors)} of {len(analysis.labels)} rows wrong; the most confident:</p>"
                      + html_table(shown, floatfmt=".3f"))
     return "".join(parts)

@@ -67,7 +67,7 @@ def logsumexp(values: np.ndarray, axis: int = 1, keepdims: bool = False) -> np.n
 
 
 def load_input(path: str | os.PathLike, num_classes: int | None = None, ids: np.ndarray | None = None,
-               log_probs: bool = False) -> Input:
+               log_probs: bool = False, schema=None) -> Input:
     """A probability file or a submission CSV, by suffix and first line.
 
     ``.npz`` and ``.csv`` starting with ``#kfold-probs``: kfold probability files; ``.csv`` with header
@@ -85,6 +85,8 @@ def load_input(path: str | os.PathLike, num_classes: int | None = None, ids: np.
         probs = read_npy(path, ids, log_probs)
     elif suffix == ".csv" and not is_prob_csv(path):
         header = csv_header(path)
+        if schema is not None and schema.header != KMNIST.header and [h.strip() for h in header] == schema.header:
+            return _competition_submission(path, schema)
         if is_submission_header(header) or len(header) < 3 or [h.strip() for h in header[:2]] == KMNIST.header:
             return read_submission_fast(path, num_classes=num_classes)
         probs = read_foreign_csv(path, ids, log_probs)
@@ -93,6 +95,18 @@ def load_input(path: str | os.PathLike, num_classes: int | None = None, ids: np.
     if num_classes is not None and probs.num_classes != num_classes:
         raise DataError(f"{path}: {probs.num_classes} classes, expected {num_classes}")
     return probs
+
+
+def _competition_submission(path: Path, schema) -> Input:
+    """A submission in the competition's own schema: a Submission (label target) or, for probability targets,
+    a ProbFile of the submitted probabilities (the class names are the competition's classes)."""
+    from kfold.files.submission import read_submission
+
+    submission = read_submission(path, schema=schema)
+    if submission.probs is None:
+        return submission
+    return ProbFile(ids=submission.ids, probs=submission.probs.astype(np.float32), classes=list(schema.classes),
+                    meta={"kind": "test", "schema": schema.to_dict()}, path=path)
 
 
 def input_name(item: Input) -> str:

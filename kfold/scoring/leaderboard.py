@@ -41,12 +41,12 @@ from kfold.files.probs import ProbFile, read_probs
 from kfold.files.rundir import probs_path
 from kfold.files.split import PUBLIC_FRACTION as DEFAULT_PUBLIC_FRACTION
 from kfold.files.split import make_solution, random_usage  # noqa: F401  (make_solution: re-exported)
+from kfold.files.schema import GROUP_COLUMN, KMNIST, USAGE_COLUMN, USAGE_VALUES, Schema, read_competition_file
 from kfold.scoring.report import display_names, markdown_table
 from kfold.files.submission import (FIRST_DATA_LINE, Submission, align_ids, check_categories,
                                    id_category_columns, read_csv_frame)
 
-USAGES = ("Public", "Private", "Ignored")
-GROUP_COLUMN = "Language"  # optional last solution column: accuracy per group
+USAGES = USAGE_VALUES
 GROUP_PREFIX = "accuracy_"
 ALPHA = 0.05
 SPLITS = ("public", "private", "overall")
@@ -68,6 +68,8 @@ class Solution:
     groups: np.ndarray | None = None  # str per row from the Language column, if any
     num_classes: int | None = None  # the competition's classes: a submitted Category must lie in 0..num_classes-1
     classes_source: str = ""
+    schema: Schema | None = None  # the competition's own columns and classes; KMNIST's Id,Category when None
+    metric: str = "accuracy"      # what the board scores (kfold.metrics)
 
     @property
     def public(self) -> np.ndarray:
@@ -78,18 +80,42 @@ class Solution:
         return self.usage == "Private"
 
 
-def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBLIC_FRACTION, seed: int = 0) -> Solution:
-    """Read and check a solution file; generate the Public/Private split if it has no Usage column."""
+def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBLIC_FRACTION, seed: int = 0,
+                  schema: Schema | None = None, metric: str | None = None) -> Solution:
+    """Read and check a solution file; generate the Public/Private split if it has no Usage column.
+
+    The competition's schema is ``schema``, else the one its folder records (``competition.json``, written by
+    ``kfold make-competition``), else KMNIST's ``Id,Category``; ``metric`` defaults to the schema's."""
     path = Path(path)
     where = str(path)
+    if schema is None:
+        recorded = read_competition_file(path.parent) if path.parent.is_dir() else None
+        schema = recorded["schema"] if recorded else None
     frame = read_csv_frame(path, "solution")
     columns = list(frame.columns)
     group_values = frame.pop(GROUP_COLUMN) if columns[2:] and columns[-1] == GROUP_COLUMN else None
     columns = list(frame.columns)
-    if columns not in (["Id", "Category"], ["Id", "Category", "Usage"]):
-        raise DataError(f"{where}: line 1: header '{','.join(map(str, columns))}' must be 'Id,Category,Usage' "
-                        f"(or 'Id,Category')")
-    ids, categories = id_category_columns(frame, where)
+    id_column, label_column, usage_column = (schema or KMNIST).solution_header
+    if columns not in ([id_column, label_column], [id_column, label_column, usage_column]):
+        raise DataError(f"{where}: line 1: header '{','.join(map(str, columns))}' must be "
+                        f"'{id_column},{label_column},{usage_column}' (or '{id_column},{label_column}')")
+    if schema is None or schema.header == KMNIST.header and schema.class_kind == "int" and schema.id_kind == "int":
+        ids, categories = id_category_columns(frame, where)
+    else:
+        if frame.empty:
+            raise DataError(f"{where}: no rows after the header")
+        ids = schema.parse_ids(frame[id_column], where)
+        from kfold.files.submission import check_unique_ids
+
+        check_unique_ids(ids, where)
+        categories = schema.encode(frame[label_column].tolist(), where, label_column, FIRST_DATA_LINE)
+    metric = metric or (schema.metric if schema is not None else "accuracy")
+    from kfold.metrics import get_metric
+
+    try:
+        get_metric(metric)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     groups = None
     if group_values is not None:
         groups = group_values.str.strip().to_numpy(dtype=object)
@@ -99,8 +125,11 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
     if (categories < 0).any():
         row = int(np.argmax(categories < 0))
         raise DataError(f"{where}: line {row + FIRST_DATA_LINE} (Id {ids[row]}): Category {categories[row]} is negative")
-    num_classes, classes_source = solution_classes(path, categories)
-    if "Usage" not in frame:
+    if schema is not None and schema != KMNIST:
+        num_classes, classes_source = schema.num_classes, f"the competition's {schema.num_classes} classes"
+    else:
+        num_classes, classes_source = solution_classes(path, categories)
+    if usage_column not in frame:
         check_seed(seed)
         usage = random_usage(len(ids), seed, public_fraction)
         for split in ("Public", "Private"):
@@ -109,17 +138,18 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
                                  f"--public-fraction {public_fraction:g} leaves no {split} rows; add a Usage column "
                                  f"or choose another --public-fraction")
         return Solution(ids, categories, usage, path, split_generated=True, groups=groups, num_classes=num_classes,
-                        classes_source=classes_source)
-    usage = frame["Usage"].astype(str).str.strip().to_numpy(dtype=object)
+                        classes_source=classes_source, schema=schema, metric=metric)
+    usage = frame[usage_column].astype(str).str.strip().to_numpy(dtype=object)
     bad = ~np.isin(usage, USAGES)
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{where}: line {row + FIRST_DATA_LINE} (Id {ids[row]}), column 'Usage': "
+        raise DataError(f"{where}: line {row + FIRST_DATA_LINE} (Id {ids[row]}), column '{usage_column}': "
                         f"'{usage[row]}' is not one of {', '.join(USAGES)}")
     for split in ("Public", "Private"):
         if not (usage == split).any():
-            raise DataError(f"{where}: no {split} rows in the Usage column")
-    return Solution(ids, categories, usage, path, groups=groups, num_classes=num_classes, classes_source=classes_source)
+            raise DataError(f"{where}: no {split} rows in the {usage_column} column")
+    return Solution(ids, categories, usage, path, groups=groups, num_classes=num_classes, classes_source=classes_source,
+                    schema=schema, metric=metric)
 
 
 def solution_classes(path: Path, categories: np.ndarray) -> tuple[int | None, str]:
@@ -217,10 +247,12 @@ class _Scored:
     p_true: np.ndarray | None    # row-normalised probability of the true class, solution row order
     logloss_from: str
     item_for_data_check: ProbFile | None
+    probs: np.ndarray | None = None  # (N, C) in solution row order: only for metrics other than accuracy and log loss
 
 
 def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bool, side_files: bool) -> _Scored:
-    item = source if isinstance(source, (Submission, ProbFile)) else load_input(source, ids=ids, log_probs=log_probs)
+    item = source if isinstance(source, (Submission, ProbFile)) else load_input(source, ids=ids, log_probs=log_probs,
+                                                                                schema=solution.schema)
     name = input_name(item)
     reference = f"the solution {solution.path}" if solution.path else "the solution"
     order = align_ids(item.ids, solution.ids, name, reference,
@@ -253,6 +285,10 @@ def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bo
                                 f"Move it away or rewrite both")
             order, data_item, logloss_from = side_order, probs, str(side)
     p_true = None
+    full = None
+    if probs is not None and solution.metric not in ("accuracy", "logloss"):
+        full = np.asarray(probs.probs[order], dtype=np.float64)
+        full /= full.sum(axis=1, keepdims=True)
     if probs is not None:
         rows = probs.probs[order] if len(order) * probs.num_classes <= 50_000_000 else None
         if rows is not None:
@@ -264,7 +300,7 @@ def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bo
                 block = probs.probs[order[start:start + 8192]]
                 cats = solution.categories[start:start + 8192]
                 p_true[start:start + 8192] = block[np.arange(len(block)), cats] / block.sum(axis=1, dtype=np.float64)
-    return _Scored(name, predicted, p_true, logloss_from, data_item)
+    return _Scored(name, predicted, p_true, logloss_from, data_item, full)
 
 
 def score_many(submissions: Sequence, solution: Solution, n_bootstrap: int = 1000, seed: int = 0,
@@ -278,6 +314,8 @@ def score_many(submissions: Sequence, solution: Solution, n_bootstrap: int = 100
 
     check_same_data((s.logloss_from, s.item_for_data_check) for s in scored if s.item_for_data_check is not None)
     truth = solution.categories
+    if solution.metric != "accuracy":
+        return _score_metric(scored, solution, n_bootstrap, seed)
     correct = np.stack([s.predicted == truth for s in scored])  # (K, N) bool
     records = {"submission": [s.name for s in scored], "logloss_from": [s.logloss_from for s in scored]}
     masks = {"public": solution.public, "private": solution.private, "overall": solution.public | solution.private}
@@ -316,6 +354,83 @@ def score_many(submissions: Sequence, solution: Solution, n_bootstrap: int = 100
     return table
 
 
+def _metric_scores(scored: list, solution: Solution) -> list[np.ndarray]:
+    """What the metric reads of each submission, in solution row order: probabilities, or the predicted class
+    for label metrics; a submission that holds no probabilities cannot be scored by a probability metric."""
+    from kfold.metrics import get_metric
+
+    metric = get_metric(solution.metric)
+    out = []
+    for s in scored:
+        if metric.name == "logloss":
+            if s.p_true is None:
+                raise DataError(f"{s.name}: holds class labels, and the competition's metric {metric.name} scores "
+                                "probabilities; score a probability file (the .probs.npz beside a mean submission)")
+            out.append(s.p_true)
+        elif metric.needs == "probs":
+            if s.probs is None:
+                raise DataError(f"{s.name}: holds class labels, and the competition's metric {metric.name} scores "
+                                "probabilities; score a probability file (the .probs.npz beside a mean submission)")
+            out.append(s.probs)
+        else:
+            out.append(s.predicted)
+    return out
+
+
+def _score_metric(scored: list, solution: Solution, n_bootstrap: int, seed: int) -> pd.DataFrame:
+    """:func:`score_many` for a metric other than accuracy: the metric on each split, a 95% percentile
+    bootstrap (one resampling of the rows per split shared by all submissions, so comparisons are paired) and
+    the paired bootstrap p-value of each submission's difference from the best Public one."""
+    from kfold.metrics import get_metric, score
+
+    metric = get_metric(solution.metric)
+    truth = solution.categories
+    num_classes = solution.num_classes or (int(truth.max()) + 1)
+    inputs = _metric_scores(scored, solution)
+    records = {"submission": [s.name for s in scored], "logloss_from": [s.logloss_from for s in scored]}
+    masks = {"public": solution.public, "private": solution.private, "overall": solution.public | solution.private}
+    rng = np.random.default_rng(seed)
+    rows = {split: np.flatnonzero(masks[split]) for split in ("public", "private")}
+    draws = {split: [rng.integers(0, len(rows[split]), size=len(rows[split])) for _ in range(n_bootstrap)]
+             for split in ("public", "private")}
+    draws["overall"] = [np.concatenate([rows["public"][a], rows["private"][b]])
+                        for a, b in zip(draws["public"], draws["private"])]
+    draws["public"] = [rows["public"][d] for d in draws["public"]]
+    draws["private"] = [rows["private"][d] for d in draws["private"]]
+
+    def value(values: np.ndarray, index: np.ndarray) -> float:
+        if metric.name == "logloss":  # values: the probability of the true class
+            return float(-np.mean(np.log(np.clip(values[index], 1e-15, 1 - 1e-15))))
+        return score(metric, truth[index], values[index], num_classes)
+
+    boots = {}
+    for split in SPLITS:
+        index = np.flatnonzero(masks[split])
+        records[split] = np.array([value(v, index) for v in inputs])
+        boots[split] = np.array([[value(v, d) for v in inputs] for d in draws[split]])
+        records[f"{split}_low"], records[f"{split}_high"] = percentile_interval(np.nan_to_num(boots[split], nan=0.0)
+                                                                                 if np.isnan(boots[split]).all()
+                                                                                 else boots[split])
+        records[f"{split}_logloss"] = [(_log_loss(s.p_true[masks[split]]) if s.p_true is not None else np.nan)
+                                       for s in scored]
+        records[f"n_{split}"] = np.full(len(scored), int(masks[split].sum()))
+    public = np.asarray(records["public"], dtype=np.float64)
+    best = int(np.nanargmax(public) if metric.greater_is_better else np.nanargmin(public))
+    for split in ("public", "private"):
+        records[f"{split}_diff"] = records[split] - records[split][best]
+        diffs = boots[split] - boots[split][:, [best]]
+        records[f"{split}_diff_low"], records[f"{split}_diff_high"] = percentile_interval(diffs)
+        above, below = (diffs > 0).mean(axis=0), (diffs < 0).mean(axis=0)
+        p = np.minimum(1.0, 2 * np.minimum(1 - below, 1 - above))  # two-sided paired bootstrap p-value
+        p[best] = 1.0
+        records[f"{split}_p"] = p
+        records[f"{split}_significant"] = p < ALPHA
+    table = pd.DataFrame(records)
+    table["best_public"] = np.arange(len(scored)) == best
+    table.attrs["metric"] = metric.name
+    return table
+
+
 def score_submission(submission: Submission | ProbFile | str | os.PathLike, solution: Solution | str | os.PathLike,
                      n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """Public, Private and Overall accuracy (with 95% bootstrap intervals) and, for probability files, log loss.
@@ -338,15 +453,20 @@ def leaderboard(submissions: Sequence[str | os.PathLike], solution: Solution, n_
     paired comparison of each with the best Public one (``*_diff``, ``*_diff_low/high``, ``*_p``, ``*_significant``)."""
     if not submissions:
         raise UsageError("no submissions to score")
+    from kfold.metrics import get_metric
+
     table = score_many(submissions, solution, n_bootstrap, seed, ids=ids, log_probs=log_probs)
-    table.insert(0, "public_rank", table["public"].rank(ascending=False, method="min").astype(int))
-    table["private_rank"] = table["private"].rank(ascending=False, method="min").astype(int)
+    ascending = not get_metric(solution.metric).greater_is_better  # log loss: lower is better
+    table.insert(0, "public_rank", table["public"].rank(ascending=ascending, method="min").astype(int))
+    table["private_rank"] = table["private"].rank(ascending=ascending, method="min").astype(int)
     table["rank_shift"] = table["public_rank"] - table["private_rank"]  # > 0: climbed on Private
     order = np.lexsort((table["submission"].to_numpy(), table["private_rank"].to_numpy(),
                         table["public_rank"].to_numpy(), ~table["best_public"].to_numpy()))
     table = table.iloc[order]
     table = table[COLUMNS + [column for column in table.columns if column.startswith(GROUP_PREFIX)]]
-    return table.reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    table.attrs["metric"] = solution.metric
+    return table
 
 
 def _with_interval(table: pd.DataFrame, value: str, low: str, high: str, signed: bool = False,
@@ -384,7 +504,12 @@ def leaderboard_markdown(table: pd.DataFrame) -> str:
             columns[f"{split} logloss"] = table[f"{split}_logloss"]
     columns.update({column[len(GROUP_PREFIX):]: table[column] for column in table.columns if column.startswith(GROUP_PREFIX)})
     text = markdown_table(pd.DataFrame(columns))
-    if paired and len(table):
+    metric = table.attrs.get("metric", "accuracy")
+    if paired and len(table) and metric != "accuracy":
+        text += (f"\nScores are {metric}. `vs #1`: {metric} minus that of {display_names(list(table['submission']))[0]} "
+                 f"(the best Public submission) on the same rows, 95% paired-bootstrap interval; `*`: the paired "
+                 f"bootstrap gives p < {ALPHA}.\n")
+    elif paired and len(table):
         text += (f"\n`vs #1`: accuracy minus that of {display_names(list(table['submission']))[0]} (the best Public "
                  f"submission) on the same rows, 95% paired-bootstrap interval; `*`: McNemar's exact test on the rows "
                  f"exactly one of the two gets right gives p < {ALPHA} (a real difference, not noise).\n")

@@ -50,6 +50,11 @@ class Task:
         if self.schema is None:
             self.schema = kmnist_schema(len(self.class_names))
 
+    def schema_meta(self) -> dict:
+        """The competition's schema for the metadata of test probability files and ``config.json``: nothing for
+        a KMNIST-shaped competition (``Id,Category``, classes 0..C-1, accuracy), whose files stay as they were."""
+        return {} if self.schema == kmnist_schema(self.num_classes) else {"schema": self.schema.to_dict()}
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

@@ -33,15 +33,18 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
                     seed: int = 0, tiebreak: str = "random", num_classes: int | None = None,
                     sample: str | Path | None = None, solution: str | Path | None = None,
                     report: str | Path | None = None, ids: str | Path | None = None, log_probs: bool = False,
-                    extra_inputs: Sequence[str | Path] = ()) -> EnsembleResult:
+                    extra_inputs: Sequence[str | Path] = (), schema=None) -> EnsembleResult:
     """Combine ``inputs`` and write ``out`` (Id,Category in the sample's row order), the ensemble probabilities
     beside it (mean/geomean) and, with ``report``, the agreement report (accuracies when ``solution`` is given).
 
     ``fit_oof`` (one out-of-fold file per input) fits the weights by greedy forward selection first; ``ids``
-    (or the sample) gives the rows of ``.npy`` inputs that carry none."""
+    (or the sample) gives the rows of ``.npy`` inputs that carry none. The submission is written in the
+    competition's schema (``schema``, else the one the probability files record, else KMNIST's): its columns,
+    Id values and class values; probabilities for a probability target (a vote is refused there)."""
     from kfold.files.atomic import refuse_overwriting_inputs, together
     from kfold.files.probs import write_probs
-    from kfold.files.submission import align_ids, read_submission, write_submission
+    from kfold.files.schema import Schema
+    from kfold.files.submission import align_ids, sample_ids, write_submission
     from kfold.scoring.ensemble import check_seed, combine, fit_weights
 
     out = Path(out)
@@ -66,16 +69,22 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
                        num_classes=num_classes, ids=row_ids, log_probs=log_probs, input_predictions=bool(report))
     if ensemble.kind == "oof" and sample:
         raise UsageError("the inputs are out-of-fold files; --sample applies to test predictions")
+    if schema is None and isinstance(ensemble.meta.get("schema"), dict):
+        schema = Schema.from_dict(ensemble.meta["schema"], f"the metadata of {ensemble.names[0]}")
+    if schema is not None and schema.writes_probabilities and ensemble.probs is None:
+        raise UsageError(f"method {method!r} gives one class per row, but the competition's submission holds "
+                         f"probabilities ({', '.join(schema.target_columns[:5])}{', ...' if schema.num_classes > 5 else ''}; "
+                         f"metric {schema.metric}): use method 'mean' or 'geomean'")
     order = slice(None)
     if sample:  # output in the sample's row order; checked before anything is written
-        reference = read_submission(sample)
-        order = align_ids(ensemble.ids, reference.ids, f"the ensemble inputs ({ensemble.names[0]})",
+        reference_ids = sample_ids(sample, schema)
+        order = align_ids(ensemble.ids, reference_ids, f"the ensemble inputs ({ensemble.names[0]})",
                           f"the sample {sample}", first_line=None)
     labels = groups = scored = None
     if solution:
         from kfold.scoring.leaderboard import read_solution
 
-        truth = read_solution(solution)
+        truth = read_solution(solution, schema=schema)
         rows = align_ids(truth.ids, ensemble.ids, str(solution), f"the ensemble inputs ({ensemble.names[0]})")
         labels = truth.categories[rows]
         groups = None if truth.groups is None else truth.groups[rows]
@@ -89,7 +98,8 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
 
     result = EnsembleResult(ensemble, out, probs_path(out) if ensemble.probs is not None else None, fit=fit)
     with together():  # the submission, its probabilities and the report appear together
-        write_submission(out, ensemble.ids[order], ensemble.categories[order])
+        write_submission(out, ensemble.ids[order], ensemble.categories[order], schema=schema,
+                         probs=None if ensemble.probs is None else ensemble.probs[order])
         result.written.append(out)
         if ensemble.probs is not None:
             meta = {**ensemble.meta, "submission": str(out)}

@@ -33,16 +33,17 @@ class CompetitionResult:
     lines: list[str] = field(default_factory=list)
 
 
-def validate_files(files: Sequence[Path], sample: Path | None, num_classes: int | None = None) -> list[str]:
+def validate_files(files: Sequence[Path], sample: Path | None, num_classes: int | None = None,
+                   schema=None) -> list[str]:
     """One 'ok: ...' line per file (submission CSV or probability file), or the first error."""
     from kfold.files.probs import ProbFile
-    from kfold.files.submission import align_ids, read_submission
+    from kfold.files.submission import Submission, align_ids, sample_ids
     from kfold.scoring.ensemble import load_input
 
-    reference = read_submission(sample) if sample is not None else None
+    reference = Submission(sample_ids(sample, schema), None) if sample is not None else None
     lines = []
     for path in files:
-        item = load_input(path, num_classes=num_classes)
+        item = load_input(path, num_classes=num_classes, schema=schema)
         if isinstance(item, ProbFile):
             what = f"probability file ({item.kind}), {len(item.ids)} rows x {item.num_classes} classes"
         else:
@@ -101,27 +102,30 @@ def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec:
 
     sample = task.sample_submission
     subs: dict[str, Path] = {}
-    for method in METHODS:
+    methods = METHODS if not task.schema.writes_probabilities else ("mean",)  # a vote holds no probabilities
+    for method in methods:
         target = submissions / f"{safe_name(name)}-{method}.csv"
         echo(f"\n== ensemble ({method}): {target}")
-        made = make_submission(fold_files, target, method=method, seed=seeds[0], sample=sample, report=root.report(method))
+        made = make_submission(fold_files, target, method=method, seed=seeds[0], sample=sample, report=root.report(method),
+                               schema=task.schema)
         echo(f"{method} of {len(made.ensemble.names)} inputs, {len(made.ensemble.ids)} rows"
              + (f", {made.ensemble.tied_rows} tied rows broken at random (seed {seeds[0]})" if method == "vote" else ""))
         echo(f"report: {root.report(method) / 'report.md'}")
         subs[method] = target
-    for line in validate_files(list(subs.values()), sample):
+    for line in validate_files(list(subs.values()), sample, schema=task.schema):
         echo(line)
     result = CompetitionResult(summaries, written, subs, recommended=subs["mean"])
-    oof = [s.oof_accuracy for s in summaries if s.oof_accuracy is not None]
-    cv = f"out-of-fold accuracy {sum(oof) / len(oof):.4f}" if oof else "no out-of-fold score"
+    metric = task.schema.metric
+    oof = [s["oof_score"] for s in summaries if s.values.get("oof_score") is not None]
+    cv = f"out-of-fold {metric} {sum(oof) / len(oof):.4f}" if oof else "no out-of-fold score"
     if task.solution is None:
         result.lines = [f"recommended submission: {subs['mean']} (probability mean of {len(fold_files)} models; {cv})",
                         f"submit it:  kfold submit {subs['mean']} -c COMPETITION -m \"{preset} {k}-fold mean\""]
     else:
         from kfold.scoring.leaderboard import leaderboard, read_solution, write_leaderboard
 
-        solution = read_solution(task.solution)
-        files = fold_files + [subs["mean"], subs["vote"]]
+        solution = read_solution(task.solution, schema=task.schema)
+        files = fold_files + list(subs.values())
         echo(f"\n== leaderboard: {root.leaderboard}")
         table = leaderboard(files, solution, seed=seeds[0])
         echo(write_leaderboard(table, root.leaderboard))

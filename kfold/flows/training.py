@@ -184,7 +184,7 @@ def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None
         folds = assign_folds(task.train_labels, k, seed)  # a k larger than a class fails before anything is written
     wanted = {"config": cfg.to_dict(), "preset": preset, "k": k, "seed": seed, "data": str(data), "task": task.name,
               "fingerprint": task.fingerprint(), "classes": task.class_names, "folds_sha256": folds_sha256(folds),
-              "threads": threads}
+              "threads": threads, **task.schema_meta()}
     saved = check_run_dir(run, wanted, resume, full)
     if saved is None:
         run.path.mkdir(parents=True, exist_ok=True)
@@ -212,6 +212,7 @@ def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str 
     from sklearn.metrics import log_loss
 
     from kfold.identity import code_identity
+    from kfold.metrics import score
     from kfold.scoring.metrics import accuracy_by_group
 
     fold_rows, oof_parts, last_correct, threads = [], [], 0.0, set()
@@ -237,6 +238,8 @@ def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str 
         summary.update(oof_rows=int(len(ids)), oof_accuracy=float((predicted == labels).mean()),
                        oof_accuracy_last_epoch=float(last_correct / len(ids)),
                        oof_logloss=float(log_loss(labels, probs, labels=range(task.num_classes))))
+        summary["metric"] = task.schema.metric  # the competition's metric on the out-of-fold rows
+        summary["oof_score"] = float(score(task.schema.metric, labels, probs, task.num_classes))
         if task.train_groups is not None:
             groups = task.train_groups[ids]
             summary["oof_accuracy_by_group"] = accuracy_by_group(predicted == labels, groups, task.group_names)

@@ -116,7 +116,8 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
             probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, batch_size, views, channels_last, bf16)
             seconds = time.perf_counter() - start
             file_meta = {"kind": "test", "run": run.name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],
-                         "seed": meta["seed"], "tta": views, "fingerprint": meta["fingerprint"], "task": task.name}
+                         "seed": meta["seed"], "tta": views, "fingerprint": meta["fingerprint"], "task": task.name,
+                         **task.schema_meta()}
             path = pred.model(run.name, fold, fmt)
             add(path, task.test_ids, probs, task.class_names, file_meta)
             tqdm.write(f"{path}: {len(probs)} rows, {views} view(s), {len(probs) / max(seconds, 1e-9):,.0f} images/s")

@@ -192,6 +192,7 @@ class _Stream:
         self.data_source: tuple[str, tuple] | None = None
         self.labels: np.ndarray | None = None
         self.hard: list[tuple[int, str, Submission]] = []
+        self.schema: dict | None = None  # the competition's schema recorded in the first probability file with one
 
     def load(self, source) -> Input:
         if isinstance(source, (ProbFile, Submission)):
@@ -223,6 +224,8 @@ class _Stream:
     def add(self, k: int, item: Input, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Check ``item`` and return (its probabilities, the row order that aligns them; None: same order)."""
         self.names.append(name)
+        if self.schema is None and isinstance(item, ProbFile) and isinstance(item.meta.get("schema"), dict):
+            self.schema = item.meta["schema"]
         if self.ids is None:
             self.ids = item.ids
             self.predictions = np.empty((self.n_inputs, len(item.ids)), dtype=np.int64)
@@ -427,6 +430,8 @@ def combine(prob_inputs: Sequence[Input | str | os.PathLike], method: str = "mea
             "seed": seed, "tiebreak": tiebreak}
     if stream.data_source is not None:
         meta["task"], meta["fingerprint"] = stream.data_source[1]
+    if stream.schema is not None:
+        meta["schema"] = stream.schema
     return Ensemble(ids=stream.ids, categories=categories, probs=probs, classes=classes, method=method,
                     weights=weights, names=stream.names,
                     input_predictions=stream.predictions if (input_predictions or method == "vote") else None,

@@ -119,7 +119,7 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
     try:
         result = train_run(cfg, task, run, task_spec=spec, preset=preset, k=k, seed=seed, folds=folds, device=device,
                            resume=run.is_run() if resume is None else resume, threads=threads, progress=progress,
-                           backend=backend, echo=lambda _: None)
+                           backend=backend, echo=print if progress else lambda _: None)
     finally:
         if owned is not None:
             owned.close()

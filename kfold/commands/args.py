@@ -170,7 +170,14 @@ def config_flag_type(name: str) -> Callable[[str], object]:
     if spec.choices is not None:
         return one_of(name.replace("_", " "), spec.allowed())
     if spec.kind == (int,):
-        return int_at_least(int(spec.low), None if spec.high is None else int(spec.high))
+        low, high = int(spec.low), int(spec.high)
+        at_least, within = int_at_least(low), int_at_least(low, high)
+
+        def parse(text: str) -> int:  # below the bound: "an integer >= 1", as every other flag says it
+            return within(str(at_least(text)))
+
+        parse.__name__ = "integer"
+        return parse
     if spec.kind == (float,):
         return finite_float(spec.low, spec.high, low_open=spec.low_open, high_open=spec.high_open)
     raise ValueError(f"config field {name!r} of type {spec.type_name} has no flag")

@@ -60,12 +60,12 @@ def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec:
                     threads: int | None = None, progress: bool = True, backend: Backend | None = None,
                     echo: Callable[[str], None] = print) -> CompetitionResult:
     """Train, predict, ensemble, validate and score; re-running continues (or reuses) the runs."""
-    from kfold.errors import UsageError
+    from kfold.errors import UsageError, param
     from kfold.flows.ensembling import make_submission
 
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds {seeds}: give distinct seeds")
+        raise UsageError(f"{param('seeds')}={seeds}: give distinct seeds")
     root = RunDir(out)
     name = root.name
     submissions = Path(submissions)

@@ -15,6 +15,9 @@ from typing import Any, Callable
 from kfold.errors import UsageError
 from kfold.registry import aug_names, check_aug, check_model, model_names
 
+__all__ = ["AUG_BACKENDS", "KEEP_EPOCHS", "MAX_BATCH", "MAX_EPOCHS", "MAX_LR", "MAX_TTA", "OPTIMIZERS", "Param",
+           "PARAMS", "preset_names", "PRESETS", "resolve_config", "SCHEDULES", "TrainConfig"]
+
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 AUG_BACKENDS = ("kornia", "albumentations")

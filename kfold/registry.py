@@ -15,6 +15,9 @@ from typing import Any, Callable
 
 from kfold.errors import UsageError
 
+__all__ = ["aug_names", "AugPolicy", "check_aug", "check_model", "declare_model", "ERASE_RATIO", "MAX_WIDTH",
+           "model_names", "MODELS", "ModelSpec", "PRESET_POLICIES"]
+
 MAX_WIDTH = 1024  # a wider model is a typo (or a damaged file), not a recipe: refused before any allocation
 
 

@@ -10,6 +10,8 @@ from sklearn.model_selection import StratifiedKFold
 from kfold.files.atomic import write_csv
 from kfold.errors import DataError, UsageError
 
+__all__ = ["assign_folds", "check_k", "load_or_create_folds", "read_folds", "write_folds"]
+
 
 def check_k(k) -> None:
     """The one check of a fold count (commands check it when parsing with the same bound)."""

@@ -30,6 +30,9 @@ import pandas as pd
 from kfold.files.atomic import atomic_path, write_text
 from kfold.errors import DataError, UsageError
 
+__all__ = ["CHUNK_ROWS", "from_log_probs", "is_prob_csv", "KINDS", "looks_like_log_probs", "MAGIC",
+           "numeric_column", "ProbFile", "read_probs", "ROW_SUM_TOLERANCE", "SUFFIXES", "validate", "write_probs"]
+
 MAGIC = "#kfold-probs"
 SUFFIXES = (".csv", ".npz")
 ROW_SUM_TOLERANCE = 1e-3

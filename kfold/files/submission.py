@@ -24,6 +24,10 @@ from kfold.files.atomic import write_csv
 from kfold.errors import DataError
 from kfold.files.probs import numeric_column
 
+__all__ = ["align_ids", "check_categories", "check_header", "check_unique_ids", "FIRST_DATA_LINE", "HEADER",
+           "id_category_columns", "read_csv_frame", "read_submission", "Submission", "validate_submission",
+           "write_submission"]
+
 HEADER = ["Id", "Category"]
 FIRST_DATA_LINE = 2
 

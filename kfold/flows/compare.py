@@ -47,6 +47,12 @@ from kfold.files.probs import ProbFile, read_probs, write_probs
 from kfold.scoring.report import markdown_table
 from kfold.files.submission import write_submission
 
+__all__ = ["BEST_PRESET", "calibrated_pair", "check_same_folds", "compare", "comparison_markdown",
+           "comparison_table", "DEFAULT_PRESETS", "Entry", "FIT_METRIC", "mean_file", "NOT_AVAILABLE", "oof_file",
+           "parse_presets", "plot_comparison", "REPORT_AVG_PRESETS", "REPORT_PRESETS", "score", "seed_entries",
+           "train_and_predict", "train_and_predict_at_once", "train_seconds", "with_na", "write_board",
+           "write_entry"]
+
 REPORT_PRESETS = ("alexnet5-sgd", "alexnet5-adam", "alexnet7-sgd", "alexnet7-adam")  # the KMNIST report's setups
 REPORT_AVG_PRESETS = ("alexnet7-sgd", "alexnet7-adam")
 BEST_PRESET = "best"

@@ -13,6 +13,8 @@ from kfold.errors import UsageError, param
 from kfold.files.rundir import probs_path
 from kfold.scoring.ensemble import Ensemble
 
+__all__ = ["EnsembleResult", "make_submission", "REPORT_FILES"]
+
 REPORT_FILES = ("agreement.csv", "inputs.csv", "report.md", "agreement.png", "groups.csv")
 
 
@@ -97,9 +99,9 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
                         labels=None if ensemble.labels is None else ensemble.labels[order])
             result.written.append(probs_path(out))
         if report:
-            from kfold.scoring.report import write_report
+            from kfold.scoring.report import write_agreement_report
 
-            result.report = write_report(ensemble, Path(report), labels=labels, groups=groups, scored=scored)
+            result.report = write_agreement_report(ensemble, Path(report), labels=labels, groups=groups, scored=scored)
             result.written += [Path(report) / name for name in REPORT_FILES[:4]]
             result.written += [Path(report) / "groups.csv"] if groups is not None else []
     return result

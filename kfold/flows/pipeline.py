@@ -18,6 +18,8 @@ from kfold.data.task import Task
 from kfold.files.rundir import RunDir, safe_name
 from kfold.flows.training import Backend, RunSummary, TaskSpec, format_summary, train_run
 
+__all__ = ["CompetitionResult", "METHODS", "run_competition", "validate_files"]
+
 METHODS = ("mean", "vote")
 
 

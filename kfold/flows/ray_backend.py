@@ -20,6 +20,9 @@ from typing import Any, Callable, Sequence
 
 from kfold.errors import DataError, KfoldError, UsageError, param
 
+__all__ = ["EMBEDDED_NODE_IP", "import_ray", "INSTALL_HINT", "make_backend", "RayBackend", "RayOptions", "RunPlan",
+           "short_temp_dir", "train_runs"]
+
 INSTALL_HINT = "pip install -e '.[ray]'"
 # The embedded cluster's node address: loopback, so nothing leaves the machine. Not 127.0.0.1: Ray replaces that
 # (and "localhost") with the machine's outward address.

@@ -22,6 +22,10 @@ from kfold.files.folds import assign_folds, check_k, read_folds, write_folds
 from kfold.files.probs import read_probs, write_probs
 from kfold.files.rundir import FULL, RunDir
 
+__all__ = ["check_run_dir", "check_task", "fold_jobs", "FoldJob", "folds_sha256", "format_summary", "full_epochs",
+           "load_saved_config", "local_backend", "parse_fold_list", "prepare_run", "RUN_KEYS", "RunSummary",
+           "summarize", "TaskSpec", "train_run"]
+
 RUN_KEYS = ("config", "k", "seed", "fingerprint", "folds_sha256", "threads")  # a resume must match every one
 
 

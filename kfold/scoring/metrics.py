@@ -19,6 +19,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+__all__ = ["accuracy_by_group", "clip_probs", "default_metric", "get_metric", "LOGLOSS_EPS", "Metric",
+           "metric_fit_problem", "METRICS", "score", "TARGETS"]
+
 LOGLOSS_EPS = 1e-15  # probabilities are clipped to [eps, 1 - eps] and renormalized, as Kaggle's log loss does
 
 TARGETS = ("label", "probs", "binary")  # one label column; one probability column per class; one for a binary target

@@ -7,6 +7,7 @@ on first use; ``import kfold`` imports neither torch nor pandas.
 __version__ = "0.2.0"
 
 _API = ("train", "load_run", "ensemble", "leaderboard", "Run", "Predictions", "Submission")
+__all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str):

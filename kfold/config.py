@@ -10,10 +10,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from kfold.errors import UsageError
-from kfold.registry import check_aug, check_model
+from kfold.registry import aug_names, check_aug, check_model, model_names
+
+__all__ = ["AUG_BACKENDS", "KEEP_EPOCHS", "MAX_BATCH", "MAX_EPOCHS", "MAX_LR", "MAX_TTA", "OPTIMIZERS", "Param",
+           "PARAMS", "preset_names", "PRESETS", "resolve_config", "SCHEDULES", "TrainConfig"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -68,54 +71,21 @@ class TrainConfig:
     tta: int = 1  # default number of test-time views used by predict.py
 
     def validate(self) -> "TrainConfig":
-        """Raise UsageError naming the first nonsensical value."""
-        checks = [
-            (self.epochs >= 1, "epochs", "must be at least 1"),
-            (self.batch_size >= 1, "batch_size", "must be at least 1"),
-            (self.eval_batch_size >= 1, "eval_batch_size", "must be at least 1"),
-            (self.lr > 0, "lr", "must be positive"),
-            (self.momentum >= 0, "momentum", "must be non-negative"),
-            (self.weight_decay >= 0, "weight_decay", "must be non-negative"),
-            (self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}"),
-            (self.aug_backend in AUG_BACKENDS, "aug_backend", f"must be one of {', '.join(AUG_BACKENDS)}"),
-            (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
-            (self.dropout is None or 0 <= self.dropout < 1, "dropout", "must be in [0, 1)"),
-            (0 <= self.ema < 1, "ema", "must be in [0, 1)"),
-            (self.mixup >= 0 and self.cutmix >= 0, "mixup/cutmix", "must be non-negative"),
-            (0 <= self.mix_prob <= 1, "mix_prob", "must be in [0, 1]"),
-            (0 <= self.pseudo_label < 1, "pseudo_label", "must be in [0, 1) (0 disables)"),
-            (0 <= self.pseudo_start < 1, "pseudo_start", "must be in [0, 1)"),
-            (self.warmup_epochs >= 0, "warmup_epochs", "must be non-negative"),
-            (self.step_epochs >= 1, "step_epochs", "must be at least 1"),
-            (self.early_stopping >= 0, "early_stopping", "must be non-negative"),
-            (self.keep in KEEP_EPOCHS, "keep", f"must be one of {', '.join(KEEP_EPOCHS)}"),
+        """Raise ``UsageError`` naming the first nonsensical value: each field against its row of ``PARAMS``
+        (type, bounds or choices), then the rules that tie fields together."""
+        for spec in PARAMS.values():
+            spec.check(getattr(self, spec.name))
+        rules = [
             (not (self.keep == "last" and self.early_stopping), "early_stopping",
              "cannot be combined with keep='last' (early stopping keeps the best epoch)"),
-            (self.num_workers >= 0, "num_workers", "must be non-negative"),
-            (self.val_every >= 0, "val_every", "must be non-negative (0: only the last epoch)"),
             (self.val_every == 1 or self.keep == "last", "val_every", "other than 1 needs keep='last' (keep='best' compares every epoch)"),
-            (self.tta >= 1, "tta", "must be at least 1"),
-            (self.channels_last in ("auto", "on", "off"), "channels_last", "must be auto, on or off"),
-            (self.bf16 in ("auto", "on", "off"), "bf16", "must be auto, on or off"),
             (self.low_res == 0 or self.low_res >= 8, "low_res", "must be 0 (off) or at least 8 pixels"),
-            (self.low_res_epochs >= 0, "low_res_epochs", "must be non-negative"),
             (self.low_res_epochs < self.epochs or not self.low_res, "low_res_epochs",
              f"must be less than epochs={self.epochs} (the last epochs train at full size)"),
         ]
-        checks = _finite_and_bounded(self) + checks + [
-            (0 < self.step_gamma <= 1, "step_gamma", "must be in (0, 1]"),
-            (self.lr <= MAX_LR, "lr", f"must be at most {MAX_LR:g}"),
-            (self.momentum < 1, "momentum", "must be less than 1"),
-            (self.weight_decay <= 1, "weight_decay", "must be at most 1"),
-            (self.warmup_epochs <= MAX_EPOCHS, "warmup_epochs", f"must be at most {MAX_EPOCHS}"),
-            (self.mixup <= 100 and self.cutmix <= 100, "mixup/cutmix", "must be at most 100"),
-            (self.tta <= MAX_TTA, "tta", f"must be at most {MAX_TTA} (the number of test-time views)"),
-        ]
-        for ok, key, why in checks:
+        for ok, key, why in rules:
             if not ok:
-                value = getattr(self, key, None) if "/" not in key else (self.mixup, self.cutmix)
-                raise UsageError(f"config value {key}={value!r} {why}")
+                raise UsageError(f"config value {key}={getattr(self, key)!r} {why}")
         check_model(self.model, self.model_kwargs)  # names and options known torch-free: a typo fails before any file
         check_aug(self.aug)
         return self
@@ -127,21 +97,147 @@ class TrainConfig:
 MAX_LR = 10.0
 MAX_EPOCHS = 100_000
 MAX_TTA = 9  # len(kfold.nn.augment.TTA_VIEWS)
-INT_LIMITS = {"epochs": MAX_EPOCHS, "batch_size": 1 << 24, "eval_batch_size": 1 << 24, "step_epochs": MAX_EPOCHS,
-              "early_stopping": MAX_EPOCHS, "num_workers": 1024, "tta": MAX_TTA,
-              "low_res": 4096, "low_res_epochs": MAX_EPOCHS}
+MAX_BATCH = 1 << 24
 
 
-def _finite_and_bounded(cfg: "TrainConfig") -> list[tuple[bool, str, str]]:
-    """Every float field a finite number, every int field within a sane upper bound (issue 14, item 18)."""
-    checks = []
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if isinstance(value, float):
-            checks.append((math.isfinite(value), f.name, "must be a finite number"))
-        elif isinstance(value, int) and not isinstance(value, bool) and f.name in INT_LIMITS:
-            checks.append((value <= INT_LIMITS[f.name], f.name, f"must be at most {INT_LIMITS[f.name]}"))
-    return checks
+@dataclass(frozen=True)
+class Param:
+    """One row of the table of config fields (as scikit-learn's ``_param_validation`` constraints).
+
+    ``kind`` is the field's type (``float`` accepts an int; ``bool`` is never an int), ``low``..``high`` its
+    bounds (open at an end with ``low_open``/``high_open``), ``choices`` its closed set of names (a callable
+    for sets that can grow, such as the registered models), ``unit`` what the number counts, ``help`` the
+    text of its command-line flag; ``flag=False``: set through ``--config FILE`` or a preset only.
+
+    >>> PARAMS["lr"].check(0.1)
+    0.1
+    >>> PARAMS["tta"].check(10)
+    Traceback (most recent call last):
+    ...
+    kfold.errors.UsageError: config value tta=10 must be at most 9 (views)
+    """
+
+    name: str
+    kind: tuple[type, ...]
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] | Callable[[], list[str]] | None = None
+    unit: str = ""
+    optional: bool = False  # None allowed (the model's own default)
+    flag: bool = True
+    validator: Callable[[Any], Any] | None = None  # a registry's check of a name (it lists the names it knows)
+
+    @property
+    def type_name(self) -> str:
+        names = " | ".join(t.__name__ for t in self.kind)
+        return names + " | None" if self.optional else names
+
+    def allowed(self) -> list[str] | None:
+        """The closed set of names, or ``None`` for a number or a flag."""
+        if self.choices is None:
+            return None
+        return list(self.choices() if callable(self.choices) else self.choices)
+
+    def interval(self) -> str:
+        """``[0, 1)``, ``(0, 10]``: the bounds as a mathematician writes them."""
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"{left}{self.low:g}, {self.high:g}{right}"
+
+    def check_type(self, value: Any) -> Any:
+        """``value`` if it has the field's type (an int is a float here, a bool is neither); else ``UsageError``."""
+        if value is None and self.optional:
+            return value
+        numeric = int in self.kind or float in self.kind
+        if isinstance(value, self.kind) and not (numeric and isinstance(value, bool)):
+            return value
+        if float in self.kind and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UsageError(f"config key {self.name!r} expects {self.type_name}, got {value!r}")
+
+    def check(self, value: Any) -> Any:
+        """``value`` if it is of the field's type, finite, in bounds and among the choices; else ``UsageError``."""
+        value = self.check_type(value)
+        if value is None or isinstance(value, bool):
+            return value
+        if self.validator is not None:  # a registry's own check, with its own message (unknown model 'x'; ...)
+            self.validator(value)
+            return value
+        why = None
+        if isinstance(value, float) and not math.isfinite(value):
+            why = "must be a finite number"
+        elif isinstance(value, (int, float)) and not self.within(value):
+            unit = f" ({self.unit})" if self.unit else ""
+            if self.high is not None and self.high <= 1 and self.low is not None:
+                why = f"must be in {self.interval()}"
+            elif self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+                why = ("must be positive" if self.low == 0 and self.low_open else "must be non-negative" if self.low == 0
+                       else f"must be at least {self.low:g}{unit}")
+            else:
+                why = f"must be at most {self.high:g}{unit}"
+        elif isinstance(value, str) and self.choices is not None and value not in self.allowed():
+            names = self.allowed()
+            why = (f"must be {', '.join(names[:-1])} or {names[-1]}" if self.choices is _SWITCH
+                   else f"must be one of {', '.join(names)}")
+        if why is not None:
+            raise UsageError(f"config value {self.name}={value!r} {why}")
+        return value
+
+    def within(self, value: float) -> bool:
+        """``value`` lies within the bounds."""
+        above = self.low is None or value > self.low or (value == self.low and not self.low_open)
+        below = self.high is None or value < self.high or (value == self.high and not self.high_open)
+        return above and below
+
+
+_INT, _FLOAT, _BOOL, _STR = (int,), (float,), (bool,), (str,)
+_SWITCH = ("auto", "on", "off")
+
+# Every TrainConfig field, once: its type, bounds or choices, unit and help. TrainConfig.validate, the training
+# flags of every command (kfold.commands.args) and their help text, and tests/test_config_table.py come from it.
+PARAMS: dict[str, Param] = {p.name: p for p in [
+    Param("model", _STR, "network (kfold models lists them)", choices=model_names, validator=check_model),
+    Param("model_kwargs", (dict,), "the model's own options (kfold models)", flag=False),
+    Param("dropout", _FLOAT, "dropout rate (default: the model's)", 0, 1, high_open=True, optional=True),
+    Param("batch_norm", _BOOL, "batch norm layers", flag=False),
+    Param("epochs", _INT, "training epochs", 1, MAX_EPOCHS, unit="epochs"),
+    Param("batch_size", _INT, "training batch size", 1, MAX_BATCH, unit="images"),
+    Param("optimizer", _STR, "optimizer", choices=OPTIMIZERS),
+    Param("lr", _FLOAT, "peak learning rate", 0, MAX_LR, low_open=True),
+    Param("momentum", _FLOAT, "SGD/RMSprop momentum", 0, 1, high_open=True),
+    Param("nesterov", _BOOL, "Nesterov momentum", flag=False),
+    Param("weight_decay", _FLOAT, "L2 weight decay", 0, 1),
+    Param("schedule", _STR, "learning-rate schedule", choices=SCHEDULES),
+    Param("warmup_epochs", _FLOAT, "warm-up epochs of the schedule", 0, MAX_EPOCHS, unit="epochs"),
+    Param("step_epochs", _INT, "'step' schedule: multiply the lr by step_gamma every step_epochs", 1, MAX_EPOCHS,
+          unit="epochs", flag=False),
+    Param("step_gamma", _FLOAT, "'step' schedule: the lr factor", 0, 1, low_open=True, flag=False),
+    Param("label_smoothing", _FLOAT, "label smoothing", 0, 1, high_open=True),
+    Param("aug", (str, dict), "augmentation policy", choices=aug_names, validator=check_aug),
+    Param("aug_backend", _STR, "augmentation backend", choices=AUG_BACKENDS),
+    Param("mixup", _FLOAT, "mixup Beta(alpha, alpha); 0 disables", 0, 100),
+    Param("cutmix", _FLOAT, "cutmix Beta(alpha, alpha); 0 disables", 0, 100),
+    Param("mix_prob", _FLOAT, "probability that a batch is mixed when mixup/cutmix are on", 0, 1, flag=False),
+    Param("ema", _FLOAT, "EMA decay of the weights, e.g. 0.999; 0 disables", 0, 1, high_open=True),
+    Param("pseudo_label", _FLOAT, "pseudo-label confidence threshold; 0 disables", 0, 1, high_open=True),
+    Param("pseudo_start", _FLOAT, "fraction of the epochs before pseudo-labels start", 0, 1, high_open=True),
+    Param("early_stopping", _INT, "patience in epochs; 0 disables", 0, MAX_EPOCHS, unit="epochs"),
+    Param("keep", _STR, "which epoch a fold keeps", choices=KEEP_EPOCHS),
+    Param("eval_batch_size", _INT, "evaluation batch size", 1, MAX_BATCH, unit="images"),
+    Param("val_every", _INT, "score the validation rows every N epochs (and at the last); 0: only at the last",
+          0, MAX_EPOCHS, unit="epochs", flag=False),
+    Param("num_workers", _INT, "DataLoader workers of the albumentations backend", 0, 1024),
+    Param("channels_last", _STR, "channels-last memory format (auto: CUDA only)", choices=_SWITCH, flag=False),
+    Param("bf16", _STR, "bf16 autocast of training and evaluation (auto: CUDA only)", choices=_SWITCH, flag=False),
+    Param("compile", _BOOL, "torch.compile the model (falls back to eager)", flag=False),
+    Param("low_res", _INT, "progressive resizing: side of the first epochs' images; 0 disables", 0, 4096,
+          unit="pixels", flag=False),
+    Param("low_res_epochs", _INT, "progressive resizing: epochs at low_res", 0, MAX_EPOCHS, unit="epochs", flag=False),
+    Param("tta", _INT, "default test-time views used by predict", 1, MAX_TTA, unit="views"),
+]}
+assert set(PARAMS) == {f.name for f in dataclasses.fields(TrainConfig)}, "every config field has one row in PARAMS"
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -176,21 +272,15 @@ def preset_names() -> list[str]:
     return sorted(PRESETS)
 
 
-def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Check ``value`` against the field's declared type; bool is not an int here, int is a float."""
-    allowed = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,)}
-    names = [part.strip() for part in str(annotation).split("|")]
-    if value is None and "None" in names:
-        return None
-    for name in names:
-        types = allowed.get(name)
-        if types and isinstance(value, types) and not (name in ("int", "float") and isinstance(value, bool)):
-            if name == "float" and not isinstance(value, float) and "int" not in names:
-                if abs(value) > 2**1023:  # float() would raise OverflowError
-                    raise UsageError(f"config value {key}={value} must be a finite number")
-                return float(value)
-            return value
-    raise UsageError(f"config key {key!r} expects {annotation}, got {value!r}")
+def _coerce(key: str, value: Any) -> Any:
+    """``value`` checked against the field's type in ``PARAMS``; an int becomes a float where a float is due."""
+    spec = PARAMS[key]
+    value = spec.check_type(value)
+    if spec.kind == _FLOAT and isinstance(value, int):
+        if abs(value) > 2**1023:  # float() would raise OverflowError
+            raise UsageError(f"config value {key}={value} must be a finite number")
+        return float(value)
+    return value
 
 
 def resolve_config(preset: str | None = None, config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -212,8 +302,7 @@ def resolve_config(preset: str | None = None, config_file: str | Path | None = N
             raise UsageError(f"{path}: a config file must hold a JSON object")
         values.update(_checked(loaded, origin=str(path)))
     values.update(_checked(overrides or {}, origin="command line"))
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    typed = {key: _coerce(key, value, fields[key].type) for key, value in values.items()}
+    typed = {key: _coerce(key, value) for key, value in values.items()}
     return TrainConfig(**typed).validate()
 
 

@@ -6,14 +6,60 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, Mapping, NoReturn, Sequence
+
+__all__ = ["ArgumentParser", "DataError", "KfoldError", "UsageError", "flag_of", "param", "run_cli"]
+
+_MARK = "\0"  # never part of a path or a repr(): marks a parameter's name inside a message
+_PARAM = re.compile(r"\0([A-Za-z_]\w*)\0(=True\b|=)?")
+FLAG_NAMES: Mapping[str, str] = {"fit_oof": "--fit-weights"}  # parameters whose flag is not --name-with-dashes
+
+
+def param(name: str) -> str:
+    """A parameter's name inside an error message: the library shows ``name``, a command its flag.
+
+    >>> str(UsageError(f"{param('folds')}=[7]: folds must be in 0..4"))
+    'folds=[7]: folds must be in 0..4'
+    >>> UsageError(f"{param('folds')}='7': folds must be in 0..4").for_command()
+    "--folds '7': folds must be in 0..4"
+    >>> UsageError(f"{param('full')}=True needs an explicit {param('epochs')}").for_command()
+    '--full needs an explicit --epochs'
+    """
+    return f"{_MARK}{name}{_MARK}"
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a library parameter: ``batch_size`` -> ``--batch-size``."""
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def _render(text: str, flag: Callable[[str], str] | None) -> str:
+    def one(match: re.Match) -> str:
+        name, tail = match.group(1), match.group(2) or ""
+        if flag is None:
+            return name + tail
+        return flag(name) + {"=True": "", "=": " ", "": ""}[tail]
+
+    return _PARAM.sub(one, text)
 
 
 class KfoldError(Exception):
-    """An error the user can fix; printed as one line without a traceback."""
+    """An error the user can fix; printed as one line without a traceback.
+
+    The message names parameters (``param``): ``str(error)`` in the library's words, ``for_command()`` in
+    the command line's (``lr=inf`` -> ``--lr inf``).
+    """
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return _render(super().__str__(), None)
+
+    def for_command(self, flag: Callable[[str], str] = flag_of) -> str:
+        """The message with every parameter named as its command-line flag."""
+        return _render(super().__str__(), flag)
 
 
 class DataError(KfoldError):
@@ -49,8 +95,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except BrokenPipeError:  # stdout closed early (| head): quiet, like a Unix tool killed by SIGPIPE
         _discard_stdout()
         return 141
-    except KfoldError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KfoldError as exc:  # the library names parameters; a command's user typed flags
+        print(f"error: {exc.for_command()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # a command may say how to continue (training: --resume)
         print(f"error: {exc}" if exc.args else "error: interrupted", file=sys.stderr)

@@ -2,48 +2,80 @@
 
 As timm keeps its model-name registry apart from the model factory, kfold can check a config (model name,
 model options, augmentation preset or policy) before anything is written and without importing torch.
-``kfold.nn.models`` builds the networks; a test checks that both list the same models and options.
+Every model is declared once, here (``declare_model``: name, summary, options, ``"module:function"`` of its
+builder); ``kfold.nn.models.create_model`` imports the builder when it builds the model, and a test checks that
+each builder takes exactly the declared options.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from kfold.errors import UsageError
+
+__all__ = ["aug_names", "AugPolicy", "check_aug", "check_model", "declare_model", "ERASE_RATIO", "MAX_WIDTH",
+           "model_names", "MODELS", "ModelSpec", "PRESET_POLICIES"]
 
 MAX_WIDTH = 1024  # a wider model is a typo (or a damaged file), not a recipe: refused before any allocation
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model name, what it is, and its own options with their defaults (beyond dropout/batch_norm)."""
+    """A model name, what it is, its own options with their defaults (beyond dropout/batch_norm), and where
+    its builder lives: ``"module:function"`` (imported only when the model is built) or the function itself.
+    ``fixed`` are builder arguments the name pins (``ff-2x100`` is ``ff`` with ``hidden=[100, 100]``)."""
 
     name: str
     summary: str
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     min_image_size: int = 8
+    builder: str | Callable[..., Any] | None = None
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _specs() -> dict[str, ModelSpec]:
-    specs = [
-        ModelSpec("lenet5", "LeNet-5, ~62k parameters (KMNIST report)", min_image_size=12),
-        ModelSpec("alexnet5", "AlexNet reduced for 28x28x1, ~0.86M parameters (KMNIST report)", min_image_size=4),
-        ModelSpec("alexnet7", "alexnet5 with two more convolutions, ~1.94M parameters (KMNIST report)", min_image_size=4),
-        ModelSpec("ff", "feed-forward net with sigmoid activations (MNIST-MIX report)", {"hidden": [250, 250]}),
-        ModelSpec("resnet9", "ResNet-9 of the DAWNBench/airbench family, width 32: ~1.6M parameters", {"width": 32, "pool_first": False, "prep": 0}),
-        ModelSpec("preact_resnet18", "pre-activation ResNet-18 scaled down, width 16: ~0.7M parameters", {"width": 16}),
-        ModelSpec("vgg_bn", "small VGG with batch norm, width 32: ~0.29M parameters", {"width": 32}),
-        ModelSpec("speednet", "small airbench-style net for 28x28x1 (issue 17's speedrun screening)",
-                  {"widths": [24, 48, 96], "stem": 0, "convs": 2, "bn_scale": True, "bn_momentum": 0.1, "act": "relu"}),
-    ]
-    specs += [ModelSpec(f"ff-2x{w}", f"ff with two hidden layers of {w} units") for w in (100, 250, 500)]
-    specs += [ModelSpec(f"resnet{d}", f"CIFAR ResNet-{d} ({(d - 2) // 6} basic blocks per stage)") for d in (8, 14, 20, 26, 32)]
-    return {spec.name: spec for spec in specs}
+MODELS: dict[str, ModelSpec] = {}
 
 
-MODELS: dict[str, ModelSpec] = _specs()
+def declare_model(name: str, summary: str, builder: str | Callable[..., Any] | None = None,
+                  options: dict[str, Any] | None = None, *, fixed: dict[str, Any] | None = None,
+                  min_image_size: int = 8) -> ModelSpec:
+    """Add a model to the registry, torch-free: the one place a model's name is spelled.
+
+    ``kfold.nn.models.create_model`` imports ``builder`` when the model is built; a builder given later
+    (``kfold.nn.models.register_model`` on a declared name without one) completes the declaration.
+
+    >>> declare_model("resnet9", "again", "kfold.nn.models:resnet9")
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'resnet9' is registered twice
+    """
+    if name in MODELS:
+        raise ValueError(f"model {name!r} is registered twice")
+    MODELS[name] = ModelSpec(name, summary, dict(options or {}), min_image_size, builder, dict(fixed or {}))
+    return MODELS[name]
+
+
+_NN = "kfold.nn.models:"
+declare_model("lenet5", "LeNet-5, ~62k parameters (KMNIST report)", _NN + "lenet5", min_image_size=12)
+declare_model("alexnet5", "AlexNet reduced for 28x28x1, ~0.86M parameters (KMNIST report)", _NN + "alexnet5",
+              min_image_size=4)
+declare_model("alexnet7", "alexnet5 with two more convolutions, ~1.94M parameters (KMNIST report)", _NN + "alexnet7",
+              min_image_size=4)
+declare_model("ff", "feed-forward net with sigmoid activations (MNIST-MIX report)", _NN + "ff", {"hidden": [250, 250]})
+declare_model("resnet9", "ResNet-9 of the DAWNBench/airbench family, width 32: ~1.6M parameters", _NN + "resnet9",
+              {"width": 32, "pool_first": False, "prep": 0})
+declare_model("preact_resnet18", "pre-activation ResNet-18 scaled down, width 16: ~0.7M parameters",
+              _NN + "preact_resnet18", {"width": 16})
+declare_model("vgg_bn", "small VGG with batch norm, width 32: ~0.29M parameters", _NN + "vgg_bn", {"width": 32})
+declare_model("speednet", "small airbench-style net for 28x28x1 (issue 17's speedrun screening)", _NN + "speednet",
+              {"widths": [24, 48, 96], "stem": 0, "convs": 2, "bn_scale": True, "bn_momentum": 0.1, "act": "relu"})
+for _w in (100, 250, 500):
+    declare_model(f"ff-2x{_w}", f"ff with two hidden layers of {_w} units", _NN + "ff", fixed={"hidden": [_w, _w]})
+for _d in (8, 14, 20, 26, 32):
+    declare_model(f"resnet{_d}", f"CIFAR ResNet-{_d} ({(_d - 2) // 6} basic blocks per stage)", _NN + "cifar_resnet",
+                  fixed={"depth": _d})
 
 
 def model_names() -> list[str]:

@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-MODULES = ["kfold.files.rundir", "kfold.commands.args", "kfold.scoring.metrics", "kfold.api"]
+MODULES = ["kfold.files.rundir", "kfold.commands.args", "kfold.scoring.metrics", "kfold.api", "kfold.errors",
+           "kfold.config", "kfold.registry", "kfold.files.folds", "kfold.data.toy", "kfold.flows.pipeline"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -189,3 +189,14 @@ def test_torch_free_registry_lists_exactly_the_builders_and_their_options():
 def test_registry_refuses_bad_names_and_options_without_torch(name, options, fragment):
     with pytest.raises(UsageError, match=fragment):
         registry.check_model(name, options)
+
+
+def test_each_model_is_declared_once_in_the_registry_and_its_builder_found_by_path():
+    from pathlib import Path
+
+    assert "@register_model(" not in Path(models.__file__).read_text()  # names are spelled in kfold.registry only
+    for name, spec in registry.MODELS.items():
+        module, _, function = spec.builder.partition(":")
+        assert module == "kfold.nn.models" and callable(getattr(models, function)), name
+    with pytest.raises(ValueError, match="twice"):
+        registry.declare_model("lenet5", "again", "kfold.nn.models:lenet5")

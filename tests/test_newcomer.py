@@ -148,7 +148,7 @@ def test_mean_and_vote_agreement_heatmaps_have_different_titles(tmp_path, monkey
 
     monkeypatch.setattr(figures, "agreement_heatmap", lambda *args, title="", **kwargs: titles.append(title))
     for method in ("mean", "vote"):
-        report.write_report(combine(paths, method=method), tmp_path / method)
+        report.write_agreement_report(combine(paths, method=method), tmp_path / method)
     assert len(set(titles)) == 2 and "mean" in titles[0] and "vote" in titles[1]
 
 

@@ -10,9 +10,8 @@ import argparse
 import math
 from typing import Callable
 
-from kfold.config import AUG_BACKENDS, KEEP_EPOCHS, OPTIMIZERS, SCHEDULES, preset_names
-from kfold.errors import ArgumentParser
-from kfold.registry import aug_names, model_names
+from kfold.config import PARAMS, preset_names
+from kfold.errors import ArgumentParser, flag_of
 
 SEED_MAX = 2 ** 32 - 1
 DEVICES = ["auto", "cpu", "cuda", "mps"]
@@ -159,32 +158,42 @@ def add_progress_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (epoch lines are still printed)")
 
 
-# CLI flag -> (TrainConfig field type, help, choices); flags left unset keep the preset's value
-TRAINING_FLAGS: dict[str, tuple[Callable[[str], object], str, list[str] | None]] = {
-    "epochs": (positive_int, "training epochs", None),
-    "batch_size": (positive_int, "training batch size", None),
-    "lr": (finite_float(0, 10, low_open=True), "peak learning rate", None),
-    "optimizer": (str, "optimizer", list(OPTIMIZERS)),
-    "momentum": (finite_float(0, 1, high_open=True), "SGD/RMSprop momentum", None),
-    "weight_decay": (finite_float(0, 1), "L2 weight decay", None),
-    "schedule": (str, "learning-rate schedule", list(SCHEDULES)),
-    "warmup_epochs": (finite_float(0, 1000), "warm-up epochs of the schedule", None),
-    "label_smoothing": (finite_float(0, 1, high_open=True), "label smoothing", None),
-    "aug": (str, "augmentation policy", aug_names()),
-    "aug_backend": (str, "augmentation backend", list(AUG_BACKENDS)),
-    "model": (str, "network (kfold models lists them)", model_names()),
-    "dropout": (finite_float(0, 1, high_open=True), "dropout rate (default: the model's)", None),
-    "mixup": (finite_float(0, 100), "mixup Beta(alpha, alpha); 0 disables", None),
-    "cutmix": (finite_float(0, 100), "cutmix Beta(alpha, alpha); 0 disables", None),
-    "ema": (finite_float(0, 1, high_open=True), "EMA decay of the weights, e.g. 0.999; 0 disables", None),
-    "early_stopping": (int_at_least(0), "patience in epochs; 0 disables", None),
-    "num_workers": (int_at_least(0), "DataLoader workers of the albumentations backend", None),
-    "tta": (positive_int, "default test-time views used by predict", None),
-    "eval_batch_size": (positive_int, "evaluation batch size", None),
-    "pseudo_label": (finite_float(0, 1, high_open=True), "pseudo-label confidence threshold; 0 disables", None),
-    "pseudo_start": (finite_float(0, 1, high_open=True), "fraction of the epochs before pseudo-labels start", None),
-    "keep": (str, "which epoch a fold keeps", list(KEEP_EPOCHS)),
-}
+def config_flag_type(name: str) -> Callable[[str], object]:
+    """The parser of a config field's flag, from its row of ``kfold.config.PARAMS`` (type, bounds, choices).
+
+    >>> config_flag_type("momentum")("0.9")
+    0.9
+    >>> config_flag_type("keep")("last")
+    'last'
+    """
+    spec = PARAMS[name]
+    if spec.choices is not None:
+        return one_of(name.replace("_", " "), spec.allowed())
+    if spec.kind == (int,):
+        low, high = int(spec.low), int(spec.high)
+        at_least, within = int_at_least(low), int_at_least(low, high)
+
+        def parse(text: str) -> int:  # below the bound: "an integer >= 1", as every other flag says it
+            return within(str(at_least(text)))
+
+        parse.__name__ = "integer"
+        return parse
+    if spec.kind == (float,):
+        return finite_float(spec.low, spec.high, low_open=spec.low_open, high_open=spec.high_open)
+    raise ValueError(f"config field {name!r} of type {spec.type_name} has no flag")
+
+
+# The config fields set by flags (--lr, --batch-size ...); their types, bounds, choices and help come from
+# kfold.config.PARAMS. Flags left unset keep the preset's value.
+TRAINING_FLAGS: list[str] = [name for name, spec in PARAMS.items() if spec.flag]
+
+
+def _bounds(spec) -> str:
+    """``: 1..9 views``, ``: (0, 10]``: a numeric field's range and unit for its help text."""
+    if spec.low is None or spec.high is None:
+        return ""
+    span = f"{spec.low:g}..{spec.high:g}" if spec.kind == (int,) else spec.interval()
+    return f" in {span}" + (f" {spec.unit}" if spec.unit else "")
 
 
 def add_recipe_flags(p: argparse.ArgumentParser, default_preset: str = "fast") -> None:
@@ -192,12 +201,12 @@ def add_recipe_flags(p: argparse.ArgumentParser, default_preset: str = "fast") -
     group.add_argument("--preset", default=default_preset, type=one_of("preset", preset_names()), metavar="PRESET",
                        help=f"one of: {', '.join(preset_names())} (default: {default_preset})")
     group.add_argument("--config", help="JSON file with config overrides (applied after the preset)")
-    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (falls back to eager)")
-    for flag, (kind, text, choices) in TRAINING_FLAGS.items():
-        if choices is not None:
-            kind = one_of(flag.replace("_", " "), choices)
-        group.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,
-                           metavar="|".join(choices) if choices else None, help=text + " (default: the preset's)")
+    group.add_argument("--compile", action="store_true", default=None, help=PARAMS["compile"].help)
+    for name in TRAINING_FLAGS:
+        spec = PARAMS[name]
+        choices = spec.allowed()
+        group.add_argument(flag_of(name), dest=name, type=config_flag_type(name), default=None,
+                           metavar="|".join(choices) if choices else None, help=f"{spec.help}{_bounds(spec)} (default: the preset's)")
 
 
 def recipe_overrides(args: argparse.Namespace) -> dict:

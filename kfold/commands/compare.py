@@ -28,8 +28,9 @@ def build_parser(prog: str = "compare.py") -> argparse.ArgumentParser:
                    help=f"comma-separated presets, from: {', '.join(preset_names())} (default: {','.join(DEFAULT_PRESETS)})")
     p.add_argument("--seed-ensembles", type=_optional_list, default=None, metavar="PRESETS",
                    help="presets whose fold means are also averaged over all seeds (default: best, when listed; '' for none)")
-    p.add_argument("--epochs", type=flags.positive_int, default=None, help="override every preset's epochs")
-    p.add_argument("--tta", type=flags.positive_int, default=None, metavar="N", help="test-time augmentation views for predict")
+    p.add_argument("--epochs", type=flags.config_flag_type("epochs"), default=None, help="override every preset's epochs")
+    p.add_argument("--tta", type=flags.config_flag_type("tta"), default=None, metavar="N",
+                   help="test-time augmentation views for predict")
     flags.add_device_flags(p)
     flags.add_progress_flag(p)
     flags.add_backend_flags(p)

@@ -39,10 +39,10 @@ def build_errors_parser(prog: str = "kfold errors") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "kfold report") -> int:
     from kfold.scoring.errors_analysis import per_class_markdown
-    from kfold.scoring.html_report import write_report
+    from kfold.scoring.html_report import write_html_report
 
     args = build_report_parser(prog).parse_args(argv)
-    out, analysis = write_report(args.run_dir, args.out, args.leaderboard, args.data)
+    out, analysis = write_html_report(args.run_dir, args.out, args.leaderboard, args.data)
     print(per_class_markdown(analysis))
     for note in analysis.notes:
         print(note)

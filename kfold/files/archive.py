@@ -23,6 +23,8 @@ from pathlib import Path, PurePosixPath
 from kfold.files.atomic import atomic_path
 from kfold.errors import DataError, UsageError
 
+__all__ = ["check_not_symlink", "CHUNK", "DEFAULT_MAX_SIZE", "extract_zip", "parse_size"]
+
 CHUNK = 1 << 20
 DEFAULT_MAX_SIZE = 8 << 30
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30,

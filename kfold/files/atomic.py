@@ -16,6 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+__all__ = ["atomic_path", "current_umask", "refuse_links_out_of", "refuse_overwriting_inputs", "remove_stale_temps",
+           "same_file", "save_figure", "sweep_stale_temps", "together", "Transaction", "write_bytes", "write_csv",
+           "write_json", "write_text"]
+
 
 _MAX_PREFIX_NAME = 100  # the hidden temporary name stays short enough for any file system (255 bytes)
 

@@ -20,6 +20,8 @@ import pandas as pd
 
 from kfold.errors import DataError
 
+__all__ = ["exact_integer", "int64_array", "integer_column", "parse_csv"]
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _PLAIN_INT = re.compile(r"^\s*[+-]?[0-9]{1,18}\s*$")  # ASCII digits only: no '٣', no '1_000'
 _NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$")

@@ -11,6 +11,8 @@ from sklearn.model_selection import StratifiedKFold
 from kfold.files.atomic import write_csv
 from kfold.errors import DataError, UsageError
 
+__all__ = ["assign_folds", "check_k", "load_or_create_folds", "read_folds", "write_folds"]
+
 
 def check_k(k) -> None:
     """The one check of a fold count (commands check it when parsing with the same bound)."""
@@ -19,7 +21,38 @@ def check_k(k) -> None:
 
 
 def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold index (0..k-1) for every row: stratified by label, shuffled with ``seed``."""
+    """Fold index (0..k-1) for every row: stratified by label, shuffled with ``seed``.
+
+    Parameters
+    ----------
+    labels : array of int
+        The class of every training row.
+    k : int
+        Number of folds, 2..10000 and at most the count of the rarest class.
+    seed : int
+        Seed of the shuffle: the same labels, ``k`` and seed give the same folds.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        The fold of every row; each fold holds every class in proportion (scikit-learn's ``StratifiedKFold``).
+
+    Raises
+    ------
+    UsageError
+        ``k`` outside 2..10000 or larger than a class.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> folds = assign_folds(np.array([0, 0, 1, 1, 0, 1]), 3, seed=0)
+    >>> sorted(folds.tolist()), np.bincount(folds[[0, 1, 4]]).tolist()
+    ([0, 0, 1, 1, 2, 2], [1, 1, 1])
+    >>> assign_folds(np.array([0, 0, 1]), 2, seed=0)
+    Traceback (most recent call last):
+    ...
+    kfold.errors.UsageError: k=2 is larger than the 1 training images of class 1
+    """
     labels = np.asarray(labels)
     check_k(k)
     counts = np.bincount(labels)

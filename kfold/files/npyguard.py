@@ -15,6 +15,8 @@ from numpy.lib import format as npy_format
 
 from kfold.errors import DataError
 
+__all__ = ["check_arrays", "MAX_DEFLATE_RATIO"]
+
 MAX_DEFLATE_RATIO = 1100  # deflate cannot expand data by more than ~1032:1
 
 

@@ -34,6 +34,9 @@ from kfold.files.schema import ID_COLUMN, LABEL_COLUMN
 
 RESERVED = (ID_COLUMN, LABEL_COLUMN)
 
+__all__ = ["CHUNK_ROWS", "from_log_probs", "is_prob_csv", "KINDS", "looks_like_log_probs", "MAGIC",
+           "numeric_column", "ProbFile", "read_probs", "ROW_SUM_TOLERANCE", "SUFFIXES", "validate", "write_probs"]
+
 MAGIC = "#kfold-probs"
 SUFFIXES = (".csv", ".npz")
 ROW_SUM_TOLERANCE = 1e-3

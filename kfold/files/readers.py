@@ -28,6 +28,9 @@ from kfold.errors import DataError, UsageError
 from kfold.files.probs import ProbFile, from_log_probs, numeric_column, validate
 from kfold.files.submission import HEADER, Submission, check_categories, check_unique_ids, read_submission
 
+__all__ = ["check_ids_option", "csv_header", "is_positional", "is_submission_header", "read_foreign_csv",
+           "read_ids", "read_npy", "read_submission_fast"]
+
 _SUBMISSION_HEADER = ",".join(HEADER).encode()
 _ALLOWED = b"0123456789,\n-"
 _POSITIONAL = "positional_classes"  # meta key: class names are the column indices 0..C-1

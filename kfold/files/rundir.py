@@ -30,6 +30,8 @@ from typing import Iterator
 
 from kfold.errors import DataError
 
+__all__ = ["FULL", "model_name", "PredDir", "probs_path", "PROBS_SUFFIX", "RunDir", "safe_name"]
+
 CONFIG, FOLDS, SUMMARY, OOF = "config.json", "folds.csv", "summary.json", "oof.npz"
 META, WEIGHTS, CHECKPOINT, METRICS = "meta.json", "model.safetensors", "checkpoint.pt", "metrics.csv"
 LEARNING_CURVE, CONFUSION_CSV, CONFUSION_PNG = "learning_curve.png", "confusion.csv", "confusion.png"

@@ -5,6 +5,8 @@ rest; kfold's generated solution files, ``kfold make-competition`` and ``kfold l
 without a Usage column) all use these defaults.
 """
 
+__all__ = ["check_fraction", "make_solution", "PUBLIC_FRACTION", "random_usage", "SOLUTION_SEED"]
+
 PUBLIC_FRACTION = 0.3  # share of the test rows that are Public
 SOLUTION_SEED = 0      # seed of the generated split
 

@@ -30,6 +30,10 @@ from kfold.errors import DataError
 from kfold.files.probs import numeric_column
 from kfold.files.schema import KMNIST, Schema, clip_for_metric
 
+__all__ = ["align_ids", "check_categories", "check_header", "check_unique_ids", "FIRST_DATA_LINE", "HEADER",
+           "id_category_columns", "read_csv_frame", "read_submission", "sample_ids", "Submission", "validate_submission",
+           "write_submission"]
+
 HEADER = KMNIST.header
 FIRST_DATA_LINE = 2
 PROBABILITY_TOLERANCE = 1e-3  # a probability submission's rows must sum to 1 within this

@@ -41,11 +41,17 @@ from kfold.files.atomic import save_figure, write_csv, write_text
 from kfold.scoring.calibration import calibrated, fit_temperature
 from kfold.config import PRESETS, preset_names, resolve_config
 from kfold.scoring.ensemble import Ensemble, combine, fit_weights
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.rundir import PredDir, RunDir, probs_path
 from kfold.files.probs import ProbFile, read_probs, write_probs
 from kfold.scoring.report import markdown_table
 from kfold.files.submission import write_submission
+
+__all__ = ["BEST_PRESET", "calibrated_pair", "check_same_folds", "compare", "comparison_markdown",
+           "comparison_table", "DEFAULT_PRESETS", "Entry", "FIT_METRIC", "mean_file", "NOT_AVAILABLE", "oof_file",
+           "parse_presets", "plot_comparison", "REPORT_AVG_PRESETS", "REPORT_PRESETS", "score", "seed_entries",
+           "train_and_predict", "train_and_predict_at_once", "train_seconds", "with_na", "write_board",
+           "write_entry"]
 
 REPORT_PRESETS = ("alexnet5-sgd", "alexnet5-adam", "alexnet7-sgd", "alexnet7-adam")  # the KMNIST report's setups
 REPORT_AVG_PRESETS = ("alexnet7-sgd", "alexnet7-adam")
@@ -56,38 +62,28 @@ FIT_METRIC = "logloss"
 NOT_AVAILABLE = "n/a"
 
 
-def _split_list(text: str, flag: str) -> list[str]:
+def _split_list(text: str, name: str) -> list[str]:
     items = [part.strip() for part in text.split(",")]
     if not all(items):
-        raise UsageError(f"{flag} {text!r}: empty item in the comma-separated list")
+        raise UsageError(f"{param(name)}={text!r}: empty item in the comma-separated list")
     duplicated = next((item for i, item in enumerate(items) if item in items[:i]), None)
     if duplicated is not None:
-        raise UsageError(f"{flag} {text!r}: {duplicated!r} is listed twice")
+        raise UsageError(f"{param(name)}={text!r}: {duplicated!r} is listed twice")
     return items
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``'0,1,2'`` -> [0, 1, 2]; seeds are distinct non-negative integers."""
-    seeds = []
-    for item in _split_list(text, "--seeds"):
-        if not item.isdigit():
-            raise UsageError(f"--seeds {text!r}: {item!r} is not a non-negative integer")
-        seeds.append(int(item))
-    if len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds {text!r}: a seed is listed twice")
-    return seeds
-
-
-def parse_presets(text: str, flag: str = "--presets", allowed: Sequence[str] | None = None) -> list[str]:
-    """Preset names, each known (to ``allowed`` when given, else to kfold.config) and not an entry name."""
-    presets = _split_list(text, flag)
-    for name in presets:
-        if allowed is not None and name not in allowed:
-            raise UsageError(f"{flag}: {name!r} is not one of --presets ({', '.join(allowed)})")
-        if name not in PRESETS:
-            raise UsageError(f"{flag}: unknown preset {name!r}; available: {', '.join(preset_names())}")
-        if name in (VOTE_ENTRY, AVG_ENTRY, FITTED_ENTRY) or name.endswith(SEEDS_SUFFIX):
-            raise UsageError(f"{flag}: preset {name!r} clashes with a comparison entry name")
+def parse_presets(text: str, name: str = "presets", allowed: Sequence[str] | None = None) -> list[str]:
+    """Preset names, each known (to ``allowed`` when given, else to kfold.config) and not an entry name;
+    errors name the parameter ``name``."""
+    presets = _split_list(text, name)
+    where = param(name)
+    for preset in presets:
+        if allowed is not None and preset not in allowed:
+            raise UsageError(f"{where}: {preset!r} is not one of {param('presets')} ({', '.join(allowed)})")
+        if preset not in PRESETS:
+            raise UsageError(f"{where}: unknown preset {preset!r}; available: {', '.join(preset_names())}")
+        if preset in (VOTE_ENTRY, AVG_ENTRY, FITTED_ENTRY) or preset.endswith(SEEDS_SUFFIX):
+            raise UsageError(f"{where}: preset {preset!r} clashes with a comparison entry name")
     return presets
 
 
@@ -160,7 +156,7 @@ def check_same_folds(reference: Path, other: Path) -> None:
     if first.shape != second.shape or not np.array_equal(first, second):
         row = int(np.argmax(first != second)) if first.shape == second.shape else min(len(first), len(second))
         raise DataError(f"{other}: folds differ from {reference} (first at Id {row}); these runs are not comparable, "
-                        f"use a new --out directory")
+                        f"use a new {param('out')} directory")
 
 
 def train_and_predict(task, spec, out: Path, seed: int, preset: str, *, k: int, epochs: int | None, device: str,
@@ -313,13 +309,13 @@ def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRES
     else:
         pooled_presets = list(seed_ensembles)
         for preset in pooled_presets:
-            parse_presets(preset, "--seed-ensembles", allowed=presets)
+            parse_presets(preset, "seed_ensembles", allowed=presets)
     pooled_presets = pooled_presets if len(seeds) > 1 else []  # one seed: the same as the preset's own entry
     from kfold.files.folds import check_k
 
     check_k(k)
     if tta is not None and tta < 1:
-        raise UsageError(f"--tta {tta}: needs at least 1 view")
+        raise UsageError(f"{param('tta')}={tta}: needs at least 1 view")
     for preset in presets:  # every config error before the first run starts
         resolve_config(preset, None, {} if epochs is None else {"epochs": epochs})
     spec = TaskSpec(str(data))

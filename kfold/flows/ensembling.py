@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from kfold.errors import UsageError
+from kfold.errors import UsageError, param
 from kfold.files.rundir import probs_path
 from kfold.scoring.ensemble import Ensemble
+
+__all__ = ["EnsembleResult", "make_submission", "REPORT_FILES"]
 
 REPORT_FILES = ("agreement.csv", "inputs.csv", "report.md", "agreement.png", "groups.csv")
 
@@ -50,13 +52,13 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
     out = Path(out)
     check_seed(seed)
     if out.suffix.lower() != ".csv":
-        raise UsageError(f"--out must be a .csv file, got {out}")
+        raise UsageError(f"{param('out')} must be a .csv file, got {out}")
     fit = None
     if fit_oof is not None:
         if weights is not None:
-            raise UsageError("give either --weights or --fit-weights, not both")
+            raise UsageError(f"give either {param('weights')} or {param('fit_oof')}, not both")
         if len(fit_oof) != len(inputs):
-            raise UsageError(f"--fit-weights names {len(fit_oof)} out-of-fold files for {len(inputs)} inputs")
+            raise UsageError(f"{param('fit_oof')} names {len(fit_oof)} out-of-fold files for {len(inputs)} inputs")
         fit = fit_weights(list(fit_oof), metric=fit_metric, method="geomean" if method == "geomean" else "mean",
                           rounds=fit_rounds)
         weights = fit.weights
@@ -68,7 +70,7 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
     ensemble = combine(list(inputs), method=method, weights=weights, seed=seed, tiebreak=tiebreak,
                        num_classes=num_classes, ids=row_ids, log_probs=log_probs, input_predictions=bool(report))
     if ensemble.kind == "oof" and sample:
-        raise UsageError("the inputs are out-of-fold files; --sample applies to test predictions")
+        raise UsageError(f"the inputs are out-of-fold files; {param('sample')} applies to test predictions")
     if schema is None and isinstance(ensemble.meta.get("schema"), dict):
         schema = Schema.from_dict(ensemble.meta["schema"], f"the metadata of {ensemble.names[0]}")
     if schema is not None and schema.writes_probabilities and ensemble.probs is None:
@@ -107,9 +109,9 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
                         labels=None if ensemble.labels is None else ensemble.labels[order])
             result.written.append(probs_path(out))
         if report:
-            from kfold.scoring.report import write_report
+            from kfold.scoring.report import write_agreement_report
 
-            result.report = write_report(ensemble, Path(report), labels=labels, groups=groups, scored=scored)
+            result.report = write_agreement_report(ensemble, Path(report), labels=labels, groups=groups, scored=scored)
             result.written += [Path(report) / name for name in REPORT_FILES[:4]]
             result.written += [Path(report) / "groups.csv"] if groups is not None else []
     return result

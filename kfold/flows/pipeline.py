@@ -18,6 +18,8 @@ from kfold.data.task import Task
 from kfold.files.rundir import RunDir, safe_name
 from kfold.flows.training import Backend, RunSummary, TaskSpec, format_summary, train_run
 
+__all__ = ["CompetitionResult", "METHODS", "run_competition", "validate_files"]
+
 METHODS = ("mean", "vote")
 
 
@@ -60,13 +62,72 @@ def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec:
                     submissions: str | Path = "submissions", device: str = "auto", tta: int | None = None,
                     threads: int | None = None, progress: bool = True, backend: Backend | None = None,
                     echo: Callable[[str], None] = print) -> CompetitionResult:
-    """Train, predict, ensemble, validate and score; re-running continues (or reuses) the runs."""
-    from kfold.errors import UsageError
+    """Train, predict, ensemble, validate and score; re-running continues (or reuses) the runs.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        A validated config (``kfold.config.resolve_config``).
+    task : Task
+        The loaded data (``task_spec.load()``), loaded once for every step.
+    out : str or Path
+        Run directory; with several seeds, one run per seed in ``out/seed{s}``.
+    task_spec : TaskSpec
+        How to load the data again (a Ray task does).
+    preset : str, optional
+        The preset's name, recorded with the run.
+    k : int, default 5
+        Number of stratified folds.
+    seeds : sequence of int, default (0,)
+        Distinct seeds, one k-fold run each; their models are ensembled together.
+    folds : str or sequence of int, optional
+        Train only these folds (nothing is predicted until every fold is trained).
+    submissions : str or Path, default "submissions"
+        Folder of the submission CSVs (``NAME-mean.csv``, ``NAME-vote.csv``).
+    device, tta, threads, progress, backend
+        Where and how folds train and predict (``kfold.flows.training.train_run``).
+    echo : callable, default print
+        Receives every progress line.
+
+    Returns
+    -------
+    CompetitionResult
+        The run summaries, probability files, submissions, the local leaderboard (when the data has a solution
+        file), the recommended submission and the closing lines.
+
+    Raises
+    ------
+    UsageError
+        Bad parameters (``seeds=[0, 0]``, ``folds`` outside ``0..k-1``), before anything is written.
+    DataError
+        Data or run directories that are damaged or made for other settings.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from kfold.config import resolve_config
+    >>> from kfold.data.toy import make_toy_competition
+    >>> from kfold.flows.training import TaskSpec
+    >>> tmp = tempfile.mkdtemp()
+    >>> spec = TaskSpec(str(make_toy_competition(f"{tmp}/comp")))
+    >>> cfg = resolve_config("lenet5", overrides={"epochs": 1})
+    >>> result = run_competition(cfg, spec.load(), f"{tmp}/toy", task_spec=spec, preset="lenet5", k=2,
+    ...                          submissions=f"{tmp}/subs", device="cpu", threads=1, progress=False,
+    ...                          echo=lambda line: None)
+    fold 0 epoch   1/1 loss ...
+    >>> sorted(result.submissions), result.recommended.name, len(result.leaderboard)
+    (['mean', 'vote'], 'toy-mean.csv', 4)
+    >>> run_competition(cfg, spec.load(), f"{tmp}/toy", task_spec=spec, seeds=[0, 0])
+    Traceback (most recent call last):
+    ...
+    kfold.errors.UsageError: seeds=[0, 0]: give distinct seeds
+    """
+    from kfold.errors import UsageError, param
     from kfold.flows.ensembling import make_submission
 
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds {seeds}: give distinct seeds")
+        raise UsageError(f"{param('seeds')}={seeds}: give distinct seeds")
     root = RunDir(out)
     name = root.name
     submissions = Path(submissions)

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from kfold.errors import DataError, KfoldError, UsageError
+from kfold.errors import DataError, KfoldError, UsageError, param
+
+__all__ = ["EMBEDDED_NODE_IP", "import_ray", "INSTALL_HINT", "make_backend", "RayBackend", "RayOptions", "RunPlan",
+           "short_temp_dir", "train_runs"]
 
 INSTALL_HINT = "pip install -e '.[ray]'"
 # The embedded cluster's node address: loopback, so nothing leaves the machine. Not 127.0.0.1: Ray replaces that
@@ -40,23 +43,23 @@ class RayOptions:
         def number(name: str, value, low: float) -> None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low or value != value \
                     or value == float("inf"):
-                raise UsageError(f"--{name} {value!r}: must be a finite number >= {low:g}")
+                raise UsageError(f"{param(name)}={value!r}: must be a finite number >= {low:g}")
 
-        number("cpus-per-fold", self.cpus_per_fold, 0)
-        number("gpus-per-fold", self.gpus_per_fold, 0)
+        number("cpus_per_fold", self.cpus_per_fold, 0)
+        number("gpus_per_fold", self.gpus_per_fold, 0)
         if self.cpus_per_fold == 0 and self.gpus_per_fold == 0:
-            raise UsageError("--cpus-per-fold 0 needs --gpus-per-fold > 0 (a fold must hold some resource)")
+            raise UsageError(f"{param('cpus_per_fold')}=0 needs {param('gpus_per_fold')} > 0 (a fold must hold some resource)")
         if self.gpus_per_fold > 1 and self.gpus_per_fold != int(self.gpus_per_fold):
-            raise UsageError(f"--gpus-per-fold {self.gpus_per_fold:g}: a fraction must be below 1 (0.25: four folds "
+            raise UsageError(f"{param('gpus_per_fold')}={self.gpus_per_fold:g}: a fraction must be below 1 (0.25: four folds "
                              f"share a GPU); above 1 give a whole number")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise UsageError(f"--max-retries {self.max_retries!r}: must be an integer >= 0")
+            raise UsageError(f"{param('max_retries')}={self.max_retries!r}: must be an integer >= 0")
         if self.concurrent is not None:
             if isinstance(self.concurrent, bool) or not isinstance(self.concurrent, int) or self.concurrent < 1:
-                raise UsageError(f"--parallel-folds {self.concurrent!r}: must be an integer >= 1")
+                raise UsageError(f"{param('parallel_folds')}={self.concurrent!r}: must be an integer >= 1")
             if self.address:
-                raise UsageError("--parallel-folds runs an embedded local cluster: give --address or --parallel-folds, "
-                                 "not both")
+                raise UsageError(f"{param('parallel_folds')} runs an embedded local cluster: give {param('address')} or "
+                                 f"{param('parallel_folds')}, not both")
         return self
 
     def threads(self, threads: int | None) -> int:
@@ -67,8 +70,8 @@ class RayOptions:
         """A fold without a GPU share runs on the CPU (Ray leaves CUDA_VISIBLE_DEVICES unset for it)."""
         if self.gpus_per_fold == 0:
             if device == "cuda":
-                raise UsageError("--device cuda with --backend ray needs --gpus-per-fold > 0 (e.g. 1, or 0.25 to "
-                                 "share a GPU between four folds)")
+                raise UsageError(f"{param('device')}=cuda with {param('backend')}=ray needs {param('gpus_per_fold')} > 0 "
+                                 f"(e.g. 1, or 0.25 to share a GPU between four folds)")
             return "cpu" if device == "auto" else device
         return device
 
@@ -87,7 +90,7 @@ def import_ray(remote: bool = False):
     try:
         import ray
     except ImportError:
-        raise UsageError(f"--backend ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+        raise UsageError(f"{param('backend')}=ray needs Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
 
 
@@ -196,7 +199,7 @@ class RayBackend:
             try:
                 ray.init(address=address, log_to_driver=True, logging_level="WARNING")
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise UsageError(f"--address {address}: cannot connect to a Ray cluster "
+                raise UsageError(f"{param('address')}={address}: cannot connect to a Ray cluster "
                                  f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
             self.started, self.remote_cluster = True, True
         else:
@@ -247,7 +250,7 @@ class RayBackend:
             if not exists:
                 raise UsageError(f"{path}: not visible on the Ray node {ip or node.get('NodeManagerAddress')}: the run "
                                  f"directory must be on storage every node mounts at the same path (e.g. NFS); "
-                                 f"give such an --out")
+                                 f"give such an {param('out')}")
         self._checked_paths.add(path)
 
     # -- jobs
@@ -291,7 +294,7 @@ class RayBackend:
                             getattr(ray.exceptions, "TaskUnschedulableError", ()), ray.exceptions.ObjectLostError)):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return DataError(f"a fold's Ray worker or node was lost {self.options.max_retries + 1} time(s) "
-                             f"({type(exc).__name__}: {first[:200]}); rerun the command with --resume to continue")
+                             f"({type(exc).__name__}: {first[:200]}); rerun the command with {param('resume')}=True to continue")
         return exc
 
     def wait(self, refs: Sequence, *, labels: Sequence[str] | None = None, on_done: Callable[[int, dict], None] | None = None) -> list:
@@ -343,10 +346,10 @@ def make_backend(name: str = "ray", *, address: str | None = None, cpus_per_fold
     """``None`` for the local backend, else a validated ``RayBackend`` (Ray imported, not started)."""
     if name == "local" and parallel_folds is None:
         if address:
-            raise UsageError("--address needs --backend ray")
+            raise UsageError(f"{param('address')} needs {param('backend')}=ray")
         return None
     if name not in ("local", "ray"):
-        raise UsageError(f"--backend {name!r}: must be local or ray")
+        raise UsageError(f"{param('backend')}={name!r}: must be local or ray")
     options = RayOptions(address=address, cpus_per_fold=cpus_per_fold, gpus_per_fold=gpus_per_fold,
                          max_retries=max_retries, concurrent=parallel_folds).validate()
     options.device(device)  # --device cuda without a GPU share: a usage error now

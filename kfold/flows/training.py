@@ -16,11 +16,15 @@ import numpy as np
 
 from kfold.config import TrainConfig, resolve_config
 from kfold.data.task import Task
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.atomic import refuse_links_out_of, sweep_stale_temps, write_json
 from kfold.files.folds import assign_folds, check_k, read_folds, write_folds
 from kfold.files.probs import read_probs, write_probs
 from kfold.files.rundir import FULL, RunDir
+
+__all__ = ["check_run_dir", "check_task", "fold_jobs", "FoldJob", "folds_sha256", "format_summary", "full_epochs",
+           "load_saved_config", "local_backend", "parse_fold_list", "prepare_run", "RUN_KEYS", "RunSummary",
+           "summarize", "TaskSpec", "train_run"]
 
 RUN_KEYS = ("config", "k", "seed", "fingerprint", "folds_sha256", "threads")  # a resume must match every one
 
@@ -43,7 +47,7 @@ class TaskSpec:
                          label_mode=self.label_mode, progress=progress)
         kind = "mnist-mix" if task.name == "mnist-mix" else "kmnist"
         if self.expected not in ("auto", kind):
-            raise UsageError(f"--task {self.expected}: --data {self.data} holds a {kind} dataset")
+            raise UsageError(f"{param('task')}={self.expected}: {param('data')}={self.data} holds a {kind} dataset")
         return task
 
 
@@ -98,13 +102,13 @@ def parse_fold_list(folds: str | Sequence[int] | None, k: int) -> list[int]:
         try:
             values = sorted({int(part) for part in folds.split(",") if part.strip()})
         except ValueError:
-            raise UsageError(f"--folds {folds!r}: expected comma-separated integers like 0,2") from None
+            raise UsageError(f"{param('folds')}={folds!r}: expected comma-separated integers like 0,2") from None
     else:
         values = sorted({int(f) for f in folds})
     bad = [f for f in values if not 0 <= f < k]
     if bad or not values:
         shown = folds if isinstance(folds, str) else ",".join(map(str, folds))
-        raise UsageError(f"--folds {shown!r}: folds must be in 0..{k - 1}")
+        raise UsageError(f"{param('folds')}={shown!r}: folds must be in 0..{k - 1}")
     return values
 
 
@@ -131,7 +135,7 @@ def load_saved_config(run: RunDir) -> dict:
     try:
         return run.read_json(run.config)
     except DataError:
-        raise DataError(f"{run.config}: damaged run config; use a new --out directory") from None
+        raise DataError(f"{run.config}: damaged run config; use a new {param('out')} directory") from None
 
 
 def check_run_dir(run: RunDir, wanted: dict, resume: bool, full: bool = False) -> dict | None:
@@ -143,27 +147,27 @@ def check_run_dir(run: RunDir, wanted: dict, resume: bool, full: bool = False) -
     refuse_links_out_of(run.path, [run.config, run.folds_csv, run.oof, run.summary,
                                    *(run.model_dir(f) for f in (*range(wanted["k"]), FULL))], DataError)
     if run.path.exists() and not run.path.is_dir():
-        raise UsageError(f"--out {run.path}: exists and is not a directory")
+        raise UsageError(f"{param('out')}={run.path}: exists and is not a directory")
     if not run.config.exists():
         return None
     saved = load_saved_config(run)
     if saved.get("folds_sha256") not in (None, wanted["folds_sha256"]):
         raise DataError(f"{run.folds_csv}: the fold assignment was changed after the run was created "
                         f"(sha256 {wanted['folds_sha256'][:12]}..., the run recorded {str(saved['folds_sha256'])[:12]}...); "
-                        f"use a new --out directory")
+                        f"use a new {param('out')} directory")
     if not (resume or full):
-        raise UsageError(f"{run.path} already holds a run; pass --resume to continue it or choose a new --out")
+        raise UsageError(f"{run.path} already holds a run; pass {param('resume')}=True to continue it or choose a new {param('out')}")
     differ = _differences(saved, wanted, {"epochs"} if full else set())
     if differ:
         raise UsageError(f"{run.config}: config differs from this command's ({'; '.join(differ)}); "
-                         f"use a new --out directory for a new setup")
+                         f"use a new {param('out')} directory for a new setup")
     return saved
 
 
 def check_task(task: Task, data: str) -> None:
     """A task a classifier can be trained on (checked before anything is written)."""
     if task.num_classes < 2:
-        raise DataError(f"--data {data}: {task.num_classes} class ({', '.join(task.class_names)}); "
+        raise DataError(f"{param('data')}={data}: {task.num_classes} class ({', '.join(task.class_names)}); "
                         f"a classifier needs at least 2 classes")
 
 
@@ -172,14 +176,15 @@ def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None
     """Validate, then write config.json and folds.csv (once); return the fold of every training row."""
     check_k(k)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise UsageError(f"--threads {threads!r}: must be an integer >= 1")
+        raise UsageError(f"{param('threads')}={threads!r}: must be an integer >= 1")
     check_task(task, data)
     if run.config.exists():
         load_saved_config(run)  # a damaged config is named before anything else is read
     if run.folds_csv.exists() and not run.folds_csv.is_symlink():
         folds = read_folds(run.folds_csv, task.train_labels)
         if folds.max() + 1 != k:
-            raise UsageError(f"{run.folds_csv} has {folds.max() + 1} folds but --k {k} was given; use a new --out directory")
+            raise UsageError(f"{run.folds_csv} has {folds.max() + 1} folds but {param('k')}={k} was given; "
+                             f"use a new {param('out')} directory")
     else:
         folds = assign_folds(task.train_labels, k, seed)  # a k larger than a class fails before anything is written
     wanted = {"config": cfg.to_dict(), "preset": preset, "k": k, "seed": seed, "data": str(data), "task": task.name,
@@ -254,12 +259,13 @@ def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str 
 
 
 def full_epochs(run: RunDir, k: int, explicit: int | None) -> int:
-    """--full trains for --epochs if given, else the mean best epoch of the finished folds."""
+    """``full`` trains for ``epochs`` if given, else the mean best epoch of the finished folds."""
     if explicit is not None:
         return explicit
     best = [_meta(run, f)["best_epoch"] for f in run.finished(k)] if run.is_run() else []
     if not best:
-        raise UsageError("--full needs finished fold runs in --out (to pick the epoch count) or an explicit --epochs")
+        raise UsageError(f"{param('full')}=True needs finished fold runs in {param('out')} (to pick the epoch count) or an "
+                         f"explicit {param('epochs')}")
     return max(1, round(float(np.mean(best))))
 
 
@@ -289,19 +295,20 @@ def format_summary(summary: dict) -> str:
 Backend = Callable[[list[FoldJob], Task], None]
 
 
-def local_backend(jobs: list[FoldJob], task: Task) -> None:
-    """Train the folds one after another in this process (the task is passed, not loaded again)."""
+def local_backend(jobs: list[FoldJob], task: Task, echo: Callable[[str], None] = print) -> None:
+    """Train the folds one after another in this process (the task is passed, not loaded again); ``echo``
+    reports each fold's start and end."""
     from kfold.nn.fold import train_fold
 
     start = time.perf_counter()
     for done, job in enumerate(jobs, 1):
-        meta = train_fold(job, task)
+        meta = train_fold(job, task, echo=echo)
         elapsed = time.perf_counter() - start
         left = len(jobs) - done
         eta = f"; about {elapsed / done * left / 60:.1f} min left for the {left} remaining" if left else ""
         val = "" if meta.get("val_accuracy") is None else f"val_acc {meta['val_accuracy']:.4f} "
-        print(f"{'full' if job.fold == FULL else f'fold {job.fold}'} done: {val}in {meta['seconds']:.1f}s "
-              f"({done}/{len(jobs)}{eta})", flush=True)
+        echo(f"{'full' if job.fold == FULL else f'fold {job.fold}'} done: {val}in {meta['seconds']:.1f}s "
+             f"({done}/{len(jobs)}{eta})")
 
 
 def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_spec: TaskSpec, preset: str | None = None,
@@ -315,6 +322,7 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
     (default: one after another in this process).
     """
     run = run if isinstance(run, RunDir) else RunDir(run)
+    train_folds = backend or (lambda jobs, task: local_backend(jobs, task, echo=echo))
     check_k(k)
     fold_list = parse_fold_list(folds, k)
     full_cfg = None
@@ -325,7 +333,7 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
     if backend is None:  # training here anyway: build the model on torch's meta device first (shapes only, no memory)
         from kfold.nn.checks import check_model_fits
 
-        check_model_fits(cfg, task.num_classes, task.image_shape, f"--data {task_spec.data}")
+        check_model_fits(cfg, task.num_classes, task.image_shape, f"{param('data')}={task_spec.data}")
     prepare_run(run, cfg, task, preset=preset, k=k, seed=seed, data=task_spec.data, resume=resume, full=full, threads=threads)
     start = time.perf_counter()
     if full:
@@ -334,7 +342,7 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
         else:
             jobs = fold_jobs(run, full_cfg, task_spec, [FULL], k=k, seed=seed, preset=preset, device=device,
                              threads=threads, resume=resume, progress=progress)
-            (backend or local_backend)(jobs, task)
+            train_folds(jobs, task)
     else:
         todo = []
         for fold in fold_list:
@@ -346,7 +354,7 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
         if todo:
             jobs = fold_jobs(run, cfg, task_spec, todo, k=k, seed=seed, preset=preset, device=device,
                              threads=threads, resume=resume, progress=progress)
-            (backend or local_backend)(jobs, task)
+            train_folds(jobs, task)
     summary = summarize(run, task, k, cfg, preset=preset, seed=seed)
     summary["wall_seconds"] = time.perf_counter() - start
     return RunSummary(run, summary)

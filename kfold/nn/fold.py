@@ -6,6 +6,7 @@ writes its folder; the run-level steps (config, folds, summary) are in ``kfold.f
 from __future__ import annotations
 
 import platform
+from typing import Callable
 
 import numpy as np
 
@@ -49,8 +50,10 @@ def interrupted_hint(desc: str, epoch: int, epochs: int, fold_dir) -> str:
             "the same command again with --resume (kfold run continues by itself)")
 
 
-def train_fold(job, task: Task | None = None) -> dict:
-    """Train ``job.fold`` of the run ``job.run_dir``; returns the fold's meta dict (also written as meta.json)."""
+def train_fold(job, task: Task | None = None, echo: Callable[[str], None] = print) -> dict:
+    """Train ``job.fold`` of the run ``job.run_dir``; returns the fold's meta dict (also written as meta.json).
+
+    ``echo`` reports the fold's header line (epoch lines go through tqdm, which keeps its bars intact)."""
     import pandas as pd
     import torch
     from sklearn.metrics import confusion_matrix
@@ -88,8 +91,8 @@ def train_fold(job, task: Task | None = None) -> dict:
                           seed=job.seed * 1000 + (job.k if fold == FULL else int(fold)), work_dir=fold_dir, desc=desc,
                           progress=job.progress, unlabeled=task.test_images)
     params = count_parameters(trainer.model)
-    print(f"{desc}: {cfg.model} with {params:,} parameters, {len(train_rows)} train / "
-          f"{0 if val_rows is None else len(val_rows)} val images on {device}", flush=True)
+    echo(f"{desc}: {cfg.model} with {params:,} parameters, {len(train_rows)} train / "
+         f"{0 if val_rows is None else len(val_rows)} val images on {device}")
     try:
         result = trainer.fit(resume=job.resume)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ a bias). Model-specific options (``hidden``, ``width``) are keyword arguments of
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Callable
 
@@ -17,32 +18,51 @@ from kfold.errors import UsageError
 from kfold import registry
 from kfold.registry import check_model
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}  # builders registered by users (kfold's own: kfold.registry)
 _COMMON = ("num_classes", "in_chans", "image_size", "dropout", "batch_norm")
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding a builder ``fn(num_classes, in_chans, image_size, dropout, batch_norm, **opts)``."""
+    """Decorator adding a user's builder ``fn(num_classes, in_chans, image_size, dropout, batch_norm, **opts)``
+    (timm's ``register_model``): it declares the name with the builder's options in the torch-free
+    ``kfold.registry``, or completes a name declared there without a builder."""
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
+        declared = registry.MODELS.get(name)
+        if name in _REGISTRY or (declared is not None and declared.builder is not None):
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = fn
-        if name not in registry.MODELS:  # a model added by a user: its name and options become known torch-free too
+        if declared is None:  # its name and options become known torch-free too
             options = {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.name not in _COMMON}
-            registry.MODELS[name] = registry.ModelSpec(name, (fn.__doc__ or name).strip().splitlines()[0], options)
+            registry.declare_model(name, (fn.__doc__ or name).strip().splitlines()[0], fn, options)
         return fn
 
     return decorator
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return registry.model_names()
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    """The builder of a declared model: a user's registered function, or ``module:function`` imported."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    target = registry.MODELS[name].builder
+    if callable(target):
+        return target
+    module, _, attr = (target or "").partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError):
+        raise UsageError(f"model {name!r} is listed in kfold.registry but has no builder ({target!r})") from None
 
 
 def builder_options(name: str) -> dict:
-    """A builder's own options and defaults (what kfold.registry must list for it)."""
-    return {p.name: p.default for p in inspect.signature(_REGISTRY[name]).parameters.values() if p.name not in _COMMON}
+    """A builder's own options and defaults, less those the name pins (what kfold.registry must list for it)."""
+    fixed = registry.MODELS[name].fixed
+    return {p.name: p.default for p in inspect.signature(_builder(name)).parameters.values()
+            if p.name not in _COMMON and p.name not in fixed}
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -53,10 +73,8 @@ def count_parameters(model: nn.Module) -> int:
 def create_model(name: str, num_classes: int, *, in_chans: int = 1, image_size: int = 28,
                  dropout: float | None = None, batch_norm: bool = True, **kwargs) -> nn.Module:
     """Build a registered model; unknown names and options raise ``UsageError``."""
-    check_model(name, kwargs)  # the torch-free registry knows every name and option
-    if name not in _REGISTRY:
-        raise UsageError(f"model {name!r} is listed in kfold.registry but has no builder in kfold.nn.models")
-    builder = _REGISTRY[name]
+    spec = check_model(name, kwargs)  # the torch-free registry knows every name and option
+    builder = _builder(name)
     for key, value, low in (("num_classes", num_classes, 2), ("in_chans", in_chans, 1),
                             ("image_size", image_size, 8)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -64,7 +82,7 @@ def create_model(name: str, num_classes: int, *, in_chans: int = 1, image_size: 
     if dropout is not None and not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
         raise UsageError(f"model {name!r}: dropout must be in [0, 1), got {dropout!r}")
     return builder(num_classes=num_classes, in_chans=in_chans, image_size=image_size,
-                   dropout=dropout, batch_norm=bool(batch_norm), **kwargs)
+                   dropout=dropout, batch_norm=bool(batch_norm), **spec.fixed, **kwargs)
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -141,7 +159,6 @@ def _head(features: int, num_classes: int, dropout: float, pool: nn.Module) -> n
 
 # ----------------------------------------------------------------------------- KMNIST report
 
-@register_model("lenet5")
 def lenet5(num_classes, in_chans, image_size, dropout, batch_norm) -> nn.Module:
     """LeNet-5 (LeCun et al. 1998) for 28x28, ~62k parameters (ReLU and max pooling, optional BN).
 
@@ -183,7 +200,6 @@ def _alexnet(convs: list[tuple[int, int, bool]], fc: tuple[int, int], num_classe
 _ALEXNET5_CONVS = [(32, 5, True), (64, 3, True), (96, 3, False), (96, 3, False), (64, 3, False)]
 
 
-@register_model("alexnet5")
 def alexnet5(num_classes, in_chans, image_size, dropout, batch_norm) -> nn.Module:
     """AlexNet reduced for 28x28x1, ~0.86M parameters.
 
@@ -194,7 +210,6 @@ def alexnet5(num_classes, in_chans, image_size, dropout, batch_norm) -> nn.Modul
     return _alexnet(_ALEXNET5_CONVS, (192, 192), num_classes, in_chans, image_size, dropout, batch_norm)
 
 
-@register_model("alexnet7")
 def alexnet7(num_classes, in_chans, image_size, dropout, batch_norm) -> nn.Module:
     """alexnet5 with two more conv layers between C1 and C2 and a 512-unit first FC, ~1.94M parameters.
 
@@ -207,7 +222,6 @@ def alexnet7(num_classes, in_chans, image_size, dropout, batch_norm) -> nn.Modul
 
 # ----------------------------------------------------------------------------- MNIST-MIX report
 
-@register_model("ff")
 def ff(num_classes, in_chans, image_size, dropout, batch_norm, hidden=(250, 250)) -> nn.Module:
     """Feed-forward net with sigmoid activations: flatten -> [Linear -> BN -> Sigmoid -> Dropout] * len(hidden)."""
     if not isinstance(hidden, (list, tuple)) or not hidden:
@@ -221,18 +235,6 @@ def ff(num_classes, in_chans, image_size, dropout, batch_norm, hidden=(250, 250)
         cin = width
     layers.append(nn.Linear(cin, num_classes))
     return nn.Sequential(*layers)
-
-
-def _register_ff_alias(width: int) -> None:
-    @register_model(f"ff-2x{width}")
-    def alias(num_classes, in_chans, image_size, dropout, batch_norm) -> nn.Module:
-        return ff(num_classes, in_chans, image_size, dropout, batch_norm, hidden=(width, width))
-
-    alias.__doc__ = f"``ff`` with two hidden layers of {width} units."
-
-
-for _width in (100, 250, 500):
-    _register_ff_alias(_width)
 
 
 class CifarResNet(nn.Module):
@@ -252,16 +254,10 @@ class CifarResNet(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
-def _register_cifar_resnet(depth: int) -> None:
-    @register_model(f"resnet{depth}")
-    def build(num_classes, in_chans, image_size, dropout, batch_norm) -> nn.Module:
-        return CifarResNet((depth - 2) // 6, num_classes, in_chans, dropout or 0.0, batch_norm)
-
-    build.__doc__ = f"CIFAR ResNet-{depth} ({(depth - 2) // 6} basic blocks per stage), see ``CifarResNet``."
-
-
-for _depth in (8, 14, 20, 26, 32):
-    _register_cifar_resnet(_depth)
+def cifar_resnet(num_classes, in_chans, image_size, dropout, batch_norm, depth=20) -> nn.Module:
+    """CIFAR ResNet-``depth`` (``(depth - 2) // 6`` basic blocks per stage), see ``CifarResNet``; the registry's
+    ``resnet8`` ... ``resnet32`` pin ``depth``."""
+    return CifarResNet((depth - 2) // 6, num_classes, in_chans, dropout or 0.0, batch_norm)
 
 
 # ----------------------------------------------------------------------------- modern models
@@ -275,7 +271,6 @@ class _Scale(nn.Module):
         return x * self.factor
 
 
-@register_model("resnet9")
 def resnet9(num_classes, in_chans, image_size, dropout, batch_norm, width=32, pool_first=False, prep=0) -> nn.Module:
     """ResNet-9 of David Page's DAWNBench entry (as in airbench), base width ``width`` (Page: 64).
 
@@ -302,7 +297,6 @@ def resnet9(num_classes, in_chans, image_size, dropout, batch_norm, width=32, po
         _head(8 * w, num_classes, dropout or 0.0, nn.AdaptiveMaxPool2d(1)), _Scale(0.125))
 
 
-@register_model("preact_resnet18")
 def preact_resnet18(num_classes, in_chans, image_size, dropout, batch_norm, width=16) -> nn.Module:
     """Pre-activation ResNet-18 scaled down: conv3x3 w, four stages of two ``PreActBlock`` with
     w/2w/4w/8w channels (strides 1/2/2/2: 28->14->7->4), BN-ReLU, global average pool, linear.
@@ -317,7 +311,6 @@ def preact_resnet18(num_classes, in_chans, image_size, dropout, batch_norm, widt
         _head(8 * w, num_classes, dropout or 0.0, nn.AdaptiveAvgPool2d(1)))
 
 
-@register_model("vgg_bn")
 def vgg_bn(num_classes, in_chans, image_size, dropout, batch_norm, width=32) -> nn.Module:
     """Small VGG with BN: [conv 1w, conv 1w, pool] [conv 2w, conv 2w, pool] [conv 4w, conv 4w, pool]
     (28->14->7->3), global average pool, dropout (default 0.3), linear. width=32: ~0.29M parameters."""
@@ -343,7 +336,6 @@ class ShiftOnlyBatchNorm(nn.BatchNorm2d):
         self.register_buffer("weight", torch.ones(channels))
 
 
-@register_model("speednet")
 def speednet(num_classes, in_chans, image_size, dropout, batch_norm, widths=(24, 48, 96), stem=0, convs=2,
              bn_scale=True, bn_momentum=0.1, act="relu") -> nn.Module:
     """A small airbench-style net for 28x28x1 (issue 17's speedrun recipe).

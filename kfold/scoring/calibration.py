@@ -16,6 +16,8 @@ from scipy.special import log_softmax
 from kfold.errors import DataError
 from kfold.files.probs import ProbFile
 
+__all__ = ["apply_temperature", "calibrated", "fit_temperature", "LOG_EPS", "LOG_T_RANGE"]
+
 LOG_EPS = 1e-12
 LOG_T_RANGE = (-3.0, 3.0)  # temperatures between e^-3 and e^3
 

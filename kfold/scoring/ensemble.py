@@ -42,6 +42,10 @@ from kfold.files.probs import CHUNK_ROWS, ProbFile, is_prob_csv, read_probs
 from kfold.files.readers import csv_header, is_positional, is_submission_header, read_foreign_csv, read_npy, read_submission_fast
 from kfold.files.submission import Submission, align_ids, check_categories
 
+__all__ = ["align_inputs", "average_ranks", "check_same_data", "check_seed", "combine", "Ensemble", "FIT_METRICS",
+           "fit_weights", "geomean_probs", "input_name", "load_input", "LOG_EPS", "logsumexp", "MAX_SEED",
+           "mean_probs", "METHODS", "TIEBREAKS", "vote", "weighted_sum", "WeightFit"]
+
 METHODS = ("mean", "geomean", "vote", "rank")
 TIEBREAKS = ("random", "prob")
 FIT_METRICS = ("accuracy", "logloss")

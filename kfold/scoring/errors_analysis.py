@@ -24,6 +24,9 @@ from kfold.files.probs import ProbFile, read_probs
 from kfold.files.schema import ID_COLUMN
 from kfold.scoring.report import markdown_table
 
+__all__ = ["analyze_run", "GALLERY_SIZE", "per_class_markdown", "read_oof", "RunAnalysis", "training_images",
+           "write_analysis"]
+
 GALLERY_SIZE = 32
 
 

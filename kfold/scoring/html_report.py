@@ -27,6 +27,10 @@ from kfold.files.atomic import write_text
 from kfold.files.schema import ID_COLUMN
 from kfold.scoring.errors_analysis import RunAnalysis, analyze_run, write_analysis
 
+__all__ = ["build_report", "CHECK_IMAGES", "curves_section", "embedded_font_css", "ensembles_section",
+           "errors_section", "folds_section", "html_table", "leaderboard_section", "STYLE", "summary_section",
+           "write_html_report"]
+
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1150px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
@@ -243,7 +247,7 @@ def build_report(run_dir: str | Path, leaderboard_dir: str | Path | None = None,
     return page, analysis, files
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, leaderboard_dir: str | Path | None = None,
+def write_html_report(run_dir: str | Path, out: str | Path | None = None, leaderboard_dir: str | Path | None = None,
                  data: str | None = None) -> tuple[Path, RunAnalysis]:
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report.html"

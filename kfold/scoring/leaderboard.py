@@ -46,6 +46,10 @@ from kfold.scoring.report import display_names, markdown_table
 from kfold.files.submission import (FIRST_DATA_LINE, Submission, align_ids, check_categories,
                                    id_category_columns, read_csv_frame)
 
+__all__ = ["ALPHA", "bootstrap_counts", "bootstrap_means", "COLUMNS", "GROUP_COLUMN", "GROUP_PREFIX", "leaderboard",
+           "leaderboard_markdown", "mcnemar_exact", "percentile_interval", "read_solution", "score_many",
+           "score_submission", "Solution", "solution_classes", "SPLITS", "USAGES", "write_leaderboard"]
+
 USAGES = USAGE_VALUES
 GROUP_PREFIX = "accuracy_"
 ALPHA = 0.05

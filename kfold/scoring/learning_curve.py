@@ -23,6 +23,9 @@ from kfold.errors import DataError, UsageError
 from kfold.files.rundir import RunDir
 from kfold.scoring.report import markdown_table
 
+__all__ = ["bootstrap_laws", "check_same_recipe", "curve_table", "CurvePoint", "fit_power_law", "IGNORED_CONFIG",
+           "learning_curve", "plot_curve", "PowerLaw", "read_point"]
+
 # Config fields that change neither the training rows nor the optimisation (a learning curve may mix them).
 IGNORED_CONFIG = {"keep", "eval_batch_size", "num_workers", "compile", "channels_last", "tta"}
 

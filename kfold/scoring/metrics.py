@@ -6,6 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
+__all__ = ["accuracy_by_group", "clip_probs", "default_metric", "get_metric", "Metric", "metric_fit_problem",
+           "METRICS", "score"]
+
 from kfold.metrics import (METRICS, Metric, clip_probs, default_metric, get_metric, metric_fit_problem,  # noqa: F401
                            score)
 

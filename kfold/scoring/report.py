@@ -25,6 +25,10 @@ import pandas as pd
 from kfold.files.atomic import write_csv, write_text
 from kfold.scoring.ensemble import Ensemble
 
+__all__ = ["accuracy_by_group", "agreement_counts", "agreement_matrix", "average_linkage", "cluster_order",
+           "display_names", "ENSEMBLE", "identical_groups", "MARKDOWN_MATRIX_MAX", "markdown_table", "summarize",
+           "write_agreement_report"]
+
 ENSEMBLE = "ensemble"
 MARKDOWN_MATRIX_MAX = 21  # predictors (inputs + ensemble) up to which report.md shows the whole matrix
 
@@ -233,7 +237,7 @@ def _closest_pairs(matrix: pd.DataFrame, n_inputs: int, top: int) -> pd.DataFram
                          "agreement": agree[pick]})
 
 
-def write_report(ensemble: Ensemble, out_dir: str | os.PathLike, labels: np.ndarray | None = None,
+def write_agreement_report(ensemble: Ensemble, out_dir: str | os.PathLike, labels: np.ndarray | None = None,
                  groups: np.ndarray | None = None, scored: np.ndarray | None = None, transaction=None) -> str:
     """Write the report files into ``out_dir``; return the Markdown text (for the console).
 

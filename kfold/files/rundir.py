@@ -200,6 +200,15 @@ class RunDir:
             raise DataError(f"{self.path}: no finished models (train first, or --resume an interrupted run)")
         return found
 
+    def inputs(self) -> list[Path]:
+        """The run's own files that later steps read (config, folds, summary, out-of-fold files, every model's
+        metadata, weights, metrics and checkpoint): the inputs an output guard compares outputs with."""
+        files = [self.config, self.folds_csv, self.summary, self.oof]
+        if self.path.is_dir():
+            for folder in sorted(self.path.glob("fold*")) + [self.model_dir(FULL)]:
+                files += [folder / name for name in (META, WEIGHTS, METRICS, OOF, CHECKPOINT)]
+        return [path for path in files if path.exists()]
+
     def oof_meta(self, meta: dict) -> dict:
         """Metadata of an out-of-fold probability file of this run (a fold's, or the run's with fold 'all')."""
         return {"kind": "oof", "run": self.name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],
@@ -209,6 +218,23 @@ class RunDir:
         """Hidden temporary files of interrupted writes in this run (``.NAME.XXXX.tmp``)."""
         for directory in [self.path, *(d for d in self.path.iterdir() if d.is_dir() and not d.is_symlink())] if self.path.is_dir() else []:
             yield from (p for p in directory.glob(".*.tmp*") if p.is_file())
+
+
+def data_inputs(data: str | Path | None) -> list[Path]:
+    """The files of ``--data`` a command reads: the file itself, or a folder's top-level files (a run directory's
+    own file names left out: a run kept inside its competition folder is not read as data)."""
+    if data is None:
+        return []
+    path = Path(data)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    try:
+        return [child for child in sorted(path.iterdir())
+                if child.name not in (CONFIG, FOLDS, SUMMARY, OOF) and child.is_file()]
+    except OSError:
+        return []
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ import numpy as np
 from kfold.config import TrainConfig, resolve_config
 from kfold.data.task import Task
 from kfold.errors import DataError, UsageError
-from kfold.files.atomic import refuse_links_out_of, sweep_stale_temps, write_json
+from kfold.files.atomic import guard_outputs, sweep_stale_temps, write_json
 from kfold.files.folds import assign_folds, check_k, read_folds, write_folds
 from kfold.files.probs import read_probs, write_probs
-from kfold.files.rundir import FULL, RunDir
+from kfold.files.rundir import FULL, RunDir, data_inputs
 
 RUN_KEYS = ("config", "k", "seed", "fingerprint", "folds_sha256", "threads")  # a resume must match every one
 
@@ -134,14 +134,22 @@ def load_saved_config(run: RunDir) -> dict:
         raise DataError(f"{run.config}: damaged run config; use a new --out directory") from None
 
 
+def run_outputs(run: RunDir, k: int) -> list[Path]:
+    """What training writes in a run directory (each model's folder and its files): the output guard's list."""
+    files = [run.config, run.folds_csv, run.oof, run.summary]
+    for fold in (*range(k), FULL):
+        files += [run.model_dir(fold), run.meta(fold), run.weights(fold), run.metrics(fold), run.fold_oof(fold),
+                  run.checkpoint(fold), run.learning_curve(fold), run.confusion_csv(fold), run.confusion_png(fold)]
+    return files
+
+
 def check_run_dir(run: RunDir, wanted: dict, resume: bool, full: bool = False) -> dict | None:
     """Refuse to mix runs: an existing run needs ``resume`` (or ``full``) and the same settings.
 
     Returns the saved config of an existing run, ``None`` for a new one. A refusal names every key
     that differs with both values.
     """
-    refuse_links_out_of(run.path, [run.config, run.folds_csv, run.oof, run.summary,
-                                   *(run.model_dir(f) for f in (*range(wanted["k"]), FULL))], DataError)
+    guard_outputs(run_outputs(run, wanted["k"]), data_inputs(wanted["data"]), root=run.path, error=DataError, links="all")
     if run.path.exists() and not run.path.is_dir():
         raise UsageError(f"--out {run.path}: exists and is not a directory")
     if not run.config.exists():
@@ -321,7 +329,9 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
     check_task(task, task_spec.data)
     if backend is None:  # training here anyway: build the model on torch's meta device first (shapes only, no memory)
         from kfold.nn.checks import check_model_fits
+        from kfold.nn.inference import resolve_device
 
+        resolve_device(device)  # --device cuda (or mps) where there is none: refused before the run folder exists
         check_model_fits(cfg, task.num_classes, task.image_shape, f"--data {task_spec.data}")
     prepare_run(run, cfg, task, preset=preset, k=k, seed=seed, data=task_spec.data, resume=resume, full=full, threads=threads)
     start = time.perf_counter()

@@ -20,7 +20,7 @@ from kfold.errors import DataError, UsageError
 from kfold.files.atomic import guard_outputs, sweep_stale_temps, write_json
 from kfold.files.folds import assign_folds, check_k, read_folds, write_folds
 from kfold.files.probs import read_probs, write_probs
-from kfold.files.rundir import FULL, RunDir, data_inputs
+from kfold.files.rundir import FULL, RunDir, data_inputs, read_metrics
 
 RUN_KEYS = ("config", "k", "seed", "fingerprint", "folds_sha256", "threads")  # a resume must match every one
 
@@ -211,7 +211,10 @@ def fold_jobs(run: RunDir, cfg: TrainConfig, task_spec: TaskSpec, folds: Sequenc
 
 
 def _meta(run: RunDir, fold: int | str) -> dict:
-    return run.read_json(run.meta(fold))
+    """A finished model's meta.json: its fields checked, and it belongs to this run and this fold."""
+    meta = run.read_meta(fold)
+    run.check_belongs(run.meta(fold), meta, fold)
+    return meta
 
 
 def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str | None, seed: int) -> dict:
@@ -227,8 +230,15 @@ def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str 
         meta = _meta(run, fold)
         threads.add(meta.get("threads"))
         fold_rows.append({key: meta[key] for key in ("fold", "best_epoch", "val_accuracy", "val_loss", "seconds")})
-        oof_parts.append(read_probs(run.fold_oof(fold)))
-        last_correct += pd.read_csv(run.metrics(fold))["val_accuracy"].iloc[-1] * meta["val_rows"]
+        part = read_probs(run.fold_oof(fold))
+        run.check_belongs(run.fold_oof(fold), part.meta, fold)
+        if part.labels is None:
+            raise DataError(f"{run.fold_oof(fold)}: out-of-fold file without labels")
+        oof_parts.append(part)
+        last = read_metrics(run.metrics(fold))["val_accuracy"].iloc[-1]
+        if not 0 <= last <= 1:
+            raise DataError(f"{run.metrics(fold)}: the last epoch has no validation accuracy")
+        last_correct += last * meta["val_rows"]
     summary = {"task": task.name, "preset": preset, "model": cfg.model, "k": k, "seed": seed, "keep": cfg.keep,
                "folds_done": len(fold_rows), "folds": fold_rows, "train_seconds": float(sum(r["seconds"] for r in fold_rows)),
                "code": code_identity()}

@@ -101,6 +101,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
         fold_probs = []
         for fold in tqdm(models, desc=f"predict {run.name}", leave=False, disable=None):  # no bar in logs
             model, meta = load_model(run.weights(fold), device)
+            run.check_belongs(run.weights(fold), meta, fold)  # weights copied from another run or fold: refused
             if meta["fingerprint"] != fingerprint:
                 raise DataError(f"{run.model_dir(fold)}: trained on different data (fingerprint {meta['fingerprint']}, --data gives {fingerprint})")
             check_model_matches(run.weights(fold), meta, task)
@@ -132,6 +133,9 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
                 echo(f"warning: {run.path}: the mean uses {len(fold_probs)} of {k} folds (--allow-incomplete)")
         if run.oof.is_file():
             oof = read_probs(run.oof)
+            run.check_belongs(run.oof, oof.meta, "all")
+            if oof.meta.get("kind") not in (None, "oof"):
+                raise DataError(f"{run.oof}: a {oof.meta.get('kind')!r} probability file, not out-of-fold predictions")
             add(pred.oof(run.name, fmt), oof.ids, oof.probs, oof.classes, oof.meta, labels=oof.labels)
     with together():
         for path, (write_args, write_kwargs) in pending.items():

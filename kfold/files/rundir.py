@@ -99,8 +99,6 @@ SUMMARY_FOLD = {"fold": "count", "best_epoch": "count", "val_accuracy": "fractio
 def check_summary(path, summary: dict) -> dict:
     """A run's summary.json: every field the report, the learning curve and the API read, of its kind."""
     check_fields(path, summary, SUMMARY_FIELDS, SUMMARY_OPTIONAL)
-    if "oof_accuracy" in summary:
-        check_fields(path, summary, {"oof_rows": "count", "oof_accuracy_last_epoch": "fraction", "oof_logloss": "nonneg"})
     if summary["folds_done"] > summary["k"]:
         raise DataError(f"{path}: field 'folds_done' is {summary['folds_done']}, more than k {summary['k']}")
     for index, row in enumerate(summary.get("folds", [])):
@@ -299,11 +297,13 @@ class RunDir:
         """summary.json with every field checked."""
         return check_summary(self.summary, self.read_json(self.summary))
 
-    def read_meta(self, fold: int | str) -> dict:
-        """A finished model's meta.json with its fields checked, and its fold the one its folder names."""
+    def read_meta(self, fold: int | str, required: dict[str, str] | None = None) -> dict:
+        """A finished model's meta.json with its fields checked (``required``: default every field training reads),
+        and its fold the one its folder names."""
         path = self.meta(fold)
-        meta = check_fields(path, self.read_json(path), META_FIELDS, META_OPTIONAL)
-        if meta["fold"] != (FULL if fold == FULL else int(fold)):
+        meta = check_fields(path, self.read_json(path), META_FIELDS if required is None else required,
+                            {**META_FIELDS, **META_OPTIONAL})
+        if "fold" in meta and meta["fold"] != (FULL if fold == FULL else int(fold)):
             raise DataError(f"{path}: field 'fold' is {meta['fold']!r}, but the file is in {model_name(fold)}/ "
                             f"(copied from another fold?)")
         return meta

@@ -69,7 +69,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
     """
     from tqdm.auto import tqdm
 
-    from kfold.files.atomic import together
+    from kfold.files.atomic import guard_outputs, together
     from kfold.nn.inference import load_model, predict_proba, resolve_device, use_bf16, use_channels_last
 
     if tta is not None and (isinstance(tta, bool) or not isinstance(tta, int) or tta < 1):
@@ -80,6 +80,8 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
         raise UsageError(f"--batch-size {batch_size!r}: must be at least 1")
     if fmt not in ("npz", "csv"):
         raise UsageError(f"--format {fmt!r}: must be npz or csv")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096):
+        raise UsageError(f"--threads {threads!r}: must be an integer in 1..4096")
     if threads is not None:
         import torch
 
@@ -89,6 +91,10 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
     pred = PredDir(out)
     runs = [run if isinstance(run, RunDir) else RunDir(run) for run in runs]
     planned = [(run, run.models(allow_incomplete)) for run in runs]  # every run checked first
+    guard_outputs([pred.path, *(path for run, models in planned for path in
+                                (*(pred.model(run.name, m, fmt) for m in models), pred.mean(run.name, fmt),
+                                 pred.oof(run.name, fmt)))],
+                  [path for run in runs for path in run.inputs()], root=pred.path.parent)
     gains, pending = [], {}  # pending: output path -> write_probs arguments; written only when all succeeded
 
     def add(path: Path, *write_args, **write_kwargs) -> None:

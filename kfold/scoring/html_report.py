@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kfold.files.rundir import RunDir, read_metrics, read_table
+from kfold.files.rundir import RunDir, check_fields, read_metrics, read_table
 from kfold.errors import DataError, UsageError
 from kfold.files.atomic import write_text
 from kfold.scoring.errors_analysis import RunAnalysis, analyze_run, guard_analysis, write_analysis
@@ -263,6 +263,9 @@ def build_report(run_dir: str | Path, leaderboard_dir: str | Path | None = None,
     if not run.summary.is_file():
         raise DataError(f"{run.summary}: missing (is {run_dir} a trained kfold run?)")
     summary = run.read_summary()
+    if "oof_accuracy" in summary:  # the summary table shows these with it
+        check_fields(run.summary, summary, {"oof_rows": "count", "oof_accuracy_last_epoch": "fraction",
+                                            "oof_logloss": "nonneg"})
     config = run.read_config() if run.config.is_file() else {}
     histories = read_histories(run, summary["k"])
     ensembles = read_ensembles(run_dir)

@@ -362,6 +362,23 @@ class RunDir:
             raise DataError(f"{path}: it holds fold {meta['fold']!r} but stands for "
                             f"{'the whole run' if fold == 'all' else model_name(fold)}: a file of another fold; not used")
 
+    def check_oof(self, oof) -> None:
+        """The run-level out-of-fold file (a ``ProbFile``) belongs to this run: its metadata (``check_belongs``), and
+        its rows and accuracy are the ones summary.json recorded when both were written."""
+        self.check_belongs(self.oof, oof.meta, "all")
+        if not self.summary.is_file() or oof.labels is None:
+            return
+        summary = self.read_summary()
+        rows, accuracy = summary.get("oof_rows"), summary.get("oof_accuracy")
+        if rows is not None and rows != len(oof.ids):
+            raise DataError(f"{self.oof}: {len(oof.ids)} rows, but {self.summary} records {rows}: "
+                            "a file of another run; not used")
+        if accuracy is not None and len(oof.ids):
+            actual = float((oof.probs.argmax(1) == oof.labels).mean())
+            if abs(actual - accuracy) > 1e-6:
+                raise DataError(f"{self.oof}: out-of-fold accuracy {actual:.6f}, but {self.summary} records "
+                                f"{accuracy:.6f}: a file of another run; not used")
+
     def oof_meta(self, meta: dict) -> dict:
         """Metadata of an out-of-fold probability file of this run (a fold's, or the run's with fold 'all')."""
         return {"kind": "oof", "run": self.name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],

@@ -139,7 +139,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
                 echo(f"warning: {run.path}: the mean uses {len(fold_probs)} of {k} folds (--allow-incomplete)")
         if run.oof.is_file():
             oof = read_probs(run.oof)
-            run.check_belongs(run.oof, oof.meta, "all")
+            run.check_oof(oof)  # copied from another run: refused
             if oof.meta.get("kind") not in (None, "oof"):
                 raise DataError(f"{run.oof}: a {oof.meta.get('kind')!r} probability file, not out-of-fold predictions")
             add(pred.oof(run.name, fmt), oof.ids, oof.probs, oof.classes, oof.meta, labels=oof.labels)

@@ -49,9 +49,9 @@ def read_oof(run_dir: Path) -> ProbFile:
     config = run.read_config() if run.is_run() else {}
     if run.oof.is_file():
         oof = read_probs(run.oof)
-        if config:
-            run.check_belongs(run.oof, oof.meta, "all", config)  # copied from another run: refused
         _check_kind(run.oof, oof)
+        if config:
+            run.check_oof(oof)  # copied from another run: refused
         return oof
     k = config.get("k", 0)
     parts = []

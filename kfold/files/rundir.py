@@ -378,6 +378,15 @@ class RunDir:
             if abs(actual - accuracy) > 1e-6:
                 raise DataError(f"{self.oof}: out-of-fold accuracy {actual:.6f}, but {self.summary} records "
                                 f"{accuracy:.6f}: a file of another run; not used")
+        logloss = summary.get("oof_logloss")
+        if logloss is not None and len(oof.ids) and 0 <= oof.labels.min() and oof.labels.max() < oof.probs.shape[1]:
+            import numpy as np
+
+            probs = np.clip(np.asarray(oof.probs, dtype=np.float64), 1e-15, 1)
+            actual = float(-np.mean(np.log(probs[np.arange(len(probs)), oof.labels] / probs.sum(1))))
+            if abs(actual - logloss) > 1e-3 * max(1.0, logloss):
+                raise DataError(f"{self.oof}: out-of-fold log loss {actual:.6f}, but {self.summary} records "
+                                f"{logloss:.6f}: a file of another run; not used")
 
     def oof_meta(self, meta: dict) -> dict:
         """Metadata of an out-of-fold probability file of this run (a fold's, or the run's with fold 'all')."""

@@ -182,6 +182,8 @@ def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UsageError(f"--threads {threads!r}: must be an integer >= 1")
     check_task(task, data)
+    # the output guard first: no output is a data file, nothing is read or written through a planted link
+    guard_outputs(run_outputs(run, k), data_inputs(data), root=run.path, error=DataError, links="all")
     if run.config.exists():
         load_saved_config(run)  # a damaged config is named before anything else is read
     if run.folds_csv.exists() and not run.folds_csv.is_symlink():

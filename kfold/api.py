@@ -143,7 +143,9 @@ class Run:
         """The run's out-of-fold probabilities (``ProbFile`` with ``labels``), once every fold finished."""
         from kfold.files.probs import read_probs
 
-        return read_probs(self.dir.oof)
+        oof = read_probs(self.dir.oof)
+        self.dir.check_oof(oof)  # a file copied from another run is refused
+        return oof
 
     def predict(self, out: str | Path | None = None, *, data: str | None = None, tta: int | None = None,
                 device: str = "auto", threads: int | None = None, fmt: str = "npz") -> Predictions:
@@ -174,7 +176,7 @@ def load_run(path: str | Path) -> Run:
     _check_path("path", path)
     run = RunDir(path)
     config = run.read_config()
-    summary = run.read_json(run.summary) if run.summary.is_file() else {}
+    summary = run.read_summary() if run.summary.is_file() else {}  # every field checked
     return Run(run, summary, config.get("data"))
 
 

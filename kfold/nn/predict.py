@@ -107,9 +107,9 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
         fold_probs = []
         for fold in tqdm(models, desc=f"predict {run.name}", leave=False, disable=None):  # no bar in logs
             model, meta = load_model(run.weights(fold), device)
-            run.check_belongs(run.weights(fold), meta, fold)  # weights copied from another run or fold: refused
             if meta["fingerprint"] != fingerprint:
                 raise DataError(f"{run.model_dir(fold)}: trained on different data (fingerprint {meta['fingerprint']}, --data gives {fingerprint})")
+            run.check_belongs(run.weights(fold), meta, fold)  # weights copied from another run or fold: refused
             check_model_matches(run.weights(fold), meta, task)
             views = tta if tta is not None else meta["config"].get("tta", 1)
             channels_last = use_channels_last(meta["config"].get("channels_last", "auto"), device)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from kfold.files.rundir import RunDir
 from kfold.errors import DataError, KfoldError
-from kfold.files.atomic import write_csv, write_text
+from kfold.files.atomic import together, write_csv, write_text
 from kfold.files.probs import ProbFile, read_probs
 from kfold.scoring.report import markdown_table
 
@@ -184,20 +184,21 @@ def write_analysis(analysis: RunAnalysis, out_dir: str | Path | None = None) -> 
     out_dir = analysis_dir(analysis.run_dir, out_dir)
     names = analysis.class_names
     files = {role: out_dir / name for role, name in ANALYSIS_FILES.items() if role != "gallery"}
-    index = pd.Index([f"{i} {name}" if name != str(i) else name for i, name in enumerate(names)], name="true")
-    write_csv(files["confusion_csv"], pd.DataFrame(analysis.confusion, index=index, columns=index.rename(None)), index=True)
-    plot_confusion(analysis.confusion, names, files["confusion"],
-                   title=f"{analysis.run_dir.name}: out-of-fold confusion ({len(analysis.labels)} rows, "
-                         f"accuracy {analysis.accuracy:.4f})")
-    write_csv(files["per_class_csv"], analysis.per_class)
-    write_text(files["per_class_md"], per_class_markdown(analysis))
-    plot_per_class_accuracy(analysis.per_class, files["per_class"], title=f"{analysis.run_dir.name}: out-of-fold accuracy per class")
-    write_csv(files["errors_csv"], analysis.errors)
-    if analysis.images is not None:
-        shown = analysis.errors.iloc[: len(analysis.images)]
-        files["gallery"] = out_dir / ANALYSIS_FILES["gallery"]
-        plot_error_gallery(analysis.images, list(shown["true_name"]), list(shown["predicted_name"]),
-                           shown["confidence"].to_numpy(), files["gallery"], ids=shown["Id"].to_numpy(),
-                           title=f"{analysis.run_dir.name}: the {len(shown)} most confident out-of-fold mistakes "
-                                 f"(of {len(analysis.errors)}): Id, true → predicted, confidence")
+    with together():  # the analysis files appear together, or none does
+        index = pd.Index([f"{i} {name}" if name != str(i) else name for i, name in enumerate(names)], name="true")
+        write_csv(files["confusion_csv"], pd.DataFrame(analysis.confusion, index=index, columns=index.rename(None)), index=True)
+        plot_confusion(analysis.confusion, names, files["confusion"],
+                       title=f"{analysis.run_dir.name}: out-of-fold confusion ({len(analysis.labels)} rows, "
+                             f"accuracy {analysis.accuracy:.4f})")
+        write_csv(files["per_class_csv"], analysis.per_class)
+        write_text(files["per_class_md"], per_class_markdown(analysis))
+        plot_per_class_accuracy(analysis.per_class, files["per_class"], title=f"{analysis.run_dir.name}: out-of-fold accuracy per class")
+        write_csv(files["errors_csv"], analysis.errors)
+        if analysis.images is not None:
+            shown = analysis.errors.iloc[: len(analysis.images)]
+            files["gallery"] = out_dir / ANALYSIS_FILES["gallery"]
+            plot_error_gallery(analysis.images, list(shown["true_name"]), list(shown["predicted_name"]),
+                               shown["confidence"].to_numpy(), files["gallery"], ids=shown["Id"].to_numpy(),
+                               title=f"{analysis.run_dir.name}: the {len(shown)} most confident out-of-fold mistakes "
+                                     f"(of {len(analysis.errors)}): Id, true → predicted, confidence")
     return files

@@ -260,6 +260,10 @@ def writer_planted_link(writer: str, where: str, tmp_path: Path, copied, target:
     if writer == "train":
         link = plant(run_dir / where, target)
         return ["train", "--data", data, "--out", run_dir, *train, "--resume"], 1, link
+    if writer == "mnist-mix":
+        out = tmp_path / "mix"
+        link = plant(out if where == "out" else out / "compare" / "tables", target)
+        return ["mnist-mix", "compare", "--data", data, "--out", out, "--quick"], 2, link
     if writer == "compare":
         out = tmp_path / "cmp"
         link = plant(out / where, target)
@@ -271,13 +275,24 @@ def writer_planted_link(writer: str, where: str, tmp_path: Path, copied, target:
 PLANTED = [("report", "analysis"), ("errors", "default"), ("errors", "out"), ("run", "leaderboard"),
            ("run", "report-mean"), ("run", "probs"), ("run", "subs"), ("run", "fold1"), ("learning-curve", "out"),
            ("make-competition", "out"), ("ensemble", "report"), ("predict", "out"), ("leaderboard", "out"),
-           ("train", "fold1"), ("train", "full"), ("compare", "seed0"), ("compare", "submissions")]
+           ("train", "fold1"), ("train", "full"), ("compare", "seed0"), ("compare", "submissions"),
+           ("mnist-mix", "out"), ("mnist-mix", "inside")]
+
+
+def test_the_writer_list_covers_every_command_that_writes():
+    """Every ``kfold`` command is either in the writer list (or download, tested below) or writes nothing;
+    submit/submissions write the Kaggle submission log (tests/test_kaggle_loop.py)."""
+    from kfold.commands.main import COMMANDS, DELEGATED
+
+    read_only = {"validate", "presets", "models"}
+    kaggle_log = {"submit", "submissions"}
+    assert set(COMMANDS) | set(DELEGATED) == set(WRITERS) | {"mnist-mix", "download"} | read_only | kaggle_log
 
 
 @pytest.mark.parametrize("target_kind", ["outside", "inside"])
 @pytest.mark.parametrize("writer, where", PLANTED, ids=[f"{w}-{p}" for w, p in PLANTED])
 def test_no_writer_writes_through_a_planted_folder_link(writer, where, target_kind, tmp_path, capsys, copied):
-    assert set(WRITERS) == {w for w, _ in PLANTED}
+    assert set(WRITERS) | {"mnist-mix"} == {w for w, _ in PLANTED}
     target = outside(tmp_path) if target_kind == "outside" else copied[1] / "fold0"  # even a folder of the run
     argv, code, link = writer_planted_link(writer, where, tmp_path, copied, target)
     before = tree(target)

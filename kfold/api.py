@@ -209,8 +209,14 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
         _check_choice("backend", backend, ("local", "ray"))
     elif backend is None or not callable(backend):
         raise UsageError(f"backend={_show(backend)}: must be 'local', 'ray' or a backend object (RayBackend)")
-    if address is not None and not isinstance(address, str):
-        raise UsageError(f"address={_show(address)}: must be a string HOST:PORT")
+    if address is not None:
+        from kfold.flows.ray_backend import check_address
+
+        try:
+            check_address(address)
+        except UsageError:
+            raise UsageError(f"address={_show(address)}: not a Ray cluster address; give 'HOST:PORT' "
+                             "(e.g. '10.0.0.5:6379'), 'ray://HOST:PORT' or 'auto'") from None
     _check_number("cpus_per_fold", cpus_per_fold, 0)
     _check_number("gpus_per_fold", gpus_per_fold, 0)
     _check_int("max_retries", max_retries, 0, 100)

@@ -629,7 +629,7 @@ def test_a_malformed_ray_address_is_a_usage_error(address, command, tmp_path, ca
             "run": ["run", "--data", data, "--out", tmp_path / "run", *TRAIN],
             "compare": ["compare", "--data", data, "--out", tmp_path / "run", "--presets", "lenet5", "--seeds", "0"]}[command]
     refused(tmp_path, capsys, [*argv, "--backend", "ray", "--address", address], 2, "--address", repr(address))
-    with pytest.raises(UsageError, match="--address"):
+    with pytest.raises(UsageError, match="address="):
         kfold.train(str(data), "lenet5", k=2, out=tmp_path / "api", backend="ray", address=address, epochs=1)
     assert not (tmp_path / "run").exists() and not (tmp_path / "api").exists()
 

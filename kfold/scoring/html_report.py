@@ -303,7 +303,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, leaderboard
     inputs = [*report_inputs(run, board), *data_inputs(data)]
     out = Path(out) if out is not None else run_dir / "report.html"
     guard_analysis(run_dir, None, inputs)
-    guard_outputs([out], inputs, root=run_dir if out == run_dir / "report.html" else None)
+    guard_outputs([out], inputs, root=run_dir)  # an --out spelled inside the run: no planted folder link on the way
     if out.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--out {out}: the report is an HTML file; give a name ending in .html")
     page, analysis, _ = build_report(run_dir, leaderboard_dir, data)

@@ -258,10 +258,13 @@ class Submission:
     frame: pd.DataFrame
 
 
-def ensemble(inputs: str | Path | Sequence[str | Path], method: str = "mean", *, seed: int = 0, out: str | Path = "submissions/ensemble.csv",
+def ensemble(inputs: str | Path | Sequence[str | Path], method: str = "mean", *, seed: int = 0,
+             out: str | Path = "submissions/ensemble.csv",
              weights: Sequence[float] | None = None, sample: str | Path | None = None, report: str | Path | None = None,
              tiebreak: str = "random") -> Submission:
-    """Combine probability files and/or submissions (mean, geomean or vote) and write the submission CSV."""
+    """Combine probability files and/or submissions (mean, geomean or vote) and write the submission CSV.
+
+    ``inputs`` is one path or a list of paths; every argument is checked first (one ``UsageError`` naming it)."""
     from kfold.flows.ensembling import make_submission
 
     inputs = _paths("inputs", inputs)

@@ -90,7 +90,8 @@ META_FIELDS = {"fold": "fold", "best_epoch": "count", "seconds": "nonneg", "val_
 META_OPTIONAL = {"val_accuracy": "fraction?", "val_loss": "nonneg?", "threads": "count?", "k": "k", "seed": "count",
                  "fingerprint": "str", "model": "str", "num_classes": "count", "config": "dict"}
 SUMMARY_FIELDS = {"k": "k", "folds_done": "count"}
-SUMMARY_OPTIONAL = {"folds": "list", "train_seconds": "nonneg", "task": "str", "preset": "str?", "model": "str", "seed": "count", "keep": "str",
+SUMMARY_OPTIONAL = {"folds": "list", "train_seconds": "nonneg", "task": "str", "preset": "str?", "model": "str",
+                    "seed": "count", "keep": "str",
                     "oof_rows": "count", "oof_accuracy": "fraction", "oof_accuracy_last_epoch": "fraction",
                     "oof_logloss": "nonneg", "oof_accuracy_by_group": "dict", "full": "dict"}
 SUMMARY_FOLD = {"fold": "count", "best_epoch": "count", "val_accuracy": "fraction", "val_loss": "nonneg", "seconds": "nonneg"}

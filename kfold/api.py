@@ -15,7 +15,88 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from kfold.errors import UsageError
 from kfold.files.rundir import FULL, PredDir, RunDir
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+# ---- argument checks: one UsageError line naming the parameter, before anything is read or written ------------
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or \
+            (high is not None and value > high):
+        bound = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
+        raise UsageError(f"{name}={_show(value)}: must be {bound}" + (" or None" if optional else ""))
+
+
+def _check_number(name: str, value: Any, low: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+            not np.isfinite(value) or value < low:
+        raise UsageError(f"{name}={_show(value)}: must be a finite number >= {low:g}")
+
+
+def _check_bool(name: str, value: Any, *, optional: bool = False) -> None:
+    if not (isinstance(value, bool) or (optional and value is None)):
+        raise UsageError(f"{name}={_show(value)}: must be True or False" + (" (or None)" if optional else ""))
+
+
+def _check_path(name: str, value: Any, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not isinstance(value, (str, Path)) and not hasattr(value, "__fspath__") or value == "":
+        raise UsageError(f"{name}={_show(value)}: must be a path (str or pathlib.Path)")
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise UsageError(f"{name}={_show(value)}: must be one of {', '.join(map(repr, choices))}")
+
+
+def _check_device(value: Any) -> None:
+    if not isinstance(value, str) or not (value in DEVICES or (value.startswith("cuda:") and value[5:].isdigit())):
+        raise UsageError(f"device={_show(value)}: must be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
+
+
+def _paths(name: str, value: Any) -> list:
+    """One path or a sequence of paths (a single str is one path, not its letters)."""
+    if isinstance(value, (str, Path)) or hasattr(value, "__fspath__"):
+        value = [value]
+    if isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__"):
+        raise UsageError(f"{name}={_show(value)}: must be a path or a list of paths")
+    items = list(value)
+    if not items:
+        raise UsageError(f"{name}=[]: give at least one path")
+    for item in items:
+        if not isinstance(item, (str, Path)) and not hasattr(item, "__fspath__") or item == "":
+            raise UsageError(f"{name}: {_show(item)} is not a path (str or pathlib.Path)")
+    return items
+
+
+def _check_folds(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",")]
+        if not all(part.isdigit() for part in parts):
+            raise UsageError(f"folds={_show(value)}: must be fold numbers like [0, 2] or '0,2'")
+        return
+    if not hasattr(value, "__iter__") or isinstance(value, (bytes, dict)):
+        raise UsageError(f"folds={_show(value)}: must be a list of fold numbers like [0, 2]")
+    items = list(value)
+    if not items or any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 0 for f in items):
+        raise UsageError(f"folds={_show(value)}: must be a non-empty list of fold numbers >= 0 like [0, 2]")
+
+
+def _check_threads(value: Any) -> None:
+    _check_int("threads", value, 1, 4096, optional=True)
 
 
 @dataclass
@@ -62,15 +143,22 @@ class Run:
         """The run's out-of-fold probabilities (``ProbFile`` with ``labels``), once every fold finished."""
         from kfold.files.probs import read_probs
 
-        return read_probs(self.dir.oof)
+        oof = read_probs(self.dir.oof)
+        self.dir.check_oof(oof)  # a file copied from another run is refused
+        return oof
 
     def predict(self, out: str | Path | None = None, *, data: str | None = None, tta: int | None = None,
                 device: str = "auto", threads: int | None = None, fmt: str = "npz") -> Predictions:
         """Write test probabilities of every model (default folder: ``RUN/probs``) and return them."""
-        from kfold.errors import UsageError
         from kfold.flows.training import TaskSpec
         from kfold.nn.predict import predict_run
 
+        _check_path("out", out, optional=True)
+        _check_path("data", data, optional=True)
+        _check_int("tta", tta, 1, 9, optional=True)
+        _check_device(device)
+        _check_threads(threads)
+        _check_choice("fmt", fmt, ("npz", "csv"))
         data = data or self.data or self.dir.read_config().get("data")
         if data is None:
             raise UsageError("give data=... (the competition the run was trained on)")
@@ -85,9 +173,10 @@ class Run:
 
 def load_run(path: str | Path) -> Run:
     """A finished (or partly finished) run directory."""
+    _check_path("path", path)
     run = RunDir(path)
     config = run.read_config()
-    summary = run.read_json(run.summary) if run.summary.is_file() else {}
+    summary = run.read_summary() if run.summary.is_file() else {}  # every field checked
     return Run(run, summary, config.get("data"))
 
 
@@ -157,6 +246,37 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
     from kfold.config import resolve_config
     from kfold.flows.training import TaskSpec, train_run
 
+    _check_path("data", data)
+    if not isinstance(preset, str):
+        raise UsageError(f"preset={_show(preset)}: must be a preset name (kfold presets lists them)")
+    _check_int("k", k, 2, 10_000)
+    _check_int("seed", seed, 0, 2 ** 32 - 1)
+    _check_path("out", out, optional=True)
+    _check_folds(folds)
+    _check_device(device)
+    _check_threads(threads)
+    _check_bool("resume", resume, optional=True)
+    _check_bool("progress", progress)
+    _check_path("config", config, optional=True)
+    if isinstance(backend, str):
+        _check_choice("backend", backend, ("local", "ray"))
+    elif backend is None or not callable(backend):
+        raise UsageError(f"backend={_show(backend)}: must be 'local', 'ray' or a backend object (RayBackend)")
+    if address is not None:
+        from kfold.flows.ray_backend import check_address
+
+        try:
+            check_address(address)
+        except UsageError:
+            raise UsageError(f"address={_show(address)}: not a Ray cluster address; give 'HOST:PORT' "
+                             "(e.g. '10.0.0.5:6379'), 'ray://HOST:PORT' or 'auto'") from None
+    _check_number("cpus_per_fold", cpus_per_fold, 0)
+    _check_number("gpus_per_fold", gpus_per_fold, 0)
+    _check_int("max_retries", max_retries, 0, 100)
+    if address is not None and backend == "local":
+        raise UsageError("address=... needs backend='ray'")
+    if backend == "local" and (cpus_per_fold != 1.0 or gpus_per_fold != 0.0 or max_retries != 3):
+        raise UsageError("cpus_per_fold, gpus_per_fold and max_retries need backend='ray'")
     cfg = resolve_config(preset, config, overrides)
     owned = None
     if isinstance(backend, str):
@@ -191,15 +311,16 @@ class Submission:
     frame: pd.DataFrame
 
 
-def ensemble(inputs: Sequence[str | Path], method: str = "mean", *, seed: int = 0, out: str | Path = "submissions/ensemble.csv",
+def ensemble(inputs: str | Path | Sequence[str | Path], method: str = "mean", *, seed: int = 0,
+             out: str | Path = "submissions/ensemble.csv",
              weights: Sequence[float] | None = None, sample: str | Path | None = None, report: str | Path | None = None,
              tiebreak: str = "random") -> Submission:
     """Combine probability files and/or submissions (mean, geomean or vote) and write the submission CSV.
 
     Parameters
     ----------
-    inputs : sequence of str or Path
-        Probability files (``.npz``/``.csv``/``.npy``) and/or submission CSVs of the same rows.
+    inputs : str, Path or a sequence of them
+        One path, or several: probability files (``.npz``/``.csv``/``.npy``) and/or submission CSVs of the same rows.
     method : {"mean", "geomean", "vote", "rank"}, default "mean"
     seed : int, default 0
         Seed of the vote's tie-breaks.
@@ -238,11 +359,37 @@ def ensemble(inputs: Sequence[str | Path], method: str = "mean", *, seed: int = 
     """
     from kfold.flows.ensembling import make_submission
 
-    made = make_submission(list(inputs), out, method=method, weights=weights, seed=seed, tiebreak=tiebreak,
+    inputs = _paths("inputs", inputs)
+    _check_choice("method", method, ("mean", "geomean", "vote", "rank"))
+    _check_int("seed", seed, 0, 2 ** 32 - 1)
+    _check_path("out", out)
+    _check_path("sample", sample, optional=True)
+    _check_path("report", report, optional=True)
+    _check_choice("tiebreak", tiebreak, ("random", "prob"))
+    if weights is not None:
+        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__iter__"):
+            raise UsageError(f"weights={_show(weights)}: must be a list of numbers, one per input")
+        weights = list(weights)
+        for weight in weights:
+            _check_number("weights", weight, 0)
+    made = make_submission(inputs, out, method=method, weights=weights, seed=seed, tiebreak=tiebreak,
                            sample=sample, report=report)
     frame = pd.read_csv(made.submission)
     return Submission(made.submission, made.probabilities, made.ensemble.ids, made.ensemble.categories,
                       made.ensemble.tied_rows, frame)
+
+
+LEADERBOARD_FILES = ("leaderboard.csv", "leaderboard.md", "leaderboard.png")
+
+
+def guard_leaderboard(out: str | Path, inputs: Sequence[str | Path]) -> None:
+    """The output guard of a leaderboard folder: no file of it is an input, the folder is no planted link."""
+    from kfold.files.atomic import guard_outputs
+    from kfold.files.rundir import probs_path
+
+    out = Path(out)
+    sources = [*inputs, *(probs_path(path) for path in inputs)]  # a submission's probabilities are read too
+    guard_outputs([out / name for name in LEADERBOARD_FILES], sources, root=out.parent)
 
 
 def leaderboard(solution: str | Path, submissions: Sequence[str | Path], *, seed: int = 0, bootstrap: int = 1000,
@@ -285,6 +432,13 @@ def leaderboard(solution: str | Path, submissions: Sequence[str | Path], *, seed
     """
     from kfold.scoring.leaderboard import leaderboard as board, read_solution, write_leaderboard
 
+    _check_path("solution", solution)
+    submissions = _paths("submissions", submissions)
+    _check_int("seed", seed, 0, 2 ** 32 - 1)
+    _check_int("bootstrap", bootstrap, 1, 10_000_000)
+    _check_path("out", out, optional=True)
+    if out is not None:
+        guard_leaderboard(out, [*submissions, solution])
     table = board([str(s) for s in submissions], read_solution(solution, seed=seed), n_bootstrap=bootstrap, seed=seed)
     if out is not None:
         write_leaderboard(table, out)

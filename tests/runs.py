@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import log_loss
 from synthetic import write_kmnist_comp
 
 from kfold.data import load_task
@@ -51,6 +52,6 @@ def fake_run(tmp_path: Path, k: int = 2, epochs: int = 3, error_rate: float = 0.
     summary = {"task": task.name, "preset": "lenet5", "model": "lenet5", "k": k, "seed": seed, "keep": "last",
                "folds_done": k, "folds": fold_rows, "train_seconds": 323.868, "oof_rows": n,
                "oof_accuracy": float((predicted == labels).mean()), "oof_accuracy_last_epoch": float((predicted == labels).mean()),
-               "oof_logloss": 0.9}
+               "oof_logloss": float(log_loss(labels, probs, labels=range(10)))}  # as summarize computes it
     (run / "summary.json").write_text(json.dumps(summary))
     return run, data

@@ -450,7 +450,7 @@ def test_fold_outside_the_run_with_tta_is_refused(trained, tmp_path, capsys):
     run_dir = shutil.copytree(root / "run", tmp_path / "run")
     _edit_weights(run_dir / "fold1" / "model.safetensors", _set("fold", 7))
     refused(tmp_path, capsys, "predict", [run_dir, "--data", data, "--out", tmp_path / "probs", "--device", "cpu",
-                                          "--tta", 2], 1, "metadata fold 7 is not a fold of")
+                                          "--tta", 2], 1, "fold1/model.safetensors", "holds fold 7")  # issue 24
 
 
 def _edit_checkpoint(path: Path, edit) -> None:

@@ -193,8 +193,12 @@ def test_predict_refuses_damaged_or_foreign_weights(kind, reason, run_copy, tmp_
 # ---- paths -------------------------------------------------------------------------------------------------
 
 def test_output_names_never_leave_the_output_directory(run_copy, tmp_path, capsys):
-    """'../' in metadata, a run path with '..', and symlinks planted in --out write nothing outside --out."""
+    """'../' in metadata, a run path with '..', and symlinks planted in --out write nothing outside --out.
+
+    Weights whose metadata names another fold, model, preset or seed are refused as another run's (issue 24);
+    the out-of-fold file's ``run`` field is kept as data, never used as a path."""
     data, run_dir = run_copy
+    originals = {fold: (run_dir / fold / "model.safetensors").read_bytes() for fold in ("fold0", "fold1")}
     for fold in ("fold0", "fold1"):
         tensors, meta = _weights(run_dir / fold / "model.safetensors")
         meta.update(fold="../../escaped", model="../../escaped", preset="/tmp/escaped", seed="../escaped")
@@ -208,11 +212,18 @@ def test_output_names_never_leave_the_output_directory(run_copy, tmp_path, capsy
     (out / "run-fold0.npz").symlink_to(precious)
     (tmp_path / "elsewhere").mkdir()
     before = _snapshot(tmp_path)
-    assert run("predict", [tmp_path / "elsewhere" / ".." / "run", "--data", data, "--out", out, "--device", "cpu"]) == 0
+    argv = [tmp_path / "elsewhere" / ".." / "run", "--data", data, "--out", out, "--device", "cpu"]
+    assert run("predict", argv) == 1
+    assert_one_line_error(error_line(capsys.readouterr().err), "fold0/model.safetensors", "a file of another")
+    assert _snapshot(tmp_path) == before
+    for fold, content in originals.items():
+        (run_dir / fold / "model.safetensors").write_bytes(content)
+    before = _snapshot(tmp_path)
+    assert run("predict", argv) == 0
     new = {path for path in _snapshot(tmp_path) if path not in before or path == out / "run-fold0.npz"}
     assert {path.relative_to(out).as_posix() for path in new} == {"run-fold0.npz", "run-fold1.npz", "run-mean.npz", "run-oof.npz"}
     assert precious.read_text() == "an earlier result\n" and not (out / "run-fold0.npz").is_symlink()
-    assert read_probs(out / "run-fold0.npz").meta["fold"] == "../../escaped"  # kept as data, never as a path
+    assert read_probs(out / "run-oof.npz").meta["run"] == "../../escaped"  # kept as data, never as a path
     assert not list(tmp_path.parent.glob("escaped*")) and not Path("/tmp/escaped").exists()
 
 

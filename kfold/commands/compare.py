@@ -41,6 +41,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "compare.py") -> int:
     args = build_parser(prog).parse_args(argv)
     from kfold.flows.compare import compare
 
+    if args.seed_ensembles and len(args.seeds) < 2:
+        from kfold.errors import UsageError
+
+        raise UsageError(f"{prog}: --seed-ensembles averages over seeds; give at least two --seeds")
+
     backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
     try:
         compare(args.data, args.out, presets=args.presets, seeds=args.seeds, k=args.k,

@@ -33,12 +33,12 @@ def build_parser(prog: str = "ensemble.py") -> argparse.ArgumentParser:
     parser.add_argument("--fit-weights", metavar="OOF1,OOF2,...",
                         help="fit weights by greedy forward selection on these out-of-fold probability files "
                              "(one per INPUT, same order) and apply them to the INPUTs")
-    parser.add_argument("--fit-metric", choices=("accuracy", "logloss"), default="accuracy",
+    parser.add_argument("--fit-metric", choices=("accuracy", "logloss"), default=None,
                         help="what --fit-weights optimises (default: accuracy)")
-    parser.add_argument("--fit-rounds", type=int, default=25, help="selection rounds for --fit-weights (default: 25)")
+    parser.add_argument("--fit-rounds", type=int, default=None, help="selection rounds for --fit-weights (default: 25)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random vote tie-break, 0..2**32-1 (default: 0)")
-    parser.add_argument("--tiebreak", choices=("random", "prob"), default="random",
-                        help="vote ties: uniformly random among tied classes, or highest summed probability")
+    parser.add_argument("--tiebreak", choices=("random", "prob"), default=None,
+                        help="vote ties: uniformly random (default) among tied classes, or highest summed probability")
     parser.add_argument("--num-classes", type=int, help="number of classes when every input is a submission CSV")
     parser.add_argument("--sample", type=Path, help="sample_submission.csv: output row order and Id check")
     parser.add_argument("--solution", type=Path, help="solution.csv (Id,Category[,Usage]): accuracies in the report")
@@ -65,6 +65,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
 
     if args.weights and args.fit_weights:
         raise UsageError("give either --weights or --fit-weights, not both")
+    if not args.fit_weights and (args.fit_metric is not None or args.fit_rounds is not None):
+        raise UsageError("--fit-metric and --fit-rounds go with --fit-weights")
+    if args.tiebreak is not None and args.method != "vote":
+        raise UsageError(f"--tiebreak breaks ties of --method vote; --method {args.method} has none")
+    args.fit_metric = args.fit_metric or "accuracy"
+    args.fit_rounds = 25 if args.fit_rounds is None else args.fit_rounds
+    args.tiebreak = args.tiebreak or "random"
     oof = [part for part in args.fit_weights.split(",") if part] if args.fit_weights else None
     made = make_submission(args.inputs, args.out, method=args.method,
                            weights=_parse_weights(args.weights) if args.weights else None, fit_oof=oof,

@@ -162,6 +162,9 @@ def cmd_leaderboard(args) -> int:
             return 0
         print()
     check_seed(args.seed)
+    from kfold.api import guard_leaderboard  # every output checked against every input before anything is read
+
+    guard_leaderboard(args.out, [*args.submissions, args.solution, *([args.ids] if args.ids else [])])
     solution = read_solution(args.solution, public_fraction=args.public_fraction, seed=args.seed)
     table = leaderboard(args.submissions, solution, n_bootstrap=args.bootstrap, seed=args.seed,
                         ids=_row_ids(args.ids), log_probs=args.log_probs)

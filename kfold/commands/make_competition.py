@@ -27,12 +27,30 @@ def build_parser(prog: str = "kfold make-competition") -> argparse.ArgumentParse
     return p
 
 
+def output_files_of(kind: str) -> list[str]:
+    """The files make-competition writes for a KMNIST or an MNIST-MIX task."""
+    from types import SimpleNamespace
+
+    from kfold.data.make_competition import output_files
+
+    return output_files(SimpleNamespace(name=kind))  # it reads only the task's name
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "kfold make-competition") -> int:
     from kfold.data import load_task
     from kfold.data.make_competition import make_competition
+    from kfold.errors import UsageError
+    from kfold.files.atomic import guard_outputs
+    from kfold.files.rundir import data_inputs
 
     args = build_parser(prog).parse_args(argv)
     languages = [name.strip() for name in args.languages.split(",")] if args.languages else None
+    if args.languages is not None and not all(languages):
+        raise UsageError(f"{prog}: --languages {args.languages!r}: empty item in the comma-separated list")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
+    names = {*output_files_of("kmnist"), *output_files_of("mnist-mix")}  # whichever the data turns out to be
+    guard_outputs([args.out, *(args.out / name for name in sorted(names))], data_inputs(args.data), root=args.out.parent)
     task = load_task(args.data, cache_dir=args.cache_dir, languages=languages)
     files = make_competition(task, args.out, public_fraction=args.public_fraction, seed=args.seed)
     for path in files:

@@ -67,6 +67,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "mnist_mix.py") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(prog).parse_args(argv)
     _check_positive(args)
+    from kfold.files.atomic import guard_outputs
+    from kfold.files.rundir import data_inputs
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
+    # the output guard: --out and every folder already in it real folders, no output a data file
+    existing = sorted(args.out.rglob("*")) if args.out.is_dir() and not args.out.is_symlink() else []
+    guard_outputs([args.out, args.out / "summary.md", *existing], data_inputs(args.data), root=args.out.parent)
     from kfold.nn.experiments.runner import run_experiment
 
     tables = run_experiment(args.experiment, args.data, args.out, models=args.models,

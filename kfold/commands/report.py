@@ -38,10 +38,14 @@ def build_errors_parser(prog: str = "kfold errors") -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "kfold report") -> int:
+    from kfold.errors import UsageError
     from kfold.scoring.errors_analysis import per_class_markdown
     from kfold.scoring.html_report import write_html_report
 
     args = build_report_parser(prog).parse_args(argv)
+    if args.leaderboard is not None and not (args.leaderboard / "leaderboard.csv").is_file():
+        raise UsageError(f"{prog}: --leaderboard {args.leaderboard}: holds no leaderboard.csv (give the folder that "
+                         "'kfold leaderboard --out' or 'kfold run' wrote)")
     out, analysis = write_html_report(args.run_dir, args.out, args.leaderboard, args.data)
     print(per_class_markdown(analysis))
     for note in analysis.notes:
@@ -51,12 +55,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold report") -> int:
 
 
 def errors_main(argv: Sequence[str] | None = None, prog: str = "kfold errors") -> int:
-    from kfold.errors import UsageError
-    from kfold.scoring.errors_analysis import analyze_run, per_class_markdown, write_analysis
+    from kfold.errors import DataError, UsageError
+    from kfold.scoring.errors_analysis import analyze_run, guard_analysis, per_class_markdown, write_analysis
 
     args = build_errors_parser(prog).parse_args(argv)
     if args.gallery < 1:
         raise UsageError(f"--gallery {args.gallery}: must be at least 1")
+    if not args.run_dir.is_dir():
+        raise DataError(f"{args.run_dir}: no such run directory")
+    guard_analysis(args.run_dir, args.out, data=args.data)  # before anything is read
     analysis = analyze_run(args.run_dir, data=args.data, gallery_size=args.gallery)
     files = write_analysis(analysis, args.out)
     print(f"out-of-fold accuracy {analysis.accuracy:.4f} on {len(analysis.labels)} rows; {len(analysis.errors)} wrong\n")

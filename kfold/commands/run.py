@@ -18,9 +18,9 @@ def build_parser(prog: str = "kfold run") -> argparse.ArgumentParser:
     p = flags.parser(prog, __doc__)
     flags.add_data_flags(p, default="kmnist")
     p.add_argument("--k", type=flags.k_folds, default=5, help="number of folds (default 5)")
-    p.add_argument("--seeds", type=flags.comma_list(flags.seed), default=[0],
+    p.add_argument("--seeds", type=flags.comma_list(flags.seed), default=None,
                    help="comma-separated seeds; several seeds train one run each, all ensembled (default: 0)")
-    p.add_argument("--seed", type=flags.seed, default=None, help="one seed (the same as --seeds N)")
+    p.add_argument("--seed", type=flags.seed, default=None, help="one seed (the same as --seeds N; not with --seeds)")
     p.add_argument("--folds", type=flags.comma_list(flags.int_at_least(0)), help="train only these folds now (e.g. 0,2)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<preset>)")
     p.add_argument("--submissions", type=Path, default=Path("submissions"), help="where submission CSVs go (default: submissions)")
@@ -34,10 +34,14 @@ def build_parser(prog: str = "kfold run") -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = "kfold run") -> int:
     args = build_parser(prog).parse_args(argv)
     from kfold.config import resolve_config
+    from kfold.errors import UsageError
     from kfold.flows.pipeline import run_competition
 
+    if args.seed is not None and args.seeds is not None:
+        raise UsageError(f"{prog}: give --seed or --seeds, not both (--seed {args.seed}, --seeds "
+                         f"{','.join(map(str, args.seeds))})")
     cfg = resolve_config(args.preset, args.config, flags.recipe_overrides(args))
-    seeds = [args.seed] if args.seed is not None else args.seeds
+    seeds = [args.seed] if args.seed is not None else (args.seeds or [0])
     spec = flags.task_spec(args)
     backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
     threads = args.threads if backend is None else backend.options.threads(args.threads)

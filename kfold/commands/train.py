@@ -30,6 +30,11 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
     args = build_parser(prog).parse_args(argv)
+    if args.full and args.folds is not None:
+        from kfold.errors import UsageError
+
+        raise UsageError(f"{prog}: --full trains one model on all data; --folds {','.join(map(str, args.folds))} "
+                         "does not apply to it")
     from kfold.config import resolve_config
     from kfold.flows.training import format_summary, train_run
 

@@ -12,6 +12,7 @@ Nothing here imports torch.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from kfold.files.atomic import atomic_path
+from kfold.files.atomic import atomic_path, guard_outputs
 from kfold.errors import DataError, UsageError
 
 __all__ = ["check_not_symlink", "CHUNK", "DEFAULT_MAX_SIZE", "extract_zip", "parse_size"]
@@ -63,6 +64,20 @@ def _member_path(info: zipfile.ZipInfo, archive: str) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
+_PATH_MAX = 4096
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing parent) allows."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return int(os.pathconf(probe, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
 def check_not_symlink(path: Path, what: str) -> None:
     if path.is_symlink():
         raise DataError(f"{path}: {what} is a symbolic link; kfold never writes through one (give the real folder)")
@@ -91,34 +106,60 @@ def extract_zip(archive: str | os.PathLike, destination: str | os.PathLike, max_
             if str(path).lower() in seen:
                 raise DataError(f"{label}: member '{path}' appears twice; refusing an ambiguous archive")
             seen.add(str(path).lower())
+        files = {str(path) for _, path in members}
+        for info, path in members:
+            folder = next((str(parent) for parent in path.parents if str(parent) in files), None)
+            if folder is not None:
+                raise DataError(f"{label}: member '{info.filename}' lies in '{folder}', which the archive also holds "
+                                "as a file; refusing an ambiguous archive")
         declared = sum(info.file_size for info, _ in members)
         if declared > max_size:
             raise DataError(f"{label}: unpacks to {_human(declared)}, more than --max-size {_human(max_size)}")
-        for _, path in members:  # every target checked before anything is written
+        name_max = _name_max(destination)
+        for info, path in members:  # every target checked before anything is written
+            long = next((part for part in path.parts if len(part.encode()) > name_max), None)
+            if long is not None:
+                raise DataError(f"{label}: member '{info.filename}' has a name of {len(long.encode())} bytes, more than "
+                                f"the {name_max} this file system allows; refusing to extract it")
+            if len(str(destination.resolve() / str(path)).encode()) >= _PATH_MAX:
+                raise DataError(f"{label}: member '{info.filename}' would have a path longer than this file system "
+                                f"allows under {destination}; refusing to extract it")
             target = destination
-            for part in path.parts:
+            for index, part in enumerate(path.parts):
                 target = target / part
                 check_not_symlink(target, f"a path inside the data folder ({path})")
+                if index < len(path.parts) - 1 and target.exists() and not target.is_dir():
+                    raise DataError(f"{target}: exists and is not a folder; cannot put '{path}' there")
             if target.exists() and not force:
                 raise DataError(f"{target}: already exists; give --force to replace the downloaded files, "
                                 "or choose an empty --data folder")
             if target.exists() and not target.is_file():
                 raise DataError(f"{target}: exists and is not a file; cannot put '{path}' there")
+        guard_outputs([destination, *(destination.joinpath(*path.parts) for _, path in members)], [archive],
+                      root=destination.parent, error=DataError)
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.extract-", dir=destination.parent))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700: the data folder follows the umask
         try:
             written = 0
             for info, path in members:
                 target = staging.joinpath(*path.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(target) as tmp, zf.open(info) as src, open(tmp, "wb") as dst:  # mode from the umask
-                    while chunk := src.read(CHUNK):
-                        written += len(chunk)
-                        if written > max_size:
-                            raise DataError(f"{label}: unpacks to more than --max-size {_human(max_size)}")
-                        dst.write(chunk)
-                    dst.flush()
-                    os.fsync(dst.fileno())
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)  # folders follow the umask
+                    with atomic_path(target) as tmp, zf.open(info) as src, open(tmp, "wb") as dst:  # mode: the umask
+                        while chunk := src.read(CHUNK):
+                            written += len(chunk)
+                            if written > max_size:
+                                raise DataError(f"{label}: unpacks to more than --max-size {_human(max_size)}")
+                            dst.write(chunk)
+                        dst.flush()
+                        os.fsync(dst.fileno())
+                except OSError as exc:
+                    if exc.errno not in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+                        raise  # disk full, I/O error: the error names the file being written
+                    # a name the file system refuses: named by the member, never by the hidden staging folder
+                    raise DataError(f"{label}: member '{info.filename}': cannot extract it "
+                                    f"({exc.strerror or exc}); nothing was extracted") from None
             return _move_into(staging, destination, [path for _, path in members])
         except zipfile.BadZipFile as exc:
             raise DataError(f"{label}: damaged zip file ({exc})") from None

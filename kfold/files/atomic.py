@@ -177,12 +177,95 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
-def refuse_overwriting_inputs(inputs, outputs, error) -> None:
-    """Raise ``error(message)`` when an output path would replace one of the inputs (symlinks and hard links included)."""
+def _input_files(inputs) -> list[Path]:
+    """The input paths, a folder standing for every file below it (a data folder read as a whole)."""
+    files: list[Path] = []
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(source)
+        if source.is_dir():
+            for folder, _, names in os.walk(source):
+                files += [Path(folder) / name for name in names]
+                if len(files) > 100_000:
+                    break
+        else:
+            files.append(source)
+    return files
+
+
+def _links_below(root: Path, path: Path) -> Path | None:
+    """The first symbolic link among the existing folders from below ``root`` down to ``path`` (None: none)."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:  # not spelled below root: nothing between them to check
+        return None
+    current = root
+    for part in parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            return current
+        if not current.exists():
+            return None
+    return None
+
+
+def guard_outputs(outputs, inputs=(), *, root=None, error=None, links: str = "folders") -> None:
+    """The one output guard: every command calls it with its outputs and inputs before it computes anything.
+
+    Raises ``error(message)`` (default ``UsageError``), one line naming the output, when
+
+    * an output is, or resolves to, one of the ``inputs`` (the same path after symbolic links and '..', or the same
+      file through a hard link; a folder among the inputs stands for every file below it);
+    * an output lies under a folder that is a symbolic link: every existing folder below ``root`` (the folder the
+      user named: a run directory, or the parent of a named output folder) on the way to an output must be a real
+      folder; an output that is itself a link to a folder is refused too. kfold creates no links, so any link
+      there was planted;
+    * with ``links="all"`` (a run directory, whose files are also its inputs), an output file that is itself a
+      symbolic link is refused as well. Otherwise a link to a file is replaced by the new file, never written through.
+    """
+    from kfold.errors import UsageError
+
+    error = error or UsageError
+    outputs = [Path(out) for out in outputs if out is not None]
+    root = None if root is None else Path(root)
+    sources = _input_files(inputs)
+    real_sources = {}
+    for source in sources:
+        real_sources.setdefault(os.path.realpath(source), source)
+    inodes = {}
+    for source in sources:
+        with contextlib.suppress(OSError):
+            st = os.stat(source)
+            inodes.setdefault((st.st_dev, st.st_ino), source)
     for out in outputs:
-        for source in inputs:
-            if same_file(out, source):
-                raise error(f"{out}: output would overwrite the input {source}; choose another output path")
+        source = real_sources.get(os.path.realpath(out))
+        if source is None:
+            with contextlib.suppress(OSError):
+                st = os.stat(out)
+                if stat.S_ISREG(st.st_mode):
+                    source = inodes.get((st.st_dev, st.st_ino))
+        if source is not None:
+            raise error(f"{out}: output would overwrite the input {source}; choose another output path")
+    for out in outputs:
+        link = _links_below(root, out) if root is not None else None
+        if link is None and out.is_symlink() and (links == "all" or out.is_dir()):
+            link = out
+        if link is not None:
+            target = os.path.realpath(link)
+            where = f", outside {root}" if root is not None and not _inside(target, root) else ""
+            raise error(f"{link}: is a symbolic link to {target}{where}; kfold writes only into real folders and never "
+                        f"through a link it did not create (remove the link or choose another output)")
+
+
+def _inside(path: str, root: Path) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
+
+
+def refuse_overwriting_inputs(inputs, outputs, error) -> None:
+    """Raise ``error(message)`` when an output path would replace one of the inputs (``guard_outputs``' first rule)."""
+    guard_outputs(outputs, inputs, error=error, root=None, links="none")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, transaction: "Transaction | None" = None) -> None:
@@ -221,14 +304,8 @@ def save_figure(fig, path: str | os.PathLike, transaction: "Transaction | None" 
 
 def refuse_links_out_of(root: str | os.PathLike, paths, error) -> None:
     """Raise ``error(message)`` when one of ``paths`` (files or directories a command writes under ``root``)
-    is a symbolic link that leads outside ``root``: writing through it would change files elsewhere."""
-    root_real = os.path.realpath(root)
-    for path in map(Path, paths):
-        if path.is_symlink():
-            target = os.path.realpath(path)
-            if os.path.commonpath([root_real, target]) != root_real:
-                raise error(f"{path}: is a symbolic link to {target}, outside {root}; refusing to write through it "
-                            "(remove the link or choose a new --out directory)")
+    is, or lies under, a symbolic link (``guard_outputs`` with ``links="all"``)."""
+    guard_outputs(paths, (), root=root, error=error, links="all")
 
 
 class Transaction:

@@ -7,6 +7,7 @@ truncated array as truncated. Nothing here imports torch.
 """
 from __future__ import annotations
 
+import tokenize
 import zipfile
 from pathlib import Path
 
@@ -30,7 +31,8 @@ def _header(fh, where: str, what: str) -> tuple[tuple[int, ...], np.dtype, int]:
             shape, _, dtype = npy_format.read_array_header_2_0(fh, max_header_size=100_000)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError, tokenize.TokenError, RecursionError, MemoryError,
+            KeyError, IndexError, AttributeError) as exc:  # a header Python cannot tokenize or parse: damaged
         raise DataError(f"{where}: {what} ({' '.join(str(exc).split())[:200]})") from None
     return tuple(int(d) for d in shape), dtype, fh.tell()
 

@@ -294,6 +294,24 @@ def plot_comparison(table: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path)
 
 
+def guard_comparison(out: Path, data: str, seeds: Sequence[int], presets: Sequence[str], k: int) -> None:
+    """The output guard of a comparison: no output is a data file, no folder on the way is a planted link."""
+    from kfold.files.atomic import guard_outputs
+    from kfold.files.rundir import data_inputs
+    from kfold.flows.training import run_outputs
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    outputs = [out, out / "submissions", *(out / name for name in ("comparison.csv", "comparison.md", "comparison.png",
+                                                                     "leaderboard.csv", "leaderboard.md"))]
+    for seed in seeds:
+        seed_dir = out / f"seed{seed}"
+        outputs += [seed_dir, seed_dir / "probs", seed_dir / "submissions", seed_dir / "leaderboard.csv"]
+        for preset in presets:
+            outputs += run_outputs(RunDir(seed_dir / preset), k)
+    guard_outputs(outputs, data_inputs(data), root=out.parent, error=DataError)
+
+
 def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRESETS, seeds: Sequence[int] = (0, 1, 2),
             k: int = 5, seed_ensembles: Sequence[str] | None = None, epochs: int | None = None, device: str = "auto",
             tta: int | None = None, threads: int | None = None, progress: bool = True, backend=None) -> pd.DataFrame | None:
@@ -318,6 +336,7 @@ def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRES
         raise UsageError(f"{param('tta')}={tta}: needs at least 1 view")
     for preset in presets:  # every config error before the first run starts
         resolve_config(preset, None, {} if epochs is None else {"epochs": epochs})
+    guard_comparison(out, data, seeds, presets, k)
     spec = TaskSpec(str(data))
     task = spec.load(progress=progress)  # loaded once for every preset and seed
 

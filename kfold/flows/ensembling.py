@@ -43,7 +43,7 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
     (or the sample) gives the rows of ``.npy`` inputs that carry none. The submission is written in the
     competition's schema (``schema``, else the one the probability files record, else KMNIST's): its columns,
     Id values and class values; probabilities for a probability target (a vote is refused there)."""
-    from kfold.files.atomic import refuse_overwriting_inputs, together
+    from kfold.files.atomic import guard_outputs, together
     from kfold.files.probs import write_probs
     from kfold.files.schema import Schema
     from kfold.files.submission import align_ids, sample_ids, write_submission
@@ -53,6 +53,13 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
     check_seed(seed)
     if out.suffix.lower() != ".csv":
         raise UsageError(f"{param('out')} must be a .csv file, got {out}")
+    sources = [*inputs, *extra_inputs, *(fit_oof or []), *([sample] if sample else []), *([solution] if solution else []),
+               *([ids] if ids else [])]
+    targets = [out, *([probs_path(out)] if method in ("mean", "geomean") else [])]  # checked before anything is read
+    guard_outputs(targets, sources, error=UsageError)
+    if report:
+        guard_outputs([Path(report), *(Path(report) / name for name in REPORT_FILES)], sources,
+                      root=Path(report).parent, error=UsageError)
     fit = None
     if fit_oof is not None:
         if weights is not None:
@@ -91,12 +98,6 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
         labels = truth.categories[rows]
         groups = None if truth.groups is None else truth.groups[rows]
         scored = (truth.usage != "Ignored")[rows]  # Ignored rows are scored nowhere, as on the leaderboard
-    sources = [*inputs, *extra_inputs, *(fit_oof or []), *([sample] if sample else []), *([solution] if solution else []),
-               *([ids] if ids else [])]
-    targets = [out, *([probs_path(out)] if ensemble.probs is not None else [])]
-    if report:
-        targets += [Path(report) / name for name in REPORT_FILES]
-    refuse_overwriting_inputs(sources, targets, UsageError)
 
     result = EnsembleResult(ensemble, out, probs_path(out) if ensemble.probs is not None else None, fit=fit)
     with together():  # the submission, its probabilities and the report appear together

@@ -57,6 +57,32 @@ def validate_files(files: Sequence[Path], sample: Path | None, num_classes: int 
     return lines
 
 
+def guard_competition(root: RunDir, run_dirs: Sequence[RunDir], submissions: Path, data: str, k: int) -> None:
+    """Every output of ``kfold run`` checked before anything is trained: --submissions is a folder, no output is an
+    input (the data, the runs' own files), and no folder on the way to one is a planted symbolic link."""
+    from kfold.errors import UsageError
+    from kfold.files.atomic import guard_outputs
+    from kfold.files.rundir import data_inputs, probs_path
+    from kfold.flows.ensembling import REPORT_FILES
+    from kfold.flows.training import run_outputs
+
+    if submissions.exists() and not submissions.is_dir():
+        raise UsageError(f"--submissions {submissions}: is a file; give the folder the submission CSVs go to")
+    inputs = data_inputs(data)  # the runs' own files are rewritten by training itself (its guard checks them)
+    probs = root.probs
+    outputs = [*(path for run in run_dirs for path in run_outputs(run, k)), probs.path,
+               *(probs.model(run.name, fold) for run in run_dirs for fold in (*range(k), "full")),
+               *(probs.mean(run.name) for run in run_dirs), *(probs.oof(run.name) for run in run_dirs),
+               *(root.report(method) / file for method in METHODS for file in REPORT_FILES),
+               *(root.leaderboard / file for file in ("leaderboard.csv", "leaderboard.md", "leaderboard.png"))]
+    from kfold.errors import DataError
+
+    guard_outputs(outputs, inputs, root=root.path, error=DataError, links="folders")
+    subs = [submissions / f"{safe_name(root.name)}-{method}.csv" for method in METHODS]
+    guard_outputs([*subs, *(probs_path(sub) for sub in subs)], [*inputs, *(p for run in run_dirs for p in run.inputs())],
+                  root=submissions.parent, error=UsageError)
+
+
 def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec, preset: str | None = "fast",
                     k: int = 5, seeds: Sequence[int] = (0,), folds: str | Sequence[int] | None = None,
                     submissions: str | Path = "submissions", device: str = "auto", tta: int | None = None,
@@ -132,6 +158,7 @@ def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec:
     name = root.name
     submissions = Path(submissions)
     run_dirs = [root] if len(seeds) == 1 else [RunDir(root.path / f"seed{seed}") for seed in seeds]
+    guard_competition(root, run_dirs, submissions, task_spec.data, k)
     summaries = []
     for seed, run in zip(seeds, run_dirs):
         echo(f"== train: {run.path} (preset {preset}, k {k}, seed {seed})")

@@ -45,6 +45,7 @@ class RayOptions:
                     or value == float("inf"):
                 raise UsageError(f"{param(name)}={value!r}: must be a finite number >= {low:g}")
 
+        check_address(self.address)
         number("cpus_per_fold", self.cpus_per_fold, 0)
         number("gpus_per_fold", self.gpus_per_fold, 0)
         if self.cpus_per_fold == 0 and self.gpus_per_fold == 0:
@@ -74,6 +75,27 @@ class RayOptions:
                                  f"(e.g. 1, or 0.25 to share a GPU between four folds)")
             return "cpu" if device == "auto" else device
         return device
+
+
+_HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)"
+
+
+def check_address(address) -> None:
+    """A Ray cluster address: HOST:PORT (or ray://HOST[:PORT], or 'auto'); anything else is a UsageError now, not a
+    connection attempt that retries for minutes."""
+    import re
+
+    if address is None:
+        return
+    if not isinstance(address, str):
+        raise UsageError(f"--address {address!r}: must be HOST:PORT")
+    match = re.fullmatch(rf"(ray://)?({_HOST})(?::(\d{{1,5}}))?", address)
+    if address == "auto":
+        return
+    if match is None or (match.group(1) is None and match.group(3) is None) or \
+            (match.group(3) is not None and not 1 <= int(match.group(3)) <= 65535):
+        raise UsageError(f"--address {address!r}: not a Ray cluster address; give HOST:PORT (e.g. 10.0.0.5:6379), "
+                         "ray://HOST:PORT or auto")
 
 
 def import_ray(remote: bool = False):

@@ -17,10 +17,10 @@ import numpy as np
 from kfold.config import TrainConfig, resolve_config
 from kfold.data.task import Task
 from kfold.errors import DataError, UsageError, param
-from kfold.files.atomic import refuse_links_out_of, sweep_stale_temps, write_json
+from kfold.files.atomic import guard_outputs, sweep_stale_temps, write_json
 from kfold.files.folds import assign_folds, check_k, read_folds, write_folds
 from kfold.files.probs import read_probs, write_probs
-from kfold.files.rundir import FULL, RunDir
+from kfold.files.rundir import FULL, RunDir, data_inputs, read_metrics
 
 __all__ = ["check_run_dir", "check_task", "fold_jobs", "FoldJob", "folds_sha256", "format_summary", "full_epochs",
            "load_saved_config", "local_backend", "parse_fold_list", "prepare_run", "RUN_KEYS", "RunSummary",
@@ -138,14 +138,22 @@ def load_saved_config(run: RunDir) -> dict:
         raise DataError(f"{run.config}: damaged run config; use a new {param('out')} directory") from None
 
 
+def run_outputs(run: RunDir, k: int) -> list[Path]:
+    """What training writes in a run directory (each model's folder and its files): the output guard's list."""
+    files = [run.config, run.folds_csv, run.oof, run.summary]
+    for fold in (*range(k), FULL):
+        files += [run.model_dir(fold), run.meta(fold), run.weights(fold), run.metrics(fold), run.fold_oof(fold),
+                  run.checkpoint(fold), run.learning_curve(fold), run.confusion_csv(fold), run.confusion_png(fold)]
+    return files
+
+
 def check_run_dir(run: RunDir, wanted: dict, resume: bool, full: bool = False) -> dict | None:
     """Refuse to mix runs: an existing run needs ``resume`` (or ``full``) and the same settings.
 
     Returns the saved config of an existing run, ``None`` for a new one. A refusal names every key
     that differs with both values.
     """
-    refuse_links_out_of(run.path, [run.config, run.folds_csv, run.oof, run.summary,
-                                   *(run.model_dir(f) for f in (*range(wanted["k"]), FULL))], DataError)
+    guard_outputs(run_outputs(run, wanted["k"]), data_inputs(wanted["data"]), root=run.path, error=DataError, links="all")
     if run.path.exists() and not run.path.is_dir():
         raise UsageError(f"{param('out')}={run.path}: exists and is not a directory")
     if not run.config.exists():
@@ -178,6 +186,8 @@ def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UsageError(f"{param('threads')}={threads!r}: must be an integer >= 1")
     check_task(task, data)
+    # the output guard first: no output is a data file, nothing is read or written through a planted link
+    guard_outputs(run_outputs(run, k), data_inputs(data), root=run.path, error=DataError, links="all")
     if run.config.exists():
         load_saved_config(run)  # a damaged config is named before anything else is read
     if run.folds_csv.exists() and not run.folds_csv.is_symlink():
@@ -208,7 +218,10 @@ def fold_jobs(run: RunDir, cfg: TrainConfig, task_spec: TaskSpec, folds: Sequenc
 
 
 def _meta(run: RunDir, fold: int | str) -> dict:
-    return run.read_json(run.meta(fold))
+    """A finished model's meta.json: its fields checked, and it belongs to this run and this fold."""
+    meta = run.read_meta(fold)
+    run.check_belongs(run.meta(fold), meta, fold)
+    return meta
 
 
 def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str | None, seed: int) -> dict:
@@ -225,8 +238,15 @@ def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str 
         meta = _meta(run, fold)
         threads.add(meta.get("threads"))
         fold_rows.append({key: meta[key] for key in ("fold", "best_epoch", "val_accuracy", "val_loss", "seconds")})
-        oof_parts.append(read_probs(run.fold_oof(fold)))
-        last_correct += pd.read_csv(run.metrics(fold))["val_accuracy"].iloc[-1] * meta["val_rows"]
+        part = read_probs(run.fold_oof(fold))
+        run.check_belongs(run.fold_oof(fold), part.meta, fold)
+        if part.labels is None:
+            raise DataError(f"{run.fold_oof(fold)}: out-of-fold file without labels")
+        oof_parts.append(part)
+        last = read_metrics(run.metrics(fold))["val_accuracy"].iloc[-1]
+        if not 0 <= last <= 1:
+            raise DataError(f"{run.metrics(fold)}: the last epoch has no validation accuracy")
+        last_correct += last * meta["val_rows"]
     summary = {"task": task.name, "preset": preset, "model": cfg.model, "k": k, "seed": seed, "keep": cfg.keep,
                "folds_done": len(fold_rows), "folds": fold_rows, "train_seconds": float(sum(r["seconds"] for r in fold_rows)),
                "code": code_identity()}
@@ -332,7 +352,9 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
     check_task(task, task_spec.data)
     if backend is None:  # training here anyway: build the model on torch's meta device first (shapes only, no memory)
         from kfold.nn.checks import check_model_fits
+        from kfold.nn.inference import resolve_device
 
+        resolve_device(device)  # --device cuda (or mps) where there is none: refused before the run folder exists
         check_model_fits(cfg, task.num_classes, task.image_shape, f"{param('data')}={task_spec.data}")
     prepare_run(run, cfg, task, preset=preset, k=k, seed=seed, data=task_spec.data, resume=resume, full=full, threads=threads)
     start = time.perf_counter()

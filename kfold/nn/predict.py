@@ -69,7 +69,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
     """
     from tqdm.auto import tqdm
 
-    from kfold.files.atomic import together
+    from kfold.files.atomic import guard_outputs, together
     from kfold.nn.inference import load_model, predict_proba, resolve_device, use_bf16, use_channels_last
 
     if tta is not None and (isinstance(tta, bool) or not isinstance(tta, int) or tta < 1):
@@ -80,6 +80,8 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
         raise UsageError(f"--batch-size {batch_size!r}: must be at least 1")
     if fmt not in ("npz", "csv"):
         raise UsageError(f"--format {fmt!r}: must be npz or csv")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096):
+        raise UsageError(f"--threads {threads!r}: must be an integer in 1..4096")
     if threads is not None:
         import torch
 
@@ -89,6 +91,10 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
     pred = PredDir(out)
     runs = [run if isinstance(run, RunDir) else RunDir(run) for run in runs]
     planned = [(run, run.models(allow_incomplete)) for run in runs]  # every run checked first
+    guard_outputs([pred.path, *(path for run, models in planned for path in
+                                (*(pred.model(run.name, m, fmt) for m in models), pred.mean(run.name, fmt),
+                                 pred.oof(run.name, fmt)))],
+                  [path for run in runs for path in run.inputs()], root=pred.path.parent)
     gains, pending = [], {}  # pending: output path -> write_probs arguments; written only when all succeeded
 
     def add(path: Path, *write_args, **write_kwargs) -> None:
@@ -103,6 +109,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
             model, meta = load_model(run.weights(fold), device)
             if meta["fingerprint"] != fingerprint:
                 raise DataError(f"{run.model_dir(fold)}: trained on different data (fingerprint {meta['fingerprint']}, --data gives {fingerprint})")
+            run.check_belongs(run.weights(fold), meta, fold)  # weights copied from another run or fold: refused
             check_model_matches(run.weights(fold), meta, task)
             views = tta if tta is not None else meta["config"].get("tta", 1)
             channels_last = use_channels_last(meta["config"].get("channels_last", "auto"), device)
@@ -133,6 +140,9 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
                 echo(f"warning: {run.path}: the mean uses {len(fold_probs)} of {k} folds (--allow-incomplete)")
         if run.oof.is_file():
             oof = read_probs(run.oof)
+            run.check_oof(oof)  # copied from another run: refused
+            if oof.meta.get("kind") not in (None, "oof"):
+                raise DataError(f"{run.oof}: a {oof.meta.get('kind')!r} probability file, not out-of-fold predictions")
             add(pred.oof(run.name, fmt), oof.ids, oof.probs, oof.classes, oof.meta, labels=oof.labels)
     with together():
         for path, (write_args, write_kwargs) in pending.items():

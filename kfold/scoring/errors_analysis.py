@@ -10,7 +10,6 @@ data's fingerprint is the run's. Nothing here imports torch.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pandas as pd
 
 from kfold.files.rundir import RunDir
 from kfold.errors import DataError, KfoldError
-from kfold.files.atomic import write_csv, write_text
+from kfold.files.atomic import together, write_csv, write_text
 from kfold.files.probs import ProbFile, read_probs
 from kfold.files.schema import ID_COLUMN
 from kfold.scoring.report import markdown_table
@@ -51,10 +50,21 @@ class RunAnalysis:
 def read_oof(run_dir: Path) -> ProbFile:
     """The run's out-of-fold probabilities: run-level ``oof.npz``, else every finished fold's concatenated."""
     run = RunDir(run_dir)
+    config = run.read_config() if run.is_run() else {}
     if run.oof.is_file():
-        return read_probs(run.oof)
-    k = run.defined_folds() if run.is_run() else 0
-    parts = [read_probs(run.fold_oof(fold)) for fold in range(k) if run.fold_oof(fold).is_file()]
+        oof = read_probs(run.oof)
+        _check_kind(run.oof, oof)
+        if config:
+            run.check_oof(oof)  # copied from another run: refused
+        return oof
+    k = config.get("k", 0)
+    parts = []
+    for fold in range(k):
+        if run.fold_oof(fold).is_file():
+            part = read_probs(run.fold_oof(fold))
+            run.check_belongs(run.fold_oof(fold), part.meta, fold, config)
+            _check_kind(run.fold_oof(fold), part)
+            parts.append(part)
     if not parts:
         raise DataError(f"{run_dir}: no out-of-fold predictions (the run's or any fold's); is it a trained run directory?")
     ids = np.concatenate([part.ids for part in parts])
@@ -64,14 +74,16 @@ def read_oof(run_dir: Path) -> ProbFile:
                     {**parts[0].meta, "fold": "some"}, labels=labels)
 
 
+def _check_kind(path: Path, oof: ProbFile) -> None:
+    if oof.meta.get("kind") not in (None, "oof"):
+        raise DataError(f"{path}: a {oof.meta.get('kind')!r} probability file, not out-of-fold predictions")
+    if oof.labels is None:
+        raise DataError(f"{path}: out-of-fold file without labels")
+
+
 def _run_config(run_dir: Path) -> dict:
-    path = RunDir(run_dir).config
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DataError(f"{path}: damaged run config") from None
+    run = RunDir(run_dir)
+    return run.read_config() if run.config.is_file() else {}
 
 
 def training_images(run_dir: Path, data: str | None = None) -> tuple[np.ndarray | None, str]:
@@ -141,6 +153,29 @@ def analyze_run(run_dir: str | Path, data: str | None = None, gallery_size: int 
     return analysis
 
 
+ANALYSIS_FILES = {"confusion_csv": "confusion_oof.csv", "confusion": "confusion_oof.png",
+                  "per_class_csv": "per_class_accuracy.csv", "per_class_md": "per_class_accuracy.md",
+                  "per_class": "per_class_accuracy.png", "errors_csv": "errors.csv", "gallery": "errors_gallery.png"}
+
+
+def analysis_dir(run_dir: Path, out_dir: str | Path | None) -> Path:
+    return Path(out_dir) if out_dir is not None else Path(run_dir) / "analysis"
+
+
+def guard_analysis(run_dir: str | Path, out_dir: str | Path | None = None, inputs=None, data: str | None = None) -> None:
+    """The output guard of the analysis files: none is an input of the run (or the data), and no folder on the way
+    is a planted symbolic link (below the run directory for the default RUN_DIR/analysis, else from --out on)."""
+    from kfold.files.atomic import guard_outputs
+    from kfold.files.rundir import data_inputs
+
+    run_dir = Path(run_dir)
+    folder = analysis_dir(run_dir, out_dir)
+    if inputs is None:
+        inputs = [*RunDir(run_dir).inputs(), *data_inputs(data)]
+    guard_outputs([folder, *(folder / name for name in ANALYSIS_FILES.values())], inputs,
+                  root=run_dir if out_dir is None else folder.parent)
+
+
 def per_class_markdown(analysis: RunAnalysis) -> str:
     shown = analysis.per_class.rename(columns={"confused_rows": "rows confused"})
     return markdown_table(shown)
@@ -150,25 +185,24 @@ def write_analysis(analysis: RunAnalysis, out_dir: str | Path | None = None) -> 
     """Write the analysis files; return them by role (confusion, per_class, gallery, ...)."""
     from kfold.figures import plot_confusion, plot_error_gallery, plot_per_class_accuracy
 
-    out_dir = Path(out_dir) if out_dir is not None else analysis.run_dir / "analysis"
+    out_dir = analysis_dir(analysis.run_dir, out_dir)
     names = analysis.class_names
-    files = {"confusion_csv": out_dir / "confusion_oof.csv", "confusion": out_dir / "confusion_oof.png",
-             "per_class_csv": out_dir / "per_class_accuracy.csv", "per_class_md": out_dir / "per_class_accuracy.md",
-             "per_class": out_dir / "per_class_accuracy.png", "errors_csv": out_dir / "errors.csv"}
-    index = pd.Index([f"{i} {name}" if name != str(i) else name for i, name in enumerate(names)], name="true")
-    write_csv(files["confusion_csv"], pd.DataFrame(analysis.confusion, index=index, columns=index.rename(None)), index=True)
-    plot_confusion(analysis.confusion, names, files["confusion"],
-                   title=f"{analysis.run_dir.name}: out-of-fold confusion ({len(analysis.labels)} rows, "
-                         f"accuracy {analysis.accuracy:.4f})")
-    write_csv(files["per_class_csv"], analysis.per_class)
-    write_text(files["per_class_md"], per_class_markdown(analysis))
-    plot_per_class_accuracy(analysis.per_class, files["per_class"], title=f"{analysis.run_dir.name}: out-of-fold accuracy per class")
-    write_csv(files["errors_csv"], analysis.errors)
-    if analysis.images is not None:
-        shown = analysis.errors.iloc[: len(analysis.images)]
-        files["gallery"] = out_dir / "errors_gallery.png"
-        plot_error_gallery(analysis.images, list(shown["true_name"]), list(shown["predicted_name"]),
-                           shown["confidence"].to_numpy(), files["gallery"], ids=shown[ID_COLUMN].to_numpy(),
-                           title=f"{analysis.run_dir.name}: the {len(shown)} most confident out-of-fold mistakes "
-                                 f"(of {len(analysis.errors)}): Id, true → predicted, confidence")
+    files = {role: out_dir / name for role, name in ANALYSIS_FILES.items() if role != "gallery"}
+    with together():  # the analysis files appear together, or none does
+        index = pd.Index([f"{i} {name}" if name != str(i) else name for i, name in enumerate(names)], name="true")
+        write_csv(files["confusion_csv"], pd.DataFrame(analysis.confusion, index=index, columns=index.rename(None)), index=True)
+        plot_confusion(analysis.confusion, names, files["confusion"],
+                       title=f"{analysis.run_dir.name}: out-of-fold confusion ({len(analysis.labels)} rows, "
+                             f"accuracy {analysis.accuracy:.4f})")
+        write_csv(files["per_class_csv"], analysis.per_class)
+        write_text(files["per_class_md"], per_class_markdown(analysis))
+        plot_per_class_accuracy(analysis.per_class, files["per_class"], title=f"{analysis.run_dir.name}: out-of-fold accuracy per class")
+        write_csv(files["errors_csv"], analysis.errors)
+        if analysis.images is not None:
+            shown = analysis.errors.iloc[: len(analysis.images)]
+            files["gallery"] = out_dir / ANALYSIS_FILES["gallery"]
+            plot_error_gallery(analysis.images, list(shown["true_name"]), list(shown["predicted_name"]),
+                               shown["confidence"].to_numpy(), files["gallery"], ids=shown[ID_COLUMN].to_numpy(),
+                               title=f"{analysis.run_dir.name}: the {len(shown)} most confident out-of-fold mistakes "
+                                     f"(of {len(analysis.errors)}): Id, true → predicted, confidence")
     return files

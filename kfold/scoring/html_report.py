@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kfold.files.rundir import RunDir
-from kfold.errors import DataError
+from kfold.files.rundir import RunDir, check_fields, read_metrics, read_table
+from kfold.errors import DataError, UsageError
 from kfold.files.atomic import write_text
 from kfold.files.schema import ID_COLUMN
-from kfold.scoring.errors_analysis import RunAnalysis, analyze_run, write_analysis
+from kfold.scoring.errors_analysis import RunAnalysis, analyze_run, guard_analysis, write_analysis
 
 __all__ = ["build_report", "CHECK_IMAGES", "curves_section", "embedded_font_css", "ensembles_section",
            "errors_section", "folds_section", "html_table", "leaderboard_section", "STYLE", "summary_section",
@@ -122,13 +122,6 @@ def html_table(frame: pd.DataFrame, floatfmt: str = ".4f", index: bool = False) 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise DataError(f"{path}: missing or damaged") from None
-
-
 def _seconds(value: float) -> str:
     return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
@@ -149,14 +142,14 @@ def summary_section(run_dir: Path, summary: dict, config: dict) -> str:
     return "<h2 id=summary>Summary</h2>" + html_table(pd.DataFrame(rows, columns=["", "value"]))
 
 
-def curves_section(run_dir: Path, k: int) -> str:
+def read_histories(run: RunDir, k: int) -> dict[str, pd.DataFrame]:
+    """Every finished fold's metrics.csv, each checked (``read_metrics``)."""
+    return {f"fold {fold}": read_metrics(run.metrics(fold)) for fold in range(k) if run.metrics(fold).is_file()}
+
+
+def curves_section(run_dir: Path, histories: dict[str, pd.DataFrame]) -> str:
     from kfold.figures import plot_run_curves
 
-    histories = {}
-    for fold in range(k):
-        path = RunDir(run_dir).metrics(fold)
-        if path.is_file():
-            histories[f"fold {fold}"] = pd.read_csv(path)
     if not histories:
         return "<h2 id=curves>Learning curves</h2><p class=note>no finished fold</p>"
     uri = _figure_uri(plot_run_curves, histories, title=run_dir.name)
@@ -191,49 +184,102 @@ def errors_section(analysis: RunAnalysis, files: dict[str, Path]) -> str:
     return "".join(parts)
 
 
-def ensembles_section(run_dir: Path) -> str:
-    parts = []
+def read_ensembles(run_dir: Path) -> list[tuple[str, str | None, pd.DataFrame, pd.DataFrame | None]]:
+    """(folder name, agreement heatmap URI, agreement matrix, inputs table) of every RUN_DIR/report-*/, checked:
+    the matrix square, its rows and columns the same predictors, every value a fraction in [0, 1]."""
+    found = []
     for folder in sorted(run_dir.glob("report-*")):
         agreement = folder / "agreement.csv"
         if not agreement.is_file():
             continue
-        parts.append(f"<h3>{html.escape(folder.name)}</h3>")
-        if (folder / "agreement.png").is_file():
-            parts.append(_image(_png_data_uri(folder / "agreement.png"), f"agreement {folder.name}"))
-        parts.append(html_table(pd.read_csv(agreement, index_col=0), floatfmt=".3f", index=True))
-        if (folder / "inputs.csv").is_file():
-            parts.append(html_table(pd.read_csv(folder / "inputs.csv")))
+        matrix = read_table(agreement, {}, index_col=0, allow_empty=False)
+        if matrix.shape[0] != matrix.shape[1] or [str(c) for c in matrix.index] != [str(c) for c in matrix.columns]:
+            raise DataError(f"{agreement}: not a square agreement matrix (rows {matrix.shape[0]}, columns "
+                            f"{matrix.shape[1]}, the same predictors in both)")
+        matrix = read_table(agreement, {str(c): "fraction" for c in matrix.columns}, index_col=0)
+        inputs = read_table(folder / "inputs.csv", {}, allow_empty=True) if (folder / "inputs.csv").is_file() else None
+        png = folder / "agreement.png"
+        found.append((folder.name, _png_data_uri(png) if png.is_file() else None, matrix, inputs))
+    return found
+
+
+def ensembles_section(ensembles) -> str:
+    parts = []
+    for name, uri, matrix, inputs in ensembles:
+        parts.append(f"<h3>{html.escape(name)}</h3>")
+        if uri is not None:
+            parts.append(_image(uri, f"agreement {name}"))
+        parts.append(html_table(matrix, floatfmt=".3f", index=True))
+        if inputs is not None:
+            parts.append(html_table(inputs))
     return ("<h2 id=ensembles>Ensemble agreement</h2>" + "".join(parts)) if parts else ""
 
 
-def leaderboard_section(directory: Path | None) -> str:
+BOARD_COLUMNS = {"public_rank": "count", "public": "fraction", "public_low": "fraction", "public_high": "fraction",
+                 "private": "fraction", "private_low": "fraction", "private_high": "fraction", "private_rank": "count"}
+
+
+def read_board(directory: Path | None) -> pd.DataFrame | None:
+    """RUN_DIR/leaderboard/leaderboard.csv (or --leaderboard DIR), its columns checked; None when absent."""
     if directory is None or not (directory / "leaderboard.csv").is_file():
+        return None
+    path = directory / "leaderboard.csv"
+    table = read_table(path, {"submission": "text", **BOARD_COLUMNS}, text=("submission",))
+    extra = {c: "number?" for c in table.columns if c.endswith("_logloss")}
+    extra.update({c: "fraction?" for c in table.columns if c.startswith("accuracy_")})
+    return read_table(path, {"submission": "text", **BOARD_COLUMNS, **extra}, text=("submission",))
+
+
+def leaderboard_section(directory: Path | None, table: pd.DataFrame | None) -> str:
+    if table is None:
         return ""
-    table = pd.read_csv(directory / "leaderboard.csv")
-    shown = pd.DataFrame({"#": table["public_rank"], "submission": [Path(str(name)).name for name in table["submission"]]})
+    shown = pd.DataFrame({"#": table["public_rank"].astype(int),
+                          "submission": [Path(str(name)).name for name in table["submission"]]})
     for split in ("public", "private"):
         shown[f"{split} [95% interval]"] = [f"{v:.4f} [{lo:.4f}, {hi:.4f}]" for v, lo, hi in
                                             zip(table[split], table[f"{split}_low"], table[f"{split}_high"])]
-    shown["private #"] = table["private_rank"]
-    for column in ("public_logloss", "private_logloss", *[c for c in table.columns if c.startswith("accuracy_")]):
+    shown["private #"] = table["private_rank"].astype(int)
+    for column in [c for c in ("public_logloss", "private_logloss") if c in table.columns] + \
+            [c for c in table.columns if c.startswith("accuracy_")]:
         shown[column.replace("_", " ")] = table[column]
     return (f"<h2 id=leaderboard>Leaderboard</h2><p class=note>{html.escape(str(directory / 'leaderboard.csv'))}, "
             "ranked by Public accuracy; 95% bootstrap intervals.</p>" + html_table(shown))
 
 
+def report_inputs(run: RunDir, board: Path | None) -> list[Path]:
+    """Every file the report reads: the run's own, its ensembles' reports and the leaderboard."""
+    files = run.inputs() + sorted(p for p in run.path.glob("report-*/*") if p.is_file())
+    if board is not None:
+        files.append(board / "leaderboard.csv")
+    return files
+
+
 def build_report(run_dir: str | Path, leaderboard_dir: str | Path | None = None, data: str | None = None,
                  analysis_dir: str | Path | None = None) -> tuple[str, RunAnalysis, dict[str, Path]]:
-    """The HTML text of a run's report, its error analysis, and the analysis files written on the way."""
+    """The HTML text of a run's report, its error analysis, and the analysis files written on the way.
+
+    Every file the page shows is read and checked first; the analysis files are written only then."""
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
-    summary = _read_json(run.summary)
-    config = _read_json(run.config) if run.config.is_file() else {}
+    if leaderboard_dir is not None and not (Path(leaderboard_dir) / "leaderboard.csv").is_file():
+        raise UsageError(f"leaderboard_dir {leaderboard_dir}: holds no leaderboard.csv (give the folder that "
+                         "'kfold leaderboard --out' or 'kfold run' wrote)")
+    board_dir = Path(leaderboard_dir) if leaderboard_dir is not None else run.leaderboard
+    if not run.summary.is_file():
+        raise DataError(f"{run.summary}: missing (is {run_dir} a trained kfold run?)")
+    summary = run.read_summary()
+    if "oof_accuracy" in summary:  # the summary table shows these with it
+        check_fields(run.summary, summary, {"oof_rows": "count", "oof_accuracy_last_epoch": "fraction",
+                                            "oof_logloss": "nonneg"})
+    config = run.read_config() if run.config.is_file() else {}
+    histories = read_histories(run, summary["k"])
+    ensembles = read_ensembles(run_dir)
+    board = read_board(board_dir)
     analysis = analyze_run(run_dir, data=data)
     files = write_analysis(analysis, analysis_dir)
-    board = Path(leaderboard_dir) if leaderboard_dir is not None else run.leaderboard
-    sections = [summary_section(run_dir, summary, config), curves_section(run_dir, int(summary.get("k", 0))),
-                errors_section(analysis, files), folds_section(summary), ensembles_section(run_dir),
-                leaderboard_section(board)]
+    sections = [summary_section(run_dir, summary, config), curves_section(run_dir, histories),
+                errors_section(analysis, files), folds_section(summary), ensembles_section(ensembles),
+                leaderboard_section(board_dir, board)]
     titles = [("summary", "Summary"), ("curves", "Learning curves"), ("confusion", "Confusion"), ("classes", "Per class"),
               ("errors", "Errors"), ("folds", "Folds"), ("ensembles", "Ensembles"), ("leaderboard", "Leaderboard")]
     body = "".join(sections)
@@ -249,10 +295,22 @@ def build_report(run_dir: str | Path, leaderboard_dir: str | Path | None = None,
 
 def write_html_report(run_dir: str | Path, out: str | Path | None = None, leaderboard_dir: str | Path | None = None,
                  data: str | None = None) -> tuple[Path, RunAnalysis]:
+    """Write RUN_DIR/report.html (or ``out``) and the error analysis in RUN_DIR/analysis; every output is checked
+    against every input (and for planted links) before anything is read."""
+    from kfold.files.atomic import guard_outputs
+    from kfold.files.rundir import data_inputs
+
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: no such run directory")
+    run = RunDir(run_dir)
+    board = Path(leaderboard_dir) if leaderboard_dir is not None else run.leaderboard
+    inputs = [*report_inputs(run, board), *data_inputs(data)]
     out = Path(out) if out is not None else run_dir / "report.html"
+    guard_analysis(run_dir, None, inputs)
+    guard_outputs([out], inputs, root=run_dir)  # an --out spelled inside the run: no planted folder link on the way
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--out {out}: the report is an HTML file; give a name ending in .html")
     page, analysis, _ = build_report(run_dir, leaderboard_dir, data)
     write_text(out, page)
     return out, analysis
-
-

@@ -18,15 +18,16 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from kfold.files.atomic import save_figure, write_csv, write_text
+from kfold.files.atomic import guard_outputs, save_figure, together, write_csv, write_text
 from kfold.errors import DataError, UsageError
-from kfold.files.rundir import RunDir
+from kfold.files.rundir import RunDir, check_fields
 from kfold.scoring.report import markdown_table
 
 __all__ = ["bootstrap_laws", "check_same_recipe", "curve_table", "CurvePoint", "fit_power_law", "IGNORED_CONFIG",
            "learning_curve", "plot_curve", "PowerLaw", "read_point"]
 
 # Config fields that change neither the training rows nor the optimisation (a learning curve may mix them).
+CURVE_FILES = ("learning_curve.csv", "learning_curve.md", "learning_curve.png")
 IGNORED_CONFIG = {"keep", "eval_batch_size", "num_workers", "compile", "channels_last", "tta"}
 
 
@@ -63,19 +64,24 @@ class PowerLaw:
 
 
 def read_point(run_dir: Path) -> tuple[CurvePoint, dict]:
-    """The learning-curve point of a finished k-fold run, and its saved config (for the same-recipe check)."""
+    """The learning-curve point of a finished k-fold run, and its saved config (for the same-recipe check);
+    every field read is checked (one DataError naming the file and the field)."""
     run = RunDir(run_dir)
-    summary, config = run.read_json(run.summary), run.read_json(run.config)
-    try:
-        k, done = int(summary["k"]), int(summary["folds_done"])
-        if done != k:
-            raise DataError(f"{run.summary}: {done} of {k} folds finished; finish the run first (--resume)")
-        oof_rows, last_accuracy = int(summary["oof_rows"]), float(summary["oof_accuracy_last_epoch"])
-        train_rows = float(np.mean([run.read_json(run.meta(f))["train_rows"] for f in range(k)]))
-        point = CurvePoint(run=run_dir.name, k=k, seed=int(summary["seed"]), train_rows=train_rows, oof_rows=oof_rows,
-                           errors=int(round((1.0 - last_accuracy) * oof_rows)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{run_dir}: the run summary or a fold's metadata lacks a field ({type(exc).__name__}: {exc})") from None
+    if not run.summary.is_file():
+        raise DataError(f"{run.summary}: not found (is {run_dir} a finished kfold run?)")
+    summary, config = run.read_summary(), run.read_config()
+    check_fields(run.summary, summary, {"seed": "count", "oof_rows": "count", "oof_accuracy_last_epoch": "fraction"})
+    k, done = summary["k"], summary["folds_done"]
+    if done != k:
+        raise DataError(f"{run.summary}: {done} of {k} folds finished; finish the run first (--resume)")
+    if config["k"] != k:
+        raise DataError(f"{run.summary}: field 'k' is {k}, but {run.config} says {config['k']}")
+    if summary["oof_rows"] < 1:
+        raise DataError(f"{run.summary}: field 'oof_rows' is 0: no out-of-fold rows")
+    train_rows = float(np.mean([run.read_meta(f, {"train_rows": "count"})["train_rows"] for f in range(k)]))
+    last_accuracy = summary["oof_accuracy_last_epoch"]
+    point = CurvePoint(run=run_dir.name, k=k, seed=summary["seed"], train_rows=train_rows, oof_rows=summary["oof_rows"],
+                       errors=int(round((1.0 - last_accuracy) * summary["oof_rows"])))
     return point, config
 
 
@@ -160,6 +166,10 @@ def learning_curve(runs: Sequence[str | Path], out: str | Path, target: float | 
     runs, out = [Path(run) for run in runs], Path(out)
     if target is not None and not 0 < target < 1:
         raise UsageError(f"--target {target}: must be an accuracy between 0 and 1")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    inputs = [path for run in runs for path in RunDir(run).inputs()]
+    guard_outputs([out, *(out / name for name in CURVE_FILES)], inputs, root=out.parent)  # before anything is read
     loaded = [read_point(run) for run in runs]
     points, configs = [p for p, _ in loaded], [c for _, c in loaded]
     check_same_recipe(configs, runs)
@@ -179,7 +189,8 @@ def learning_curve(runs: Sequence[str | Path], out: str | Path, target: float | 
                         f"{_interval([b.rows_for(1 - target) for b in laws], 0)})" if np.isfinite(needed)
                         else "never (the fitted error does not fall with more rows)"))
     text = "\n".join(lines) + "\n"
-    write_csv(out / "learning_curve.csv", table)
-    write_text(out / "learning_curve.md", text)
-    plot_curve(table, law, all_rows, target, out / "learning_curve.png")
+    with together():  # the three files appear together
+        write_csv(out / "learning_curve.csv", table)
+        write_text(out / "learning_curve.md", text)
+        plot_curve(table, law, all_rows, target, out / "learning_curve.png")
     return text

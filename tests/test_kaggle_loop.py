@@ -253,7 +253,7 @@ def make_ensemble_submission(root: Path, out: str, inputs: list[Path], weights: 
 def test_provenance_single_run_and_oof_ensemble_of_runs(tmp_path, monkeypatch):
     from kfold.scoring.ensemble import combine
     from kfold.files.probs import read_probs
-    from kfold.files.submission_log import provenance
+    from kfold.flows.kaggle_loop import provenance
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(1)

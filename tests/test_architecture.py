@@ -107,6 +107,93 @@ def test_no_import_cycles():
     assert cycles == []
 
 
+# The floors of CONTRIBUTING.md's table, lowest first: a module may import modules of its own floor or of a floor
+# below, never one above (a longest-prefix match names a module's floor; ``kfold`` itself is the package's
+# ``__init__``, which re-exports the notebook API). Within a floor the cycle test above keeps the order.
+FLOORS = [
+    ("base", ["kfold.errors", "kfold.registry", "kfold.config", "kfold.identity"]),  # no kfold imports but these
+    ("files", ["kfold.files"]),                   # on-disk formats, no scoring
+    ("data", ["kfold.data", "kfold.kaggle_api"]),  # loaders and downloads; the one boundary to the kaggle client
+    ("figures", ["kfold.figures"]),                # every figure (matplotlib's backend chosen once)
+    ("scoring", ["kfold.scoring"]),                # ensembles, leaderboards, reports (torch-free)
+    ("nn", ["kfold.nn"]),                          # everything that imports torch
+    ("flows", ["kfold.flows"]),                    # the typed functions under the commands
+    ("api", ["kfold.api", "kfold"]),               # the notebook API and the package that re-exports it
+    ("commands", ["kfold.commands", "kfold.__main__"]),  # parse, call one library function, print
+]
+
+
+def floor_of(module: str) -> int:
+    """The index in FLOORS of the longest prefix naming ``module`` (``kfold`` alone matches only itself)."""
+    best, found = -1, None
+    for level, (_, prefixes) in enumerate(FLOORS):
+        for prefix in prefixes:
+            if (module == prefix or (prefix != "kfold" and module.startswith(prefix + "."))) and len(prefix) > best:
+                best, found = len(prefix), level
+    if found is None:
+        raise KeyError(f"{module} has no floor in FLOORS")
+    return found
+
+
+def import_targets(path: Path, own: str | None = None) -> set[str]:
+    """The kfold modules the file ``path`` (module ``own``, default its own name) depends on, precisely:
+    ``from kfold import registry`` is kfold.registry (the package ``kfold`` runs first anyway), ``from kfold
+    import __version__`` is the package ``kfold``, ``from ..figures import pyplot`` is kfold.figures."""
+    own = own or module_name(path)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . import x, from ..y import z
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
+    return {name for name in found if name in MODULES and name != own}
+
+
+def upward_imports(modules: dict[str, Path]) -> list[str]:
+    return sorted(f"{name} ({FLOORS[floor_of(name)][0]}) -> {target} ({FLOORS[floor_of(target)][0]})"
+                  for name, path in modules.items() for target in import_targets(path, name)
+                  if floor_of(target) > floor_of(name))
+
+
+def test_every_module_has_a_floor():
+    missing = []
+    for name in MODULES:
+        try:
+            floor_of(name)
+        except KeyError:
+            missing.append(name)
+    assert missing == []
+
+
+def test_no_import_runs_from_a_lower_floor_to_a_higher_one():
+    assert upward_imports(MODULES) == []
+
+
+def test_the_floor_check_finds_upward_imports(tmp_path):
+    """The check itself, on a copy posing as kfold/files/probs.py: plain, relative, in a function, and through
+    the package; imports of its own floor and below pass."""
+    copy = tmp_path / "probs.py"
+    copy.write_text("from kfold.errors import DataError\nfrom kfold.files import atomic\nfrom . import csvtext\n"
+                    "from ..figures import pyplot\n"
+                    "def f():\n    from kfold.scoring.ensemble import combine\n    import kfold.flows.training\n"
+                    "from kfold import __version__\n")
+    assert import_targets(copy, "kfold.files.probs") == {
+        "kfold.errors", "kfold.files.atomic", "kfold.files.csvtext", "kfold.figures", "kfold.scoring.ensemble",
+        "kfold.flows.training", "kfold"}
+    assert upward_imports({"kfold.files.probs": copy}) == [
+        "kfold.files.probs (files) -> kfold (api)", "kfold.files.probs (files) -> kfold.figures (figures)",
+        "kfold.files.probs (files) -> kfold.flows.training (flows)",
+        "kfold.files.probs (files) -> kfold.scoring.ensemble (scoring)"]
+    assert [floor_of(name) for name in ("kfold.errors", "kfold.files.probs", "kfold.nn.experiments.figures",
+                                        "kfold.kaggle_api", "kfold", "kfold.commands")] == [0, 1, 5, 2, 7, 8]
+
+
 def _string_constants(tree: ast.AST):
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))

@@ -401,7 +401,6 @@ def submissions(competition: str, log: str | os.PathLike | None = None,
 
     The log is read strictly and the outputs are checked against it before Kaggle is asked."""
     from kfold import kaggle_api
-    from kfold.figures import plot_cv_vs_public, plot_scores_over_time
     from kfold.files.atomic import refuse_overwriting_inputs, together, write_csv
     from kfold.files.submission_log import default_log_path, read_log
 
@@ -414,6 +413,8 @@ def submissions(competition: str, log: str | os.PathLike | None = None,
     report = SubmissionsReport(competition, log_path, len(entries), table, agreement(table), csv_path, cv_png, time_png)
     if table.empty:
         return report
+    from kfold.figures import plot_cv_vs_public, plot_scores_over_time  # matplotlib: only when there is a table
+
     with together():
         write_csv(csv_path, table, lineterminator="\n")
         report.written.append(csv_path)

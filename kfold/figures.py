@@ -336,6 +336,10 @@ def plot_scores_over_time(frame: pd.DataFrame, path: str | Path, competition: st
     ax.set_title(f"{competition}: public score of every submission over time", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.autofmt_xdate()
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     save_figure(fig, path)
     return True

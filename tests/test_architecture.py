@@ -247,3 +247,42 @@ def test_kfold_command_reports_itself_as_kfold_command(command, argv, tmp_path, 
     assert main([command, *required, *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: kfold {command}: argument") and len(err.splitlines()) == 1, err
+
+
+def test_the_version_is_written_in_one_place(monkeypatch, tmp_path):
+    """pyproject.toml holds the version; kfold.__version__ and every result's identity read it from there."""
+    import importlib.metadata
+    import re as _re
+    import tomllib
+
+    import kfold
+    from kfold import identity
+
+    declared = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert kfold.__version__ == identity.version() == identity.code_identity()["kfold"] == declared
+    spelled = [f"{name}:{node.lineno}" for name, path in MODULES.items()
+               for node in _string_constants(ast.parse(path.read_text(encoding="utf-8"))) if node.value == declared]
+    assert spelled == []
+    assigned = [name for name, path in MODULES.items() for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__version__" for t in node.targets)]
+    assert assigned == []
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)  # a source tree that is not installed
+    identity.version.cache_clear()
+    try:
+        assert identity.version() == declared
+        monkeypatch.setitem(sys.modules, "tomllib", None)  # Python 3.10: read without tomllib
+        assert identity.source_version() == declared
+        other = tmp_path / "pyproject.toml"
+        other.write_text('[project]\nname = "something-else"\nversion = "9.9"\n')
+        assert identity.source_version(other) == identity.UNKNOWN_VERSION
+        assert identity.source_version(tmp_path / "missing.toml") == identity.UNKNOWN_VERSION
+        monkeypatch.delitem(sys.modules, "tomllib")
+        other.write_text('[project]\nname = "kfold-kaggle"\nversion = "1.2.3"\n[tool.x]\nversion = "7"\n')
+        assert identity.source_version(other) == "1.2.3"
+        assert _re.fullmatch(r"[0-9]+(\.[0-9]+)*.*", identity.version())
+    finally:
+        identity.version.cache_clear()

@@ -510,8 +510,9 @@ def _local_pair(row, solution, sha256_of) -> tuple[float, float]:
 
 
 def board_with_ours(result: RemoteLeaderboard, top: int) -> pd.DataFrame:
-    """The first ``top`` teams of the public leaderboard (rank, team, score) with our scored submissions placed
-    where they would rank (``ours`` True; after the teams they tie with); ours below the top come last."""
+    """The first ``top`` teams of the public leaderboard (rank, team, score, ref, ours) with our scored
+    submissions (``ours`` True, ``team`` their message) placed where they would rank, best first, after the
+    teams they tie with; ours below the top come last."""
     board = result.board.head(top)
     scores = result.scores
     teams = pd.DataFrame({"rank": [would_rank(scores, s, result.higher_is_better) if pd.notna(s) else np.nan
@@ -521,7 +522,10 @@ def board_with_ours(result: RemoteLeaderboard, top: int) -> pd.DataFrame:
                          "score": result.ours["public_score"], "ref": result.ours["ref"].astype(str), "ours": True})
     frame = pd.concat([teams, mine], ignore_index=True) if len(mine) else teams
     frame["rank"] = pd.to_numeric(frame["rank"], errors="coerce")
-    return frame.sort_values(["rank", "ours"], kind="stable", na_position="last").reset_index(drop=True)
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
+    order = -frame["score"] if result.higher_is_better else frame["score"]  # best first; ours after equal teams
+    frame = frame.assign(_order=order).sort_values(["_order", "ours"], kind="stable", na_position="last")
+    return frame.drop(columns="_order").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- download

@@ -1,16 +1,19 @@
 """kfold: stratified k-fold training, ensembling and local leaderboards for small-image competitions.
 
 The notebook API (``kfold.train``, ``kfold.load_run``, ``kfold.ensemble``, ``kfold.leaderboard``) is loaded
-on first use; ``import kfold`` imports neither torch nor pandas.
+on first use; ``import kfold`` imports neither torch nor pandas. ``kfold.__version__`` is
+``kfold.identity.version()`` (the version is written only in pyproject.toml).
 """
-
-__version__ = "0.2.0"
 
 _API = ("train", "load_run", "ensemble", "leaderboard", "Run", "Predictions", "Submission")
 __all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str):
+    if name == "__version__":
+        from kfold.identity import version
+
+        return version()
     if name in _API:
         from kfold import api
 
@@ -19,4 +22,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted([*globals(), *_API])
+    return sorted([*globals(), *_API, "__version__"])

@@ -267,3 +267,79 @@ def plot_paired_differences(table: pd.DataFrame, names: list[str], path: str | P
     axes[0].invert_yaxis()
     axes[1].legend(loc="lower left", fontsize=7)
     _save_bounded(fig, path, named=n <= MAX_NAMED_TICKS)
+
+
+def _stat(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
+
+
+def plot_cv_vs_public(frame: pd.DataFrame, stats: dict, path: str | Path, competition: str) -> bool:
+    """Scatter of local CV against Kaggle's public score, one labelled point per submission (``frame``: the merged
+    table of ``kfold submissions``; ``stats``: its Pearson/Spearman agreement); False when < 2 points."""
+    both = frame.dropna(subset=["local_cv", "public_score"])
+    if len(both) < 2:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    ax.scatter(both["local_cv"], both["public_score"], s=36, color="tab:blue", zorder=3, label="submission")
+    local = both.dropna(subset=["local_public"])
+    if len(local):
+        ax.scatter(local["local_cv"], local["local_public"], s=30, facecolors="none", edgecolors="tab:orange",
+                   zorder=2, label="local leaderboard (Public rows)")
+    for _, row in both.iterrows():
+        label = str(row["message"] or row["file"])[:24]
+        ax.annotate(label, (row["local_cv"], row["public_score"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=7, fontfamily=label_fonts([label]))
+    values = np.concatenate([both["local_cv"].to_numpy(float), both["public_score"].to_numpy(float),
+                             local["local_public"].to_numpy(float)])
+    low, high = values.min(), values.max()
+    pad = max((high - low) * 0.08, 1e-3)
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], ls="--", color="grey", lw=1, label="CV = public")
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_xlabel("local CV (out-of-fold accuracy)")
+    ax.set_ylabel("Kaggle public score")
+    ax.set_title(f"{competition}: local CV vs public leaderboard\nPearson r = {_stat(stats['pearson'])}, "
+                 f"Spearman rho = {_stat(stats['spearman'])}, n = {stats['n']}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    save_figure(fig, path)
+    return True
+
+
+def plot_scores_over_time(frame: pd.DataFrame, path: str | Path, competition: str) -> bool:
+    """Kaggle's public score of every submission against its date, with the local CV beside it where known
+    (``frame``: the merged table of ``kfold submissions``: date, public_score, local_cv). Submissions are drawn
+    in date order; one without a readable date is left out. False when no submission has a score to draw."""
+    dates = pd.to_datetime(frame["date"].astype(str), utc=True, errors="coerce", format="ISO8601")
+    table = frame.assign(when=dates.dt.tz_localize(None)).dropna(subset=["when"]).sort_values("when", kind="stable")
+    public = table.dropna(subset=["public_score"])
+    cv = table.dropna(subset=["local_cv"])
+    if public.empty and cv.empty:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    if len(public):
+        ax.plot(public["when"], public["public_score"], "-o", ms=5, color="tab:blue", lw=1, zorder=3,
+                label=f"public score ({len(public)} of {len(table)} submissions)")
+    if len(cv):
+        ax.scatter(cv["when"], cv["local_cv"], s=34, marker="D", facecolors="none", edgecolors="tab:orange", zorder=4,
+                   label=f"local CV ({len(cv)} known)")
+        pairs = cv.dropna(subset=["public_score"])
+        for _, row in pairs.iterrows():  # a thin line from each submission's local CV to its public score
+            ax.plot([row["when"], row["when"]], [row["local_cv"], row["public_score"]], color="grey", lw=0.8, zorder=2)
+    if len(table) <= 25:
+        for _, row in public.iterrows():
+            label = str(row["message"] or row["file"])[:20]
+            ax.annotate(label, (row["when"], row["public_score"]), textcoords="offset points", xytext=(3, 5),
+                        fontsize=6, fontfamily=label_fonts([label]))
+    ax.set_xlabel("submission date (UTC)")
+    ax.set_ylabel("score")
+    ax.set_title(f"{competition}: public score of every submission over time", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    save_figure(fig, path)
+    return True

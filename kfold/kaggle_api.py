@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import math
 import os
 import re
 import sys
@@ -273,10 +274,12 @@ def _iso(value) -> str:
 
 
 def _number(text) -> float | None:
+    """A score from Kaggle's reply; None when there is none, or it is not a finite number."""
     try:
-        return float(text) if text not in (None, "") else None
+        value = float(text) if text not in (None, "") else None
     except (TypeError, ValueError):
         return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _submission_row(s) -> dict:

@@ -107,6 +107,93 @@ def test_no_import_cycles():
     assert cycles == []
 
 
+# The floors of CONTRIBUTING.md's table, lowest first: a module may import modules of its own floor or of a floor
+# below, never one above (a longest-prefix match names a module's floor; ``kfold`` itself is the package's
+# ``__init__``, which re-exports the notebook API). Within a floor the cycle test above keeps the order.
+FLOORS = [
+    ("base", ["kfold.errors", "kfold.registry", "kfold.config", "kfold.identity"]),  # no kfold imports but these
+    ("files", ["kfold.files"]),                   # on-disk formats, no scoring
+    ("data", ["kfold.data", "kfold.kaggle_api"]),  # loaders and downloads; the one boundary to the kaggle client
+    ("figures", ["kfold.figures"]),                # every figure (matplotlib's backend chosen once)
+    ("scoring", ["kfold.scoring"]),                # ensembles, leaderboards, reports (torch-free)
+    ("nn", ["kfold.nn"]),                          # everything that imports torch
+    ("flows", ["kfold.flows"]),                    # the typed functions under the commands
+    ("api", ["kfold.api", "kfold"]),               # the notebook API and the package that re-exports it
+    ("commands", ["kfold.commands", "kfold.__main__"]),  # parse, call one library function, print
+]
+
+
+def floor_of(module: str) -> int:
+    """The index in FLOORS of the longest prefix naming ``module`` (``kfold`` alone matches only itself)."""
+    best, found = -1, None
+    for level, (_, prefixes) in enumerate(FLOORS):
+        for prefix in prefixes:
+            if (module == prefix or (prefix != "kfold" and module.startswith(prefix + "."))) and len(prefix) > best:
+                best, found = len(prefix), level
+    if found is None:
+        raise KeyError(f"{module} has no floor in FLOORS")
+    return found
+
+
+def import_targets(path: Path, own: str | None = None) -> set[str]:
+    """The kfold modules the file ``path`` (module ``own``, default its own name) depends on, precisely:
+    ``from kfold import registry`` is kfold.registry (the package ``kfold`` runs first anyway), ``from kfold
+    import __version__`` is the package ``kfold``, ``from ..figures import pyplot`` is kfold.figures."""
+    own = own or module_name(path)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . import x, from ..y import z
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
+    return {name for name in found if name in MODULES and name != own}
+
+
+def upward_imports(modules: dict[str, Path]) -> list[str]:
+    return sorted(f"{name} ({FLOORS[floor_of(name)][0]}) -> {target} ({FLOORS[floor_of(target)][0]})"
+                  for name, path in modules.items() for target in import_targets(path, name)
+                  if floor_of(target) > floor_of(name))
+
+
+def test_every_module_has_a_floor():
+    missing = []
+    for name in MODULES:
+        try:
+            floor_of(name)
+        except KeyError:
+            missing.append(name)
+    assert missing == []
+
+
+def test_no_import_runs_from_a_lower_floor_to_a_higher_one():
+    assert upward_imports(MODULES) == []
+
+
+def test_the_floor_check_finds_upward_imports(tmp_path):
+    """The check itself, on a copy posing as kfold/files/probs.py: plain, relative, in a function, and through
+    the package; imports of its own floor and below pass."""
+    copy = tmp_path / "probs.py"
+    copy.write_text("from kfold.errors import DataError\nfrom kfold.files import atomic\nfrom . import csvtext\n"
+                    "from ..figures import pyplot\n"
+                    "def f():\n    from kfold.scoring.ensemble import combine\n    import kfold.flows.training\n"
+                    "from kfold import __version__\n")
+    assert import_targets(copy, "kfold.files.probs") == {
+        "kfold.errors", "kfold.files.atomic", "kfold.files.csvtext", "kfold.figures", "kfold.scoring.ensemble",
+        "kfold.flows.training", "kfold"}
+    assert upward_imports({"kfold.files.probs": copy}) == [
+        "kfold.files.probs (files) -> kfold (api)", "kfold.files.probs (files) -> kfold.figures (figures)",
+        "kfold.files.probs (files) -> kfold.flows.training (flows)",
+        "kfold.files.probs (files) -> kfold.scoring.ensemble (scoring)"]
+    assert [floor_of(name) for name in ("kfold.errors", "kfold.files.probs", "kfold.nn.experiments.figures",
+                                        "kfold.kaggle_api", "kfold", "kfold.commands")] == [0, 1, 5, 2, 7, 8]
+
+
 def _string_constants(tree: ast.AST):
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
@@ -160,3 +247,42 @@ def test_kfold_command_reports_itself_as_kfold_command(command, argv, tmp_path, 
     assert main([command, *required, *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: kfold {command}: argument") and len(err.splitlines()) == 1, err
+
+
+def test_the_version_is_written_in_one_place(monkeypatch, tmp_path):
+    """pyproject.toml holds the version; kfold.__version__ and every result's identity read it from there."""
+    import importlib.metadata
+    import re as _re
+    import tomllib
+
+    import kfold
+    from kfold import identity
+
+    declared = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert kfold.__version__ == identity.version() == identity.code_identity()["kfold"] == declared
+    spelled = [f"{name}:{node.lineno}" for name, path in MODULES.items()
+               for node in _string_constants(ast.parse(path.read_text(encoding="utf-8"))) if node.value == declared]
+    assert spelled == []
+    assigned = [name for name, path in MODULES.items() for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__version__" for t in node.targets)]
+    assert assigned == []
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)  # a source tree that is not installed
+    identity.version.cache_clear()
+    try:
+        assert identity.version() == declared
+        monkeypatch.setitem(sys.modules, "tomllib", None)  # Python 3.10: read without tomllib
+        assert identity.source_version() == declared
+        other = tmp_path / "pyproject.toml"
+        other.write_text('[project]\nname = "something-else"\nversion = "9.9"\n')
+        assert identity.source_version(other) == identity.UNKNOWN_VERSION
+        assert identity.source_version(tmp_path / "missing.toml") == identity.UNKNOWN_VERSION
+        monkeypatch.delitem(sys.modules, "tomllib")
+        other.write_text('[project]\nname = "kfold-kaggle"\nversion = "1.2.3"\n[tool.x]\nversion = "7"\n')
+        assert identity.source_version(other) == "1.2.3"
+        assert _re.fullmatch(r"[0-9]+(\.[0-9]+)*.*", identity.version())
+    finally:
+        identity.version.cache_clear()

@@ -253,7 +253,7 @@ def make_ensemble_submission(root: Path, out: str, inputs: list[Path], weights: 
 def test_provenance_single_run_and_oof_ensemble_of_runs(tmp_path, monkeypatch):
     from kfold.scoring.ensemble import combine
     from kfold.files.probs import read_probs
-    from kfold.files.submission_log import provenance
+    from kfold.flows.kaggle_loop import provenance
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(1)
@@ -413,3 +413,93 @@ def test_download_old_positional_form_and_refusals(fake_kaggle, tmp_path):
     one_error_line(small, "kmnist.zip (downloaded): unpacks to 5.", "more than --max-size 4.0 KiB")
     assert not (tmp_path / "small").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "home"]  # nothing half-extracted anywhere
+
+
+# ---------------------------------------------------------------- the top of the leaderboard, scores over time
+
+def on_kaggle(competition, ref: int, minute: int, description: str, public: str | None) -> None:
+    """A submission made earlier (scored when ``public`` is given, else still pending), as Kaggle lists it."""
+    result = ("COMPLETE", public, "") if public is not None else ("COMPLETE", "0.5", "")
+    competition.submissions.append({
+        "ref": ref, "date": f"2024-01-01T{minute // 60:02d}:{minute % 60:02d}:00.000Z", "description": description,
+        "fileName": f"{description}.csv", "totalBytes": 10, "status": "COMPLETE" if public is not None else "PENDING",
+        "polls_left": 10_000, "result": result, "submittedBy": USERNAME, "teamName": "kfold team"})
+
+
+def top_rows(stdout: str) -> list[list[str]]:
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("top "))
+    rows = []
+    for line in lines[start + 2:]:
+        if line.startswith("our submissions") or line.startswith("none of our"):
+            break
+        rank, rest = line[:5].strip(), line[7:]
+        team, _, score = rest.rstrip().rpartition("  ")
+        rows.append([rank, team.strip(), score.strip()] if rank != "..." else ["..."])
+    return rows
+
+
+def test_remote_leaderboard_prints_the_top_with_our_submissions_where_they_would_rank(fake_kaggle, tmp_path):
+    board = [(f"team{i}", f"{0.99 - i * 0.005:.5f}") for i in range(45)]
+    competition = fake_kaggle.add("kmnist", leaderboard=board)
+    for ref, minute, description, public in [(50000001, 0, "best", "0.99500"), (50000002, 1, "tie", "0.98500"),
+                                             (50000003, 2, "third", "0.96200"), (50000004, 3, "waiting", None)]:
+        on_kaggle(competition, ref, minute, description, public)
+    done = kfold("leaderboard", "-c", "kmnist", "--remote", "--top", "3", "--out", "lb", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "top 3 of 45 teams, and where our submissions (*) would rank:" in done.stdout
+    assert top_rows(done.stdout) == [
+        ["1", "* ours: best (ref 50000001)", "0.99500"], ["1", "team0", "0.99000"], ["2", "team1", "0.98500"],
+        ["2", "* ours: tie (ref 50000002)", "0.98500"], ["3", "team2", "0.98000"], ["..."],
+        ["7", "* ours: third (ref 50000003)", "0.96200"]]
+    ranks = pd.read_csv(tmp_path / "lb" / "kaggle-ranks.csv")
+    assert ranks["rank"].tolist() == [1, 2, 7] and "waiting" not in ranks["message"].tolist()
+    default = kfold("leaderboard", "-c", "kmnist", "--remote", "--out", "lb2", cwd=tmp_path)  # --top 10
+    teams = [row for row in top_rows(default.stdout) if row[0] != "..." and not row[1].startswith("* ours")]
+    assert [row[1] for row in teams] == [f"team{i}" for i in range(10)]
+    assert ["7", "* ours: third (ref 50000003)", "0.96200"] in top_rows(default.stdout)
+    for bad in ("0", "-2", "ten"):
+        refused = kfold("leaderboard", "-c", "kmnist", "--remote", "--top", bad, "--out", "lb3", cwd=tmp_path)
+        assert refused.returncode == 2
+        one_error_line(refused, f"argument --top: '{bad}' is not an integer >= 1")
+    assert not (tmp_path / "lb3").exists()
+
+
+def test_submissions_draws_every_public_score_over_time_with_fewer_than_two_local_cvs(fake_kaggle, tmp_path):
+    competition = fake_kaggle.add("kmnist")
+    for ref, minute, description, public in [(50000001, 0, "one", "0.90000"), (50000002, 60, "two", "0.93000"),
+                                             (50000003, 120, "three", None)]:
+        on_kaggle(competition, ref, minute, description, public)
+    log = tmp_path / "submissions" / "log" / "kmnist.csv"
+    append_log(log, {"time": "2024-01-01T00:00:00Z", "competition": "kmnist", "file": "one.csv", "sha256": "a" * 64,
+                     "rows": 3, "message": "one", "ref": 50000001, "local_cv": 0.91})
+    done = kfold("submissions", "-c", "kmnist", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    over_time = log.parent / "kmnist-scores-over-time.png"
+    assert f"wrote {over_time.relative_to(tmp_path)}" in done.stdout
+    assert over_time.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and over_time.stat().st_size > 10_000
+    assert not (log.parent / "kmnist-cv-vs-public.png").exists()
+    assert "no CV-vs-public picture: it needs at least 2 submissions with both" in done.stdout
+    merged = pd.read_csv(log.parent / "kmnist-submissions.csv")
+    assert merged["public_score"].tolist()[:2] == [0.9, 0.93] and np.isnan(merged["public_score"].iloc[2])
+
+
+def test_the_scores_over_time_picture_draws_each_public_score_in_date_order(tmp_path, monkeypatch):
+    from kfold import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, **kwargs: drawn.append(fig))
+    table = pd.DataFrame({"date": ["2024-01-03T00:00:00", "2024-01-01T00:00:00Z", "2024-01-02T12:00:00", "not a date"],
+                          "public_score": [0.95, 0.90, np.nan, 0.99], "local_cv": [np.nan, 0.92, 0.94, 0.5],
+                          "message": ["c", "a", "b", "d"], "file": ["c.csv", "a.csv", "b.csv", "d.csv"]})
+    try:
+        assert figures.plot_scores_over_time(table, tmp_path / "t.png", "kmnist")
+        ax = drawn[0].axes[0]
+        assert ax.lines[0].get_ydata().tolist() == [0.90, 0.95]  # the public scores, oldest first; no date: left out
+        cv = next(c for c in ax.collections if "local CV" in c.get_label())
+        assert cv.get_offsets()[:, 1].tolist() == [0.92, 0.94]
+        assert [line.get_ydata().tolist() for line in ax.lines[1:]] == [[0.92, 0.90]]  # CV to public, where both
+        empty = table.assign(public_score=np.nan, local_cv=np.nan)
+        assert not figures.plot_scores_over_time(empty, tmp_path / "e.png", "kmnist") and len(drawn) == 1
+    finally:
+        figures.pyplot().close("all")

@@ -27,11 +27,12 @@ _PLAIN_INT = re.compile(r"^\s*[+-]?[0-9]{1,18}\s*$")  # ASCII digits only: no 'Ù
 _NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 
 
-def parse_csv(text: str, where: str, first_line: int = 1) -> pd.DataFrame:
+def parse_csv(text: str, where: str, first_line: int = 1, pad_short: bool = True) -> pd.DataFrame:
     """A DataFrame of strings from CSV ``text`` whose first line (file line ``first_line``) is the header.
 
     Refused with the file line: a blank line, a line with more fields than the header, and a
-    quoted field spanning several lines. A line with fewer fields reads as blank values in the missing columns. Row ``i`` of the result is file line ``first_line + 1 + i``."""
+    quoted field spanning several lines. A line with fewer fields reads as blank values in the missing columns
+    (``pad_short=False``: refused too). Row ``i`` of the result is file line ``first_line + 1 + i``."""
     reader = csv.reader(io.StringIO(text, newline=""))
     header, rows = None, []
     previous_end = first_line - 1
@@ -52,6 +53,9 @@ def parse_csv(text: str, where: str, first_line: int = 1) -> pd.DataFrame:
             hint = " (a trailing comma?)" if record[-1] == "" else ""
             raise DataError(f"{where}: line {line}: malformed CSV ({len(record)} fields, but the header on line "
                             f"{first_line} has {len(header)}){hint}")
+        if len(record) < len(header) and not pad_short:
+            raise DataError(f"{where}: line {line}: malformed CSV ({len(record)} fields, but the header on line "
+                            f"{first_line} has {len(header)})")
         rows.append(record + [""] * (len(header) - len(record)))  # a missing field reads as a blank value
     if header is None:
         raise DataError(f"{where}: empty file, expected a header line")

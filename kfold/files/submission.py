@@ -54,8 +54,10 @@ class Submission:
         return self.path.name if self.path is not None else "submission"
 
 
-def read_csv_frame(path: str | os.PathLike, what: str = "file") -> pd.DataFrame:
-    """Read a CSV as strings (BOM stripped); every line is checked against the header (exact line numbers)."""
+def read_csv_frame(path: str | os.PathLike, what: str = "file", pad_short: bool = True) -> pd.DataFrame:
+    """Read a CSV as strings (BOM stripped); every line is checked against the header (exact line numbers).
+
+    ``pad_short=False``: a line with fewer fields than the header is refused too (else its missing fields are blank)."""
     from kfold.files.csvtext import parse_csv
 
     path = Path(path)
@@ -68,7 +70,7 @@ def read_csv_frame(path: str | os.PathLike, what: str = "file") -> pd.DataFrame:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     if not text.strip():
         raise DataError(f"{path}: empty file, expected a header line")
-    return parse_csv(text, str(path))
+    return parse_csv(text, str(path), pad_short=pad_short)
 
 
 def check_header(frame: pd.DataFrame, expected: list[str], where: str) -> None:

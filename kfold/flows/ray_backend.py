@@ -466,9 +466,16 @@ class RayBackend:
         """Whether a task of ``refs`` has started (or is not a fold task, whose start kfold cannot see)."""
         from ray.experimental import internal_kv
 
+        if internal_kv._internal_kv_initialized():
+            exists = internal_kv._internal_kv_exists
+        else:  # the module's client was reset (ray.cluster_utils does that) while this driver stays connected
+            client = getattr(getattr(self.ray._private.worker, "global_worker", None), "gcs_client", None)
+            if client is None:
+                return True  # cannot tell: never end a wait on a guess
+            exists = lambda key: client.internal_kv_exists(key.encode(), None)  # noqa: E731
         for ref in refs:
             token = self._tokens.get(ref)
-            if token is None or internal_kv._internal_kv_exists(f"kfold-attempt:{token}"):
+            if token is None or exists(f"kfold-attempt:{token}"):
                 return True
         return False
 

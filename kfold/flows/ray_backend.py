@@ -5,6 +5,11 @@ and prepares every run (config.json, folds.csv) before Ray starts; each task cal
 ``kfold.nn.fold.train_fold`` on its node (the task is loaded there from its ``TaskSpec``); the driver writes
 the summaries. Only lost workers and nodes are retried (``max_retries``): a task that raises is never
 retried, and a kfold ``DataError``/``UsageError`` reaches the user as kfold's usual one-line error.
+
+Nothing waits forever (``RayOptions.timeout``, ``--ray-timeout``, default 30 s): an ``--address`` that does not
+answer is refused within about that time (``check_reachable``), a fold request no node can hold is refused from
+the cluster's resources before anything is submitted (``check_feasible``), and a wait in which none of the
+command's folds runs or finishes for that long (the cluster full of other jobs) ends with one line.
 """
 from __future__ import annotations
 

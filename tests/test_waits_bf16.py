@@ -32,7 +32,7 @@ class Timer:
     def __init__(self, result: dict[str, float]):
         self.result, self.calls = result, 0
 
-    def __call__(self, cfg, batch, num_classes, variants):
+    def __call__(self, cfg, batch, num_classes, variants, build=None):
         self.calls += 1
         return {precision.variant_name(v): self.result[precision.variant_name(v)] for v in variants}
 
@@ -84,7 +84,7 @@ def test_only_the_probe_fields_are_timed(bf16, channels_last, variants):
     timer = Timer(seconds(1.0, 0.5, 0.5, 0.2))
     seen = []
 
-    def spy(cfg, batch, num_classes, tried):
+    def spy(cfg, batch, num_classes, tried, build):
         seen.extend(precision.variant_name(v) for v in tried)
         assert batch.shape == (32, 28, 28)  # the actual batch size and image shape
         return timer(cfg, batch, num_classes, tried)
@@ -239,7 +239,10 @@ def test_the_real_probe_is_short_and_leaves_the_random_state(monkeypatch):
     torch.manual_seed(123)
     before = torch.get_rng_state()
     start = time.perf_counter()
-    measured = precision.time_variants(cfg, SAMPLE, 10, [(False, False), (False, True), (True, False), (True, True)])
+    from kfold.nn.engine import build_model
+
+    measured = precision.time_variants(cfg, SAMPLE, 10, [(False, False), (False, True), (True, False), (True, True)],
+                                       build_model)
     took = time.perf_counter() - start
     assert sorted(measured) == sorted(seconds(0, 0, 0, 0)) and all(0 < s < 5 for s in measured.values())
     assert took < 30, took  # a few hundred milliseconds on a quiet machine (lenet5, batch 32)

@@ -177,7 +177,7 @@ class FoldTrainer:
         self.targets = torch.from_numpy(targets).to(device)
         if precision is None:  # bf16 / channels_last: the config's rule, or on the CPU the probe's choice (cached)
             precision = decide_precision(cfg, device, sample=images[self.train_rows[: cfg.batch_size]],
-                                         num_classes=num_classes)
+                                         num_classes=num_classes, build=build_model)
         self.precision = precision
         self.channels_last, self.bf16 = precision.channels_last, precision.bf16
         torch.manual_seed(seed)

@@ -57,7 +57,7 @@ def train_fold(job, task: Task | None = None) -> dict:
 
     from kfold.figures import plot_confusion, plot_learning_curve
     from kfold.nn import precision as precisions
-    from kfold.nn.engine import FoldTrainer, checkpoint_precision, save_weights
+    from kfold.nn.engine import FoldTrainer, build_model, checkpoint_precision, save_weights
     from kfold.nn.inference import resolve_device
     from kfold.nn.models import count_parameters
 
@@ -95,7 +95,7 @@ def train_fold(job, task: Task | None = None) -> dict:
         else:
             recorded = precisions.run_record([run.meta(f) for f in [*range(job.k), FULL] if f != fold and run.is_done(f)])
     chosen = precisions.decide(cfg, device, sample=task.train_images[train_rows[: cfg.batch_size]],
-                               num_classes=task.num_classes, recorded=recorded, recorded_by=recorded_by,
+                               num_classes=task.num_classes, build=build_model, recorded=recorded, recorded_by=recorded_by,
                                echo=lambda line: print(f"{desc}: {line}", flush=True))
     trainer = FoldTrainer(cfg, task.train_images, task.train_labels, task.num_classes, train_rows, val_rows, device,
                           seed=job.seed * 1000 + (job.k if fold == FULL else int(fold)), work_dir=fold_dir, desc=desc,

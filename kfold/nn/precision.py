@@ -29,6 +29,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+import torch.nn
 
 from kfold.config import PRECISION_SETTINGS, TrainConfig
 from kfold.errors import DataError
@@ -147,19 +148,23 @@ def machine_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def time_variants(cfg: TrainConfig, sample: np.ndarray, num_classes: int, variants: list[Variant]) -> dict[str, float]:
-    """Median seconds of one forward + backward step of ``cfg``'s model on ``sample`` (a batch of training images,
-    uint8) per variant: one warm-up step each, then ``PROBE_STEPS`` rounds over the variants (load that moves
-    under the probe moves under every variant alike). torch's random state is left as it was."""
+def time_variants(cfg: TrainConfig, sample: np.ndarray, num_classes: int, variants: list[Variant],
+                  build: Callable[[TrainConfig, int, int], torch.nn.Module]) -> dict[str, float]:
+    """Median seconds of one forward + backward step of ``cfg``'s model (``build(cfg, num_classes, image_size)``,
+    the trainer's own builder) on ``sample`` (a batch of training images, uint8) per variant: one warm-up step
+    each, then ``PROBE_STEPS`` rounds over the variants (load that moves under the probe moves under every variant
+    alike). torch's random state is left as it was."""
     import torch.nn.functional as F
 
-    from kfold.nn.engine import build_model
     from kfold.nn.inference import autocast, to_unit_float
+
+    if build is None:
+        raise TypeError("the probe needs the trainer's model builder (decide(..., build=kfold.nn.engine.build_model))")
 
     device = torch.device("cpu")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = build_model(cfg, num_classes, int(sample.shape[1])).train()
+        model = build(cfg, num_classes, int(sample.shape[1])).train()
         x = to_unit_float(torch.from_numpy(np.array(sample)))  # a copy: the sample may be a read-only memory map
         x = (x - x.mean()) / (x.std() + 1e-8)
         y = torch.arange(len(x)) % num_classes
@@ -195,13 +200,15 @@ def choose(seconds: dict[str, float], variants: list[Variant]) -> Variant:
 
 
 def decide(cfg: TrainConfig, device: torch.device, *, sample: np.ndarray, num_classes: int,
-           recorded: dict | None = None, recorded_by: str = "run", cache_dir: str | os.PathLike | None = None,
+           build: Callable[[TrainConfig, int, int], torch.nn.Module] | None = None, recorded: dict | None = None,
+           recorded_by: str = "run", cache_dir: str | os.PathLike | None = None,
            timer: Callable[..., dict[str, float]] | None = None, echo: Callable[[str], None] | None = None) -> Precision:
     """The precision a fold trains with on ``device``.
 
-    ``sample``: a batch of training images (the probe's input: the actual shape and batch size); ``recorded``: a
-    choice already made for this run (``recorded_by``: ``checkpoint`` for the fold's own, ``run`` for another
-    fold's), used as it is for the probed fields. ``timer`` replaces ``time_variants`` (tests)."""
+    ``sample``: a batch of training images (the probe's input: the actual shape and batch size); ``build``: the
+    trainer's model builder (``kfold.nn.engine.build_model``), needed when the probe runs; ``recorded``: a choice
+    already made for this run (``recorded_by``: ``checkpoint`` for the fold's own, ``run`` for another fold's),
+    used as it is for the probed fields. ``timer`` replaces ``time_variants`` (tests)."""
     for name in ("bf16", "channels_last"):
         if getattr(cfg, name) not in PRECISION_SETTINGS:
             raise DataError(f"config value {name}={getattr(cfg, name)!r} must be one of {', '.join(PRECISION_SETTINGS)}")
@@ -224,7 +231,7 @@ def decide(cfg: TrainConfig, device: torch.device, *, sample: np.ndarray, num_cl
         cached = read_cached(path, key)  # another fold probed while this one waited
         if cached is not None:
             return cached
-        seconds = (timer or time_variants)(cfg, batch, num_classes, variants)
+        seconds = (timer or time_variants)(cfg, batch, num_classes, variants, build)
         bf16, channels_last = choose(seconds, variants)
         found = Precision(bf16, channels_last, "probe", {k: float(v) for k, v in seconds.items()})
         if echo is not None:
@@ -251,7 +258,7 @@ def run_record(meta_files: list[Path]) -> dict | None:
     return None
 
 
-def for_prediction(meta: dict, device: torch.device, where: str = "meta.json") -> tuple[bool, bool]:
+def for_prediction(meta: dict, device: torch.device, where: str = "the model's metadata") -> tuple[bool, bool]:
     """(channels_last, bf16) of a trained model's evaluation on ``device``: the fold's recorded choice when it
     trained on the CPU and predicts there (its out-of-fold rows were scored so), else the config's rule."""
     cfg = meta.get("config") or {}

@@ -195,6 +195,21 @@ def test_a_run_records_the_choice_and_a_resume_keeps_it(comp, tmp_path, forced, 
     assert (record["bf16"], record["channels_last"], record["decided_by"]) == (True, False, "run")
     assert fold_precision(out, 0)["decided_by"] == "probe"  # the finished fold is left as it was
 
+    # predict.py evaluates every fold as its out-of-fold rows were scored: bf16 on, contiguous
+    import kfold.nn.inference as inference
+    from kfold.commands.predict import main as predict_main
+
+    real, used = inference.predict_proba, []
+
+    def spy(model, images, mean, std, device, batch_size, views=1, channels_last=False, bf16=None):
+        used.append((channels_last, bf16))
+        return real(model, images, mean, std, device, batch_size, views, channels_last, bf16)
+
+    monkeypatch.setattr(inference, "predict_proba", spy)
+    assert run_cli(predict_main, [str(out), "--data", str(comp), "--out", str(tmp_path / "probs"), "--device", "cpu",
+                                  "--threads", "1"]) == 0
+    assert used and set(used) == {(False, True)}
+
 
 def test_a_fold_resumed_from_its_checkpoint_keeps_its_choice(comp, tmp_path, forced, monkeypatch, capsys):
     """A fold interrupted after its first epoch, resumed where the probe now says otherwise: the checkpoint's choice."""

@@ -116,6 +116,25 @@ def test_the_choice_is_cached_per_machine_and_reused(forced, own_cache, monkeypa
     assert timer.calls == 4
 
 
+def test_a_probe_on_a_busy_machine_is_used_but_not_cached(own_cache, capsys):
+    """Steps of one variant that differ by more than 1.5x: another process ran; the fold keeps the choice, the
+    machine's cache does not (the next run probes again)."""
+    calls = []
+
+    def busy(cfg, batch, num_classes, variants, build):
+        calls.append(1)
+        return {"float32": [1.0, 2.5], "float32+channels_last": [0.9, 0.95], "bf16": [0.5, 0.52],
+                "bf16+channels_last": [0.6, 0.61]}
+
+    chosen = precision.decide(probe_cfg(), CPU, sample=SAMPLE, num_classes=10, timer=busy, echo=print)
+    assert (chosen.bf16, chosen.channels_last, chosen.decided_by) == (True, False, "probe")
+    assert chosen.seconds == {"float32": 1.0, "float32+channels_last": 0.9, "bf16": 0.5, "bf16+channels_last": 0.6}
+    assert "the machine was busy: not cached" in capsys.readouterr().out
+    assert not list(own_cache.glob("precision/*.json"))
+    precision.decide(probe_cfg(), CPU, sample=SAMPLE, num_classes=10, timer=busy)
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("damage", ["", "{", "[]", '{"key": 1}', '{"key": null, "bf16": "yes"}'])
 def test_a_damaged_cache_file_is_probed_again(damage, forced, own_cache):
     timer = forced(seconds(1.0, 0.5, 0.95, 0.6))
@@ -259,6 +278,7 @@ def test_the_real_probe_is_short_and_leaves_the_random_state(monkeypatch):
     measured = precision.time_variants(cfg, SAMPLE, 10, [(False, False), (False, True), (True, False), (True, True)],
                                        build_model)
     took = time.perf_counter() - start
-    assert sorted(measured) == sorted(seconds(0, 0, 0, 0)) and all(0 < s < 5 for s in measured.values())
+    assert sorted(measured) == sorted(seconds(0, 0, 0, 0))
+    assert all(2 <= len(steps) <= precision.PROBE_STEPS and all(0 < s < 5 for s in steps) for steps in measured.values())
     assert took < 30, took  # a few hundred milliseconds on a quiet machine (lenet5, batch 32)
     assert torch.equal(torch.get_rng_state(), before)

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,9 @@ from kfold.config import PRECISION_SETTINGS, TrainConfig
 from kfold.errors import DataError
 
 MARGIN = 0.9  # bf16 / channels_last are chosen only when at least 10% faster than float32 / contiguous
-PROBE_STEPS = 3  # timed steps per variant (after one warm-up step each), interleaved
-PROBE_BUDGET_S = 2.0  # a model whose warm-up steps took longer than this gets one timed step per variant
+PROBE_STEPS = 3  # at most this many timed steps per variant (after one warm-up step each), interleaved
+PROBE_BUDGET_S = 1.5  # no third round of timed steps once two have taken this long
+NOISY = 1.5  # a variant whose slowest step took 1.5x its fastest: the machine was busy; the choice is not cached
 CACHE_FOLDER = "precision"
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
 Variant = tuple[bool, bool]  # (bf16, channels_last)
@@ -49,7 +49,7 @@ class Precision:
     bf16: bool
     channels_last: bool
     decided_by: str = "config"  # config | probe | cache | run (another fold's) | checkpoint (this fold's, resumed)
-    seconds: dict[str, float] | None = field(default=None, compare=False)  # the probe's median seconds per step
+    seconds: dict[str, float] | None = field(default=None, compare=False)  # the probe's seconds per step
 
     def record(self) -> dict:
         """What meta.json and the checkpoint keep."""
@@ -149,11 +149,12 @@ def machine_lock(path: Path) -> Iterator[None]:
 
 
 def time_variants(cfg: TrainConfig, sample: np.ndarray, num_classes: int, variants: list[Variant],
-                  build: Callable[[TrainConfig, int, int], torch.nn.Module]) -> dict[str, float]:
-    """Median seconds of one forward + backward step of ``cfg``'s model (``build(cfg, num_classes, image_size)``,
+                  build: Callable[[TrainConfig, int, int], torch.nn.Module]) -> dict[str, list[float]]:
+    """Seconds of forward + backward steps of ``cfg``'s model (``build(cfg, num_classes, image_size)``,
     the trainer's own builder) on ``sample`` (a batch of training images, uint8) per variant: one warm-up step
-    each, then ``PROBE_STEPS`` rounds over the variants (load that moves under the probe moves under every variant
-    alike). torch's random state is left as it was."""
+    each, then up to ``PROBE_STEPS`` rounds over the variants (load that moves under the probe moves under every
+    variant alike), a third only within ``PROBE_BUDGET_S``: every timed step's seconds per variant. torch's random
+    state is left as it was."""
     import torch.nn.functional as F
 
     from kfold.nn.inference import autocast, to_unit_float
@@ -182,14 +183,15 @@ def time_variants(cfg: TrainConfig, sample: np.ndarray, num_classes: int, varian
             net.zero_grad(set_to_none=True)
             return seconds
 
-        start = time.perf_counter()
         for variant in variants:
             step(variant)  # warm-up: oneDNN builds its kernels for this layout and dtype
-        rounds = PROBE_STEPS if time.perf_counter() - start < PROBE_BUDGET_S else 1
-        for _ in range(rounds):
+        start = time.perf_counter()
+        for done in range(1, PROBE_STEPS + 1):
             for variant in variants:
                 times[variant].append(step(variant))
-    return {variant_name(v): statistics.median(t) for v, t in times.items()}
+            if done >= 2 and time.perf_counter() - start > PROBE_BUDGET_S:
+                break
+    return {variant_name(v): t for v, t in times.items()}
 
 
 def choose(seconds: dict[str, float], variants: list[Variant]) -> Variant:
@@ -231,12 +233,19 @@ def decide(cfg: TrainConfig, device: torch.device, *, sample: np.ndarray, num_cl
         cached = read_cached(path, key)  # another fold probed while this one waited
         if cached is not None:
             return cached
-        seconds = (timer or time_variants)(cfg, batch, num_classes, variants, build)
+        steps = {name: [float(t) for t in (v if isinstance(v, (list, tuple)) else [v])]
+                 for name, v in (timer or time_variants)(cfg, batch, num_classes, variants, build).items()}
+        # the fastest step of each variant: other processes only ever add time, so the minimum is the least disturbed
+        seconds = {name: min(t) for name, t in steps.items()}
+        noisy = any(max(t) > NOISY * min(t) for t in steps.values())
         bf16, channels_last = choose(seconds, variants)
-        found = Precision(bf16, channels_last, "probe", {k: float(v) for k, v in seconds.items()})
+        found = Precision(bf16, channels_last, "probe", seconds)
         if echo is not None:
             echo(f"precision probe ({', '.join(f'{k} {v * 1000:.1f} ms' for k, v in seconds.items())} per step of "
-                 f"{len(batch)}): {variant_name((bf16, channels_last))}")
+                 f"{len(batch)}): {variant_name((bf16, channels_last))}"
+                 + (" (the machine was busy: not cached, the next run probes again)" if noisy else ""))
+        if noisy:  # recorded with the fold (the run keeps it), but not taken as this machine's answer
+            return found
         with contextlib.suppress(OSError):  # a read-only cache folder: the choice is still recorded with the fold
             from kfold.files.atomic import write_json
 

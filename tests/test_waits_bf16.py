@@ -116,6 +116,29 @@ def test_the_choice_is_cached_per_machine_and_reused(forced, own_cache, monkeypa
     assert timer.calls == 4
 
 
+def test_folds_starting_together_share_one_probe(own_cache):
+    """Two folds of a run start at once on one machine (Ray, --parallel-folds): one probes, the other waits for its
+    answer (a lock on the cache folder) instead of probing too and perhaps choosing otherwise."""
+    import threading
+
+    calls = []
+
+    def slow(cfg, batch, num_classes, variants, build):
+        calls.append(1)
+        time.sleep(0.5)
+        return seconds(1.0, 0.5, 0.95, 0.6)
+
+    chosen = []
+    threads = [threading.Thread(target=lambda: chosen.append(
+        precision.decide(probe_cfg(), CPU, sample=SAMPLE, num_classes=10, timer=slow))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(calls) == 1 and sorted(c.decided_by for c in chosen) == ["cache", "probe"]
+    assert {(c.bf16, c.channels_last) for c in chosen} == {(False, True)}
+
+
 def test_a_probe_on_a_busy_machine_is_used_but_not_cached(own_cache, capsys):
     """Steps of one variant that differ by more than 1.5x: another process ran; the fold keeps the choice, the
     machine's cache does not (the next run probes again)."""

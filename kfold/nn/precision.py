@@ -128,7 +128,8 @@ def read_cached(path: Path, key: dict) -> Precision | None:
 
 @contextlib.contextmanager
 def machine_lock(path: Path) -> Iterator[None]:
-    """One probe at a time per key on this machine (folds starting together share one answer)."""
+    """One probe at a time on this machine (folds starting together share one answer): an exclusive lock on the
+    cache folder itself, so no lock file is written."""
     try:
         import fcntl
     except ImportError:  # not POSIX: concurrent probes may both run; each is recorded where it was used
@@ -136,16 +137,15 @@ def machine_lock(path: Path) -> Iterator[None]:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path.with_suffix(".lock"), "a")
-    except OSError:  # a read-only cache folder: probe without the lock (and without the cache)
+        handle = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # a cache folder that cannot be made or opened: probe without the lock (and without the cache)
         yield
         return
-    with handle:
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
 
 
 def time_variants(cfg: TrainConfig, sample: np.ndarray, num_classes: int, variants: list[Variant],

@@ -10,6 +10,9 @@ submissions of it: 8 families of models (shared errors inside a family, own erro
 0.6%..3%), every 25th input a byte-identical copy of the one before, each also as a ``.npz`` probability
 file (10 classes). ``--mix-files`` synthetic MNIST-MIX-sized probability files (120,000 x 100 float32).
 
+The report is timed as ``ensemble.py --report`` writes it by default (its tables: agreement.csv, inputs.csv,
+report.md) and with ``--plot`` (also the heatmap agreement.png, drawn with matplotlib).
+
 Every command runs as a subprocess (``python -m kfold ...``, as a user runs it) and is timed with its
 *read floor* in the same repeat, interleaved: a subprocess that imports numpy and pandas and only reads the
 same files (``pandas.read_csv`` for CSVs, ``numpy.load`` of the probabilities for ``.npz``). Both include
@@ -172,6 +175,9 @@ def cases(files: dict, n: int, work: Path) -> list[tuple[str, list[str], list[Pa
          [*subs, sample]),
         ("vote + report + solution", ["ensemble", *subs, "--method", "vote", "--out", str(out / "vote_r.csv"), "--sample",
                                       sample, "--solution", sol, "--report", str(out / "report")], [*subs, sample, sol]),
+        ("vote + report --plot + solution", ["ensemble", *subs, "--method", "vote", "--out", str(out / "vote_p.csv"),
+                                             "--sample", sample, "--solution", sol, "--report", str(out / "report_png"),
+                                             "--plot"], [*subs, sample, sol]),
         ("mean of .npz", ["ensemble", *npzs, "--method", "mean", "--out", str(out / "mean.csv")], npzs),
         ("leaderboard of .npz", ["leaderboard", "--solution", sol, "--out", str(out / "board_npz"), *npzs], [*npzs, sol]),
     ]

@@ -22,6 +22,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 AUG_BACKENDS = ("kornia", "albumentations")
 KEEP_EPOCHS = ("best", "last")
+# bf16 autocast and channels_last: auto = CUDA only (the default: float32 and contiguous on every CPU), probe = CUDA,
+# and on the CPU what a short timed probe finds faster on this machine (kfold.nn.precision), on, off
+PRECISION_SETTINGS = ("auto", "probe", "on", "off")
 
 
 @dataclass
@@ -61,8 +64,8 @@ class TrainConfig:
     eval_batch_size: int = 1024
     val_every: int = 1  # score the validation rows every N epochs and always at the last; 0: only at the last (keep='last')
     num_workers: int = 2  # DataLoader workers of the albumentations backend
-    channels_last: str = "auto"  # auto (CUDA only) | on | off
-    bf16: str = "auto"  # bf16 autocast of training and evaluation: auto (CUDA only) | on (also CPU) | off
+    channels_last: str = "auto"  # auto (CUDA only) | probe (CUDA; the CPU if faster there, timed) | on | off
+    bf16: str = "auto"  # bf16 autocast of training and evaluation: auto (CUDA only) | probe (CUDA; the CPU if faster there) | on | off
     compile: bool = False
     # Progressive resizing: the first ``low_res_epochs`` epochs train on images downscaled (after augmentation) to
     # ``low_res`` x ``low_res`` pixels, the rest (and every validation and prediction) at full size; 0 = off.
@@ -193,7 +196,7 @@ class Param:
 
 
 _INT, _FLOAT, _BOOL, _STR = (int,), (float,), (bool,), (str,)
-_SWITCH = ("auto", "on", "off")
+_SWITCH = PRECISION_SETTINGS
 
 # Every TrainConfig field, once: its type, bounds or choices, unit and help. TrainConfig.validate, the training
 # flags of every command (kfold.commands.args) and their help text, and tests/test_config_table.py come from it.
@@ -259,12 +262,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # `fast`'s accuracy in a third of its CPU training time (issue 17; BENCHMARKS.md "Speedrun recipe": 0.31-0.32x,
     # OOF 0.9886 against 0.9889, Private 0.9905 against 0.9905, medians of 3 seeds): the same ResNet-9 with its
     # downsampling convs pooled before BN + ReLU and an 8-channel prep conv, 16 epochs, `heavy` augmentation
-    # without random erasing, in channels_last with bf16 autocast on the CPU too (AVX512-BF16/AMX cores gain most)
-    # and the validation rows scored only at the last epoch (the one `keep="last"` keeps).
+    # without random erasing, bf16 autocast and channels_last where they are faster (CUDA; on the CPU as a short timed
+    # probe finds on the machine: AVX512-BF16/AMX cores gain most, others lose with bf16) and the validation rows
+    # scored only at the last epoch (the one `keep="last"` keeps).
     "speedrun": dict(model="resnet9", model_kwargs={"width": 16, "pool_first": True, "prep": 8}, optimizer="sgd", lr=0.1,
                      momentum=0.9, nesterov=True, weight_decay=5e-4, epochs=16, batch_size=128, schedule="onecycle",
-                     warmup_epochs=2, label_smoothing=0.1, aug="heavy-noerase", keep="last", val_every=0, channels_last="on",
-                     bf16="on"),
+                     warmup_epochs=2, label_smoothing=0.1, aug="heavy-noerase", keep="last", val_every=0,
+                     channels_last="probe", bf16="probe"),
 }
 
 

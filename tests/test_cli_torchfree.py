@@ -38,7 +38,7 @@ for name in {TORCH_FREE!r}:
     importlib.import_module(name)
     assert 'torch' not in sys.modules, name + ' imported torch'
 from kfold.commands.main import main
-assert main(['ensemble', 'm0.npz', 'm1.npz', '--out', 'e.csv', '--report', 'rep', '--solution', 'solution.csv']) == 0
+assert main(['ensemble', 'm0.npz', 'm1.npz', '--out', 'e.csv', '--report', 'rep', '--solution', 'solution.csv', '--plot']) == 0
 assert main(['leaderboard', '--solution', 'solution.csv', 'e.csv', 'e.probs.npz', '--bootstrap', '50']) == 0
 assert main(['validate', 'e.csv', 'e.probs.npz']) == 0
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'kornia', 'albumentations', 'kaggle'))

@@ -1,8 +1,10 @@
 """Ensembling: mean/geomean/vote, tie-breaking, input checks, weight fitting, the ensemble.py CLI."""
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -314,7 +316,7 @@ def test_cli_vote_report_with_solution(tmp_path, two_models, capsys):
     solution.write_text("Id,Category,Usage\n0,2,Public\n1,1,Private\n2,0,Private\n3,0,Public\n")
     out, report = tmp_path / "vote.csv", tmp_path / "report"
     assert run_cli(ensemble_main, [str(m1), str(m2), "--method", "vote", "--out", str(out), "--seed", "3",
-                                   "--solution", str(solution), "--report", str(report)]) == 0
+                                   "--solution", str(solution), "--report", str(report), "--plot"]) == 0
     assert not probs_path(out).exists()  # a vote has no probabilities
     for name in ("agreement.csv", "inputs.csv", "report.md", "agreement.png"):
         assert (report / name).stat().st_size > 0
@@ -325,6 +327,27 @@ def test_cli_vote_report_with_solution(tmp_path, two_models, capsys):
     assert "oracle accuracy: 1.0000" in text and "| m1.npz |" in text and "tied rows" in text
 
 
+def test_report_without_plot_draws_nothing_and_never_imports_matplotlib(tmp_path, two_models):
+    """The report's tables always; the heatmap (and matplotlib, most of the report's time) only with --plot. A rerun
+    without --plot removes an earlier heatmap, which would no longer match the tables."""
+    import subprocess
+    import sys
+
+    m1, m2, _, _ = two_models
+    report = tmp_path / "report"
+    code = ("import sys; from kfold.commands.ensemble import main; "
+            f"assert main([{str(m1)!r}, {str(m2)!r}, '--out', {str(tmp_path / 'e.csv')!r}, '--report', {str(report)!r}]"
+            " + sys.argv[1:]) == 0; print('MPL', 'matplotlib' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for extra, drawn in (["--plot"], True), ([], False):
+        done = subprocess.run([sys.executable, "-c", code, *extra], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert f"MPL {drawn}" in done.stdout
+        assert sorted(p.name for p in report.iterdir()) == sorted(
+            ["agreement.csv", "inputs.csv", "report.md", *(["agreement.png"] if drawn else [])])
+        assert "| m1.npz |" in (report / "report.md").read_text()
+
+
 @pytest.mark.parametrize("extra, code, message", [
     (["--method", "median"], 2, "invalid choice"),
     (["--weights", "1,x"], 2, "--weights must be comma-separated numbers, got '1,x'"),
@@ -332,6 +355,7 @@ def test_cli_vote_report_with_solution(tmp_path, two_models, capsys):
     (["--weights", "1,1", "--fit-weights", "a.npz,b.npz"], 2, "give either --weights or --fit-weights"),
     (["--fit-weights", "a.npz"], 2, "--fit-weights names 1 out-of-fold files for 2 inputs"),
     (["--sample", "BADSAMPLE"], 1, "row 0: Id 3 is not in the sample"),
+    (["--plot"], 2, "--plot draws the agreement report's heatmap: it needs --report DIR"),
 ])
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, two_models, capsys, extra, code, message):
     m1, m2, sample, _ = two_models

@@ -604,7 +604,7 @@ def test_ensemble_outputs_appear_together_or_not_at_all(fail_on, earlier, tmp_pa
     import kfold.files.atomic as atomic
 
     inputs = _inputs(tmp_path)
-    argv = [*inputs, "--out", tmp_path / "sub.csv", "--report", tmp_path / "report"]
+    argv = [*inputs, "--out", tmp_path / "sub.csv", "--report", tmp_path / "report", "--plot"]
     if earlier:
         assert run("ensemble", argv) == 0
         text(inputs[1], (inputs[1].read_text()).replace("0,0.7,0.2,0.1", "0,0.1,0.2,0.7"))
@@ -716,7 +716,7 @@ def test_ctrl_c_while_importing_is_one_line_and_130(script, module, tmp_path):
 def test_a_closed_pipe_is_quiet_and_every_output_is_written(tmp_path):
     inputs = _inputs(tmp_path)
     process = subprocess.Popen([sys.executable, str(REPO / "ensemble.py"), *map(str, inputs), "--out",
-                                str(tmp_path / "sub.csv"), "--report", str(tmp_path / "report")],
+                                str(tmp_path / "sub.csv"), "--report", str(tmp_path / "report"), "--plot"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
     process.stdout.close()  # like `| head -0`: the reader is gone before the first line
     stderr = process.stderr.read().decode()

@@ -377,3 +377,167 @@ def test_node_loss_is_retried_on_another_node(cluster, big_comp, kill_reference,
     finally:
         nodes.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+# ---- bounded waits (issue 24, item 6) -----------------------------------------------------------------------
+
+def _one_error_line(stderr: str, *needles: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), stderr
+    assert all(needle in lines[0] for needle in needles), (needles, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts TCP connections and never says a word (not Ray, a hung head node)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.2", 0))  # 127.0.0.2: Ray keeps it (127.0.0.1 it replaces with the machine's address)
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # a port just released: nothing listens there
+        probe.bind(("127.0.0.2", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", ["closed 127.0.0.1", "closed 127.0.0.2", "silent", "unknown host"])
+def test_address_that_does_not_answer_fails_within_the_timeout(case, comp, silent_port, tmp_path):
+    """--address of a host that does not answer: one error line within about --ray-timeout, not minutes of retries."""
+    address = {"closed 127.0.0.1": "127.0.0.1:1", "closed 127.0.0.2": f"127.0.0.2:{_closed_port()}",
+               "silent": f"127.0.0.2:{silent_port}", "unknown host": "no-such-host.invalid:6379"}[case]
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), "--data", str(comp), "--out", str(tmp_path / "run"),
+                           "--backend", "ray", "--address", address, "--ray-timeout", "3", *FOLD_ARGS], env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - start
+    assert done.returncode == 2, done.stdout + done.stderr
+    _one_error_line(done.stderr, f"--address {address}")
+    assert seconds < 45, f"{case}: {seconds:.0f}s"  # Ray's own retries take minutes; the check itself at most ~5 s
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--gpus-per-fold", "2"], "--gpus-per-fold 2: no node"),
+    (["--gpus-per-fold", "64", "--cpus-per-fold", "0"], "--gpus-per-fold 64: no node"),
+    (["--cpus-per-fold", "64"], "--cpus-per-fold 64: no node"),
+    (["--cpus-per-fold", "4.5"], "--cpus-per-fold 4.5: no node"),
+])
+def test_requests_no_node_can_hold_are_refused_before_submitting(extra, needle, cluster, comp, tmp_path, capsys, monkeypatch):
+    """The shared cluster has 4 CPUs and 1 GPU: a fold asking for more is refused at once (Ray would wait forever)."""
+    from kfold.flows import ray_backend
+
+    def never(self, job):
+        raise AssertionError("a fold was submitted")
+
+    monkeypatch.setattr(ray_backend.RayBackend, "prepare_job", never)  # submit connects (and checks) first
+    start = time.monotonic()
+    assert train("--data", comp, "--out", tmp_path / "run", "--backend", "ray", *FOLD_ARGS, *extra) == 2
+    _one_error_line(capsys.readouterr().err, needle, "the cluster:")
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("resources, needle", [({"accelerator_x": 1}, "'accelerator_x'"),
+                                               ({"accelerator_x": 0.5, "fpga": 2}, "'accelerator_x'")])
+def test_custom_resources_the_cluster_lacks_are_refused(resources, needle, cluster, capsys):
+    from kfold.flows.ray_backend import RayBackend, RayOptions
+
+    backend = RayBackend(RayOptions(resources=resources), progress=False)
+    assert run_cli(lambda _: backend.connect()) == 2
+    _one_error_line(capsys.readouterr().err, needle, "no node")
+    assert backend._remote_fold is None  # refused before a remote function was made
+
+
+@pytest.mark.parametrize("options, needle", [
+    (dict(timeout=0), "--ray-timeout 0"), (dict(timeout=float("nan")), "--ray-timeout nan"),
+    (dict(timeout="30"), "--ray-timeout '30'"), (dict(timeout=True), "--ray-timeout True"),
+    (dict(resources=["gpu"]), "resources ['gpu']"), (dict(resources={"CPU": 1}), "resources 'CPU'"),
+    (dict(resources={"x": -1}), "resources 'x' -1"), (dict(resources={"x": float("inf")}), "resources 'x' inf"),
+])
+def test_bad_wait_and_resource_options(options, needle):
+    from kfold.flows.ray_backend import RayOptions
+
+    with pytest.raises(UsageError, match=None) as info:
+        RayOptions(**options).validate()
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_bad_ray_timeout_flag(value, comp, tmp_path, capsys):
+    assert train("--data", comp, "--out", tmp_path / "run", "--backend", "ray", "--ray-timeout", value, *FOLD_ARGS) == 2
+    _one_error_line(capsys.readouterr().err, "--ray-timeout")
+    assert not (tmp_path / "run").exists()
+    assert train("--data", comp, "--out", tmp_path / "run", "--ray-timeout", "5", *FOLD_ARGS) == 2
+    _one_error_line(capsys.readouterr().err, "need --backend ray")
+
+
+def test_gpu_fold_on_an_embedded_cluster_without_gpus_is_refused(comp, tmp_path):
+    """The issue's case: --gpus-per-fold 1 where the embedded cluster has no GPU (hidden from Ray here)."""
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), "--data", str(comp), "--out", str(tmp_path / "run"),
+                           "--backend", "ray", "--gpus-per-fold", "1", *FOLD_ARGS], env=_env(CUDA_VISIBLE_DEVICES=""),
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 2, done.stdout + done.stderr
+    _one_error_line(done.stderr, "--gpus-per-fold 1: no node of the embedded local cluster has 1 GPU")
+    assert time.monotonic() - start < 120  # mostly the embedded cluster's start on a loaded machine
+
+
+def test_a_fold_that_cannot_be_scheduled_ends_after_the_timeout(cluster, comp, tmp_path, capsys):
+    """Every CPU of the cluster held by another job: the fold waits --ray-timeout seconds, then one line."""
+    started = tmp_path / "blocker-started"
+
+    @ray.remote(num_cpus=4, max_retries=0)
+    def blocker(path):
+        Path(path).write_text("x")
+        time.sleep(600)
+
+    held = blocker.remote(str(started))
+    try:
+        deadline = time.time() + 120
+        while not started.exists():
+            assert time.time() < deadline, "the blocking task never started"
+            time.sleep(0.1)
+        start = time.monotonic()
+        assert train("--data", comp, "--out", tmp_path / "run", "--backend", "ray", "--ray-timeout", "3", *FOLD_ARGS) == 1
+        seconds = time.monotonic() - start
+        _one_error_line(capsys.readouterr().err, "no fold task could start within 3s", "0 CPU free", "--resume")
+        assert 3 <= seconds < 40
+    finally:
+        ray.cancel(held, force=True)
+
+
+def test_folds_queued_behind_running_folds_do_not_time_out(cluster, monkeypatch):
+    """Two fold tasks of 4 CPUs each on a 4-CPU cluster: the second waits for the first longer than the timeout,
+    and that is no scheduling failure (a fold of this run is running)."""
+    from kfold.flows import ray_backend
+
+    def fold_like(job, token):  # a fold task's start and end, without training (its length is what matters)
+        import time
+
+        from kfold.flows.ray_backend import _first_attempt
+
+        _first_attempt(token)
+        time.sleep(job.seconds)
+        return {"fold": job.fold, "node": "here", "seconds": job.seconds, "val_accuracy": None}
+
+    @ray.remote(num_cpus=1)
+    def warm():  # idle workers that have imported kfold already: a task then starts at once, even on a loaded machine
+        import kfold.flows.ray_backend  # noqa: F401
+
+    ray.get([warm.remote() for _ in range(4)])
+    monkeypatch.setattr(ray_backend, "_run_fold", fold_like)
+    monkeypatch.setattr(ray_backend.RayBackend, "prepare_job", lambda self, job: job)
+    backend = ray_backend.RayBackend(ray_backend.RayOptions(cpus_per_fold=4, timeout=3), progress=False, echo=lambda _: None)
+    start = time.monotonic()
+    from types import SimpleNamespace
+
+    jobs = [SimpleNamespace(run_dir="run", fold=0, seconds=8), SimpleNamespace(run_dir="run", fold=1, seconds=0.1)]
+    results = backend.wait(backend.submit(jobs))
+    assert [r["fold"] for r in results] == [0, 1]
+    assert time.monotonic() - start >= 8  # the second fold waited about 8 s to be scheduled, past the 3 s timeout

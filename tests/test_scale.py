@@ -290,7 +290,7 @@ def test_report_of_200_inputs_is_bounded_and_flags_identical_inputs(tmp_path):
         paths.append(path)
     report = tmp_path / "report"
     assert ensemble_main([*map(str, paths), "--method", "vote", "--out", str(tmp_path / "v.csv"),
-                          "--report", str(report)]) == 0
+                          "--report", str(report), "--plot"]) == 0
     from matplotlib.image import imread
 
     height, width = imread(report / "agreement.png").shape[:2]

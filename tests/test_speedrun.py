@@ -16,6 +16,11 @@ from kfold.nn.models import ShiftOnlyBatchNorm, count_parameters, create_model
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):  # the precision probe's answers go to the test's folder, not ~/.cache/kfold
+    monkeypatch.setenv("KFOLD_CACHE", str(tmp_path / "cache"))
+
+
 def speedrun_model(**overrides) -> nn.Module:
     cfg = resolve_config("speedrun")
     return create_model(cfg.model, 10, **{**cfg.model_kwargs, **overrides})
@@ -25,7 +30,7 @@ def test_speedrun_preset_resolves_and_does_less_work_than_fast():
     cfg, fast = resolve_config("speedrun"), resolve_config("fast")
     assert cfg.keep == "last" and cfg.schedule == "onecycle" and cfg.val_every == 0
     assert 0 < cfg.warmup_epochs < cfg.epochs / 4  # a short run still spends most of it annealing
-    assert cfg.epochs < fast.epochs and (cfg.channels_last, cfg.bf16) == ("on", "on")
+    assert cfg.epochs < fast.epochs and (cfg.channels_last, cfg.bf16) == ("probe", "probe")  # CUDA, or the CPU if faster
     assert count_parameters(speedrun_model()) <= count_parameters(create_model(fast.model, 10, **fast.model_kwargs))
 
 
@@ -84,8 +89,8 @@ def test_resnet9_speed_options_are_checked(kwargs, needle):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"bf16": "always"}, "bf16='always' must be auto, on or off"),
-    ({"channels_last": "yes"}, "channels_last='yes' must be auto, on or off"),
+    ({"bf16": "always"}, "bf16='always' must be auto, probe, on or off"),
+    ({"channels_last": "yes"}, "channels_last='yes' must be auto, probe, on or off"),
     ({"epochs": 0}, "epochs=0"),
     ({"bf16": True}, "'bf16' expects str"),
 ])
@@ -141,7 +146,10 @@ def test_speedrun_trains_one_epoch_on_real_images(kmnist_comp, tmp_path):
     cfg = resolve_config("speedrun", overrides={"epochs": 1})
     trainer = FoldTrainer(cfg, images, labels, 10, np.arange(300), np.arange(300, 400), torch.device("cpu"), seed=0,
                           work_dir=tmp_path, progress=False)
-    assert trainer.bf16 == (cfg.bf16 == "on") and trainer.channels_last == (cfg.channels_last == "on")
+    # 'probe' on the CPU: the timed probe's choice, recorded with the fold (tests/test_waits_bf16.py forces each branch)
+    assert trainer.precision.decided_by == "probe" and set(trainer.precision.seconds) == {
+        "float32", "float32+channels_last", "bf16", "bf16+channels_last"}
+    assert (trainer.bf16, trainer.channels_last) == (trainer.precision.bf16, trainer.precision.channels_last)
     result = trainer.fit()
     assert result.best_epoch == 1 and len(result.history) == 1
     assert result.val_probs.shape == (100, 10) and np.isfinite(result.val_probs).all()

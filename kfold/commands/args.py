@@ -233,6 +233,10 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
                        help="retries of a fold whose Ray worker or node was lost (default 3); a fold that raises is never retried")
     group.add_argument("--parallel-folds", type=int_at_least(1, 1024), default=None, metavar="N",
                        help="shorthand for --backend ray on an embedded local cluster running N folds at once")
+    group.add_argument("--ray-timeout", type=finite_float(0, 86_400, low_open=True), default=30.0, metavar="SECONDS",
+                       help="how long to wait for the Ray cluster at --address to answer, and for a fold task to be "
+                            "scheduled while none runs (default 30); then one error line. Requests no node can hold "
+                            "(--gpus-per-fold 1 without GPUs) are refused before anything is submitted")
 
 
 def backend_from_args(args: argparse.Namespace, progress: bool = True):
@@ -242,13 +246,13 @@ def backend_from_args(args: argparse.Namespace, progress: bool = True):
             from kfold.errors import UsageError
 
             raise UsageError("--address needs --backend ray")
-        if args.cpus_per_fold != 1.0 or args.gpus_per_fold != 0.0 or args.max_retries != 3:
+        if args.cpus_per_fold != 1.0 or args.gpus_per_fold != 0.0 or args.max_retries != 3 or args.ray_timeout != 30.0:
             from kfold.errors import UsageError
 
-            raise UsageError("--cpus-per-fold, --gpus-per-fold and --max-retries need --backend ray")
+            raise UsageError("--cpus-per-fold, --gpus-per-fold, --max-retries and --ray-timeout need --backend ray")
         return None
     from kfold.flows.ray_backend import make_backend
 
     return make_backend("ray", address=args.address, cpus_per_fold=args.cpus_per_fold, gpus_per_fold=args.gpus_per_fold,
                         max_retries=args.max_retries, parallel_folds=args.parallel_folds, device=args.device,
-                        progress=progress)
+                        progress=progress, ray_timeout=args.ray_timeout)

@@ -42,7 +42,10 @@ def build_parser(prog: str = "ensemble.py") -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, help="number of classes when every input is a submission CSV")
     parser.add_argument("--sample", type=Path, help="sample_submission.csv: output row order and Id check")
     parser.add_argument("--solution", type=Path, help="solution.csv (Id,Category[,Usage]): accuracies in the report")
-    parser.add_argument("--report", type=Path, metavar="DIR", help="write the agreement report into DIR")
+    parser.add_argument("--report", type=Path, metavar="DIR", help="write the agreement report into DIR "
+                        "(agreement.csv, inputs.csv, report.md; groups.csv with a solution's groups)")
+    parser.add_argument("--plot", action="store_true", help="with --report: also draw the agreement heatmap "
+                        "(agreement.png; drawing costs more than the tables)")
     parser.add_argument("--ids", type=Path, metavar="FILE",
                         help="row Ids of .npy inputs (and of CSVs without an Id column): a CSV with an Id column "
                              "or a 1-D .npy; default: the --sample's Ids")
@@ -72,12 +75,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
     args.fit_metric = args.fit_metric or "accuracy"
     args.fit_rounds = 25 if args.fit_rounds is None else args.fit_rounds
     args.tiebreak = args.tiebreak or "random"
+    if args.plot and not args.report:
+        raise UsageError("--plot draws the agreement report's heatmap: it needs --report DIR")
     oof = [part for part in args.fit_weights.split(",") if part] if args.fit_weights else None
     made = make_submission(args.inputs, args.out, method=args.method,
                            weights=_parse_weights(args.weights) if args.weights else None, fit_oof=oof,
                            fit_metric=args.fit_metric, fit_rounds=args.fit_rounds, seed=args.seed, tiebreak=args.tiebreak,
                            num_classes=args.num_classes, sample=args.sample, solution=args.solution, report=args.report,
-                           ids=args.ids, log_probs=args.log_probs)
+                           ids=args.ids, log_probs=args.log_probs, plot=args.plot)
     # printed only once every file is in place: a closed pipe (| head) cannot leave outputs half-written
     if made.fit is not None:
         fit = made.fit

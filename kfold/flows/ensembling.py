@@ -35,14 +35,15 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
                     seed: int = 0, tiebreak: str = "random", num_classes: int | None = None,
                     sample: str | Path | None = None, solution: str | Path | None = None,
                     report: str | Path | None = None, ids: str | Path | None = None, log_probs: bool = False,
-                    extra_inputs: Sequence[str | Path] = (), schema=None) -> EnsembleResult:
+                    extra_inputs: Sequence[str | Path] = (), schema=None, plot: bool = True) -> EnsembleResult:
     """Combine ``inputs`` and write ``out`` (Id,Category in the sample's row order), the ensemble probabilities
     beside it (mean/geomean) and, with ``report``, the agreement report (accuracies when ``solution`` is given).
 
     ``fit_oof`` (one out-of-fold file per input) fits the weights by greedy forward selection first; ``ids``
     (or the sample) gives the rows of ``.npy`` inputs that carry none. The submission is written in the
     competition's schema (``schema``, else the one the probability files record, else KMNIST's): its columns,
-    Id values and class values; probabilities for a probability target (a vote is refused there)."""
+    Id values and class values; probabilities for a probability target (a vote is refused there). ``plot``: the report's heatmap too
+    (``agreement.png``; ``ensemble.py`` draws it only with ``--plot``)."""
     from kfold.files.atomic import guard_outputs, together
     from kfold.files.probs import write_probs
     from kfold.files.schema import Schema
@@ -112,7 +113,9 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
         if report:
             from kfold.scoring.report import write_agreement_report
 
-            result.report = write_agreement_report(ensemble, Path(report), labels=labels, groups=groups, scored=scored)
-            result.written += [Path(report) / name for name in REPORT_FILES[:4]]
+            result.report = write_agreement_report(ensemble, Path(report), labels=labels, groups=groups, scored=scored, plot=plot)
+            result.written += [Path(report) / name for name in REPORT_FILES[:4] if plot or name != "agreement.png"]
             result.written += [Path(report) / "groups.csv"] if groups is not None else []
+    if report and not plot:  # an earlier --plot's heatmap would no longer match the tables now in place
+        (Path(report) / "agreement.png").unlink(missing_ok=True)
     return result

@@ -5,11 +5,19 @@ and prepares every run (config.json, folds.csv) before Ray starts; each task cal
 ``kfold.nn.fold.train_fold`` on its node (the task is loaded there from its ``TaskSpec``); the driver writes
 the summaries. Only lost workers and nodes are retried (``max_retries``): a task that raises is never
 retried, and a kfold ``DataError``/``UsageError`` reaches the user as kfold's usual one-line error.
+
+Nothing waits forever (``RayOptions.timeout``, ``--ray-timeout``, default 30 s): an ``--address`` that does not
+answer is refused within about that time (``check_reachable``), a fold request no node can hold is refused from
+the cluster's resources before anything is submitted (``check_feasible``), and a wait in which none of the
+command's folds runs or finishes for that long (the cluster full of other jobs) ends with one line.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +46,8 @@ class RayOptions:
     gpus_per_fold: float = 0.0
     max_retries: int = 3
     concurrent: int | None = None  # embedded cluster only: this many folds at once (--parallel-folds)
+    timeout: float = 30.0  # seconds: connecting to --address, and a fold task waiting to be scheduled (--ray-timeout)
+    resources: dict | None = None  # custom Ray resources every fold holds ({"accelerator_x": 1}); the API only
 
     def validate(self) -> "RayOptions":
         def number(name: str, value, low: float) -> None:
@@ -61,7 +71,24 @@ class RayOptions:
             if self.address:
                 raise UsageError(f"{param('parallel_folds')} runs an embedded local cluster: give {param('address')} or "
                                  f"{param('parallel_folds')}, not both")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not math.isfinite(self.timeout) \
+                or self.timeout <= 0:
+            raise UsageError(f"{param('timeout')}={self.timeout!r}: must be a finite number of seconds > 0")
+        if self.resources is not None:
+            if not isinstance(self.resources, dict):
+                raise UsageError(f"resources {self.resources!r}: must be a dict of Ray resource name -> amount")
+            for name, amount in self.resources.items():
+                if not isinstance(name, str) or not name or name in ("CPU", "GPU", "memory", "object_store_memory"):
+                    raise UsageError(f"resources {name!r}: must be the name of a custom Ray resource (CPUs and GPUs "
+                                     f"are --cpus-per-fold and --gpus-per-fold)")
+                number(f"resources {name!r}", amount, 0)
         return self
+
+    def request(self) -> dict[str, float]:
+        """What one fold task asks the cluster for: ``{"CPU": 1.0}``, plus GPUs and custom resources when asked."""
+        wanted = {"CPU": float(self.cpus_per_fold), "GPU": float(self.gpus_per_fold),
+                  **{name: float(amount) for name, amount in (self.resources or {}).items()}}
+        return {name: amount for name, amount in wanted.items() if amount > 0}
 
     def threads(self, threads: int | None) -> int:
         """Torch threads of every fold: explicit (recorded in meta.json), by default the fold's CPUs."""
@@ -134,6 +161,69 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc.with_traceback(None) if isinstance(exc, KfoldError) else exc
 
 
+def _amount(value: float) -> str:
+    return f"{value:g}"
+
+
+# A child process asks the address for the cluster id with Ray's own GCS client: a port that accepts connections
+# but never answers (not Ray, a firewall, a hung head) is found without Ray's minutes of retries in this process,
+# and without its C++ log lines on this process's stderr. Exit 3: this Ray has no such client (the TCP check stays).
+_GCS_PROBE = """
+import sys
+try:
+    from ray._raylet import InnerGcsClient
+except ImportError:
+    sys.exit(3)
+try:
+    InnerGcsClient.standalone(sys.argv[1], None, max(1, int(float(sys.argv[2]) * 1000)))
+except Exception as exc:
+    print((str(exc).strip().splitlines() or [type(exc).__name__])[0][:200])
+    sys.exit(1)
+"""
+PROBE_MIN_SECONDS = 5.0  # the child needs about this long to import Ray on a loaded machine
+
+
+def check_reachable(address: str, timeout: float) -> None:
+    """One ``UsageError`` line, within about ``timeout`` seconds, unless a Ray cluster answers at ``address``.
+
+    ``ray.init`` alone retries an address that does not answer for minutes. First a TCP connection (an unknown
+    host, a closed port, a host that drops packets), then the cluster's id from its GCS (a port that accepts
+    connections but does not speak Ray), in a child process that is killed when the time is up."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        target = canonicalize_bootstrap_address(address) or address  # 127.0.0.1 -> this machine's address, as ray.init
+    except ImportError:
+        target = address
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--address {address}: not a Ray cluster address HOST:PORT ({str(exc).strip()[:120]})") from None
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--address {address}: not a Ray cluster address HOST:PORT")
+    start = time.monotonic()
+    hint = "check the address (ray status on the head node prints it)"
+    longer = f"{hint}, or wait longer with --ray-timeout SECONDS"
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except socket.gaierror as exc:
+        raise UsageError(f"--address {address}: unknown host {host!r} ({exc.strerror or exc})") from None
+    except (socket.timeout, TimeoutError):
+        raise UsageError(f"--address {address}: no answer from {target} within {timeout:g}s; {longer}") from None
+    except OSError as exc:
+        raise UsageError(f"--address {address}: cannot connect to {target} ({exc.strerror or exc}); {hint}") from None
+    left = max(timeout - (time.monotonic() - start), PROBE_MIN_SECONDS)
+    try:
+        done = subprocess.run([sys.executable, "-c", _GCS_PROBE, target, str(left)], capture_output=True, text=True,
+                              timeout=left, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"--address {address}: {target} accepts connections but no Ray cluster answered within "
+                         f"{timeout:g}s; {longer}") from None
+    if done.returncode == 1:
+        detail = (done.stdout.strip().splitlines() or ["no answer"])[-1]
+        raise UsageError(f"--address {address}: no Ray cluster answered at {target} within {timeout:g}s ({detail}); {longer}")
+
+
 # ---- the task bodies (run on the workers) -------------------------------------------------------------------
 
 def _node() -> str:
@@ -157,9 +247,9 @@ def _first_attempt(token: str) -> bool:
 
 
 def _run_fold(job, token: str) -> dict:
+    retry = not _first_attempt(token)  # first: the driver sees the fold started (its scheduling wait is over)
     from kfold.nn.fold import train_fold
 
-    retry = not _first_attempt(token)
     if retry:  # a lost worker's fold continues from its last checkpoint
         job = dataclasses.replace(job, resume=True)
     start = time.perf_counter()
@@ -199,6 +289,7 @@ class RayBackend:
         self._checked_paths: set[str] = set()
         self._remote_fold = self._remote_predict = None
         self._temp: str | None = None  # the embedded cluster's temp dir (removed by close unless KFOLD_RAY_TMPDIR)
+        self._tokens: dict = {}  # fold task ref -> the token its task records when it starts (see _first_attempt)
 
     # -- lifetime
     def __enter__(self) -> "RayBackend":
@@ -218,6 +309,7 @@ class RayBackend:
             self.remote_cluster = False
         elif address:
             self.echo(f"ray: connecting to the cluster at {address}")
+            check_reachable(address, self.options.timeout)  # a host that does not answer: one line within the timeout
             try:
                 ray.init(address=address, log_to_driver=True, logging_level="WARNING")
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -234,6 +326,11 @@ class RayBackend:
                      logging_level="WARNING", configure_logging=True, _node_ip_address=EMBEDDED_NODE_IP)
             self.started = True
         self.connected = True
+        try:
+            self.check_feasible()
+        except BaseException:
+            self.close()
+            raise
         self._remote_fold, self._remote_predict = self.remote(_run_fold), self.remote(_run_predict)
 
     def remote(self, function: Callable) -> Any:
@@ -243,8 +340,11 @@ class RayBackend:
         released; exceptions raised by the function are never retried, only lost workers and nodes."""
         self.connect()
         gpus = self.options.gpus_per_fold
+        extra = {"max_calls": 1} if gpus > 0 else {}
+        if self.options.resources:
+            extra["resources"] = dict(self.options.resources)
         return self.ray.remote(num_cpus=self.options.cpus_per_fold, num_gpus=gpus, max_retries=self.options.max_retries,
-                               retry_exceptions=False, **({"max_calls": 1} if gpus > 0 else {}))(function)
+                               retry_exceptions=False, **extra)(function)
 
     def close(self) -> None:
         if self.started and self.ray.is_initialized():
@@ -257,6 +357,28 @@ class RayBackend:
         self._temp = None
 
     # -- checks
+    def check_feasible(self) -> None:
+        """Refuse, before anything is submitted, a fold that no node of the cluster could ever run (Ray would wait
+        for it forever: "No available node types can fulfill resource request")."""
+        wanted = self.options.request()
+        nodes = [node.get("Resources") or {} for node in self.ray.nodes() if node.get("Alive")]
+        if any(all(node.get(name, 0.0) >= amount - 1e-9 for name, amount in wanted.items()) for node in nodes):
+            return
+        totals = self.ray.cluster_resources()
+        flags = {"CPU": "--cpus-per-fold", "GPU": "--gpus-per-fold"}
+        where = "the embedded local cluster" if not self.remote_cluster else "the Ray cluster"
+        have = ", ".join(f"{_amount(totals.get(name, 0.0))} {name}" for name in wanted)
+        for name, amount in wanted.items():
+            largest = max((node.get(name, 0.0) for node in nodes), default=0.0)
+            if largest < amount - 1e-9:
+                asked = f"{flags[name]} {_amount(amount)}" if name in flags else f"resources {name!r}: {_amount(amount)}"
+                raise UsageError(f"{asked}: no node of {where} has {_amount(amount)} {name} for a fold (its largest "
+                                 f"node has {_amount(largest)}; the cluster: {have}); ask for at most "
+                                 f"{_amount(largest)} or use a cluster that has more")
+        raise UsageError(f"a fold asks for {', '.join(f'{_amount(a)} {n}' for n, a in wanted.items())} on one node, "
+                         f"but no node of {where} has all of them (the cluster: {have}); lower --cpus-per-fold or "
+                         f"--gpus-per-fold")
+
     def check_visible(self, path: str | Path) -> None:
         """On a remote cluster every node must see ``path`` (shared storage at the same path); one line if not."""
         path = str(path)
@@ -292,7 +414,12 @@ class RayBackend:
         jobs = [self.prepare_job(job) for job in jobs]
         for run_dir in sorted({job.run_dir for job in jobs}):
             self.check_visible(run_dir)
-        return [self._remote_fold.remote(job, uuid.uuid4().hex) for job in jobs]
+        refs = []
+        for job in jobs:
+            token = uuid.uuid4().hex
+            refs.append(self._remote_fold.remote(job, token))
+            self._tokens[refs[-1]] = token
+        return refs
 
     def submit_predict(self, run_dir: str, spec, probs_dir: str, *, tta, device: str, threads, after: Sequence = ()):
         self.connect()
@@ -329,9 +456,18 @@ class RayBackend:
         results: list = [None] * len(refs)
         pending = list(refs)
         bar = tqdm(total=len(refs), desc="folds", unit="fold", disable=not self.progress, file=sys.stderr)
+        timeout = self.options.timeout
+        deadline = time.monotonic() + timeout
         try:
             while pending:
-                done, pending = self.ray.wait(pending, num_returns=1)
+                done, pending = self.ray.wait(pending, num_returns=1, timeout=min(max(deadline - time.monotonic(), 0.05), 5.0))
+                if not done:
+                    if time.monotonic() >= deadline:  # nothing finished for a while: is any fold running at all?
+                        if not self._any_started(pending):
+                            raise self._unscheduled(timeout)
+                        deadline = time.monotonic() + timeout
+                    continue
+                deadline = time.monotonic() + timeout  # a fold finished: the next one has its own time to start
                 for ref in done:
                     i = index[ref]
                     result = self.get(ref)
@@ -355,6 +491,35 @@ class RayBackend:
             bar.close()
         return results
 
+    def _any_started(self, refs: Sequence) -> bool:
+        """Whether a task of ``refs`` has started (or is not a fold task, whose start kfold cannot see)."""
+        from ray.experimental import internal_kv
+
+        if internal_kv._internal_kv_initialized():
+            exists = internal_kv._internal_kv_exists
+        else:  # the module's client was reset (ray.cluster_utils does that) while this driver stays connected
+            client = getattr(getattr(self.ray._private.worker, "global_worker", None), "gcs_client", None)
+            if client is None:
+                return True  # cannot tell: never end a wait on a guess
+            exists = lambda key: client.internal_kv_exists(key.encode(), None)  # noqa: E731
+        for ref in refs:
+            token = self._tokens.get(ref)
+            if token is None or exists(f"kfold-attempt:{token}"):
+                return True
+        return False
+
+    def _unscheduled(self, timeout: float) -> KfoldError:
+        try:
+            free = self.ray.available_resources()
+        except Exception:  # noqa: BLE001 - the message without it
+            free = {}
+        wanted = self.options.request()
+        have = ", ".join(f"{_amount(free.get(name, 0.0))} {name}" for name in wanted)
+        return DataError(f"no fold task could start within {timeout:g}s: each asks for "
+                         f"{', '.join(f'{_amount(a)} {n}' for n, a in wanted.items())} and the Ray cluster has {have} "
+                         f"free (other jobs hold the rest?); finished folds are kept: rerun with --resume when the "
+                         f"cluster has room, or wait longer with --ray-timeout SECONDS")
+
     def __call__(self, jobs, task=None) -> None:
         """The ``Backend`` protocol of ``kfold.flows.training.train_run``."""
         jobs = list(jobs)
@@ -364,7 +529,8 @@ class RayBackend:
 
 def make_backend(name: str = "ray", *, address: str | None = None, cpus_per_fold: float = 1.0,
                  gpus_per_fold: float = 0.0, max_retries: int = 3, parallel_folds: int | None = None,
-                 device: str = "auto", progress: bool = True, echo: Callable[[str], None] = print) -> RayBackend | None:
+                 device: str = "auto", progress: bool = True, echo: Callable[[str], None] = print,
+                 ray_timeout: float = 30.0, resources: dict | None = None) -> RayBackend | None:
     """``None`` for the local backend, else a validated ``RayBackend`` (Ray imported, not started)."""
     if name == "local" and parallel_folds is None:
         if address:
@@ -373,7 +539,8 @@ def make_backend(name: str = "ray", *, address: str | None = None, cpus_per_fold
     if name not in ("local", "ray"):
         raise UsageError(f"{param('backend')}={name!r}: must be local or ray")
     options = RayOptions(address=address, cpus_per_fold=cpus_per_fold, gpus_per_fold=gpus_per_fold,
-                         max_retries=max_retries, concurrent=parallel_folds).validate()
+                         max_retries=max_retries, concurrent=parallel_folds, timeout=ray_timeout,
+                         resources=resources).validate()
     options.device(device)  # --device cuda without a GPU share: a usage error now
     return RayBackend(options, progress=progress, echo=echo)
 

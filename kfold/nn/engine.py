@@ -23,12 +23,24 @@ from kfold.files.atomic import atomic_path
 from kfold.nn.augment import AugPolicy, BatchAugment, PRESET_POLICIES, image_transform
 from kfold.config import TrainConfig
 from kfold.errors import DataError, UsageError
-from kfold.nn.inference import autocast, predict_proba, to_unit_float, use_bf16, use_channels_last
+from kfold.nn.inference import autocast, predict_proba, to_unit_float
+from kfold.nn.precision import Precision, decide as decide_precision
 from kfold.nn.models import create_model
 
 from kfold.files.rundir import CHECKPOINT  # noqa: E402  (the run directory module owns the name)
 CHECKPOINT_KEYS = ("model", "optimizer", "ema", "best_state", "best_probs", "cpu_rng", "cuda_rng", "shuffle_rng", "state_json")
 STATE_KEYS = ("epoch", "step", "best_epoch", "best_acc", "best_loss", "stale", "history", "seconds")
+
+
+def checkpoint_precision(path: Path) -> dict | None:
+    """The bf16 / channels_last choice a fold's checkpoint was trained with (``None``: no checkpoint, or an older
+    one without it); read before the fold's model is built, so that a resumed fold keeps its choice."""
+    if not Path(path).is_file():
+        return None
+    try:
+        return json.loads(torch.load(path, map_location="cpu", weights_only=True)["state_json"]).get("precision")
+    except Exception:  # noqa: BLE001 - a damaged checkpoint: load_checkpoint names it with its own message
+        return None
 
 
 def aug_policy(cfg: TrainConfig) -> AugPolicy:
@@ -139,7 +151,8 @@ class FoldTrainer:
 
     def __init__(self, cfg: TrainConfig, images: np.ndarray, labels: np.ndarray, num_classes: int,
                  train_rows: np.ndarray, val_rows: np.ndarray | None, device: torch.device, seed: int,
-                 work_dir: Path, desc: str = "", progress: bool = True, unlabeled: np.ndarray | None = None):
+                 work_dir: Path, desc: str = "", progress: bool = True, unlabeled: np.ndarray | None = None,
+                 precision: Precision | None = None):
         self.cfg, self.device, self.seed, self.work_dir, self.desc, self.progress = cfg, device, seed, Path(work_dir), desc, progress
         self.num_classes = num_classes
         self.train_rows, self.val_rows = np.asarray(train_rows), None if val_rows is None else np.asarray(val_rows)
@@ -162,8 +175,11 @@ class FoldTrainer:
         if self.val_rows is not None:
             targets[self.val_rows] = -1
         self.targets = torch.from_numpy(targets).to(device)
-        self.channels_last = use_channels_last(cfg.channels_last, device)
-        self.bf16 = use_bf16(cfg.bf16, device)
+        if precision is None:  # bf16 / channels_last: the config's rule, or on the CPU the probe's choice (cached)
+            precision = decide_precision(cfg, device, sample=images[self.train_rows[: cfg.batch_size]],
+                                         num_classes=num_classes, build=build_model)
+        self.precision = precision
+        self.channels_last, self.bf16 = precision.channels_last, precision.bf16
         torch.manual_seed(seed)
         self.model = build_model(cfg, num_classes, int(images.shape[1])).to(device)
         if self.channels_last:
@@ -180,7 +196,8 @@ class FoldTrainer:
         self.shuffle = torch.Generator().manual_seed(seed)
         self.set_train_rows(self.train_rows)
         self.last_lr = cfg.lr
-        self.state = dict(epoch=0, step=0, best_epoch=0, best_acc=-1.0, best_loss=math.inf, stale=0, history=[], seconds=0.0)
+        self.state = dict(epoch=0, step=0, best_epoch=0, best_acc=-1.0, best_loss=math.inf, stale=0, history=[], seconds=0.0,
+                          precision={"bf16": self.bf16, "channels_last": self.channels_last})
         self.best_state: dict[str, torch.Tensor] = {}
         self.best_probs: np.ndarray | None = None
 
@@ -277,6 +294,9 @@ class FoldTrainer:
                     raise ValueError(f"{name} has shape {tuple(rng.shape)} of {rng.dtype}, not an RNG state")
             if not isinstance(payload["best_state"], dict) or not isinstance(payload["best_probs"], torch.Tensor):
                 raise TypeError("best_state/best_probs have the wrong type")
+            mine = {"bf16": self.bf16, "channels_last": self.channels_last}
+            if state.setdefault("precision", mine) != mine:  # (an older checkpoint has none: this fold's choice)
+                raise ValueError(f"it was trained with {state['precision']}, this fold now runs with {mine}")
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.ema is not None:

@@ -59,7 +59,8 @@ def train_fold(job, task: Task | None = None, echo: Callable[[str], None] = prin
     from sklearn.metrics import confusion_matrix
 
     from kfold.figures import plot_confusion, plot_learning_curve
-    from kfold.nn.engine import FoldTrainer, save_weights
+    from kfold.nn import precision as precisions
+    from kfold.nn.engine import FoldTrainer, build_model, checkpoint_precision, save_weights
     from kfold.nn.inference import resolve_device
     from kfold.nn.models import count_parameters
 
@@ -87,9 +88,21 @@ def train_fold(job, task: Task | None = None, echo: Callable[[str], None] = prin
         raise DataError(f"{fold_dir}: is a symbolic link; kfold writes only into directories it created")
     fold_dir.mkdir(parents=True, exist_ok=True)
     desc = "full" if fold == FULL else f"fold {fold}"
+    # bf16 / channels_last: a resumed fold keeps its checkpoint's choice, a fold of a run takes its finished folds'
+    # choice; only the first fold of a run (on a machine without a cached answer) runs the timed probe
+    recorded, recorded_by = None, "run"
+    if precisions.probed(cfg, device):
+        mine = checkpoint_precision(run.checkpoint(fold)) if job.resume else None
+        if mine is not None:
+            recorded, recorded_by = precisions.check_record(mine, str(run.checkpoint(fold))), "checkpoint"
+        else:
+            recorded = precisions.run_record([run.meta(f) for f in [*range(job.k), FULL] if f != fold and run.is_done(f)])
+    chosen = precisions.decide(cfg, device, sample=task.train_images[train_rows[: cfg.batch_size]],
+                               num_classes=task.num_classes, build=build_model, recorded=recorded, recorded_by=recorded_by,
+                               echo=lambda line: print(f"{desc}: {line}", flush=True))
     trainer = FoldTrainer(cfg, task.train_images, task.train_labels, task.num_classes, train_rows, val_rows, device,
                           seed=job.seed * 1000 + (job.k if fold == FULL else int(fold)), work_dir=fold_dir, desc=desc,
-                          progress=job.progress, unlabeled=task.test_images)
+                          progress=job.progress, unlabeled=task.test_images, precision=chosen)
     params = count_parameters(trainer.model)
     echo(f"{desc}: {cfg.model} with {params:,} parameters, {len(train_rows)} train / "
          f"{0 if val_rows is None else len(val_rows)} val images on {device}")
@@ -106,6 +119,7 @@ def train_fold(job, task: Task | None = None, echo: Callable[[str], None] = prin
         "train_rows": len(train_rows), "val_rows": 0 if val_rows is None else len(val_rows),
         "pseudo_label_pool": len(trainer.pseudo_pool), "seconds": result.seconds, "image_size": int(task.image_shape[0]),
         "device": str(device), "threads": threads, "host": platform.node(), "versions": library_versions(),
+        "precision": trainer.precision.record(),
     }
     save_weights(run.weights(fold), result.state_dict, meta)
     history = pd.DataFrame(result.history)

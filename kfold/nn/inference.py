@@ -9,6 +9,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
+from kfold.config import PRECISION_SETTINGS
 from kfold.errors import DataError, UsageError
 from kfold.nn.models import create_model
 
@@ -156,8 +157,8 @@ def check_weights_meta(meta: dict) -> None:
     tta = cfg.get("tta", 1)
     if isinstance(tta, bool) or not isinstance(tta, int) or not 1 <= tta <= 9:
         raise ValueError(f"config.tta must be an integer in 1..9, got {tta!r}")
-    if cfg.get("channels_last", "auto") not in ("auto", "on", "off"):
-        raise ValueError(f"config.channels_last must be auto, on or off, got {cfg.get('channels_last')!r}")
+    if cfg.get("channels_last", "auto") not in PRECISION_SETTINGS:
+        raise ValueError(f"config.channels_last must be {', '.join(PRECISION_SETTINGS)}, got {cfg.get('channels_last')!r}")
     norm = meta["normalization"]
     if not isinstance(norm, dict) or not _finite(norm.get("mean")) or not _finite(norm.get("std")) or not norm["std"] > 0:
         raise ValueError(f"normalization must be {{'mean': number, 'std': positive number}}, got {norm!r}"[:200])

@@ -70,7 +70,8 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
     from tqdm.auto import tqdm
 
     from kfold.files.atomic import guard_outputs, together
-    from kfold.nn.inference import load_model, predict_proba, resolve_device, use_bf16, use_channels_last
+    from kfold.nn.inference import load_model, predict_proba, resolve_device
+    from kfold.nn.precision import for_prediction
 
     if tta is not None and (isinstance(tta, bool) or not isinstance(tta, int) or tta < 1):
         raise UsageError(f"--tta {tta!r}: needs at least 1 view")
@@ -112,14 +113,14 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
             run.check_belongs(run.weights(fold), meta, fold)  # weights copied from another run or fold: refused
             check_model_matches(run.weights(fold), meta, task)
             views = tta if tta is not None else meta["config"].get("tta", 1)
-            channels_last = use_channels_last(meta["config"].get("channels_last", "auto"), device)
+            # as the OOF rows were scored: the fold's recorded choice (bf16, channels_last) on the CPU, else the rule
+            channels_last, bf16 = for_prediction(meta, device, str(run.weights(fold)))
             if channels_last:
                 import torch
 
                 model = model.to(memory_format=torch.channels_last)
             start = time.perf_counter()
             norm = meta["normalization"]
-            bf16 = use_bf16(meta["config"].get("bf16", "auto"), device)  # as the OOF rows were scored
             probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, batch_size, views, channels_last, bf16)
             seconds = time.perf_counter() - start
             file_meta = {"kind": "test", "run": run.name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],

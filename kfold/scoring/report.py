@@ -3,8 +3,8 @@
 Writes ``agreement.csv`` (pairwise fraction of identical predicted classes, inputs and ensemble),
 ``inputs.csv`` (per input: weight, agreement with the ensemble, disagreeing rows, accuracy, its cluster and
 position in the heatmap, the input it is identical to), ``report.md`` (tables in Markdown plus a summary;
-the full matrix only up to ``MARKDOWN_MATRIX_MAX`` inputs, else the closest pairs) and ``agreement.png``
-(heatmap of bounded size, inputs ordered by average-linkage clustering of their disagreement so that
+the full matrix only up to ``MARKDOWN_MATRIX_MAX`` inputs, else the closest pairs) and, when asked for
+(``plot``), ``agreement.png`` (heatmap of bounded size, inputs ordered by average-linkage clustering of their disagreement so that
 families of models show as blocks; the clustering is numpy, checked against scipy's in the tests); with a group per row (the ``Language`` of an MNIST-MIX solution) also
 ``groups.csv``: accuracy per group of every input and of the ensemble.
 
@@ -238,11 +238,14 @@ def _closest_pairs(matrix: pd.DataFrame, n_inputs: int, top: int) -> pd.DataFram
 
 
 def write_agreement_report(ensemble: Ensemble, out_dir: str | os.PathLike, labels: np.ndarray | None = None,
-                 groups: np.ndarray | None = None, scored: np.ndarray | None = None, transaction=None) -> str:
+                           groups: np.ndarray | None = None, scored: np.ndarray | None = None, transaction=None,
+                           plot: bool = True) -> str:
     """Write the report files into ``out_dir``; return the Markdown text (for the console).
 
     ``groups`` (aligned to ``ensemble.ids``) needs labels: the solution's or the inputs' own; ``scored``
-    (bool per row): the rows labels count on (a solution's ``Ignored`` rows are not scored)."""
+    (bool per row): the rows labels count on (a solution's ``Ignored`` rows are not scored). ``plot``: also draw
+    ``agreement.png``; without it matplotlib is not even imported (its import and the drawing were most of the
+    report's time: ``ensemble.py --report`` draws only with ``--plot``)."""
     out_dir = Path(out_dir)
     everything = np.vstack([ensemble.input_predictions, ensemble.categories])
     counts = agreement_counts(everything)
@@ -275,8 +278,10 @@ def write_agreement_report(ensemble: Ensemble, out_dir: str | os.PathLike, label
     if n_inputs + 1 <= MARKDOWN_MATRIX_MAX:
         text += "\n## Pairwise agreement\n\n" + markdown_table(matrix, index=True)
     else:
-        text += (f"\n## Pairwise agreement\n\n{n_inputs} inputs: the full matrix is in agreement.csv and "
-                 f"agreement.png (inputs in clustered order, `heatmap_position` above). The closest pairs:\n\n"
+        drawn = (" and agreement.png (inputs in clustered order, `heatmap_position` above)" if plot
+                 else " (`heatmap_position` above: the clustered order)")
+        text += (f"\n## Pairwise agreement\n\n{n_inputs} inputs: the full matrix is in agreement.csv{drawn}. "
+                 f"The closest pairs:\n\n"
                  + markdown_table(_closest_pairs(matrix, n_inputs, 15)))
     if groups is not None and labels is not None:
         by_group = accuracy_by_group(ensemble, labels, groups, scored)
@@ -285,6 +290,8 @@ def write_agreement_report(ensemble: Ensemble, out_dir: str | os.PathLike, label
     write_csv(out_dir / "agreement.csv", matrix, transaction, index=True, index_label="")
     write_csv(out_dir / "inputs.csv", inputs, transaction)
     write_text(out_dir / "report.md", text, transaction)
+    if not plot:
+        return text
     from kfold.figures import agreement_heatmap
 
     shown = np.append(order, n_inputs)  # the ensemble last

@@ -85,6 +85,10 @@ def check_model(name: Any, options: Any = None) -> ModelSpec:
 # ----------------------------------------------------------------------------- augmentation policies
 
 ERASE_RATIO = (0.3, 3.3)  # aspect-ratio range of the erased rectangle (torchvision / albumentations default)
+# Policies are written for 28x28 images (KMNIST, where they were tuned). Their geometry is relative to the side
+# (shift: a fraction of it; erase_scale: of the area) but for the elastic field, given in pixels at this side and
+# scaled with the image (``AugPolicy.elastic_pixels``), so a policy distorts a 64x64 image as it does a 28x28 one.
+REFERENCE_SIDE = 28
 
 # Upper bound of each scalar field (all must be >= 0).
 _SCALAR_LIMITS = {"rotate": 180.0, "shift": 0.5, "shear": 45.0, "brightness": 1.0, "contrast": 1.0,
@@ -120,8 +124,8 @@ class AugPolicy:
     erase_p: float = 0.0                     # probability of random erasing per image
     erase_scale: tuple[float, float] = (0.02, 0.15)  # erased area fraction
     elastic_p: float = 0.0                   # probability of an elastic distortion per image (Simard et al. 2003)
-    elastic_alpha: float = 34.0              # displacement scale in pixels of the smoothed uniform noise field
-    elastic_sigma: float = 4.0               # Gaussian smoothing of that field in pixels (> 0)
+    elastic_alpha: float = 34.0              # displacement scale in pixels (at 28x28) of the smoothed uniform noise field
+    elastic_sigma: float = 4.0               # Gaussian smoothing of that field in pixels (at 28x28; > 0)
 
     def __post_init__(self) -> None:
         for key, high in _SCALAR_LIMITS.items():
@@ -139,6 +143,14 @@ class AugPolicy:
 
     def has_geometry(self) -> bool:
         return bool(self.rotate or self.shift or self.shear or self.scale != (1.0, 1.0) or self.elastic_p)
+
+    def elastic_pixels(self, side: int) -> tuple[float, float]:
+        """(alpha, sigma) of the elastic field in pixels for images of ``side`` pixels: the policy's values
+        (given for 28x28) times ``side / 28``, exactly the policy's values at 28."""
+        if side == REFERENCE_SIDE:
+            return self.elastic_alpha, self.elastic_sigma
+        factor = side / REFERENCE_SIDE
+        return self.elastic_alpha * factor, self.elastic_sigma * factor
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AugPolicy:

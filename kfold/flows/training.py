@@ -322,7 +322,7 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
     if backend is None:  # training here anyway: build the model on torch's meta device first (shapes only, no memory)
         from kfold.nn.checks import check_model_fits
 
-        check_model_fits(cfg, task.num_classes, task.image_shape, f"--data {task_spec.data}")
+        check_model_fits(cfg, task.num_classes, task.image_shape, f"--data {task_spec.data}", channels=task.channels)
     prepare_run(run, cfg, task, preset=preset, k=k, seed=seed, data=task_spec.data, resume=resume, full=full, threads=threads)
     start = time.perf_counter()
     if full:

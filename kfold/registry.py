@@ -88,6 +88,7 @@ ERASE_RATIO = (0.3, 3.3)  # aspect-ratio range of the erased rectangle (torchvis
 # Policies are written for 28x28 images (KMNIST, where they were tuned). Their geometry is relative to the side
 # (shift: a fraction of it; erase_scale: of the area) but for the elastic field, given in pixels at this side and
 # scaled with the image (``AugPolicy.elastic_pixels``), so a policy distorts a 64x64 image as it does a 28x28 one.
+# Test-time views' 1-pixel shifts scale likewise (to whole pixels, at least one).
 REFERENCE_SIDE = 28
 
 # Upper bound of each scalar field (all must be >= 0).
@@ -145,12 +146,17 @@ class AugPolicy:
         return bool(self.rotate or self.shift or self.shear or self.scale != (1.0, 1.0) or self.elastic_p)
 
     def elastic_pixels(self, side: int) -> tuple[float, float]:
-        """(alpha, sigma) of the elastic field in pixels for images of ``side`` pixels: the policy's values
-        (given for 28x28) times ``side / 28``, exactly the policy's values at 28."""
+        """(alpha, sigma) of the elastic field for images of ``side`` pixels, so that it bends an N x N image as
+        it bends the same image at 28x28 (exactly the policy's values at 28).
+
+        With ``f = side / 28``, sigma scales by ``f`` (the field's smoothness relative to the image) and alpha by
+        ``f ** 2``: per-pixel uniform noise smoothed by a Gaussian of sigma pixels has a standard deviation
+        proportional to ``1 / sigma``, so the displacement in pixels is proportional to ``alpha / sigma`` and
+        must grow by ``f`` to stay the same fraction of the side."""
         if side == REFERENCE_SIDE:
             return self.elastic_alpha, self.elastic_sigma
         factor = side / REFERENCE_SIDE
-        return self.elastic_alpha * factor, self.elastic_sigma * factor
+        return self.elastic_alpha * factor * factor, self.elastic_sigma * factor
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AugPolicy:

@@ -125,7 +125,7 @@ class AugPolicy:
     erase_p: float = 0.0                     # probability of random erasing per image
     erase_scale: tuple[float, float] = (0.02, 0.15)  # erased area fraction
     elastic_p: float = 0.0                   # probability of an elastic distortion per image (Simard et al. 2003)
-    elastic_alpha: float = 34.0              # displacement scale in pixels (at 28x28) of the smoothed uniform noise field
+    elastic_alpha: float = 34.0              # displacement scale in pixels (at 28x28) of the smoothed noise field
     elastic_sigma: float = 4.0               # Gaussian smoothing of that field in pixels (at 28x28; > 0)
 
     def __post_init__(self) -> None:

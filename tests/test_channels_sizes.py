@@ -8,6 +8,7 @@ and 64; and at 28x28 the augmentation geometry is the one kfold always had (KMNI
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -36,8 +37,6 @@ def files_under(root: Path) -> dict[Path, bytes]:
 
 def with_images(task, train_images: np.ndarray, test_images: np.ndarray):
     """``task`` with other images (same labels, Ids and classes)."""
-    import dataclasses
-
     return dataclasses.replace(task, train_images=train_images, test_images=test_images)
 
 
@@ -367,7 +366,7 @@ def test_geometry_scales_with_the_side(side):
     def relative_displacement(n: int) -> float:
         """Standard deviation of the elastic displacement as a fraction of the side (32 images, all distorted)."""
         torch.manual_seed(1)
-        field = _elastic_displacement(dataclasses_replace(policy, elastic_p=1.0), 32, n, n, torch.device("cpu"))
+        field = _elastic_displacement(dataclasses.replace(policy, elastic_p=1.0), 32, n, n, torch.device("cpu"))
         return float((field * (n - 1) / 2).std()) / n  # normalized -> pixels -> fraction of the side
 
     ratio = relative_displacement(side) / relative_displacement(28)
@@ -376,12 +375,6 @@ def test_geometry_scales_with_the_side(side):
     transform = image_transform(policy, seed=0, image_size=side)
     elastic = [t for t in transform._compose.transforms if type(t).__name__ == "ElasticTransform"][0]
     assert (elastic.alpha, elastic.sigma) == pytest.approx((alpha, sigma))
-
-
-def dataclasses_replace(policy, **changes):
-    import dataclasses
-
-    return dataclasses.replace(policy, **changes)
 
 
 # ---- figures: RGB in colour, grayscale as before ------------------------------------------------------------

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
 from kfold.errors import UsageError
-from kfold.registry import ERASE_RATIO, PRESET_POLICIES, REFERENCE_SIDE, AugPolicy  # noqa: F401  (torch-free names and policies)
+from kfold.registry import (ERASE_RATIO, PRESET_POLICIES, REFERENCE_SIDE,  # noqa: F401  (torch-free names and policies)
+                            AugPolicy)
 
 # ----------------------------------------------------------------------------- batch backend
 
@@ -162,7 +163,8 @@ class BatchAugment(torch.nn.Module):
         return out.to(x.dtype)
 
 
-# (degrees, dx pixels, dy pixels, zoom) of each test-time view at 28x28 (shifts scale with the side); view 0 is the identity.
+# (degrees, dx pixels, dy pixels, zoom) of each test-time view at 28x28 (shifts scale with the side, ``_tta_shift``);
+# view 0 is the identity.
 TTA_VIEWS = ((0.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 1.0), (0.0, -1.0, 0.0, 1.0), (0.0, 0.0, 1.0, 1.0),
              (0.0, 0.0, -1.0, 1.0), (6.0, 0.0, 0.0, 1.0), (-6.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0, 1.06),
              (0.0, 0.0, 0.0, 0.94))

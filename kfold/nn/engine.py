@@ -341,7 +341,8 @@ class FoldTrainer:
     def _batches_loader(self):
         """Yield batches from a torch DataLoader with per-image albumentations in worker processes."""
         order = self.train_rows[torch.randperm(len(self.train_rows), generator=self.shuffle).numpy()]
-        dataset = _ImageDataset(self.images_np, self.targets.cpu().numpy(), image_transform(self.policy, image_size=min(self.images_np.shape[1:3])))
+        transform = image_transform(self.policy, image_size=min(self.images_np.shape[1:3]))
+        dataset = _ImageDataset(self.images_np, self.targets.cpu().numpy(), transform)
         worker_seed = torch.Generator().manual_seed(self.seed * 100_003 + self.state["epoch"])
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=self.cfg.batch_size, sampler=order.tolist(), drop_last=self.drop_last,

@@ -56,7 +56,7 @@ def to_unit_float(images_u8: torch.Tensor) -> torch.Tensor:
     return images_u8.float().div_(255.0).unsqueeze(1)
 
 
-Norm = float | list[float]  # one number for 1-channel images (bit-identical to the scalar arithmetic), else one per channel
+Norm = float | list[float]  # 1 channel: one number (the scalar arithmetic kfold always used); else one a channel
 
 
 def norm_operand(value: Norm, device: torch.device) -> float | torch.Tensor:
@@ -156,8 +156,9 @@ def load_model(weights_path: str | Path, device: torch.device) -> tuple[torch.nn
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(f"{weights_path}: not a valid safetensors file ({exc})") from None
-    model = create_model(cfg["model"], meta["num_classes"], in_chans=meta.get("channels", 1), image_size=meta.get("image_size", 28),
-                         dropout=cfg["dropout"], batch_norm=cfg["batch_norm"], **cfg["model_kwargs"])
+    model = create_model(cfg["model"], meta["num_classes"], in_chans=meta.get("channels", 1),
+                         image_size=meta.get("image_size", 28), dropout=cfg["dropout"], batch_norm=cfg["batch_norm"],
+                         **cfg["model_kwargs"])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -32,7 +32,8 @@ def check_model_matches(where: Path, meta: dict, task: Task) -> None:
     images = task.test_images
     test_channels = 1 if images.ndim == 3 else int(images.shape[3])
     if images.ndim not in (3, 4) or tuple(images.shape[1:3]) != (size, size) or test_channels != channels:
-        shape = _describe(images.shape[1], images.shape[2], test_channels) if images.ndim in (3, 4) else f"images of shape {images.shape}"
+        shape = (_describe(images.shape[1], images.shape[2], test_channels) if images.ndim in (3, 4)
+                 else f"images of shape {images.shape}")
         raise DataError(f"{where}: model takes {_describe(size, size, channels)} but the test images are {shape}")
 
 

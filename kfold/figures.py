@@ -131,7 +131,8 @@ def plot_per_class_accuracy(table: pd.DataFrame, path: str | Path, title: str = 
 
 def plot_error_gallery(images: np.ndarray, true_names: list[str], predicted_names: list[str], confidences: np.ndarray,
                        path: str | Path, title: str = "", ids=None, columns: int = 8) -> None:
-    """Misclassified images in a grid, each captioned true -> predicted (confidence of the prediction)."""
+    """Misclassified images (uint8 (N, H, W) grayscale or (N, H, W, 3) RGB) in a grid, each captioned
+    true -> predicted (confidence of the prediction)."""
     n = len(images)
     rows = max(1, int(np.ceil(n / columns)))
     fig, axes = plt.subplots(rows, columns, figsize=(1.45 * columns, 1.75 * rows + 0.4), squeeze=False)
@@ -140,7 +141,10 @@ def plot_error_gallery(images: np.ndarray, true_names: list[str], predicted_name
         ax.axis("off")
         if index >= n:
             continue
-        ax.imshow(images[index], cmap="gray_r", vmin=0, vmax=255)
+        if images.ndim == 4 and images.shape[3] in (3, 4):  # RGB(A) in colour
+            ax.imshow(images[index])
+        else:  # grayscale (or the first channel), dark strokes on light
+            ax.imshow(images[index] if images.ndim == 3 else images[index][..., 0], cmap="gray_r", vmin=0, vmax=255)
         head = f"#{ids[index]}\n" if ids is not None else ""
         ax.set_title(f"{head}{true_names[index]} → {predicted_names[index]}\n{confidences[index]:.2f}",
                      fontsize=7, fontfamily=fonts)

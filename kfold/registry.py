@@ -117,6 +117,11 @@ def check_model(name: Any, options: Any = None) -> ModelSpec:
 # ----------------------------------------------------------------------------- augmentation policies
 
 ERASE_RATIO = (0.3, 3.3)  # aspect-ratio range of the erased rectangle (torchvision / albumentations default)
+# Policies are written for 28x28 images (KMNIST, where they were tuned). Their geometry is relative to the side
+# (shift: a fraction of it; erase_scale: of the area) but for the elastic field, given in pixels at this side and
+# scaled with the image (``AugPolicy.elastic_pixels``), so a policy distorts a 64x64 image as it does a 28x28 one.
+# Test-time views' 1-pixel shifts scale likewise (to whole pixels, at least one).
+REFERENCE_SIDE = 28
 
 # Upper bound of each scalar field (all must be >= 0).
 _SCALAR_LIMITS = {"rotate": 180.0, "shift": 0.5, "shear": 45.0, "brightness": 1.0, "contrast": 1.0,
@@ -152,8 +157,8 @@ class AugPolicy:
     erase_p: float = 0.0                     # probability of random erasing per image
     erase_scale: tuple[float, float] = (0.02, 0.15)  # erased area fraction
     elastic_p: float = 0.0                   # probability of an elastic distortion per image (Simard et al. 2003)
-    elastic_alpha: float = 34.0              # displacement scale in pixels of the smoothed uniform noise field
-    elastic_sigma: float = 4.0               # Gaussian smoothing of that field in pixels (> 0)
+    elastic_alpha: float = 34.0              # displacement scale in pixels (at 28x28) of the smoothed noise field
+    elastic_sigma: float = 4.0               # Gaussian smoothing of that field in pixels (at 28x28; > 0)
 
     def __post_init__(self) -> None:
         for key, high in _SCALAR_LIMITS.items():
@@ -171,6 +176,19 @@ class AugPolicy:
 
     def has_geometry(self) -> bool:
         return bool(self.rotate or self.shift or self.shear or self.scale != (1.0, 1.0) or self.elastic_p)
+
+    def elastic_pixels(self, side: int) -> tuple[float, float]:
+        """(alpha, sigma) of the elastic field for images of ``side`` pixels, so that it bends an N x N image as
+        it bends the same image at 28x28 (exactly the policy's values at 28).
+
+        With ``f = side / 28``, sigma scales by ``f`` (the field's smoothness relative to the image) and alpha by
+        ``f ** 2``: per-pixel uniform noise smoothed by a Gaussian of sigma pixels has a standard deviation
+        proportional to ``1 / sigma``, so the displacement in pixels is proportional to ``alpha / sigma`` and
+        must grow by ``f`` to stay the same fraction of the side."""
+        if side == REFERENCE_SIDE:
+            return self.elastic_alpha, self.elastic_sigma
+        factor = side / REFERENCE_SIDE
+        return self.elastic_alpha * factor * factor, self.elastic_sigma * factor
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AugPolicy:

@@ -149,3 +149,60 @@ def write_mnist_mix_combined(directory: str | Path, languages=LANGUAGES, n_train
         arrays[f"X_{split}"], arrays[f"y_{split}"] = images[order], labels[order]
     np.savez_compressed(directory / "MNIST_MIX_train_test.npz", **arrays)
     return directory
+
+
+# ----------------------------------------------------------------------------- in-memory Tasks of other shapes
+
+SHAPE_NAMES = ("disc", "square", "ring")
+COLOUR_NAMES = ("red", "blue")
+
+
+def shape_images(labels: np.ndarray, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """uint8 RGB images (N, size, size, 3): class ``k`` draws shape ``k % 3`` (disc, square, ring) in colour
+    ``k // 3`` (reddish, bluish) at a jittered place and size on a noisy background, so that telling classes
+    ``k`` and ``k + 3`` apart needs the colour."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    shape, colour = (labels % 3)[:, None, None], (labels // 3)[:, None, None]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    centre = rng.uniform(0.35 * size, 0.65 * size, size=(2, n, 1, 1))
+    radius = rng.uniform(0.18 * size, 0.28 * size, size=(n, 1, 1))
+    dx, dy = xx - centre[0], yy - centre[1]
+    distance = np.sqrt(dx ** 2 + dy ** 2)
+    disc = distance <= radius
+    square = np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * radius
+    ring = (distance <= radius) & (distance >= 0.55 * radius)
+    mask = np.where(shape == 0, disc, np.where(shape == 1, square, ring)).astype(np.float32)
+    palette = np.array([[220, 60, 40], [40, 80, 220]], dtype=np.float32)  # (colour, RGB)
+    tint = palette[colour[:, 0, 0]] * rng.uniform(0.75, 1.0, size=(n, 1))  # (N, 3)
+    noise = rng.uniform(0, 60, size=(n, size, size, 3))
+    images = mask[..., None] * tint[:, None, None, :] + noise
+    return np.clip(images, 0, 255).astype(np.uint8)
+
+
+def rgb_shapes_task(n_train: int = 120, n_test: int = 40, size: int = 32, seed: int = 0):
+    """A 6-class RGB Task of ``shape_images`` (test labels known)."""
+    from kfold.data.task import Task
+
+    rng = np.random.default_rng(seed)
+    train_labels, test_labels = balanced_labels(n_train, 6, rng), balanced_labels(n_test, 6, rng)
+    return Task(name="shapes-rgb", train_images=shape_images(train_labels, rng, size), train_labels=train_labels.astype(np.int64),
+                test_images=shape_images(test_labels, rng, size), test_ids=np.arange(n_test),
+                class_names=[f"{c}-{s}" for c in COLOUR_NAMES for s in SHAPE_NAMES], test_labels=test_labels.astype(np.int64),
+                source="tests/synthetic.py")
+
+
+def digits_task(n_test: int = 300, seed: int = 0):
+    """scikit-learn's 8x8 grayscale digits (1,797 images, values 0..16 scaled to uint8) as a Task: the last
+    ``n_test`` rows of a seeded shuffle are the test set."""
+    from sklearn.datasets import load_digits
+
+    from kfold.data.task import Task
+
+    digits = load_digits()
+    order = np.random.default_rng(seed).permutation(len(digits.target))
+    images = np.round(digits.images[order] * (255 / 16)).astype(np.uint8)
+    labels = digits.target[order].astype(np.int64)
+    return Task(name="digits-8x8", train_images=images[:-n_test], train_labels=labels[:-n_test],
+                test_images=images[-n_test:], test_ids=np.arange(n_test), class_names=[str(d) for d in range(10)],
+                test_labels=labels[-n_test:], source="sklearn.datasets.load_digits")

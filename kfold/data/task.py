@@ -63,6 +63,11 @@ class Task:
     def image_shape(self) -> tuple[int, int]:
         return tuple(self.train_images.shape[1:3])
 
+    @property
+    def channels(self) -> int:
+        """1 for grayscale images (N, H, W), else C of (N, H, W, C)."""
+        return 1 if self.train_images.ndim == 3 else int(self.train_images.shape[3])
+
     def group_rows(self, split: str = "train") -> dict[str, np.ndarray]:
         """Row indices per group name for ``split`` ('train' or 'test'); one group 'all' if ungrouped."""
         groups = self.train_groups if split == "train" else self.test_groups

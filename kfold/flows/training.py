@@ -355,7 +355,8 @@ def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_sp
         from kfold.nn.inference import resolve_device
 
         resolve_device(device)  # --device cuda (or mps) where there is none: refused before the run folder exists
-        check_model_fits(cfg, task.num_classes, task.image_shape, f"{param('data')}={task_spec.data}")
+        check_model_fits(cfg, task.num_classes, task.image_shape, f"{param('data')}={task_spec.data}",
+                         channels=task.channels)
     prepare_run(run, cfg, task, preset=preset, k=k, seed=seed, data=task_spec.data, resume=resume, full=full, threads=threads)
     start = time.perf_counter()
     if full:

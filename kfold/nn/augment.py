@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
 from kfold.errors import UsageError
-from kfold.registry import ERASE_RATIO, PRESET_POLICIES, AugPolicy  # noqa: F401  (torch-free names and policies)
+from kfold.registry import (ERASE_RATIO, PRESET_POLICIES, REFERENCE_SIDE,  # noqa: F401  (torch-free names and policies)
+                            AugPolicy)
 
 # ----------------------------------------------------------------------------- batch backend
 
@@ -91,11 +92,13 @@ def _warp(x: torch.Tensor, angle: torch.Tensor, tx: torch.Tensor, ty: torch.Tens
 
 def _elastic_displacement(policy: AugPolicy, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:
     """(B, H, W, 2) normalized displacements: uniform noise in [-1, 1] smoothed by a Gaussian of
-    ``elastic_sigma`` pixels, times ``elastic_alpha`` pixels, zero for images not chosen (``elastic_p``)."""
+    ``elastic_sigma`` pixels, times ``elastic_alpha`` pixels (both given for 28x28 and scaled with the side),
+    zero for images not chosen (``elastic_p``)."""
     noise = (torch.rand(b, 2, h, w) * 2 - 1).to(device)
     chosen = (torch.rand(b) < policy.elastic_p).to(device)
-    size = min(2 * math.ceil(3 * policy.elastic_sigma) + 1, 2 * (min(h, w) // 2) - 1)  # odd, reflect-paddable
-    field = gaussian_blur2d(noise, size, (policy.elastic_sigma, policy.elastic_sigma)) * policy.elastic_alpha
+    alpha, sigma = policy.elastic_pixels(min(h, w))
+    size = min(2 * math.ceil(3 * sigma) + 1, 2 * (min(h, w) // 2) - 1)  # odd, reflect-paddable
+    field = gaussian_blur2d(noise, size, (sigma, sigma)) * alpha
     pixels_to_normalized = torch.tensor([2 / (w - 1), 2 / (h - 1)], device=device).view(1, 2, 1, 1)
     return (field * pixels_to_normalized * chosen.view(b, 1, 1, 1)).permute(0, 2, 3, 1)
 
@@ -160,19 +163,30 @@ class BatchAugment(torch.nn.Module):
         return out.to(x.dtype)
 
 
-# (degrees, dx pixels, dy pixels, zoom) of each test-time view; view 0 is the identity.
+# (degrees, dx pixels, dy pixels, zoom) of each test-time view at 28x28 (shifts scale with the side, ``_tta_shift``);
+# view 0 is the identity.
 TTA_VIEWS = ((0.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 1.0), (0.0, -1.0, 0.0, 1.0), (0.0, 0.0, 1.0, 1.0),
              (0.0, 0.0, -1.0, 1.0), (6.0, 0.0, 0.0, 1.0), (-6.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0, 1.06),
              (0.0, 0.0, 0.0, 0.94))
 
 
+def _tta_shift(pixels: float, side: int) -> float:
+    """A view's shift at 28x28 for an image side of ``side``: scaled and rounded to whole pixels, at least one."""
+    if side == REFERENCE_SIDE or not pixels:
+        return pixels
+    return math.copysign(max(1, round(abs(pixels) * side / REFERENCE_SIDE)), pixels)
+
+
 def tta_views(x: torch.Tensor, n: int) -> list[torch.Tensor]:
-    """The first ``n`` deterministic views of ``TTA_VIEWS`` (1-pixel shifts, +-6 degrees, +-6% zoom)."""
+    """The first ``n`` deterministic views of ``TTA_VIEWS`` (1-pixel shifts at 28x28, scaled with the side to whole
+    pixels; +-6 degrees, +-6% zoom) of a (B, C, H, W) batch."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(TTA_VIEWS):
         raise UsageError(f"number of test-time views must be an integer in 1..{len(TTA_VIEWS)}, got {n!r}")
     _check_batch(x)
+    h, w = x.shape[-2:]
     views = [x]
-    for params in TTA_VIEWS[1:n]:
+    for angle, dx, dy, zoom in TTA_VIEWS[1:n]:
+        params = (angle, _tta_shift(dx, w), _tta_shift(dy, h), zoom)
         angle, dx, dy, zoom = (torch.full((x.shape[0],), v, device=x.device) for v in params)
         views.append(_warp(x.float(), angle, dx, dy, zoom, torch.zeros_like(angle)).to(x.dtype))
     return views
@@ -181,14 +195,17 @@ def tta_views(x: torch.Tensor, n: int) -> list[torch.Tensor]:
 # ----------------------------------------------------------------------------- albumentations backend
 
 class AlbumentationsTransform:
-    """Picklable per-image transform: uint8 (H, W) -> float32 (H, W) in [0, 1].
+    """Picklable per-image transform: uint8 (H, W) or (H, W, C) -> float32 of the same shape in [0, 1].
+
+    ``image_size`` is the side of the images it will see: the elastic field's pixels scale with it
+    (``AugPolicy.elastic_pixels``); an image of another size is refused when the policy has an elastic part.
 
     albumentations draws from its own generator, seeded with ``seed``. Forked DataLoader workers would
     all inherit (and each epoch re-inherit) the same generator state, so inside a worker it is re-seeded
     from the worker's torch seed, which differs per worker and per epoch and follows the torch seed.
     """
 
-    def __init__(self, policy: AugPolicy, seed: int):
+    def __init__(self, policy: AugPolicy, seed: int, image_size: int = REFERENCE_SIDE):
         import albumentations as A  # slow import (~1 s): only where the per-image backend is used
         import cv2
 
@@ -200,7 +217,8 @@ class AlbumentationsTransform:
                                 shear={"x": (-policy.shear, policy.shear), "y": (0.0, 0.0)},
                                 interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0))
         if policy.elastic_p:
-            ops.append(A.ElasticTransform(alpha=policy.elastic_alpha, sigma=policy.elastic_sigma, noise_distribution="uniform",
+            alpha, sigma = policy.elastic_pixels(image_size)
+            ops.append(A.ElasticTransform(alpha=alpha, sigma=sigma, noise_distribution="uniform",
                                           interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=0,
                                           p=policy.elastic_p))
         if policy.contrast:  # torchvision-style contrast: blend with the image mean
@@ -210,13 +228,16 @@ class AlbumentationsTransform:
                                                   brightness_by_max=True, p=1.0))
         if policy.erase_p:
             ops.append(A.Erasing(scale=policy.erase_scale, ratio=ERASE_RATIO, fill=0, p=policy.erase_p))
-        self.policy = policy
+        self.policy, self.image_size = policy, image_size
         self._compose = A.Compose(ops, seed=seed)
         self._worker_seed: int | None = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        if image.dtype != np.uint8 or image.ndim != 2:
-            raise ValueError(f"expected a uint8 (H, W) image, got {image.dtype} {image.shape}")
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError(f"expected a uint8 (H, W) or (H, W, C) image, got {image.dtype} {image.shape}")
+        if self.policy.elastic_p and min(image.shape[:2]) != self.image_size:
+            raise ValueError(f"this transform's elastic field is scaled for {self.image_size}x{self.image_size} images, "
+                             f"got {image.shape[0]}x{image.shape[1]}")
         info = torch.utils.data.get_worker_info()
         if info is not None and info.seed != self._worker_seed:
             self._worker_seed = info.seed
@@ -224,6 +245,8 @@ class AlbumentationsTransform:
         return self._compose(image=image)["image"]
 
 
-def image_transform(policy: AugPolicy, seed: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """albumentations backend; without ``seed`` one is drawn from torch's global generator."""
-    return AlbumentationsTransform(policy, int(torch.randint(2**31, ())) if seed is None else seed)
+def image_transform(policy: AugPolicy, seed: int | None = None,
+                    image_size: int = REFERENCE_SIDE) -> Callable[[np.ndarray], np.ndarray]:
+    """albumentations backend for images of ``image_size`` pixels a side; without ``seed`` one is drawn from torch's
+    global generator."""
+    return AlbumentationsTransform(policy, int(torch.randint(2**31, ())) if seed is None else seed, image_size)

@@ -35,24 +35,31 @@ def meta_model(name: str, num_classes: int, image_size: int, where: str, **kwarg
     return model, count
 
 
-def check_model_fits(cfg, num_classes: int, image_shape: tuple[int, int], where: str) -> int:
-    """Refuse (before the run directory is written) a model that cannot take images of ``image_shape``.
+def check_model_fits(cfg, num_classes: int, image_shape: tuple[int, int], where: str, channels: int = 1) -> int:
+    """Refuse (before the run directory is written) a model that cannot take ``channels`` x H x W images of
+    ``image_shape`` (H, W), nor, with progressive resizing, their ``cfg.low_res`` x ``cfg.low_res`` version.
 
     Returns the image size the model is built for."""
     height, width = (int(v) for v in image_shape)
     if height != width:
         raise DataError(f"{where}: images are {height}x{width}; the models need square images")
-    model, _ = meta_model(cfg.model, num_classes, height, f"model {cfg.model!r}", dropout=cfg.dropout,
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise DataError(f"{where}: images have {channels!r} channels; the models need at least 1")
+    model, _ = meta_model(cfg.model, num_classes, height, f"model {cfg.model!r}", in_chans=channels, dropout=cfg.dropout,
                           batch_norm=cfg.batch_norm, model_kwargs=cfg.model_kwargs)
     model.eval()
-    try:
-        with torch.no_grad():
-            logits = model(torch.empty(2, 1, height, width, device="meta"))
-    except (RuntimeError, ValueError) as exc:
-        raise DataError(f"{where}: model {cfg.model!r} cannot take {height}x{width} images ({_first_line(exc)})") from None
-    if tuple(logits.shape) != (2, num_classes):
-        raise DataError(f"{where}: model {cfg.model!r} gives outputs of shape {tuple(logits.shape)[1:]} "
-                        f"for {height}x{width} images, expected ({num_classes},)")
+    sides = [height] + ([cfg.low_res] if cfg.low_res and cfg.low_res_epochs and cfg.low_res < height else [])
+    shown = f"{height}x{width}" if channels == 1 else f"{channels}x{height}x{width}"
+    for side in sides:
+        what = f"{shown} images" if side == height else f"{shown} images downscaled to low_res={side}"
+        try:
+            with torch.no_grad():
+                logits = model(torch.empty(2, channels, side, side, device="meta"))
+        except (RuntimeError, ValueError) as exc:
+            raise DataError(f"{where}: model {cfg.model!r} cannot take {what} ({_first_line(exc)})") from None
+        if tuple(logits.shape) != (2, num_classes):
+            raise DataError(f"{where}: model {cfg.model!r} gives outputs of shape {tuple(logits.shape)[1:]} "
+                            f"for {what}, expected ({num_classes},)")
     return height
 
 

@@ -118,6 +118,7 @@ def train_fold(job, task: Task | None = None, echo: Callable[[str], None] = prin
         "normalization": {"mean": trainer.mean, "std": trainer.std}, "fingerprint": task.fingerprint(),
         "train_rows": len(train_rows), "val_rows": 0 if val_rows is None else len(val_rows),
         "pseudo_label_pool": len(trainer.pseudo_pool), "seconds": result.seconds, "image_size": int(task.image_shape[0]),
+        "channels": trainer.channels,
         "device": str(device), "threads": threads, "host": platform.node(), "versions": library_versions(),
         "precision": trainer.precision.record(),
     }

@@ -15,6 +15,7 @@ from kfold.nn.models import create_model
 
 # what predict.py reads from the metadata that training writes into every model.safetensors header
 WEIGHTS_META_KEYS = ("config", "num_classes", "model", "fold", "preset", "seed", "fingerprint", "normalization")
+MAX_CHANNELS = 64  # image channels a weights header may claim (1 grayscale, 3 RGB)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -49,28 +50,52 @@ def use_channels_last(setting: str, device: torch.device) -> bool:
 
 
 def to_unit_float(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W) or (B, 1, H, W) -> float (B, 1, H, W) in [0, 1] (not yet standardized)."""
-    x = images_u8.float().div_(255.0)
-    return x.unsqueeze(1) if x.dim() == 3 else x
+    """uint8 images as a Task holds them, (B, H, W) or (B, H, W, C), -> float (B, C, H, W) in [0, 1]
+    (not yet standardized)."""
+    if images_u8.dim() == 4:
+        return images_u8.permute(0, 3, 1, 2).float().div_(255.0)
+    return images_u8.float().div_(255.0).unsqueeze(1)
+
+
+Norm = float | list[float]  # 1 channel: one number (the scalar arithmetic kfold always used); else one a channel
+
+
+def norm_operand(value: Norm, device: torch.device) -> float | torch.Tensor:
+    """A normalization mean or std as the operand of ``(x - mean) / std`` on (B, C, H, W) batches: a
+    Python float as it is, a per-channel list as a (1, C, 1, 1) float32 tensor on ``device``."""
+    if isinstance(value, (list, tuple)):
+        return torch.tensor([float(v) for v in value], dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return float(value)
+
+
+def image_channels(images: np.ndarray | torch.Tensor) -> int:
+    """C of uint8 images (N, H, W) (1) or (N, H, W, C)."""
+    return 1 if images.ndim == 3 else int(images.shape[3])
 
 
 @torch.inference_mode()
 def predict_proba(
     model: torch.nn.Module,
     images: np.ndarray | torch.Tensor,
-    mean: float,
-    std: float,
+    mean: Norm,
+    std: Norm,
     device: torch.device,
     batch_size: int = 1024,
     tta: int = 1,
     channels_last: bool = False,
     bf16: bool | None = None,
 ) -> np.ndarray:
-    """Softmax probabilities (N, C) float32 for uint8 images (N, H, W), averaged over ``tta`` views."""
+    """Softmax probabilities (N, classes) float32 for uint8 images (N, H, W) or (N, H, W, C), averaged over
+    ``tta`` views; ``mean``/``std`` are floats for 1 channel, lists of C floats otherwise."""
     from kfold.nn.augment import tta_views
 
     model.eval()
     images = torch.as_tensor(images)
+    channels = image_channels(images)
+    for name, value in (("mean", mean), ("std", std)):
+        if isinstance(value, (list, tuple)) and len(value) != channels:
+            raise UsageError(f"normalization {name} has {len(value)} values but the images have {channels} channel(s)")
+    mean, std = norm_operand(mean, device), norm_operand(std, device)
     if device.type == "cuda" and images.device.type == "cpu":
         images = images.pin_memory()  # one pinned, asynchronous copy of the whole test set
     images = images.to(device, non_blocking=True)
@@ -119,7 +144,8 @@ def load_model(weights_path: str | Path, device: torch.device) -> tuple[torch.nn
         from kfold.nn.checks import meta_model
 
         skeleton, _ = meta_model(cfg["model"], meta["num_classes"], meta.get("image_size", 28), "metadata",
-                                 dropout=cfg["dropout"], batch_norm=cfg["batch_norm"], model_kwargs=cfg["model_kwargs"])
+                                 in_chans=meta.get("channels", 1), dropout=cfg["dropout"], batch_norm=cfg["batch_norm"],
+                                 model_kwargs=cfg["model_kwargs"])
     except (ValueError, KeyError, TypeError, UsageError) as exc:  # a damaged or hand-edited header
         raise DataError(f"{weights_path}: bad kfold metadata in the safetensors header ({type(exc).__name__}: {exc})") from None
     expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
@@ -131,8 +157,9 @@ def load_model(weights_path: str | Path, device: torch.device) -> tuple[torch.nn
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(f"{weights_path}: not a valid safetensors file ({exc})") from None
-    model = create_model(cfg["model"], meta["num_classes"], image_size=meta.get("image_size", 28), dropout=cfg["dropout"],
-                         batch_norm=cfg["batch_norm"], **cfg["model_kwargs"])
+    model = create_model(cfg["model"], meta["num_classes"], in_chans=meta.get("channels", 1),
+                         image_size=meta.get("image_size", 28), dropout=cfg["dropout"], batch_norm=cfg["batch_norm"],
+                         **cfg["model_kwargs"])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -159,9 +186,18 @@ def check_weights_meta(meta: dict) -> None:
         raise ValueError(f"config.tta must be an integer in 1..9, got {tta!r}")
     if cfg.get("channels_last", "auto") not in PRECISION_SETTINGS:
         raise ValueError(f"config.channels_last must be {', '.join(PRECISION_SETTINGS)}, got {cfg.get('channels_last')!r}")
+    channels = meta.get("channels", 1)  # absent in files written before RGB support: grayscale
+    if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+        raise ValueError(f"channels must be an integer in 1..{MAX_CHANNELS}, got {channels!r}"[:200])
     norm = meta["normalization"]
-    if not isinstance(norm, dict) or not _finite(norm.get("mean")) or not _finite(norm.get("std")) or not norm["std"] > 0:
-        raise ValueError(f"normalization must be {{'mean': number, 'std': positive number}}, got {norm!r}"[:200])
+    if channels == 1:
+        if not isinstance(norm, dict) or not _finite(norm.get("mean")) or not _finite(norm.get("std")) or not norm["std"] > 0:
+            raise ValueError(f"normalization must be {{'mean': number, 'std': positive number}}, got {norm!r}"[:200])
+    elif not (isinstance(norm, dict) and all(isinstance(norm.get(key), list) and len(norm[key]) == channels
+                                             and all(_finite(v) for v in norm[key]) for key in ("mean", "std"))
+              and all(v > 0 for v in norm["std"])):
+        raise ValueError(f"normalization must be {{'mean': [{channels} numbers], 'std': [{channels} positive numbers]}} "
+                         f"for {channels} channels, got {norm!r}"[:200])
     image_size = meta.get("image_size", 28)
     if isinstance(image_size, bool) or not isinstance(image_size, int) or not 1 <= image_size <= 4096:
         raise ValueError(f"image_size must be an integer in 1..4096, got {image_size!r}")

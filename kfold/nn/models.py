@@ -1,9 +1,11 @@
 """Model registry: every network is created by name (timm style) with ``create_model``.
 
-All models take ``(B, in_chans, H, W)`` float images (already normalized) and return logits
-``(B, num_classes)``. Shared options: ``dropout`` (``None`` = the model's default rate) and
-``batch_norm`` (``False`` puts ``nn.Identity`` where the batch norms were and gives the convolutions
-a bias). Model-specific options (``hidden``, ``width``) are keyword arguments of the builders.
+All models take ``(B, in_chans, N, N)`` float images (already normalized; 1 channel for grayscale, 3 for
+RGB; any N that their pooling allows, ``kfold.nn.checks.check_model_fits`` tells on the meta device) and
+return logits ``(B, num_classes)``; the sizes in the docstrings below are those of 28x28 KMNIST. Shared
+options: ``dropout`` (``None`` = the model's default rate) and ``batch_norm`` (``False`` puts ``nn.Identity``
+where the batch norms were and gives the convolutions a bias). Model-specific options (``hidden``, ``width``)
+are keyword arguments of the builders.
 """
 from __future__ import annotations
 

@@ -19,14 +19,22 @@ from kfold.files.probs import read_probs, write_probs
 from kfold.data.task import Task
 
 
+def _describe(height: int, width: int, channels: int) -> str:
+    return f"{height}x{width} images with {channels} channel{'s' if channels > 1 else ''}"
+
+
 def check_model_matches(where: Path, meta: dict, task: Task) -> None:
-    """The model's classes, image size and fold fit the task and the run (a foreign or edited header otherwise)."""
+    """The model's classes, image size and channels fit the task (a model of another competition or a foreign
+    or edited header otherwise)."""
     if meta["num_classes"] != task.num_classes:
         raise DataError(f"{where}: model has {meta['num_classes']} classes but --data has {task.num_classes}")
-    size = meta.get("image_size", 28)
-    if tuple(task.test_images.shape[1:]) != (size, size):
-        raise DataError(f"{where}: model takes {size}x{size} images but the test images are "
-                        f"{task.test_images.shape[1]}x{task.test_images.shape[2]}")
+    size, channels = meta.get("image_size", 28), meta.get("channels", 1)
+    images = task.test_images
+    test_channels = 1 if images.ndim == 3 else int(images.shape[3])
+    if images.ndim not in (3, 4) or tuple(images.shape[1:3]) != (size, size) or test_channels != channels:
+        shape = (_describe(images.shape[1], images.shape[2], test_channels) if images.ndim in (3, 4)
+                 else f"images of shape {images.shape}")
+        raise DataError(f"{where}: model takes {_describe(size, size, channels)} but the test images are {shape}")
 
 
 def tta_gain(model, meta: dict, task: Task, run: RunDir, fold: int, views: int, batch_size: int, device, channels_last: bool) -> dict:
@@ -108,10 +116,10 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
         fold_probs = []
         for fold in tqdm(models, desc=f"predict {run.name}", leave=False, disable=None):  # no bar in logs
             model, meta = load_model(run.weights(fold), device)
+            check_model_matches(run.weights(fold), meta, task)  # first: names the size or channels that differ
             if meta["fingerprint"] != fingerprint:
                 raise DataError(f"{run.model_dir(fold)}: trained on different data (fingerprint {meta['fingerprint']}, --data gives {fingerprint})")
             run.check_belongs(run.weights(fold), meta, fold)  # weights copied from another run or fold: refused
-            check_model_matches(run.weights(fold), meta, task)
             views = tta if tta is not None else meta["config"].get("tta", 1)
             # as the OOF rows were scored: the fold's recorded choice (bf16, channels_last) on the CPU, else the rule
             channels_last, bf16 = for_prediction(meta, device, str(run.weights(fold)))

@@ -365,3 +365,37 @@ def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions
     return {"train_images": train, "test_images": test, "label_values": values,
             "labels_file": str(detected.train), "label_column": label,
             "labels_where": f"the class folders of {detected.train}", "first_line": None}
+
+
+def describe(task: Task) -> list[str]:
+    """What ``kfold inspect`` prints of a loaded task: layout, rows, image size and channels, classes with
+    their counts, the Id and target columns, the metric."""
+    schema = task.schema
+    shape = task.train_images.shape
+    channels = 3 if task.train_images.ndim == 4 else 1
+    counts = np.bincount(np.asarray(task.train_labels, dtype=np.int64), minlength=task.num_classes)
+    shown = ", ".join(f"{name}: {count}" for name, count in zip(task.class_names[:20], counts[:20]))
+    more = f", ... ({task.num_classes - 20} more)" if task.num_classes > 20 else ""
+    ids = task.test_ids
+    first_ids = ", ".join(str(v) for v in ids[:3]) + (", ..." if len(ids) > 3 else "")
+    target = {"label": "one label column", "probs": "one probability column per class",
+              "binary": "one probability column (binary)"}[schema.target]
+    layout = task.extra.get("layout", "arrays")
+    lines = [
+        f"layout: {layout if layout in LAYOUT_NAMES else f'arrays ({layout})'}: {task.source}",
+        f"rows: {len(task.train_labels)} training, {len(ids)} test",
+        f"images: {shape[2]}x{shape[1]}, {channels} channel{'s' if channels > 1 else ''} "
+        f"({'grayscale' if channels == 1 else 'RGB'}), uint8",
+        f"classes ({task.num_classes}, {schema.class_kind} values): {shown}{more}",
+        f"Id column: {schema.id_column} ({schema.id_kind} Ids: {first_ids})",
+        f"target: {', '.join(schema.target_columns[:6])}{', ...' if len(schema.target_columns) > 6 else ''} ({target})",
+        f"metric: {schema.metric}",
+    ]
+    if layout in ("pixel-csv", "image-files"):
+        lines.insert(4, f"training labels: column '{task.extra['label_column']}'")
+    elif layout == "class-folders":
+        lines.insert(4, "training labels: the class folder names")
+    if task.sample_submission is not None:
+        lines.append(f"sample submission: {task.sample_submission}")
+    lines.append(f"solution: {task.solution if task.solution is not None else 'none (no local leaderboard)'}")
+    return lines

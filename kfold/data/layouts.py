@@ -382,7 +382,8 @@ def describe(task: Task) -> list[str]:
               "binary": "one probability column (binary)"}[schema.target]
     layout = task.extra.get("layout", "arrays")
     lines = [
-        f"layout: {layout if layout in LAYOUT_NAMES else f'arrays ({layout})'}: {task.source}",
+        f"layout: {layout if layout in LAYOUT_NAMES else f'arrays ({layout})'}",
+        f"source: {task.source}",
         f"rows: {len(task.train_labels)} training, {len(ids)} test",
         f"images: {shape[2]}x{shape[1]}, {channels} channel{'s' if channels > 1 else ''} "
         f"({'grayscale' if channels == 1 else 'RGB'}), uint8",
@@ -392,9 +393,9 @@ def describe(task: Task) -> list[str]:
         f"metric: {schema.metric}",
     ]
     if layout in ("pixel-csv", "image-files"):
-        lines.insert(4, f"training labels: column '{task.extra['label_column']}'")
+        lines.insert(5, f"training labels: column '{task.extra['label_column']}'")
     elif layout == "class-folders":
-        lines.insert(4, "training labels: the class folder names")
+        lines.insert(5, "training labels: the class folder names")
     if task.sample_submission is not None:
         lines.append(f"sample submission: {task.sample_submission}")
     lines.append(f"solution: {task.solution if task.solution is not None else 'none (no local leaderboard)'}")

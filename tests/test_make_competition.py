@@ -42,7 +42,7 @@ def test_mnist_mix_components_to_competition(tmp_path, capsys):
                                         n_test_per_lang=20)
     assert make(source, tmp_path / "comp", "--seed", "3") == 0
     assert sorted(p.name for p in (tmp_path / "comp").iterdir()) == [  # no temporary file left behind
-        "MNIST_MIX_train_test.npz", "sample_submission.csv", "solution.csv"]
+        "MNIST_MIX_train_test.npz", "competition.json", "sample_submission.csv", "solution.csv"]
     task, solution = check_competition(source, tmp_path / "comp", 20)
     assert task.name == "mnist-mix" and task.group_names == ["Arabic", "Bangla"]
     assert list(solution.columns) == ["Id", "Category", "Usage", "Language"]
@@ -58,8 +58,8 @@ def test_official_kmnist_to_kaggle_layout_without_test_labels(tmp_path):
     source = write_kmnist_idx(tmp_path / "kmnist", n_train=60, n_test=40)
     assert make(source, tmp_path / "comp", "--public-fraction", "0.5") == 0
     files = sorted(p.name for p in (tmp_path / "comp").iterdir())
-    assert files == ["kmnist-test-imgs.npy", "kmnist-train-imgs.npy", "kmnist-train-labels.npy", "kmnist_classmap.csv",
-                     "sample_submission.csv", "solution.csv"]  # the test labels are only in the host's solution
+    assert files == ["competition.json", "kmnist-test-imgs.npy", "kmnist-train-imgs.npy", "kmnist-train-labels.npy",
+                     "kmnist_classmap.csv", "sample_submission.csv", "solution.csv"]  # the test labels are only in the host's solution
     task, solution = check_competition(source, tmp_path / "comp", 10, public_fraction=0.5)
     assert (solution["Usage"] == "Public").sum() == 20
     assert task.class_names == load_task(source).class_names

@@ -284,3 +284,16 @@ def layout_options(args: argparse.Namespace):
     from kfold.data.layouts import LoadOptions
 
     return LoadOptions(**{name: getattr(args, name, None) for name in LAYOUT_FLAGS})
+
+
+def in_flag_words(error):
+    """The same UsageError, naming the flag (``--label-column``) where the library named its parameter
+    (``label_column``); other errors are returned as they are."""
+    from kfold.errors import UsageError
+
+    message = str(error)
+    if isinstance(error, UsageError):
+        for name in LAYOUT_FLAGS:
+            if message.startswith((name + " ", name + ":", name + ",")):
+                return UsageError("--" + name.replace("_", "-") + message[len(name):])
+    return error

@@ -27,8 +27,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold inspect") -> int:
     from kfold.data.layouts import describe
 
     args = build_parser(prog).parse_args(argv)
-    task = load_task(args.data, cache_dir=args.cache_dir, progress=not args.no_progress,
-                     options=flags.layout_options(args))
+    from kfold.errors import UsageError
+
+    try:
+        task = load_task(args.data, cache_dir=args.cache_dir, progress=not args.no_progress,
+                         options=flags.layout_options(args))
+    except UsageError as exc:
+        raise flags.in_flag_words(exc) from None
     for line in describe(task):
         print(line)
     return 0

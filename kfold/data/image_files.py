@@ -144,4 +144,10 @@ def check_unique(values, where: str, column: str, what: str = "Id", first_line: 
     dup = pd.Index(values).duplicated()
     if dup.any():
         row = int(np.argmax(dup))
-        raise DataError(f"{where}: line {row + first_line}, column '{column}': duplicate {what} {values[row]!r}")
+        raise DataError(f"{where}: line {row + first_line}, column '{column}': duplicate {what} {shown(values[row])}")
+
+
+def shown(value) -> str:
+    """An Id as a message shows it: 77, '0a3f9c' (numpy scalars as plain Python values)."""
+    value = value.item() if hasattr(value, "item") else value
+    return repr(value)

@@ -233,7 +233,7 @@ def _label_column(columns: list[str], sample: Sample, options: LoadOptions, wher
 
 
 def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
-    from kfold.data.image_files import check_labels_present, check_unique
+    from kfold.data.image_files import check_labels_present, check_unique, shown
     from kfold.data.pixel_csv import image_geometry, read_header, read_pixel_csv, to_images
 
     id_column = sample.id_column
@@ -258,7 +258,7 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
         missing = np.flatnonzero(rows < 0)
         if missing.size:
             raise DataError(f"{detected.sample}: line {int(missing[0]) + 2}, column '{id_column}': Id "
-                            f"{sample.ids[missing[0]]!r} is not in {detected.test} ({missing.size} sample Id"
+                            f"{shown(sample.ids[missing[0]])} is not in {detected.test} ({missing.size} sample Id"
                             f"{'s' if missing.size > 1 else ''} without a test row)")
         extra["unused_test_rows"] = int(len(test_ids) - len(rows))
     else:

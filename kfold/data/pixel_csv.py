@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,9 @@ def read_pixel_csv(path: str | os.PathLike, text_columns: list[str]) -> tuple[np
     dtype = {c: str for c in texts}
     dtype.update({c: np.uint8 for c in pixels})
     try:
-        frame = pd.read_csv(path, dtype=dtype, na_filter=False, engine="c", encoding="utf-8-sig")
+        with warnings.catch_warnings():  # 'inf' in a uint8 column: numpy warns before pandas refuses it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            frame = pd.read_csv(path, dtype=dtype, na_filter=False, engine="c", encoding="utf-8-sig")
     except (ValueError, OverflowError, pd.errors.ParserError) as exc:
         _locate_bad_cell(path, pixels, texts, exc)
         raise AssertionError("unreachable")  # _locate_bad_cell always raises

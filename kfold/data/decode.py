@@ -41,7 +41,7 @@ def check_decode_settings(image_size: int | None, channels: int | None) -> None:
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer))
                                    or not 1 <= image_size <= MAX_SIZE):
         raise UsageError(f"image_size {image_size!r}: must be an integer in 1..{MAX_SIZE}")
-    if channels is not None and channels not in (1, 3):
+    if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
         raise UsageError(f"channels {channels!r}: must be 1 or 3")
 
 

@@ -182,7 +182,7 @@ def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = No
 def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache_dir=None,
                 progress: bool = True) -> Task:
     """Read the detected layout into a Task (schema from the sample and the training labels)."""
-    options = (options or LoadOptions()).check()
+    options = recorded_options(detected.directory, (options or LoadOptions()).check())
     sample = read_sample(detected.sample, id_column=options.id_column)
     loader = {"pixel-csv": _load_pixel_csv, "image-files": _load_image_files, "class-folders": _load_class_folders}
     parts = loader[detected.layout](detected, sample, options, cache_dir, progress)
@@ -210,6 +210,20 @@ def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache
         extra=extra,
         schema=schema,
     )
+
+
+def recorded_options(directory: Path, options: LoadOptions) -> LoadOptions:
+    """``options`` with the metric (and target) recorded in the folder's ``competition.json`` where not given."""
+    from dataclasses import replace
+
+    from kfold.files.schema import read_competition_file
+
+    recorded = read_competition_file(directory)
+    if recorded is None:
+        return options
+    schema = recorded["schema"]
+    return replace(options, metric=options.metric or schema.metric,
+                   target=options.target or (schema.target if schema.target != "label" else None))
 
 
 def _label_column(columns: list[str], sample: Sample, options: LoadOptions, where: str, exclude: tuple[str, ...]) -> str:

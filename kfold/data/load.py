@@ -46,9 +46,10 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
         for layout in LAYOUTS:
             if all((path / name).is_file() for name in layout.required):
                 _kmnist_only(spec, languages, label_mode)
-                return _array_options(load_kmnist_dir(path, layout), options)
+                return _array_options(load_kmnist_dir(path, layout), options, path)
     if not options.names_files and is_mnist_mix(path):
-        return _array_options(load_mnist_mix(path, languages=languages, label_mode=label_mode), options)
+        return _array_options(load_mnist_mix(path, languages=languages, label_mode=label_mode), options,
+                              path if path.is_dir() else path.parent)
     if path.is_dir():
         detected = detect_layout(path, options)
         if detected is not None:
@@ -73,7 +74,7 @@ def _kmnist_only(spec, languages, label_mode, what: str = "KMNIST") -> None:
         raise UsageError(f"{spec}: languages and label_mode apply to MNIST-MIX only, not to {what}")
 
 
-def _array_options(task: Task, options: LoadOptions) -> Task:
+def _array_options(task: Task, options: LoadOptions, directory: Path | None = None) -> Task:
     """The options that apply to an arrays layout: image size, channels, metric; column options do not."""
     columns = [name for name in ("id_column", "label_column", "image_column") if getattr(options, name) is not None]
     if columns:
@@ -86,6 +87,10 @@ def _array_options(task: Task, options: LoadOptions) -> Task:
 
         task.train_images = convert_images(task.train_images, options.image_size, options.channels)
         task.test_images = convert_images(task.test_images, options.image_size, options.channels)
+    if directory is not None:  # a competition kfold wrote records its metric
+        from kfold.data.layouts import recorded_options
+
+        options = recorded_options(directory, options)
     if options.metric is not None:
         from kfold.scoring.metrics import metric_fit_problem
 

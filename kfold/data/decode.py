@@ -76,6 +76,8 @@ def _to_mode(img, channels: int | None):
     from PIL import Image
 
     mode = img.mode
+    if (mode == "L" and channels != 3) or (mode == "RGB" and channels != 1):
+        return img  # already what is asked: no copy
     if mode in ("I", "F") or mode.startswith("I;16"):
         values = np.asarray(img)
         if mode == "F":
@@ -95,9 +97,14 @@ def _to_mode(img, channels: int | None):
 def cache_key(paths: Sequence[Path], image_size: int | None, channels: int | None) -> str:
     """A hash of the files (resolved path, size, mtime, in order) and the decode settings."""
     digest = hashlib.sha256(f"{CACHE_VERSION}|{image_size}|{channels}|{len(paths)}".encode())
+    folders: dict[str, str] = {}  # resolved once per folder, not once per file
     for path in paths:
+        parent = os.fspath(path.parent)
+        real = folders.get(parent)
+        if real is None:
+            real = folders[parent] = os.path.realpath(parent)
         st = os.stat(path)
-        digest.update(f"\n{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
+        digest.update(f"\n{real}/{path.name}|{st.st_size}|{st.st_mtime_ns}".encode())
     return digest.hexdigest()[:32]
 
 

@@ -94,21 +94,21 @@ def _to_mode(img, channels: int | None):
 
 
 # -- the cache -------------------------------------------------------------------------------------
-def cache_key(paths: Sequence[Path], image_size: int | None, channels: int | None) -> str:
+def cache_key(paths: Sequence[str | os.PathLike], image_size: int | None, channels: int | None) -> str:
     """A hash of the files (resolved path, size, mtime, in order) and the decode settings."""
     digest = hashlib.sha256(f"{CACHE_VERSION}|{image_size}|{channels}|{len(paths)}".encode())
     folders: dict[str, str] = {}  # resolved once per folder, not once per file
     for path in paths:
-        parent = os.fspath(path.parent)
+        parent, name = os.path.split(os.fspath(path))
         real = folders.get(parent)
         if real is None:
-            real = folders[parent] = os.path.realpath(parent)
+            real = folders[parent] = os.path.realpath(parent or ".")
         st = os.stat(path)
-        digest.update(f"\n{real}/{path.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+        digest.update(f"\n{real}/{name}|{st.st_size}|{st.st_mtime_ns}".encode())
     return digest.hexdigest()[:32]
 
 
-def cache_path(paths: Sequence[Path], split: str, image_size: int | None, channels: int | None,
+def cache_path(paths: Sequence[str | os.PathLike], split: str, image_size: int | None, channels: int | None,
                cache_dir: str | os.PathLike | None = None) -> Path:
     from kfold.data.download import cache_root
 
@@ -150,7 +150,7 @@ def decode_images(paths: Sequence[str | os.PathLike], *, split: str = "images", 
                   workers: int | None = None) -> np.ndarray:
     """``paths`` decoded into one uint8 array (N, H, W) or (N, H, W, 3), cached (see the module docstring)."""
     check_decode_settings(image_size, channels)
-    paths = [Path(p) for p in paths]
+    paths = [os.fspath(p) for p in paths]  # plain strings: pathlib costs more than the cached load itself
     if not paths:
         raise DataError(f"{split}: no images to decode")
     target = cache_path(paths, split, image_size, channels, cache_dir)
@@ -184,7 +184,7 @@ def _workers(n_rows: int, workers: int | None) -> int:
     return max(1, min(workers, n_rows // MIN_ROWS_PER_WORKER))
 
 
-def _decode_into(target: Path, paths: list[Path], size: tuple[int, int], channels: int, image_size: int | None, *,
+def _decode_into(target: Path, paths: list[str], size: tuple[int, int], channels: int, image_size: int | None, *,
                  auto: bool, progress: bool, workers: int | None, split: str) -> None:
     from numpy.lib.format import open_memmap
     from tqdm import tqdm
@@ -194,7 +194,7 @@ def _decode_into(target: Path, paths: list[Path], size: tuple[int, int], channel
     shape = (len(paths), *size) + ((3,) if channels == 3 else ())
     n_workers = _workers(len(paths), workers)
     chunk = max(16, min(1024, math.ceil(len(paths) / (n_workers * 8))))
-    jobs = [(start, [str(p) for p in paths[start:start + chunk]]) for start in range(0, len(paths), chunk)]
+    jobs = [(start, paths[start:start + chunk]) for start in range(0, len(paths), chunk)]
     with Transaction() as transaction, atomic_path(target, transaction=transaction) as tmp:
         out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         del out  # header and size are on disk; the workers open the file themselves
@@ -229,7 +229,7 @@ def _run_pool(jobs, tmp, size, channels, image_size, auto, n_workers, bar, paths
             raise
 
 
-def _raise(result, paths: list[Path], size: tuple[int, int]) -> None:
+def _raise(result, paths: list[str], size: tuple[int, int]) -> None:
     """Turn a worker's report into the one error line (or nothing when the chunk was fine)."""
     if result is None:
         return

@@ -40,14 +40,14 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly in ``folder``, sorted by name."""
+def list_images(folder: str | os.PathLike) -> list[str]:
+    """The image files directly in ``folder`` (paths as strings), sorted by name."""
     folder = Path(folder)
     entries = _entries(folder, os.path.realpath(folder))
-    return [Path(e.path) for e in entries if is_image_name(e.name) and e.is_file()]
+    return [e.path for e in entries if is_image_name(e.name) and e.is_file()]
 
 
-def list_class_folders(folder: str | os.PathLike) -> list[tuple[str, list[Path]]]:
+def list_class_folders(folder: str | os.PathLike) -> list[tuple[str, list[str]]]:
     """``folder/<class>/*`` as (class name, image files) per class folder, sorted by name; empty classes are errors."""
     folder = Path(folder)
     root_real = os.path.realpath(folder)
@@ -55,7 +55,7 @@ def list_class_folders(folder: str | os.PathLike) -> list[tuple[str, list[Path]]
     for entry in _entries(folder, root_real):
         if not entry.is_dir():
             continue
-        files = [Path(e.path) for e in _entries(Path(entry.path), root_real) if is_image_name(e.name) and e.is_file()]
+        files = [e.path for e in _entries(Path(entry.path), root_real) if is_image_name(e.name) and e.is_file()]
         if not files:
             raise DataError(f"{entry.path}: a class folder without images ({', '.join(s for s in IMAGE_SUFFIXES)})")
         classes.append((entry.name, files))
@@ -74,17 +74,20 @@ class FileIndex:
     """File name -> path and stem -> path of one folder, to find the file of an Id (``0a3f9c`` or ``0a3f9c.png``)."""
 
     folder: Path
-    by_name: dict[str, Path]
-    by_stem: dict[str, list[Path]]
+    by_name: dict[str, str]
+    by_stem: dict[str, list[str]]
 
     @classmethod
-    def of(cls, folder: Path, files: list[Path]) -> "FileIndex":
-        by_stem: dict[str, list[Path]] = {}
+    def of(cls, folder: Path, files: list[str]) -> "FileIndex":
+        by_name: dict[str, str] = {}
+        by_stem: dict[str, list[str]] = {}
         for path in files:
-            by_stem.setdefault(path.stem, []).append(path)
-        return cls(folder, {p.name: p for p in files}, by_stem)
+            name = os.path.basename(path)
+            by_name[name] = path
+            by_stem.setdefault(os.path.splitext(name)[0], []).append(path)
+        return cls(folder, by_name, by_stem)
 
-    def find(self, ids, where: str, column: str, first_line: int | None = 2) -> list[Path]:
+    def find(self, ids, where: str, column: str, first_line: int | None = 2) -> list[str]:
         """The file of each Id, in order; an Id without a file (or with two) is one error naming it."""
         out = []
         for row, value in enumerate(ids):
@@ -94,7 +97,7 @@ class FileIndex:
                 candidates = self.by_stem.get(key, [])
                 if len(candidates) > 1:
                     raise DataError(f"{where}: {_at(row, first_line)}, column '{column}': Id {key!r} matches "
-                                    f"{len(candidates)} files in {self.folder} ({', '.join(p.name for p in candidates[:3])})")
+                                    f"{len(candidates)} files in {self.folder} ({', '.join(os.path.basename(p) for p in candidates[:3])})")
                 path = candidates[0] if candidates else None
             if path is None:
                 raise DataError(f"{where}: {_at(row, first_line)}, column '{column}': Id {key!r} has no image in "

@@ -318,7 +318,7 @@ def _decode_pair(train_paths, test_paths, options: LoadOptions, cache_dir, progr
     return train, test
 
 
-def _test_files(detected: Detected, sample: Sample) -> list[Path]:
+def _test_files(detected: Detected, sample: Sample) -> list[str]:
     from kfold.data.image_files import FileIndex, list_images
 
     files = list_images(detected.test)

@@ -11,6 +11,11 @@ from synthetic import write_kmnist_idx, write_mnist_mix_components
 
 from kfold.commands.main import main as kfold_main
 from kfold.data import load_task
+from kfold.data.layouts import LoadOptions
+from kfold.data.make_competition import LAYOUTS, MakeOptions, _tinted, make_competition, output_files
+from kfold.data.pixel_csv import resize_images
+from kfold.data.task import Task
+from kfold.files.schema import read_competition_file, read_sample
 from kfold.files.split import PUBLIC_FRACTION
 from kfold.scoring.leaderboard import leaderboard, read_solution
 
@@ -107,10 +112,6 @@ def test_kfold_run_scores_the_made_competition(tmp_path, capsys, monkeypatch):
 
 
 # -- issue 22 item 6: practice competitions in every layout, read back by kfold's own readers -------------------
-from kfold.data.make_competition import LAYOUTS, MakeOptions, _tinted, make_competition, output_files  # noqa: E402
-from kfold.data.pixel_csv import resize_images  # noqa: E402
-from kfold.data.task import Task  # noqa: E402
-from kfold.files.schema import read_competition_file, read_sample  # noqa: E402
 
 
 def subset(task: Task, n_train: int, n_test: int) -> Task:
@@ -269,3 +270,14 @@ def test_an_existing_layout_file_is_never_replaced(tmp_path, capsys):
     assert make(source, tmp_path / "comp", "--layout", "class-folders") == 2
     assert "already holds train" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "comp").iterdir()] == ["train"] and not any((tmp_path / "comp" / "train").iterdir())
+
+
+def test_arrays_competition_records_its_metric(tmp_path):
+    source = write_kmnist_idx(tmp_path / "kmnist", n_train=40, n_test=20)
+    assert make(source, tmp_path / "comp", "--metric", "macro-f1") == 0
+    recorded = read_competition_file(tmp_path / "comp")
+    assert recorded["layout"] == "arrays" and recorded["schema"].metric == "macro-f1"
+    task = load_task(tmp_path / "comp")
+    assert task.schema.metric == "macro-f1" and task.schema.header == load_task(source).schema.header
+    assert load_task(tmp_path / "comp", options=LoadOptions(metric="qwk")).schema.metric == "qwk"  # the flag wins
+

@@ -10,10 +10,10 @@ HELP = "show what kfold detects in a competition folder: layout, rows, image siz
 
 
 def build_parser(prog: str = "kfold inspect") -> argparse.ArgumentParser:
-    p = flags.parser(prog, "Load a competition folder as training would and print what was detected: the layout "
-                           "(arrays, pixel-csv, image-files, class-folders), the rows, the image size and channels, "
-                           "the classes with their counts, the Id and target columns and the metric. Images are "
-                           "decoded once into the cache ($KFOLD_CACHE or ~/.cache/kfold), so training starts at once "
+    p = flags.parser(prog, "Load a competition folder as training would and print what was detected: the layout\n"
+                           "(arrays, pixel-csv, image-files, class-folders), the rows, the image size and channels,\n"
+                           "the classes with their counts, the Id and target columns and the metric. Images are\n"
+                           "decoded once into the cache ($KFOLD_CACHE or ~/.cache/kfold), so training starts at once\n"
                            "afterwards. Nothing else is written.")
     p.add_argument("data", metavar="DATA", help="competition folder, MNIST-MIX file, or 'kmnist'")
     p.add_argument("--cache-dir", help="cache folder (default: $KFOLD_CACHE or ~/.cache/kfold)")

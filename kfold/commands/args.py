@@ -256,3 +256,57 @@ def backend_from_args(args: argparse.Namespace, progress: bool = True):
     return make_backend("ray", address=args.address, cpus_per_fold=args.cpus_per_fold, gpus_per_fold=args.gpus_per_fold,
                         max_retries=args.max_retries, parallel_folds=args.parallel_folds, device=args.device,
                         progress=progress, ray_timeout=args.ray_timeout)
+
+
+# -- competition layouts (kfold.data.layouts.LoadOptions): what detection cannot decide -------------------
+LAYOUT_FLAGS = ("train_csv", "test_csv", "image_dir", "test_dir", "id_column", "label_column", "image_column",
+                "image_size", "channels", "metric", "target")
+
+
+def add_layout_flags(p: argparse.ArgumentParser, metric: bool = True) -> None:
+    """``--train-csv`` ... ``--target``: the fields of ``LoadOptions`` (``layout_options`` reads them back)."""
+    from kfold.files.schema import TARGETS
+    from kfold.scoring.metrics import METRICS
+
+    group = p.add_argument_group("layout (when detection cannot decide)")
+    group.add_argument("--train-csv", metavar="FILE", help="training pixel CSV, or the labels CSV of image files "
+                       "(default: train.csv, train_labels.csv)")
+    group.add_argument("--test-csv", metavar="FILE", help="test pixel CSV (default: test.csv)")
+    group.add_argument("--image-dir", metavar="DIR", help="folder of training images, or of class subfolders "
+                       "(default: train/ or train_images/)")
+    group.add_argument("--test-dir", metavar="DIR", help="folder of test images (default: test/ or test_images/)")
+    group.add_argument("--id-column", metavar="NAME", help="the Id column (default: the sample submission's first)")
+    group.add_argument("--label-column", metavar="NAME", help="the training label column (default: 'label' or the "
+                       "sample's target column)")
+    group.add_argument("--image-column", metavar="NAME", help="the labels CSV column naming the image files "
+                       "(default: the Id column)")
+    group.add_argument("--image-size", type=int_at_least(1, 4096), metavar="N",
+                       help="resize every image to N x N (default: the images' own size, which they must share)")
+    group.add_argument("--channels", type=int, choices=[1, 3], help="1 (grayscale) or 3 (RGB) (default: 1 for "
+                       "grayscale images, else 3)")
+    if metric:
+        group.add_argument("--metric", type=one_of("metric", list(METRICS)), metavar="|".join(METRICS),
+                           help="the competition's metric (default: accuracy for a label target, log loss for class "
+                                "probabilities, AUC for a binary probability)")
+    group.add_argument("--target", type=one_of("target", list(TARGETS)), metavar="|".join(TARGETS),
+                       help="what the submission holds (default: from the sample submission)")
+
+
+def layout_options(args: argparse.Namespace):
+    """The ``kfold.data.layouts.LoadOptions`` of ``add_layout_flags``' flags."""
+    from kfold.data.layouts import LoadOptions
+
+    return LoadOptions(**{name: getattr(args, name, None) for name in LAYOUT_FLAGS})
+
+
+def in_flag_words(error):
+    """The same UsageError, naming the flag (``--label-column``) where the library named its parameter
+    (``label_column``); other errors are returned as they are."""
+    from kfold.errors import UsageError
+
+    message = str(error)
+    if isinstance(error, UsageError):
+        for name in LAYOUT_FLAGS:
+            if message.startswith((name + " ", name + ":", name + ",")):
+                return UsageError("--" + name.replace("_", "-") + message[len(name):])
+    return error

@@ -31,6 +31,8 @@ DELEGATED = {
                "folds, ensembles, leaderboard)"),
     "errors": ("kfold.commands.report", "out-of-fold error analysis: confusion with class names, per-class accuracy, "
                "error gallery"),
+    "inspect": ("kfold.commands.inspect", "show what kfold detects in a competition folder: layout, rows, images, "
+                "classes, Id and target columns, metric"),
     "make-competition": ("kfold.commands.make_competition", "labelled data (MNIST-MIX, official KMNIST test labels) -> "
                          "competition directory with a seeded Public/Private solution.csv"),
 }

@@ -1,4 +1,8 @@
-"""``load_task(spec)``: the official KMNIST release by name, or any supported directory layout."""
+"""``load_task(spec)``: the official KMNIST release by name, or any supported directory layout.
+
+The arrays layouts (KMNIST ``.npy``/``.npz``/idx, MNIST-MIX) are tried first, exactly as before; then the
+layouts of :mod:`kfold.data.layouts` (pixel CSVs, image files with a labels CSV, class subfolders).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,36 +13,48 @@ from kfold.data.task import Task
 from kfold.data.competition import SAMPLE_SUBMISSION, SOLUTION, write_sample_submission, write_solution
 from kfold.data.download import download_kmnist
 from kfold.data.kmnist import LAYOUTS, load_kmnist_dir
+from kfold.data.layouts import LoadOptions, detect_layout, load_layout
 from kfold.data.mnist_mix import COMBINED, LABEL_MODES, is_mnist_mix, load_mnist_mix
 
 from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED
 
 
 def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: list[str] | None = None,
-              label_mode: str = "specific", progress: bool = True) -> Task:
+              label_mode: str = "specific", progress: bool = True, options: LoadOptions | None = None) -> Task:
     """Load a competition.
 
     ``spec`` is ``"kmnist"`` (the official release, downloaded once into the cache, scored on its
     10k test set through a generated ``solution.csv``), a directory in one of the KMNIST layouts
     (Kaggle ``.npy``, official ``.npz``, official idx ``.gz``), or an MNIST-MIX file or directory.
-    ``languages`` and ``label_mode`` apply to MNIST-MIX only.
+    ``languages`` and ``label_mode`` apply to MNIST-MIX only. Any other directory is read by
+    :func:`kfold.data.layouts.detect_layout` / :func:`~kfold.data.layouts.load_layout`; ``options``
+    (:class:`~kfold.data.layouts.LoadOptions`) names what detection cannot decide. When ``options``
+    names a file or folder (``train_csv``, ``test_csv``, ``image_dir``, ``test_dir``), the arrays layouts are
+    not tried.
     """
+    options = (options or LoadOptions()).check()
     if label_mode not in LABEL_MODES:
         raise UsageError(f"label_mode {label_mode!r}: must be one of {', '.join(LABEL_MODES)}")
     path = Path(spec)
     if str(spec) == "kmnist":  # always the official release; a local folder of that name is "./kmnist"
         _kmnist_only(spec, languages, label_mode)
-        return load_official_kmnist(cache_dir, progress=progress)
+        return _array_options(load_official_kmnist(cache_dir, progress=progress), options)
     if not path.exists():
         raise UsageError(f"dataset {str(spec)!r}: no such directory; give 'kmnist' (the official release, "
                          "downloaded) or a directory holding a KMNIST or MNIST-MIX layout")
-    if path.is_dir():
+    if path.is_dir() and not options.names_files:
         for layout in LAYOUTS:
             if all((path / name).is_file() for name in layout.required):
                 _kmnist_only(spec, languages, label_mode)
-                return load_kmnist_dir(path, layout)
-    if is_mnist_mix(path):
-        return load_mnist_mix(path, languages=languages, label_mode=label_mode)
+                return _array_options(load_kmnist_dir(path, layout), options, path)
+    if not options.names_files and is_mnist_mix(path):
+        return _array_options(load_mnist_mix(path, languages=languages, label_mode=label_mode), options,
+                              path if path.is_dir() else path.parent)
+    if path.is_dir():
+        detected = detect_layout(path, options)
+        if detected is not None:
+            _kmnist_only(spec, languages, label_mode, what="the MNIST-MIX files")
+            return load_layout(detected, options, cache_dir=cache_dir, progress=progress)
     if path.is_file():
         raise DataError(f"{path}: not a dataset; a file spec must be an MNIST-MIX .npz like {COMBINED}")
     raise DataError(f"{path}: {_missing_files_report(path)}")
@@ -53,9 +69,36 @@ def load_official_kmnist(cache_dir: Path | None = None, *, progress: bool = True
     return task
 
 
-def _kmnist_only(spec, languages, label_mode) -> None:
+def _kmnist_only(spec, languages, label_mode, what: str = "KMNIST") -> None:
     if languages is not None or label_mode != "specific":
-        raise UsageError(f"{spec}: languages and label_mode apply to MNIST-MIX only, not to KMNIST")
+        raise UsageError(f"{spec}: languages and label_mode apply to MNIST-MIX only, not to {what}")
+
+
+def _array_options(task: Task, options: LoadOptions, directory: Path | None = None) -> Task:
+    """The options that apply to an arrays layout: image size, channels, metric; column options do not."""
+    columns = [name for name in ("id_column", "label_column", "image_column") if getattr(options, name) is not None]
+    if columns:
+        raise UsageError(f"{', '.join(columns)}: the {task.extra.get('layout', 'arrays')} layout of {task.name} has "
+                         "no such columns (they apply to CSV and image-folder layouts)")
+    if options.target not in (None, "label"):
+        raise UsageError(f"target {options.target!r}: the arrays layouts have one label per image (target 'label')")
+    if options.image_size is not None or options.channels is not None:
+        from kfold.data.pixel_csv import convert_images
+
+        task.train_images = convert_images(task.train_images, options.image_size, options.channels)
+        task.test_images = convert_images(task.test_images, options.image_size, options.channels)
+    if directory is not None:  # a competition kfold wrote records its metric
+        from kfold.data.layouts import recorded_options
+
+        options = recorded_options(directory, options)
+    if options.metric is not None:
+        from kfold.scoring.metrics import metric_fit_problem
+
+        problem = metric_fit_problem(options.metric, task.schema.target, task.num_classes, task.schema.classes)
+        if problem:
+            raise UsageError(problem)
+        task.schema = task.schema.with_metric(options.metric)
+    return task
 
 
 def _missing_files_report(directory: Path) -> str:
@@ -69,4 +112,6 @@ def _missing_files_report(directory: Path) -> str:
     if partial:
         return "; ".join(partial)
     tried = "; ".join(f"{layout.description} ({', '.join(layout.required)})" for layout in LAYOUTS)
-    return f"no dataset found; tried {tried}; MNIST-MIX ({COMBINED} or <Language>_train_test.npz)"
+    return (f"no dataset found; tried {tried}; MNIST-MIX ({COMBINED} or <Language>_train_test.npz); pixel CSVs "
+            "(train.csv, test.csv, sample_submission.csv); image files (train/ or train_images/ with a labels CSV, "
+            "or train/<class>/ folders, test/, sample_submission.csv)")

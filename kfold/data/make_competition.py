@@ -1,39 +1,118 @@
 """Turn labelled data into a Kaggle-style competition directory that ``kfold run --data DIR`` scores.
 
-Labelled data is any dataset whose test labels are known: MNIST-MIX (``y_test``), the official KMNIST
-release (``t10k-labels`` / ``kmnist-test-labels``) or ``kmnist`` (downloaded). The directory gets
+Labelled data is any dataset kfold reads whose test labels are known: MNIST-MIX (``y_test``), the official
+KMNIST release (``t10k-labels`` / ``kmnist-test-labels``), ``kmnist`` (downloaded), or a pixel CSV whose test
+CSV keeps its label column (Fashion-MNIST, Sign Language MNIST). The directory is written in one of the
+layouts kfold reads (:data:`LAYOUTS`):
 
-* KMNIST: the Kaggle ``.npy`` layout (``kmnist-{train,test}-imgs.npy``, ``kmnist-train-labels.npy``,
-  ``kmnist_classmap.csv``): the test labels stay out of it, as on Kaggle;
-* MNIST-MIX: ``MNIST_MIX_train_test.npz`` of the chosen languages (label = language * 10 + digit), which
-  the MNIST-MIX loader reads as it reads the release (its ``y_test`` is part of that format; training never
-  reads it);
+* ``arrays`` (default): KMNIST's Kaggle ``.npy`` layout (``kmnist-{train,test}-imgs.npy``,
+  ``kmnist-train-labels.npy``, ``kmnist_classmap.csv``) or, for MNIST-MIX, ``MNIST_MIX_train_test.npz`` of
+  the chosen languages (label = language * 10 + digit; its ``y_test`` is part of that format, training
+  never reads it); the schema is KMNIST's (``Id,Category``);
+* ``pixel-csv``: ``train.csv`` (label column + ``pixel0..``), ``test.csv`` (pixels, optionally the Id column);
+* ``image-files``: ``train/<id>.png`` + ``train.csv`` (Id without extension, label), ``test/<id>.png``;
+* ``class-folders``: ``train/<class>/<id>.png``, ``test/<id>.png`` (sample Ids are file names, ``file,species``);
 
-plus ``sample_submission.csv`` (every Category 0) and ``solution.csv`` (``Id,Category,Usage``, a seeded
-Public/Private split, and ``Language`` for MNIST-MIX). Everything is checked before the first file is
-written; an existing file is never replaced. Nothing here imports torch.
+plus ``sample_submission.csv`` in the competition's own columns (a label per row, or one probability column
+per class, or one for a binary target), ``solution.csv`` (Id column, label column, ``Usage`` with a seeded
+Public/Private split; ``Language`` for MNIST-MIX) and ``competition.json`` (the schema, metric and layout).
+Column names, string Ids (file stems like ``0a3f9c1b2e``), the class values (indices or the task's class
+names), RGB and the image size are options (:class:`MakeOptions`). Everything is checked before the first
+file is written; an existing file is never replaced; the written files appear together. Nothing here imports
+torch.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kfold.data.competition import CLASSMAP, SAMPLE_SUBMISSION, SOLUTION, write_sample_submission, write_solution
-from kfold.data.kmnist import LAYOUTS
+from kfold.data.kmnist import LAYOUTS as KMNIST_LAYOUTS
 from kfold.data.mnist_mix import COMBINED, LANGUAGES
 from kfold.data.task import Task
 from kfold.errors import DataError, UsageError
-from kfold.files.atomic import atomic_path, write_csv
+from kfold.files.atomic import atomic_path, together, write_bytes, write_csv
+from kfold.files.schema import (COMPETITION_FILE, GROUP_COLUMN, LABEL_COLUMN, USAGE_COLUMN, Sample, Schema,
+                                infer_schema, write_competition_file)
 from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED
 
-KAGGLE = LAYOUTS[0]  # kmnist-train-imgs.npy, kmnist-train-labels.npy, kmnist-test-imgs.npy
+KAGGLE = KMNIST_LAYOUTS[0]  # kmnist-train-imgs.npy, kmnist-train-labels.npy, kmnist-test-imgs.npy
+LAYOUTS = ("arrays", "pixel-csv", "image-files", "class-folders")
+MAKE_TARGETS = ("label", "probs")
+CLASS_VALUES = ("index", "names")
+DEFAULT_ID_COLUMN = "id"
+DEFAULT_LABEL_COLUMN = LABEL_COLUMN
+TRAIN_CSV, TEST_CSV, TRAIN_DIR, TEST_DIR = "train.csv", "test.csv", "train", "test"
+IMAGE_SUFFIX = ".png"
 
 
-def output_files(task: Task) -> list[str]:
-    data = [COMBINED] if task.name == "mnist-mix" else [KAGGLE.train_images, KAGGLE.train_labels, KAGGLE.test_images, CLASSMAP]
-    return [*data, SAMPLE_SUBMISSION, SOLUTION]
+@dataclass(frozen=True)
+class MakeOptions:
+    """The shape of the competition to write.
+
+    ``layout``: one of :data:`LAYOUTS`; ``target``: ``label`` (one class per row) or ``probs`` (one probability
+    column per class; one column for two classes); ``metric``: the competition's metric (default: accuracy,
+    log loss, or AUC for two classes); ``id_column`` / ``label_column``: the column names (default ``id`` /
+    ``label``); ``string_ids``: Ids are file stems such as ``0a3f9c1b2e`` (else the task's integer Ids);
+    ``class_values``: ``index`` (0..C-1) or ``names`` (the task's class names); ``rgb``: gray images copied to
+    3 channels with a seeded random tint per image; ``resize``: N x N images; ``test_id_column``: the pixel
+    test CSV holds the Id column (else row i is the sample's i-th Id, as in Digit Recognizer).
+    """
+
+    layout: str = "arrays"
+    target: str = "label"
+    metric: str | None = None
+    id_column: str | None = None
+    label_column: str | None = None
+    string_ids: bool = False
+    class_values: str = "index"
+    rgb: bool = False
+    resize: int | None = None
+    test_id_column: bool = False
+
+    def check(self) -> "MakeOptions":
+        for name, value, allowed in (("layout", self.layout, LAYOUTS), ("target", self.target, MAKE_TARGETS),
+                                     ("class_values", self.class_values, CLASS_VALUES)):
+            if value not in allowed:
+                raise UsageError(f"{name} {value!r}: must be one of {', '.join(allowed)}")
+        if self.resize is not None and not 1 <= self.resize <= 4096:
+            raise UsageError(f"resize {self.resize}: must be in 1..4096")
+        for name in ("id_column", "label_column"):
+            value = getattr(self, name)
+            if value is not None and (not value.strip() or value != value.strip() or any(c in value for c in ',"\n\r')):
+                raise UsageError(f"{name} {value!r}: a column name without commas, quotes or surrounding spaces")
+        if self.layout == "arrays":
+            custom = [name for name, default in (("target", "label"), ("id_column", None), ("label_column", None),
+                                                 ("string_ids", False), ("class_values", "index"), ("rgb", False),
+                                                 ("resize", None), ("test_id_column", False))
+                      if getattr(self, name) != default]
+            if custom:
+                raise UsageError(f"{', '.join(custom)}: the arrays layout keeps KMNIST's files and schema "
+                                 "(integer Ids, one label column, 28x28 gray); choose --layout pixel-csv, image-files "
+                                 "or class-folders")
+        if self.test_id_column and self.layout != "pixel-csv":
+            raise UsageError("test_id_column applies to the pixel-csv layout only")
+        return self
+
+
+def output_files(task: Task, layout: str = "arrays") -> list[str]:
+    if layout == "arrays":
+        data = [COMBINED] if task.name == "mnist-mix" else [KAGGLE.train_images, KAGGLE.train_labels, KAGGLE.test_images,
+                                                             CLASSMAP]
+    elif layout == "pixel-csv":
+        data = [TRAIN_CSV, TEST_CSV]
+    elif layout == "image-files":
+        data = [TRAIN_DIR, TRAIN_CSV, TEST_DIR]
+    else:
+        data = [TRAIN_DIR, TEST_DIR]
+    return [*data, SAMPLE_SUBMISSION, SOLUTION, COMPETITION_FILE]
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
@@ -54,37 +133,234 @@ def _classmap(names: list[str]) -> pd.DataFrame:
 
 
 def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float = PUBLIC_FRACTION,
-                     seed: int = SOLUTION_SEED) -> list[Path]:
+                     seed: int = SOLUTION_SEED, options: MakeOptions | None = None) -> list[Path]:
     """Write the competition directory for ``task`` (whose test labels must be known); return the files."""
     from kfold.files.split import random_usage  # checks the fraction
 
+    options = (options or MakeOptions()).check()
     if task.test_labels is None:
         raise DataError(f"{task.source or task.name}: no test labels, so no solution can be written "
                         "(make-competition needs labelled test data: MNIST-MIX y_test, the official KMNIST test labels)")
-    if task.name == "mnist-mix" and task.extra.get("label_mode", "specific") != "specific":
+    if task.name == "mnist-mix" and task.extra.get("label_mode", "specific") != "specific" and options.layout == "arrays":
         raise UsageError("make-competition writes MNIST-MIX with language-specific labels (--label-mode specific); "
                          "train with --label-mode agnostic on the written directory instead")
-    random_usage(len(task.test_ids), seed, public_fraction)  # a bad --public-fraction fails before any file is written
+    usage = random_usage(len(task.test_ids), seed, public_fraction)  # a bad --public-fraction fails before any file
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: exists and is not a directory")
-    taken = [name for name in output_files(task) if (out_dir / name).exists() or (out_dir / name).is_symlink()]
+    taken = [name for name in output_files(task, options.layout)
+             if (out_dir / name).exists() or (out_dir / name).is_symlink()]
     if taken:
         raise UsageError(f"--out {out_dir}: already holds {', '.join(taken)}; choose a new directory")
+    if options.layout == "arrays":
+        return _write_arrays(task, out_dir, options, seed, public_fraction)
+    plan = _plan(task, out_dir, options, seed, usage)
+    return _write_plan(plan, out_dir, options)
+
+
+def _write_arrays(task: Task, out_dir: Path, options: MakeOptions, seed: int, public_fraction: float) -> list[Path]:
+    schema = task.schema
+    if options.metric is not None:
+        from kfold.scoring.metrics import metric_fit_problem
+
+        problem = metric_fit_problem(options.metric, schema.target, schema.num_classes, schema.classes)
+        if problem:
+            raise UsageError(problem)
+        schema = schema.with_metric(options.metric)
     written = []
-    if task.name == "mnist-mix":
-        languages = np.array([LANGUAGES.index(name) for name in task.group_names], dtype=np.int64)
-        combined = {"X_train": task.train_images, "y_train": languages[task.train_groups] * 10 + task.train_labels % 10,
-                    "X_test": task.test_images, "y_test": languages[task.test_groups] * 10 + task.test_labels % 10}
-        _write_npz(out_dir / COMBINED, **{k: np.asarray(v) for k, v in combined.items()})
-        written.append(out_dir / COMBINED)
-    else:
-        for name, array in ((KAGGLE.train_images, task.train_images), (KAGGLE.train_labels, task.train_labels.astype(np.uint8)),
-                            (KAGGLE.test_images, task.test_images)):
-            _write_npy(out_dir / name, np.ascontiguousarray(array))
-            written.append(out_dir / name)
-        write_csv(out_dir / CLASSMAP, _classmap(task.class_names))
-        written.append(out_dir / CLASSMAP)
-    written.append(write_sample_submission(task, out_dir / SAMPLE_SUBMISSION))
-    written.append(write_solution(task, out_dir / SOLUTION, seed=seed, public_fraction=public_fraction))
+    with together():
+        if task.name == "mnist-mix":
+            languages = np.array([LANGUAGES.index(name) for name in task.group_names], dtype=np.int64)
+            combined = {"X_train": task.train_images, "y_train": languages[task.train_groups] * 10 + task.train_labels % 10,
+                        "X_test": task.test_images, "y_test": languages[task.test_groups] * 10 + task.test_labels % 10}
+            _write_npz(out_dir / COMBINED, **{k: np.asarray(v) for k, v in combined.items()})
+            written.append(out_dir / COMBINED)
+        else:
+            for name, array in ((KAGGLE.train_images, task.train_images),
+                                (KAGGLE.train_labels, task.train_labels.astype(np.uint8)),
+                                (KAGGLE.test_images, task.test_images)):
+                _write_npy(out_dir / name, np.ascontiguousarray(array))
+                written.append(out_dir / name)
+            write_csv(out_dir / CLASSMAP, _classmap(task.class_names))
+            written.append(out_dir / CLASSMAP)
+        written.append(write_sample_submission(task, out_dir / SAMPLE_SUBMISSION))
+        written.append(write_solution(task, out_dir / SOLUTION, seed=seed, public_fraction=public_fraction))
+        written.append(write_competition_file(out_dir, schema, {"layout": "arrays"}))
     return written
+
+
+# -- the other layouts -----------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    schema: Schema
+    train_images: np.ndarray
+    test_images: np.ndarray
+    train_values: np.ndarray      # the class value of each training image, as written
+    train_stems: list[str]
+    test_ids: np.ndarray
+    sample: pd.DataFrame
+    solution: pd.DataFrame
+
+
+def stems(n: int, seed: int, split: str) -> list[str]:
+    """``n`` distinct file stems like ``0a3f9c1b2e``, seeded (the same seed and split give the same stems)."""
+    out, seen = [], set()
+    for i in range(n):
+        digest = hashlib.sha256(f"{seed}:{split}:{i}".encode()).hexdigest()
+        length = 10
+        while digest[:length] in seen:
+            length += 2
+        out.append(digest[:length])
+        seen.add(out[-1])
+    return out
+
+
+def _class_values(task: Task, options: MakeOptions) -> list[str]:
+    if options.class_values == "index":
+        return [str(i) for i in range(task.num_classes)]
+    names = [str(name) for name in task.class_names]
+    if all(name.lstrip("-").isdigit() for name in names):
+        names = [f"class_{name}" for name in names]
+    for name in names:
+        if not name.strip() or name in (".", "..") or any(c in name for c in '/\\,"\n\r') or name != name.strip():
+            raise DataError(f"class name {name!r} cannot be a class value of the written files (a folder name and a "
+                            "CSV cell); use --class-values index")
+    if len(set(names)) != len(names):
+        raise DataError(f"class names {names!r}: a name repeats; use --class-values index")
+    return names
+
+
+def _tinted(images: np.ndarray, seed: int, split: str) -> np.ndarray:
+    """Gray images -> RGB: each image multiplied by a seeded random colour (RGB images stay as they are)."""
+    if images.ndim == 4:
+        return images
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1])
+    tint = rng.uniform(0.35, 1.0, size=(len(images), 1, 1, 3))
+    return np.round(images[..., None].astype(np.float32) * tint).astype(np.uint8)
+
+
+def _plan(task: Task, out_dir: Path, options: MakeOptions, seed: int, usage: np.ndarray) -> _Plan:
+    from kfold.data.pixel_csv import resize_images
+    from kfold.files.schema import infer_id_kind
+
+    id_column = options.id_column or DEFAULT_ID_COLUMN
+    label_column = options.label_column or DEFAULT_LABEL_COLUMN
+    values = _class_values(task, options)
+    if id_column == label_column:
+        raise UsageError(f"id_column and label_column are both {id_column!r}")
+    for name in (id_column, label_column, USAGE_COLUMN, LABEL_COLUMN):
+        if options.target == "probs" and task.num_classes > 2 and name in values:
+            raise UsageError(f"class value {name!r} would also be a column name of the sample or solution; rename "
+                             "the column or use the other --class-values")
+    if options.layout == "class-folders" and set(values) & {id_column, label_column, USAGE_COLUMN, LABEL_COLUMN}:
+        raise UsageError(f"a class folder name among {values!r} is also a column name; rename the column")
+    train_images, test_images = np.asarray(task.train_images), np.asarray(task.test_images)
+    if options.rgb:
+        train_images, test_images = _tinted(train_images, seed, "train"), _tinted(test_images, seed, "test")
+    if options.resize is not None:
+        train_images, test_images = resize_images(train_images, options.resize), resize_images(test_images, options.resize)
+    if options.string_ids:
+        test_ids = np.array(stems(len(task.test_ids), seed, "test"), dtype=str)
+        train_stems = stems(len(train_images), seed, "train")
+    else:
+        test_ids = np.asarray(task.test_ids, dtype=np.int64)
+        train_stems = [str(i) for i in range(len(train_images))]
+    sample_ids = test_ids
+    if options.layout == "class-folders":
+        sample_ids = np.array([f"{i}{IMAGE_SUFFIX}" for i in test_ids], dtype=str)
+    train_values = np.array(values, dtype=object)[task.train_labels]
+    test_values = np.array(values, dtype=object)[task.test_labels]
+    binary = options.target == "probs" and len(values) == 2
+    kind = "binary" if binary else options.target
+    columns = [id_column, label_column] if kind != "probs" else [id_column, *values]
+    frame = pd.DataFrame({id_column: sample_ids.astype(str)})
+    for column in columns[1:]:
+        frame[column] = "0.5" if kind == "binary" else ("0" if kind == "probs" else values[0])
+    ids_text = [str(i) for i in sample_ids]
+    id_kind = infer_id_kind(ids_text)
+    sample = Sample(path=out_dir / SAMPLE_SUBMISSION, columns=columns, ids=sample_ids, id_kind=id_kind, frame=frame)
+    schema = infer_schema(sample, list(train_values), metric=options.metric, target=kind,
+                          where_labels="the training labels")
+    typed_ids = sample_ids if id_kind == "str" else np.asarray(sample_ids, dtype=np.int64)
+    if kind == "label":
+        sample_frame = pd.DataFrame({id_column: typed_ids, label_column: schema.decode(np.zeros(len(typed_ids), int))})
+    elif kind == "binary":
+        sample_frame = pd.DataFrame({id_column: typed_ids, label_column: np.full(len(typed_ids), 0.5)})
+    else:
+        sample_frame = pd.DataFrame({id_column: typed_ids, **{c: np.full(len(typed_ids), 1 / len(values)) for c in values}})
+    solution = pd.DataFrame({id_column: typed_ids, schema.solution_label_column:
+                             schema.decode(schema.encode(list(test_values), "the test labels", label_column)),
+                             USAGE_COLUMN: usage})
+    if task.test_groups is not None and task.group_names is not None:
+        if GROUP_COLUMN in solution.columns:
+            raise UsageError(f"column {GROUP_COLUMN!r} is taken; rename the Id or label column")
+        solution[GROUP_COLUMN] = np.asarray(task.group_names)[task.test_groups]
+    return _Plan(schema, train_images, test_images, train_values, train_stems, typed_ids, sample_frame, solution)
+
+
+_PIXEL_TEXT = np.array([str(i).encode() for i in range(256)], dtype=object)
+
+
+def pixel_csv_bytes(images: np.ndarray, first: list[tuple[str, list[str]]]) -> bytes:
+    """A pixel CSV: the ``first`` columns (name, cells) then ``pixel0..`` (each image flattened, row-major)."""
+    flat = images.reshape(len(images), -1)
+    header = [name for name, _ in first] + [f"pixel{i}" for i in range(flat.shape[1])]
+    lines = [",".join(header).encode()]
+    for row in range(len(flat)):
+        cells = [cells[row].encode() for _, cells in first]
+        lines.append(b",".join(cells + _PIXEL_TEXT[flat[row]].tolist()))
+    return b"\n".join(lines) + b"\n"
+
+
+def _write_png_folder(folder: Path, names: list[str], images: np.ndarray) -> None:
+    from PIL import Image
+
+    for name, image in zip(names, images):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(image)).save(path, format="PNG", compress_level=1)
+
+
+def _write_plan(plan: _Plan, out_dir: Path, options: MakeOptions) -> list[Path]:
+    schema = plan.schema
+    id_column, label_column = schema.id_column, (options.label_column or DEFAULT_LABEL_COLUMN)
+    folders: dict[str, tuple[list[str], np.ndarray]] = {}
+    if options.layout == "image-files":
+        folders[TRAIN_DIR] = ([f"{stem}{IMAGE_SUFFIX}" for stem in plan.train_stems], plan.train_images)
+    elif options.layout == "class-folders":
+        folders[TRAIN_DIR] = ([f"{value}/{stem}{IMAGE_SUFFIX}" for value, stem in zip(plan.train_values, plan.train_stems)],
+                              plan.train_images)
+    if options.layout != "pixel-csv":
+        folders[TEST_DIR] = ([f"{i}{IMAGE_SUFFIX}" for i in plan.test_ids.astype(str)], plan.test_images)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staged: dict[Path, Path] = {}
+    moved: list[Path] = []
+    written: list[Path] = []
+    try:
+        for name, (names, images) in folders.items():
+            tmp = out_dir / f".{name}.{os.getpid()}-tmp"
+            staged[out_dir / name] = tmp
+            _write_png_folder(tmp, names, images)
+        with together():
+            if options.layout == "pixel-csv":
+                first = [(label_column, [str(v) for v in plan.train_values])]
+                write_bytes(out_dir / TRAIN_CSV, pixel_csv_bytes(plan.train_images, first))
+                test_first = [(id_column, [str(i) for i in plan.test_ids])] if options.test_id_column else []
+                write_bytes(out_dir / TEST_CSV, pixel_csv_bytes(plan.test_images, test_first))
+                written += [out_dir / TRAIN_CSV, out_dir / TEST_CSV]
+            elif options.layout == "image-files":
+                write_csv(out_dir / TRAIN_CSV, pd.DataFrame({id_column: plan.train_stems, label_column: plan.train_values}))
+                written.append(out_dir / TRAIN_CSV)
+            write_csv(out_dir / SAMPLE_SUBMISSION, plan.sample)
+            write_csv(out_dir / SOLUTION, plan.solution)
+            write_competition_file(out_dir, schema, {"layout": options.layout})
+            written += [out_dir / SAMPLE_SUBMISSION, out_dir / SOLUTION, out_dir / COMPETITION_FILE]
+            for final, tmp in staged.items():
+                os.rename(tmp, final)
+                moved.append(final)
+        return [*moved, *written]
+    except BaseException:
+        for path in [*staged.values(), *moved]:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path)
+        raise

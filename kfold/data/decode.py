@@ -1,0 +1,264 @@
+"""Image files -> one uint8 array, decoded once into a memory-mapped ``.npy`` cache. Torch-free.
+
+Pillow decodes PNG, JPEG, TIFF, BMP (and anything else it reads) in modes ``1``, ``L``, ``LA``, ``P``,
+``RGB``, ``RGBA``, ``CMYK``, ``I``, ``I;16``: grayscale images stay one channel (16-bit values are scaled
+to 0..255), everything else becomes RGB, unless ``channels`` says 1 or 3. ``image_size=N`` resizes every
+image to N x N (Pillow's bilinear filter, which averages over the source pixels when it shrinks); without
+it every image must share the first one's size, and the first that does not is named with it.
+
+The result is cached under ``<cache>/decoded/<split>-<key>.npy`` (``$KFOLD_CACHE`` or ``~/.cache/kfold``),
+the key being a hash of the files' resolved paths, sizes and modification times and of the decode settings:
+the second load of the same files opens the cache (a memory map) instead of decoding. A cache file is
+written through :mod:`kfold.files.atomic` (a damaged or half-written one never appears under its name)
+and checked before use: a wrong header, shape or size is decoded again, never trusted.
+
+Decoding runs in a process pool over the cores: the workers write their chunks of rows straight into the
+memory-mapped temporary file, so memory stays near the size of the array itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from kfold.errors import DataError, UsageError
+
+CACHE_FOLDER = "decoded"
+CACHE_VERSION = "decode-v1"  # part of every key: a change of the decoder invalidates old caches
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+MIN_ROWS_PER_WORKER = 256  # below this a pool costs more than it saves
+MAX_SIZE = 4096            # image_size beyond this is surely a typo (a 4096x4096 RGB image is 48 MB)
+
+
+def check_decode_settings(image_size: int | None, channels: int | None) -> None:
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer))
+                                   or not 1 <= image_size <= MAX_SIZE):
+        raise UsageError(f"image_size {image_size!r}: must be an integer in 1..{MAX_SIZE}")
+    if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
+        raise UsageError(f"channels {channels!r}: must be 1 or 3")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def decode_one(path: str | os.PathLike, image_size: int | None = None, channels: int | None = None) -> np.ndarray:
+    """One image as uint8 (H, W) or (H, W, 3); ``channels`` None keeps grayscale as (H, W).
+
+    Raises :class:`DataError` naming the file for an unreadable, truncated or oversized (decompression bomb)
+    image."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                image = _to_mode(img, channels)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{path}: image too large, refused as a possible decompression bomb ({_one_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 -- Pillow raises OSError, SyntaxError, ValueError, struct.error ...
+        raise DataError(f"{path}: not a readable image ({_one_line(exc)})") from None
+    if image_size is not None and image.size != (image_size, image_size):
+        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _to_mode(img, channels: int | None):
+    """An ``L`` or ``RGB`` image of ``img`` (16-bit gray scaled to 8 bits)."""
+    from PIL import Image
+
+    mode = img.mode
+    if (mode == "L" and channels != 3) or (mode == "RGB" and channels != 1):
+        return img  # already what is asked: no copy
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        values = np.asarray(img)
+        if mode == "F":
+            values = np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8)
+        else:
+            values = ((np.clip(values.astype(np.int64), 0, 65535) + 128) // 257).astype(np.uint8)
+        gray = Image.fromarray(values, mode="L")
+    elif mode in GRAY_MODES:
+        gray = img.convert("L")
+    else:
+        color = img.convert("RGB")
+        return color.convert("L") if channels == 1 else color
+    return gray.convert("RGB") if channels == 3 else gray
+
+
+# -- the cache -------------------------------------------------------------------------------------
+def cache_key(paths: Sequence[str | os.PathLike], image_size: int | None, channels: int | None) -> str:
+    """A hash of the files (resolved path, size, mtime, in order) and the decode settings."""
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{image_size}|{channels}|{len(paths)}".encode())
+    folders: dict[str, str] = {}  # resolved once per folder, not once per file
+    for path in paths:
+        parent, name = os.path.split(os.fspath(path))
+        real = folders.get(parent)
+        if real is None:
+            real = folders[parent] = os.path.realpath(parent or ".")
+        st = os.stat(path)
+        digest.update(f"\n{real}/{name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:32]
+
+
+def cache_path(paths: Sequence[str | os.PathLike], split: str, image_size: int | None, channels: int | None,
+               cache_dir: str | os.PathLike | None = None) -> Path:
+    from kfold.data.download import cache_root
+
+    return cache_root(cache_dir) / CACHE_FOLDER / f"{split}-{cache_key(paths, image_size, channels)}.npy"
+
+
+def open_cached(path: Path, n_rows: int, image_size: int | None = None, channels: int | None = None) -> np.ndarray | None:
+    """The cached array at ``path`` (copy-on-write memory map), or None when it is absent or does not look
+    exactly like ``n_rows`` uint8 images (then it is decoded again)."""
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as fh:
+            version = npy_format.read_magic(fh)
+            if version != (1, 0):
+                return None
+            shape, fortran, dtype = npy_format.read_array_header_1_0(fh)
+            offset = fh.tell()
+        size = os.path.getsize(path)
+    except (OSError, ValueError, EOFError, SyntaxError):
+        return None
+    if (dtype != np.uint8 or fortran or len(shape) not in (3, 4) or shape[0] != n_rows or 0 in shape
+            or (len(shape) == 4 and shape[3] != 3)):
+        return None
+    if image_size is not None and tuple(shape[1:3]) != (image_size, image_size):
+        return None
+    if channels is not None and (1 if len(shape) == 3 else 3) != channels:
+        return None
+    if size != offset + math.prod(shape):
+        return None
+    try:
+        return np.load(path, mmap_mode="c", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+
+
+def decode_images(paths: Sequence[str | os.PathLike], *, split: str = "images", image_size: int | None = None,
+                  channels: int | None = None, cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                  workers: int | None = None) -> np.ndarray:
+    """``paths`` decoded into one uint8 array (N, H, W) or (N, H, W, 3), cached (see the module docstring)."""
+    check_decode_settings(image_size, channels)
+    paths = [os.fspath(p) for p in paths]  # plain strings: pathlib costs more than the cached load itself
+    if not paths:
+        raise DataError(f"{split}: no images to decode")
+    target = cache_path(paths, split, image_size, channels, cache_dir)
+    cached = open_cached(target, len(paths), image_size, channels)
+    if cached is not None:
+        return cached
+    first = decode_one(paths[0], image_size, channels)
+    out_channels = channels or (1 if first.ndim == 2 else 3)
+    try:
+        _decode_into(target, paths, first.shape[:2], out_channels, image_size, auto=channels is None,
+                     progress=progress, workers=workers, split=split)
+    except _NeedsColor:  # the first image was gray, a later one is not: everything becomes RGB
+        _decode_into(target, paths, first.shape[:2], 3, image_size, auto=False, progress=progress,
+                     workers=workers, split=split)
+    array = open_cached(target, len(paths), image_size)
+    if array is None:
+        raise DataError(f"{target}: the decoded cache cannot be read back")
+    return array
+
+
+class _NeedsColor(Exception):
+    pass
+
+
+def _workers(n_rows: int, workers: int | None) -> int:
+    if workers is None:
+        try:
+            workers = len(os.sched_getaffinity(0))
+        except AttributeError:
+            workers = os.cpu_count() or 1
+    return max(1, min(workers, n_rows // MIN_ROWS_PER_WORKER))
+
+
+def _decode_into(target: Path, paths: list[str], size: tuple[int, int], channels: int, image_size: int | None, *,
+                 auto: bool, progress: bool, workers: int | None, split: str) -> None:
+    from numpy.lib.format import open_memmap
+    from tqdm import tqdm
+
+    from kfold.files.atomic import Transaction, atomic_path
+
+    shape = (len(paths), *size) + ((3,) if channels == 3 else ())
+    n_workers = _workers(len(paths), workers)
+    chunk = max(16, min(1024, math.ceil(len(paths) / (n_workers * 8))))
+    jobs = [(start, paths[start:start + chunk]) for start in range(0, len(paths), chunk)]
+    with Transaction() as transaction, atomic_path(target, transaction=transaction) as tmp:
+        out = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        del out  # header and size are on disk; the workers open the file themselves
+        bar = tqdm(total=len(paths), desc=f"decoding {split}", unit="img", disable=not progress, leave=False)
+        try:
+            if n_workers == 1:
+                for start, names in jobs:
+                    _raise(_decode_chunk(str(tmp), start, names, size, channels, image_size, auto), paths, size)
+                    bar.update(len(names))
+            else:
+                _run_pool(jobs, str(tmp), size, channels, image_size, auto, n_workers, bar, paths)
+        finally:
+            bar.close()
+
+
+def _run_pool(jobs, tmp, size, channels, image_size, auto, n_workers, bar, paths) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
+        pending = {pool.submit(_decode_chunk, tmp, start, names, size, channels, image_size, auto): len(names)
+                   for start, names in jobs}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    _raise(future.result(), paths, size)
+                    bar.update(pending.pop(future))
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _raise(result, paths: list[str], size: tuple[int, int]) -> None:
+    """Turn a worker's report into the one error line (or nothing when the chunk was fine)."""
+    if result is None:
+        return
+    kind, row, detail = result
+    if kind == "error":
+        raise DataError(detail)
+    if kind == "color":
+        raise _NeedsColor()
+    height, width = size
+    raise DataError(f"images differ in size: {paths[0]} is {width}x{height} but {paths[row]} is "
+                    f"{detail[1]}x{detail[0]}; give an image size (--image-size N) to resize them all")
+
+
+def _decode_chunk(tmp: str, start: int, names: list[str], size, channels: int, image_size: int | None, auto: bool):
+    """Decode ``names`` into rows ``start..`` of the memory-mapped ``tmp``; None, or (kind, row, detail)."""
+    out = np.load(tmp, mmap_mode="r+")
+    try:
+        for offset, name in enumerate(names):
+            row = start + offset
+            try:
+                image = decode_one(name, image_size, None if auto and channels == 1 else channels)
+            except DataError as exc:
+                return ("error", row, str(exc))
+            if image.ndim == 3 and channels == 1:  # auto: a color image among gray ones
+                return ("color", row, None)
+            if image.shape[:2] != tuple(size):
+                return ("size", row, image.shape[:2])
+            out[row] = image
+        out.flush()
+    finally:
+        del out
+    return None

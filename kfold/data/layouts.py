@@ -1,0 +1,416 @@
+"""Competition layouts beyond the arrays: pixel CSVs, image files with a labels CSV, class subfolders. Torch-free.
+
+:func:`detect_layout` looks at a competition folder as Kaggle ships it and says which layout it holds;
+:func:`load_layout` reads it into a :class:`~kfold.data.task.Task` whose schema (Id column, target columns,
+classes, metric) comes from ``sample_submission.csv`` and the training labels (:mod:`kfold.files.schema`).
+:class:`LoadOptions` names what detection cannot decide (the ``--train-csv``, ``--label-column`` ... flags).
+
+========================  ===========================================================================
+layout                    files
+========================  ===========================================================================
+``pixel-csv``             ``train.csv`` (label + pixel columns), ``test.csv`` (pixels, with or without the
+                          Id column), ``sample_submission.csv``
+``image-files``           ``train/`` (or ``train_images/``) + ``train_labels.csv`` / ``train.csv`` (Id =
+                          file name with or without extension, label), ``test/`` (or ``test_images/``),
+                          ``sample_submission.csv``
+``class-folders``         ``train/<class>/*.png``, ``test/*.png``, ``sample_submission.csv``
+========================  ===========================================================================
+
+Test images come in the sample's row order with the sample's Ids: a pixel CSV without an Id column is
+matched row by row (the sample's first Id is row 0), otherwise every sample Id must have its test row or
+image file (the first that has none is named).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kfold.data.task import Task
+from kfold.errors import DataError, UsageError
+from kfold.files.schema import LABEL_COLUMN, USAGE_COLUMN, Sample, TARGETS, infer_schema, read_sample
+
+LAYOUT_NAMES = ("arrays", "pixel-csv", "image-files", "class-folders")
+SAMPLE_NAME = "sample_submission.csv"
+SOLUTION_NAME = "solution.csv"
+TRAIN_FOLDERS = ("train", "train_images")
+TEST_FOLDERS = ("test", "test_images")
+LABEL_CSVS = ("train_labels.csv", "train.csv", "labels.csv")
+PIXEL_TRAIN = "train.csv"
+PIXEL_TEST = "test.csv"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What detection cannot decide, each ``None`` by default (detected).
+
+    ``train_csv``: the pixel CSV of the training rows, or the labels CSV of image files; ``test_csv``: the
+    pixel CSV of the test rows; ``image_dir`` / ``test_dir``: folders of training / test images;
+    ``id_column``: the Id column (of the sample and the data files); ``label_column``: the training label
+    column; ``image_column``: the labels CSV's column naming the image files (default: the Id column);
+    ``image_size``: resize every image to N x N; ``channels``: 1 or 3 (default: 1 for grayscale data, else 3);
+    ``metric`` and ``target`` (``label``, ``probs``, ``binary``): as in :func:`kfold.files.schema.infer_schema`.
+    Relative paths are looked up in the current directory, then in the data folder.
+    """
+
+    train_csv: str | os.PathLike | None = None
+    test_csv: str | os.PathLike | None = None
+    image_dir: str | os.PathLike | None = None
+    test_dir: str | os.PathLike | None = None
+    id_column: str | None = None
+    label_column: str | None = None
+    image_column: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    metric: str | None = None
+    target: str | None = None
+
+    def check(self) -> "LoadOptions":
+        from kfold.data.decode import check_decode_settings
+
+        check_decode_settings(self.image_size, self.channels)
+        if self.target is not None and self.target not in TARGETS:
+            raise UsageError(f"target {self.target!r}: must be one of {', '.join(TARGETS)}")
+        if self.metric is not None:
+            from kfold.scoring.metrics import get_metric
+
+            try:
+                get_metric(self.metric)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        for name in ("id_column", "label_column", "image_column"):
+            value = getattr(self, name)
+            if value is not None and not str(value).strip():
+                raise UsageError(f"{name}: an empty column name")
+        return self
+
+    @property
+    def names_files(self) -> bool:
+        """True when a file or folder is given: the folder is read as one of the new layouts."""
+        return any(getattr(self, name) is not None for name in ("train_csv", "test_csv", "image_dir", "test_dir"))
+
+    def given(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass
+class Detected:
+    """A layout found in ``directory`` and its files."""
+
+    layout: str
+    directory: Path
+    sample: Path
+    train: Path            # pixel CSV, labels CSV or the class-folder root
+    test: Path             # pixel CSV or test image folder
+    image_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _resolve(directory: Path, value, what: str, kind: str) -> Path:
+    path = Path(value)
+    candidates = [path] if path.is_absolute() else [path, directory / path]
+    for candidate in candidates:
+        if (candidate.is_file() if kind == "file" else candidate.is_dir()):
+            return candidate
+    raise UsageError(f"{what} {str(value)!r}: no such {kind} (looked in the current directory and in {directory})")
+
+
+def _first(directory: Path, names, kind: str) -> Path | None:
+    for name in names:
+        path = directory / name
+        if path.is_file() if kind == "file" else path.is_dir():
+            return path
+    return None
+
+
+def _one_glob(directory: Path, pattern: str) -> Path | None:
+    found = sorted(p for p in directory.glob(pattern) if p.is_file())
+    return found[0] if len(found) == 1 else None
+
+
+def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = None) -> Detected | None:
+    """The layout of a competition folder, or None when nothing in it looks like one of these layouts."""
+    from kfold.data.image_files import has_subfolders, list_images
+
+    options = options or LoadOptions()
+    directory = Path(directory)
+    sample = _first(directory, (SAMPLE_NAME,), "file") or _one_glob(directory, "*sample*submission*.csv")
+    if options.image_dir is not None:
+        image_dir = _resolve(directory, options.image_dir, "image_dir", "folder")
+    elif options.test_csv is not None:  # a pixel CSV of test rows: no image folder
+        image_dir = None
+    else:
+        image_dir = _first(directory, TRAIN_FOLDERS, "folder")
+    if image_dir is not None:
+        test = (_resolve(directory, options.test_dir, "test_dir", "folder") if options.test_dir is not None
+                else _first(directory, TEST_FOLDERS, "folder"))
+        if options.train_csv is not None:
+            labels = _resolve(directory, options.train_csv, "train_csv", "file")
+        else:
+            labels = _first(directory, LABEL_CSVS, "file")
+        classes = has_subfolders(image_dir) and (labels is None or not list_images(image_dir))
+        layout = "class-folders" if classes else "image-files"
+        if sample is None:
+            raise DataError(f"{directory}: a {layout} layout ({image_dir.name}/) needs {SAMPLE_NAME}: the test Ids "
+                            "and the submission's columns come from it")
+        if test is None:
+            raise DataError(f"{directory}: a {layout} layout needs a folder of test images "
+                            f"({' or '.join(n + '/' for n in TEST_FOLDERS)}, or name it with --test-dir)")
+        if layout == "image-files" and labels is None:
+            raise DataError(f"{directory}: images in {image_dir.name}/ but no labels CSV "
+                            f"({', '.join(LABEL_CSVS)}; or name it with --train-csv), and no class subfolders")
+        return Detected(layout, directory, sample, labels if layout == "image-files" else image_dir, test, image_dir)
+    train = (_resolve(directory, options.train_csv, "train_csv", "file") if options.train_csv is not None
+             else _first(directory, (PIXEL_TRAIN,), "file") or _one_glob(directory, "*train*.csv"))
+    if train is None:
+        return None
+    test = (_resolve(directory, options.test_csv, "test_csv", "file") if options.test_csv is not None
+            else _first(directory, (PIXEL_TEST,), "file") or _one_glob(directory, "*test*.csv"))
+    if test is None:
+        raise DataError(f"{directory}: {train.name} but no test CSV ({PIXEL_TEST}; or name it with --test-csv) "
+                        f"and no image folder ({', '.join(n + '/' for n in TRAIN_FOLDERS)})")
+    if sample is None:
+        raise DataError(f"{directory}: a pixel-csv layout needs {SAMPLE_NAME}: the test Ids and the submission's "
+                        "columns come from it")
+    return Detected("pixel-csv", directory, sample, train, test)
+
+
+# -- loading -------------------------------------------------------------------------------------------
+def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache_dir=None,
+                progress: bool = True) -> Task:
+    """Read the detected layout into a Task (schema from the sample and the training labels)."""
+    options = recorded_options(detected.directory, (options or LoadOptions()).check())
+    sample = read_sample(detected.sample, id_column=options.id_column)
+    loader = {"pixel-csv": _load_pixel_csv, "image-files": _load_image_files, "class-folders": _load_class_folders}
+    parts = loader[detected.layout](detected, sample, options, cache_dir, progress)
+    schema = infer_schema(sample, parts["label_values"], metric=options.metric, target=options.target,
+                          where_labels=parts["labels_where"])
+    train_labels = schema.encode(parts["label_values"], parts["labels_file"], parts["label_column"],
+                                 first_line=parts.get("first_line"))
+    test_labels = None
+    if parts.get("test_label_values") is not None:
+        test_labels = schema.encode(parts["test_label_values"], str(detected.test), parts["label_column"], first_line=2)
+    solution = detected.directory / SOLUTION_NAME
+    train_images, test_images = parts["train_images"], parts["test_images"]
+    extra = {"layout": detected.layout, "label_column": parts["label_column"], **parts.get("extra", {})}
+    return Task(
+        name=detected.directory.resolve().name,
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_ids=sample.ids,
+        class_names=list(schema.classes),
+        test_labels=test_labels,
+        sample_submission=detected.sample,
+        solution=solution if solution.is_file() else None,
+        source=f"{detected.layout} layout in {detected.directory}",
+        extra=extra,
+        schema=schema,
+    )
+
+
+def recorded_options(directory: Path, options: LoadOptions) -> LoadOptions:
+    """``options`` with the metric (and target) recorded in the folder's ``competition.json`` where not given."""
+    from dataclasses import replace
+
+    from kfold.files.schema import read_competition_file
+
+    recorded = read_competition_file(directory)
+    if recorded is None:
+        return options
+    schema = recorded["schema"]
+    return replace(options, metric=options.metric or schema.metric,
+                   target=options.target or (schema.target if schema.target != "label" else None))
+
+
+def _label_column(columns: list[str], sample: Sample, options: LoadOptions, where: str, exclude: tuple[str, ...]) -> str:
+    if options.label_column is not None:
+        if options.label_column not in columns:
+            raise UsageError(f"label_column {options.label_column!r}: {where} has no such column "
+                             f"(has: {', '.join(columns[:8])}{', ...' if len(columns) > 8 else ''})")
+        return options.label_column
+    targets = sample.target_columns
+    if len(targets) == 1 and targets[0] in columns and targets[0] not in exclude:
+        return targets[0]
+    lowered = {c.lower(): c for c in columns if c not in exclude}
+    for name in ([LABEL_COLUMN] + ([targets[0].lower()] if len(targets) == 1 else [])):
+        if name.lower() in lowered:
+            return lowered[name.lower()]
+    rest = [c for c in columns if c not in exclude]
+    if len(columns) == 2 and len(rest) == 1:
+        return rest[0]
+    raise DataError(f"{where}: cannot tell which column holds the labels (no '{LABEL_COLUMN}' or "
+                    f"'{targets[0]}' column); name it with --label-column")
+
+
+def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
+    from kfold.data.image_files import check_labels_present, check_unique, shown
+    from kfold.data.pixel_csv import image_geometry, read_header, read_pixel_csv, to_images
+
+    id_column = sample.id_column
+    train_header = read_header(detected.train)
+    label = _label_column(train_header, sample, options, str(detected.train), (id_column,))
+    train_text = [label] + ([id_column] if id_column in train_header else [])
+    values, text, pixel_columns = read_pixel_csv(detected.train, train_text)
+    side, channels = image_geometry(values.shape[1], str(detected.train), pixel_columns)
+    label_values = check_labels_present(pd.Series(text[label]), str(detected.train), label)
+
+    test_header = read_header(detected.test)
+    test_text = [c for c in (id_column, label) if c in test_header]
+    test_values, test_cells, test_pixels = read_pixel_csv(detected.test, test_text)
+    if test_values.shape[1] != values.shape[1]:
+        raise DataError(f"{detected.test}: {test_values.shape[1]} pixel columns but {detected.train} has "
+                        f"{values.shape[1]} (columns other than '{id_column}' and '{label}' are pixels)")
+    extra = {}
+    if id_column in test_cells:
+        test_ids = _typed_ids(test_cells[id_column], sample, str(detected.test))
+        check_unique(test_ids, str(detected.test), id_column)
+        rows = pd.Index(test_ids).get_indexer(sample.ids)
+        missing = np.flatnonzero(rows < 0)
+        if missing.size:
+            raise DataError(f"{detected.sample}: line {int(missing[0]) + 2}, column '{id_column}': Id "
+                            f"{shown(sample.ids[missing[0]])} is not in {detected.test} ({missing.size} sample Id"
+                            f"{'s' if missing.size > 1 else ''} without a test row)")
+        extra["unused_test_rows"] = int(len(test_ids) - len(rows))
+    else:
+        if len(test_values) != len(sample.ids):
+            raise DataError(f"{detected.test}: {len(test_values)} rows but {detected.sample} has {len(sample.ids)} Ids "
+                            f"(without a '{id_column}' column, test row i is the sample's i-th Id)")
+        rows = np.arange(len(sample.ids))
+    out_channels = options.channels
+    test_label_values = None
+    if label in test_cells:
+        test_label_values = check_labels_present(pd.Series(test_cells[label]), str(detected.test), label)[rows]
+    return {
+        "train_images": to_images(values, side, channels, options.image_size, out_channels),
+        "test_images": to_images(test_values[rows], side, channels, options.image_size, out_channels),
+        "label_values": label_values, "labels_file": str(detected.train), "label_column": label,
+        "labels_where": f"{detected.train} column '{label}'", "first_line": 2,
+        "test_label_values": test_label_values, "extra": extra,
+    }
+
+
+def _typed_ids(cells: np.ndarray, sample: Sample, where: str) -> np.ndarray:
+    from kfold.files.schema import parse_ids
+
+    return parse_ids(pd.Series(cells, dtype=object), where, sample.id_column, sample.id_kind)
+
+
+def _decode_pair(train_paths, test_paths, options: LoadOptions, cache_dir, progress) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test images decoded with one size and one channel count."""
+    from kfold.data.decode import decode_images
+
+    kwargs = dict(image_size=options.image_size, cache_dir=cache_dir, progress=progress)
+    train = decode_images(train_paths, split="train", channels=options.channels, **kwargs)
+    test = decode_images(test_paths, split="test", channels=options.channels, **kwargs)
+    if options.channels is None and train.ndim != test.ndim:  # one split gray, the other colour: both RGB
+        if train.ndim == 3:
+            train = decode_images(train_paths, split="train", channels=3, **kwargs)
+        else:
+            test = decode_images(test_paths, split="test", channels=3, **kwargs)
+    if train.shape[1:3] != test.shape[1:3]:
+        raise DataError(f"images differ in size: {train_paths[0]} is {train.shape[2]}x{train.shape[1]} but "
+                        f"{test_paths[0]} is {test.shape[2]}x{test.shape[1]}; give an image size (--image-size N) "
+                        "to resize them all")
+    return train, test
+
+
+def _test_files(detected: Detected, sample: Sample) -> list[str]:
+    from kfold.data.image_files import FileIndex, list_images
+
+    files = list_images(detected.test)
+    if not files:
+        raise DataError(f"{detected.test}: no test images")
+    return FileIndex.of(detected.test, files).find(sample.ids, str(detected.sample), sample.id_column)
+
+
+def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
+    from kfold.data.image_files import FileIndex, check_labels_present, check_unique, list_images, read_text_csv
+
+    frame = read_text_csv(detected.train, "labels CSV")
+    columns = list(frame.columns)
+    where = str(detected.train)
+    if options.image_column is not None:
+        if options.image_column not in columns:
+            raise UsageError(f"image_column {options.image_column!r}: {where} has no such column (has: {', '.join(columns)})")
+        file_column = options.image_column
+    elif sample.id_column in columns:
+        file_column = sample.id_column
+    else:
+        file_column = columns[0]
+    label = _label_column(columns, sample, options, where, (file_column,))
+    if label == file_column:
+        raise UsageError(f"label_column {label!r} is also the column of the image file names")
+    names = frame[file_column].astype(str).str.strip().to_numpy(dtype=object)
+    check_unique(names, where, file_column)
+    values = check_labels_present(frame[label], where, label)
+    files = list_images(detected.image_dir)
+    if not files:
+        raise DataError(f"{detected.image_dir}: no training images")
+    train_paths = FileIndex.of(detected.image_dir, files).find(names, where, file_column)
+    test_paths = _test_files(detected, sample)
+    train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress)
+    return {"train_images": train, "test_images": test, "label_values": values, "labels_file": where,
+            "label_column": label, "labels_where": f"{where} column '{label}'", "first_line": 2,
+            "extra": {"image_column": file_column, "unused_train_images": len(files) - len(train_paths)}}
+
+
+def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
+    from kfold.data.image_files import list_class_folders
+
+    classes = list_class_folders(detected.train)
+    if not classes:
+        raise DataError(f"{detected.train}: no class folders")
+    reserved = {sample.id_column, LABEL_COLUMN, USAGE_COLUMN}
+    if len(sample.target_columns) == 1:
+        reserved.add(sample.target_columns[0])
+    for name, _ in classes:
+        if name in reserved:
+            raise DataError(f"{detected.train / name}: class folder name {name!r} is also a column name of the "
+                            f"competition's files ({', '.join(sorted(reserved))}); rename the folder")
+    train_paths = [path for _, files in classes for path in files]
+    values = np.array([name for name, files in classes for _ in files], dtype=object)
+    test_paths = _test_files(detected, sample)
+    train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress)
+    label = sample.target_columns[0] if len(sample.target_columns) == 1 else LABEL_COLUMN
+    return {"train_images": train, "test_images": test, "label_values": values,
+            "labels_file": str(detected.train), "label_column": label,
+            "labels_where": f"the class folders of {detected.train}", "first_line": None}
+
+
+def describe(task: Task) -> list[str]:
+    """What ``kfold inspect`` prints of a loaded task: layout, rows, image size and channels, classes with
+    their counts, the Id and target columns, the metric."""
+    schema = task.schema
+    shape = task.train_images.shape
+    channels = 3 if task.train_images.ndim == 4 else 1
+    counts = np.bincount(np.asarray(task.train_labels, dtype=np.int64), minlength=task.num_classes)
+    shown = ", ".join(f"{name}: {count}" for name, count in zip(task.class_names[:20], counts[:20]))
+    more = f", ... ({task.num_classes - 20} more)" if task.num_classes > 20 else ""
+    ids = task.test_ids
+    first_ids = ", ".join(str(v) for v in ids[:3]) + (", ..." if len(ids) > 3 else "")
+    target = {"label": "one label column", "probs": "one probability column per class",
+              "binary": "one probability column (binary)"}[schema.target]
+    layout = task.extra.get("layout", "arrays")
+    lines = [
+        f"layout: {layout if layout in LAYOUT_NAMES else f'arrays ({layout})'}",
+        f"source: {task.source}",
+        f"rows: {len(task.train_labels)} training, {len(ids)} test",
+        f"images: {shape[2]}x{shape[1]}, {channels} channel{'s' if channels > 1 else ''} "
+        f"({'grayscale' if channels == 1 else 'RGB'}), uint8",
+        f"classes ({task.num_classes}, {schema.class_kind} values): {shown}{more}",
+        f"Id column: {schema.id_column} ({schema.id_kind} Ids: {first_ids})",
+        f"target: {', '.join(schema.target_columns[:6])}{', ...' if len(schema.target_columns) > 6 else ''} ({target})",
+        f"metric: {schema.metric}",
+    ]
+    if layout in ("pixel-csv", "image-files"):
+        lines.insert(5, f"training labels: column '{task.extra['label_column']}'")
+    elif layout == "class-folders":
+        lines.insert(5, "training labels: the class folder names")
+    if task.sample_submission is not None:
+        lines.append(f"sample submission: {task.sample_submission}")
+    lines.append(f"solution: {task.solution if task.solution is not None else 'none (no local leaderboard)'}")
+    return lines

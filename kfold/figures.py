@@ -301,8 +301,10 @@ def plot_param_importances(importances: dict[str, float], metric: str, path: str
     save_figure(fig, path)
 
 
-def plot_metric_vs_params(table: pd.DataFrame, params: list[str], metric: str, path: str | Path) -> None:
-    """The metric of the complete trials against each searched field, one panel per field (at most 4 columns)."""
+def plot_metric_vs_params(table: pd.DataFrame, params: list[str], metric: str, path: str | Path,
+                          log: tuple[str, ...] = ()) -> None:
+    """The metric of the complete trials against each searched field, one panel per field (at most 4 columns);
+    the fields in ``log`` on a log axis."""
     done = table[table["state"] == "complete"]
     cols = min(4, max(1, len(params)))
     rows = -(-len(params) // cols)
@@ -312,8 +314,7 @@ def plot_metric_vs_params(table: pd.DataFrame, params: list[str], metric: str, p
         numeric = pd.to_numeric(values, errors="coerce")
         if numeric.notna().all() and len(values):
             ax.plot(numeric, done[metric], "o", ms=4)
-            positive = numeric[numeric > 0]
-            if len(positive) == len(numeric) and positive.max() / positive.min() > 50:
+            if name in log:
                 ax.set_xscale("log")
         else:
             labels = values.map(str)

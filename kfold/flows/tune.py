@@ -492,7 +492,8 @@ def write_results(study, out: Path, space: SearchSpace, metric: str, direction: 
             importances = _importances(study, space)
             if importances:
                 plot_param_importances(importances, metric, out / FIGURES[1])
-            plot_metric_vs_params(table, space.names, metric, out / FIGURES[2])
+            plot_metric_vs_params(table, space.names, metric, out / FIGURES[2],
+                                  log=tuple(p.name for p in space.params if p.kind == "log_uniform" or p.log))
             files += [out / FIGURES[0], *([out / FIGURES[1]] if importances else []), out / FIGURES[2]]
     return TuneResult(out, metric, direction, table, None if best is None else best.user_attrs["config"],
                       None if best is None else best.value, None if best is None else best.number, study, files)

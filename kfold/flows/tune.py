@@ -884,7 +884,7 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
     pruner_obj = make_pruner(pruner, prune_after)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
-    if (out / "config.json").exists():
+    if RunDir(out).config.exists():
         raise UsageError(f"--out {out}: holds a training run, not a search; choose another --out")
     url = storage or default_storage(out)
     if storage is not None:

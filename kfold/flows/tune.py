@@ -344,11 +344,17 @@ def open_storage(url: str):
     """An Optuna RDB storage; ``UsageError`` naming the URL when it cannot be opened."""
     optuna = import_optuna()
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None  # several drivers wait their turn
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of every kind mean: cannot open it
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise UsageError(f"--storage {url}: cannot open this Optuna storage ({type(exc).__name__}: {first})") from None
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of every kind mean: cannot open it
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            racing = any(word in first for word in ("locked", "UNIQUE constraint", "already exists"))
+            if racing and attempt < 5:  # another driver is creating the same new database's tables right now
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise UsageError(f"--storage {url}: cannot open this Optuna storage ({type(exc).__name__}: {first})") from None
+    raise AssertionError("unreachable")
 
 
 def make_sampler(seed: int, trial_number: int):
@@ -656,6 +662,15 @@ class _Driver:
         reporter = _FoldReporter(trial, run, self.fold_list, self.metric, self.task.num_classes, self.prune)
         return _Live(trial, run, cfg, reporter, start)
 
+    def start_or_requeue(self, trial) -> _Live | None:
+        """``start``; Ctrl-C while it samples or checks: the trial is failed and queued again."""
+        try:
+            return self.start(trial)
+        except KeyboardInterrupt:
+            self.fail(trial, "interrupted", "interrupted (Ctrl-C) before training; queued again")
+            self._requeue(trial.params, trial.number, trial.user_attrs.get("dir"))
+            raise
+
     def finish(self, live: _Live, pruned_after: int | None = None) -> None:
         from optuna.trial import TrialState
 
@@ -686,7 +701,7 @@ class _Driver:
             trial = self.ask()
             if trial is None:
                 break
-            live = self.start(trial)
+            live = self.start_or_requeue(trial)
             if live is None:
                 continue
             try:
@@ -735,7 +750,7 @@ class _Driver:
                     trial = self.ask()
                     if trial is None:
                         break
-                    item = self.start(trial)
+                    item = self.start_or_requeue(trial)
                     if item is None:
                         continue
                     try:
@@ -828,7 +843,11 @@ def open_study(storage, name: str, settings: dict, where: str):
                              f"use a new --out directory for a new search")
         return study, False
     study = optuna.create_study(storage=storage, study_name=name, direction=settings["direction"], load_if_exists=True)
-    study.set_user_attr("kfold", settings)
+    if "kfold" not in study.user_attrs:
+        study.set_user_attr("kfold", settings)
+    elif json.dumps(study.user_attrs["kfold"], sort_keys=True) != json.dumps(settings, sort_keys=True):
+        raise UsageError(f"{where}: study {name!r} was just created by another driver with other settings; "
+                         f"use a new --out directory")  # two drivers with different settings started together
     return study, True
 
 

@@ -435,7 +435,7 @@ def trials_table(study, space: SearchSpace, metric: str):
         row = {"number": t.number, "state": STATE_WORDS.get(t.state.name, t.state.name.lower()),
                metric: t.value if t.state.name == "COMPLETE" else None,
                "folds_done": t.user_attrs.get("folds_done", 0),
-               "seconds": t.user_attrs.get("seconds")}
+               "seconds": None if t.user_attrs.get("seconds") is None else round(t.user_attrs["seconds"], 3)}
         for name in space.names:
             row[name] = t.params.get(name)
         row["partial_metric"] = t.user_attrs.get("partial_metric")
@@ -642,7 +642,6 @@ class _Driver:
         values = {p.name: p.suggest(trial) for p in self.space.params}
         directory = trial.user_attrs.get("dir") or str(self.out / TRIALS_DIR / f"{trial.number:04d}")
         run = RunDir(directory)
-        trial.set_user_attr("dir", str(run.path))
         if "rerun_of" not in trial.user_attrs and run.is_run():
             self.fail(trial, "error", f"{run.path} already holds a run", start)
             raise DataError(f"{run.path}: already holds a run that study {self.study.study_name!r} does not know "
@@ -658,6 +657,7 @@ class _Driver:
             self.fail(trial, "invalid_config", str(exc), start)
             self.echo(f"trial {trial.number} failed: {exc}")
             return None
+        trial.set_user_attr("dir", str(run.path))  # a trial whose config failed has none
         trial.set_user_attr("config", cfg.to_dict())
         reporter = _FoldReporter(trial, run, self.fold_list, self.metric, self.task.num_classes, self.prune)
         return _Live(trial, run, cfg, reporter, start)

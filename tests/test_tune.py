@@ -270,7 +270,7 @@ def test_yaml_space_equals_json(tmp_path):
     pytest.importorskip("yaml")
     path = tmp_path / "space.yaml"
     path.write_text("lr:\n  log_uniform: [0.005, 0.2]\naug:\n  choice: [none, light]\nbatch_size:\n  choice: [16, 32]\n")
-    assert read_space(path) .to_json() == parse_space(SPACE, "x").to_json()
+    assert read_space(path).to_json() == parse_space(SPACE, "x").to_json()
 
 
 BAD_SPACES = [

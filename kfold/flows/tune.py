@@ -28,7 +28,7 @@ import numpy as np
 
 from kfold.config import TrainConfig, resolve_config
 from kfold.data.task import Task
-from kfold.errors import DataError, KfoldError, UsageError
+from kfold.errors import DataError, UsageError
 from kfold.files.rundir import RunDir
 from kfold.flows.training import TaskSpec, check_task, parse_fold_list, summarize, train_run
 from kfold.registry import MODELS, check_aug, check_model

@@ -133,19 +133,21 @@ def test_api_returns_the_table_and_best_config(searched, comp, space_file):
     assert result.best_value == load_study(out).best_value and result.direction == "maximize"
 
 
-def test_pruning_stops_a_trial_between_folds(comp, tmp_path):
-    """A hopeless learning rate is pruned after its first fold; it is recorded as pruned with 1 fold done."""
+@pytest.mark.parametrize("pruner, k, folds_done", [("median", 2, 1), ("halving", 3, 2)])
+def test_pruning_stops_a_trial_between_folds(pruner, k, folds_done, comp, tmp_path):
+    """A hopeless learning rate is stopped between folds (median: after the first; successive halving: at its
+    first rung, the second fold) and recorded as pruned with the folds it finished."""
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"lr": {"choice": [1e-6, 0.1]}}))
     out = tmp_path / "search"
-    assert tune("--data", comp, "--out", out, "--space", space, "--trials", 4, "--pruner", "median",
-                "--prune-after", 1, *COMMON) == 0
+    assert tune("--data", comp, "--out", out, "--space", space, "--trials", 4, "--pruner", pruner,
+                "--prune-after", 1, *COMMON, "--k", k, "--batch-size", 8) == 0
     table = pd.read_csv(out / "trials.csv")
     pruned = table[table["state"] == "pruned"]
-    assert len(pruned) >= 1 and set(pruned["folds_done"]) == {1} and set(pruned["lr"]) == {1e-6}, table
+    assert len(pruned) >= 1 and set(pruned["folds_done"]) == {folds_done} and set(pruned["lr"]) == {1e-6}, table
     for directory in pruned["dir"]:
-        assert (Path(directory) / "fold0" / "meta.json").is_file() and not (Path(directory) / "fold1").exists()
-        assert not (Path(directory) / "oof.npz").exists()
+        assert (Path(directory) / f"fold{folds_done - 1}" / "meta.json").is_file()
+        assert not (Path(directory) / f"fold{folds_done}").exists() and not (Path(directory) / "oof.npz").exists()
     assert pruned["partial_metric"].notna().all()
     assert len(table) == 4 and (table["state"] == "complete").sum() == 4 - len(pruned)
 
@@ -312,6 +314,8 @@ BAD_FLAGS = [
     (["--trials", "2", "--pruner", "hyperband"], "unknown pruner 'hyperband'"),
     (["--trials", "2", "--metric", "f2"], "unknown metric 'f2'"),
     (["--trials", "2", "--trials-in-parallel", "2"], "--trials-in-parallel needs --backend ray"),
+    (["--trials", "2", "--folds", "0", "--ensemble-top", "1"], "--ensemble-top needs every fold of each trial; --folds 0 trains 1 of 2"),
+    (["--trials", "2", "--folds", "0,5"], "--folds '0,5': folds must be in 0..1"),
     ([], "--trials N is required"),
     (["--trials", "2", "--space", "SPACE_WITH_EPOCHS"], "searches 'epochs', which the command line also fixes"),
     (["--trials", "2", "--space", "MISSING"], "file not found"),

@@ -85,6 +85,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold tune") -> int:
         raise UsageError(f"{prog}: --trials N is required")
     if args.trials_in_parallel > 1 and args.backend != "ray" and args.parallel_folds is None:
         raise UsageError(f"{prog}: --trials-in-parallel needs --backend ray")
+    if args.ensemble_top is not None and args.folds is not None and len(args.folds) < args.k:
+        raise UsageError(f"{prog}: --ensemble-top needs every fold of each trial; --folds "
+                         f"{','.join(map(str, args.folds))} trains {len(args.folds)} of {args.k}")
     spec = flags.task_spec(args)
     backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
     threads = args.threads if backend is None else backend.options.threads(args.threads)

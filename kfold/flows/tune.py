@@ -883,6 +883,8 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
         raise UsageError(f"ensemble_top={ensemble_top!r}: must be an integer >= 1")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UsageError(f"threads={threads!r}: must be an integer >= 1")
+    if ensemble_top is not None and len(fold_list) < k:
+        raise UsageError(f"ensemble_top needs every fold of each trial; folds={folds!r} trains {len(fold_list)} of {k}")
     if trials_in_parallel > 1 and backend is None:
         raise UsageError(f"trials_in_parallel={trials_in_parallel} needs the Ray backend")
     if space is None:

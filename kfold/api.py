@@ -299,6 +299,47 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
     return Run(run, result.values, str(data), task)
 
 
+def tune(data: str, preset: str = "fast", *, trials: int, out: str | Path | None = None, space: Any = None,
+         metric: str | None = None, k: int = 5, seed: int = 0, folds: Sequence[int] | None = None,
+         timeout: float | None = None, pruner: str = "median", prune_after: int = 2, storage: str | None = None,
+         device: str = "auto", threads: int | None = None, progress: bool = True, config: str | Path | None = None,
+         backend: Any = "local", address: str | None = None, cpus_per_fold: float = 1.0, gpus_per_fold: float = 0.0,
+         max_retries: int = 3, trials_in_parallel: int = 1, ensemble_top: int | None = None, **overrides: Any):
+    """Search hyperparameters with Optuna: ``trials`` k-fold runs in ``out`` (default ``runs/tune``); returns a
+    ``kfold.flows.tune.TuneResult`` (``table``: one row per trial; ``best_config``: the best trial's config).
+
+    ``space`` is a file path or a mapping (``{"lr": {"log_uniform": [0.01, 0.3]}}``; default: the preset
+    family's); keyword ``overrides`` fix config fields for every trial. Re-running continues the study.
+    """
+    from kfold.config import resolve_config
+    from kfold.flows.training import TaskSpec
+    from kfold.flows.tune import import_optuna, parse_space, read_space, tune as run_search
+
+    cfg = resolve_config(preset, config, overrides)
+    if space is not None and not hasattr(space, "params"):
+        space = parse_space(space, "space") if isinstance(space, dict) else read_space(space)
+    owned = None
+    if isinstance(backend, str):
+        from kfold.flows.ray_backend import make_backend
+
+        backend = owned = make_backend(backend, address=address, cpus_per_fold=cpus_per_fold, gpus_per_fold=gpus_per_fold,
+                                       max_retries=max_retries, device=device, progress=progress)
+    if backend is not None and hasattr(backend, "options"):
+        threads = backend.options.threads(threads)
+    import_optuna()
+    spec = TaskSpec(str(data))
+    task = spec.load(progress=progress)
+    try:
+        return run_search(cfg, task, out if out is not None else Path("runs") / "tune", task_spec=spec, trials=trials,
+                          preset=preset, space=space, fixed=list(overrides), metric=metric, k=k, seed=seed, folds=folds,
+                          timeout=timeout, pruner=pruner, prune_after=prune_after, storage=storage, device=device,
+                          threads=threads, progress=progress, backend=backend, trials_in_parallel=trials_in_parallel,
+                          ensemble_top=ensemble_top, echo=lambda _: None)
+    finally:
+        if owned is not None:
+            owned.close()
+
+
 @dataclass
 class Submission:
     """An ensemble written as a submission CSV (and its probabilities for mean/geomean)."""
@@ -445,4 +486,4 @@ def leaderboard(solution: str | Path, submissions: Sequence[str | Path], *, seed
     return table
 
 
-__all__ = ["FULL", "Predictions", "Run", "Submission", "ensemble", "leaderboard", "load_run", "train"]
+__all__ = ["FULL", "Predictions", "Run", "Submission", "ensemble", "leaderboard", "load_run", "train", "tune"]

@@ -347,3 +347,64 @@ def plot_scores_over_time(frame: pd.DataFrame, path: str | Path, competition: st
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     save_figure(fig, path)
     return True
+
+
+# ----------------------------------------------------------------------------- kfold tune's figures
+
+def plot_optimization_history(table: pd.DataFrame, metric: str, direction: str, path: str | Path) -> None:
+    """Every complete trial's metric by trial number, pruned trials' partial scores faint, and the best so far."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    done = table[table["state"] == "complete"].sort_values("number")
+    pruned = table[(table["state"] == "pruned") & table["partial_metric"].notna()]
+    ax.plot(done["number"], done[metric], "o", color="tab:blue", label="complete trial")
+    if len(pruned):
+        ax.plot(pruned["number"], pruned["partial_metric"], "x", color="tab:gray", alpha=0.6,
+                label="pruned (its finished folds)")
+    values = done[metric].astype(float)
+    best = values.cummax() if direction == "maximize" else values.cummin()
+    ax.step(done["number"], best, where="post", color="tab:red", label="best so far")
+    ax.set(xlabel="trial", ylabel=f"{metric} (out-of-fold)", title="optimization history")
+    integer_epochs(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_param_importances(importances: dict[str, float], metric: str, path: str | Path) -> None:
+    """Horizontal bars of each searched field's importance (Optuna's fANOVA), largest on top."""
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.35 * len(names)))
+    ax.barh(range(len(names)), [importances[n] for n in names], color="tab:blue")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set(xlabel=f"importance for {metric} (fANOVA)", title="parameter importances")
+    ax.grid(axis="x", alpha=0.3)
+    save_figure(fig, path)
+
+
+def plot_metric_vs_params(table: pd.DataFrame, params: list[str], metric: str, path: str | Path,
+                          log: tuple[str, ...] = ()) -> None:
+    """The metric of the complete trials against each searched field, one panel per field (at most 4 columns);
+    the fields in ``log`` on a log axis."""
+    done = table[table["state"] == "complete"]
+    cols = min(4, max(1, len(params)))
+    rows = -(-len(params) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, params):
+        values = done[name]
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.notna().all() and len(values):
+            ax.plot(numeric, done[metric], "o", ms=4)
+            if name in log:
+                ax.set_xscale("log")
+        else:
+            labels = values.map(str)
+            order = sorted(labels.unique())
+            ax.plot([order.index(v) for v in labels], done[metric], "o", ms=4)
+            ax.set_xticks(range(len(order)), order, rotation=30, fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(params):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel(metric)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,5 +1,5 @@
 """The ``kfold`` command: validate, leaderboard, ensemble, submit, submissions, download, train, predict, run,
-report, errors, make-competition, presets, models, learning-curve.
+report, errors, make-competition, presets, models, learning-curve, tune.
 
 Subcommand modules are imported only when their subcommand runs, so ``kfold validate`` and
 ``kfold --help`` never import torch. ``ensemble``, ``train`` and ``predict`` hand the rest of the
@@ -26,6 +26,8 @@ DELEGATED = {
     "run": ("kfold.commands.run", "the whole flow: train -> predict -> ensemble -> validate -> leaderboard"),
     "compare": ("kfold.commands.compare", "presets side by side over seeds, ensembles, Public/Private comparison (same as compare.py)"),
     "mnist-mix": ("kfold.commands.mnist_mix", "the MNIST-MIX report's experiments (same as mnist_mix.py)"),
+    "tune": ("kfold.commands.tune", "hyperparameter search with Optuna: one k-fold run per trial, folds pruned early "
+             "(pip install -e '.[tune]')"),
     "learning-curve": ("kfold.commands.learning_curve", "out-of-fold error against training rows over runs with different k"),
     "report": ("kfold.commands.report", "one self-contained HTML page for a trained run (curves, confusion, errors, "
                "folds, ensembles, leaderboard)"),

@@ -124,7 +124,9 @@ def parser(prog: str, description: str | None = None, **kwargs) -> ArgumentParse
     return ArgumentParser(prog=prog, description=description, **kwargs)
 
 
-def add_data_flags(p: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
+def add_data_flags(p: argparse.ArgumentParser, required: bool = True, default: str | None = None,
+                   metric: bool = True) -> None:
+    """``--data`` and what goes with it, and the layout flags (``metric``: with ``--metric``, the competition's)."""
     group = p.add_argument_group("data")
     group.add_argument("--data", required=required and default is None, default=default,
                        help="competition directory, official KMNIST/MNIST-MIX files, or the word 'kmnist' "
@@ -136,13 +138,16 @@ def add_data_flags(p: argparse.ArgumentParser, required: bool = True, default: s
     group.add_argument("--label-mode", default="specific", choices=["specific", "agnostic"],
                        help="MNIST-MIX labels: language-specific (default) or language-agnostic digits")
     group.add_argument("--cache-dir", help="download cache for --data kmnist (default: $KFOLD_CACHE or ~/.cache/kfold)")
+    add_layout_flags(p, metric=metric)
 
 
 def task_spec(args: argparse.Namespace):
     """The ``TaskSpec`` of the data flags (``add_data_flags``)."""
     from kfold.flows.training import TaskSpec
 
-    return TaskSpec(args.data, args.cache_dir, tuple(args.languages) if args.languages else None, args.label_mode, args.task)
+    options = tuple((name, getattr(args, name)) for name in LAYOUT_FLAGS if getattr(args, name, None) is not None)
+    return TaskSpec(args.data, args.cache_dir, tuple(args.languages) if args.languages else None, args.label_mode, args.task,
+                    options)
 
 
 def add_device_flags(p: argparse.ArgumentParser) -> None:

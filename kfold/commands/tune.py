@@ -23,7 +23,7 @@ def build_parser(prog: str = "kfold tune") -> argparse.ArgumentParser:
     from kfold.scoring.metrics import METRICS
 
     p = flags.parser(prog, __doc__)
-    flags.add_data_flags(p, required=False)
+    flags.add_data_flags(p, required=False, metric=False)
     search = p.add_argument_group("search")
     search.add_argument("--trials", type=flags.positive_int, default=None, metavar="N",
                         help="trials the study should hold (complete, pruned, or failed on their config); a re-run "

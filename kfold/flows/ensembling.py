@@ -71,10 +71,14 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
                           rounds=fit_rounds)
         weights = fit.weights
     row_ids = None
-    if ids or sample:
+    if ids:
         from kfold.files.readers import read_ids
 
-        row_ids = read_ids(ids or sample)
+        row_ids = read_ids(ids)
+    elif sample and (schema is not None or any(Path(p).suffix.lower() == ".npy" for p in inputs)):
+        from kfold.files.readers import read_ids
+
+        row_ids = sample_ids(sample, schema) if schema is not None else read_ids(sample)
     ensemble = combine(list(inputs), method=method, weights=weights, seed=seed, tiebreak=tiebreak,
                        num_classes=num_classes, ids=row_ids, log_probs=log_probs, input_predictions=bool(report))
     if ensemble.kind == "oof" and sample:

@@ -38,14 +38,20 @@ class TaskSpec:
     languages: tuple[str, ...] | None = None
     label_mode: str = "specific"
     expected: str = "auto"  # kmnist | mnist-mix | auto
+    options: tuple = ()  # (field, value) pairs of kfold.data.layouts.LoadOptions: what layout detection cannot decide
 
     def load(self, progress: bool = False) -> Task:
         from kfold.data import load_task
+        from kfold.data.layouts import LoadOptions
 
         task = load_task(self.data, cache_dir=None if self.cache_dir is None else Path(self.cache_dir),
                          languages=None if self.languages is None else list(self.languages),
-                         label_mode=self.label_mode, progress=progress)
+                         label_mode=self.label_mode, progress=progress,
+                         options=LoadOptions(**dict(self.options)) if self.options else None)
         kind = "mnist-mix" if task.name == "mnist-mix" else "kmnist"
+        if self.expected != "auto" and task.name not in ("kmnist", "mnist-mix"):
+            raise UsageError(f"task={self.expected}: data={self.data} holds a {task.name} competition; "
+                             "leave the task at auto")
         if self.expected not in ("auto", kind):
             raise UsageError(f"{param('task')}={self.expected}: {param('data')}={self.data} holds a {kind} dataset")
         return task

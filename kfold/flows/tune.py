@@ -315,7 +315,8 @@ def objective_metric(task: Task, metric: str | None = None) -> str:
     """The metric a search optimizes: ``metric`` when given, else the competition's default (accuracy)."""
     from kfold.scoring.metrics import METRICS
 
-    name = metric or getattr(task, "metric", None) or "accuracy"
+    schema = getattr(task, "schema", None)
+    name = metric or (schema.metric if schema is not None else None) or "accuracy"
     if name not in METRICS:
         raise UsageError(f"--metric {name!r}: not one of {', '.join(METRICS)}")
     return name

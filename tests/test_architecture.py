@@ -111,7 +111,7 @@ def test_no_import_cycles():
 # below, never one above (a longest-prefix match names a module's floor; ``kfold`` itself is the package's
 # ``__init__``, which re-exports the notebook API). Within a floor the cycle test above keeps the order.
 FLOORS = [
-    ("base", ["kfold.errors", "kfold.registry", "kfold.config", "kfold.identity"]),  # no kfold imports but these
+    ("base", ["kfold.errors", "kfold.registry", "kfold.config", "kfold.identity", "kfold.metrics"]),  # no kfold imports but these
     ("files", ["kfold.files"]),                   # on-disk formats, no scoring
     ("data", ["kfold.data", "kfold.kaggle_api"]),  # loaders and downloads; the one boundary to the kaggle client
     ("figures", ["kfold.figures"]),                # every figure (matplotlib's backend chosen once)
@@ -219,6 +219,29 @@ def test_run_directory_file_names_are_spelled_only_in_the_run_directory_module()
                 if any(part in NAME_PARTS for part in parts) and len(node.values) > 1:
                     found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: f-string {parts!r}")
     assert found == []
+
+
+COMPETITION_COLUMNS = {"Id", "Category", "Usage", "Id,Category", "Id,Category,Usage", "ImageId", "Label"}
+
+
+def test_competition_column_names_are_spelled_only_in_the_schema_module():
+    """A competition's columns come from its files through kfold.files.schema; no other module spells KMNIST's
+    (or any other competition's) column names as a value: a literal 'Id' or 'Category' would tie that code
+    to one competition."""
+    found = []
+    for name, path in MODULES.items():
+        if name == "kfold.files.schema":
+            continue
+        for node in _string_constants(ast.parse(path.read_text(encoding="utf-8"))):
+            value = node.value.decode() if isinstance(node.value, bytes) else node.value
+            if value.strip() in COMPETITION_COLUMNS:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.value!r}")
+    assert found == []
+
+
+def test_the_column_name_check_finds_a_planted_literal(tmp_path):
+    planted = ast.parse('HEADER = ["Id", "Category"]\nX = f"{1}"\n')
+    assert {node.value for node in _string_constants(planted)} >= {"Id", "Category"}
 
 
 COMMANDS = ["train", "predict", "ensemble", "run", "compare", "learning-curve", "mnist-mix"]

@@ -271,7 +271,7 @@ LAYOUT_FLAGS = ("train_csv", "test_csv", "image_dir", "test_dir", "id_column", "
 def add_layout_flags(p: argparse.ArgumentParser, metric: bool = True) -> None:
     """``--train-csv`` ... ``--target``: the fields of ``LoadOptions`` (``layout_options`` reads them back)."""
     from kfold.files.schema import TARGETS
-    from kfold.scoring.metrics import METRICS
+    from kfold.metrics import METRICS
 
     group = p.add_argument_group("layout (when detection cannot decide)")
     group.add_argument("--train-csv", metavar="FILE", help="training pixel CSV, or the labels CSV of image files "

@@ -136,6 +136,20 @@ def cmd_validate(args) -> int:
     _check_num_classes(args.num_classes)
     from kfold.files.readers import read_submission_fast
 
+    schema = None
+    if args.sample:
+        from kfold.data.classes import competition_schema
+
+        schema = competition_schema(args.sample)
+    if schema is not None:  # a competition in its own columns: header, Id type and order, classes or probabilities
+        from kfold.files.submission import validate_submission
+
+        for path in args.files:
+            checked = validate_submission(path, args.sample, schema=schema)
+            kind = "probabilities" if checked.probs is not None else f"{schema.num_classes} classes"
+            print(f"ok: {path}: submission in the competition's columns ({','.join(schema.header[:4])}"
+                  f"{',...' if len(schema.header) > 4 else ''}), {len(checked.ids)} rows, {kind}")
+        return 0
     sample = read_submission_fast(args.sample) if args.sample else None
     num_classes, source = resolve_num_classes(args.num_classes, args.sample)
     ids = _row_ids(args.ids) if args.ids else (sample.ids if sample is not None else None)

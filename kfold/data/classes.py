@@ -39,6 +39,31 @@ def competition_classes(directory: str | Path) -> Classes | None:
     return Classes(task.num_classes, f"the {task.name} data in {directory}")
 
 
+def competition_schema(sample: str | Path):
+    """The schema of the competition whose sample submission is ``sample``: ``None`` for KMNIST's ``Id,Category``
+    (checked as before), else the folder's ``competition.json`` or the schema of the data beside it; a sample in
+    another schema whose competition kfold cannot read is an error (its classes would be unknown)."""
+    from kfold.errors import DataError
+    from kfold.files.readers import csv_header
+    from kfold.files.schema import KMNIST, read_competition_file
+
+    sample = Path(sample)
+    if not sample.is_file():
+        raise DataError(f"{sample}: sample submission not found")
+    if [h.strip() for h in csv_header(sample)] == KMNIST.header:
+        return None
+    recorded = read_competition_file(sample.parent)
+    if recorded is not None:
+        return recorded["schema"]
+    from kfold.data import load_task
+
+    try:
+        return load_task(sample.parent, progress=False).schema
+    except KfoldError as exc:
+        raise DataError(f"{sample}: a sample in the competition's own columns, and the folder beside it holds no "
+                        f"competition kfold can read to know its classes ({exc})") from None
+
+
 def resolve_num_classes(num_classes: int | None, beside: str | Path | None) -> tuple[int | None, str]:
     """``--num-classes`` checked against the competition beside ``beside`` (a sample file); the count to use
     and where it comes from ('' when unknown or given by the flag)."""

@@ -143,7 +143,7 @@ def check_labels_present(values: pd.Series, where: str, column: str, first_line:
     return text.to_numpy(dtype=object)
 
 
-def check_unique(values, where: str, column: str, what: str = "Id", first_line: int = 2) -> None:
+def check_unique(values, where: str, column: str, what: str = "Id value", first_line: int = 2) -> None:
     dup = pd.Index(values).duplicated()
     if dup.any():
         row = int(np.argmax(dup))

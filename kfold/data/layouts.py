@@ -75,7 +75,7 @@ class LoadOptions:
         if self.target is not None and self.target not in TARGETS:
             raise UsageError(f"target {self.target!r}: must be one of {', '.join(TARGETS)}")
         if self.metric is not None:
-            from kfold.scoring.metrics import get_metric
+            from kfold.metrics import get_metric
 
             try:
                 get_metric(self.metric)

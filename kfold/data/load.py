@@ -92,7 +92,7 @@ def _array_options(task: Task, options: LoadOptions, directory: Path | None = No
 
         options = recorded_options(directory, options)
     if options.metric is not None:
-        from kfold.scoring.metrics import metric_fit_problem
+        from kfold.metrics import metric_fit_problem
 
         problem = metric_fit_problem(options.metric, task.schema.target, task.num_classes, task.schema.classes)
         if problem:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kfold.files.schema import KMNIST
+
 __all__ = ["make_toy_competition"]
 
 
@@ -47,6 +49,6 @@ def make_toy_competition(directory: str | Path, n_train: int = 40, n_test: int =
             with atomic_path(directory / name, transaction=transaction) as temp:
                 with open(temp, "wb") as handle:
                     np.save(handle, array)
-        write_csv(directory / "sample_submission.csv", pd.DataFrame({"Id": ids, "Category": 0}), transaction)
+        write_csv(directory / "sample_submission.csv", KMNIST.submission_frame(ids, np.zeros(len(ids), dtype=np.int64)), transaction)
         write_csv(directory / "solution.csv", make_solution(ids, test_labels, seed=seed), transaction)
     return directory

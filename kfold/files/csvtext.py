@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kfold.errors import DataError
 
-__all__ = ["exact_integer", "int64_array", "integer_column", "parse_csv"]
+__all__ = ["check_unique_ids", "exact_integer", "int64_array", "integer_column", "parse_csv", "read_csv_frame"]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _PLAIN_INT = re.compile(r"^\s*[+-]?[0-9]{1,18}\s*$")  # ASCII digits only: no '٣', no '1_000'
@@ -118,3 +120,32 @@ def int64_array(values, name: str, where: str) -> np.ndarray:
         row = int(np.argmax(~exact))
         raise DataError(f"{where}: row {row}: {name} must be integers that a float holds exactly, got {array[row]!r}")
     raise DataError(f"{where}: {name} must be integers, got dtype {array.dtype}")
+
+
+def read_csv_frame(path: str | os.PathLike, what: str = "file", pad_short: bool = True) -> pd.DataFrame:
+    """Read a CSV as strings (BOM stripped); every line is checked against the header (exact line numbers).
+
+    ``pad_short=False``: a line with fewer fields than the header is refused too (else its missing fields are blank)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise DataError(f"{path}: empty file, expected a header line")
+    return parse_csv(text, str(path), pad_short=pad_short)
+
+
+def _at(row: int, first_line: int | None) -> str:
+    """'line L' of a file (``first_line`` = line of row 0) or 'row R' of an in-memory array."""
+    return f"row {row}" if first_line is None else f"line {row + first_line}"
+
+
+def check_unique_ids(ids: np.ndarray, where: str, first_line: int | None = 2) -> None:
+    dup = pd.Index(ids).duplicated()
+    if dup.any():
+        row = int(np.argmax(dup))
+        raise DataError(f"{where}: {_at(row, first_line)}: duplicate Id {ids[row]}")

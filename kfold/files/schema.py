@@ -307,7 +307,7 @@ def read_sample(path: str | os.PathLike, id_column: str | None = None) -> Sample
     >>> s.id_column, s.id_kind, s.ids.tolist()
     ('id', 'str', ['00a1.jpg', '00b2.jpg'])
     """
-    from kfold.files.submission import check_unique_ids, read_csv_frame
+    from kfold.files.csvtext import check_unique_ids, read_csv_frame
 
     path = Path(path)
     frame = read_csv_frame(path, "sample submission")

@@ -27,6 +27,7 @@ import pandas as pd
 
 from kfold.files.atomic import write_csv
 from kfold.errors import DataError
+from kfold.files.csvtext import _at, check_unique_ids, read_csv_frame  # noqa: F401  (re-exported)
 from kfold.files.probs import numeric_column
 from kfold.files.schema import KMNIST, Schema, clip_for_metric
 
@@ -54,41 +55,10 @@ class Submission:
         return self.path.name if self.path is not None else "submission"
 
 
-def read_csv_frame(path: str | os.PathLike, what: str = "file", pad_short: bool = True) -> pd.DataFrame:
-    """Read a CSV as strings (BOM stripped); every line is checked against the header (exact line numbers).
-
-    ``pad_short=False``: a line with fewer fields than the header is refused too (else its missing fields are blank)."""
-    from kfold.files.csvtext import parse_csv
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    if not text.strip():
-        raise DataError(f"{path}: empty file, expected a header line")
-    return parse_csv(text, str(path), pad_short=pad_short)
-
-
 def check_header(frame: pd.DataFrame, expected: list[str], where: str) -> None:
     columns = list(frame.columns)
     if columns != expected:
         raise DataError(f"{where}: line 1: header '{','.join(map(str, columns))}' must be '{','.join(expected)}'")
-
-
-def _at(row: int, first_line: int | None) -> str:
-    """'line L' of a file (``first_line`` = line of row 0) or 'row R' of an in-memory array."""
-    return f"row {row}" if first_line is None else f"line {row + first_line}"
-
-
-def check_unique_ids(ids: np.ndarray, where: str, first_line: int | None = FIRST_DATA_LINE) -> None:
-    dup = pd.Index(ids).duplicated()
-    if dup.any():
-        row = int(np.argmax(dup))
-        raise DataError(f"{where}: {_at(row, first_line)}: duplicate Id {ids[row]}")
 
 
 def check_categories(ids: np.ndarray, categories: np.ndarray, num_classes: int | None, where: str,

@@ -221,8 +221,12 @@ def submit(file: str | os.PathLike, competition: str, message: str, *, sample: s
     log_path = Path(log) if log is not None else default_log_path(competition)
     refuse_overwriting_inputs([p for p in (file, sample, solution) if p is not None], [log_path], UsageError)
     read_log(log_path)  # a --log that is not a clean log stops here, before anything is computed or uploaded
-    num_classes, _ = resolve_num_classes(num_classes, sample)  # the competition's classes when it is known
-    checked = validate_submission(file, sample, num_classes=num_classes)
+    from kfold.data.classes import competition_schema
+
+    schema = competition_schema(sample) if sample is not None else None
+    if schema is None:
+        num_classes, _ = resolve_num_classes(num_classes, sample)  # the competition's classes when it is known
+    checked = validate_submission(file, sample, num_classes=num_classes, schema=schema)
     echo(f"ok: {file}: {len(checked.ids)} rows")
     echo(f"Ids match {sample}" if sample else "no sample_submission.csv found: Ids not checked (give --sample or --data)")
     origin = provenance(file, runs)

@@ -369,12 +369,12 @@ def _metric_scores(scored: list, solution: Solution) -> list[np.ndarray]:
         if metric.name == "logloss":
             if s.p_true is None:
                 raise DataError(f"{s.name}: holds class labels, and the competition's metric {metric.name} scores "
-                                "probabilities; score a probability file (the .probs.npz beside a mean submission)")
+                                "probabilities; score a probability file (the probabilities ensemble.py writes beside a mean submission)")
             out.append(s.p_true)
         elif metric.needs == "probs":
             if s.probs is None:
                 raise DataError(f"{s.name}: holds class labels, and the competition's metric {metric.name} scores "
-                                "probabilities; score a probability file (the .probs.npz beside a mean submission)")
+                                "probabilities; score a probability file (the probabilities ensemble.py writes beside a mean submission)")
             out.append(s.probs)
         else:
             out.append(s.predicted)

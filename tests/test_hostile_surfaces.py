@@ -284,9 +284,10 @@ def test_the_writer_list_covers_every_command_that_writes():
     submit/submissions write the Kaggle submission log (tests/test_kaggle_loop.py)."""
     from kfold.commands.main import COMMANDS, DELEGATED
 
-    read_only = {"validate", "presets", "models"}
+    read_only = {"validate", "presets", "models", "inspect"}  # inspect writes only the decode cache
+    searches = {"tune"}  # guarded in kfold.flows.tune (tests/test_competitions_end_to_end.py: its output guard)
     kaggle_log = {"submit", "submissions"}
-    assert set(COMMANDS) | set(DELEGATED) == set(WRITERS) | {"mnist-mix", "download"} | read_only | kaggle_log
+    assert set(COMMANDS) | set(DELEGATED) == set(WRITERS) | {"mnist-mix", "download"} | read_only | kaggle_log | searches
 
 
 @pytest.mark.parametrize("target_kind", ["outside", "inside"])
@@ -847,3 +848,23 @@ def test_npy_header_helper_matches_numpy_for_a_good_header():
     loaded = np.load(io.BytesIO(good))
     assert loaded.shape == (2,)
     assert np.load(io.BytesIO(raw_npy(b"{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }"))).shape == (2,)
+
+
+@pytest.mark.parametrize("where", ["out-link", "out-link-to-data"])
+def test_tune_refuses_an_output_through_a_folder_link(where, tmp_path, capsys):
+    """`kfold tune`'s output guard: its --out may not be a link (to a folder elsewhere, or to the data)."""
+    pytest.importorskip("optuna")
+    from kfold.commands.main import main as kfold_main
+    from kfold.data.toy import make_toy_competition
+
+    comp = make_toy_competition(tmp_path / "comp")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "search"
+    out.symlink_to(elsewhere if where == "out-link" else comp, target_is_directory=True)
+    before = {p.name: p.read_bytes() for p in comp.iterdir()}
+    code = kfold_main(["tune", "--data", str(comp), "--out", str(out), "--preset", "lenet5", "--trials", "1",
+                       "--epochs", "1", "--k", "2", "--threads", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error:") and "link" in err[0], err
+    assert list(elsewhere.iterdir()) == [] and {p.name: p.read_bytes() for p in comp.iterdir()} == before

@@ -420,7 +420,7 @@ HOSTILE = {
     "sample-id-without-image": (sample_id_missing_image, [], 1, ["sample_submission.csv", "'deadbeef' has no image"]),
     "duplicate-sample-id": (duplicate("sample"), [], 1, ["sample_submission.csv", "duplicate Id 2"]),
     "duplicate-labels-id": (duplicate("labels"), [], 1, ["train.csv", "line 11", "duplicate Id"]),
-    "duplicate-test-id": (duplicate("test"), [], 1, ["test.csv", "line 10", "duplicate Id 1"]),
+    "duplicate-test-id": (duplicate("test"), [], 1, ["test.csv", "line 10", "duplicate Id value 1"]),
     "one-class": (one_class, [], 1, ["only one class ('3')"]),
     "label-blank": (train_label(""), [], 1, ["train.csv", "line 7", "column 'label'", "missing label"]),
     "label-NaN": (train_label("NaN"), [], 1, ["train.csv", "line 7", "missing label"]),

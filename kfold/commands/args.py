@@ -139,13 +139,15 @@ def add_data_flags(p: argparse.ArgumentParser, required: bool = True, default: s
                        help="MNIST-MIX labels: language-specific (default) or language-agnostic digits")
     group.add_argument("--cache-dir", help="download cache for --data kmnist (default: $KFOLD_CACHE or ~/.cache/kfold)")
     add_layout_flags(p, metric=metric)
+    p.set_defaults(layout_metric=metric)  # False: the command's own --metric is not the competition's
 
 
 def task_spec(args: argparse.Namespace):
     """The ``TaskSpec`` of the data flags (``add_data_flags``)."""
     from kfold.flows.training import TaskSpec
 
-    options = tuple((name, getattr(args, name)) for name in LAYOUT_FLAGS if getattr(args, name, None) is not None)
+    options = tuple((name, getattr(args, name)) for name in LAYOUT_FLAGS if getattr(args, name, None) is not None
+                    and (name != "metric" or getattr(args, "layout_metric", True)))
     return TaskSpec(args.data, args.cache_dir, tuple(args.languages) if args.languages else None, args.label_mode, args.task,
                     options)
 

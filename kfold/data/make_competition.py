@@ -318,7 +318,8 @@ def _write_png_folder(folder: Path, names: list[str], images: np.ndarray) -> Non
     for name, image in zip(names, images):
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.ascontiguousarray(image)).save(path, format="PNG", compress_level=1)
+        with atomic_path(path) as temp:  # a complete PNG under its final name, or none
+            Image.fromarray(np.ascontiguousarray(image)).save(temp, format="PNG", compress_level=1)
 
 
 def _write_plan(plan: _Plan, out_dir: Path, options: MakeOptions) -> list[Path]:

@@ -37,6 +37,11 @@ import pandas as pd
 
 from kfold.errors import DataError, UsageError
 
+__all__ = ["KMNIST_ID_COLUMN", "KMNIST_TARGET_COLUMN", "ID_COLUMN", "USAGE_COLUMN", "LABEL_COLUMN",
+           "GROUP_COLUMN", "USAGE_VALUES", "COMPETITION_FILE", "TARGETS", "ID_KINDS", "KMNIST", "Sample",
+           "Schema", "as_ids", "clip_for_metric", "ids_equal", "infer_id_kind", "infer_schema", "kmnist_schema",
+           "parse_ids", "read_competition_file", "read_sample", "write_competition_file"]
+
 # The KMNIST competition's columns: the only place in kfold that spells them.
 KMNIST_ID_COLUMN = "Id"
 KMNIST_TARGET_COLUMN = "Category"

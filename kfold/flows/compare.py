@@ -301,7 +301,7 @@ def guard_comparison(out: Path, data: str, seeds: Sequence[int], presets: Sequen
     from kfold.flows.training import run_outputs
 
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
+        raise UsageError(f"{param('out')} {out}: exists and is not a directory")
     outputs = [out, out / "submissions", *(out / name for name in ("comparison.csv", "comparison.md", "comparison.png",
                                                                      "leaderboard.csv", "leaderboard.md"))]
     for seed in seeds:

@@ -31,6 +31,10 @@ import pandas as pd
 from kfold.errors import DataError, KfoldError, UsageError
 from kfold.files.rundir import RunDir, probs_path
 
+__all__ = ["Downloaded", "RemoteLeaderboard", "SubmissionsReport", "Submitted", "agreement", "agreement_line",
+           "board_with_ours", "detect_layout", "download", "find_sample", "local_scores", "merge", "provenance",
+           "remote_leaderboard", "submissions", "submissions_outputs", "submit", "wait_for_score", "would_rank"]
+
 DEFAULT_WAIT = 3600.0
 MAX_POLL_INTERVAL = 60.0
 BACKOFF = 1.6

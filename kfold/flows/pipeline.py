@@ -60,14 +60,14 @@ def validate_files(files: Sequence[Path], sample: Path | None, num_classes: int 
 def guard_competition(root: RunDir, run_dirs: Sequence[RunDir], submissions: Path, data: str, k: int) -> None:
     """Every output of ``kfold run`` checked before anything is trained: --submissions is a folder, no output is an
     input (the data, the runs' own files), and no folder on the way to one is a planted symbolic link."""
-    from kfold.errors import UsageError
+    from kfold.errors import UsageError, param
     from kfold.files.atomic import guard_outputs
     from kfold.files.rundir import data_inputs, probs_path
     from kfold.flows.ensembling import REPORT_FILES
     from kfold.flows.training import run_outputs
 
     if submissions.exists() and not submissions.is_dir():
-        raise UsageError(f"--submissions {submissions}: is a file; give the folder the submission CSVs go to")
+        raise UsageError(f"{param('submissions')}={str(submissions)!r}: is a file; give the folder the submission CSVs go to")
     inputs = data_inputs(data)  # the runs' own files are rewritten by training itself (its guard checks them)
     probs = root.probs
     outputs = [*(path for run in run_dirs for path in run_outputs(run, k)), probs.path,

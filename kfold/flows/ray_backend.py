@@ -53,7 +53,9 @@ class RayOptions:
         def number(name: str, value, low: float) -> None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low or value != value \
                     or value == float("inf"):
-                raise UsageError(f"{param(name)}={value!r}: must be a finite number >= {low:g}")
+                shown = name if name.startswith("resources") else f"{param(name)}="
+                raise UsageError(f"{shown}{value!r}: must be a finite number >= {low:g}" if shown.endswith("=")
+                                 else f"{shown} {value!r}: must be a finite number >= {low:g}")
 
         check_address(self.address)
         number("cpus_per_fold", self.cpus_per_fold, 0)
@@ -80,7 +82,7 @@ class RayOptions:
             for name, amount in self.resources.items():
                 if not isinstance(name, str) or not name or name in ("CPU", "GPU", "memory", "object_store_memory"):
                     raise UsageError(f"resources {name!r}: must be the name of a custom Ray resource (CPUs and GPUs "
-                                     f"are --cpus-per-fold and --gpus-per-fold)")
+                                     f"are {param('cpus_per_fold')} and {param('gpus_per_fold')})")
                 number(f"resources {name!r}", amount, 0)
         return self
 
@@ -115,13 +117,13 @@ def check_address(address) -> None:
     if address is None:
         return
     if not isinstance(address, str):
-        raise UsageError(f"--address {address!r}: must be HOST:PORT")
+        raise UsageError(f"{param('address')} {address!r}: must be HOST:PORT")
     match = re.fullmatch(rf"(ray://)?({_HOST})(?::(\d{{1,5}}))?", address)
     if address == "auto":
         return
     if match is None or (match.group(1) is None and match.group(3) is None) or \
             (match.group(3) is not None and not 1 <= int(match.group(3)) <= 65535):
-        raise UsageError(f"--address {address!r}: not a Ray cluster address; give HOST:PORT (e.g. 10.0.0.5:6379), "
+        raise UsageError(f"{param('address')} {address!r}: not a Ray cluster address; give HOST:PORT (e.g. 10.0.0.5:6379), "
                          "ray://HOST:PORT or auto")
 
 
@@ -196,10 +198,10 @@ def check_reachable(address: str, timeout: float) -> None:
     except ImportError:
         target = address
     except (ValueError, OSError) as exc:
-        raise UsageError(f"--address {address}: not a Ray cluster address HOST:PORT ({str(exc).strip()[:120]})") from None
+        raise UsageError(f"{param('address')} {address}: not a Ray cluster address HOST:PORT ({str(exc).strip()[:120]})") from None
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--address {address}: not a Ray cluster address HOST:PORT")
+        raise UsageError(f"{param('address')} {address}: not a Ray cluster address HOST:PORT")
     start = time.monotonic()
     hint = "check the address (ray status on the head node prints it)"
     longer = f"{hint}, or wait longer with --ray-timeout SECONDS"
@@ -207,21 +209,21 @@ def check_reachable(address: str, timeout: float) -> None:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
     except socket.gaierror as exc:
-        raise UsageError(f"--address {address}: unknown host {host!r} ({exc.strerror or exc})") from None
+        raise UsageError(f"{param('address')} {address}: unknown host {host!r} ({exc.strerror or exc})") from None
     except (socket.timeout, TimeoutError):
-        raise UsageError(f"--address {address}: no answer from {target} within {timeout:g}s; {longer}") from None
+        raise UsageError(f"{param('address')} {address}: no answer from {target} within {timeout:g}s; {longer}") from None
     except OSError as exc:
-        raise UsageError(f"--address {address}: cannot connect to {target} ({exc.strerror or exc}); {hint}") from None
+        raise UsageError(f"{param('address')} {address}: cannot connect to {target} ({exc.strerror or exc}); {hint}") from None
     left = max(timeout - (time.monotonic() - start), PROBE_MIN_SECONDS)
     try:
         done = subprocess.run([sys.executable, "-c", _GCS_PROBE, target, str(left)], capture_output=True, text=True,
                               timeout=left, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise UsageError(f"--address {address}: {target} accepts connections but no Ray cluster answered within "
+        raise UsageError(f"{param('address')} {address}: {target} accepts connections but no Ray cluster answered within "
                          f"{timeout:g}s; {longer}") from None
     if done.returncode == 1:
         detail = (done.stdout.strip().splitlines() or ["no answer"])[-1]
-        raise UsageError(f"--address {address}: no Ray cluster answered at {target} within {timeout:g}s ({detail}); {longer}")
+        raise UsageError(f"{param('address')} {address}: no Ray cluster answered at {target} within {timeout:g}s ({detail}); {longer}")
 
 
 # ---- the task bodies (run on the workers) -------------------------------------------------------------------
@@ -376,8 +378,8 @@ class RayBackend:
                                  f"node has {_amount(largest)}; the cluster: {have}); ask for at most "
                                  f"{_amount(largest)} or use a cluster that has more")
         raise UsageError(f"a fold asks for {', '.join(f'{_amount(a)} {n}' for n, a in wanted.items())} on one node, "
-                         f"but no node of {where} has all of them (the cluster: {have}); lower --cpus-per-fold or "
-                         f"--gpus-per-fold")
+                         f"but no node of {where} has all of them (the cluster: {have}); lower {param('cpus_per_fold')} or "
+                         f"{param('gpus_per_fold')}")
 
     def check_visible(self, path: str | Path) -> None:
         """On a remote cluster every node must see ``path`` (shared storage at the same path); one line if not."""

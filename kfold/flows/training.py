@@ -49,9 +49,6 @@ class TaskSpec:
                          label_mode=self.label_mode, progress=progress,
                          options=LoadOptions(**dict(self.options)) if self.options else None)
         kind = "mnist-mix" if task.name == "mnist-mix" else "kmnist"
-        if self.expected != "auto" and task.name not in ("kmnist", "mnist-mix"):
-            raise UsageError(f"task={self.expected}: data={self.data} holds a {task.name} competition; "
-                             "leave the task at auto")
         if self.expected not in ("auto", kind):
             raise UsageError(f"{param('task')}={self.expected}: {param('data')}={self.data} holds a {kind} dataset")
         return task
@@ -159,7 +156,7 @@ def check_run_dir(run: RunDir, wanted: dict, resume: bool, full: bool = False) -
     Returns the saved config of an existing run, ``None`` for a new one. A refusal names every key
     that differs with both values.
     """
-    guard_outputs(run_outputs(run, wanted["k"]), data_inputs(wanted["data"]), root=run.path, error=DataError, links="all")
+    guard_outputs(run_outputs(run, wanted["k"]), data_inputs(wanted.get("data")), root=run.path, error=DataError, links="all")
     if run.path.exists() and not run.path.is_dir():
         raise UsageError(f"{param('out')}={run.path}: exists and is not a directory")
     if not run.config.exists():

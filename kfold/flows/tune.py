@@ -33,6 +33,11 @@ from kfold.files.rundir import RunDir
 from kfold.flows.training import TaskSpec, check_task, parse_fold_list, summarize, train_run
 from kfold.registry import MODELS, check_aug, check_model
 
+__all__ = ["Param", "SearchSpace", "TuneResult", "check_space", "default_space", "default_storage",
+           "ensemble_best", "format_top", "import_optuna", "make_pruner", "make_sampler", "objective_metric",
+           "open_storage", "open_study", "parse_space", "read_space", "study_name", "top_trials", "trial_config",
+           "trials_table", "tune", "write_results"]
+
 INSTALL_HINT = "pip install -e '.[tune]'"
 PRUNERS = ("median", "halving", "none")
 KINDS = ("log_uniform", "uniform", "int", "choice")
@@ -906,6 +911,10 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
     pruner_obj = make_pruner(pruner, prune_after)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
+    from kfold.files.atomic import guard_outputs
+    from kfold.files.rundir import data_inputs
+
+    guard_outputs([out], data_inputs(task_spec.data), root=out.parent, error=UsageError)  # not the data, no link
     if RunDir(out).config.exists():
         raise UsageError(f"--out {out}: holds a training run, not a search; choose another --out")
     url = storage or default_storage(out)

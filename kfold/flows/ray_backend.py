@@ -38,6 +38,9 @@ EMBEDDED_NODE_IP = "127.0.0.2"
 
 
 @dataclass(frozen=True)
+MAX_START_UP_WAITS = 4  # timeouts a fold may take to start while its resources are free (slow worker start-up)
+
+
 class RayOptions:
     """How folds are scheduled; every value is checked by ``validate`` before Ray starts."""
 
@@ -460,13 +463,17 @@ class RayBackend:
         bar = tqdm(total=len(refs), desc="folds", unit="fold", disable=not self.progress, file=sys.stderr)
         timeout = self.options.timeout
         deadline = time.monotonic() + timeout
+        start_up_waits = 0
         try:
             while pending:
                 done, pending = self.ray.wait(pending, num_returns=1, timeout=min(max(deadline - time.monotonic(), 0.05), 5.0))
                 if not done:
                     if time.monotonic() >= deadline:  # nothing finished for a while: is any fold running at all?
                         if not self._any_started(pending):
-                            raise self._unscheduled(timeout)
+                            if self._room_for_a_fold() and start_up_waits < MAX_START_UP_WAITS:
+                                start_up_waits += 1  # resources are free: a worker is starting (imports on a busy host)
+                            else:
+                                raise self._unscheduled(timeout)
                         deadline = time.monotonic() + timeout
                     continue
                 deadline = time.monotonic() + timeout  # a fold finished: the next one has its own time to start
@@ -509,6 +516,15 @@ class RayBackend:
             if token is None or exists(f"kfold-attempt:{token}"):
                 return True
         return False
+
+    def _room_for_a_fold(self) -> bool:
+        """True when the cluster has the resources of one fold free right now (a fold not started yet is then
+        waiting for its worker to start, not for room)."""
+        try:
+            free = self.ray.available_resources()
+        except Exception:  # noqa: BLE001 - unknown: treat as no room (the bounded wait applies)
+            return False
+        return all(free.get(name, 0.0) >= amount for name, amount in self.options.request().items())
 
     def _unscheduled(self, timeout: float) -> KfoldError:
         try:

@@ -37,10 +37,10 @@ INSTALL_HINT = "pip install -e '.[ray]'"
 EMBEDDED_NODE_IP = "127.0.0.2"
 
 
-@dataclass(frozen=True)
 MAX_START_UP_WAITS = 4  # timeouts a fold may take to start while its resources are free (slow worker start-up)
 
 
+@dataclass(frozen=True)
 class RayOptions:
     """How folds are scheduled; every value is checked by ``validate`` before Ray starts."""
 

@@ -104,7 +104,7 @@ def read_ids(path: str | os.PathLike) -> np.ndarray:
         frame = pd.read_csv(path, usecols=[HEADER[0]], dtype=str, na_filter=False, skip_blank_lines=False,
                             encoding="utf-8-sig")
     except ValueError:
-        raise DataError(f"{path}: no 'Id' column (header {','.join(csv_header(path))})") from None
+        raise DataError(f"{path}: no '{HEADER[0]}' column (header {','.join(csv_header(path))})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
     ids = numeric_column(frame, HEADER[0], str(path), "an integer Id", integer=True, first_line=2).astype(np.int64)

@@ -68,7 +68,7 @@ def check_categories(ids: np.ndarray, categories: np.ndarray, num_classes: int |
     if bad.any():
         row = int(np.argmax(bad))
         allowed = "a non-negative class index" if num_classes is None else f"in 0..{num_classes - 1}"
-        raise DataError(f"{where}: line {row + first_line} (Id {ids[row]}), column 'Category': "
+        raise DataError(f"{where}: line {row + first_line} (Id {ids[row]}), column '{HEADER[1]}': "
                         f"{categories[row]} is not {allowed}{suffix}")
 
 

@@ -32,14 +32,26 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def start_kfold(*argv: str, log: Path) -> tuple[subprocess.Popen, float, Path]:
+    """Start ``python -m kfold ARGV`` with its output in ``log``."""
+    fh = open(log, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "kfold", *argv], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+    fh.close()
+    return proc, time.perf_counter(), log
+
+
+def finish_kfold(started: tuple[subprocess.Popen, float, Path], what: str) -> float:
+    """Wait for a started command; its wall seconds; stop on a failure."""
+    proc, start, log = started
+    code = proc.wait()
+    if code != 0:
+        raise SystemExit(f"error: kfold {what} failed (exit {code}); see {log}")
+    return time.perf_counter() - start
+
+
 def kfold(*argv: str, log: Path) -> float:
     """Run ``python -m kfold ARGV`` with its output in ``log``; the wall seconds; stop on a failure."""
-    start = time.perf_counter()
-    with open(log, "w") as fh:
-        done = subprocess.run([sys.executable, "-m", "kfold", *argv], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"error: kfold {' '.join(argv[:1])} failed (exit {done.returncode}); see {log}")
-    return time.perf_counter() - start
+    return finish_kfold(start_kfold(*argv, log=log), argv[0])
 
 
 def search_row(out: Path, pruner: str, seconds: float) -> dict:
@@ -69,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3600, help="seconds of each search (default 3600)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--extra", default="", help="more flags for every kfold tune/run call, e.g. '--epochs 1'")
+    p.add_argument("--parallel", action="store_true",
+                   help="run the two searches at the same time (side by side under the same load; give each "
+                        "--threads of its own, e.g. 1 each on 2 cores) instead of one after the other")
     p.add_argument("--out", type=Path, help="Markdown summary (a .json beside it)")
     args = p.parse_args(argv)
 
@@ -77,12 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--data", args.data, "--preset", args.preset, "--k", str(args.k), "--seed", str(args.seed),
               "--threads", str(args.threads), "--no-progress", *extra]
     rows = []
+    started = {}
     for pruner in ("median", "none"):
         out = args.work / f"search-{pruner}"
         print(f"search with --pruner {pruner}: {out} ({args.timeout:g}s)", flush=True)
-        seconds = kfold("tune", *common, "--out", str(out), "--trials", "100000", "--timeout", str(args.timeout),
-                        "--pruner", pruner, log=args.work / f"search-{pruner}.log")
-        rows.append(search_row(out, pruner, seconds))
+        started[pruner] = start_kfold("tune", *common, "--out", str(out), "--trials", "100000", "--timeout",
+                                      str(args.timeout), "--pruner", pruner, log=args.work / f"search-{pruner}.log")
+        if not args.parallel:
+            seconds = finish_kfold(started.pop(pruner), f"tune --pruner {pruner}")
+            rows.append(search_row(out, pruner, seconds))
+            print(json.dumps(rows[-1]), flush=True)
+    for pruner, job in started.items():
+        seconds = finish_kfold(job, f"tune --pruner {pruner}")
+        rows.append(search_row(args.work / f"search-{pruner}", pruner, seconds))
         print(json.dumps(rows[-1]), flush=True)
     better = max((r for r in rows if r["best"] is not None), key=lambda r: r["best"])
     best_json = Path(better["out"]) / "best.json"
@@ -100,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
               str(args.work / "leaderboard"), log=args.work / "leaderboard.log")
         board = (args.work / "leaderboard" / "leaderboard.md").read_text()
     oof = {name: json.loads((args.work / name / "summary.json").read_text()).get("oof_accuracy") for name in recipes}
-    lines = [f"## kfold tune: {args.preset}, k = {args.k}, {args.timeout:g} s per search, seed {args.seed}", "",
+    how = "side by side (--parallel)" if args.parallel else "one after the other"
+    lines = [f"## kfold tune: {args.preset}, k = {args.k}, {args.timeout:g} s per search, seed {args.seed}, "
+             f"--threads {args.threads}, searches {how}", "",
              "| pruner | seconds | trials ended | complete | pruned | failed | trials / hour | folds trained | best OOF |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -22,6 +22,9 @@ def build_report_parser(prog: str = "kfold report") -> argparse.ArgumentParser:
                    help="folder holding leaderboard.csv (default: RUN_DIR/leaderboard when present)")
     p.add_argument("--out", type=Path, metavar="FILE.html", help="output file (default: RUN_DIR/report.html)")
     p.add_argument("--data", help="the run's data, when it moved since training (default: the one in the run config)")
+    p.add_argument("--tune", type=Path, metavar="DIR",
+                   help="add a search's section (trials by state, the best trials and their parameters, the figures) "
+                        "from the folder 'kfold tune --out' wrote; 'kfold report TUNE_DIR' alone gives that section")
     return p
 
 
@@ -46,7 +49,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold report") -> int:
     if args.leaderboard is not None and not (args.leaderboard / "leaderboard.csv").is_file():
         raise UsageError(f"{prog}: --leaderboard {args.leaderboard}: holds no leaderboard.csv (give the folder that "
                          "'kfold leaderboard --out' or 'kfold run' wrote)")
-    out, analysis = write_html_report(args.run_dir, args.out, args.leaderboard, args.data)
+    out, analysis = write_html_report(args.run_dir, args.out, args.leaderboard, args.data, tune_dir=args.tune)
+    if analysis is None:  # a search's folder: the page of its section
+        print(f"wrote {out} (the search in {args.run_dir})")
+        return 0
     print(per_class_markdown(analysis))
     for note in analysis.notes:
         print(note)

@@ -31,7 +31,7 @@ from typing import Iterator
 
 from kfold.errors import DataError
 
-__all__ = ["FULL", "model_name", "PredDir", "probs_path", "PROBS_SUFFIX", "RunDir", "safe_name"]
+__all__ = ["FULL", "model_name", "PredDir", "probs_path", "PROBS_SUFFIX", "RunDir", "safe_name", "TuneDir"]
 
 CONFIG, FOLDS, SUMMARY, OOF = "config.json", "folds.csv", "summary.json", "oof.npz"
 META, WEIGHTS, CHECKPOINT, METRICS = "meta.json", "model.safetensors", "checkpoint.pt", "metrics.csv"
@@ -446,3 +446,92 @@ class PredDir:
 
     def oof(self, run: str, fmt: str = "npz") -> Path:
         return self.path / f"{safe_name(run)}-oof.{fmt}"
+
+
+@dataclass(frozen=True)
+class TuneDir:
+    """The folder ``kfold tune --out`` writes: the study, one run directory per trial, the results.
+
+    >>> t = TuneDir("runs/tune")
+    >>> t.trials_csv.as_posix(), t.best_json.as_posix(), t.trial(7).as_posix()
+    ('runs/tune/trials.csv', 'runs/tune/best.json', 'runs/tune/trials/0007')
+    """
+
+    STUDY_DB = "study.db"
+    TRIALS_DIR = "trials"
+    TRIALS_CSV = "trials.csv"
+    BEST_JSON = "best.json"
+    FIGURES = ("history.png", "importance.png", "params.png")
+    STATES = ("complete", "pruned", "failed", "running", "waiting")
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def study_db(self) -> Path:
+        return self.path / self.STUDY_DB
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.path / self.TRIALS_DIR
+
+    def trial(self, number: int) -> Path:
+        return self.trials_dir / f"{int(number):04d}"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.path / self.TRIALS_CSV
+
+    @property
+    def best_json(self) -> Path:
+        return self.path / self.BEST_JSON
+
+    @property
+    def figures(self) -> list[Path]:
+        return [self.path / name for name in self.FIGURES]
+
+    def is_tune(self) -> bool:
+        """A folder ``kfold tune`` wrote results to (its trials.csv is there)."""
+        return self.trials_csv.is_file()
+
+    def inputs(self) -> list[Path]:
+        """The result files a reader of this folder reads (those present)."""
+        return [p for p in (self.trials_csv, self.best_json, *self.figures) if p.is_file()]
+
+    def read_trials(self):
+        """trials.csv, checked: its fixed columns, the metric (3rd column, empty where a trial did not complete), a
+        known state per row, numbers where numbers belong; the metric's name is ``table.attrs["metric"]``. Else one
+        DataError naming the file, row and column."""
+        columns = [str(c) for c in read_table(self.trials_csv, {}, allow_empty=True).columns]
+        if len(columns) < 5 or columns[:2] != ["number", "state"] or columns[3:5] != ["folds_done", "seconds"]:
+            raise DataError(f"{self.trials_csv}: columns {', '.join(columns[:5])} ...: not a kfold tune trials table "
+                            "(number, state, METRIC, folds_done, seconds, ...)")
+        metric = columns[2]
+        table = read_table(self.trials_csv, {"number": "count", "state": "text", metric: "number?",
+                                             "folds_done": "count", "seconds": "number?"},
+                           {"partial_metric": "number?"}, allow_empty=True,
+                           text=("state",) + tuple(c for c in columns[5:] if c != "partial_metric"))
+        states = table["state"].astype(str)
+        bad = ~states.isin(self.STATES)
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise DataError(f"{self.trials_csv}: row {row + 2}, column 'state': {table['state'].iloc[row]!r} is not "
+                            f"one of {', '.join(self.STATES)}")
+        missing = (states == "complete") & table[metric].isna()
+        if missing.any():
+            row = int(missing.to_numpy().argmax())
+            raise DataError(f"{self.trials_csv}: row {row + 2}, column '{metric}': a complete trial without its score")
+        if table["number"].duplicated().any():
+            row = int(table["number"].duplicated().to_numpy().argmax())
+            raise DataError(f"{self.trials_csv}: row {row + 2}, column 'number': trial "
+                            f"{int(table['number'].iloc[row])} appears twice")
+        table.attrs["metric"] = metric
+        return table

@@ -29,7 +29,7 @@ import numpy as np
 from kfold.config import TrainConfig, resolve_config
 from kfold.data.task import Task
 from kfold.errors import DataError, UsageError
-from kfold.files.rundir import RunDir
+from kfold.files.rundir import RunDir, TuneDir
 from kfold.flows.training import TaskSpec, check_task, parse_fold_list, summarize, train_run
 from kfold.registry import MODELS, check_aug, check_model
 
@@ -41,11 +41,8 @@ __all__ = ["Param", "SearchSpace", "TuneResult", "check_space", "default_space",
 INSTALL_HINT = "pip install -e '.[tune]'"
 PRUNERS = ("median", "halving", "none")
 KINDS = ("log_uniform", "uniform", "int", "choice")
-STUDY_DB = "study.db"
-TRIALS_DIR = "trials"
-TRIALS_CSV = "trials.csv"
-BEST_JSON = "best.json"
-FIGURES = ("history.png", "importance.png", "params.png")
+STUDY_DB, TRIALS_DIR, TRIALS_CSV, BEST_JSON = TuneDir.STUDY_DB, TuneDir.TRIALS_DIR, TuneDir.TRIALS_CSV, TuneDir.BEST_JSON
+FIGURES = TuneDir.FIGURES  # the names live in files/rundir.py: the report reads them too
 MODEL_OPTION = "model_kwargs."  # a space key "model_kwargs.width" searches one model option
 STALE_AFTER_S = 120.0  # a RUNNING trial without a recorded driver is stale after this long
 STUDY_KEYS = ("metric", "direction", "preset", "k", "seed", "folds", "fingerprint", "base", "space")

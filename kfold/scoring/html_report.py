@@ -3,7 +3,9 @@
 The page holds the run summary, the learning curves with the learning rate, the out-of-fold confusion matrix,
 per-class accuracy, the gallery of misclassified out-of-fold images, the fold table and, when present, the
 ensembles' agreement (``RUN_DIR/report-*/``, written by ``kfold run`` / ``ensemble.py --report``) and the
-leaderboard (``RUN_DIR/leaderboard/`` or ``--leaderboard DIR``). Every image is embedded as base64 PNG:
+leaderboard (``RUN_DIR/leaderboard/`` or ``--leaderboard DIR``) and a search's results (``--tune DIR``, the folder
+``kfold tune --out`` wrote: its trials, best trials and figures; ``kfold report TUNE_DIR`` alone gives a page of
+that section only). Every image is embedded as base64 PNG:
 the file opens from disk with no server and no network. A short inline script checks on load that every
 image decoded and writes the result into ``<body data-images=...>`` (and shows a warning when one did not).
 Nothing here imports torch.
@@ -21,15 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kfold.files.rundir import RunDir, check_fields, read_metrics, read_table
-from kfold.errors import DataError, UsageError
+from kfold.files.rundir import RunDir, TuneDir, check_fields, read_metrics, read_table
+from kfold.errors import DataError, UsageError, param
 from kfold.files.atomic import write_text
 from kfold.files.schema import ID_COLUMN
 from kfold.scoring.errors_analysis import RunAnalysis, analyze_run, guard_analysis, write_analysis
 
 __all__ = ["build_report", "CHECK_IMAGES", "curves_section", "embedded_font_css", "ensembles_section",
-           "errors_section", "folds_section", "html_table", "leaderboard_section", "STYLE", "summary_section",
-           "write_html_report"]
+           "errors_section", "folds_section", "html_table", "leaderboard_section", "read_tune", "STYLE",
+           "summary_section", "tune_section", "write_html_report"]
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1150px; color: #222; padding: 0 1em; }
@@ -246,20 +248,115 @@ def leaderboard_section(directory: Path | None, table: pd.DataFrame | None) -> s
             "ranked by Public accuracy; 95% bootstrap intervals.</p>" + html_table(shown))
 
 
-def report_inputs(run: RunDir, board: Path | None) -> list[Path]:
-    """Every file the report reads: the run's own, its ensembles' reports and the leaderboard."""
+TUNE_TOP = 10  # trials shown in the tuning section
+
+
+def read_tune(directory: str | Path | None) -> dict | None:
+    """A ``kfold tune --out`` folder's results for the report, every file checked: the trials table (see
+    ``TuneDir.read_trials``), ``best.json`` (a JSON object) and the figures present; None when ``directory`` is None."""
+    if directory is None:
+        return None
+    tune = TuneDir(directory)
+    if not tune.is_tune():
+        raise DataError(f"{tune.trials_csv}: missing (is {tune} a folder 'kfold tune --out' wrote?)")
+    from kfold.metrics import METRICS
+
+    table = tune.read_trials()
+    metric = table.attrs["metric"]
+    if metric not in METRICS:
+        raise DataError(f"{tune.trials_csv}: column 3 is {metric!r}, not a metric kfold knows "
+                        f"({', '.join(METRICS)})")
+    best = None
+    if tune.best_json.is_file():
+        try:
+            best = json.loads(tune.best_json.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"{tune.best_json}: not JSON ({exc})") from None
+        if not isinstance(best, dict):
+            raise DataError(f"{tune.best_json}: not a JSON object (a config: field -> value)")
+    figures = [(path.stem, _png_data_uri(path)) for path in tune.figures if path.is_file()]
+    return {"dir": tune.path, "table": table, "metric": metric, "direction": METRICS[metric].direction,
+            "best": best, "figures": figures}
+
+
+def tune_section(tune: dict | None) -> str:
+    """The search's section: counts by state, the best trials with their parameters, the figures."""
+    if tune is None:
+        return ""
+    table, metric, direction = tune["table"], tune["metric"], tune["direction"]
+    counts = table["state"].astype(str).value_counts()
+    states = ", ".join(f"{int(counts[s])} {s}" for s in TuneDir.STATES if s in counts)
+    done = table[table["state"].astype(str) == "complete"]
+    top = done.sort_values([metric, "number"], ascending=[direction == "minimize", True]).head(TUNE_TOP)
+    params = [c for c in table.columns[5:] if c not in ("partial_metric", "reason", "dir")]
+    shown = top[["number", metric, "folds_done", "seconds", *params]].copy()
+    shown["number"] = shown["number"].astype(int)
+    parts = [f"<h2 id=tuning>Tuning</h2><p class=note>{html.escape(str(tune['dir']))}: {len(table)} trials "
+             f"({states or 'none'}); objective {html.escape(metric)} ({direction}).</p>"]
+    if shown.empty:
+        parts.append("<p class=note>no trial completed</p>")
+    else:
+        parts.append(f"<h3>Best {len(shown)} trials by {html.escape(metric)}</h3>" + html_table(shown, floatfmt=".4g"))
+    failed = table[table["state"].astype(str) == "failed"]
+    if len(failed):
+        reasons = failed[["number", "reason"]].copy()
+        reasons["number"] = reasons["number"].astype(int)
+        parts.append("<h3>Failed trials</h3>" + html_table(reasons.head(TUNE_TOP)))
+    for name, uri in tune["figures"]:
+        parts.append(_image(uri, f"tuning {name}"))
+    if tune["best"] is not None:
+        best = {key: tune["best"][key] for key in params if key in tune["best"]}
+        if best:
+            parts.append(f"<h3>best.json (the searched fields; use the file as --config)</h3>" + html_table(
+                pd.DataFrame({"field": list(best), "value": [json.dumps(v) for v in best.values()]})))
+    return "".join(parts)
+
+
+def report_inputs(run: RunDir, board: Path | None, tune_dir: Path | None = None) -> list[Path]:
+    """Every file the report reads: the run's own, its ensembles' reports, the leaderboard and the search's."""
     files = run.inputs() + sorted(p for p in run.path.glob("report-*/*") if p.is_file())
     if board is not None:
         files.append(board / "leaderboard.csv")
+    if tune_dir is not None:
+        files += TuneDir(tune_dir).inputs()
     return files
 
 
+TITLES = [("summary", "Summary"), ("curves", "Learning curves"), ("confusion", "Confusion"), ("classes", "Per class"),
+          ("errors", "Errors"), ("folds", "Folds"), ("ensembles", "Ensembles"), ("leaderboard", "Leaderboard"),
+          ("tuning", "Tuning")]
+
+
+def _page(name: str, sections: list[str]) -> str:
+    body = "".join(sections)
+    nav = "".join(f'<a href="#{anchor}">{text}</a>' for anchor, text in TITLES if f"id={anchor}>" in body)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    style = STYLE + embedded_font_css(body)
+    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>kfold report: {html.escape(name)}</title>"
+            f"<meta name=viewport content=\"width=device-width, initial-scale=1\"><style>{style}</style></head>"
+            f"<body><h1>kfold report: {html.escape(name)}</h1><p class=note>written {when}</p><nav>{nav}</nav>"
+            f"{body}<script>{CHECK_IMAGES}</script></body></html>\n")
+
+
+def is_tune_only(run_dir: str | Path) -> bool:
+    """RUN_DIR is a search's folder (``kfold tune --out``), not a trained run."""
+    return TuneDir(run_dir).is_tune() and not RunDir(run_dir).summary.is_file()
+
+
 def build_report(run_dir: str | Path, leaderboard_dir: str | Path | None = None, data: str | None = None,
-                 analysis_dir: str | Path | None = None) -> tuple[str, RunAnalysis, dict[str, Path]]:
+                 analysis_dir: str | Path | None = None, tune_dir: str | Path | None = None,
+                 ) -> tuple[str, RunAnalysis | None, dict[str, Path]]:
     """The HTML text of a run's report, its error analysis, and the analysis files written on the way.
 
-    Every file the page shows is read and checked first; the analysis files are written only then."""
+    Every file the page shows is read and checked first; the analysis files are written only then. For a search's
+    folder (``kfold tune --out``) alone, the page holds the tuning section, and there is no analysis (None)."""
     run_dir = Path(run_dir)
+    if is_tune_only(run_dir):
+        for name, value in (("leaderboard_dir", leaderboard_dir), ("data", data)):
+            if value is not None:
+                raise UsageError(f"{param(name)}={str(value)!r}: {run_dir} is a search's folder (kfold tune --out); "
+                                 "this belongs to the report of a trained run")
+        return _page(run_dir.name, [tune_section(read_tune(run_dir))]), None, {}
     run = RunDir(run_dir)
     if leaderboard_dir is not None and not (Path(leaderboard_dir) / "leaderboard.csv").is_file():
         raise UsageError(f"leaderboard_dir {leaderboard_dir}: holds no leaderboard.csv (give the folder that "
@@ -275,42 +372,46 @@ def build_report(run_dir: str | Path, leaderboard_dir: str | Path | None = None,
     histories = read_histories(run, summary["k"])
     ensembles = read_ensembles(run_dir)
     board = read_board(board_dir)
+    tune = read_tune(tune_dir)
     analysis = analyze_run(run_dir, data=data)
     files = write_analysis(analysis, analysis_dir)
     sections = [summary_section(run_dir, summary, config), curves_section(run_dir, histories),
                 errors_section(analysis, files), folds_section(summary), ensembles_section(ensembles),
-                leaderboard_section(board_dir, board)]
-    titles = [("summary", "Summary"), ("curves", "Learning curves"), ("confusion", "Confusion"), ("classes", "Per class"),
-              ("errors", "Errors"), ("folds", "Folds"), ("ensembles", "Ensembles"), ("leaderboard", "Leaderboard")]
-    body = "".join(sections)
-    nav = "".join(f'<a href="#{anchor}">{text}</a>' for anchor, text in titles if f"id={anchor}>" in body)
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    style = STYLE + embedded_font_css(body)
-    page = (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>kfold report: {html.escape(run_dir.name)}</title>"
-            f"<meta name=viewport content=\"width=device-width, initial-scale=1\"><style>{style}</style></head>"
-            f"<body><h1>kfold report: {html.escape(run_dir.name)}</h1><p class=note>written {when}</p><nav>{nav}</nav>"
-            f"{body}<script>{CHECK_IMAGES}</script></body></html>\n")
-    return page, analysis, files
+                leaderboard_section(board_dir, board), tune_section(tune)]
+    return _page(run_dir.name, sections), analysis, files
 
 
 def write_html_report(run_dir: str | Path, out: str | Path | None = None, leaderboard_dir: str | Path | None = None,
-                 data: str | None = None) -> tuple[Path, RunAnalysis]:
+                      data: str | None = None, tune_dir: str | Path | None = None) -> tuple[Path, RunAnalysis | None]:
     """Write RUN_DIR/report.html (or ``out``) and the error analysis in RUN_DIR/analysis; every output is checked
-    against every input (and for planted links) before anything is read."""
+    against every input (and for planted links) before anything is read.
+
+    ``tune_dir`` (a ``kfold tune --out`` folder) adds the search's section; a search's folder given as ``run_dir``
+    gets a page of that section alone (no error analysis: the analysis returned is None)."""
     from kfold.files.atomic import guard_outputs
     from kfold.files.rundir import data_inputs
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run directory")
-    run = RunDir(run_dir)
-    board = Path(leaderboard_dir) if leaderboard_dir is not None else run.leaderboard
-    inputs = [*report_inputs(run, board), *data_inputs(data)]
+    if tune_dir is not None and not TuneDir(tune_dir).is_tune():
+        raise UsageError(f"{param('tune_dir')}={str(tune_dir)!r}: holds no {TuneDir.TRIALS_CSV} (give the folder that "
+                         "'kfold tune --out' wrote)")
     out = Path(out) if out is not None else run_dir / "report.html"
-    guard_analysis(run_dir, None, inputs)
-    guard_outputs([out], inputs, root=run_dir)  # an --out spelled inside the run: no planted folder link on the way
+    if is_tune_only(run_dir):
+        if tune_dir is not None:
+            raise UsageError(f"{param('tune_dir')}={str(tune_dir)!r}: {run_dir} is itself a search's folder; give a trained "
+                             "run as RUN_DIR to add a search's section to its report")
+        inputs = TuneDir(run_dir).inputs()
+        guard_outputs([out], inputs, root=run_dir)
+    else:
+        run = RunDir(run_dir)
+        board = Path(leaderboard_dir) if leaderboard_dir is not None else run.leaderboard
+        inputs = [*report_inputs(run, board, None if tune_dir is None else Path(tune_dir)), *data_inputs(data)]
+        guard_analysis(run_dir, None, inputs)
+        guard_outputs([out], inputs, root=run_dir)  # an --out spelled inside the run: no planted folder link on the way
     if out.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--out {out}: the report is an HTML file; give a name ending in .html")
-    page, analysis, _ = build_report(run_dir, leaderboard_dir, data)
+    page, analysis, _ = build_report(run_dir, leaderboard_dir, data, tune_dir=tune_dir)
     write_text(out, page)
     return out, analysis

@@ -108,8 +108,10 @@ def test_download_unpacks_the_archive(fake, tmp_path, capsys):
     assert not (data_dir / "kmnist.zip").exists()
     assert capsys.readouterr().out.splitlines() == [f"wrote {data_dir / 'sample_submission.csv'}",
                                                     f"wrote {data_dir / 'train' / 'kmnist-train-imgs.npy'}",
-                                                    f"no KMNIST or MNIST-MIX layout recognised in {data_dir}; "
-                                                    "see README (data layouts)"]
+                                                    f"no layout kfold reads recognised in {data_dir} (arrays, "
+                                                    "MNIST-MIX, pixel CSVs, image files with a labels CSV, class "
+                                                    f"folders); 'kfold inspect {data_dir}' says what is missing; "
+                                                    "see README (Your own competition)"]
 
 
 def test_download_error(monkeypatch, tmp_path, capsys):

@@ -324,8 +324,10 @@ def test_credentials_are_never_printed_or_written(trained, tmp_path):
                                         f"{Path('submissions/log/kmnist.csv')}", "exit 0",
                                         f"ok: {sub}: 2 rows", unchecked, limits, "exit 1",
                                         f"wrote {tmp_path / 'data' / 'sample_submission.csv'}",
-                                        f"no KMNIST or MNIST-MIX layout recognised in {tmp_path / 'data'}; "
-                                        "see README (data layouts)", "exit 0"]
+                                        f"no layout kfold reads recognised in {tmp_path / 'data'} (arrays, "
+                                        "MNIST-MIX, pixel CSVs, image files with a labels CSV, class folders); "
+                                        f"'kfold inspect {tmp_path / 'data'}' says what is missing; see README "
+                                        "(Your own competition)", "exit 0"]
     assert done.stderr == (f"error: kaggle: submitting {sub} to 'closed' failed: 403 Forbidden for url "
                            "https://***:***@www.kaggle.com/api/v1/submit/closed\n")
     _, run_dir = trained  # trained with the same credentials in its environment

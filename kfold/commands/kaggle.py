@@ -203,7 +203,9 @@ def download_command(args) -> int:
     if len(done.files) > 20:
         print(f"... and {len(done.files) - 20} more files in {done.folder}")
     if done.layout is None:
-        print(f"no KMNIST or MNIST-MIX layout recognised in {done.folder}; see README (data layouts)")
+        print(f"no layout kfold reads recognised in {done.folder} (arrays, MNIST-MIX, pixel CSVs, image files with a "
+              f"labels CSV, class folders); 'kfold inspect {done.folder}' says what is missing; see README "
+              "(Your own competition)")
     else:
         folder, description = done.layout
         print(f"layout: {description} in {folder}: use --data {folder}")

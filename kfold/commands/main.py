@@ -49,13 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = sub.add_parser("validate", help="check submission CSVs and probability files",
-                              description="Check submission CSVs (Id,Category) and probability files (.npz, or .csv "
-                                          "starting with '#kfold-probs'). A UTF-8 BOM is accepted; blank lines, "
-                                          "duplicate/missing/extra Ids and out-of-range Categories are errors.")
+                              description="Check submission CSVs and probability files (.npz, or .csv starting with "
+                                          "'#kfold-probs') against the competition's sample: its Id column and "
+                                          "target columns (KMNIST's without --sample), the sample's Ids in its "
+                                          "order, class values among the training classes or probabilities in "
+                                          "[0, 1] summing to 1 per row. A UTF-8 BOM is accepted; blank lines, "
+                                          "duplicate/missing/extra Ids and unknown classes are errors.")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.add_argument("--sample", type=Path, help="sample_submission.csv: the Ids every file must cover; the "
                           "competition beside it (kmnist_classmap.csv, the data) gives the classes")
-    validate.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1 (default: the competition's)")
+    validate.add_argument("--num-classes", type=int, help="integer classes must lie in 0..N-1 (default: the competition's)")
     _input_flags(validate)
 
     board = sub.add_parser("leaderboard", help="score submissions on Public/Private rows of a solution file",
@@ -66,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "Public one on the same rows (paired bootstrap interval of the difference, "
                                        "McNemar's exact test; '*' marks p < 0.05).")
     board.add_argument("submissions", nargs="*", type=Path, metavar="SUB")
-    board.add_argument("--solution", type=Path, help="Id,Category[,Usage] file")
+    board.add_argument("--solution", type=Path, help="the host's solution file: the sample's columns and "
+                       "optionally Usage (Public/Private)")
     board.add_argument("--public-fraction", type=float, default=PUBLIC_FRACTION,
                        help="Public share of a seeded split when the solution has no Usage column (default: %(default)s)")
     board.add_argument("--seed", type=int, default=0, help="seed of that split and of the bootstrap, 0..2**32-1 (default: 0)")

@@ -538,8 +538,26 @@ def board_with_ours(result: RemoteLeaderboard, top: int) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- download
 
+def _competition_layout(folder: Path) -> str | None:
+    """The description of a pixel-csv, image-files or class-folders competition in ``folder`` (None: none, or an
+    incomplete one, which ``kfold inspect`` / ``kfold run`` will explain)."""
+    from kfold.data.layouts import detect_layout as detect
+
+    try:
+        found = detect(folder)
+    except (DataError, UsageError):
+        return None
+    if found is None:
+        return None
+    train = found.train.name + ("/" if found.train.is_dir() else "")
+    test = found.test.name + ("/" if found.test.is_dir() else "")
+    images = f", images in {found.image_dir.name}/" if found.layout == "image-files" and found.image_dir else ""
+    return f"{found.layout} ({train} and {test}{images}, {found.sample.name})"
+
+
 def detect_layout(directory: Path, depth: int = 2) -> tuple[Path, str] | None:
-    """The first folder (``directory`` or below, breadth first) holding a KMNIST or MNIST-MIX layout."""
+    """The first folder (``directory`` or below, breadth first) holding a competition kfold reads: the KMNIST or
+    MNIST-MIX arrays, or a pixel-csv, image-files or class-folders layout."""
     from kfold.data.kmnist import LAYOUTS
     from kfold.data.mnist_mix import is_mnist_mix
 
@@ -551,6 +569,9 @@ def detect_layout(directory: Path, depth: int = 2) -> tuple[Path, str] | None:
                     return folder, layout.description
             if is_mnist_mix(folder):
                 return folder, "MNIST-MIX"
+            described = _competition_layout(folder)
+            if described is not None:
+                return folder, described
         level = sorted(child for folder in level for child in folder.iterdir()
                        if child.is_dir() and not child.is_symlink() and not child.name.startswith("."))
     return None

@@ -194,6 +194,18 @@ def tta_views(x: torch.Tensor, n: int) -> list[torch.Tensor]:
 
 # ----------------------------------------------------------------------------- albumentations backend
 
+
+def import_albumentations():
+    """albumentations, without its update check: on import it asks PyPI for a newer release (a network request
+    from every training process, which an offline cluster node waits on and a user did not ask for). A user who
+    wants the check sets ``NO_ALBUMENTATIONS_UPDATE=0``."""
+    import os
+
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations
+
+    return albumentations
+
 class AlbumentationsTransform:
     """Picklable per-image transform: uint8 (H, W) or (H, W, C) -> float32 of the same shape in [0, 1].
 
@@ -206,7 +218,7 @@ class AlbumentationsTransform:
     """
 
     def __init__(self, policy: AugPolicy, seed: int, image_size: int = REFERENCE_SIDE):
-        import albumentations as A  # slow import (~1 s): only where the per-image backend is used
+        A = import_albumentations()  # slow import (~1 s): only where the per-image backend is used
         import cv2
 
         ops: list[Any] = [A.ToFloat(max_value=255)]

@@ -20,16 +20,23 @@ from kfold.files.rundir import FULL, RunDir
 
 
 def library_versions() -> dict[str, str]:
-    import albumentations
-    import kornia
-    import sklearn
+    """The versions behind a result, read from the installed distributions (importing albumentations would
+    also make it look for a newer release on PyPI)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
 
     from kfold.identity import code_identity
 
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
     return {**code_identity(), "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "kornia": kornia.__version__, "albumentations": albumentations.__version__,
-            "scikit-learn": sklearn.__version__}
+            "numpy": np.__version__, "kornia": installed("kornia"), "albumentations": installed("albumentations"),
+            "scikit-learn": installed("scikit-learn")}
 
 
 def _check_threads(run: RunDir, job, threads: int) -> None:

@@ -190,13 +190,8 @@ def model_name(fold: int | str) -> str:
 
 
 @dataclass(frozen=True)
-class RunDir:
-    """A run directory: every path in it comes from here.
-
-    >>> run = RunDir("runs/exp 1")
-    >>> run.name, run.weights(2).as_posix(), run.meta("full").as_posix()
-    ('exp-1', 'runs/exp 1/fold2/model.safetensors', 'runs/exp 1/full/meta.json')
-    """
+class _Folder:
+    """A folder kfold writes, held by its path (``os.fspath`` and ``str`` give the path)."""
 
     path: Path
 
@@ -208,6 +203,15 @@ class RunDir:
 
     def __str__(self) -> str:
         return str(self.path)
+
+
+class RunDir(_Folder):
+    """A run directory: every path in it comes from here.
+
+    >>> run = RunDir("runs/exp 1")
+    >>> run.name, run.weights(2).as_posix(), run.meta("full").as_posix()
+    ('exp-1', 'runs/exp 1/fold2/model.safetensors', 'runs/exp 1/full/meta.json')
+    """
 
     @property
     def name(self) -> str:
@@ -419,21 +423,12 @@ def data_inputs(data: str | Path | None) -> list[Path]:
         return []
 
 
-@dataclass(frozen=True)
-class PredDir:
+class PredDir(_Folder):
     """A folder of probability files written by ``predict.py``.
 
     >>> PredDir("probs").fold("exp-1", 0).as_posix(), PredDir("probs").mean("exp-1", "csv").as_posix()
     ('probs/exp-1-fold0.npz', 'probs/exp-1-mean.csv')
     """
-
-    path: Path
-
-    def __init__(self, path: str | Path) -> None:
-        object.__setattr__(self, "path", Path(path))
-
-    def __str__(self) -> str:
-        return str(self.path)
 
     def model(self, run: str, fold: int | str, fmt: str = "npz") -> Path:
         return self.path / f"{safe_name(run)}-{model_name(fold)}.{fmt}"
@@ -448,8 +443,7 @@ class PredDir:
         return self.path / f"{safe_name(run)}-oof.{fmt}"
 
 
-@dataclass(frozen=True)
-class TuneDir:
+class TuneDir(_Folder):
     """The folder ``kfold tune --out`` writes: the study, one run directory per trial, the results.
 
     >>> t = TuneDir("runs/tune")
@@ -463,17 +457,6 @@ class TuneDir:
     BEST_JSON = "best.json"
     FIGURES = ("history.png", "importance.png", "params.png")
     STATES = ("complete", "pruned", "failed", "running", "waiting")
-
-    path: Path
-
-    def __init__(self, path: str | Path) -> None:
-        object.__setattr__(self, "path", Path(path))
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def __str__(self) -> str:
-        return str(self.path)
 
     @property
     def study_db(self) -> Path:

@@ -150,8 +150,8 @@ class Run:
     def predict(self, out: str | Path | None = None, *, data: str | None = None, tta: int | None = None,
                 device: str = "auto", threads: int | None = None, fmt: str = "npz") -> Predictions:
         """Write test probabilities of every model (default folder: ``RUN/probs``) and return them."""
+        from kfold.flows.backend import LocalBackend
         from kfold.flows.training import TaskSpec
-        from kfold.nn.predict import predict_run
 
         _check_path("out", out, optional=True)
         _check_path("data", data, optional=True)
@@ -162,9 +162,11 @@ class Run:
         data = data or self.data or self.dir.read_config().get("data")
         if data is None:
             raise UsageError("give data=... (the competition the run was trained on)")
-        task = self._task if self._task is not None and data == self.data else TaskSpec(str(data)).load(progress=False)
+        spec = TaskSpec(str(data))
+        task = self._task if self._task is not None and data == self.data else spec.load(progress=False)
         folder = PredDir(out) if out is not None else self.dir.probs
-        predict_run([self.dir], task, folder.path, tta=tta, device=device, fmt=fmt, threads=threads, echo=lambda _: None)
+        with LocalBackend(echo=lambda _: None) as backend:
+            backend.predict([self.dir], task, folder.path, spec=spec, tta=tta, device=device, threads=threads, fmt=fmt)
         k = self.dir.defined_folds()
         folds = [folder.fold(self.dir.name, fold, fmt) for fold in range(k) if self.dir.is_done(fold)]
         oof = folder.oof(self.dir.name, fmt)
@@ -188,7 +190,8 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
 
     ``resume`` defaults to continuing an existing run directory with the same settings. ``backend="ray"`` trains
     every fold as a Ray task (on ``address``, ``$RAY_ADDRESS``, the Ray this process already started, or an
-    embedded local cluster); a ``kfold.flows.ray_backend.RayBackend`` object is used as it is.
+    embedded local cluster); a backend object (``kfold.flows.backend.Backend``: a ``LocalBackend``, a
+    ``kfold.flows.ray_backend.RayBackend``) is used as it is, and left open.
 
     Parameters
     ----------
@@ -244,7 +247,8 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
     kfold.errors.UsageError: config value lr=inf must be a finite number
     """
     from kfold.config import resolve_config
-    from kfold.flows.training import TaskSpec, train_run
+    from kfold.flows.backend import Backend, LocalBackend
+    from kfold.flows.training import RunRequest, TaskSpec, train_run
 
     _check_path("data", data)
     if not isinstance(preset, str):
@@ -260,7 +264,7 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
     _check_path("config", config, optional=True)
     if isinstance(backend, str):
         _check_choice("backend", backend, ("local", "ray"))
-    elif backend is None or not callable(backend):
+    elif not isinstance(backend, Backend):
         raise UsageError(f"backend={_show(backend)}: must be 'local', 'ray' or a backend object (RayBackend)")
     if address is not None:
         from kfold.flows.ray_backend import check_address
@@ -278,21 +282,21 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
     if backend == "local" and (cpus_per_fold != 1.0 or gpus_per_fold != 0.0 or max_retries != 3):
         raise UsageError("cpus_per_fold, gpus_per_fold and max_retries need backend='ray'")
     cfg = resolve_config(preset, config, overrides)
+    echo = print if progress else lambda _: None
     owned = None
     if isinstance(backend, str):
         from kfold.flows.ray_backend import make_backend
 
         backend = owned = make_backend(backend, address=address, cpus_per_fold=cpus_per_fold, gpus_per_fold=gpus_per_fold,
-                                       max_retries=max_retries, device=device, progress=progress)
-    if backend is not None and hasattr(backend, "options"):
-        threads = backend.options.threads(threads)
+                                       max_retries=max_retries, device=device, progress=progress) or LocalBackend(echo=echo)
+    threads = backend.threads(threads)
     spec = TaskSpec(str(data))
     task = spec.load(progress=progress)
     run = RunDir(out if out is not None else Path("runs") / preset)
     try:
-        result = train_run(cfg, task, run, task_spec=spec, preset=preset, k=k, seed=seed, folds=folds, device=device,
-                           resume=run.is_run() if resume is None else resume, threads=threads, progress=progress,
-                           backend=backend, echo=print if progress else lambda _: None)
+        request = RunRequest(cfg, spec, preset=preset, k=k, seed=seed, folds=folds, device=device, threads=threads,
+                             resume=run.is_run() if resume is None else resume, progress=progress)
+        result = train_run(request, task, run, backend=backend, echo=echo)
     finally:
         if owned is not None:
             owned.close()

@@ -22,7 +22,7 @@ from test_reliability import TRAIN, assert_one_line_error, run
 from kfold.config import resolve_config
 from kfold.errors import DataError, KfoldError, UsageError
 from kfold.files.probs import read_probs
-from kfold.flows.training import TaskSpec, train_run
+from kfold.flows.training import RunRequest, TaskSpec, train_run
 from kfold.nn.augment import PRESET_POLICIES, TTA_VIEWS, AugPolicy, BatchAugment, image_transform, tta_views
 from kfold.nn.checks import check_model_fits
 from kfold.nn.models import create_model, list_models
@@ -52,8 +52,9 @@ def rgb_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("rgb")
     task = rgb_shapes_task(n_train=120, n_test=40, size=32, seed=0)
     cfg = resolve_config("fast", None, {"epochs": 1})
-    summary = train_run(cfg, task, root / "run", task_spec=TaskSpec("shapes-rgb"), preset="fast", k=2, seed=0, folds=[0],
-                        device="cpu", threads=1, progress=False, echo=lambda _: None)
+    request = RunRequest(cfg, TaskSpec("shapes-rgb"), preset="fast", k=2, seed=0, folds=[0], device="cpu", threads=1,
+                         progress=False)
+    summary = train_run(request, task, root / "run", echo=lambda _: None)
     return task, root, summary
 
 

@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 MODULES = ["kfold.files.rundir", "kfold.commands.args", "kfold.scoring.metrics", "kfold.api", "kfold.errors",
-           "kfold.config", "kfold.registry", "kfold.files.folds", "kfold.data.toy", "kfold.flows.pipeline"]
+           "kfold.config", "kfold.registry", "kfold.files.folds", "kfold.data.toy", "kfold.flows.pipeline",
+           "kfold.data.jobs", "kfold.flows.backend", "kfold.flows.training"]
 
 
 @pytest.mark.parametrize("name", MODULES)

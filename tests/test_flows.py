@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kfold.config import resolve_config
+from kfold.config import TrainConfig, resolve_config
 from kfold.data.toy import make_toy_competition
 from kfold.errors import DataError, KfoldError, UsageError
 from kfold.files.probs import read_probs, write_probs
@@ -17,7 +17,7 @@ from kfold.files.rundir import RunDir
 from kfold.flows.ensembling import EnsembleResult, make_submission
 from kfold.flows.pipeline import CompetitionResult, run_competition, validate_files
 from kfold.flows.ray_backend import RayOptions, make_backend
-from kfold.flows.training import RunSummary, TaskSpec, check_run_dir, full_epochs, parse_fold_list
+from kfold.flows.training import RunRequest, RunSummary, TaskSpec, check_run_dir, full_epochs, parse_fold_list
 
 CLASSES = ["a", "b", "c"]
 
@@ -86,8 +86,8 @@ def competition(tmp_path_factory):
     spec = TaskSpec(str(make_toy_competition(root / "comp")))
     cfg = resolve_config("lenet5", overrides={"epochs": 1, "batch_size": 8})
     lines: list[str] = []
-    result = run_competition(cfg, spec.load(), root / "toy", task_spec=spec, preset="lenet5", k=2,
-                             submissions=root / "subs", device="cpu", threads=1, progress=False, echo=lines.append)
+    request = RunRequest(cfg, spec, preset="lenet5", k=2, device="cpu", threads=1, progress=False)
+    result = run_competition(request, spec.load(), root / "toy", submissions=root / "subs", echo=lines.append)
     return root, spec, cfg, result, lines
 
 
@@ -117,8 +117,8 @@ def test_run_competition_again_reuses_the_finished_run(competition):
     weights = sorted((root / "toy").rglob("model.safetensors"))
     stamps = [p.stat().st_mtime_ns for p in weights]
     lines: list[str] = []
-    again = run_competition(cfg, spec.load(), root / "toy", task_spec=spec, preset="lenet5", k=2,
-                            submissions=root / "subs", device="cpu", threads=1, progress=False, echo=lines.append)
+    request = RunRequest(cfg, spec, preset="lenet5", k=2, device="cpu", threads=1, progress=False)
+    again = run_competition(request, spec.load(), root / "toy", submissions=root / "subs", echo=lines.append)
     assert "fold 0: already finished, skipping" in lines and "fold 1: already finished, skipping" in lines
     assert [p.stat().st_mtime_ns for p in weights] == stamps
     assert again.runs[0].oof_accuracy == first.runs[0].oof_accuracy
@@ -128,8 +128,8 @@ def test_run_competition_again_reuses_the_finished_run(competition):
 def test_run_competition_with_folds_left_predicts_nothing(competition, tmp_path):
     root, spec, cfg, _, _ = competition
     lines: list[str] = []
-    partial = run_competition(cfg, spec.load(), tmp_path / "part", task_spec=spec, preset="lenet5", k=2, folds=[1],
-                              submissions=tmp_path / "subs", device="cpu", threads=1, progress=False, echo=lines.append)
+    request = RunRequest(cfg, spec, preset="lenet5", k=2, folds=[1], device="cpu", threads=1, progress=False)
+    partial = run_competition(request, spec.load(), tmp_path / "part", submissions=tmp_path / "subs", echo=lines.append)
     assert partial.probability_files == [] and partial.submissions == {} and partial.leaderboard is None
     assert partial.runs[0]["folds_done"] == 1 and not (tmp_path / "subs").exists()
 
@@ -170,7 +170,8 @@ FLOW_ERRORS = [
      "--device cuda with --backend ray needs --gpus-per-fold > 0"),
     (lambda tmp: make_backend("local", address="h:1"), "address needs backend=ray", "--address needs --backend ray"),
     (lambda tmp: make_backend("spark"), "backend='spark': must be local or ray", "--backend 'spark': must be"),
-    (lambda tmp: run_competition(None, None, tmp, task_spec=None, seeds=[1, 1]), "seeds=[1, 1]: give distinct seeds",
+    (lambda tmp: run_competition(RunRequest(TrainConfig(), TaskSpec("data")), None, tmp, seeds=[1, 1]),
+     "seeds=[1, 1]: give distinct seeds",
      "--seeds [1, 1]: give distinct seeds"),
 ]
 

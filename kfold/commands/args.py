@@ -144,7 +144,7 @@ def add_data_flags(p: argparse.ArgumentParser, required: bool = True, default: s
 
 def task_spec(args: argparse.Namespace):
     """The ``TaskSpec`` of the data flags (``add_data_flags``)."""
-    from kfold.flows.training import TaskSpec
+    from kfold.data.jobs import TaskSpec
 
     options = tuple((name, getattr(args, name)) for name in LAYOUT_FLAGS if getattr(args, name, None) is not None
                     and (name != "metric" or getattr(args, "layout_metric", True)))
@@ -263,6 +263,38 @@ def backend_from_args(args: argparse.Namespace, progress: bool = True):
     return make_backend("ray", address=args.address, cpus_per_fold=args.cpus_per_fold, gpus_per_fold=args.gpus_per_fold,
                         max_retries=args.max_retries, parallel_folds=args.parallel_folds, device=args.device,
                         progress=progress, ray_timeout=args.ray_timeout)
+
+
+def open_backend(args: argparse.Namespace, progress: bool = True):
+    """The ``kfold.flows.backend.Backend`` of the backend flags: a ``LocalBackend``, or a validated, not yet started
+    ``RayBackend``. Use it as a context manager (``with``): it is closed when the command ends."""
+    backend = backend_from_args(args, progress=progress)
+    if backend is None:
+        from kfold.flows.backend import LocalBackend
+
+        backend = LocalBackend()
+    return backend
+
+
+def open_run(args: argparse.Namespace, **fields):
+    """The shared steps of the training commands, once: the config (``--preset``, ``--config``, the recipe flags),
+    the task spec (the data flags), the backend (the backend flags) and its threads, as a
+    ``kfold.flows.training.RunRequest`` (checked when made; ``fields``: the command's own, like ``seed``) and the
+    backend (``open_backend``; closed again if the request is refused). Nothing is loaded or started yet."""
+    from kfold.config import resolve_config
+    from kfold.flows.training import RunRequest
+
+    cfg = resolve_config(args.preset, args.config, recipe_overrides(args))
+    spec = task_spec(args)
+    progress = not args.no_progress
+    backend = open_backend(args, progress=progress)  # checked; Ray starts at the first fold
+    try:
+        request = RunRequest(cfg, spec, preset=args.preset, k=args.k, device=args.device,
+                             threads=backend.threads(args.threads), progress=progress, **fields)
+    except BaseException:
+        backend.close()
+        raise
+    return request, backend
 
 
 # -- competition layouts (kfold.data.layouts.LoadOptions): what detection cannot decide -------------------

@@ -46,13 +46,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "compare.py") -> int:
 
         raise UsageError(f"{prog}: --seed-ensembles averages over seeds; give at least two --seeds")
 
-    backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
-    try:
+    with flags.open_backend(args, progress=not args.no_progress) as backend:  # checked; Ray starts at the first fold
         compare(args.data, args.out, presets=args.presets, seeds=args.seeds, k=args.k,
                 seed_ensembles=args.seed_ensembles, epochs=args.epochs, device=args.device, tta=args.tta,
-                threads=args.threads if backend is None else backend.options.threads(args.threads),
-                progress=not args.no_progress, backend=backend)
-    finally:
-        if backend is not None:
-            backend.close()
+                threads=backend.threads(args.threads), progress=not args.no_progress, backend=backend)
     return 0

@@ -33,27 +33,18 @@ def build_parser(prog: str = "kfold run") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "kfold run") -> int:
     args = build_parser(prog).parse_args(argv)
-    from kfold.config import resolve_config
     from kfold.errors import UsageError
     from kfold.flows.pipeline import run_competition
 
     if args.seed is not None and args.seeds is not None:
         raise UsageError(f"{prog}: give --seed or --seeds, not both (--seed {args.seed}, --seeds "
                          f"{','.join(map(str, args.seeds))})")
-    cfg = resolve_config(args.preset, args.config, flags.recipe_overrides(args))
     seeds = [args.seed] if args.seed is not None else (args.seeds or [0])
-    spec = flags.task_spec(args)
-    backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
-    threads = args.threads if backend is None else backend.options.threads(args.threads)
-    task = spec.load(progress=not args.no_progress)
-    try:
-        result = run_competition(cfg, task, args.out or Path("runs") / args.preset, task_spec=spec, preset=args.preset,
-                                 k=args.k, seeds=seeds, folds=args.folds, submissions=args.submissions,
-                                 device=args.device, tta=None, threads=threads, progress=not args.no_progress,
-                                 backend=backend)
-    finally:
-        if backend is not None:
-            backend.close()
+    request, backend = flags.open_run(args, folds=args.folds)  # config, data, backend and threads, once
+    with backend:
+        task = request.task_spec.load(progress=request.progress)
+        result = run_competition(request, task, args.out or Path("runs") / args.preset, seeds=seeds,
+                                 submissions=args.submissions, backend=backend)
     if result.lines:
         print("\n== done\n" + "\n".join(result.lines))
     return 0

@@ -35,22 +35,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
 
         raise UsageError(f"{prog}: --full trains one model on all data; --folds {','.join(map(str, args.folds))} "
                          "does not apply to it")
-    from kfold.config import resolve_config
     from kfold.flows.training import format_summary, train_run
 
-    overrides = flags.recipe_overrides(args)
-    cfg = resolve_config(args.preset, args.config, overrides)
-    spec = flags.task_spec(args)
-    backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
-    threads = args.threads if backend is None else backend.options.threads(args.threads)
-    task = spec.load(progress=not args.no_progress)
-    try:
-        result = train_run(cfg, task, args.out, task_spec=spec, preset=args.preset, k=args.k, seed=args.seed,
-                           folds=args.folds, full=args.full, full_epochs_explicit=args.epochs, device=args.device,
-                           resume=args.resume, threads=threads, progress=not args.no_progress, backend=backend)
-    finally:
-        if backend is not None:
-            backend.close()
+    request, backend = flags.open_run(args, seed=args.seed, folds=args.folds, full=args.full, full_epochs=args.epochs,
+                                      resume=args.resume)  # config, data, backend and threads, once
+    with backend:
+        task = request.task_spec.load(progress=request.progress)
+        result = train_run(request, task, args.out, backend=backend)
     print(format_summary(result.values))
     print(f"wall time {result['wall_seconds']:.1f}s; run directory {args.out}")
     return 0

@@ -161,19 +161,24 @@ def check_same_folds(reference: Path, other: Path) -> None:
 
 def train_and_predict(task, spec, out: Path, seed: int, preset: str, *, k: int, epochs: int | None, device: str,
                       tta: int | None, progress: bool, threads: int | None = None, backend=None) -> RunDir:
-    """Train (or resume) the run OUT/seed{seed}/{preset} and write its probability files; return the run."""
-    from kfold.flows.training import format_summary, train_run
-    from kfold.nn.predict import predict_run
+    """Train (or resume) the run OUT/seed{seed}/{preset} and write its probability files; return the run.
 
+    ``backend`` (a ``kfold.flows.backend.Backend``; default a ``LocalBackend``) trains the folds and predicts."""
+    from kfold.flows.backend import LocalBackend
+    from kfold.flows.training import RunRequest, format_summary, train_run
+
+    backend = LocalBackend() if backend is None else backend
     seed_dir = out / f"seed{seed}"
     run = RunDir(seed_dir / preset)
     cfg = resolve_config(preset, None, {} if epochs is None else {"epochs": epochs})
     print(f"\n== seed {seed}, {preset}: train {run.path}", flush=True)
-    summary = train_run(cfg, task, run, task_spec=spec, preset=preset, k=k, seed=seed, device=device,
-                        resume=run.is_run(), threads=threads, progress=progress, backend=backend)
+    request = RunRequest(cfg, spec, preset=preset, k=k, seed=seed, device=device, threads=threads, resume=run.is_run(),
+                         progress=progress, tta=tta)
+    summary = train_run(request, task, run, backend=backend)
     print(format_summary(summary.values))
     print(f"== seed {seed}, {preset}: predict into {seed_dir / 'probs'}", flush=True)
-    predict_run([run], task, seed_dir / "probs", tta=tta, device=device, threads=threads)
+    backend.predict([run], task, seed_dir / "probs", spec=spec, tta=tta, device=device,
+                    threads=backend.threads(threads), echo=print)
     return run
 
 
@@ -340,8 +345,10 @@ def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRES
     spec = TaskSpec(str(data))
     task = spec.load(progress=progress)  # loaded once for every preset and seed
 
+    from kfold.flows.ray_backend import RayBackend
+
     trained = None
-    if backend is not None and hasattr(backend, "submit_predict"):  # Ray: every preset x seed x fold at once
+    if isinstance(backend, RayBackend):  # Ray: every preset x seed x fold at once
         trained = train_and_predict_at_once(backend, task, spec, out, seeds, presets, k=k, epochs=epochs, device=device,
                                             tta=tta, threads=threads)
     seconds, entry_files, members = [], {}, {}

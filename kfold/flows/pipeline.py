@@ -13,10 +13,10 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from kfold.config import TrainConfig
 from kfold.data.task import Task
 from kfold.files.rundir import RunDir, safe_name
-from kfold.flows.training import Backend, RunSummary, TaskSpec, format_summary, train_run
+from kfold.flows.backend import Backend, LocalBackend
+from kfold.flows.training import RunRequest, RunSummary, format_summary, train_run
 
 __all__ = ["CompetitionResult", "METHODS", "run_competition", "validate_files"]
 
@@ -83,35 +83,27 @@ def guard_competition(root: RunDir, run_dirs: Sequence[RunDir], submissions: Pat
                   root=submissions.parent, error=UsageError)
 
 
-def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec, preset: str | None = "fast",
-                    k: int = 5, seeds: Sequence[int] = (0,), folds: str | Sequence[int] | None = None,
-                    submissions: str | Path = "submissions", device: str = "auto", tta: int | None = None,
-                    threads: int | None = None, progress: bool = True, backend: Backend | None = None,
+def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: Sequence[int] = (0,),
+                    submissions: str | Path = "submissions", backend: Backend | None = None,
                     echo: Callable[[str], None] = print) -> CompetitionResult:
     """Train, predict, ensemble, validate and score; re-running continues (or reuses) the runs.
 
     Parameters
     ----------
-    cfg : TrainConfig
-        A validated config (``kfold.config.resolve_config``).
+    request : RunRequest
+        The config, data (``task_spec``), preset, ``k``, folds, device, ``tta``, threads and progress of every run
+        (``kfold.flows.training.RunRequest``); each seed's run is this request with its ``seed``, resumed when its
+        directory already holds a run.
     task : Task
-        The loaded data (``task_spec.load()``), loaded once for every step.
+        The loaded data (``request.task_spec.load()``), loaded once for every step.
     out : str or Path
         Run directory; with several seeds, one run per seed in ``out/seed{s}``.
-    task_spec : TaskSpec
-        How to load the data again (a Ray task does).
-    preset : str, optional
-        The preset's name, recorded with the run.
-    k : int, default 5
-        Number of stratified folds.
     seeds : sequence of int, default (0,)
         Distinct seeds, one k-fold run each; their models are ensembled together.
-    folds : str or sequence of int, optional
-        Train only these folds (nothing is predicted until every fold is trained).
     submissions : str or Path, default "submissions"
         Folder of the submission CSVs (``NAME-mean.csv``, ``NAME-vote.csv``).
-    device, tta, threads, progress, backend
-        Where and how folds train and predict (``kfold.flows.training.train_run``).
+    backend : Backend, optional
+        Trains the folds and predicts the runs (default: a ``LocalBackend`` reporting through ``echo``).
     echo : callable, default print
         Receives every progress line.
 
@@ -124,7 +116,8 @@ def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec:
     Raises
     ------
     UsageError
-        Bad parameters (``seeds=[0, 0]``, ``folds`` outside ``0..k-1``), before anything is written.
+        Bad parameters (``seeds=[0, 0]``; ``folds`` outside ``0..k-1`` already when the request is made), before
+        anything is written.
     DataError
         Data or run directories that are damaged or made for other settings.
 
@@ -133,17 +126,17 @@ def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec:
     >>> import tempfile
     >>> from kfold.config import resolve_config
     >>> from kfold.data.toy import make_toy_competition
-    >>> from kfold.flows.training import TaskSpec
+    >>> from kfold.flows.training import RunRequest, TaskSpec
     >>> tmp = tempfile.mkdtemp()
     >>> spec = TaskSpec(str(make_toy_competition(f"{tmp}/comp")))
     >>> cfg = resolve_config("lenet5", overrides={"epochs": 1})
-    >>> result = run_competition(cfg, spec.load(), f"{tmp}/toy", task_spec=spec, preset="lenet5", k=2,
-    ...                          submissions=f"{tmp}/subs", device="cpu", threads=1, progress=False,
+    >>> request = RunRequest(cfg, spec, preset="lenet5", k=2, device="cpu", threads=1, progress=False)
+    >>> result = run_competition(request, spec.load(), f"{tmp}/toy", submissions=f"{tmp}/subs",
     ...                          echo=lambda line: None)
     fold 0 epoch   1/1 loss ...
     >>> sorted(result.submissions), result.recommended.name, len(result.leaderboard)
     (['mean', 'vote'], 'toy-mean.csv', 4)
-    >>> run_competition(cfg, spec.load(), f"{tmp}/toy", task_spec=spec, seeds=[0, 0])
+    >>> run_competition(request, spec.load(), f"{tmp}/toy", seeds=[0, 0])
     Traceback (most recent call last):
     ...
     kfold.errors.UsageError: seeds=[0, 0]: give distinct seeds
@@ -154,6 +147,8 @@ def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec:
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise UsageError(f"{param('seeds')}={seeds}: give distinct seeds")
+    backend = LocalBackend(echo=echo) if backend is None else backend
+    preset, k, task_spec = request.preset, request.k, request.task_spec
     root = RunDir(out)
     name = root.name
     submissions = Path(submissions)
@@ -162,9 +157,7 @@ def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec:
     summaries = []
     for seed, run in zip(seeds, run_dirs):
         echo(f"== train: {run.path} (preset {preset}, k {k}, seed {seed})")
-        summary = train_run(cfg, task, run, task_spec=task_spec, preset=preset, k=k, seed=seed, folds=folds,
-                            device=device, resume=run.is_run(), threads=threads, progress=progress, backend=backend,
-                            echo=echo)
+        summary = train_run(request.replace(seed=seed, resume=run.is_run()), task, run, backend=backend, echo=echo)
         echo(format_summary(summary.values))
         summaries.append(summary)
     incomplete = [s.run.path for s in summaries if s["folds_done"] < k]
@@ -175,17 +168,8 @@ def run_competition(cfg: TrainConfig, task: Task, out: str | Path, *, task_spec:
 
     probs = root.probs
     echo(f"\n== predict: {probs.path}")
-    submit_predict = getattr(backend, "submit_predict", None)
-    if submit_predict is not None:  # a Ray backend: every run predicted as a task, the driver stays torch-free
-        refs = [submit_predict(str(r.path), task_spec, str(probs.path), tta=tta, device=device, threads=threads)
-                for r in run_dirs]
-        written = [Path(p) for ref in refs for p in backend.get(ref)]
-        echo(f"wrote {len(written)} probability files to {probs.path}")
-    else:
-        from kfold.nn.predict import predict_run
-
-        written = predict_run([r.path for r in run_dirs], task, probs.path, tta=tta, device=device, threads=threads,
-                              echo=echo)
+    written = backend.predict([r.path for r in run_dirs], task, probs.path, spec=task_spec, tta=request.tta,
+                              device=request.device, threads=backend.threads(request.threads), echo=echo)
     fold_files = [probs.fold(run.name, fold) for run in run_dirs for fold in range(k)]
 
     sample = task.sample_submission

@@ -264,12 +264,12 @@ def _run_fold(job, token: str) -> dict:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
-def _run_predict(run_dir: str, spec, probs_dir: str, tta, device: str, threads, *folds_done) -> list[str]:
+def _run_predict(run_dir: str, spec, probs_dir: str, tta, device: str, threads, *folds_done, fmt: str = "npz") -> list[str]:
     """Predict one run once its folds (the arguments ``folds_done``, Ray object refs) have finished."""
     from kfold.nn.predict import predict_run
 
     task = spec.load(progress=False)
-    return [str(p) for p in predict_run([run_dir], task, probs_dir, tta=tta, device=device, threads=threads)]
+    return [str(p) for p in predict_run([run_dir], task, probs_dir, tta=tta, device=device, threads=threads, fmt=fmt)]
 
 
 def _path_state(path: str) -> tuple[str, bool]:
@@ -279,9 +279,9 @@ def _path_state(path: str) -> tuple[str, bool]:
 # ---- the driver ---------------------------------------------------------------------------------------------
 
 class RayBackend:
-    """A ``Backend`` (``backend(jobs, task)``) that trains folds as Ray tasks; also ``submit``/``wait`` for flows
-    that keep many runs in flight (compare). Starts (or connects to) Ray on first use; ``close`` ends an embedded
-    cluster it started. Use as a context manager."""
+    """The ``kfold.flows.backend.Backend`` that trains folds and predicts runs as Ray tasks; also ``submit``/``wait``
+    for flows that keep many runs in flight (compare, tune). Starts (or connects to) Ray on first use; ``close`` ends
+    an embedded cluster it started. Use as a context manager."""
 
     def __init__(self, options: RayOptions | None = None, *, echo: Callable[[str], None] = print, progress: bool = True):
         self.options = (options or RayOptions()).validate()
@@ -426,12 +426,14 @@ class RayBackend:
             self._tokens[refs[-1]] = token
         return refs
 
-    def submit_predict(self, run_dir: str, spec, probs_dir: str, *, tta, device: str, threads, after: Sequence = ()):
+    def submit_predict(self, run_dir: str, spec, probs_dir: str, *, tta, device: str, threads, after: Sequence = (),
+                       fmt: str = "npz"):
         self.connect()
         if spec.data != "kmnist" and not os.path.isabs(spec.data):
             spec = dataclasses.replace(spec, data=os.path.abspath(spec.data))
+        extra = {} if fmt == "npz" else {"fmt": fmt}
         return self._remote_predict.remote(os.path.abspath(run_dir), spec, os.path.abspath(probs_dir), tta,
-                                           self.options.device(device), self.options.threads(threads), *after)
+                                           self.options.device(device), self.options.threads(threads), *after, **extra)
 
     def get(self, ref) -> Any:
         try:
@@ -538,11 +540,34 @@ class RayBackend:
                          f"free (other jobs hold the rest?); finished folds are kept: rerun with --resume when the "
                          f"cluster has room, or wait longer with --ray-timeout SECONDS")
 
-    def __call__(self, jobs, task=None) -> None:
-        """The ``Backend`` protocol of ``kfold.flows.training.train_run``."""
+    # -- the Backend protocol (kfold.flows.backend)
+    def train_folds(self, jobs, task=None) -> None:
+        """Every job as a Ray task (each loads its task from ``job.task``); returns when all finished."""
         jobs = list(jobs)
         if jobs:
             self.wait(self.submit(jobs))
+
+    def predict(self, runs, task, out, *, spec=None, tta: int | None = None, device: str = "auto",
+                threads: int | None = None, fmt: str = "npz", echo: Callable[[str], None] | None = None) -> list[Path]:
+        """Every run predicted as a Ray task (the driver stays torch-free); returns the paths written."""
+        if spec is None:
+            raise UsageError("a Ray prediction needs the task's spec (spec=TaskSpec(...)) to load the data on its node")
+        refs = [self.submit_predict(str(getattr(run, "path", run)), spec, str(out), tta=tta, device=device,
+                                    threads=threads, fmt=fmt) for run in runs]
+        written = [Path(p) for ref in refs for p in self.get(ref)]
+        (self.echo if echo is None else echo)(f"wrote {len(written)} probability files to {out}")
+        return written
+
+    def threads(self, requested: int | None) -> int:
+        """Torch threads of every fold: ``RayOptions.threads`` (explicit, else the fold's CPUs)."""
+        return self.options.threads(requested)
+
+    def check(self, cfg, task, spec, device: str) -> None:
+        """Nothing here: the folds build their models on the workers (``device`` was checked by ``RayOptions``)."""
+
+    def __call__(self, jobs, task=None) -> None:
+        """``train_folds`` (the earlier callable form of a backend)."""
+        self.train_folds(jobs, task)
 
 
 def make_backend(name: str = "ray", *, address: str | None = None, cpus_per_fold: float = 1.0,

@@ -8,67 +8,28 @@ from __future__ import annotations
 
 import hashlib
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from kfold.config import TrainConfig, resolve_config
+from kfold.config import TrainConfig
+from kfold.data.jobs import FoldJob, TaskSpec
 from kfold.data.task import Task
 from kfold.errors import DataError, UsageError, param
 from kfold.files.atomic import guard_outputs, sweep_stale_temps, write_json
 from kfold.files.folds import assign_folds, check_k, read_folds, write_folds
 from kfold.files.probs import read_probs, write_probs
 from kfold.files.rundir import FULL, RunDir, data_inputs, read_metrics
+from kfold.flows.backend import Backend, LocalBackend
 
-__all__ = ["check_run_dir", "check_task", "fold_jobs", "FoldJob", "folds_sha256", "format_summary", "full_epochs",
-           "load_saved_config", "local_backend", "parse_fold_list", "prepare_run", "RUN_KEYS", "RunSummary",
-           "summarize", "TaskSpec", "train_run"]
+__all__ = ["Backend", "check_run_dir", "check_task", "fold_jobs", "FoldJob", "folds_sha256", "format_summary",
+           "full_epochs", "load_saved_config", "LocalBackend", "parse_fold_list", "prepare_run", "RUN_KEYS",
+           "RunRequest", "RunSummary", "summarize", "TaskSpec", "train_run"]
 
 RUN_KEYS = ("config", "k", "seed", "fingerprint", "folds_sha256", "threads")  # a resume must match every one
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """How to load a task again (a worker process or another node loads it from these values)."""
-
-    data: str
-    cache_dir: str | None = None
-    languages: tuple[str, ...] | None = None
-    label_mode: str = "specific"
-    expected: str = "auto"  # kmnist | mnist-mix | auto
-    options: tuple = ()  # (field, value) pairs of kfold.data.layouts.LoadOptions: what layout detection cannot decide
-
-    def load(self, progress: bool = False) -> Task:
-        from kfold.data import load_task
-        from kfold.data.layouts import LoadOptions
-
-        task = load_task(self.data, cache_dir=None if self.cache_dir is None else Path(self.cache_dir),
-                         languages=None if self.languages is None else list(self.languages),
-                         label_mode=self.label_mode, progress=progress,
-                         options=LoadOptions(**dict(self.options)) if self.options else None)
-        kind = "mnist-mix" if task.name == "mnist-mix" else "kmnist"
-        if self.expected not in ("auto", kind):
-            raise UsageError(f"{param('task')}={self.expected}: {param('data')}={self.data} holds a {kind} dataset")
-        return task
-
-
-@dataclass(frozen=True)
-class FoldJob:
-    """Everything one fold's training needs, as plain values (picklable for a Ray task)."""
-
-    run_dir: str
-    fold: int | str  # 0..k-1 or "full"
-    k: int
-    seed: int
-    preset: str | None
-    config: dict
-    task: TaskSpec
-    device: str = "auto"
-    threads: int | None = None
-    resume: bool = False
-    progress: bool = True
 
 
 @dataclass
@@ -216,7 +177,8 @@ def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None
 
 def fold_jobs(run: RunDir, cfg: TrainConfig, task_spec: TaskSpec, folds: Sequence[int | str], *, k: int, seed: int,
               preset: str | None, device: str, threads: int | None, resume: bool, progress: bool) -> list[FoldJob]:
-    return [FoldJob(str(run.path), fold, k, seed, preset, cfg.to_dict(), task_spec, device, threads, resume, progress)
+    """One ``FoldJob`` per fold of ``folds``, each with the validated ``cfg`` itself (not resolved again)."""
+    return [FoldJob(str(run.path), fold, k, seed, preset, cfg, task_spec, device, threads, resume, progress)
             for fold in folds]
 
 
@@ -315,72 +277,155 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-Backend = Callable[[list[FoldJob], Task], None]
+@dataclass(frozen=True)
+class RunRequest:
+    """One k-fold run asked for: the validated config, the data, the folds and where they train.
+
+    Commands build it once from their shared flag groups (``kfold.commands.args.open_run``), the notebook API from
+    its arguments; ``train_run`` and ``run_competition`` take it instead of a long list of keywords. Its values are
+    checked when it is made (``k``, ``folds`` against ``k``, ``threads``), with messages in parameter words;
+    ``cfg`` is a ``TrainConfig`` already validated by ``kfold.config.resolve_config``, not resolved again.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The validated config every fold trains with.
+    task_spec : TaskSpec
+        How to load the data (again, in a Ray task).
+    preset : str, optional
+        The preset's name, recorded with the run.
+    k : int, default 5
+        Number of stratified folds (2..10000).
+    seed : int, default 0
+        Seed of the folds, the weights and the augmentation.
+    folds : str or sequence of int, optional
+        Train only these folds (``"0,2"`` or ``[0, 2]``); default all ``k``.
+    full : bool, default False
+        Train the ``full`` model on all rows instead (for ``full_epochs``, else the folds' mean best epoch).
+    full_epochs : int, optional
+        The ``full`` model's explicit epoch count.
+    device : str, default "auto"
+        Where folds train and predict.
+    threads : int, optional
+        Torch CPU threads (recorded in the run; a resume must use the same).
+    resume : bool, default False
+        Continue an existing run directory with the same settings.
+    progress : bool, default True
+        Progress bars.
+    tta : int, optional
+        Test-time augmentation views of the prediction (default: each model's config).
+
+    Raises
+    ------
+    UsageError
+        ``k`` outside 2..10000, ``folds`` outside ``0..k-1``, ``threads`` not an integer >= 1.
+
+    Examples
+    --------
+    >>> request = RunRequest(TrainConfig(), TaskSpec("kmnist"), k=3, folds="2,0")
+    >>> request.fold_list, request.replace(seed=4).seed
+    ([0, 2], 4)
+    >>> RunRequest(TrainConfig(), TaskSpec("kmnist"), k=3, folds=[3])
+    Traceback (most recent call last):
+    ...
+    kfold.errors.UsageError: folds='3': folds must be in 0..2
+    """
+
+    cfg: TrainConfig
+    task_spec: TaskSpec
+    preset: str | None = None
+    k: int = 5
+    seed: int = 0
+    folds: str | Sequence[int] | None = None
+    full: bool = False
+    full_epochs: int | None = None
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = False
+    progress: bool = True
+    tta: int | None = None
+
+    def __post_init__(self) -> None:
+        check_k(self.k)
+        parse_fold_list(self.folds, self.k)
+        threads = self.threads
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise UsageError(f"{param('threads')}={threads!r}: must be an integer >= 1")
+
+    @property
+    def fold_list(self) -> list[int]:
+        """The folds to train, sorted (every fold when ``folds`` is ``None``)."""
+        return parse_fold_list(self.folds, self.k)
+
+    def replace(self, **changes: Any) -> "RunRequest":
+        """A copy with ``changes`` (checked again)."""
+        return dataclasses.replace(self, **changes)
 
 
-def local_backend(jobs: list[FoldJob], task: Task, echo: Callable[[str], None] = print) -> None:
-    """Train the folds one after another in this process (the task is passed, not loaded again); ``echo``
-    reports each fold's start and end."""
-    from kfold.nn.fold import train_fold
-
-    start = time.perf_counter()
-    for done, job in enumerate(jobs, 1):
-        meta = train_fold(job, task, echo=echo)
-        elapsed = time.perf_counter() - start
-        left = len(jobs) - done
-        eta = f"; about {elapsed / done * left / 60:.1f} min left for the {left} remaining" if left else ""
-        val = "" if meta.get("val_accuracy") is None else f"val_acc {meta['val_accuracy']:.4f} "
-        echo(f"{'full' if job.fold == FULL else f'fold {job.fold}'} done: {val}in {meta['seconds']:.1f}s "
-             f"({done}/{len(jobs)}{eta})")
-
-
-def train_run(cfg: TrainConfig, task: Task, run: RunDir | str | Path, *, task_spec: TaskSpec, preset: str | None = None,
-              k: int = 5, seed: int = 0, folds: str | Sequence[int] | None = None, full: bool = False,
-              full_epochs_explicit: int | None = None, device: str = "auto", resume: bool = False,
-              threads: int | None = None, progress: bool = True, backend: Backend | None = None,
+def train_run(request: RunRequest, task: Task, run: RunDir | str | Path, *, backend: Backend | None = None,
               echo: Callable[[str], None] = print) -> RunSummary:
-    """Train a k-fold run (or its ``full`` model) into ``run`` and return its summary.
+    """Train the k-fold run (or its ``full`` model) that ``request`` asks for into ``run``; return its summary.
 
-    ``cfg`` is a validated config; ``task`` is loaded once by the caller. ``backend`` trains the fold jobs
-    (default: one after another in this process).
+    Parameters
+    ----------
+    request : RunRequest
+        The config, data, folds, device and threads.
+    task : Task
+        The data, loaded once by the caller (``request.task_spec.load()``).
+    run : RunDir, str or Path
+        The run directory.
+    backend : Backend, optional
+        Trains the fold jobs (default: a ``LocalBackend``, one fold after another in this process, reporting
+        through ``echo``).
+    echo : callable, default print
+        Receives every progress line.
+
+    Returns
+    -------
+    RunSummary
+        The summary of every finished fold (``oof_accuracy`` once all ``k`` are).
+
+    Raises
+    ------
+    UsageError
+        A run directory that holds another run (without ``resume``), a device or model the backend refuses.
+    DataError
+        Unreadable or inconsistent data or run files.
     """
     run = run if isinstance(run, RunDir) else RunDir(run)
-    train_folds = backend or (lambda jobs, task: local_backend(jobs, task, echo=echo))
-    check_k(k)
-    fold_list = parse_fold_list(folds, k)
+    backend = LocalBackend(echo=echo) if backend is None else backend
+    cfg, k, seed, preset, spec = request.cfg, request.k, request.seed, request.preset, request.task_spec
+    fold_list = request.fold_list
+    threads = backend.threads(request.threads)
     full_cfg = None
-    if full:  # every usage check runs before the first file of the run is written
-        epochs = full_epochs(run, k, full_epochs_explicit)
-        full_cfg = resolve_config(None, None, {**cfg.to_dict(), "epochs": epochs})
-    check_task(task, task_spec.data)
-    if backend is None:  # training here anyway: build the model on torch's meta device first (shapes only, no memory)
-        from kfold.nn.checks import check_model_fits
-        from kfold.nn.inference import resolve_device
-
-        resolve_device(device)  # --device cuda (or mps) where there is none: refused before the run folder exists
-        check_model_fits(cfg, task.num_classes, task.image_shape, f"{param('data')}={task_spec.data}",
-                         channels=task.channels)
-    prepare_run(run, cfg, task, preset=preset, k=k, seed=seed, data=task_spec.data, resume=resume, full=full, threads=threads)
+    if request.full:  # every usage check runs before the first file of the run is written
+        epochs = full_epochs(run, k, request.full_epochs)
+        full_cfg = dataclasses.replace(cfg, epochs=epochs).validate()
+    check_task(task, spec.data)
+    backend.check(cfg, task, spec, request.device)
+    prepare_run(run, cfg, task, preset=preset, k=k, seed=seed, data=spec.data, resume=request.resume, full=request.full,
+                threads=threads)
     start = time.perf_counter()
-    if full:
-        if run.is_done(FULL) and resume:
+
+    def jobs_of(job_cfg: TrainConfig, folds: Sequence[int | str]) -> list[FoldJob]:
+        return fold_jobs(run, job_cfg, spec, folds, k=k, seed=seed, preset=preset, device=request.device,
+                         threads=threads, resume=request.resume, progress=request.progress)
+
+    if request.full:
+        if run.is_done(FULL) and request.resume:
             echo("full: already finished, skipping")
         else:
-            jobs = fold_jobs(run, full_cfg, task_spec, [FULL], k=k, seed=seed, preset=preset, device=device,
-                             threads=threads, resume=resume, progress=progress)
-            train_folds(jobs, task)
+            backend.train_folds(jobs_of(full_cfg, [FULL]), task)
     else:
         todo = []
         for fold in fold_list:
-            if resume and run.is_done(fold):
+            if request.resume and run.is_done(fold):
                 echo(f"fold {fold}: already finished, skipping")
                 run.checkpoint(fold).unlink(missing_ok=True)  # killed before its deletion
             else:
                 todo.append(fold)
         if todo:
-            jobs = fold_jobs(run, cfg, task_spec, todo, k=k, seed=seed, preset=preset, device=device,
-                             threads=threads, resume=resume, progress=progress)
-            train_folds(jobs, task)
+            backend.train_folds(jobs_of(cfg, todo), task)
     summary = summarize(run, task, k, cfg, preset=preset, seed=seed)
     summary["wall_seconds"] = time.perf_counter() - start
     return RunSummary(run, summary)

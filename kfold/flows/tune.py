@@ -30,7 +30,8 @@ from kfold.config import TrainConfig, resolve_config
 from kfold.data.task import Task
 from kfold.errors import DataError, UsageError
 from kfold.files.rundir import RunDir, TuneDir
-from kfold.flows.training import TaskSpec, check_task, parse_fold_list, summarize, train_run
+from kfold.flows.backend import LocalBackend
+from kfold.flows.training import RunRequest, TaskSpec, check_task, parse_fold_list, summarize, train_run
 from kfold.registry import MODELS, check_aug, check_model
 
 __all__ = ["Param", "SearchSpace", "TuneResult", "check_space", "default_space", "default_storage",
@@ -561,6 +562,28 @@ def _oof_score(run: RunDir, folds: Sequence[int], metric: str, num_classes: int)
     return float(score(metric, labels, probs, num_classes)), len(parts)
 
 
+class _TrialBackend(LocalBackend):
+    """A trial's folds one after another here, each reported to the pruner as it finishes (which may stop the trial
+    between folds). The trial's config was checked when it was sampled (``_Driver.start``), so ``check`` does not
+    build the model again."""
+
+    def __init__(self, reporter: "_FoldReporter", echo: Callable[[str], None]):
+        super().__init__(echo=echo)
+        self.reporter = reporter
+
+    def check(self, cfg, task, spec, device) -> None:
+        pass
+
+    def train_folds(self, jobs, task) -> None:
+        from kfold.nn.fold import train_fold
+
+        for job in jobs:
+            meta = train_fold(job, task)  # its header line printed, as every trial's
+            acc = meta.get("val_accuracy")
+            self.echo(f"fold {job.fold} done in {meta['seconds']:.1f}s" + ("" if acc is None else f", val_acc {acc:.4f}"))
+            self.reporter.fold_done(int(job.fold))
+
+
 class _Driver:
     def __init__(self, study, *, space: SearchSpace, base: dict, task: Task, task_spec: TaskSpec, out: Path,
                  preset: str | None, k: int, seed: int, fold_list: list[int], metric: str, trials: int,
@@ -724,21 +747,11 @@ class _Driver:
                 self.finish(live)
 
     def _train_local(self, live: _Live) -> None:
-        from kfold.nn.fold import train_fold
-
         self._done_before(live)
-        reporter, echo = live.reporter, self.echo
-
-        def backend(jobs, task) -> None:
-            for job in jobs:
-                meta = train_fold(job, task)
-                acc = meta.get("val_accuracy")
-                echo(f"fold {job.fold} done in {meta['seconds']:.1f}s" + ("" if acc is None else f", val_acc {acc:.4f}"))
-                reporter.fold_done(int(job.fold))
-
-        train_run(live.cfg, self.task, live.run, task_spec=self.spec, preset=self.preset, k=self.k, seed=self.seed,
-                  folds=self.fold_list, device=self.device, resume="rerun_of" in live.trial.user_attrs, threads=self.threads,
-                  progress=self.progress, backend=backend, echo=self.echo)
+        request = RunRequest(live.cfg, self.spec, preset=self.preset, k=self.k, seed=self.seed, folds=self.fold_list,
+                             device=self.device, threads=self.threads, resume="rerun_of" in live.trial.user_attrs,
+                             progress=self.progress)
+        train_run(request, self.task, live.run, backend=_TrialBackend(live.reporter, self.echo), echo=self.echo)
 
     # -- Ray: several trials at once, every fold a Ray task
     def run_ray(self) -> None:
@@ -874,6 +887,8 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
     ``trials`` k-fold runs in ``out``; re-running continues the study. Returns the table and the best config."""
     from kfold.files.folds import check_k
 
+    if isinstance(backend, LocalBackend):  # a local backend object: the trials train here, as with None
+        backend = None
     out = Path(out)
     check_k(k)
     fold_list = parse_fold_list(folds, k)
@@ -968,15 +983,11 @@ def ensemble_best(result: TuneResult, task: Task, task_spec: TaskSpec, n: int, *
         raise UsageError(f"--ensemble-top needs every fold of the trials; {incomplete[0]} trained only some (--folds)")
     probs = PredDir(result.out / "ensemble" / "probs")
     echo(f"\n== predict the top {len(runs)} trials: {probs.path}")
-    if backend is not None and hasattr(backend, "submit_predict"):
-        refs = [backend.submit_predict(str(r.path), task_spec, str(probs.path), tta=None, device=device, threads=threads)
-                for r in runs]
-        for ref in refs:
-            backend.get(ref)
-    else:
-        from kfold.nn.predict import predict_run
-
-        predict_run(runs, task, probs.path, device=device, threads=threads, echo=echo)
+    if backend is None:
+        with LocalBackend(echo=echo) as local:
+            local.predict(runs, task, probs.path, spec=task_spec, device=device, threads=threads)
+    else:  # Ray: each run a task; no line of its own here (as the trials' folds)
+        backend.predict(runs, task, probs.path, spec=task_spec, device=device, threads=threads, echo=lambda _: None)
     target = result.out / f"ensemble-top{n}.csv"
     made = make_submission([probs.mean(r.name) for r in runs], target, method="mean", seed=seed,
                            sample=task.sample_submission)

@@ -10,7 +10,8 @@ from typing import Callable
 
 import numpy as np
 
-from kfold.config import TrainConfig, resolve_config
+from kfold.config import TrainConfig
+from kfold.data.jobs import FoldJob
 from kfold.data.task import Task
 from kfold.errors import UsageError
 from kfold.files.atomic import write_csv, write_json
@@ -39,7 +40,7 @@ def library_versions() -> dict[str, str]:
             "scikit-learn": installed("scikit-learn")}
 
 
-def _check_threads(run: RunDir, job, threads: int) -> None:
+def _check_threads(run: RunDir, job: FoldJob, threads: int) -> None:
     """CPU results depend on the thread count: refuse to mix counts within one run."""
     for fold in [*range(job.k), FULL]:
         if fold == job.fold or not run.is_done(fold):
@@ -57,10 +58,12 @@ def interrupted_hint(desc: str, epoch: int, epochs: int, fold_dir) -> str:
             "the same command again with --resume (kfold run continues by itself)")
 
 
-def train_fold(job, task: Task | None = None, echo: Callable[[str], None] = print) -> dict:
+def train_fold(job: FoldJob, task: Task | None = None, echo: Callable[[str], None] = print) -> dict:
     """Train ``job.fold`` of the run ``job.run_dir``; returns the fold's meta dict (also written as meta.json).
 
-    ``echo`` reports the fold's header line (epoch lines go through tqdm, which keeps its bars intact)."""
+    ``task`` is the loaded task (default: loaded from ``job.task``, as a Ray task does); ``job.config`` is the
+    run's validated config, used as it is. ``echo`` reports the fold's header line and its precision choice (epoch
+    lines go through tqdm, which keeps its bars intact)."""
     import pandas as pd
     import torch
     from sklearn.metrics import confusion_matrix
@@ -77,7 +80,7 @@ def train_fold(job, task: Task | None = None, echo: Callable[[str], None] = prin
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     task = job.task.load(progress=False) if task is None else task
-    cfg: TrainConfig = resolve_config(None, None, job.config)
+    cfg: TrainConfig = job.config
     run = RunDir(job.run_dir)
     threads = torch.get_num_threads()
     if device.type == "cpu":
@@ -106,7 +109,7 @@ def train_fold(job, task: Task | None = None, echo: Callable[[str], None] = prin
             recorded = precisions.run_record([run.meta(f) for f in [*range(job.k), FULL] if f != fold and run.is_done(f)])
     chosen = precisions.decide(cfg, device, sample=task.train_images[train_rows[: cfg.batch_size]],
                                num_classes=task.num_classes, build=build_model, recorded=recorded, recorded_by=recorded_by,
-                               echo=lambda line: print(f"{desc}: {line}", flush=True))
+                               echo=lambda line: echo(f"{desc}: {line}"))
     trainer = FoldTrainer(cfg, task.train_images, task.train_labels, task.num_classes, train_rows, val_rows, device,
                           seed=job.seed * 1000 + (job.k if fold == FULL else int(fold)), work_dir=fold_dir, desc=desc,
                           progress=job.progress, unlabeled=task.test_images, precision=chosen)

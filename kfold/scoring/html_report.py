@@ -411,7 +411,7 @@ def write_html_report(run_dir: str | Path, out: str | Path | None = None, leader
         guard_analysis(run_dir, None, inputs)
         guard_outputs([out], inputs, root=run_dir)  # an --out spelled inside the run: no planted folder link on the way
     if out.suffix.lower() not in (".html", ".htm"):
-        raise UsageError(f"--out {out}: the report is an HTML file; give a name ending in .html")
+        raise UsageError(f"{param('out')}={str(out)!r}: the report is an HTML file; give a name ending in .html")
     page, analysis, _ = build_report(run_dir, leaderboard_dir, data, tune_dir=tune_dir)
     write_text(out, page)
     return out, analysis

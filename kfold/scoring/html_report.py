@@ -359,7 +359,7 @@ def build_report(run_dir: str | Path, leaderboard_dir: str | Path | None = None,
         return _page(run_dir.name, [tune_section(read_tune(run_dir))]), None, {}
     run = RunDir(run_dir)
     if leaderboard_dir is not None and not (Path(leaderboard_dir) / "leaderboard.csv").is_file():
-        raise UsageError(f"leaderboard_dir {leaderboard_dir}: holds no leaderboard.csv (give the folder that "
+        raise UsageError(f"{param('leaderboard_dir')}={str(leaderboard_dir)!r}: holds no leaderboard.csv (give the folder that "
                          "'kfold leaderboard --out' or 'kfold run' wrote)")
     board_dir = Path(leaderboard_dir) if leaderboard_dir is not None else run.leaderboard
     if not run.summary.is_file():

@@ -82,7 +82,7 @@ def test_hard_labels_are_refused_for_mean_and_prob_tiebreak(tmp_path):
     for method in ("mean", "geomean"):
         with pytest.raises(UsageError, match=f"s.csv is a hard-label submission; method '{method}' needs probability"):
             combine([probs, sub], method)
-    with pytest.raises(UsageError, match="--tiebreak prob needs probability files"):
+    with pytest.raises(UsageError, match="tiebreak='prob' needs probability files"):
         combine([probs, sub], "vote", tiebreak="prob")
 
 

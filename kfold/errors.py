@@ -14,7 +14,9 @@ __all__ = ["ArgumentParser", "DataError", "KfoldError", "UsageError", "flag_of",
 
 _MARK = "\0"  # never part of a path or a repr(): marks a parameter's name inside a message
 _PARAM = re.compile(r"\0([A-Za-z_]\w*)\0(=True\b|=)?")
-FLAG_NAMES: Mapping[str, str] = {"fit_oof": "--fit-weights", "timeout": "--ray-timeout", "tune_dir": "--tune"}  # parameters whose flag is not --name-with-dashes
+FLAG_NAMES: Mapping[str, str] = {  # parameters whose flag is not --name-with-dashes
+    "data_dir": "--data", "fit_oof": "--fit-weights", "fmt": "--format", "leaderboard_dir": "--leaderboard",
+    "out_dir": "--out", "timeout": "--ray-timeout", "tune_dir": "--tune"}
 
 
 def param(name: str) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 
 MISSING_PACKAGE = "the kaggle package is not installed: pip install -e '.[kaggle]' in the kfold clone (or pip install kaggle)"
 MISSING_CREDENTIALS = ("Kaggle credentials not found: put kaggle.json (or access_token) in ~/.kaggle/ "
@@ -47,7 +47,7 @@ sleep: Callable[[float], None] = time.sleep  # replaced in tests
 def check_competition(name: str) -> str:
     """A competition slug as in its URL (letters, digits, '-', '_', '.'); it also names the log file."""
     if not SLUG.match(name or ""):
-        raise UsageError(f"--competition {name!r}: not a competition name; use the slug from its URL, "
+        raise UsageError(f"{param('competition')}={name!r}: not a competition name; use the slug from its URL, "
                          "e.g. kaggle.com/competitions/NAME")
     return name
 

@@ -68,8 +68,8 @@ def test_ensemble_script_errors_exit_codes_and_no_output(tmp_path):
     script = str(REPO / "ensemble.py")
     usage = _python([script, "p.npz", "s.csv", "--method", "mean", "--out", "out/e.csv"], cwd=tmp_path)
     assert usage.returncode == 2
-    assert usage.stderr == ("error: s.csv is a hard-label submission; method 'mean' needs probability files "
-                            "for every input (use --method vote)\n")
+    assert usage.stderr == ("error: s.csv is a hard-label submission; --method 'mean' needs probability files "
+                            "for every input (use --method 'vote')\n")
     (tmp_path / "bad.csv").write_text("Id,Category\n0,1\n0,0\n")
     data = _python([script, "p.npz", "bad.csv", "--method", "vote", "--out", "out/e.csv"], cwd=tmp_path)
     assert data.returncode == 1 and data.stderr == "error: bad.csv: line 3: duplicate Id 0\n"
@@ -132,8 +132,8 @@ def test_vote_with_prob_tiebreak_on_hard_labels_hints_the_right_fix(tmp_path, ca
     assert cli.main(["ensemble", str(tmp_path / "s.csv"), "--method", "vote", "--tiebreak", "prob",
                      "--out", str(tmp_path / "e.csv")]) == 2
     err = capsys.readouterr().err
-    assert "--tiebreak prob needs probability files" in err and "use the default --tiebreak random" in err
-    assert "use --method vote" not in err
+    assert "--tiebreak 'prob' needs probability files" in err and "use the default --tiebreak 'random'" in err
+    assert "use --method 'vote'" not in err
 
 
 def test_delegated_command_missing_module_or_dependency(monkeypatch, capsys):

@@ -35,7 +35,7 @@ def test_validate_and_submit_refuse_category_11_on_a_10_class_competition(comp, 
     assert kfold_main(["validate", sample, "--sample", sample]) == 0
     assert f"Categories in 0..9 (10 classes from {directory / 'kmnist_classmap.csv'})" in capsys.readouterr().out
     assert kfold_main(["validate", sample, "--sample", sample, "--num-classes", "12"]) == 2
-    assert "but the competition of" in capsys.readouterr().err
+    assert "--num-classes 12: the competition of" in capsys.readouterr().err
 
 
 def test_without_a_class_map_the_data_beside_the_sample_counts(comp, capsys):

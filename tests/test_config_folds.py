@@ -76,7 +76,7 @@ def test_folds_csv_same_seed_same_bytes(tmp_path):
     assert np.array_equal(read_folds(tmp_path / "a.csv", labels), assign_folds(labels, 5, 7))
 
 
-@pytest.mark.parametrize("k, message", [(1, "--k 1: k-fold needs an integer k in 2..10000"), (11, "k=11 is larger than the 10 training images of class 0")])
+@pytest.mark.parametrize("k, message", [(1, "k=1: k-fold needs an integer k in 2..10000"), (11, "k=11 is larger than the 10 training images of class 0")])
 def test_nonsense_k(k, message):
     with pytest.raises(UsageError, match=message):
         assign_folds(np.repeat(np.arange(3), [10, 20, 30]), k, 0)
@@ -87,5 +87,5 @@ def test_folds_file_must_match_data(tmp_path):
     write_folds(tmp_path / "folds.csv", labels, assign_folds(labels, 2, 0))
     with pytest.raises(DataError, match="row Id 0 has label 0 but the data says 3"):
         read_folds(tmp_path / "folds.csv", labels[::-1].copy())
-    with pytest.raises(UsageError, match="has 2 folds but --k 3"):
+    with pytest.raises(UsageError, match="has 2 folds but k=3"):
         load_or_create_folds(tmp_path / "folds.csv", labels, 3, 0)

@@ -80,9 +80,9 @@ def test_hard_labels_are_refused_for_mean_and_prob_tiebreak(tmp_path):
     sub.write_text("Id,Category\n0,1\n")
     probs = _write(tmp_path / "p.npz", np.array([[0.1, 0.9]], np.float32))
     for method in ("mean", "geomean"):
-        with pytest.raises(UsageError, match=f"s.csv is a hard-label submission; method '{method}' needs probability"):
+        with pytest.raises(UsageError, match=f"s.csv is a hard-label submission; method='{method}' needs probability"):
             combine([probs, sub], method)
-    with pytest.raises(UsageError, match="--tiebreak prob needs probability files"):
+    with pytest.raises(UsageError, match="tiebreak='prob' needs probability files"):
         combine([probs, sub], "vote", tiebreak="prob")
 
 

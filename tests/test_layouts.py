@@ -476,7 +476,7 @@ def test_hostile_input_is_one_error_line_and_nothing_is_written(case, tmp_path, 
         with pytest.raises(DataError if code == 1 else UsageError) as info:
             load_task(directory, progress=False, options=_options(argv))
         assert "\n" not in str(info.value)
-        assert lines[0] == f"error: {in_flag_words(info.value)}"  # the command names the flag, the library its parameter
+        assert lines[0] == f"error: {in_flag_words(info.value).for_command()}"  # the command names the flag, the library its parameter
     assert tree(directory) == before  # inputs unchanged, nothing written beside them
     if cache.exists():  # the cache holds only complete arrays, never a temporary file
         assert all(not p.name.startswith(".") for p in cache.rglob("*")), list(cache.rglob("*"))

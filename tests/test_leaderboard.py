@@ -95,7 +95,7 @@ def test_make_solution_split_is_seeded(tmp_path):
     assert frame.equals(make_solution(ids, labels, seed=3))
     assert not frame["Usage"].equals(make_solution(ids, labels, seed=4)["Usage"])
     assert (make_solution(ids, labels, seed=3, public_fraction=0.5)["Usage"] == "Public").sum() == 500
-    with pytest.raises(UsageError, match="--public-fraction must be between 0 and 1"):
+    with pytest.raises(UsageError, match="public_fraction must be between 0 and 1"):
         make_solution(ids, labels, seed=0, public_fraction=1.0)
     with pytest.raises(DataError, match="row 2: duplicate Id 0"):
         make_solution([0, 1, 0], [1, 1, 1], seed=0)

@@ -87,7 +87,7 @@ def test_offline_download_says_how_to_proceed(tmp_path, monkeypatch):
     with pytest.raises(DataError) as caught:
         fetch(name, tmp_path / "cache" / "kmnist", md5=KMNIST_MD5[name], base_url=f"http://127.0.0.1:{port}/", progress=False)
     message = str(caught.value)
-    for part in (str(tmp_path / "cache" / "kmnist"), "KFOLD_CACHE", "KFOLD_KMNIST_URL", "--data DIR", "~/.cache/kfold"):
+    for part in (str(tmp_path / "cache" / "kmnist"), "KFOLD_CACHE", "KFOLD_KMNIST_URL", "data=DIR", "~/.cache/kfold"):
         assert part in message, part
     assert "\n" not in message
 

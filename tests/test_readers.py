@@ -50,7 +50,7 @@ def test_npy_needs_ids_and_reads_with_them(tmp_path, capsys):
     np.save(tmp_path / "m.npy", p)
     ids = np.arange(100, 112)
     pd.DataFrame({"Id": ids, "Category": 0}).to_csv(tmp_path / "sample.csv", index=False)
-    with pytest.raises(DataError, match="m.npy: a .npy file holds no Ids: give them with --ids FILE"):
+    with pytest.raises(DataError, match="m.npy: a .npy file holds no Ids: give them with ids=FILE"):
         load_input(tmp_path / "m.npy")
     got = read_npy(tmp_path / "m.npy", ids)
     np.testing.assert_array_equal(got.ids, ids)
@@ -66,7 +66,7 @@ def test_npy_needs_ids_and_reads_with_them(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--ids FILE" in err
     np.save(tmp_path / "short.npy", ids[:5])
-    with pytest.raises(DataError, match="12 rows but --ids/--sample gives 5 Ids"):
+    with pytest.raises(DataError, match="12 rows but ids/sample gives 5 Ids"):
         read_npy(tmp_path / "m.npy", np.load(tmp_path / "short.npy"))
     np.save(tmp_path / "flat.npy", p.ravel())
     with pytest.raises(DataError, match="expected a 2-D float array"):
@@ -75,7 +75,7 @@ def test_npy_needs_ids_and_reads_with_them(tmp_path, capsys):
 
 def test_csv_without_id_column_names_what_is_missing(tmp_path):
     pd.DataFrame(_probs(5, 3, 0), columns=["0", "1", "2"]).to_csv(tmp_path / "noid.csv", index=False)
-    with pytest.raises(DataError, match="noid.csv: no Id column .*give the row Ids with --ids FILE or --sample"):
+    with pytest.raises(DataError, match="noid.csv: no Id column .*give the row Ids with ids=FILE or sample"):
         load_input(tmp_path / "noid.csv")
     assert read_foreign_csv(tmp_path / "noid.csv", ids=np.arange(5)).ids.tolist() == [0, 1, 2, 3, 4]
     (tmp_path / "odd.csv").write_text("Id,Label,Extra\n0,1,2\n")
@@ -88,19 +88,19 @@ def test_log_probabilities_are_recognised_and_read_with_the_flag(tmp_path, capsy
     frame = pd.DataFrame(np.log(p), columns=["0", "1", "2"])
     frame.insert(0, "Id", range(8))
     frame.to_csv(tmp_path / "logp.csv", index=False)
-    with pytest.raises(DataError, match="look like log-probabilities .*pass --log-probs"):
+    with pytest.raises(DataError, match="look like log-probabilities .*pass log_probs=True"):
         load_input(tmp_path / "logp.csv")
     np.testing.assert_allclose(load_input(tmp_path / "logp.csv", log_probs=True).probs, p, rtol=1e-5)
     write_probs(tmp_path / "k.npz", range(8), p, ["a", "b", "c"], {"kind": "test"})
     np.savez(tmp_path / "klog.npz", **{k: v for k, v in np.load(tmp_path / "k.npz").items() if k != "probs"},
              probs=np.log(p))
-    with pytest.raises(DataError, match="pass --log-probs"):
+    with pytest.raises(DataError, match="pass log_probs=True"):
         read_probs(tmp_path / "klog.npz")
     np.testing.assert_allclose(read_probs(tmp_path / "klog.npz", log_probs=True).probs, p, rtol=1e-5)
     assert kfold_main(["validate", str(tmp_path / "logp.csv")]) == 1
     assert "pass --log-probs" in capsys.readouterr().err
     assert kfold_main(["validate", "--log-probs", str(tmp_path / "logp.csv")]) == 0
-    with pytest.raises(DataError, match="is not a log-probability \\(--log-probs given\\)"):
+    with pytest.raises(DataError, match="is not a log-probability \\(log_probs=True given\\)"):
         load_input(tmp_path / "k.npz", log_probs=True)
 
 

@@ -211,7 +211,7 @@ CORPUS = [
                                               extra=["--method", "vote"]), 1,
      ["s.csv: line 1: header 'id,label' must be 'Id,Category'"]),
     ("hard-labels-for-mean", ensemble_case(good(), lambda tmp: text(tmp / "s.csv", "Id,Category\n0,1\n1,1\n2,1\n3,1\n")), 2,
-     ["s.csv is a hard-label submission; method 'mean' needs probability files"]),
+     ["s.csv is a hard-label submission; --method 'mean' needs probability files"]),
     ("out-not-csv", ensemble_case(good(), good("g2.csv"), out="sub.txt"), 2, ["--out must be a .csv file"]),
     ("zero-fit-rounds", ensemble_case(good(), extra=["--fit-weights", "oof.csv", "--fit-rounds", 0]), 2,
      ["--fit-rounds must be at least 1, got 0"]),

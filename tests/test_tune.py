@@ -320,7 +320,7 @@ BAD_FLAGS = [
     (["--trials", "2", "--space", "SPACE_WITH_EPOCHS"], "searches 'epochs', which the command line also fixes"),
     (["--trials", "2", "--space", "MISSING"], "file not found"),
     (["--trials", "2", "--space", "NOT_JSON"], "not valid JSON"),
-    (["--trials", "2", "--storage", "nosuchdialect://x/y"], "--storage nosuchdialect://x/y: cannot open"),
+    (["--trials", "2", "--storage", "nosuchdialect://x/y"], "--storage 'nosuchdialect://x/y': cannot open"),
     (["--trials", "2", "--storage", "sqlite:////nonexistent-kfold-dir/sub/study.db"], "cannot open this Optuna storage"),
     (["--trials", "2", "--storage", "not a url"], "cannot open this Optuna storage"),
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kfold.errors import KfoldError, UsageError
+from kfold.errors import KfoldError, UsageError, param
 
 
 @dataclass(frozen=True)
@@ -71,5 +71,5 @@ def resolve_num_classes(num_classes: int | None, beside: str | Path | None) -> t
     if num_classes is None:
         return (known.count, known.describe()) if known else (None, "")
     if known is not None and known.count != num_classes:
-        raise UsageError(f"--num-classes {num_classes}, but the competition of {beside} has {known.describe()}")
+        raise UsageError(f"{param('num_classes')}={num_classes!r}: the competition of {beside} has {known.describe()}")
     return num_classes, ""

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 
 CACHE_FOLDER = "decoded"
 CACHE_VERSION = "decode-v1"  # part of every key: a change of the decoder invalidates old caches
@@ -240,7 +240,7 @@ def _raise(result, paths: list[str], size: tuple[int, int]) -> None:
         raise _NeedsColor()
     height, width = size
     raise DataError(f"images differ in size: {paths[0]} is {width}x{height} but {paths[row]} is "
-                    f"{detail[1]}x{detail[0]}; give an image size (--image-size N) to resize them all")
+                    f"{detail[1]}x{detail[0]}; give an image size ({param('image_size')}=N) to resize them all")
 
 
 def _decode_chunk(tmp: str, start: int, names: list[str], size, channels: int, image_size: int | None, auto: bool):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kfold.errors import DataError
+from kfold.errors import DataError, param
 
 KMNIST_URL = "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"
 URL_ENV = "KFOLD_KMNIST_URL"
@@ -46,7 +46,7 @@ def kmnist_base_url() -> str:
 def offline_hint(directory: str | Path) -> str:
     """How to proceed without the download host (appended to a failed download's error line)."""
     return (f"; offline? copy the official files into {directory} (checked by md5; the cache is ${CACHE_ENV} or "
-            f"~/.cache/kfold), point ${URL_ENV} at a mirror, or train on local files with --data DIR")
+            f"~/.cache/kfold), point ${URL_ENV} at a mirror, or train on local files with {param('data')}=DIR")
 
 
 def fetch(fname: str, directory: str | Path, *, md5: str, base_url: str, progress: bool = True) -> Path:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from kfold.data.task import Task
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.schema import LABEL_COLUMN, USAGE_COLUMN, Sample, TARGETS, infer_schema, read_sample
 
 LAYOUT_NAMES = ("arrays", "pixel-csv", "image-files", "class-folders")
@@ -158,10 +158,10 @@ def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = No
                             "and the submission's columns come from it")
         if test is None:
             raise DataError(f"{directory}: a {layout} layout needs a folder of test images "
-                            f"({' or '.join(n + '/' for n in TEST_FOLDERS)}, or name it with --test-dir)")
+                            f"({' or '.join(n + '/' for n in TEST_FOLDERS)}, or name it with {param('test_dir')})")
         if layout == "image-files" and labels is None:
             raise DataError(f"{directory}: images in {image_dir.name}/ but no labels CSV "
-                            f"({', '.join(LABEL_CSVS)}; or name it with --train-csv), and no class subfolders")
+                            f"({', '.join(LABEL_CSVS)}; or name it with {param('train_csv')}), and no class subfolders")
         return Detected(layout, directory, sample, labels if layout == "image-files" else image_dir, test, image_dir)
     train = (_resolve(directory, options.train_csv, "train_csv", "file") if options.train_csv is not None
              else _first(directory, (PIXEL_TRAIN,), "file") or _one_glob(directory, "*train*.csv"))
@@ -170,7 +170,7 @@ def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = No
     test = (_resolve(directory, options.test_csv, "test_csv", "file") if options.test_csv is not None
             else _first(directory, (PIXEL_TEST,), "file") or _one_glob(directory, "*test*.csv"))
     if test is None:
-        raise DataError(f"{directory}: {train.name} but no test CSV ({PIXEL_TEST}; or name it with --test-csv) "
+        raise DataError(f"{directory}: {train.name} but no test CSV ({PIXEL_TEST}; or name it with {param('test_csv')}) "
                         f"and no image folder ({', '.join(n + '/' for n in TRAIN_FOLDERS)})")
     if sample is None:
         raise DataError(f"{directory}: a pixel-csv layout needs {SAMPLE_NAME}: the test Ids and the submission's "
@@ -243,7 +243,7 @@ def _label_column(columns: list[str], sample: Sample, options: LoadOptions, wher
     if len(columns) == 2 and len(rest) == 1:
         return rest[0]
     raise DataError(f"{where}: cannot tell which column holds the labels (no '{LABEL_COLUMN}' or "
-                    f"'{targets[0]}' column); name it with --label-column")
+                    f"'{targets[0]}' column); name it with {param('label_column')}")
 
 
 def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
@@ -313,7 +313,7 @@ def _decode_pair(train_paths, test_paths, options: LoadOptions, cache_dir, progr
             test = decode_images(test_paths, split="test", channels=3, **kwargs)
     if train.shape[1:3] != test.shape[1:3]:
         raise DataError(f"images differ in size: {train_paths[0]} is {train.shape[2]}x{train.shape[1]} but "
-                        f"{test_paths[0]} is {test.shape[2]}x{test.shape[1]}; give an image size (--image-size N) "
+                        f"{test_paths[0]} is {test.shape[2]}x{test.shape[1]}; give an image size ({param('image_size')}=N) "
                         "to resize them all")
     return train, test
 

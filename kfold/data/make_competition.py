@@ -37,7 +37,7 @@ from kfold.data.competition import CLASSMAP, SAMPLE_SUBMISSION, SOLUTION, write_
 from kfold.data.kmnist import LAYOUTS as KMNIST_LAYOUTS
 from kfold.data.mnist_mix import COMBINED, LANGUAGES
 from kfold.data.task import Task
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.atomic import atomic_path, together, write_bytes, write_csv
 from kfold.files.schema import (COMPETITION_FILE, GROUP_COLUMN, LABEL_COLUMN, USAGE_COLUMN, Sample, Schema,
                                 infer_schema, write_competition_file)
@@ -95,7 +95,7 @@ class MakeOptions:
                       if getattr(self, name) != default]
             if custom:
                 raise UsageError(f"{', '.join(custom)}: the arrays layout keeps KMNIST's files and schema "
-                                 "(integer Ids, one label column, 28x28 gray); choose --layout pixel-csv, image-files "
+                                 f"(integer Ids, one label column, 28x28 gray); choose {param('layout')} pixel-csv, image-files "
                                  "or class-folders")
         if self.test_id_column and self.layout != "pixel-csv":
             raise UsageError("test_id_column applies to the pixel-csv layout only")
@@ -142,16 +142,16 @@ def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float 
         raise DataError(f"{task.source or task.name}: no test labels, so no solution can be written "
                         "(make-competition needs labelled test data: MNIST-MIX y_test, the official KMNIST test labels)")
     if task.name == "mnist-mix" and task.extra.get("label_mode", "specific") != "specific" and options.layout == "arrays":
-        raise UsageError("make-competition writes MNIST-MIX with language-specific labels (--label-mode specific); "
-                         "train with --label-mode agnostic on the written directory instead")
+        raise UsageError(f"make-competition writes MNIST-MIX with language-specific labels ({param('label_mode')}='specific'); "
+                         f"train with {param('label_mode')}='agnostic' on the written directory instead")
     usage = random_usage(len(task.test_ids), seed, public_fraction)  # a bad --public-fraction fails before any file
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir}: exists and is not a directory")
+        raise UsageError(f"{param('out_dir')}={str(out_dir)!r}: exists and is not a directory")
     taken = [name for name in output_files(task, options.layout)
              if (out_dir / name).exists() or (out_dir / name).is_symlink()]
     if taken:
-        raise UsageError(f"--out {out_dir}: already holds {', '.join(taken)}; choose a new directory")
+        raise UsageError(f"{param('out_dir')}={str(out_dir)!r}: already holds {', '.join(taken)}; choose a new directory")
     if options.layout == "arrays":
         return _write_arrays(task, out_dir, options, seed, public_fraction)
     plan = _plan(task, out_dir, options, seed, usage)
@@ -224,9 +224,9 @@ def _class_values(task: Task, options: MakeOptions) -> list[str]:
     for name in names:
         if not name.strip() or name in (".", "..") or any(c in name for c in '/\\,"\n\r') or name != name.strip():
             raise DataError(f"class name {name!r} cannot be a class value of the written files (a folder name and a "
-                            "CSV cell); use --class-values index")
+                            f"CSV cell); use {param('class_values')}='index'")
     if len(set(names)) != len(names):
-        raise DataError(f"class names {names!r}: a name repeats; use --class-values index")
+        raise DataError(f"class names {names!r}: a name repeats; use {param('class_values')}='index'")
     return names
 
 
@@ -251,7 +251,7 @@ def _plan(task: Task, out_dir: Path, options: MakeOptions, seed: int, usage: np.
     for name in (id_column, label_column, USAGE_COLUMN, LABEL_COLUMN):
         if options.target == "probs" and task.num_classes > 2 and name in values:
             raise UsageError(f"class value {name!r} would also be a column name of the sample or solution; rename "
-                             "the column or use the other --class-values")
+                             f"the column or use the other {param('class_values')}")
     if options.layout == "class-folders" and set(values) & {id_column, label_column, USAGE_COLUMN, LABEL_COLUMN}:
         raise UsageError(f"a class folder name among {values!r} is also a column name; rename the column")
     train_images, test_images = np.asarray(task.train_images), np.asarray(task.test_images)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 
 CHUNK_ROWS = 4096  # rows per chunk when a bad cell is looked for
 
@@ -55,7 +55,7 @@ def image_geometry(n_pixels: int, where: str, columns: list[str]) -> tuple[int, 
     shown = f"{columns[0]}..{columns[-1]}" if columns else "none"
     raise DataError(f"{where}: {n_pixels} pixel columns ({shown}) make no square image: neither N*N (grayscale) "
                     "nor 3*N*N (RGB); a column that is not a pixel may be among them (name the label and Id "
-                    "columns with --label-column / --id-column)")
+                    f"columns with {param('label_column')} / {param('id_column')})")
 
 
 def read_pixel_csv(path: str | os.PathLike, text_columns: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:

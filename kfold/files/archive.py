@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from kfold.files.atomic import atomic_path, guard_outputs
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 
 __all__ = ["check_not_symlink", "CHUNK", "DEFAULT_MAX_SIZE", "extract_zip", "parse_size"]
 
@@ -37,7 +37,7 @@ def parse_size(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
     unit = match.group(2).upper() if match else None
     if not match or unit not in _UNITS or float(match.group(1)) <= 0:
-        raise UsageError(f"--max-size {text!r}: give a positive size such as 500M or 2G")
+        raise UsageError(f"{param('max_size')}={text!r}: give a positive size such as 500M or 2G")
     return int(float(match.group(1)) * _UNITS[unit])
 
 
@@ -94,7 +94,7 @@ def extract_zip(archive: str | os.PathLike, destination: str | os.PathLike, max_
     label = name or str(archive)  # how messages name the archive
     check_not_symlink(destination, "the data folder")
     if destination.exists() and not destination.is_dir():
-        raise DataError(f"{destination}: exists and is not a folder; give a folder for --data")
+        raise DataError(f"{destination}: exists and is not a folder; give a folder for {param('data_dir')}")
     try:
         zf = zipfile.ZipFile(archive)
     except zipfile.BadZipFile:
@@ -114,7 +114,7 @@ def extract_zip(archive: str | os.PathLike, destination: str | os.PathLike, max_
                                 "as a file; refusing an ambiguous archive")
         declared = sum(info.file_size for info, _ in members)
         if declared > max_size:
-            raise DataError(f"{label}: unpacks to {_human(declared)}, more than --max-size {_human(max_size)}")
+            raise DataError(f"{label}: unpacks to {_human(declared)}, more than {param('max_size')} {_human(max_size)}")
         name_max = _name_max(destination)
         for info, path in members:  # every target checked before anything is written
             long = next((part for part in path.parts if len(part.encode()) > name_max), None)
@@ -131,8 +131,8 @@ def extract_zip(archive: str | os.PathLike, destination: str | os.PathLike, max_
                 if index < len(path.parts) - 1 and target.exists() and not target.is_dir():
                     raise DataError(f"{target}: exists and is not a folder; cannot put '{path}' there")
             if target.exists() and not force:
-                raise DataError(f"{target}: already exists; give --force to replace the downloaded files, "
-                                "or choose an empty --data folder")
+                raise DataError(f"{target}: already exists; give {param('force')}=True to replace the downloaded files, "
+                                f"or choose an empty {param('data_dir')} folder")
             if target.exists() and not target.is_file():
                 raise DataError(f"{target}: exists and is not a file; cannot put '{path}' there")
         guard_outputs([destination, *(destination.joinpath(*path.parts) for _, path in members)], [archive],
@@ -150,7 +150,7 @@ def extract_zip(archive: str | os.PathLike, destination: str | os.PathLike, max_
                         while chunk := src.read(CHUNK):
                             written += len(chunk)
                             if written > max_size:
-                                raise DataError(f"{label}: unpacks to more than --max-size {_human(max_size)}")
+                                raise DataError(f"{label}: unpacks to more than {param('max_size')} {_human(max_size)}")
                             dst.write(chunk)
                         dst.flush()
                         os.fsync(dst.fileno())

@@ -9,7 +9,7 @@ from kfold.files.schema import ID_COLUMN, LABEL_COLUMN
 from sklearn.model_selection import StratifiedKFold
 
 from kfold.files.atomic import write_csv
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 
 __all__ = ["assign_folds", "check_k", "load_or_create_folds", "read_folds", "write_folds"]
 
@@ -17,7 +17,7 @@ __all__ = ["assign_folds", "check_k", "load_or_create_folds", "read_folds", "wri
 def check_k(k) -> None:
     """The one check of a fold count (commands check it when parsing with the same bound)."""
     if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 10_000:
-        raise UsageError(f"--k {k!r}: k-fold needs an integer k in 2..10000")
+        raise UsageError(f"{param('k')}={k!r}: k-fold needs an integer k in 2..10000")
 
 
 def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -99,7 +99,7 @@ def load_or_create_folds(path: str | Path, labels: np.ndarray, k: int, seed: int
     if path.exists():
         folds = read_folds(path, labels)
         if folds.max() + 1 != k:
-            raise UsageError(f"{path} has {folds.max() + 1} folds but --k {k} was given; use a new --out directory")
+            raise UsageError(f"{path} has {folds.max() + 1} folds but {param('k')}={k} was given; use a new {param('out')} directory")
         return folds
     folds = assign_folds(labels, k, seed)
     write_folds(path, labels, folds)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from kfold.files.atomic import atomic_path, write_text
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.schema import ID_COLUMN, LABEL_COLUMN
 
 RESERVED = (ID_COLUMN, LABEL_COLUMN)
@@ -148,7 +148,7 @@ def _raise_bad_values(ids, probs, classes, where, line_offset, start: int = 0) -
             row, col = np.argwhere(bad)[0]
             if what == "is negative" and looks_like_log_probs(probs):
                 raise DataError(f"{where}: values look like log-probabilities (all <= 0, each row's exp() sums to 1): "
-                                f"pass --log-probs to read them")
+                                f"pass {param('log_probs')}=True to read them")
             raise DataError(f"{_where(where, ids, start + row, line_offset)}, column '{classes[col]}': "
                             f"probability {probs[start + row, col]!s} {what}")
     sums = chunk.sum(axis=1)
@@ -174,7 +174,7 @@ def from_log_probs(values: np.ndarray, classes: list[str], ids: np.ndarray, wher
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(f"{_where(where, ids, row, line_offset)}, column '{classes[col]}': value {values[row, col]!s} "
-                        f"is not a log-probability (--log-probs given)")
+                        f"is not a log-probability ({param('log_probs')}=True given)")
     return np.exp(values, dtype=np.float32) if values.dtype == np.float32 else np.exp(values).astype(np.float32)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.probs import ProbFile, from_log_probs, numeric_column, validate
 from kfold.files.submission import HEADER, Submission, check_categories, check_unique_ids, read_submission
 
@@ -145,14 +145,14 @@ def read_foreign_csv(path: str | os.PathLike, ids: np.ndarray | None = None, log
                         f"probabilities (Id,<class 0>,...,<class C-1>)")
     if not has_id and ids is None:
         raise DataError(f"{where}: no Id column (header {','.join(columns[:4])}{',...' if len(columns) > 4 else ''}): "
-                        f"give the row Ids with --ids FILE or --sample")
+                        f"give the row Ids with {param('ids')}=FILE or {param('sample')}")
     if frame.empty:
         raise DataError(f"{where}: no rows after the header")
     if has_id:
         file_ids = numeric_column(frame, HEADER[0], where, "an integer Id", integer=True, first_line=2).astype(np.int64)
     else:
         if len(ids) != len(frame):
-            raise DataError(f"{where}: {len(frame)} rows but --ids/--sample gives {len(ids)} Ids")
+            raise DataError(f"{where}: {len(frame)} rows but {param('ids')}/{param('sample')} gives {len(ids)} Ids")
         file_ids = np.asarray(ids, dtype=np.int64)
     if all(frame[c].dtype.kind == "f" for c in classes):
         values = frame[classes].to_numpy(dtype=np.float64)
@@ -174,10 +174,10 @@ def read_npy(path: str | os.PathLike, ids: np.ndarray | None = None, log_probs: 
         raise DataError(f"{where}: expected a 2-D float array (rows x classes), got shape {values.shape} "
                         f"dtype {values.dtype}")
     if ids is None:
-        raise DataError(f"{where}: a .npy file holds no Ids: give them with --ids FILE (e.g. the sample submission) "
-                        f"or --sample")
+        raise DataError(f"{where}: a .npy file holds no Ids: give them with {param('ids')}=FILE (e.g. the sample submission) "
+                        f"or {param('sample')}")
     if len(ids) != values.shape[0]:
-        raise DataError(f"{where}: {values.shape[0]} rows but --ids/--sample gives {len(ids)} Ids")
+        raise DataError(f"{where}: {values.shape[0]} rows but {param('ids')}/{param('sample')} gives {len(ids)} Ids")
     classes = [str(i) for i in range(values.shape[1])]
     meta = {"kind": "test", "source": "npy", _POSITIONAL: True}
     return _finish(path, np.asarray(ids, dtype=np.int64), values, classes, meta, log_probs, line_offset=None)
@@ -189,4 +189,4 @@ def is_positional(item: ProbFile) -> bool:
 
 def check_ids_option(ids_path, sample_path) -> None:
     if ids_path is not None and sample_path is not None:
-        raise UsageError("give the Ids of .npy inputs with either --ids or --sample, not both")
+        raise UsageError(f"give the Ids of .npy inputs with either {param('ids')} or {param('sample')}, not both")

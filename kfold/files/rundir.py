@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from kfold.errors import DataError
+from kfold.errors import DataError, param
 
 __all__ = ["FULL", "model_name", "PredDir", "probs_path", "PROBS_SUFFIX", "RunDir", "safe_name", "TuneDir"]
 
@@ -330,18 +330,18 @@ class RunDir(_Folder):
         if not self.is_run():
             raise DataError(f"{self.path}: not a kfold run directory (no {CONFIG})")
         if not any(self.path.glob(f"fold*/{META}")) and not self.is_done(FULL):
-            raise DataError(f"{self.path}: no finished models (train first, or --resume an interrupted run)")
+            raise DataError(f"{self.path}: no finished models (train first, or resume an interrupted run: {param('resume')}=True)")
         k = self.defined_folds()
         done = self.finished(k)
         missing = [fold for fold in range(k) if fold not in done]
         if missing and not allow_incomplete:
             raise DataError(f"{self.path}: folds {','.join(map(str, missing))} of {k} are not finished "
-                            f"(train.py --resume finishes them; --allow-incomplete predicts with the finished ones)")
+                            f"(training with {param('resume')}=True finishes them; {param('allow_incomplete')}=True predicts with the finished ones)")
         found: list[int | str] = list(done)
         if self.is_done(FULL):
             found.append(FULL)
         if not found:
-            raise DataError(f"{self.path}: no finished models (train first, or --resume an interrupted run)")
+            raise DataError(f"{self.path}: no finished models (train first, or resume an interrupted run: {param('resume')}=True)")
         return found
 
     def inputs(self) -> list[Path]:

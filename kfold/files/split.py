@@ -12,10 +12,10 @@ SOLUTION_SEED = 0      # seed of the generated split
 
 
 def check_fraction(public_fraction: float) -> None:
-    from kfold.errors import UsageError
+    from kfold.errors import UsageError, param
 
     if not 0.0 < public_fraction < 1.0:
-        raise UsageError(f"--public-fraction must be between 0 and 1 (exclusive), got {public_fraction}")
+        raise UsageError(f"{param('public_fraction')} must be between 0 and 1 (exclusive), got {public_fraction}")
 
 
 def random_usage(n_rows: int, seed: int, public_fraction: float = PUBLIC_FRACTION):

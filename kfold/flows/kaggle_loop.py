@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from kfold.errors import DataError, KfoldError, UsageError
+from kfold.errors import DataError, KfoldError, UsageError, param
 from kfold.files.rundir import RunDir, probs_path
 
 __all__ = ["Downloaded", "RemoteLeaderboard", "SubmissionsReport", "Submitted", "agreement", "agreement_line",
@@ -599,21 +599,21 @@ def download(competition: str, data_dir: str | os.PathLike | None = None, max_si
     data_dir = Path(data_dir) if data_dir is not None else DATA_ROOT / competition
     check_not_symlink(data_dir, "the data folder")
     if data_dir.exists() and not data_dir.is_dir():
-        raise DataError(f"{data_dir}: exists and is not a folder; give a folder for --data")
+        raise DataError(f"{data_dir}: exists and is not a folder; give a folder for {param('data_dir')}")
     client = kaggle_api.connect()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.download-", dir=data_dir.parent))
     try:
         saved = client.download(competition, staging)
         if saved.stat().st_size > limit:
-            raise DataError(f"{saved.name} (downloaded): {saved.stat().st_size} bytes, more than --max-size {max_size}")
+            raise DataError(f"{saved.name} (downloaded): {saved.stat().st_size} bytes, more than {param('max_size')} {max_size}")
         if saved.suffix.lower() == ".zip":
             files = extract_zip(saved, data_dir, max_size=limit, force=force, name=f"{saved.name} (downloaded)")
         else:  # a competition with a single non-zip file
             target = data_dir / saved.name
             check_not_symlink(target, "the downloaded file's target")
             if target.exists() and not force:
-                raise DataError(f"{target}: already exists; give --force to replace it")
+                raise DataError(f"{target}: already exists; give {param('force')}=True to replace it")
             data_dir.mkdir(parents=True, exist_ok=True)
             shutil.move(str(saved), target)
             files = [target]

@@ -207,7 +207,7 @@ def check_reachable(address: str, timeout: float) -> None:
         raise UsageError(f"{param('address')} {address}: not a Ray cluster address HOST:PORT")
     start = time.monotonic()
     hint = "check the address (ray status on the head node prints it)"
-    longer = f"{hint}, or wait longer with --ray-timeout SECONDS"
+    longer = f"{hint}, or wait longer with {param('timeout')}=SECONDS"
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
@@ -537,8 +537,8 @@ class RayBackend:
         have = ", ".join(f"{_amount(free.get(name, 0.0))} {name}" for name in wanted)
         return DataError(f"no fold task could start within {timeout:g}s: each asks for "
                          f"{', '.join(f'{_amount(a)} {n}' for n, a in wanted.items())} and the Ray cluster has {have} "
-                         f"free (other jobs hold the rest?); finished folds are kept: rerun with --resume when the "
-                         f"cluster has room, or wait longer with --ray-timeout SECONDS")
+                         f"free (other jobs hold the rest?); finished folds are kept: rerun with {param('resume')}=True when the "
+                         f"cluster has room, or wait longer with {param('timeout')}=SECONDS")
 
     # -- the Backend protocol (kfold.flows.backend)
     def train_folds(self, jobs, task=None) -> None:

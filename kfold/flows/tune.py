@@ -28,7 +28,7 @@ import numpy as np
 
 from kfold.config import TrainConfig, resolve_config
 from kfold.data.task import Task
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.rundir import RunDir, TuneDir
 from kfold.flows.backend import LocalBackend
 from kfold.flows.training import RunRequest, TaskSpec, check_task, parse_fold_list, summarize, train_run
@@ -169,23 +169,23 @@ def read_space(path: str | Path) -> SearchSpace:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"--space {path}: file not found") from None
+        raise UsageError(f"{param('space')}={str(path)!r}: file not found") from None
     except (IsADirectoryError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--space {path}: cannot read a text file ({exc.__class__.__name__})") from None
+        raise UsageError(f"{param('space')}={str(path)!r}: cannot read a text file ({exc.__class__.__name__})") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
-            raise UsageError(f"--space {path}: YAML needs PyYAML (pip install pyyaml), or give the space as JSON") from None
+            raise UsageError(f"{param('space')}={str(path)!r}: YAML needs PyYAML (pip install pyyaml), or give the space as JSON") from None
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise UsageError(f"--space {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            raise UsageError(f"{param('space')}={str(path)!r}: not valid YAML ({str(exc).splitlines()[0]})") from None
     else:
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"--space {path}: not valid JSON ({exc})") from None
+            raise UsageError(f"{param('space')}={str(path)!r}: not valid JSON ({exc})") from None
     return parse_space(raw, str(path))
 
 
@@ -321,7 +321,7 @@ def objective_metric(task: Task, metric: str | None = None) -> str:
     schema = getattr(task, "schema", None)
     name = metric or (schema.metric if schema is not None else None) or "accuracy"
     if name not in METRICS:
-        raise UsageError(f"--metric {name!r}: not one of {', '.join(METRICS)}")
+        raise UsageError(f"{param('metric')}={name!r}: not one of {', '.join(METRICS)}")
     return name
 
 
@@ -357,7 +357,7 @@ def open_storage(url: str):
             if racing and attempt < 5:  # another driver is creating the same new database's tables right now
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            raise UsageError(f"--storage {url}: cannot open this Optuna storage ({type(exc).__name__}: {first})") from None
+            raise UsageError(f"{param('storage')}={url!r}: cannot open this Optuna storage ({type(exc).__name__}: {first})") from None
     raise AssertionError("unreachable")
 
 
@@ -377,7 +377,7 @@ def make_pruner(name: str, prune_after: int = 2):
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
-    raise UsageError(f"--pruner {name!r}: must be one of {', '.join(PRUNERS)}")
+    raise UsageError(f"{param('pruner')}={name!r}: must be one of {', '.join(PRUNERS)}")
 
 
 def _counted(trial) -> bool:
@@ -671,14 +671,14 @@ class _Driver:
         if "rerun_of" not in trial.user_attrs and run.is_run():
             self.fail(trial, "error", f"{run.path} already holds a run", start)
             raise DataError(f"{run.path}: already holds a run that study {self.study.study_name!r} does not know "
-                            f"(a deleted study.db?); use a new --out directory")
+                            f"(a deleted study.db?); use a new {param('out')} directory")
         self.echo(f"\n== trial {trial.number}: {self._params_text(trial)}")
         try:
             cfg = trial_config(self.base, values)
             if self.backend is None:
                 from kfold.nn.checks import check_model_fits
 
-                check_model_fits(cfg, self.task.num_classes, self.task.image_shape, f"--data {self.spec.data}")
+                check_model_fits(cfg, self.task.num_classes, self.task.image_shape, f"{param('data')}={self.spec.data}")
         except UsageError as exc:
             self.fail(trial, "invalid_config", str(exc), start)
             self.echo(f"trial {trial.number} failed: {exc}")
@@ -847,23 +847,23 @@ def open_study(storage, name: str, settings: dict, where: str):
         study = optuna.load_study(study_name=name, storage=storage)
         saved = study.user_attrs.get("kfold")
         if not isinstance(saved, dict):
-            raise UsageError(f"{where}: study {name!r} was not created by kfold tune; choose another --out or --storage")
+            raise UsageError(f"{where}: study {name!r} was not created by kfold tune; choose another {param('out')} or {param('storage')}")
         if study.direction.name.lower() != settings["direction"]:
             raise UsageError(f"{where}: study {name!r} was created to {study.direction.name.lower()} "
                              f"{saved.get('metric')!r}; this command would {settings['direction']} {settings['metric']!r}; "
-                             f"use a new --out for another metric")
+                             f"use a new {param('out')} for another metric")
         differ = [key for key in STUDY_KEYS if json.dumps(saved.get(key), sort_keys=True) != json.dumps(settings[key], sort_keys=True)]
         if differ:
             shown = "; ".join(f"{key}: {_short(saved.get(key))} in the study, {_short(settings[key])} now" for key in differ)
             raise UsageError(f"{where}: study {name!r} was created with other settings ({shown}); "
-                             f"use a new --out directory for a new search")
+                             f"use a new {param('out')} directory for a new search")
         return study, False
     study = optuna.create_study(storage=storage, study_name=name, direction=settings["direction"], load_if_exists=True)
     if "kfold" not in study.user_attrs:
         study.set_user_attr("kfold", settings)
     elif json.dumps(study.user_attrs["kfold"], sort_keys=True) != json.dumps(settings, sort_keys=True):
         raise UsageError(f"{where}: study {name!r} was just created by another driver with other settings; "
-                         f"use a new --out directory")  # two drivers with different settings started together
+                         f"use a new {param('out')} directory")  # two drivers with different settings started together
     return study, True
 
 
@@ -922,13 +922,13 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
     optuna = import_optuna()
     pruner_obj = make_pruner(pruner, prune_after)
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
+        raise UsageError(f"{param('out')}={str(out)!r}: exists and is not a directory")
     from kfold.files.atomic import guard_outputs
     from kfold.files.rundir import data_inputs
 
     guard_outputs([out], data_inputs(task_spec.data), root=out.parent, error=UsageError)  # not the data, no link
     if RunDir(out).config.exists():
-        raise UsageError(f"--out {out}: holds a training run, not a search; choose another --out")
+        raise UsageError(f"{param('out')}={str(out)!r}: holds a training run, not a search; choose another {param('out')}")
     url = storage or default_storage(out)
     if storage is not None:
         store = open_storage(url)  # a bad URL is named before anything is created
@@ -937,7 +937,7 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
         store = open_storage(url)
     settings = _study_settings(metric, direction, preset, k, seed, fold_list, task.fingerprint(), base.to_dict(), space)
     name = study_name(out)
-    study, created = open_study(store, name, settings, f"--storage {url}" if storage else str(out / STUDY_DB))
+    study, created = open_study(store, name, settings, f"{param('storage')}={url!r}" if storage else str(out / STUDY_DB))
     study.pruner = pruner_obj
     out.mkdir(parents=True, exist_ok=True)
     echo(f"study {name!r} in {url}: {'new' if created else 'continued'}, {metric} ({direction}), "
@@ -980,7 +980,7 @@ def ensemble_best(result: TuneResult, task: Task, task_spec: TaskSpec, n: int, *
     runs = [RunDir(d) for d in top["dir"]]
     incomplete = [str(r.path) for r in runs if not r.oof.is_file()]
     if incomplete:
-        raise UsageError(f"--ensemble-top needs every fold of the trials; {incomplete[0]} trained only some (--folds)")
+        raise UsageError(f"{param('ensemble_top')} needs every fold of the trials; {incomplete[0]} trained only some ({param('folds')})")
     probs = PredDir(result.out / "ensemble" / "probs")
     echo(f"\n== predict the top {len(runs)} trials: {probs.path}")
     if backend is None:

@@ -13,7 +13,7 @@ import numpy as np
 from kfold.config import TrainConfig
 from kfold.data.jobs import FoldJob
 from kfold.data.task import Task
-from kfold.errors import UsageError
+from kfold.errors import UsageError, param
 from kfold.files.atomic import write_csv, write_json
 from kfold.files.folds import read_folds
 from kfold.files.probs import write_probs
@@ -48,7 +48,7 @@ def _check_threads(run: RunDir, job: FoldJob, threads: int) -> None:
         recorded = run.read_json(run.meta(fold)).get("threads")
         if recorded is not None and recorded != threads:
             raise UsageError(f"{run.meta(fold)}: {run.path} was trained with {recorded} CPU thread(s), this process uses "
-                             f"{threads}; CPU results differ with the thread count: pass --threads {recorded}")
+                             f"{threads}; CPU results differ with the thread count: pass {param('threads')}={recorded}")
 
 
 def interrupted_hint(desc: str, epoch: int, epochs: int, fold_dir) -> str:

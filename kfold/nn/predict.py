@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.rundir import FULL, PredDir, RunDir, model_name
 from kfold.files.probs import read_probs, write_probs
 from kfold.data.task import Task
@@ -27,7 +27,7 @@ def check_model_matches(where: Path, meta: dict, task: Task) -> None:
     """The model's classes, image size and channels fit the task (a model of another competition or a foreign
     or edited header otherwise)."""
     if meta["num_classes"] != task.num_classes:
-        raise DataError(f"{where}: model has {meta['num_classes']} classes but --data has {task.num_classes}")
+        raise DataError(f"{where}: model has {meta['num_classes']} classes but {param('data')} has {task.num_classes}")
     size, channels = meta.get("image_size", 28), meta.get("channels", 1)
     images = task.test_images
     test_channels = 1 if images.ndim == 3 else int(images.shape[3])
@@ -50,7 +50,7 @@ def tta_gain(model, meta: dict, task: Task, run: RunDir, fold: int, views: int, 
     fold = meta["fold"]
     if isinstance(fold, bool) or not isinstance(fold, int) or not (folds == fold).any():
         raise DataError(f"{run.weights(fold) if isinstance(fold, int) else run.path}: metadata fold {fold!r} is not a fold of "
-                        f"{run.folds_csv} (0..{int(folds.max())}), so its out-of-fold rows for --tta are unknown")
+                        f"{run.folds_csv} (0..{int(folds.max())}), so its out-of-fold rows for {param('tta')} are unknown")
     rows = np.flatnonzero(folds == fold)
     labels = task.train_labels[rows]
     norm = meta["normalization"]
@@ -82,15 +82,15 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
     from kfold.nn.precision import for_prediction
 
     if tta is not None and (isinstance(tta, bool) or not isinstance(tta, int) or tta < 1):
-        raise UsageError(f"--tta {tta!r}: needs at least 1 view")
+        raise UsageError(f"{param('tta')}={tta!r}: needs at least 1 view")
     if tta is not None and tta > 9:
-        raise UsageError(f"--tta {tta}: at most 9 views")
+        raise UsageError(f"{param('tta')}={tta!r}: at most 9 views")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size!r}: must be at least 1")
+        raise UsageError(f"{param('batch_size')}={batch_size!r}: must be at least 1")
     if fmt not in ("npz", "csv"):
-        raise UsageError(f"--format {fmt!r}: must be npz or csv")
+        raise UsageError(f"{param('fmt')}={fmt!r}: must be npz or csv")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096):
-        raise UsageError(f"--threads {threads!r}: must be an integer in 1..4096")
+        raise UsageError(f"{param('threads')}={threads!r}: must be an integer in 1..4096")
     if threads is not None:
         import torch
 
@@ -118,7 +118,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
             model, meta = load_model(run.weights(fold), device)
             check_model_matches(run.weights(fold), meta, task)  # first: names the size or channels that differ
             if meta["fingerprint"] != fingerprint:
-                raise DataError(f"{run.model_dir(fold)}: trained on different data (fingerprint {meta['fingerprint']}, --data gives {fingerprint})")
+                raise DataError(f"{run.model_dir(fold)}: trained on different data (fingerprint {meta['fingerprint']}, {param('data')} gives {fingerprint})")
             run.check_belongs(run.weights(fold), meta, fold)  # weights copied from another run or fold: refused
             views = tta if tta is not None else meta["config"].get("tta", 1)
             # as the OOF rows were scored: the fold's recorded choice (bf16, channels_last) on the CPU, else the rule

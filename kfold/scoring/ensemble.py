@@ -36,7 +36,7 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.schema import KMNIST
 from kfold.files.probs import CHUNK_ROWS, ProbFile, is_prob_csv, read_probs
 from kfold.files.readers import csv_header, is_positional, is_submission_header, read_foreign_csv, read_npy, read_submission_fast
@@ -55,10 +55,10 @@ MAX_SEED = 2**32 - 1
 Input = Union[ProbFile, Submission]
 
 
-def check_seed(seed: int, flag: str = "--seed") -> int:
+def check_seed(seed: int, name: str = "seed") -> int:
     """Seeds are 0..2**32-1 (what every kfold command records and numpy takes); anything else is a UsageError."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
-        raise UsageError(f"{flag} must be an integer in 0..{MAX_SEED}, got {seed}")
+        raise UsageError(f"{param(name)} must be an integer in 0..{MAX_SEED}, got {seed}")
     return int(seed)
 
 
@@ -207,7 +207,7 @@ class _Stream:
         """Column order that maps ``item``'s classes onto the reference classes (None: already in order)."""
         if self.classes is None:
             if self.num_classes is not None and self.num_classes != item.num_classes:
-                raise UsageError(f"--num-classes {self.num_classes} but {name} has {item.num_classes} classes")
+                raise UsageError(f"{param('num_classes')}={self.num_classes!r}: {name} has {item.num_classes} classes")
             self.classes, self.class_source = list(item.classes), (name, is_positional(item))
             return None
         ref_name, ref_positional = self.class_source
@@ -406,9 +406,10 @@ def combine(prob_inputs: Sequence[Input | str | os.PathLike], method: str = "mea
         probs, order = stream.add(k, item, name)
         if probs is None:
             if method != "vote" or tiebreak == "prob":
-                need = f"method '{method}'" if method != "vote" else "--tiebreak prob"
+                need = f"{param('method')}={method!r}" if method != "vote" else f"{param('tiebreak')}='prob'"
+                fix = f"{param('method')}='vote'" if method != "vote" else f"the default {param('tiebreak')}='random'"
                 raise UsageError(f"{name} is a hard-label submission; {need} needs probability files for every input "
-                                 f"({'use --method vote' if method != 'vote' else 'use the default --tiebreak random'})")
+                                 f"(use {fix})")
             continue
         if total is not None and total.shape[1] != probs.shape[1]:
             raise DataError(f"{name}: {probs.shape[1]} classes, the earlier inputs have {total.shape[1]}")
@@ -498,7 +499,7 @@ def fit_weights(oof_inputs: Sequence[Input | str | os.PathLike], metric: str = "
     if method not in ("mean", "geomean"):
         raise UsageError(f"weights can be fitted for mean or geomean ensembles, not '{method}'")
     if rounds < 1:
-        raise UsageError(f"--fit-rounds must be at least 1, got {rounds}")
+        raise UsageError(f"{param('fit_rounds')} must be at least 1, got {rounds}")
     aligned = align_inputs(oof_inputs)
     if aligned.hard_inputs:
         raise UsageError(f"{aligned.hard_inputs[0]} is a submission; weight fitting needs out-of-fold probability files")

@@ -359,7 +359,7 @@ def build_report(run_dir: str | Path, leaderboard_dir: str | Path | None = None,
         return _page(run_dir.name, [tune_section(read_tune(run_dir))]), None, {}
     run = RunDir(run_dir)
     if leaderboard_dir is not None and not (Path(leaderboard_dir) / "leaderboard.csv").is_file():
-        raise UsageError(f"leaderboard_dir {leaderboard_dir}: holds no leaderboard.csv (give the folder that "
+        raise UsageError(f"{param('leaderboard_dir')}={str(leaderboard_dir)!r}: holds no leaderboard.csv (give the folder that "
                          "'kfold leaderboard --out' or 'kfold run' wrote)")
     board_dir = Path(leaderboard_dir) if leaderboard_dir is not None else run.leaderboard
     if not run.summary.is_file():
@@ -411,7 +411,7 @@ def write_html_report(run_dir: str | Path, out: str | Path | None = None, leader
         guard_analysis(run_dir, None, inputs)
         guard_outputs([out], inputs, root=run_dir)  # an --out spelled inside the run: no planted folder link on the way
     if out.suffix.lower() not in (".html", ".htm"):
-        raise UsageError(f"--out {out}: the report is an HTML file; give a name ending in .html")
+        raise UsageError(f"{param('out')}={str(out)!r}: the report is an HTML file; give a name ending in .html")
     page, analysis, _ = build_report(run_dir, leaderboard_dir, data, tune_dir=tune_dir)
     write_text(out, page)
     return out, analysis

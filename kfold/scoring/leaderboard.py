@@ -36,7 +36,7 @@ import pandas as pd
 
 from kfold.files.atomic import write_csv, write_text
 from kfold.scoring.ensemble import check_seed, input_name, load_input
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.probs import ProbFile, read_probs
 from kfold.files.rundir import probs_path
 from kfold.files.split import PUBLIC_FRACTION as DEFAULT_PUBLIC_FRACTION
@@ -139,8 +139,8 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
         for split in ("Public", "Private"):
             if not (usage == split).any():
                 raise UsageError(f"{where}: has no Usage column, and a seeded split of {len(ids)} row(s) with "
-                                 f"--public-fraction {public_fraction:g} leaves no {split} rows; add a Usage column "
-                                 f"or choose another --public-fraction")
+                                 f"{param('public_fraction')}={public_fraction:g} leaves no {split} rows; add a Usage column "
+                                 f"or choose another {param('public_fraction')}")
         return Solution(ids, categories, usage, path, split_generated=True, groups=groups, num_classes=num_classes,
                         classes_source=classes_source, schema=schema, metric=metric)
     usage = frame[usage_column].astype(str).str.strip().to_numpy(dtype=object)
@@ -311,7 +311,7 @@ def score_many(submissions: Sequence, solution: Solution, n_bootstrap: int = 100
                ids: np.ndarray | None = None, log_probs: bool = False, side_files: bool = True) -> pd.DataFrame:
     """Scores of every submission (unranked, in input order); see :func:`leaderboard`."""
     if n_bootstrap < 1:
-        raise UsageError(f"--bootstrap must be at least 1, got {n_bootstrap}")
+        raise UsageError(f"{param('bootstrap')} must be at least 1, got {n_bootstrap}")
     check_seed(seed)
     scored = [_score_one(source, solution, ids, log_probs, side_files) for source in submissions]
     from kfold.scoring.ensemble import check_same_data

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from kfold.files.atomic import guard_outputs, save_figure, together, write_csv, write_text
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.files.rundir import RunDir, check_fields
 from kfold.scoring.report import markdown_table
 
@@ -73,7 +73,7 @@ def read_point(run_dir: Path) -> tuple[CurvePoint, dict]:
     check_fields(run.summary, summary, {"seed": "count", "oof_rows": "count", "oof_accuracy_last_epoch": "fraction"})
     k, done = summary["k"], summary["folds_done"]
     if done != k:
-        raise DataError(f"{run.summary}: {done} of {k} folds finished; finish the run first (--resume)")
+        raise DataError(f"{run.summary}: {done} of {k} folds finished; finish the run first ({param('resume')}=True)")
     if config["k"] != k:
         raise DataError(f"{run.summary}: field 'k' is {k}, but {run.config} says {config['k']}")
     if summary["oof_rows"] < 1:
@@ -165,9 +165,9 @@ def learning_curve(runs: Sequence[str | Path], out: str | Path, target: float | 
     """Fit and write the learning curve of finished runs of one recipe (different k); returns the Markdown text."""
     runs, out = [Path(run) for run in runs], Path(out)
     if target is not None and not 0 < target < 1:
-        raise UsageError(f"--target {target}: must be an accuracy between 0 and 1")
+        raise UsageError(f"{param('target')}={target!r}: must be an accuracy between 0 and 1")
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+        raise UsageError(f"{param('out')}={str(out)!r}: exists and is not a folder")
     inputs = [path for run in runs for path in RunDir(run).inputs()]
     guard_outputs([out, *(out / name for name in CURVE_FILES)], inputs, root=out.parent)  # before anything is read
     loaded = [read_point(run) for run in runs]

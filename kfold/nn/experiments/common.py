@@ -21,7 +21,7 @@ from kfold.files.atomic import write_text
 from kfold.config import TrainConfig, resolve_config
 from kfold.data import load_mnist_mix
 from kfold.nn.engine import FoldTrainer
-from kfold.errors import UsageError
+from kfold.errors import UsageError, param
 from kfold.nn.inference import predict_proba
 from kfold.data.task import Task
 from kfold.nn.fold import library_versions
@@ -94,9 +94,9 @@ def check_models(models: list[str]) -> list[str]:
 
     unknown = [name for name in models if name not in list_models()]
     if unknown:
-        raise UsageError(f"--models: unknown model(s) {', '.join(unknown)}; available: {', '.join(list_models())}")
+        raise UsageError(f"{param('models')}: unknown model(s) {', '.join(unknown)}; available: {', '.join(list_models())}")
     if not models:
-        raise UsageError("--models: give at least one model")
+        raise UsageError(f"{param('models')}: give at least one model")
     return models
 
 

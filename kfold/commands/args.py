@@ -276,6 +276,17 @@ def open_backend(args: argparse.Namespace, progress: bool = True):
     return backend
 
 
+def add_training_flags(p: argparse.ArgumentParser, recipe: bool = True) -> None:
+    """The flag groups of every command that trains (``run``, ``train``, ``tune``, ``compare``): device and threads,
+    progress, the recipe (config fields; ``recipe=False`` for ``compare``, whose recipes are its setups) and the
+    backend."""
+    add_device_flags(p)
+    add_progress_flag(p)
+    if recipe:
+        add_recipe_flags(p)
+    add_backend_flags(p)
+
+
 def open_run(args: argparse.Namespace, **fields):
     """The shared steps of the training commands, once: the config (``--preset``, ``--config``, the recipe flags),
     the task spec (the data flags), the backend (the backend flags) and its threads, as a

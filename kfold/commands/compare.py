@@ -31,9 +31,7 @@ def build_parser(prog: str = "compare.py") -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=flags.config_flag_type("epochs"), default=None, help="override every preset's epochs")
     p.add_argument("--tta", type=flags.config_flag_type("tta"), default=None, metavar="N",
                    help="test-time augmentation views for predict")
-    flags.add_device_flags(p)
-    flags.add_progress_flag(p)
-    flags.add_backend_flags(p)
+    flags.add_training_flags(p, recipe=False)
     return p
 
 

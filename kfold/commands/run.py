@@ -24,10 +24,7 @@ def build_parser(prog: str = "kfold run") -> argparse.ArgumentParser:
     p.add_argument("--folds", type=flags.comma_list(flags.int_at_least(0)), help="train only these folds now (e.g. 0,2)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<preset>)")
     p.add_argument("--submissions", type=Path, default=Path("submissions"), help="where submission CSVs go (default: submissions)")
-    flags.add_device_flags(p)
-    flags.add_progress_flag(p)
-    flags.add_recipe_flags(p)
-    flags.add_backend_flags(p)
+    flags.add_training_flags(p)
     return p
 
 

@@ -21,10 +21,7 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
                    help="comma-separated subset of folds to train, e.g. 0,2 (spread folds over processes or machines)")
     p.add_argument("--full", action="store_true", help="train on all data for the fold runs' mean best epoch (or --epochs)")
     p.add_argument("--resume", action="store_true", help="skip finished folds, continue an interrupted fold from its checkpoint")
-    flags.add_device_flags(p)
-    flags.add_progress_flag(p)
-    flags.add_recipe_flags(p)
-    flags.add_backend_flags(p)
+    flags.add_training_flags(p)
     return p
 
 

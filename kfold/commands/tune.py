@@ -57,10 +57,7 @@ def build_parser(prog: str = "kfold tune") -> argparse.ArgumentParser:
     p.add_argument("--folds", type=flags.comma_list(flags.int_at_least(0)),
                    help="train only these folds in every trial (e.g. 0,1; the objective is scored on their rows)")
     p.add_argument("--out", type=Path, default=Path("runs") / "tune", help="search directory (default: runs/tune)")
-    flags.add_device_flags(p)
-    flags.add_progress_flag(p)
-    flags.add_recipe_flags(p)
-    flags.add_backend_flags(p)
+    flags.add_training_flags(p)
     return p
 
 

@@ -56,19 +56,26 @@ def decode_one(path: str | os.PathLike, image_size: int | None = None, channels:
     image."""
     from PIL import Image
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return _decode(path, image_size, channels)
+
+
+def _decode(path, image_size: int | None, channels: int | None) -> np.ndarray:
+    """``decode_one`` without setting the warnings filter: the caller has made Pillow's
+    ``DecompressionBombWarning`` an error (once per chunk, not once per image)."""
+    from PIL import Image
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                image = _to_mode(img, channels)
+        with Image.open(path) as img:
+            image = _to_mode(img, channels)
+            if image_size is not None and image.size != (image_size, image_size):
+                image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)  # decodes the file (one load, not two)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"{path}: image too large, refused as a possible decompression bomb ({_one_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 -- Pillow raises OSError, SyntaxError, ValueError, struct.error ...
         raise DataError(f"{path}: not a readable image ({_one_line(exc)})") from None
-    if image_size is not None and image.size != (image_size, image_size):
-        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
 
 
 def _to_mode(img, channels: int | None):
@@ -245,19 +252,25 @@ def _raise(result, paths: list[str], size: tuple[int, int]) -> None:
 
 def _decode_chunk(tmp: str, start: int, names: list[str], size, channels: int, image_size: int | None, auto: bool):
     """Decode ``names`` into rows ``start..`` of the memory-mapped ``tmp``; None, or (kind, row, detail)."""
+    from PIL import Image
+
     out = np.load(tmp, mmap_mode="r+")
+    block = np.empty((len(names),) + out.shape[1:], dtype=np.uint8)  # the chunk in memory, then one copy
     try:
-        for offset, name in enumerate(names):
-            row = start + offset
-            try:
-                image = decode_one(name, image_size, None if auto and channels == 1 else channels)
-            except DataError as exc:
-                return ("error", row, str(exc))
-            if image.ndim == 3 and channels == 1:  # auto: a color image among gray ones
-                return ("color", row, None)
-            if image.shape[:2] != tuple(size):
-                return ("size", row, image.shape[:2])
-            out[row] = image
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            for offset, name in enumerate(names):
+                row = start + offset
+                try:
+                    image = _decode(name, image_size, None if auto and channels == 1 else channels)
+                except DataError as exc:
+                    return ("error", row, str(exc))
+                if image.ndim == 3 and channels == 1:  # auto: a color image among gray ones
+                    return ("color", row, None)
+                if image.shape[:2] != tuple(size):
+                    return ("size", row, image.shape[:2])
+                block[offset] = image
+        out[start:start + len(names)] = block
         out.flush()
     finally:
         del out

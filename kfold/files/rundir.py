@@ -456,7 +456,10 @@ class TuneDir(_Folder):
     TRIALS_CSV = "trials.csv"
     BEST_JSON = "best.json"
     FIGURES = ("history.png", "importance.png", "params.png")
-    STATES = ("complete", "pruned", "failed", "running", "waiting")
+    # Optuna's trial states as trials.csv writes them
+    STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
+                   "WAITING": "waiting"}
+    STATES = tuple(STATE_WORDS.values())
 
     @property
     def study_db(self) -> Path:

@@ -42,7 +42,7 @@ __all__ = ["Param", "SearchSpace", "TuneResult", "check_space", "default_space",
 INSTALL_HINT = "pip install -e '.[tune]'"
 PRUNERS = ("median", "halving", "none")
 KINDS = ("log_uniform", "uniform", "int", "choice")
-STUDY_DB, TRIALS_DIR, TRIALS_CSV, BEST_JSON = TuneDir.STUDY_DB, TuneDir.TRIALS_DIR, TuneDir.TRIALS_CSV, TuneDir.BEST_JSON
+STUDY_DB, TRIALS_CSV, BEST_JSON = TuneDir.STUDY_DB, TuneDir.TRIALS_CSV, TuneDir.BEST_JSON
 FIGURES = TuneDir.FIGURES  # the names live in files/rundir.py: the report reads them too
 MODEL_OPTION = "model_kwargs."  # a space key "model_kwargs.width" searches one model option
 STALE_AFTER_S = 120.0  # a RUNNING trial without a recorded driver is stale after this long
@@ -427,7 +427,7 @@ class TuneResult:
     submission: Path | None = None
 
 
-STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+STATE_WORDS = TuneDir.STATE_WORDS
 
 
 def trials_table(study, space: SearchSpace, metric: str):
@@ -666,7 +666,7 @@ class _Driver:
         """Sample the trial's config and prepare its run; a config that fails validation fails the trial."""
         start = time.perf_counter()
         values = {p.name: p.suggest(trial) for p in self.space.params}
-        directory = trial.user_attrs.get("dir") or str(self.out / TRIALS_DIR / f"{trial.number:04d}")
+        directory = trial.user_attrs.get("dir") or str(TuneDir(self.out).trial(trial.number))
         run = RunDir(directory)
         if "rerun_of" not in trial.user_attrs and run.is_run():
             self.fail(trial, "error", f"{run.path} already holds a run", start)

@@ -9,6 +9,7 @@
   against Pillow's own loop (``np.asarray(Image.open(p))`` per file, one process) divided by the worker
   processes kfold used (target: within 1.5x); and, as a reference, against Pillow's loop split over the same
   number of forked processes (what the cores give Pillow itself).
+  A third reference row: kfold's decoder with OpenCV's PNG path turned off (Pillow decodes every file).
 * ``cached``: the second ``decode_images`` of the same 10,000 files (opens the cache; target: under 0.5 s),
   and the second ``load_task`` of an image-files competition of them.
 * ``memory``: peak memory of one decode against the size of its uint8 cache (target: at most 1.2x): the peak
@@ -39,6 +40,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from kfold.data import decode  # noqa: E402
 from kfold.data.decode import _workers, decode_images  # noqa: E402
 from kfold.data.pixel_csv import read_pixel_csv  # noqa: E402
 
@@ -163,7 +165,16 @@ def main(argv=None) -> int:
                 if variant == "kfold":
                     fresh.cache = work / f"cache-{next(caches)}"
             fresh.cache = work / "cache-x"
+
+            def pillow_only():  # kfold's decoder with OpenCV's PNG path off: what it gains
+                saved, decode.FAST_PNG_MIN_ROWS = decode.FAST_PNG_MIN_ROWS, 10**12
+                try:
+                    decode_images(paths, cache_dir=work / f"cache-p{next(caches)}", progress=False)
+                finally:
+                    decode.FAST_PNG_MIN_ROWS = saved
+
             t = interleaved({"kfold": lambda: decode_images(paths, cache_dir=fresh.cache, progress=False),
+                             "kfold-pillow": pillow_only,
                              "pillow": lambda: pillow_loop(paths),
                              "pillow-pool": lambda: pillow_processes(paths, workers)}, args.repeats, before=fresh)
             per_core = [v / workers for v in t["pillow"]]
@@ -174,6 +185,10 @@ def main(argv=None) -> int:
                          "workers)", cell(t["kfold"]), f"Pillow loop split over {workers} forked processes",
                          cell(t["pillow-pool"]), statistics.median(t["kfold"]) / statistics.median(t["pillow-pool"]),
                          "(reference: what the cores give Pillow itself)"))
+            rows.append((f"decode {name}, OpenCV's PNG path against Pillow's in kfold", f"decode_images ({workers} "
+                         "workers)", cell(t["kfold"]), "the same, Pillow only", cell(t["kfold-pillow"]),
+                         statistics.median(t["kfold"]) / statistics.median(t["kfold-pillow"]),
+                         "(reference: what OpenCV's libpng gives)"))
             out = decode_images(paths, cache_dir=fresh.cache, progress=False)
             assert np.array_equal(out, arrays)
             cached = interleaved({"cached": lambda: decode_images(paths, cache_dir=fresh.cache, progress=False)},

@@ -176,3 +176,142 @@ def test_progress_bar_while_decoding(tmp_path, capsys):
     paths = write_pngs(tmp_path / "imgs", gray_images(20))
     decode_images(paths, cache_dir=tmp_path / "cache", progress=True, split="train")
     assert "decoding train" in capsys.readouterr().err
+
+
+# -- OpenCV's libpng for plain 8-bit PNGs: the same pixels as Pillow, Pillow's errors, a quiet stderr ------------
+cv2 = pytest.importorskip("cv2")
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    import struct
+
+    chunks, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        chunks.append((data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]))
+        pos += 12 + length
+    return chunks
+
+
+def _png_from_chunks(chunks) -> bytes:
+    import struct
+    import zlib
+
+    return decode.PNG_SIGNATURE + b"".join(struct.pack(">I", len(body)) + kind + body
+                                           + struct.pack(">I", zlib.crc32(kind + body)) for kind, body in chunks)
+
+
+def _plain_kinds():
+    rng = np.random.default_rng(7)
+    gray = rng.integers(0, 256, (10, 14), dtype=np.uint8)
+    color = rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (10, 14, 4), dtype=np.uint8)
+    return {
+        "L": (Image.fromarray(gray), {}),
+        "L interlaced": (Image.fromarray(gray), {"interlace": 1}),
+        "L with tRNS": (Image.fromarray(gray), {"transparency": 3}),
+        "RGB": (Image.fromarray(color), {}),
+        "RGB with tRNS": (Image.fromarray(color), {"transparency": (1, 2, 3)}),
+        "RGB with a broken ICC profile": (Image.fromarray(color), {"icc_profile": b"not a profile"}),
+        "RGBA": (Image.fromarray(rgba, "RGBA"), {}),
+        "LA": (Image.fromarray(np.stack([gray, gray[::-1]], axis=2), "LA"), {}),
+        "P, 256 colours": (Image.fromarray(color).quantize(256), {}),
+        "P with tRNS": (Image.fromarray(color).quantize(256), {"transparency": 3}),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_plain_kinds()))
+def test_opencv_gives_pillows_pixels_for_every_plain_png(kind, tmp_path):
+    image, options = _plain_kinds()[kind]
+    path = str(tmp_path / "x.png")
+    image.save(path, **options)
+    assert decode._plain_png(path, cv2) is not None  # OpenCV takes it ...
+    for image_size in (None, 7, 10):
+        for channels in (None, 1, 3):  # ... and every setting gives Pillow's result
+            fast, pillow = decode._decode(path, image_size, channels, cv2), decode._decode(path, image_size, channels)
+            assert fast.shape == pillow.shape and np.array_equal(fast, pillow), (image_size, channels)
+
+
+@pytest.mark.parametrize("kind", ["1-bit", "16-bit", "4-bit palette", "JPEG named .png", "bomb header"])
+def test_other_pngs_are_left_to_pillow(kind, tmp_path):
+    from test_layouts import png_claiming
+
+    path = tmp_path / "x.png"
+    gray = np.random.default_rng(8).integers(0, 256, (10, 14), dtype=np.uint8)
+    if kind == "1-bit":
+        Image.fromarray(gray).convert("1").save(path)
+    elif kind == "16-bit":
+        Image.fromarray(gray.astype(np.uint16) * 257).save(path)
+    elif kind == "4-bit palette":
+        Image.fromarray(np.stack([gray] * 3, axis=2)).quantize(16).save(path)
+    elif kind == "JPEG named .png":
+        Image.fromarray(gray).save(path, format="JPEG")
+    else:
+        path.write_bytes(png_claiming(12_000, 12_000))
+    assert decode._plain_png(str(path), cv2) is None
+
+
+def _hostile_png(kind: str, good: bytes) -> bytes:
+    chunks = _png_chunks(good)
+    if kind == "truncated":
+        return good[: len(good) // 2]
+    if kind == "no IEND":
+        return good[:-12]
+    if kind == "IDAT bits flipped (CRC recomputed)":
+        return _png_from_chunks([(k, b[:10] + bytes(x ^ 0xFF for x in b[10:30]) + b[30:]) if k == b"IDAT" else (k, b)
+                                 for k, b in chunks])
+    if kind == "IDAT cut short (CRC recomputed)":
+        return _png_from_chunks([(k, b[: len(b) // 3]) if k == b"IDAT" else (k, b) for k, b in chunks])
+    if kind == "IHDR claims a colour type that does not exist":
+        return _png_from_chunks([(k, b[:9] + b"\x05" + b[10:]) if k == b"IHDR" else (k, b) for k, b in chunks])
+    if kind == "a CRC wrong":
+        return good[:29] + bytes([good[29] ^ 1]) + good[30:]
+    if kind == "signature only":
+        return decode.PNG_SIGNATURE
+    raise AssertionError(kind)
+
+
+HOSTILE_PNGS = ["truncated", "no IEND", "IDAT bits flipped (CRC recomputed)", "IDAT cut short (CRC recomputed)",
+                "IHDR claims a colour type that does not exist", "a CRC wrong", "signature only"]
+
+
+def _outcome(paths, cache_dir, workers):
+    try:
+        return ("array", decode_images(paths, cache_dir=cache_dir, progress=False, workers=workers).tobytes())
+    except DataError as exc:
+        return ("error", str(exc))
+
+
+@pytest.mark.parametrize("kind", HOSTILE_PNGS)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_broken_png_gets_pillows_outcome_and_libpng_prints_nothing(kind, workers, tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(decode, "FAST_PNG_MIN_ROWS", 8)  # OpenCV's path for a small test (the pool forks: it inherits)
+    paths = write_pngs(tmp_path / "imgs", gray_images(520))
+    victim = paths[517]
+    victim.write_bytes(_hostile_png(kind, victim.read_bytes()))
+    with_opencv = _outcome(paths, tmp_path / "a", workers)
+    assert capfd.readouterr().err == ""  # libpng's own messages do not reach the user's terminal
+    monkeypatch.setattr(decode, "FAST_PNG_MIN_ROWS", 10**9)
+    with_pillow = _outcome(paths, tmp_path / "b", workers)
+    assert with_opencv == with_pillow  # the same error line, or (Pillow reads it) the same pixels
+    if with_pillow[0] == "error":
+        assert with_pillow[1].startswith(f"{victim}: ") and "\n" not in with_pillow[1]
+        assert not list(tmp_path.rglob("*.npy")) and hidden_files(tmp_path / "a") == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_decode_through_opencv_equals_pillows_and_keeps_stderr_free_of_libpng(workers, tmp_path, monkeypatch, capfd):
+    kinds = _plain_kinds()
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    paths = []
+    for i in range(600):  # every plain kind, one of them with an ICC profile libpng warns about
+        image, options = kinds[list(kinds)[i % len(kinds)]]
+        paths.append(folder / f"{i:04d}.png")
+        image.save(paths[-1], **options)
+    monkeypatch.setattr(decode, "FAST_PNG_MIN_ROWS", 8)
+    fast = decode_images(paths, cache_dir=tmp_path / "a", progress=False, workers=workers)
+    assert capfd.readouterr().err == ""
+    monkeypatch.setattr(decode, "FAST_PNG_MIN_ROWS", 10**9)
+    pillow = decode_images(paths, cache_dir=tmp_path / "b", progress=False, workers=workers)
+    assert fast.shape == pillow.shape == (600, 10, 14, 3) and np.array_equal(fast, pillow)

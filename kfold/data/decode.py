@@ -14,6 +14,13 @@ and checked before use: a wrong header, shape or size is decoded again, never tr
 
 Decoding runs in a process pool over the cores: the workers write their chunks of rows straight into the
 memory-mapped temporary file, so memory stays near the size of the array itself.
+
+For many files (``FAST_PNG_MIN_ROWS`` or more) a plain 8-bit PNG (gray, RGB, RGBA, gray + alpha, palette) is
+decoded by OpenCV's libpng (``cv2.imdecode``, installed with albumentations) instead of Pillow: PNG is lossless,
+so the pixels are the same, and a small image costs a third of Pillow's per-file Python work. Everything else
+(other formats, 1/2/4/16-bit PNG, an image over Pillow's decompression-bomb limit, a file libpng refuses) goes
+to Pillow, which also words every error; libpng's own warnings on standard error are silenced while a chunk
+decodes. Mode conversion and resizing are Pillow's in both cases, so the result does not depend on the path.
 """
 from __future__ import annotations
 
@@ -35,6 +42,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 MIN_ROWS_PER_WORKER = 256  # below this a pool costs more than it saves
 MAX_SIZE = 4096            # image_size beyond this is surely a typo (a 4096x4096 RGB image is 48 MB)
+FAST_PNG_MIN_ROWS = 2048   # from here importing OpenCV (about 0.25 s) pays for itself in plain PNGs
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_FAST_COLOR_TYPES = (0, 2, 3, 4, 6)  # gray, RGB, palette, gray + alpha, RGBA (8 bits per sample)
 
 
 def check_decode_settings(image_size: int | None, channels: int | None) -> None:
@@ -61,11 +71,23 @@ def decode_one(path: str | os.PathLike, image_size: int | None = None, channels:
         return _decode(path, image_size, channels)
 
 
-def _decode(path, image_size: int | None, channels: int | None) -> np.ndarray:
+def _decode(path, image_size: int | None, channels: int | None, cv2=None) -> np.ndarray:
     """``decode_one`` without setting the warnings filter: the caller has made Pillow's
-    ``DecompressionBombWarning`` an error (once per chunk, not once per image)."""
+    ``DecompressionBombWarning`` an error (once per chunk, not once per image). With ``cv2`` (the module), a
+    plain 8-bit PNG is decoded by OpenCV (see the module docstring)."""
     from PIL import Image
 
+    if cv2 is not None and path[-4:].lower() == ".png":
+        pixels = _plain_png(path, cv2)
+        if pixels is not None:
+            if (image_size is None or pixels.shape[:2] == (image_size, image_size)) and (
+                    channels is None or channels == (1 if pixels.ndim == 2 else 3)):
+                return pixels
+            with Image.fromarray(np.ascontiguousarray(pixels)) as img:  # Pillow converts and resizes, as below
+                image = _to_mode(img, channels)
+                if image_size is not None and image.size != (image_size, image_size):
+                    image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+                return np.asarray(image, dtype=np.uint8)
     try:
         with Image.open(path) as img:
             image = _to_mode(img, channels)
@@ -76,6 +98,79 @@ def _decode(path, image_size: int | None, channels: int | None) -> np.ndarray:
         raise DataError(f"{path}: image too large, refused as a possible decompression bomb ({_one_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 -- Pillow raises OSError, SyntaxError, ValueError, struct.error ...
         raise DataError(f"{path}: not a readable image ({_one_line(exc)})") from None
+
+
+def _plain_png(path: str, cv2) -> np.ndarray | None:
+    """The pixels of a plain 8-bit PNG as (H, W) gray or (H, W, 3) RGB, decoded by OpenCV exactly as Pillow
+    would give them (alpha dropped, a palette expanded, gray + alpha as gray), or None when the file is not such
+    a PNG or libpng refuses it (then Pillow decodes it, or names the error)."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    if len(data) < 33 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, color = data[24], data[25]
+    if depth != 8 or color not in PNG_FAST_COLOR_TYPES:
+        return None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        return None  # Pillow refuses it as a possible decompression bomb
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.dtype != np.uint8 or pixels.shape[:2] != (height, width):
+        return None
+    if color == 0:
+        return pixels if pixels.ndim == 2 else None
+    if pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        return None
+    if color == 4:
+        return pixels[:, :, 0]  # libpng expands gray + alpha to BGRA with B = G = R = the gray
+    return pixels[:, :, 2::-1]  # BGR(A) -> RGB
+
+
+def _worth_opencv(paths: Sequence[str]) -> bool:
+    """Whether these paths hold enough PNGs for OpenCV's import to pay for itself (and OpenCV imports)."""
+    if len(paths) < FAST_PNG_MIN_ROWS or sum(p[-4:].lower() == ".png" for p in paths) < FAST_PNG_MIN_ROWS:
+        return False
+    return _opencv() is not None
+
+
+def _opencv():
+    """The ``cv2`` module, or None without it."""
+    try:
+        import cv2
+    except ImportError:  # albumentations installs it; without it Pillow decodes everything
+        return None
+    return cv2
+
+
+class _QuietNativeStderr:
+    """Standard error's file descriptor pointed at /dev/null while a chunk decodes: libpng prints its warnings
+    and errors there itself (a refused file is then decoded, and its error worded, by Pillow)."""
+
+    def __enter__(self):
+        self.saved = None
+        try:
+            import sys
+
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            self.saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+        return False
 
 
 def _to_mode(img, channels: int | None):
@@ -200,6 +295,7 @@ def _decode_into(target: Path, paths: list[str], size: tuple[int, int], channels
 
     shape = (len(paths), *size) + ((3,) if channels == 3 else ())
     n_workers = _workers(len(paths), workers)
+    use_cv2 = _worth_opencv(paths)  # imported here, before the pool forks
     chunk = max(16, min(1024, math.ceil(len(paths) / (n_workers * 8))))
     jobs = [(start, paths[start:start + chunk]) for start in range(0, len(paths), chunk)]
     with Transaction() as transaction, atomic_path(target, transaction=transaction) as tmp:
@@ -209,20 +305,21 @@ def _decode_into(target: Path, paths: list[str], size: tuple[int, int], channels
         try:
             if n_workers == 1:
                 for start, names in jobs:
-                    _raise(_decode_chunk(str(tmp), start, names, size, channels, image_size, auto), paths, size)
+                    _raise(_decode_chunk(str(tmp), start, names, size, channels, image_size, auto, use_cv2),
+                           paths, size)
                     bar.update(len(names))
             else:
-                _run_pool(jobs, str(tmp), size, channels, image_size, auto, n_workers, bar, paths)
+                _run_pool(jobs, str(tmp), size, channels, image_size, auto, use_cv2, n_workers, bar, paths)
         finally:
             bar.close()
 
 
-def _run_pool(jobs, tmp, size, channels, image_size, auto, n_workers, bar, paths) -> None:
+def _run_pool(jobs, tmp, size, channels, image_size, auto, use_cv2, n_workers, bar, paths) -> None:
     import multiprocessing
 
     context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
-        pending = {pool.submit(_decode_chunk, tmp, start, names, size, channels, image_size, auto): len(names)
+        pending = {pool.submit(_decode_chunk, tmp, start, names, size, channels, image_size, auto, use_cv2): len(names)
                    for start, names in jobs}
         try:
             while pending:
@@ -250,19 +347,23 @@ def _raise(result, paths: list[str], size: tuple[int, int]) -> None:
                     f"{detail[1]}x{detail[0]}; give an image size ({param('image_size')}=N) to resize them all")
 
 
-def _decode_chunk(tmp: str, start: int, names: list[str], size, channels: int, image_size: int | None, auto: bool):
+def _decode_chunk(tmp: str, start: int, names: list[str], size, channels: int, image_size: int | None, auto: bool,
+                  use_cv2: bool = False):
     """Decode ``names`` into rows ``start..`` of the memory-mapped ``tmp``; None, or (kind, row, detail)."""
+    from contextlib import nullcontext
+
     from PIL import Image
 
+    cv2 = _opencv() if use_cv2 else None
     out = np.load(tmp, mmap_mode="r+")
     block = np.empty((len(names),) + out.shape[1:], dtype=np.uint8)  # the chunk in memory, then one copy
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), (_QuietNativeStderr() if cv2 is not None else nullcontext()):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             for offset, name in enumerate(names):
                 row = start + offset
                 try:
-                    image = _decode(name, image_size, None if auto and channels == 1 else channels)
+                    image = _decode(name, image_size, None if auto and channels == 1 else channels, cv2)
                 except DataError as exc:
                     return ("error", row, str(exc))
                 if image.ndim == 3 and channels == 1:  # auto: a color image among gray ones

@@ -27,3 +27,13 @@ def kmnist_comp(shared_data) -> Path:
     if not (path / "kmnist-train-imgs.npy").is_file():
         pytest.skip(f"kmnist-comp not available at {path}")
     return path
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core the process may use, at most 4 (the Ray and training files dominate; more
+    workers than that only contend for memory and for torch's own threads)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))

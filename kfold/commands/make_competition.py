@@ -25,8 +25,9 @@ def build_parser(prog: str = "kfold make-competition") -> argparse.ArgumentParse
         "  image-files    train/<id>.png + train.csv (id,label), test/<id>.png, like Histopathologic Cancer\n"
         "  class-folders  train/<class>/<id>.png, test/<id>.png (sample Ids are file names), like Plant Seedlings"))
     p.add_argument("--data", required=True, help="labelled data: MNIST-MIX file or directory, an official KMNIST "
-                                                 "directory with test labels, 'kmnist' (downloaded), or a pixel CSV "
-                                                 "folder whose test.csv has its label column")
+                                                 "directory with test labels, 'kmnist' (downloaded), a pixel CSV "
+                                                 "folder whose test.csv has its label column, or (with "
+                                                 "--test-fraction) any competition kfold reads")
     p.add_argument("--out", type=Path, required=True, help="competition directory to write (new files only)")
     p.add_argument("--layout", default="arrays", type=flags.one_of("layout", LAYOUTS), metavar="|".join(LAYOUTS),
                    help="the competition's file layout (default: arrays)")
@@ -45,9 +46,13 @@ def build_parser(prog: str = "kfold make-competition") -> argparse.ArgumentParse
     p.add_argument("--resize", type=flags.int_at_least(1, 4096), metavar="N", help="write N x N images")
     p.add_argument("--test-id-column", action="store_true", help="pixel-csv: test.csv holds the Id column (default: "
                    "none; row i is the sample's i-th Id)")
+    p.add_argument("--test-fraction", type=float, metavar="F",
+                   help="hold out a seeded, stratified share F of the training images as the labelled test set (for "
+                        "data without test labels, such as a competition downloaded from Kaggle; its own test images "
+                        "are then not used)")
     p.add_argument("--public-fraction", type=float, default=PUBLIC_FRACTION,
                    help="share of the test rows on the Public leaderboard (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=SOLUTION_SEED, help="seed of the Public/Private split, the string Ids "
+    p.add_argument("--seed", type=int, default=SOLUTION_SEED, help="seed of the Public/Private split, the held-out test images, the string Ids "
                    "and the tints (default: %(default)s)")
     p.add_argument("--languages", help="MNIST-MIX: comma-separated subset of languages (default: all present)")
     p.add_argument("--cache-dir", help="download cache for --data kmnist")
@@ -65,7 +70,7 @@ def output_files_of(kind: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None, prog: str = "kfold make-competition") -> int:
     from kfold.data import load_task
-    from kfold.data.make_competition import MakeOptions, make_competition
+    from kfold.data.make_competition import MakeOptions, hold_out, make_competition
     from kfold.errors import UsageError
     from kfold.files.atomic import guard_outputs
     from kfold.files.rundir import data_inputs
@@ -82,6 +87,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold make-competition"
     names = {*output_files_of("kmnist"), *output_files_of("mnist-mix")}  # whichever the data turns out to be
     guard_outputs([args.out, *(args.out / name for name in sorted(names))], data_inputs(args.data), root=args.out.parent)
     task = load_task(args.data, cache_dir=args.cache_dir, languages=languages)
+    if args.test_fraction is not None:
+        task = hold_out(task, args.test_fraction, seed=args.seed)
     files = make_competition(task, args.out, public_fraction=args.public_fraction, seed=args.seed, options=options)
     for path in files:
         print(f"wrote {path}")

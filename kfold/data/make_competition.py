@@ -2,7 +2,9 @@
 
 Labelled data is any dataset kfold reads whose test labels are known: MNIST-MIX (``y_test``), the official
 KMNIST release (``t10k-labels`` / ``kmnist-test-labels``), ``kmnist`` (downloaded), or a pixel CSV whose test
-CSV keeps its label column (Fashion-MNIST, Sign Language MNIST). The directory is written in one of the
+CSV keeps its label column (Fashion-MNIST, Sign Language MNIST). Any other dataset kfold reads, such as a
+competition downloaded from Kaggle (whose test labels nobody has), becomes labelled data with :func:`hold_out`:
+a seeded, stratified share of its training images is the new test set. The directory is written in one of the
 layouts kfold reads (:data:`LAYOUTS`):
 
 * ``arrays`` (default): KMNIST's Kaggle ``.npy`` layout (``kmnist-{train,test}-imgs.npy``,
@@ -132,6 +134,55 @@ def _classmap(names: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"index": range(len(names)), "codepoint": codepoints, "char": names})
 
 
+def hold_out(task: Task, fraction: float, seed: int = SOLUTION_SEED) -> Task:
+    """``task`` with a seeded, stratified ``fraction`` of its training images as its labelled test set.
+
+    The test Ids are 0..n-1 in the held-out order; the task's own test images (labelled or not) are not used.
+    Stratified by class (and by group, MNIST-MIX's language, where there are groups) with scikit-learn's
+    ``StratifiedShuffleSplit``, so the same seed gives the same split.
+
+    >>> import tempfile
+    >>> from kfold.data import load_task
+    >>> from kfold.data.toy import make_toy_competition
+    >>> task = load_task(make_toy_competition(tempfile.mkdtemp()), progress=False)  # 40 training images, 10 classes
+    >>> held = hold_out(task, 0.25, seed=0)
+    >>> len(held.train_labels), len(held.test_ids), held.test_ids[:3].tolist(), sorted(set(held.test_labels.tolist()))
+    (30, 10, [0, 1, 2], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    """
+    from dataclasses import replace
+
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)) or not (
+            0 < float(fraction) < 1):
+        raise UsageError(f"{param('test_fraction')}={fraction!r}: must be a number between 0 and 1 (exclusive)")
+    labels = np.asarray(task.train_labels, dtype=np.int64)
+    strata = labels if task.train_groups is None else np.asarray(task.train_groups) * task.num_classes + labels
+    n_test = int(np.ceil(float(fraction) * len(labels)))
+    values, counts = np.unique(strata, return_counts=True)
+    where = task.source or task.name
+    if counts.min() < 2:
+        rare = int(values[np.argmin(counts)]) % task.num_classes
+        raise DataError(f"{where}: class {task.class_names[rare]!r} has a single training image, so it cannot be in "
+                        "both the training and the held-out test images")
+    if not len(values) <= n_test <= len(labels) - len(values):
+        raise UsageError(f"{param('test_fraction')}={fraction!r}: holds out {n_test} of {len(labels)} training images, "
+                         f"but each of the {len(values)} classes{' and groups' if task.train_groups is not None else ''}"
+                         " needs at least one image on each side")
+    split = StratifiedShuffleSplit(n_splits=1, test_size=n_test, random_state=seed)
+    train, test = next(split.split(np.zeros(len(labels)), strata))
+    train, test = np.sort(train), np.sort(test)  # the images keep their order on each side
+
+    def rows(array, index):
+        return None if array is None else np.asarray(array)[index]
+
+    return replace(task, train_images=rows(task.train_images, train), train_labels=labels[train],
+                   test_images=rows(task.train_images, test), test_ids=np.arange(len(test), dtype=np.int64),
+                   test_labels=labels[test], train_groups=rows(task.train_groups, train),
+                   test_groups=rows(task.train_groups, test), sample_submission=None, solution=None,
+                   source=f"{where}, {len(test)} of its training images held out (seed {seed})")
+
+
 def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float = PUBLIC_FRACTION,
                      seed: int = SOLUTION_SEED, options: MakeOptions | None = None) -> list[Path]:
     """Write the competition directory for ``task`` (whose test labels must be known); return the files."""
@@ -140,7 +191,8 @@ def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float 
     options = (options or MakeOptions()).check()
     if task.test_labels is None:
         raise DataError(f"{task.source or task.name}: no test labels, so no solution can be written "
-                        "(make-competition needs labelled test data: MNIST-MIX y_test, the official KMNIST test labels)")
+                        "(make-competition needs labelled test data: MNIST-MIX y_test, the official KMNIST test labels; "
+                        f"or hold out some of the training images with {param('test_fraction')})")
     if task.name == "mnist-mix" and task.extra.get("label_mode", "specific") != "specific" and options.layout == "arrays":
         raise UsageError(f"make-competition writes MNIST-MIX with language-specific labels ({param('label_mode')}='specific'); "
                          f"train with {param('label_mode')}='agnostic' on the written directory instead")

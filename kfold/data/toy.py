@@ -24,7 +24,6 @@ def make_toy_competition(directory: str | Path, n_train: int = 40, n_test: int =
     Class ``c`` is a bright 6x6 square at one of ten places on a 28x28 image with noise: a small model
     learns it in an epoch or two.
     """
-    import pandas as pd
 
     from kfold.files.atomic import atomic_path, together, write_csv
     from kfold.files.split import make_solution

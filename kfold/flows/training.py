@@ -191,7 +191,6 @@ def _meta(run: RunDir, fold: int | str) -> dict:
 
 def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str | None, seed: int) -> dict:
     """Run summary from every finished fold; run-level oof.npz once all k folds are finished."""
-    import pandas as pd
     from sklearn.metrics import log_loss
 
     from kfold.identity import code_identity

@@ -258,24 +258,24 @@ def check_space(space: SearchSpace, base: TrainConfig) -> None:
     registry) unless it fails only together with another searched field (then trials judge it)."""
     types = _field_types()
     models = [base.model]
-    for param in space.params:
-        if param.name == "model":
-            models = list(param.choices) if param.kind == "choice" else models
+    for searched in space.params:
+        if searched.name == "model":
+            models = list(searched.choices) if searched.kind == "choice" else models
             for model in models:
                 try:
                     check_model(model)
                 except UsageError as exc:
                     raise UsageError(f"{space.origin}: field 'model': {exc}") from None
-        if param.name == "aug" and param.kind == "choice":
-            for aug in param.choices:
+        if searched.name == "aug" and searched.kind == "choice":
+            for aug in searched.choices:
                 try:
                     check_aug(aug)
                 except UsageError as exc:
                     raise UsageError(f"{space.origin}: field 'aug': {exc}") from None
-    for param in space.params:
-        where = f"{space.origin}: field {param.name!r}"
-        if param.name.startswith(MODEL_OPTION):
-            option = param.name[len(MODEL_OPTION):]
+    for searched in space.params:
+        where = f"{space.origin}: field {searched.name!r}"
+        if searched.name.startswith(MODEL_OPTION):
+            option = searched.name[len(MODEL_OPTION):]
             lacking = [m for m in models if m in MODELS and option not in MODELS[m].options]
             if lacking:
                 raise UsageError(f"{where}: model {lacking[0]!r} has no option {option!r} "
@@ -284,20 +284,20 @@ def check_space(space: SearchSpace, base: TrainConfig) -> None:
             declared = " | ".join(sorted(kind_of))
             if "list" in kind_of:
                 raise UsageError(f"{where}: list-valued options cannot be searched; search a scalar option")
-        elif param.name not in types or param.name == "model_kwargs":
+        elif searched.name not in types or searched.name == "model_kwargs":
             known = ", ".join(sorted(set(types) - {"model_kwargs"}))
             raise UsageError(f"{where}: not a config field (fields: {known}; model options as model_kwargs.NAME)")
         else:
-            declared = types[param.name]
+            declared = types[searched.name]
         allowed = [part.strip() for part in declared.split("|")]
-        if param.kind in ("log_uniform", "uniform") and "float" not in allowed:
-            raise UsageError(f"{where}: {param.kind} draws floats, but the field holds {declared}")
-        if param.kind == "int" and not ({"int", "float"} & set(allowed)):
+        if searched.kind in ("log_uniform", "uniform") and "float" not in allowed:
+            raise UsageError(f"{where}: {searched.kind} draws floats, but the field holds {declared}")
+        if searched.kind == "int" and not ({"int", "float"} & set(allowed)):
             raise UsageError(f"{where}: int draws integers, but the field holds {declared}")
-        others = [n for n in space.names if n != param.name]
-        for value in param.values_to_check():
+        others = [n for n in space.names if n != searched.name]
+        for value in searched.values_to_check():
             try:
-                trial_config(base.to_dict(), {param.name: value})
+                trial_config(base.to_dict(), {searched.name: value})
             except UsageError as exc:
                 text = str(exc)
                 if any(_names(text, other) for other in others):
@@ -919,7 +919,7 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
     from kfold.scoring.metrics import get_metric
 
     direction = get_metric(metric).direction
-    optuna = import_optuna()
+    import_optuna()  # one error line before anything is written when Optuna is missing
     pruner_obj = make_pruner(pruner, prune_after)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{param('out')}={str(out)!r}: exists and is not a directory")

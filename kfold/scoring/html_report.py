@@ -307,7 +307,7 @@ def tune_section(tune: dict | None) -> str:
     if tune["best"] is not None:
         best = {key: tune["best"][key] for key in params if key in tune["best"]}
         if best:
-            parts.append(f"<h3>best.json (the searched fields; use the file as --config)</h3>" + html_table(
+            parts.append("<h3>best.json (the searched fields; use the file as --config)</h3>" + html_table(
                 pd.DataFrame({"field": list(best), "value": [json.dumps(v) for v in best.values()]})))
     return "".join(parts)
 

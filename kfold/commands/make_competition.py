@@ -52,8 +52,8 @@ def build_parser(prog: str = "kfold make-competition") -> argparse.ArgumentParse
                         "are then not used)")
     p.add_argument("--public-fraction", type=float, default=PUBLIC_FRACTION,
                    help="share of the test rows on the Public leaderboard (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=SOLUTION_SEED, help="seed of the Public/Private split, the held-out test images, the string Ids "
-                   "and the tints (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=SOLUTION_SEED, help="seed of the Public/Private split, the held-out "
+                   "test images, the string Ids and the tints (default: %(default)s)")
     p.add_argument("--languages", help="MNIST-MIX: comma-separated subset of languages (default: all present)")
     p.add_argument("--cache-dir", help="download cache for --data kmnist")
     return p

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
 import warnings
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -83,21 +84,25 @@ def _decode(path, image_size: int | None, channels: int | None, cv2=None) -> np.
             if (image_size is None or pixels.shape[:2] == (image_size, image_size)) and (
                     channels is None or channels == (1 if pixels.ndim == 2 else 3)):
                 return pixels
-            with Image.fromarray(np.ascontiguousarray(pixels)) as img:  # Pillow converts and resizes, as below
-                image = _to_mode(img, channels)
-                if image_size is not None and image.size != (image_size, image_size):
-                    image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                return np.asarray(image, dtype=np.uint8)
+            with Image.fromarray(np.ascontiguousarray(pixels)) as img:
+                return _converted(img, image_size, channels)
     try:
         with Image.open(path) as img:
-            image = _to_mode(img, channels)
-            if image_size is not None and image.size != (image_size, image_size):
-                image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)  # decodes the file (one load, not two)
+            return _converted(img, image_size, channels)  # decodes the file (one load, not two)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"{path}: image too large, refused as a possible decompression bomb ({_one_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 -- Pillow raises OSError, SyntaxError, ValueError, struct.error ...
         raise DataError(f"{path}: not a readable image ({_one_line(exc)})") from None
+
+
+def _converted(img, image_size: int | None, channels: int | None) -> np.ndarray:
+    """``img`` in the asked mode (:func:`_to_mode`) and size (Pillow's bilinear filter) as a uint8 array."""
+    from PIL import Image
+
+    image = _to_mode(img, channels)
+    if image_size is not None and image.size != (image_size, image_size):
+        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def _plain_png(path: str, cv2) -> np.ndarray | None:
@@ -155,8 +160,6 @@ class _QuietNativeStderr:
     def __enter__(self):
         self.saved = None
         try:
-            import sys
-
             sys.stderr.flush()
             self.saved = os.dup(2)
             devnull = os.open(os.devnull, os.O_WRONLY)

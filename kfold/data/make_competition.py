@@ -43,7 +43,7 @@ from kfold.errors import DataError, UsageError, param
 from kfold.files.atomic import atomic_path, together, write_bytes, write_csv
 from kfold.files.schema import (COMPETITION_FILE, GROUP_COLUMN, LABEL_COLUMN, USAGE_COLUMN, Sample, Schema,
                                 infer_schema, write_competition_file)
-from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED
+from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED, check_fraction
 
 KAGGLE = KMNIST_LAYOUTS[0]  # kmnist-train-imgs.npy, kmnist-train-labels.npy, kmnist-test-imgs.npy
 LAYOUTS = ("arrays", "pixel-csv", "image-files", "class-folders")
@@ -153,9 +153,7 @@ def hold_out(task: Task, fraction: float, seed: int = SOLUTION_SEED) -> Task:
 
     from sklearn.model_selection import StratifiedShuffleSplit
 
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)) or not (
-            0 < float(fraction) < 1):
-        raise UsageError(f"{param('test_fraction')}={fraction!r}: must be a number between 0 and 1 (exclusive)")
+    check_fraction(fraction, "test_fraction")
     labels = np.asarray(task.train_labels, dtype=np.int64)
     strata = labels if task.train_groups is None else np.asarray(task.train_groups) * task.num_classes + labels
     n_test = int(np.ceil(float(fraction) * len(labels)))

@@ -11,11 +11,14 @@ PUBLIC_FRACTION = 0.3  # share of the test rows that are Public
 SOLUTION_SEED = 0      # seed of the generated split
 
 
-def check_fraction(public_fraction: float) -> None:
+def check_fraction(value: float, name: str = "public_fraction") -> None:
+    """A share of rows (``public_fraction``, ``test_fraction``): a number strictly between 0 and 1."""
+    import numbers
+
     from kfold.errors import UsageError, param
 
-    if not 0.0 < public_fraction < 1.0:
-        raise UsageError(f"{param('public_fraction')} must be between 0 and 1 (exclusive), got {public_fraction}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
+        raise UsageError(f"{param(name)} must be between 0 and 1 (exclusive), got {value!r}")
 
 
 def random_usage(n_rows: int, seed: int, public_fraction: float = PUBLIC_FRACTION):

@@ -36,6 +36,7 @@ __all__ = ["FULL", "model_name", "PredDir", "probs_path", "PROBS_SUFFIX", "RunDi
 CONFIG, FOLDS, SUMMARY, OOF = "config.json", "folds.csv", "summary.json", "oof.npz"
 META, WEIGHTS, CHECKPOINT, METRICS = "meta.json", "model.safetensors", "checkpoint.pt", "metrics.csv"
 LEARNING_CURVE, CONFUSION_CSV, CONFUSION_PNG = "learning_curve.png", "confusion.csv", "confusion.png"
+REPORT_HTML = "report.html"  # kfold report's page
 FULL = "full"
 PROBS_SUFFIX = ".probs.npz"  # the probabilities written beside an ensemble's submission CSV
 
@@ -245,6 +246,11 @@ class RunDir(_Folder):
 
     def report(self, method: str) -> Path:
         return self.path / f"report-{safe_name(method)}"
+
+    @property
+    def report_html(self) -> Path:
+        """``kfold report``'s page."""
+        return self.path / REPORT_HTML
 
     # ---- model level
     def model_dir(self, fold: int | str) -> Path:

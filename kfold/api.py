@@ -185,7 +185,8 @@ def load_run(path: str | Path) -> Run:
 def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: str | Path | None = None,
           folds: Sequence[int] | None = None, device: str = "auto", threads: int | None = None, resume: bool | None = None,
           progress: bool = True, config: str | Path | None = None, backend: Any = "local", address: str | None = None,
-          cpus_per_fold: float = 1.0, gpus_per_fold: float = 0.0, max_retries: int = 3, **overrides: Any) -> Run:
+          cpus_per_fold: float = 1.0, gpus_per_fold: float = 0.0, max_retries: int = 3, track: str | None = None,
+          track_models: bool = False, **overrides: Any) -> Run:
     """Train a k-fold run; keyword ``overrides`` are config fields (``epochs=3``, ``lr=0.05``, ``model="vgg_bn"``).
 
     ``resume`` defaults to continuing an existing run directory with the same settings. ``backend="ray"`` trains
@@ -216,6 +217,9 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
         Progress bars and one line per fold.
     backend, address, cpus_per_fold, gpus_per_fold, max_retries
         Where folds train: ``"local"`` (here, one after another) or ``"ray"`` and its resources.
+    track : {"mlflow", None}, optional
+        Log the run and its folds to MLflow (``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` beside the run
+        directory); default ``$KFOLD_TRACK``, else nothing. ``track_models=True`` also logs the weights.
     **overrides
         Config fields (``kfold.config.PARAMS`` lists their types and bounds).
 
@@ -283,6 +287,9 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
         raise UsageError("cpus_per_fold, gpus_per_fold and max_retries need backend='ray'")
     cfg = resolve_config(preset, config, overrides)
     echo = print if progress else lambda _: None
+    from kfold.flows.tracking import open_tracker
+
+    tracker = open_tracker(track, Path(out if out is not None else Path("runs") / preset).parent, models=track_models)
     owned = None
     if isinstance(backend, str):
         from kfold.flows.ray_backend import make_backend
@@ -296,7 +303,7 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
     try:
         request = RunRequest(cfg, spec, preset=preset, k=k, seed=seed, folds=folds, device=device, threads=threads,
                              resume=run.is_run() if resume is None else resume, progress=progress)
-        result = train_run(request, task, run, backend=backend, echo=echo)
+        result = train_run(request, task, run, backend=backend, echo=echo, tracker=tracker)
     finally:
         if owned is not None:
             owned.close()
@@ -308,18 +315,23 @@ def tune(data: str, preset: str = "fast", *, trials: int, out: str | Path | None
          timeout: float | None = None, pruner: str = "median", prune_after: int = 2, storage: str | None = None,
          device: str = "auto", threads: int | None = None, progress: bool = True, config: str | Path | None = None,
          backend: Any = "local", address: str | None = None, cpus_per_fold: float = 1.0, gpus_per_fold: float = 0.0,
-         max_retries: int = 3, trials_in_parallel: int = 1, ensemble_top: int | None = None, **overrides: Any):
+         max_retries: int = 3, trials_in_parallel: int = 1, ensemble_top: int | None = None, track: str | None = None,
+         track_models: bool = False, **overrides: Any):
     """Search hyperparameters with Optuna: ``trials`` k-fold runs in ``out`` (default ``runs/tune``); returns a
     ``kfold.flows.tune.TuneResult`` (``table``: one row per trial; ``best_config``: the best trial's config).
 
     ``space`` is a file path or a mapping (``{"lr": {"log_uniform": [0.01, 0.3]}}``; default: the preset
     family's); keyword ``overrides`` fix config fields for every trial. Re-running continues the study.
+    ``track="mlflow"`` logs the study, every trial and its folds to MLflow (as ``kfold.train``).
     """
     from kfold.config import resolve_config
     from kfold.flows.training import TaskSpec
     from kfold.flows.tune import import_optuna, parse_space, read_space, tune as run_search
 
+    from kfold.flows.tracking import open_tracker
+
     cfg = resolve_config(preset, config, overrides)
+    tracker = open_tracker(track, Path(out if out is not None else Path("runs") / "tune").parent, models=track_models)
     if space is not None and not hasattr(space, "params"):
         space = parse_space(space, "space") if isinstance(space, dict) else read_space(space)
     owned = None
@@ -338,7 +350,7 @@ def tune(data: str, preset: str = "fast", *, trials: int, out: str | Path | None
                           preset=preset, space=space, fixed=list(overrides), metric=metric, k=k, seed=seed, folds=folds,
                           timeout=timeout, pruner=pruner, prune_after=prune_after, storage=storage, device=device,
                           threads=threads, progress=progress, backend=backend, trials_in_parallel=trials_in_parallel,
-                          ensemble_top=ensemble_top, echo=lambda _: None)
+                          ensemble_top=ensemble_top, echo=lambda _: None, tracker=tracker)
     finally:
         if owned is not None:
             owned.close()

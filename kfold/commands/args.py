@@ -285,6 +285,26 @@ def add_training_flags(p: argparse.ArgumentParser, recipe: bool = True) -> None:
     if recipe:
         add_recipe_flags(p)
     add_backend_flags(p)
+    add_track_flags(p)
+
+
+def add_track_flags(p: argparse.ArgumentParser) -> None:
+    """``--track mlflow`` and ``--track-models``: experiment tracking (``kfold.flows.tracking``)."""
+    group = p.add_argument_group("tracking", "log runs, folds, trials, ensembles and Kaggle scores to MLflow "
+                                             "(pip install -e '.[track]'); the run directory stays the source of truth")
+    group.add_argument("--track", default=None, type=one_of("tracker", ["mlflow", "none"]), metavar="mlflow|none",
+                       help="track in MLflow: $MLFLOW_TRACKING_URI, else sqlite:///RUNS/mlflow.db beside the runs "
+                            "(default: $KFOLD_TRACK, else none)")
+    group.add_argument("--track-models", action="store_true",
+                       help="with --track: also log every model's weights (safetensors)")
+
+
+def open_tracker(args: argparse.Namespace, runs_folder):
+    """The tracker of ``--track``/``--track-models`` (``kfold.flows.tracking.open_tracker``), its store beside
+    ``runs_folder``; checked here, before anything is written."""
+    from kfold.flows.tracking import open_tracker as open_
+
+    return open_(args.track, runs_folder, models=args.track_models)
 
 
 def open_run(args: argparse.Namespace, **fields):

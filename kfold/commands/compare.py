@@ -44,8 +44,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "compare.py") -> int:
 
         raise UsageError(f"{prog}: --seed-ensembles averages over seeds; give at least two --seeds")
 
+    tracker = flags.open_tracker(args, Path(args.out).parent)
     with flags.open_backend(args, progress=not args.no_progress) as backend:  # checked; Ray starts at the first fold
         compare(args.data, args.out, presets=args.presets, seeds=args.seeds, k=args.k,
                 seed_ensembles=args.seed_ensembles, epochs=args.epochs, device=args.device, tta=args.tta,
-                threads=backend.threads(args.threads), progress=not args.no_progress, backend=backend)
+                threads=backend.threads(args.threads), progress=not args.no_progress, backend=backend, tracker=tracker)
     return 0

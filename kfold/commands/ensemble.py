@@ -50,6 +50,9 @@ def build_parser(prog: str = "ensemble.py") -> argparse.ArgumentParser:
                         help="row Ids of .npy inputs (and of CSVs without an Id column): a CSV with an Id column "
                              "or a 1-D .npy; default: the --sample's Ids")
     parser.add_argument("--log-probs", action="store_true", help="probability inputs hold natural-log probabilities")
+    from kfold.commands.args import add_track_flags
+
+    add_track_flags(parser)
     return parser
 
 
@@ -78,11 +81,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "ensemble.py") -> int:
     if args.plot and not args.report:
         raise UsageError("--plot draws the agreement report's heatmap: it needs --report DIR")
     oof = [part for part in args.fit_weights.split(",") if part] if args.fit_weights else None
+    from kfold.commands.args import open_tracker
+
+    tracker = open_tracker(args, Path("runs"))  # checked before anything is written
     made = make_submission(args.inputs, args.out, method=args.method,
                            weights=_parse_weights(args.weights) if args.weights else None, fit_oof=oof,
                            fit_metric=args.fit_metric, fit_rounds=args.fit_rounds, seed=args.seed, tiebreak=args.tiebreak,
                            num_classes=args.num_classes, sample=args.sample, solution=args.solution, report=args.report,
-                           ids=args.ids, log_probs=args.log_probs, plot=args.plot)
+                           ids=args.ids, log_probs=args.log_probs, plot=args.plot, tracker=tracker)
     # printed only once every file is in place: a closed pipe (| head) cannot leave outputs half-written
     if made.fit is not None:
         fit = made.fit

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kfold.commands.args import int_at_least
+from kfold.commands.args import int_at_least, open_tracker
 from kfold.errors import DataError, UsageError
 from kfold.files.rundir import RunDir
 
@@ -100,7 +100,8 @@ def submit_command(args) -> int:
             raise DataError(f"{args.data}: no sample_submission.csv here; give --sample")
     done = kaggle_loop.submit(args.file, args.competition, args.message, sample=sample, num_classes=args.num_classes,
                               log=args.log, solution=args.solution, runs=args.run, wait=args.wait,
-                              poll_interval=args.poll_interval, echo=print)
+                              poll_interval=args.poll_interval, echo=print,
+                              tracker=open_tracker(args, Path("runs")))
     if done.result is not None:
         result = done.result
         private = f" (private {result['private_score']:.5f})" if result.get("private_score") is not None else ""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from kfold.commands import kaggle as kaggle_loop
+from kfold.commands.args import add_track_flags, open_tracker
 from kfold.errors import ArgumentParser, UsageError, run_cli
 from kfold.files.rundir import PROBS_SUFFIX
 from kfold.files.split import PUBLIC_FRACTION
@@ -35,6 +36,8 @@ DELEGATED = {
                "error gallery"),
     "inspect": ("kfold.commands.inspect", "show what kfold detects in a competition folder: layout, rows, images, "
                 "classes, Id and target columns, metric"),
+    "track": ("kfold.commands.track", "experiment tracking: 'kfold track sync RUN_DIR|TUNE_DIR ...' logs finished runs "
+              "and searches to MLflow (pip install -e '.[track]')"),
     "make-competition": ("kfold.commands.make_competition", "labelled data (MNIST-MIX, official KMNIST test labels) -> "
                          "competition directory with a seeded Public/Private solution.csv"),
 }
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "their intervals (matplotlib; adds about a second)")
     _input_flags(board)
     kaggle_loop.add_remote_leaderboard_arguments(board)
+    add_track_flags(board)
 
     submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle",
                             description="Validate a submission, then upload it with the kaggle client "
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--sample", type=Path, help="sample_submission.csv to check the Ids against")
     submit.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1")
     kaggle_loop.add_submit_arguments(submit)
+    add_track_flags(submit)
     kaggle_loop.add_submissions_parser(sub)
 
     download = sub.add_parser("download", help="download and unpack a Kaggle competition's files",
@@ -187,10 +192,13 @@ def cmd_leaderboard(args) -> int:
     from kfold.api import guard_leaderboard  # every output checked against every input before anything is read
 
     guard_leaderboard(args.out, [*args.submissions, args.solution, *([args.ids] if args.ids else [])])
+    tracker = open_tracker(args, Path("runs"))  # checked before anything is written
     solution = read_solution(args.solution, public_fraction=args.public_fraction, seed=args.seed)
     table = leaderboard(args.submissions, solution, n_bootstrap=args.bootstrap, seed=args.seed,
                         ids=_row_ids(args.ids), log_probs=args.log_probs)
     text = write_leaderboard(table, args.out, plot=args.plot)  # printed after the files are written (a closed pipe loses no file)
+    for row in table.to_dict("records") if tracker else ():  # the local scores of tracked ensembles
+        tracker.scored(row["submission"], row.get("public"), row.get("private"))
     if solution.split_generated:
         print(f"{args.solution} has no Usage column: seeded split, {solution.public.sum()} Public / "
               f"{solution.private.sum()} Private rows (seed {args.seed})")

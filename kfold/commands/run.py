@@ -37,11 +37,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold run") -> int:
         raise UsageError(f"{prog}: give --seed or --seeds, not both (--seed {args.seed}, --seeds "
                          f"{','.join(map(str, args.seeds))})")
     seeds = [args.seed] if args.seed is not None else (args.seeds or [0])
+    out = args.out or Path("runs") / args.preset
+    tracker = flags.open_tracker(args, out.parent)  # checked before anything is written; logs from the files
     request, backend = flags.open_run(args, folds=args.folds)  # config, data, backend and threads, once
     with backend:
         task = request.task_spec.load(progress=request.progress)
-        result = run_competition(request, task, args.out or Path("runs") / args.preset, seeds=seeds,
-                                 submissions=args.submissions, backend=backend)
+        result = run_competition(request, task, out, seeds=seeds, submissions=args.submissions, backend=backend,
+                                 tracker=tracker)
     if result.lines:
         print("\n== done\n" + "\n".join(result.lines))
     return 0

@@ -34,11 +34,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
                          "does not apply to it")
     from kfold.flows.training import format_summary, train_run
 
+    tracker = flags.open_tracker(args, args.out.parent)  # checked before anything is written
     request, backend = flags.open_run(args, seed=args.seed, folds=args.folds, full=args.full, full_epochs=args.epochs,
                                       resume=args.resume)  # config, data, backend and threads, once
     with backend:
         task = request.task_spec.load(progress=request.progress)
-        result = train_run(request, task, args.out, backend=backend)
+        result = train_run(request, task, args.out, backend=backend, tracker=tracker)
     print(format_summary(result.values))
     print(f"wall time {result['wall_seconds']:.1f}s; run directory {args.out}")
     return 0

@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold tune") -> int:
         raise UsageError(f"{prog}: --ensemble-top needs every fold of each trial; --folds "
                          f"{','.join(map(str, args.folds))} trains {len(args.folds)} of {args.k}")
     spec = flags.task_spec(args)
+    tracker = flags.open_tracker(args, Path(args.out).parent)  # checked before anything is written
     backend = flags.backend_from_args(args, progress=not args.no_progress)  # checked; Ray starts at the first fold
     threads = args.threads if backend is None else backend.options.threads(args.threads)
     from kfold.flows.tune import import_optuna
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold tune") -> int:
                       fixed=fixed, metric=args.metric, k=args.k, seed=args.seed, folds=args.folds, timeout=args.timeout,
                       pruner=args.pruner, prune_after=args.prune_after, storage=args.storage, device=args.device,
                       threads=threads, progress=not args.no_progress, backend=backend,
-                      trials_in_parallel=args.trials_in_parallel, ensemble_top=args.ensemble_top)
+                      trials_in_parallel=args.trials_in_parallel, ensemble_top=args.ensemble_top, tracker=tracker)
     finally:
         if backend is not None:
             backend.close()

@@ -79,6 +79,7 @@ class LocalBackend:
     def __init__(self, echo: Callable[[str], None] = print):
         self.echo = echo
         self.closed = False
+        self.on_fold: Callable[[int | str], None] | None = None  # told each finished fold (a tracker logs it)
 
     def __enter__(self) -> "LocalBackend":
         return self
@@ -117,6 +118,8 @@ class LocalBackend:
             val = "" if meta.get("val_accuracy") is None else f"val_acc {meta['val_accuracy']:.4f} "
             echo(f"{'full' if job.fold == FULL else f'fold {job.fold}'} done: {val}in {meta['seconds']:.1f}s "
                  f"({done}/{len(jobs)}{eta})")
+            if self.on_fold is not None:
+                self.on_fold(job.fold)
 
     def predict(self, runs: Sequence[RunDir | str | Path], task: Task, out: str | Path, *, spec: TaskSpec | None = None,
                 tta: int | None = None, device: str = "auto", threads: int | None = None, fmt: str = "npz",

@@ -319,8 +319,10 @@ def guard_comparison(out: Path, data: str, seeds: Sequence[int], presets: Sequen
 
 def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRESETS, seeds: Sequence[int] = (0, 1, 2),
             k: int = 5, seed_ensembles: Sequence[str] | None = None, epochs: int | None = None, device: str = "auto",
-            tta: int | None = None, threads: int | None = None, progress: bool = True, backend=None) -> pd.DataFrame | None:
-    """Presets side by side over seeds (see the module docstring); returns the comparison table (None: no solution)."""
+            tta: int | None = None, threads: int | None = None, progress: bool = True, backend=None,
+            tracker=None) -> pd.DataFrame | None:
+    """Presets side by side over seeds (see the module docstring); returns the comparison table (None: no solution).
+    ``tracker`` (``kfold.flows.tracking.open_tracker``) logs every run from its files once it is trained."""
     from kfold.flows.training import TaskSpec
 
     out = Path(out)
@@ -358,6 +360,8 @@ def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRES
                 train_and_predict(task, spec, out, seed, preset, k=k, epochs=epochs, device=device, tta=tta,
                                   progress=progress, threads=threads, backend=backend) for preset in presets]
         for preset, run in zip(presets, runs):
+            if tracker:
+                tracker.run_done(run)
             check_same_folds(runs[0].folds_csv, run.folds_csv)
             seconds.append({"seed": seed, "preset": preset, "train_seconds": train_seconds(run.path)})
         entry_files[seed] = {}

@@ -35,7 +35,7 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
                     seed: int = 0, tiebreak: str = "random", num_classes: int | None = None,
                     sample: str | Path | None = None, solution: str | Path | None = None,
                     report: str | Path | None = None, ids: str | Path | None = None, log_probs: bool = False,
-                    extra_inputs: Sequence[str | Path] = (), schema=None, plot: bool = True) -> EnsembleResult:
+                    extra_inputs: Sequence[str | Path] = (), schema=None, plot: bool = True, tracker=None) -> EnsembleResult:
     """Combine ``inputs`` and write ``out`` (Id,Category in the sample's row order), the ensemble probabilities
     beside it (mean/geomean) and, with ``report``, the agreement report (accuracies when ``solution`` is given).
 
@@ -43,7 +43,8 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
     (or the sample) gives the rows of ``.npy`` inputs that carry none. The submission is written in the
     competition's schema (``schema``, else the one the probability files record, else KMNIST's): its columns,
     Id values and class values; probabilities for a probability target (a vote is refused there). ``plot``: the report's heatmap too
-    (``agreement.png``; ``ensemble.py`` draws it only with ``--plot``)."""
+    (``agreement.png``; ``ensemble.py`` draws it only with ``--plot``). ``tracker``
+    (``kfold.flows.tracking.open_tracker``) logs the ensemble, its inputs' runs and (with ``solution``) its scores."""
     from kfold.files.atomic import guard_outputs, together
     from kfold.files.probs import write_probs
     from kfold.files.schema import Schema
@@ -122,4 +123,10 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
             result.written += [Path(report) / "groups.csv"] if groups is not None else []
     if report and not plot:  # an earlier --plot's heatmap would no longer match the tables now in place
         (Path(report) / "agreement.png").unlink(missing_ok=True)
+    if tracker:
+        from kfold.scoring.leaderboard import score_submission
+
+        scores = score_submission(out, solution, n_bootstrap=1) if solution else {}
+        tracker.ensemble_done(out, list(inputs), method, public=scores.get("public"), private=scores.get("private"),
+                              report=report)
     return result

@@ -207,13 +207,15 @@ class Submitted:
 def submit(file: str | os.PathLike, competition: str, message: str, *, sample: str | os.PathLike | None = None,
            num_classes: int | None = None, log: str | os.PathLike | None = None,
            solution: str | os.PathLike | None = None, runs: Sequence[str | os.PathLike] = (),
-           wait: float | None = None, poll_interval: float = 5.0, echo: Echo = print) -> Submitted:
+           wait: float | None = None, poll_interval: float = 5.0, echo: Echo = print, tracker=None) -> Submitted:
     """Validate ``file`` (against ``sample`` when given), the log and the local scores; then check the limits,
     upload, append a row to the log (``log``, default ``submissions/log/COMP.csv``) and, with ``wait`` seconds,
     poll until the submission is scored.
 
     Everything is checked before anything reaches Kaggle: a log that is not a clean log, or an output that is
-    one of the inputs, stops here with nothing uploaded. A scoring error raises DataError (after the log row)."""
+    one of the inputs, stops here with nothing uploaded. A scoring error raises DataError (after the log row).
+    ``tracker`` (``kfold.flows.tracking.open_tracker``) gets Kaggle's score for the tracked ensemble that wrote the
+    file (matched by its SHA-256)."""
     from kfold import kaggle_api
     from kfold.data.classes import resolve_num_classes
     from kfold.files.atomic import refuse_overwriting_inputs
@@ -269,6 +271,10 @@ def submit(file: str | os.PathLike, competition: str, message: str, *, sample: s
     done.result = wait_for_score(client, competition, ref, wait, poll_interval, say=echo)
     if done.result["status"] == "ERROR":
         raise DataError(f"kaggle: submission {ref} failed scoring: {done.result['error'] or 'no description given'}")
+    if tracker:
+        logged = tracker.kaggle_score(row["sha256"], done.result.get("public_score"), done.result.get("private_score"),
+                                      ref=ref, competition=competition)
+        echo(f"tracking: Kaggle's score logged to {len(logged or [])} tracked run(s) with this submission's sha256")
     return done
 
 

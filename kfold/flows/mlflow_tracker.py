@@ -398,6 +398,13 @@ class MlflowTracker:
         self._finish(self.client.get_run(mlrun.info.run_id))
         return mlrun.info.run_id
 
+    def scored(self, submission, public, private) -> list[str]:
+        """The local leaderboard's Public/Private scores, logged to every tracked ensemble that wrote this file."""
+        found = self.find({TAG + "submission_sha256": _sha(Path(submission).read_bytes())})
+        for run in found:
+            self._log(run, metrics={"local_public": _number(public), "local_private": _number(private)})
+        return [run.info.run_id for run in found]
+
     def kaggle_score(self, sha256, public, private=None, *, ref=None, competition=None) -> list[str]:
         """Kaggle's score logged to every tracked ensemble whose submission has this SHA-256."""
         found = self.find({TAG + "submission_sha256": str(sha256)})

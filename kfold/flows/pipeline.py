@@ -85,7 +85,7 @@ def guard_competition(root: RunDir, run_dirs: Sequence[RunDir], submissions: Pat
 
 def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: Sequence[int] = (0,),
                     submissions: str | Path = "submissions", backend: Backend | None = None,
-                    echo: Callable[[str], None] = print) -> CompetitionResult:
+                    echo: Callable[[str], None] = print, tracker=None) -> CompetitionResult:
     """Train, predict, ensemble, validate and score; re-running continues (or reuses) the runs.
 
     Parameters
@@ -106,6 +106,8 @@ def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: 
         Trains the folds and predicts the runs (default: a ``LocalBackend`` reporting through ``echo``).
     echo : callable, default print
         Receives every progress line.
+    tracker : kfold.flows.tracking.Tracker, optional
+        Logs every run, fold and ensemble (with its local scores) from their files (``open_tracker``).
 
     Returns
     -------
@@ -157,7 +159,8 @@ def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: 
     summaries = []
     for seed, run in zip(seeds, run_dirs):
         echo(f"== train: {run.path} (preset {preset}, k {k}, seed {seed})")
-        summary = train_run(request.replace(seed=seed, resume=run.is_run()), task, run, backend=backend, echo=echo)
+        summary = train_run(request.replace(seed=seed, resume=run.is_run()), task, run, backend=backend, echo=echo,
+                            tracker=tracker)
         echo(format_summary(summary.values))
         summaries.append(summary)
     incomplete = [s.run.path for s in summaries if s["folds_done"] < k]
@@ -210,4 +213,9 @@ def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: 
             f"  leaderboard of {len(files)} files: {root.leaderboard / 'leaderboard.md'}",
             f"submit it:  kfold submit {subs['mean']} -c COMPETITION -m \"{preset} {k}-fold mean\"",
         ]
+    for method, target in subs.items() if tracker else ():  # each ensemble, its inputs' runs and local scores
+        board = result.leaderboard
+        row = {} if board is None else board[board["submission"] == str(target)].iloc[0]
+        tracker.ensemble_done(target, fold_files, method, public=row.get("public"), private=row.get("private"),
+                              report=root.report(method))
     return result

@@ -295,6 +295,7 @@ class RayBackend:
         self._remote_fold = self._remote_predict = None
         self._temp: str | None = None  # the embedded cluster's temp dir (removed by close unless KFOLD_RAY_TMPDIR)
         self._tokens: dict = {}  # fold task ref -> the token its task records when it starts (see _first_attempt)
+        self.on_fold: Callable[[Any], None] | None = None  # told each finished fold, here on the driver (a tracker)
 
     # -- lifetime
     def __enter__(self) -> "RayBackend":
@@ -545,7 +546,8 @@ class RayBackend:
         """Every job as a Ray task (each loads its task from ``job.task``); returns when all finished."""
         jobs = list(jobs)
         if jobs:
-            self.wait(self.submit(jobs))
+            on_fold = self.on_fold
+            self.wait(self.submit(jobs), on_done=None if on_fold is None else lambda i, _result: on_fold(jobs[i].fold))
 
     def predict(self, runs, task, out, *, spec=None, tta: int | None = None, device: str = "auto",
                 threads: int | None = None, fmt: str = "npz", echo: Callable[[str], None] | None = None) -> list[Path]:

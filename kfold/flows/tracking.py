@@ -46,6 +46,8 @@ class Tracker(Protocol):
         ``trials.csv`` is written: every trial of the study.
     ensemble_done(submission, inputs, method, *, public=None, private=None, report=None)
         An ensemble's submission was written from ``inputs`` (probability files of tracked runs).
+    scored(submission, public, private)
+        The local leaderboard scored a submission file (logged to the ensembles that wrote those bytes).
     kaggle_score(sha256, public, private=None, *, ref=None, competition=None)
         Kaggle scored the submission whose bytes have this SHA-256.
     close()
@@ -65,6 +67,8 @@ class Tracker(Protocol):
     def ensemble_done(self, submission: str | Path, inputs: Sequence[str | Path], method: str, *,
                       public: float | None = None, private: float | None = None,
                       report: str | Path | None = None) -> None: ...
+
+    def scored(self, submission: str | Path, public: float | None, private: float | None) -> None: ...
 
     def kaggle_score(self, sha256: str, public: float | None, private: float | None = None, *, ref: Any = None,
                      competition: str | None = None) -> None: ...
@@ -103,6 +107,9 @@ class NullTracker:
         pass
 
     def ensemble_done(self, submission, inputs, method, *, public=None, private=None, report=None) -> None:
+        pass
+
+    def scored(self, submission, public, private) -> None:
         pass
 
     def kaggle_score(self, sha256, public, private=None, *, ref=None, competition=None) -> None:
@@ -165,8 +172,11 @@ class SafeTracker:
     def ensemble_done(self, submission, inputs, method, *, public=None, private=None, report=None) -> None:
         self._call("ensemble_done", submission, inputs, method, public=public, private=private, report=report)
 
+    def scored(self, submission, public, private) -> None:
+        self._call("scored", submission, public, private)
+
     def kaggle_score(self, sha256, public, private=None, *, ref=None, competition=None) -> None:
-        self._call("kaggle_score", sha256, public, private, ref=ref, competition=competition)
+        return self._call("kaggle_score", sha256, public, private, ref=ref, competition=competition)
 
     def close(self) -> None:
         try:

@@ -362,7 +362,7 @@ class RunRequest:
 
 
 def train_run(request: RunRequest, task: Task, run: RunDir | str | Path, *, backend: Backend | None = None,
-              echo: Callable[[str], None] = print) -> RunSummary:
+              echo: Callable[[str], None] = print, tracker=None) -> RunSummary:
     """Train the k-fold run (or its ``full`` model) that ``request`` asks for into ``run``; return its summary.
 
     Parameters
@@ -378,6 +378,8 @@ def train_run(request: RunRequest, task: Task, run: RunDir | str | Path, *, back
         through ``echo``).
     echo : callable, default print
         Receives every progress line.
+    tracker : kfold.flows.tracking.Tracker, optional
+        Told when the run starts, each fold finishes and the summary is written (``open_tracker``); default none.
 
     Returns
     -------
@@ -404,6 +406,9 @@ def train_run(request: RunRequest, task: Task, run: RunDir | str | Path, *, back
     backend.check(cfg, task, spec, request.device)
     prepare_run(run, cfg, task, preset=preset, k=k, seed=seed, data=spec.data, resume=request.resume, full=request.full,
                 threads=threads)
+    if tracker:  # logs from the run's files, here on the driver, as each fold finishes (never fails the run)
+        tracker.run_started(run)
+        backend.on_fold = lambda fold: tracker.fold_done(run, fold)
     start = time.perf_counter()
 
     def jobs_of(job_cfg: TrainConfig, folds: Sequence[int | str]) -> list[FoldJob]:
@@ -427,4 +432,7 @@ def train_run(request: RunRequest, task: Task, run: RunDir | str | Path, *, back
             backend.train_folds(jobs_of(cfg, todo), task)
     summary = summarize(run, task, k, cfg, preset=preset, seed=seed)
     summary["wall_seconds"] = time.perf_counter() - start
+    if tracker:
+        backend.on_fold = None
+        tracker.run_done(run)
     return RunSummary(run, summary)

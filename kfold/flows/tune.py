@@ -588,7 +588,8 @@ class _Driver:
     def __init__(self, study, *, space: SearchSpace, base: dict, task: Task, task_spec: TaskSpec, out: Path,
                  preset: str | None, k: int, seed: int, fold_list: list[int], metric: str, trials: int,
                  timeout: float | None, prune: bool, device: str, threads: int | None, progress: bool, backend,
-                 trials_in_parallel: int, echo: Callable[[str], None]):
+                 trials_in_parallel: int, echo: Callable[[str], None], tracker=None):
+        self.tracker = tracker
         self.study, self.space, self.base, self.task, self.spec, self.out = study, space, base, task, task_spec, out
         self.preset, self.k, self.seed, self.fold_list, self.metric = preset, k, seed, fold_list, metric
         self.trials, self.deadline = trials, None if timeout is None else time.monotonic() + timeout
@@ -713,6 +714,8 @@ class _Driver:
             self.study.tell(live.trial, value)
             self.echo(f"trial {live.trial.number}: {self.metric} {value:.4f} ({done} folds, "
                       f"{time.perf_counter() - live.start:.1f}s)")
+        if self.tracker:  # the trial's run, folds, state and objective, from its files and the study
+            self.tracker.trial_done(self.out, self.study.get_trials(deepcopy=False)[live.trial.number])
 
     def _done_before(self, live: _Live) -> list[int]:
         """Folds already finished in the trial's directory (a re-run of an interrupted trial): reported first."""
@@ -882,9 +885,10 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
          seed: int = 0, folds: str | Sequence[int] | None = None, timeout: float | None = None,
          pruner: str = "median", prune_after: int = 2, storage: str | None = None, device: str = "auto",
          threads: int | None = None, progress: bool = True, backend=None, trials_in_parallel: int = 1,
-         ensemble_top: int | None = None, echo: Callable[[str], None] = print) -> TuneResult:
+         ensemble_top: int | None = None, echo: Callable[[str], None] = print, tracker=None) -> TuneResult:
     """Search ``space`` (default: the preset family's, without the ``fixed`` fields) around ``base`` with
-    ``trials`` k-fold runs in ``out``; re-running continues the study. Returns the table and the best config."""
+    ``trials`` k-fold runs in ``out``; re-running continues the study. Returns the table and the best config.
+    ``tracker`` (``kfold.flows.tracking.open_tracker``) logs each trial as it ends and the study at the end."""
     from kfold.files.folds import check_k
 
     if isinstance(backend, LocalBackend):  # a local backend object: the trials train here, as with None
@@ -945,7 +949,7 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
     driver = _Driver(study, space=space, base=base.to_dict(), task=task, task_spec=task_spec, out=out, preset=preset,
                      k=k, seed=seed, fold_list=fold_list, metric=metric, trials=trials, timeout=timeout,
                      prune=pruner != "none", device=device, threads=threads, progress=progress, backend=backend,
-                     trials_in_parallel=trials_in_parallel, echo=echo)
+                     trials_in_parallel=trials_in_parallel, echo=echo, tracker=tracker)
     driver.recover_stale()
     try:
         driver.run_local() if backend is None else driver.run_ray()
@@ -953,6 +957,8 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
         write_results(study, out, space, metric, direction, figures=False)
         raise KeyboardInterrupt(f"interrupted; the study {name!r} is consistent: re-run the same command to continue") from None
     result = write_results(study, out, space, metric, direction)
+    if tracker:
+        tracker.tune_done(out)  # every trial (failed ones too) and the study's files
     result.lines.append(format_top(result.table, metric, direction))
     if result.best_trial is not None:
         best_dir = study.trials[result.best_trial].user_attrs.get("dir")

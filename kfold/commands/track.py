@@ -1,0 +1,35 @@
+"""``kfold track sync RUN_DIR|TUNE_DIR ...``: log finished runs and searches to MLflow from their files.
+
+The same code the training commands' ``--track mlflow`` runs as folds and runs finish, applied afterwards: to runs
+made before tracking existed, or to fill the gap a failing store left. Idempotent: a run synced again is updated,
+never duplicated (the kfold run's id is a tag), a fold is logged once.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from kfold.commands import args as flags
+
+
+def build_parser(prog: str = "kfold track") -> argparse.ArgumentParser:
+    p = flags.parser(prog, __doc__)
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sync = sub.add_parser("sync", help="log run directories and kfold tune folders to MLflow (idempotent)",
+                          description="Log run directories (config.json) and kfold tune folders (trials.csv) to "
+                                      "MLflow from their files; a run synced before is updated, never duplicated.")
+    sync.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR|TUNE_DIR")
+    sync.add_argument("--uri", default=None, metavar="URI",
+                      help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///PARENT/mlflow.db beside the "
+                           "first path)")
+    sync.add_argument("--track-models", action="store_true", help="also log every model's weights (safetensors)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "kfold track") -> int:
+    args = build_parser(prog).parse_args(argv)
+    from kfold.flows.tracking import sync
+
+    sync(args.paths, uri=args.uri, models=args.track_models)
+    return 0

@@ -17,7 +17,7 @@ def build_parser(prog: str = "kfold track") -> argparse.ArgumentParser:
     p = flags.parser(prog, __doc__)
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     sync = sub.add_parser("sync", help="log run directories and kfold tune folders to MLflow (idempotent)",
-                          description="Log run directories (config.json) and kfold tune folders (trials.csv) to "
+                          description="Log run directories and kfold tune folders (with their trials table) to "
                                       "MLflow from their files; a run synced before is updated, never duplicated.")
     sync.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR|TUNE_DIR")
     sync.add_argument("--uri", default=None, metavar="URI",

@@ -369,7 +369,8 @@ def sync(paths: Sequence[str | Path], *, uri: str | None = None, models: bool = 
         raise UsageError("give at least one RUN_DIR or TUNE_DIR")
     for path in paths:
         if not RunDir(path).is_run() and not TuneDir(path).is_tune():
-            raise UsageError(f"{path}: neither a kfold run directory (config.json) nor a kfold tune folder (trials.csv)")
+            raise UsageError(f"{path}: neither a kfold run directory (no {RunDir(path).config.name}) nor a kfold tune "
+                             f"folder (no {TuneDir(path).trials_csv.name})")
     uri = uri or tracking_uri(paths[0].resolve().parent)
     check_uri(uri, "the tracking URI")
     from kfold.flows.mlflow_tracker import MlflowTracker, ui_command

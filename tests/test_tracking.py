@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from runs import fake_run
 
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # as kfold sets it: no call to MLflow's telemetry server
 pytest.importorskip("mlflow")
 
 from kfold.commands.main import main as kfold_main  # noqa: E402

@@ -75,7 +75,8 @@ def _number(value: Any) -> float | None:
 
 
 def _quiet() -> None:
-    """MLflow's and alembic's INFO lines (database migrations ...) off; fail fast against an unreachable server."""
+    """MLflow's and alembic's INFO lines (database migrations ...) off; fail fast against an unreachable server.
+    (Telemetry is switched off before MLflow is imported: ``MlflowTracker.client``.)"""
     for name in ("mlflow", "alembic", "alembic.runtime.migration", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -103,6 +104,8 @@ class MlflowTracker:
     @property
     def client(self):
         if self._client is None:
+            # MLflow 3 reports usage to its makers' server unless told not to (found by tests/kaggle_fake.py's proxy)
+            os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
             try:
                 from mlflow.tracking import MlflowClient
             except ImportError:

@@ -127,8 +127,9 @@ class MlflowTracker:
         client = self.client
         found = client.get_experiment_by_name(name)
         if found is None:
-            try:
-                exp_id = client.create_experiment(name, artifact_location=self._artifact_root(name))
+            try:  # a model-training experiment: MLflow 3's UI opens it on its runs table, not its GenAI pages
+                exp_id = client.create_experiment(name, artifact_location=self._artifact_root(name),
+                                                  tags={"mlflow.experimentKind": "custom_model_development"})
             except Exception:  # noqa: BLE001 - another process created it first
                 found = client.get_experiment_by_name(name)
                 if found is None:

@@ -123,10 +123,13 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
             result.written += [Path(report) / "groups.csv"] if groups is not None else []
     if report and not plot:  # an earlier --plot's heatmap would no longer match the tables now in place
         (Path(report) / "agreement.png").unlink(missing_ok=True)
-    if tracker:
+    if tracker:  # never fails the command: a score it cannot compute is left out
         from kfold.scoring.leaderboard import score_submission
 
-        scores = score_submission(out, solution, n_bootstrap=1) if solution else {}
+        try:
+            scores = score_submission(out, solution, n_bootstrap=1) if solution else {}
+        except Exception:  # noqa: BLE001 - the files are written; tracking only reports
+            scores = {}
         tracker.ensemble_done(out, list(inputs), method, public=scores.get("public"), private=scores.get("private"),
                               report=report)
     return result

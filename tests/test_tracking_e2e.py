@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
 
+@pytest.mark.slow
 def test_kfold_run_with_tracking_then_submit_logs_folds_epochs_ensembles_and_the_kaggle_score(
         tmp_path, store, fake_kaggle, monkeypatch, capsys):  # noqa: F811
     uri, client = store
@@ -75,6 +76,7 @@ def test_kfold_run_with_tracking_then_submit_logs_folds_epochs_ensembles_and_the
     assert all(len(client.get_metric_history(f.info.run_id, "val_accuracy")) == 2 for f in runs_of(client, "fold"))
 
 
+@pytest.mark.slow
 def test_kfold_tune_with_tracking_logs_each_trial_under_the_study(tmp_path, store, monkeypatch, capsys):  # noqa: F811
     pytest.importorskip("optuna")
     uri, client = store

@@ -421,3 +421,34 @@ print('LIGHT')
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**env, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0 and "LIGHT" in done.stdout, done.stderr
+
+
+def test_folds_finished_by_ray_tasks_are_logged_by_the_driver_into_the_run(tmp_path, store):
+    """RayBackend tells ``on_fold`` on the driver as each fold task's result arrives (here Ray's submit and wait
+    are stand-ins: no cluster starts); every fold lands nested in the one MLflow run, once, even when told twice."""
+    pytest.importorskip("ray")
+    from types import SimpleNamespace
+
+    from kfold.flows.ray_backend import RayBackend
+
+    uri, client = store
+    run = finished_run(tmp_path, k=3)
+    backend = RayBackend()  # not connected: nothing is started before a fold is submitted
+    backend.submit = lambda jobs: [f"ref-{job.fold}" for job in jobs]
+
+    def wait(refs, *, labels=None, on_done=None):
+        for i in (2, 0, 1):  # in the order the workers finish
+            on_done(i, {"node": "worker", "retry": i == 1})
+        return [{} for _ in refs]
+
+    backend.wait = wait
+    tracker = open_tracker("mlflow", tmp_path / "runs", echo=lambda _: None)
+    tracker.run_started(run)
+    backend.on_fold = lambda fold: tracker.fold_done(run, fold)
+    backend.train_folds([SimpleNamespace(fold=f) for f in range(3)])
+    tracker.fold_done(run, 1)  # told again (a retried fold's second report): nothing new
+    (parent,) = runs_of(client, "run")
+    folds = runs_of(client, "fold")
+    assert sorted(f.data.tags["kfold.fold"] for f in folds) == ["0", "1", "2"]
+    assert {f.data.tags["mlflow.parentRunId"] for f in folds} == {parent.info.run_id}
+    backend.close()

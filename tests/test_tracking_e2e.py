@@ -70,6 +70,16 @@ def test_kfold_run_with_tracking_then_submit_logs_folds_epochs_ensembles_and_the
     assert scored.data.metrics["kaggle_public"] == pytest.approx(0.973)
     assert "kaggle_public" not in client.get_run(ensembles["vote"].info.run_id).data.metrics
 
+    # a submission scored later (no --wait): kfold submissions --track mlflow logs the score when Kaggle has it
+    fake_kaggle.competitions["comp"].results.append(("COMPLETE", "0.88800", ""))
+    for command in (["submit", "subs/toy-vote.csv", "-c", "comp", "-m", "toy vote", "--sample",
+                     str(comp / "sample_submission.csv")], ["submissions", "-c", "comp", "--track", "mlflow"]):
+        done = subprocess.run([sys.executable, "-m", "kfold", *command], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+    assert client.get_run(ensembles["vote"].info.run_id).data.metrics["kaggle_public"] == pytest.approx(0.888)
+    assert client.get_run(ensembles["mean"].info.run_id).data.metrics["kaggle_public"] == pytest.approx(0.973)
+
     # a re-sync of the run changes nothing: no duplicated run, fold or epoch
     assert kfold_main(["track", "sync", "runs/toy"]) == 0
     assert len(runs_of(client, "run")) == 1 and len(runs_of(client, "fold")) == 2

@@ -62,6 +62,9 @@ def add_submissions_parser(sub) -> None:
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="folder for COMP-submissions.csv, COMP-scores-over-time.png and COMP-cv-vs-public.png "
                              "(default: the log's folder)")
+    from kfold.commands.args import add_track_flags
+
+    add_track_flags(parser)  # --track mlflow: every public score logged to the tracked ensemble that made the file
 
 
 def add_remote_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,7 +118,8 @@ def submit_command(args) -> int:
 def submissions_command(args) -> int:
     from kfold.flows import kaggle_loop
 
-    report = kaggle_loop.submissions(args.competition, log=args.log, out=args.out)
+    report = kaggle_loop.submissions(args.competition, log=args.log, out=args.out,
+                                     tracker=open_tracker(args, Path("runs")))
     if not report.logged:
         print(f"{report.log}: no logged submissions yet; showing Kaggle's list only")
     if report.table.empty:

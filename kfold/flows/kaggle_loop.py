@@ -407,7 +407,7 @@ def submissions_outputs(competition: str, log: Path, out: Path | None) -> tuple[
 
 
 def submissions(competition: str, log: str | os.PathLike | None = None,
-                out: str | os.PathLike | None = None) -> SubmissionsReport:
+                out: str | os.PathLike | None = None, tracker=None) -> SubmissionsReport:
     """Merge the log (default ``submissions/log/COMP.csv``) with Kaggle's list of our submissions; write the
     table (``COMP-submissions.csv``), the public score of every submission over time with the local CV where
     known (``COMP-scores-over-time.png``) and, when at least two submissions have both, local CV against
@@ -425,6 +425,9 @@ def submissions(competition: str, log: str | os.PathLike | None = None,
     entries = read_log(log_path)
     table = merge(entries, kaggle_api.connect().submissions(competition))
     report = SubmissionsReport(competition, log_path, len(entries), table, agreement(table), csv_path, cv_png, time_png)
+    for row in table.dropna(subset=["public_score"]).to_dict("records") if tracker else ():  # scores that came later
+        if row["sha256"]:
+            tracker.kaggle_score(row["sha256"], row["public_score"], row["private_score"], ref=row["ref"], competition=competition)
     if table.empty:
         return report
     from kfold.figures import plot_cv_vs_public, plot_scores_over_time  # matplotlib: only when there is a table

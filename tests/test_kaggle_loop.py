@@ -192,11 +192,12 @@ def test_every_failure_is_one_clear_line(fake_kaggle, comp, case):
         env = {name: f"http://127.0.0.1:{port}" for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")}
         expect, code = ["network error, Kaggle could not be reached", "Connection refused"], 1
     elif case == "missing dependency":
-        shadow = comp / "shadow" / "six"
+        # bleach: needed by the kaggle client alone (six, once used here, is imported by pandas' dateutil first)
+        shadow = comp / "shadow" / "bleach"
         shadow.mkdir(parents=True)
-        (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'six'\", name='six')\n")
+        (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'bleach'\", name='bleach')\n")
         env = {"_PREPEND": [str(comp / "shadow")]}
-        expect, code = ["the kaggle package needs 'six', which is not installed: pip install six"], 2
+        expect, code = ["the kaggle package needs 'bleach', which is not installed: pip install bleach"], 2
     elif case == "upload refused":
         fake_kaggle.put_status = 403
         expect, code = ["Could not submit to competition (the file upload was refused)"], 1

@@ -13,6 +13,8 @@ from kfold.data.arrays import check_count, check_images, check_labels, check_sam
 from kfold.data.competition import CLASSMAP, SAMPLE_SUBMISSION, SOLUTION, read_classmap, read_sample_ids
 
 KMNIST_NUM_CLASSES = 10
+# where the columns of training data alone (no test images, no sample) come from
+ALONE_SCHEMA = f"no {SAMPLE_SUBMISSION}: the arrays layout's own (KMNIST's)"
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,5 @@ def load_kmnist_dir(directory: str | Path, layout: Layout, *, name: str | None =
         sample_submission=sample if sample.is_file() and len(test_images) else None,
         solution=solution if solution.is_file() and len(test_images) else None,
         source=f"{layout.description} layout in {directory}" + ("" if len(test_images) else ", training data alone"),
-        extra={"layout": layout.key, **({} if len(test_images) else
-                                        {"schema_from": f"no {SAMPLE_SUBMISSION}: the arrays layout's own (KMNIST's)"})},
+        extra={"layout": layout.key, **({} if len(test_images) else {"schema_from": ALONE_SCHEMA})},
     )

@@ -116,10 +116,6 @@ class Detected:
     image_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def training_only(self) -> bool:
-        return self.sample is None and self.test is None
-
 
 def _resolve(directory: Path, value, what: str, kind: str) -> Path:
     path = Path(value)
@@ -247,7 +243,7 @@ def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache
         test_labels=test_labels,
         sample_submission=detected.sample,
         solution=solution if solution.is_file() else None,
-        source=f"{detected.layout} layout in {detected.directory}" + (", training data alone" if sample is None else ""),
+        source=f"{detected.layout} layout in {detected.directory}{', training data alone' if sample is None else ''}",
         extra=extra,
         schema=schema,
     )
@@ -301,8 +297,6 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
     side, channels = image_geometry(values.shape[1], str(detected.train), pixel_columns)
     label_values = check_labels_present(pd.Series(text[label]), str(detected.train), label)
     if sample is None:  # training rows alone
-        from kfold.files.schema import DEFAULT_ID_COLUMN
-
         own = id_column in train_header
         return {"train_images": to_images(values, side, channels, options.image_size, options.channels),
                 "test_images": None, "label_values": label_values, "labels_file": str(detected.train),
@@ -410,7 +404,8 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
         file_column = sample.id_column
     elif sample is None and options.id_column is not None:
         if options.id_column not in columns:
-            raise UsageError(f"{param('id_column')}={options.id_column!r}: {where} has no such column (has: {', '.join(columns)})")
+            raise UsageError(f"{param('id_column')}={options.id_column!r}: {where} has no such column "
+                             f"(has: {', '.join(columns)})")
         file_column = options.id_column
     else:
         file_column = columns[0]

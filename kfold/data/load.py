@@ -67,9 +67,9 @@ def _training_arrays_alone(directory: Path, layout) -> bool:
             (directory / layout.test_images).exists():
         return False
     if (directory / SAMPLE_SUBMISSION).is_file():
-        raise DataError(f"{directory}: {layout.description} layout is missing {layout.test_images}: {SAMPLE_SUBMISSION} "
-                        "promises test images (without the sample the training images alone are trained and scored "
-                        "out of fold)")
+        raise DataError(f"{directory}: {layout.description} layout is missing {layout.test_images}: "
+                        f"{SAMPLE_SUBMISSION} promises test images (without the sample the training images alone are "
+                        "trained and scored out of fold)")
     return True
 
 

@@ -287,7 +287,8 @@ def bench_inference(ctx: Context) -> list[dict]:
             specs[" ".join([name, *(f"{k}={v}" for k, v in kwargs.items()), f"({preset} preset)"])] = (name, kwargs)
     models = {}
     for label, (name, kwargs) in specs.items():
-        model = create_model(name, task.num_classes, **kwargs).to(device).eval()
+        model = create_model(name, task.num_classes, in_chans=task.channels, image_size=int(task.image_shape[0]),
+                             **kwargs).to(device).eval()
         models[label] = model.to(memory_format=torch.channels_last) if channels_last else model
 
     def run(name, model):

@@ -16,6 +16,12 @@ layout                    files
 ``class-folders``         ``train/<class>/*.png``, ``test/*.png``, ``sample_submission.csv``
 ========================  ===========================================================================
 
+Labelled training data alone (``train/<class>/`` folders, images with a labels CSV, a ``train.csv`` pixel CSV;
+no sample submission and no test set) loads as a Task without test rows (``Task.has_test`` False): its schema
+is :func:`kfold.files.schema.schema_without_sample`'s, from the labels' own columns or Kaggle-like defaults, and
+``Task.extra['schema_from']`` says which. A sample without test images, or test images without a sample, is
+refused with one line.
+
 Test images come in the sample's row order with the sample's Ids: a pixel CSV without an Id column is
 matched row by row (the sample's first Id is row 0), otherwise every sample Id must have its test row or
 image file (the first that has none is named).
@@ -29,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kfold.data.task import Task
+from kfold.data.task import Task, no_test
 from kfold.errors import DataError, UsageError, param
 from kfold.files.schema import LABEL_COLUMN, USAGE_COLUMN, Sample, TARGETS, infer_schema, read_sample
 
@@ -41,6 +47,8 @@ TEST_FOLDERS = ("test", "test_images")
 LABEL_CSVS = ("train_labels.csv", "train.csv", "labels.csv")
 PIXEL_TRAIN = "train.csv"
 PIXEL_TEST = "test.csv"
+NO_TEST_ROWS = ("no test set (training data alone: kfold run trains the folds and reports the out-of-fold score; "
+                "no submission)")
 
 
 @dataclass(frozen=True)
@@ -102,9 +110,9 @@ class Detected:
 
     layout: str
     directory: Path
-    sample: Path
+    sample: Path | None    # None (and test None): labelled training data alone
     train: Path            # pixel CSV, labels CSV or the class-folder root
-    test: Path             # pixel CSV or test image folder
+    test: Path | None      # pixel CSV or test image folder
     image_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -131,6 +139,17 @@ def _one_glob(directory: Path, pattern: str) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
+def _has_images(folder: Path) -> bool:
+    """Whether ``folder`` holds an image file directly (stops at the first)."""
+    from kfold.data.image_files import is_image_name
+
+    try:
+        with os.scandir(folder) as entries:
+            return any(is_image_name(e.name) and not e.name.startswith(".") and e.is_file() for e in entries)
+    except OSError:
+        return False
+
+
 def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = None) -> Detected | None:
     """The layout of a competition folder, or None when nothing in it looks like one of these layouts."""
     from kfold.data.image_files import has_subfolders, list_images
@@ -151,13 +170,17 @@ def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = No
             labels = _resolve(directory, options.train_csv, "train_csv", "file")
         else:
             labels = _first(directory, LABEL_CSVS, "file")
-        classes = has_subfolders(image_dir) and (labels is None or not list_images(image_dir))
+        images = _has_images(image_dir)
+        classes = has_subfolders(image_dir) and (labels is None or not images)
+        if not classes and not images:
+            raise DataError(f"{image_dir}: an empty training folder (no images, no class subfolders)")
         layout = "class-folders" if classes else "image-files"
-        if sample is None:
-            raise DataError(f"{directory}: a {layout} layout ({image_dir.name}/) needs {SAMPLE_NAME}: the test Ids "
-                            "and the submission's columns come from it")
-        if test is None:
-            raise DataError(f"{directory}: a {layout} layout needs a folder of test images "
+        if sample is None and test is not None:
+            raise DataError(f"{directory}: test images in {test.name}/ but no {SAMPLE_NAME}: the test Ids and the "
+                            f"submission's columns come from it (without {test.name}/ the training images alone are "
+                            "trained and scored out of fold)")
+        if test is None and sample is not None:
+            raise DataError(f"{directory}: {sample.name} but no folder of test images "
                             f"({' or '.join(n + '/' for n in TEST_FOLDERS)}, or name it with {param('test_dir')})")
         if layout == "image-files" and labels is None:
             raise DataError(f"{directory}: images in {image_dir.name}/ but no labels CSV "
@@ -169,12 +192,13 @@ def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = No
         return None
     test = (_resolve(directory, options.test_csv, "test_csv", "file") if options.test_csv is not None
             else _first(directory, (PIXEL_TEST,), "file") or _one_glob(directory, "*test*.csv"))
-    if test is None:
-        raise DataError(f"{directory}: {train.name} but no test CSV ({PIXEL_TEST}; or name it with {param('test_csv')}) "
-                        f"and no image folder ({', '.join(n + '/' for n in TRAIN_FOLDERS)})")
-    if sample is None:
-        raise DataError(f"{directory}: a pixel-csv layout needs {SAMPLE_NAME}: the test Ids and the submission's "
-                        "columns come from it")
+    if test is None and sample is not None:
+        raise DataError(f"{directory}: {train.name} and {sample.name} but no test CSV ({PIXEL_TEST}; or name it with "
+                        f"{param('test_csv')}) and no image folder ({', '.join(n + '/' for n in TRAIN_FOLDERS)})")
+    if sample is None and test is not None:
+        raise DataError(f"{directory}: a pixel-csv layout with a test CSV ({test.name}) needs {SAMPLE_NAME}: the test "
+                        f"Ids and the submission's columns come from it (without {test.name} the training rows alone "
+                        "are trained and scored out of fold)")
     return Detected("pixel-csv", directory, sample, train, test)
 
 
@@ -183,11 +207,20 @@ def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache
                 progress: bool = True) -> Task:
     """Read the detected layout into a Task (schema from the sample and the training labels)."""
     options = recorded_options(detected.directory, (options or LoadOptions()).check())
-    sample = read_sample(detected.sample, id_column=options.id_column)
+    sample = None if detected.sample is None else read_sample(detected.sample, id_column=options.id_column)
     loader = {"pixel-csv": _load_pixel_csv, "image-files": _load_image_files, "class-folders": _load_class_folders}
     parts = loader[detected.layout](detected, sample, options, cache_dir, progress)
-    schema = infer_schema(sample, parts["label_values"], metric=options.metric, target=options.target,
-                          where_labels=parts["labels_where"])
+    if sample is None:  # training data alone: the columns of the labels, or Kaggle-like defaults
+        from kfold.files.schema import infer_id_kind, schema_without_sample
+
+        names = parts.get("id_values")
+        schema = schema_without_sample(
+            parts["label_values"], str(detected.directory), id_column=parts["id_column"],
+            label_column=parts["label_column"], id_kind="int" if names is None else infer_id_kind(list(names)),
+            metric=options.metric, target=options.target, where_labels=parts["labels_where"])
+    else:
+        schema = infer_schema(sample, parts["label_values"], metric=options.metric, target=options.target,
+                              where_labels=parts["labels_where"])
     train_labels = schema.encode(parts["label_values"], parts["labels_file"], parts["label_column"],
                                  first_line=parts.get("first_line"))
     test_labels = None
@@ -196,17 +229,21 @@ def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache
     solution = detected.directory / SOLUTION_NAME
     train_images, test_images = parts["train_images"], parts["test_images"]
     extra = {"layout": detected.layout, "label_column": parts["label_column"], **parts.get("extra", {})}
+    test_ids = None if sample is None else sample.ids
+    if sample is None:
+        test_images, test_ids = no_test(train_images)
+        extra["schema_from"] = f"no {SAMPLE_NAME}: {parts['schema_from']}"
     return Task(
         name=detected.directory.resolve().name,
         train_images=train_images,
         train_labels=train_labels,
         test_images=test_images,
-        test_ids=sample.ids,
+        test_ids=test_ids,
         class_names=list(schema.classes),
         test_labels=test_labels,
         sample_submission=detected.sample,
         solution=solution if solution.is_file() else None,
-        source=f"{detected.layout} layout in {detected.directory}",
+        source=f"{detected.layout} layout in {detected.directory}{', training data alone' if sample is None else ''}",
         extra=extra,
         schema=schema,
     )
@@ -226,13 +263,14 @@ def recorded_options(directory: Path, options: LoadOptions) -> LoadOptions:
                    target=options.target or (schema.target if schema.target != "label" else None))
 
 
-def _label_column(columns: list[str], sample: Sample, options: LoadOptions, where: str, exclude: tuple[str, ...]) -> str:
+def _label_column(columns: list[str], sample: Sample | None, options: LoadOptions, where: str,
+                  exclude: tuple[str, ...]) -> str:
     if options.label_column is not None:
         if options.label_column not in columns:
             raise UsageError(f"label_column {options.label_column!r}: {where} has no such column "
                              f"(has: {', '.join(columns[:8])}{', ...' if len(columns) > 8 else ''})")
         return options.label_column
-    targets = sample.target_columns
+    targets = sample.target_columns if sample is not None else []
     if len(targets) == 1 and targets[0] in columns and targets[0] not in exclude:
         return targets[0]
     lowered = {c.lower(): c for c in columns if c not in exclude}
@@ -242,21 +280,30 @@ def _label_column(columns: list[str], sample: Sample, options: LoadOptions, wher
     rest = [c for c in columns if c not in exclude]
     if len(columns) == 2 and len(rest) == 1:
         return rest[0]
-    raise DataError(f"{where}: cannot tell which column holds the labels (no '{LABEL_COLUMN}' or "
-                    f"'{targets[0]}' column); name it with {param('label_column')}")
+    named = f"'{LABEL_COLUMN}'" + (f" or '{targets[0]}'" if targets else "")
+    raise DataError(f"{where}: cannot tell which column holds the labels (no {named} column); name it with "
+                    f"{param('label_column')}")
 
 
 def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
     from kfold.data.image_files import check_labels_present, check_unique, shown
     from kfold.data.pixel_csv import image_geometry, read_header, read_pixel_csv, to_images
 
-    id_column = sample.id_column
     train_header = read_header(detected.train)
+    id_column = sample.id_column if sample is not None else _own_id_column(train_header, options, str(detected.train))
     label = _label_column(train_header, sample, options, str(detected.train), (id_column,))
     train_text = [label] + ([id_column] if id_column in train_header else [])
     values, text, pixel_columns = read_pixel_csv(detected.train, train_text)
     side, channels = image_geometry(values.shape[1], str(detected.train), pixel_columns)
     label_values = check_labels_present(pd.Series(text[label]), str(detected.train), label)
+    if sample is None:  # training rows alone
+        own = id_column in train_header
+        return {"train_images": to_images(values, side, channels, options.image_size, options.channels),
+                "test_images": None, "label_values": label_values, "labels_file": str(detected.train),
+                "label_column": label, "labels_where": f"{detected.train} column '{label}'", "first_line": 2,
+                "id_column": id_column, "id_values": text[id_column] if own else None,
+                "schema_from": f"the columns of {detected.train.name} (target '{label}', "
+                               + (f"Id '{id_column}')" if own else f"no Id column there: kfold's default '{id_column}')")}
 
     test_header = read_header(detected.test)
     test_text = [c for c in (id_column, label) if c in test_header]
@@ -293,6 +340,18 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
     }
 
 
+def _own_id_column(columns: list[str], options: LoadOptions, where: str) -> str:
+    """The Id column of training rows without a sample: ``options.id_column``, a column named ``id`` (any case),
+    else kfold's default name (the rows then have no Id column; only the schema names it)."""
+    from kfold.files.schema import DEFAULT_ID_COLUMN
+
+    if options.id_column is not None:
+        if options.id_column not in columns:
+            raise UsageError(f"{param('id_column')}={options.id_column!r}: {where} has no such column")
+        return options.id_column
+    return next((c for c in columns if c.lower() == DEFAULT_ID_COLUMN), DEFAULT_ID_COLUMN)
+
+
 def _typed_ids(cells: np.ndarray, sample: Sample, where: str) -> np.ndarray:
     from kfold.files.schema import parse_ids
 
@@ -305,6 +364,8 @@ def _decode_pair(train_paths, test_paths, options: LoadOptions, cache_dir, progr
 
     kwargs = dict(image_size=options.image_size, cache_dir=cache_dir, progress=progress)
     train = decode_images(train_paths, split="train", channels=options.channels, **kwargs)
+    if test_paths is None:  # training images alone
+        return train, None
     test = decode_images(test_paths, split="test", channels=options.channels, **kwargs)
     if options.channels is None and train.ndim != test.ndim:  # one split gray, the other colour: both RGB
         if train.ndim == 3:
@@ -318,9 +379,11 @@ def _decode_pair(train_paths, test_paths, options: LoadOptions, cache_dir, progr
     return train, test
 
 
-def _test_files(detected: Detected, sample: Sample) -> list[str]:
+def _test_files(detected: Detected, sample: Sample | None) -> list[str] | None:
     from kfold.data.image_files import FileIndex, list_images
 
+    if sample is None:  # training images alone
+        return None
     files = list_images(detected.test)
     if not files:
         raise DataError(f"{detected.test}: no test images")
@@ -337,8 +400,13 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
         if options.image_column not in columns:
             raise UsageError(f"image_column {options.image_column!r}: {where} has no such column (has: {', '.join(columns)})")
         file_column = options.image_column
-    elif sample.id_column in columns:
+    elif sample is not None and sample.id_column in columns:
         file_column = sample.id_column
+    elif sample is None and options.id_column is not None:
+        if options.id_column not in columns:
+            raise UsageError(f"{param('id_column')}={options.id_column!r}: {where} has no such column "
+                             f"(has: {', '.join(columns)})")
+        file_column = options.id_column
     else:
         file_column = columns[0]
     label = _label_column(columns, sample, options, where, (file_column,))
@@ -355,7 +423,10 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
     train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress)
     return {"train_images": train, "test_images": test, "label_values": values, "labels_file": where,
             "label_column": label, "labels_where": f"{where} column '{label}'", "first_line": 2,
-            "extra": {"image_column": file_column, "unused_train_images": len(files) - len(train_paths)}}
+            "extra": {"image_column": file_column, "unused_train_images": len(files) - len(train_paths)},
+            "id_column": file_column, "id_values": names,
+            "schema_from": f"the columns of {detected.train.name} (Id '{file_column}': the image file names, target "
+                           f"'{label}')"}
 
 
 def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
@@ -364,9 +435,13 @@ def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions
     classes = list_class_folders(detected.train)
     if not classes:
         raise DataError(f"{detected.train}: no class folders")
-    reserved = {sample.id_column, LABEL_COLUMN, USAGE_COLUMN}
-    if len(sample.target_columns) == 1:
-        reserved.add(sample.target_columns[0])
+    from kfold.files.schema import DEFAULT_ID_COLUMN
+
+    id_column = sample.id_column if sample is not None else options.id_column or DEFAULT_ID_COLUMN
+    targets = sample.target_columns if sample is not None else [options.label_column or LABEL_COLUMN]
+    reserved = {id_column, LABEL_COLUMN, USAGE_COLUMN}
+    if len(targets) == 1:
+        reserved.add(targets[0])
     for name, _ in classes:
         if name in reserved:
             raise DataError(f"{detected.train / name}: class folder name {name!r} is also a column name of the "
@@ -375,10 +450,14 @@ def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions
     values = np.array([name for name, files in classes for _ in files], dtype=object)
     test_paths = _test_files(detected, sample)
     train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress)
-    label = sample.target_columns[0] if len(sample.target_columns) == 1 else LABEL_COLUMN
+    label = targets[0] if len(targets) == 1 else LABEL_COLUMN
+    given = [name for name, value in (("id", options.id_column), ("label", options.label_column)) if value is not None]
     return {"train_images": train, "test_images": test, "label_values": values,
             "labels_file": str(detected.train), "label_column": label,
-            "labels_where": f"the class folders of {detected.train}", "first_line": None}
+            "labels_where": f"the class folders of {detected.train}", "first_line": None,
+            "id_column": id_column, "id_values": [os.path.basename(path) for path in train_paths],
+            "schema_from": f"kfold's defaults for class folders (Id '{id_column}': the file names, target '{label}')"
+                           + (f"; {' and '.join(given)} column named by the options" if given else "")}
 
 
 def describe(task: Task) -> list[str]:
@@ -398,11 +477,11 @@ def describe(task: Task) -> list[str]:
     lines = [
         f"layout: {layout if layout in LAYOUT_NAMES else f'arrays ({layout})'}",
         f"source: {task.source}",
-        f"rows: {len(task.train_labels)} training, {len(ids)} test",
+        f"rows: {len(task.train_labels)} training, " + (f"{len(ids)} test" if task.has_test else NO_TEST_ROWS),
         f"images: {shape[2]}x{shape[1]}, {channels} channel{'s' if channels > 1 else ''} "
         f"({'grayscale' if channels == 1 else 'RGB'}), uint8",
         f"classes ({task.num_classes}, {schema.class_kind} values): {shown}{more}",
-        f"Id column: {schema.id_column} ({schema.id_kind} Ids: {first_ids})",
+        f"Id column: {schema.id_column} ({schema.id_kind} Ids{f': {first_ids}' if task.has_test else ''})",
         f"target: {', '.join(schema.target_columns[:6])}{', ...' if len(schema.target_columns) > 6 else ''} ({target})",
         f"metric: {schema.metric}",
     ]
@@ -410,6 +489,8 @@ def describe(task: Task) -> list[str]:
         lines.insert(5, f"training labels: column '{task.extra['label_column']}'")
     elif layout == "class-folders":
         lines.insert(5, "training labels: the class folder names")
+    if "schema_from" in task.extra:  # training data alone: where the Id and target columns came from
+        lines.append(f"columns from: {task.extra['schema_from']}")
     if task.sample_submission is not None:
         lines.append(f"sample submission: {task.sample_submission}")
     lines.append(f"solution: {task.solution if task.solution is not None else 'none (no local leaderboard)'}")

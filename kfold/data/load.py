@@ -44,7 +44,7 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
                          "downloaded) or a directory holding a KMNIST or MNIST-MIX layout")
     if path.is_dir() and not options.names_files:
         for layout in LAYOUTS:
-            if all((path / name).is_file() for name in layout.required):
+            if all((path / name).is_file() for name in layout.required) or _training_arrays_alone(path, layout):
                 _kmnist_only(spec, languages, label_mode)
                 return _array_options(load_kmnist_dir(path, layout), options, path)
     if not options.names_files and is_mnist_mix(path):
@@ -58,6 +58,19 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
     if path.is_file():
         raise DataError(f"{path}: not a dataset; a file spec must be an MNIST-MIX .npz like {COMBINED}")
     raise DataError(f"{path}: {_missing_files_report(path)}")
+
+
+def _training_arrays_alone(directory: Path, layout) -> bool:
+    """Training images and labels of an arrays layout without its test images: training data alone, unless a
+    sample submission (which promises a test set) lies beside them (one line)."""
+    if not all((directory / name).is_file() for name in (layout.train_images, layout.train_labels)) or \
+            (directory / layout.test_images).exists():
+        return False
+    if (directory / SAMPLE_SUBMISSION).is_file():
+        raise DataError(f"{directory}: {layout.description} layout is missing {layout.test_images}: "
+                        f"{SAMPLE_SUBMISSION} promises test images (without the sample the training images alone are "
+                        "trained and scored out of fold)")
+    return True
 
 
 def load_official_kmnist(cache_dir: Path | None = None, *, progress: bool = True) -> Task:

@@ -194,6 +194,9 @@ def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float 
     if task.name == "mnist-mix" and task.extra.get("label_mode", "specific") != "specific" and options.layout == "arrays":
         raise UsageError(f"make-competition writes MNIST-MIX with language-specific labels ({param('label_mode')}='specific'); "
                          f"train with {param('label_mode')}='agnostic' on the written directory instead")
+    if options.layout == "arrays" and np.asarray(task.train_images).ndim == 4:
+        raise UsageError(f"{param('layout')}='arrays' writes KMNIST's grayscale (N, H, W) files, but {task.name}'s images "
+                         "are RGB; choose pixel-csv, image-files or class-folders")
     usage = random_usage(len(task.test_ids), seed, public_fraction)  # a bad --public-fraction fails before any file
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -209,6 +212,14 @@ def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float 
 
 
 def _write_arrays(task: Task, out_dir: Path, options: MakeOptions, seed: int, public_fraction: float) -> list[Path]:
+    from dataclasses import replace
+
+    from kfold.files.schema import kmnist_schema
+
+    if replace(task.schema, metric="accuracy") != kmnist_schema(task.num_classes):
+        # the arrays layout is read back with KMNIST's schema (its class names go to the classmap), whatever columns
+        # the source had (a pixel CSV's, or training data alone's defaults)
+        task = replace(task, schema=kmnist_schema(task.num_classes))
     schema = task.schema
     if options.metric is not None:
         from kfold.metrics import metric_fit_problem

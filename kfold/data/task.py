@@ -22,6 +22,9 @@ class Task:
     The submission ``Category`` of class ``i`` is ``i``; ``class_names[i]`` is for display
     and for probability-file column names.
 
+    Labelled training data alone (no test set) has no test rows: ``test_images`` of shape (0, H, W[, C]) and
+    empty ``test_ids`` (:func:`no_test`); ``has_test`` is False.
+
     ``test_labels`` is set only when the loader knows them (official KMNIST, MNIST-MIX);
     training code never reads it. Scoring goes through a solution file and the leaderboard.
 
@@ -54,6 +57,12 @@ class Task:
         """The competition's schema for the metadata of test probability files and ``config.json``: nothing for
         a KMNIST-shaped competition (``Id,Category``, classes 0..C-1, accuracy), whose files stay as they were."""
         return {} if self.schema == kmnist_schema(self.num_classes) else {"schema": self.schema.to_dict()}
+
+    @property
+    def has_test(self) -> bool:
+        """False for labelled training data alone (no test images, no sample submission): its folds train and
+        score out of fold, and there is nothing to predict or submit."""
+        return len(self.test_ids) > 0
 
     @property
     def num_classes(self) -> int:
@@ -89,3 +98,8 @@ class Task:
             digest.update(contiguous.tobytes())
         self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
+
+
+def no_test(train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(test images, test Ids) of training data alone: no rows, the training images' size and channels."""
+    return np.empty((0, *train_images.shape[1:]), dtype=train_images.dtype), np.empty(0, dtype=np.int64)

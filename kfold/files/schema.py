@@ -40,7 +40,8 @@ from kfold.errors import DataError, UsageError
 __all__ = ["KMNIST_ID_COLUMN", "KMNIST_TARGET_COLUMN", "ID_COLUMN", "USAGE_COLUMN", "LABEL_COLUMN",
            "GROUP_COLUMN", "USAGE_VALUES", "COMPETITION_FILE", "TARGETS", "ID_KINDS", "KMNIST", "Sample",
            "Schema", "as_ids", "clip_for_metric", "ids_equal", "infer_id_kind", "infer_schema", "kmnist_schema",
-           "parse_ids", "read_competition_file", "read_sample", "write_competition_file"]
+           "parse_ids", "read_competition_file", "read_sample", "schema_without_sample", "write_competition_file",
+           "DEFAULT_ID_COLUMN"]
 
 # The KMNIST competition's columns: the only place in kfold that spells them.
 KMNIST_ID_COLUMN = "Id"
@@ -439,5 +440,39 @@ def read_competition_file(directory: str | os.PathLike) -> dict | None:
         raise DataError(f"{path}: expected a JSON object with a 'schema' field")
     return {**data, "schema": Schema.from_dict(data["schema"], str(path))}
 
+
+
+# -- training data alone: no sample submission ----------------------------------------------------------
+DEFAULT_ID_COLUMN = "id"  # Kaggle's most common Id column name (Aerial Cactus, Histopathologic Cancer, Dog Breeds)
+
+
+def schema_without_sample(train_values: Sequence, where: str, *, id_column: str | None = None,
+                          label_column: str | None = None, id_kind: str = "int", metric: str | None = None,
+                          target: str | None = None, where_labels: str = "training labels") -> Schema:
+    """The schema of labelled training data that comes without a sample submission (nor a test set).
+
+    The Id column is ``id_column`` (default ``id``), the target one label column ``label_column`` (default
+    ``label``), or with ``target='probs'`` one probability column per class; classes, target kind and metric
+    are what :func:`infer_schema` finds for a sample of those columns and the training labels ``train_values``.
+    ``where`` names the data in messages.
+
+    >>> schema = schema_without_sample(["cat", "dog", "cat"], "data/pets")
+    >>> schema.header, schema.classes, schema.target, schema.metric
+    (['id', 'label'], ('cat', 'dog'), 'label', 'accuracy')
+    >>> schema_without_sample([3, 1], "data/x", id_column="file", target="probs", metric="logloss").header
+    ['file', '1', '3']
+    """
+    id_column = id_column or DEFAULT_ID_COLUMN
+    if target == "probs":
+        columns = [id_column, *sorted(set(_as_text(list(train_values))), key=_class_sort_key)]
+    else:
+        columns = [id_column, label_column or LABEL_COLUMN]
+    if len(set(columns)) != len(columns):
+        raise DataError(f"{where}: columns {columns!r}: the Id column is also a target column; name another with "
+                        "the Id or label column option")
+    frame = pd.DataFrame({column: pd.Series([], dtype=object) for column in columns})
+    ids = np.empty(0, dtype=np.int64 if id_kind == "int" else str)
+    sample = Sample(path=Path(where), columns=columns, ids=ids, id_kind=id_kind, frame=frame)
+    return infer_schema(sample, train_values, metric=metric, target=target, where_labels=where_labels)
 
 KMNIST = Schema()

@@ -346,6 +346,9 @@ def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRES
     guard_comparison(out, data, seeds, presets, k)
     spec = TaskSpec(str(data))
     task = spec.load(progress=progress)  # loaded once for every preset and seed
+    if not task.has_test:
+        raise DataError(f"{data}: no test set (training data alone), and compare ranks submissions of the test set; "
+                        "kfold run or kfold tune score training data alone out of fold")
 
     from kfold.flows.ray_backend import RayBackend
 

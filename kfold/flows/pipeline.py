@@ -83,6 +83,13 @@ def guard_competition(root: RunDir, run_dirs: Sequence[RunDir], submissions: Pat
                   root=submissions.parent, error=UsageError)
 
 
+def no_test_line(summaries: Sequence[RunSummary], task: Task, data: str) -> str:
+    """The one line ``kfold run`` ends with on training data alone: the out-of-fold score, and no submission."""
+    scores = [s["oof_score"] for s in summaries if s.values.get("oof_score") is not None]
+    score = f"out-of-fold {task.schema.metric} {sum(scores) / len(scores):.4f}" if scores else "no out-of-fold score"
+    return f"{score}; {data} has no test set (training data alone), so no submission was written"
+
+
 def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: Sequence[int] = (0,),
                     submissions: str | Path = "submissions", backend: Backend | None = None,
                     echo: Callable[[str], None] = print, tracker=None) -> CompetitionResult:
@@ -168,6 +175,8 @@ def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: 
         echo(f"\nfolds left to train in {', '.join(map(str, incomplete))}: not predicting (run without --folds, or "
              f"with the remaining folds, to finish)")
         return CompetitionResult(summaries, [], {})
+    if not task.has_test:  # labelled training data alone: the out-of-fold score is the result
+        return CompetitionResult(summaries, [], {}, lines=[no_test_line(summaries, task, task_spec.data)])
 
     probs = root.probs
     echo(f"\n== predict: {probs.path}")

@@ -679,7 +679,8 @@ class _Driver:
             if self.backend is None:
                 from kfold.nn.checks import check_model_fits
 
-                check_model_fits(cfg, self.task.num_classes, self.task.image_shape, f"{param('data')}={self.spec.data}")
+                check_model_fits(cfg, self.task.num_classes, self.task.image_shape, f"{param('data')}={self.spec.data}",
+                                 channels=self.task.channels)
         except UsageError as exc:
             self.fail(trial, "invalid_config", str(exc), start)
             self.echo(f"trial {trial.number} failed: {exc}")
@@ -919,6 +920,9 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
         raise UsageError(f"{space.origin}: nothing left to search")
     check_space(space, base)
     check_task(task, task_spec.data)
+    if ensemble_top is not None and not task.has_test:
+        raise UsageError(f"{param('ensemble_top')} ensembles test predictions, but {task_spec.data} has no test set "
+                         "(training data alone); the search itself needs none")
     metric = objective_metric(task, metric)
     from kfold.scoring.metrics import get_metric
 

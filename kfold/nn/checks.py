@@ -13,8 +13,10 @@ from kfold.errors import DataError, UsageError
 MAX_PARAMETERS = 500_000_000  # far above every registered model at its default size (resnet9 width 32: 1.6M)
 
 
-def meta_model(name: str, num_classes: int, image_size: int, where: str, **kwargs) -> tuple[torch.nn.Module, int]:
-    """(model on the meta device, its number of parameters); a model too large to build is a UsageError."""
+def meta_model(name: str, num_classes: int, image_size: int, where: str, *, in_chans: int,
+               **kwargs) -> tuple[torch.nn.Module, int]:
+    """(model on the meta device for ``in_chans`` x ``image_size`` x ``image_size`` images, its number of
+    parameters); a model too large to build is a UsageError."""
     from kfold.nn.models import create_model
 
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 2 <= num_classes <= 1_000_000:
@@ -25,7 +27,7 @@ def meta_model(name: str, num_classes: int, image_size: int, where: str, **kwarg
     model_kwargs = dict(kwargs.pop("model_kwargs", {}))
     try:
         with torch.device("meta"):
-            model = create_model(name, num_classes, image_size=image_size, **kwargs, **model_kwargs)
+            model = create_model(name, num_classes, image_size=image_size, in_chans=in_chans, **kwargs, **model_kwargs)
     except (RuntimeError, ValueError, OverflowError, MemoryError) as exc:
         raise UsageError(f"{where}: cannot build model {name!r} ({_first_line(exc)})") from None
     count = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
@@ -35,7 +37,7 @@ def meta_model(name: str, num_classes: int, image_size: int, where: str, **kwarg
     return model, count
 
 
-def check_model_fits(cfg, num_classes: int, image_shape: tuple[int, int], where: str, channels: int = 1) -> int:
+def check_model_fits(cfg, num_classes: int, image_shape: tuple[int, int], where: str, *, channels: int) -> int:
     """Refuse (before the run directory is written) a model that cannot take ``channels`` x H x W images of
     ``image_shape`` (H, W), nor, with progressive resizing, their ``cfg.low_res`` x ``cfg.low_res`` version.
 

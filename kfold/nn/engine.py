@@ -51,7 +51,9 @@ def aug_policy(cfg: TrainConfig) -> AugPolicy:
     return PRESET_POLICIES[cfg.aug]
 
 
-def build_model(cfg: TrainConfig, num_classes: int, image_size: int = 28, in_chans: int = 1) -> torch.nn.Module:
+def build_model(cfg: TrainConfig, num_classes: int, image_size: int, in_chans: int) -> torch.nn.Module:
+    """``cfg``'s model for ``in_chans`` x ``image_size`` x ``image_size`` images (the task's; no default: a model
+    built for another shape fails at its first step, as the precision probe once did on RGB)."""
     return create_model(cfg.model, num_classes, in_chans=in_chans, image_size=image_size, dropout=cfg.dropout,
                         batch_norm=cfg.batch_norm, **cfg.model_kwargs)
 

@@ -148,16 +148,20 @@ def machine_lock(path: Path) -> Iterator[None]:
         os.close(handle)  # closing releases the lock
 
 
+Builder = Callable[[TrainConfig, int, int, int], torch.nn.Module]  # (cfg, num_classes, image_size, in_chans)
+
+
 def time_variants(cfg: TrainConfig, sample: np.ndarray, num_classes: int, variants: list[Variant],
-                  build: Callable[[TrainConfig, int, int], torch.nn.Module]) -> dict[str, list[float]]:
-    """Seconds of forward + backward steps of ``cfg``'s model (``build(cfg, num_classes, image_size)``,
-    the trainer's own builder) on ``sample`` (a batch of training images, uint8) per variant: one warm-up step
+                  build: Builder) -> dict[str, list[float]]:
+    """Seconds of forward + backward steps of ``cfg``'s model (``build(cfg, num_classes, image_size, in_chans)``,
+    the trainer's own builder, for the sample's side and channel count: (B, H, W) gray or (B, H, W, C)) on
+    ``sample`` (a batch of training images, uint8) per variant: one warm-up step
     each, then up to ``PROBE_STEPS`` rounds over the variants (load that moves under the probe moves under every
     variant alike), a third only within ``PROBE_BUDGET_S``: every timed step's seconds per variant. torch's random
     state is left as it was."""
     import torch.nn.functional as F
 
-    from kfold.nn.inference import autocast, to_unit_float
+    from kfold.nn.inference import autocast, image_channels, to_unit_float
 
     if build is None:
         raise TypeError("the probe needs the trainer's model builder (decide(..., build=kfold.nn.engine.build_model))")
@@ -165,7 +169,7 @@ def time_variants(cfg: TrainConfig, sample: np.ndarray, num_classes: int, varian
     device = torch.device("cpu")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = build(cfg, num_classes, int(sample.shape[1])).train()
+        model = build(cfg, num_classes, int(sample.shape[1]), image_channels(sample)).train()
         x = to_unit_float(torch.from_numpy(np.array(sample)))  # a copy: the sample may be a read-only memory map
         x = (x - x.mean()) / (x.std() + 1e-8)
         y = torch.arange(len(x)) % num_classes
@@ -202,7 +206,7 @@ def choose(seconds: dict[str, float], variants: list[Variant]) -> Variant:
 
 
 def decide(cfg: TrainConfig, device: torch.device, *, sample: np.ndarray, num_classes: int,
-           build: Callable[[TrainConfig, int, int], torch.nn.Module] | None = None, recorded: dict | None = None,
+           build: Builder | None = None, recorded: dict | None = None,
            recorded_by: str = "run", cache_dir: str | os.PathLike | None = None,
            timer: Callable[..., dict[str, float]] | None = None, echo: Callable[[str], None] | None = None) -> Precision:
     """The precision a fold trains with on ``device``.

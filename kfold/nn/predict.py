@@ -95,6 +95,9 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
         import torch
 
         torch.set_num_threads(threads)
+    if not task.has_test:
+        raise DataError(f"{task.source or task.name}: no test images, so there is nothing to predict "
+                        f"(a run's out-of-fold probabilities are its {RunDir('.').oof.name})")
     device = resolve_device(device)
     fingerprint = task.fingerprint()
     pred = PredDir(out)

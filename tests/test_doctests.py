@@ -8,7 +8,7 @@ import pytest
 
 MODULES = ["kfold.files.rundir", "kfold.commands.args", "kfold.scoring.metrics", "kfold.api", "kfold.errors",
            "kfold.config", "kfold.registry", "kfold.files.folds", "kfold.data.toy", "kfold.flows.pipeline",
-           "kfold.data.jobs", "kfold.flows.backend", "kfold.flows.training"]
+           "kfold.data.jobs", "kfold.flows.backend", "kfold.flows.training", "kfold.files.package"]
 
 
 @pytest.mark.parametrize("name", MODULES)

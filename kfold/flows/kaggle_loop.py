@@ -246,14 +246,14 @@ def submit(file: str | os.PathLike, competition: str, message: str, *, sample: s
     if not limits.joined:
         raise DataError(f"kaggle: '{competition}': you have not joined this competition (no team, 0 submissions "
                         f"allowed); accept its rules at https://www.kaggle.com/competitions/{competition}/rules")
-    if client.code_only(competition):
-        raise UsageError(f"kaggle: '{competition}' is a code competition: it takes no CSV upload; package a run "
-                         f"(kfold package RUN_DIR -c {competition} ...) and submit it with kfold submit --code --package PKG")
     what = "in total" if limits.limited_by_total else "today"
     if limits.num_allowed_now <= 0:
         raise DataError(f"kaggle: no submissions left {what} for '{competition}' ({limits.num_today} used today); "
                         "nothing uploaded" + ("" if limits.limited_by_total else ", the allowance resets at 00:00 UTC"))
     echo(f"kaggle: {limits.num_today} submission(s) used today, {limits.num_allowed_now} left {what}")
+    if client.code_only(competition):
+        raise UsageError(f"kaggle: '{competition}' is a code competition: it takes no CSV upload; package a run "
+                         f"(kfold package RUN_DIR -c {competition} ...) and submit it with kfold submit --code --package PKG")
     reply, ref = client.submit(file, competition, message)
     echo(f"submitted: {reply}" + (f" (ref {ref})" if ref else ""))
     try:

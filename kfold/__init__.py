@@ -5,7 +5,7 @@ on first use; ``import kfold`` imports neither torch nor pandas. ``kfold.__versi
 ``kfold.identity.version()`` (the version is written only in pyproject.toml).
 """
 
-_API = ("train", "tune", "load_run", "ensemble", "leaderboard", "Run", "Predictions", "Submission")
+_API = ("train", "tune", "load_run", "ensemble", "leaderboard", "submit_code", "Run", "Predictions", "Submission")
 __all__ = ["__version__", *_API]
 
 

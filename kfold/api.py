@@ -490,4 +490,51 @@ def leaderboard(solution: str | Path, submissions: Sequence[str | Path], *, seed
     return table
 
 
-__all__ = ["FULL", "Predictions", "Run", "Submission", "ensemble", "leaderboard", "load_run", "train", "tune"]
+def submit_code(package: str | Path, competition: str, message: str, *, wait: float | None = None, **options: Any):
+    """Submit a code-competition package (``kfold package``) to Kaggle: what ``kfold submit --code`` does.
+
+    Uploads the package's dataset (a new version only when its content changed) and waits until it is ready,
+    pushes its notebook (internet off) and waits for its run, compares the notebook's output with the package's
+    local submission (identical, or at most ``max_differing`` of the rows), submits it, logs it and, with
+    ``wait`` seconds, waits for the score. An interrupted call, called again, continues where it stopped.
+
+    Parameters
+    ----------
+    package : str or Path
+        The folder ``kfold package --out`` wrote.
+    competition : str
+        The competition's slug (the package's competition).
+    message : str
+        The submission message.
+    wait : float, optional
+        Seconds to wait for the score; None returns after submitting.
+    **options
+        ``poll_interval``, ``max_differing`` (default 0.001), ``dataset_wait``, ``kernel_wait``, ``timeout`` (the
+        kernel's run, seconds), ``log`` (the submission log), ``echo`` (progress lines): see
+        ``kfold.flows.code_submission.submit_code``.
+
+    Returns
+    -------
+    kfold.flows.code_submission.CodeSubmitted
+        The kernel and version submitted, Kaggle's reply and ref, the comparison, the score when waited for.
+
+    Raises
+    ------
+    kfold.errors.UsageError, kfold.errors.DataError
+        One line: a package that does not read back, another competition, a CSV competition, another owner, a
+        dataset never ready, a kernel that failed, an output that differs; nothing is submitted then.
+
+    Examples
+    --------
+    >>> import kfold
+    >>> kfold.submit_code("no-such-package", "kmnist", "first try")
+    Traceback (most recent call last):
+    kfold.errors.DataError: no-such-package: not a package folder (kfold package --out writes one)
+    """
+    from kfold.flows.code_submission import submit_code as submit
+
+    return submit(package, competition, message, wait=wait, **options)
+
+
+__all__ = ["FULL", "Predictions", "Run", "Submission", "ensemble", "leaderboard", "load_run", "submit_code", "train",
+           "tune"]

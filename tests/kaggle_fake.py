@@ -24,7 +24,8 @@ token); errors are JSON ``{"code": >= 400, "message": ...}`` with the same HTTP 
 Failure switches: wrong credentials -> 401; unknown competition -> 404; rules not accepted -> 403 on
 upload/download; ``rate_limited[method] = n`` -> the next n calls get 429 with ``Retry-After``;
 ``results`` queue -> COMPLETE scores or ERROR descriptions per new submission; ``put_status`` -> a failed
-upload PUT; ``failing[method] = n`` -> the next n calls of that method get 500 (a run interrupted there).
+upload PUT; ``fail_after[method] = n`` -> every call of that method after the first n gets 500 (a run
+interrupted there; ``counts`` counts the calls).
 
 Datasets, blob uploads, kernels (their notebooks really executed offline) and code submissions:
 ``kaggle_fake_code.py``.
@@ -142,8 +143,8 @@ class FakeKaggle(CodeApi):
             if self.rate_limited.get(method, 0) > 0:
                 self.rate_limited[method] -= 1
                 return 429, {"code": 429, "message": "Too Many Requests"}, {"Retry-After": self.retry_after}
-            if self.failing.get(method, 0) > 0:  # an injected failure: the next n calls of this method
-                self.failing[method] -= 1
+            self.counts[method] = self.counts.get(method, 0) + 1
+            if self.counts[method] > self.fail_after.get(method, self.counts[method]):  # an injected failure
                 return 500, {"code": 500, "message": f"injected failure of {method}"}, {}
         if service != "competitions.CompetitionApiService":
             with self.lock:

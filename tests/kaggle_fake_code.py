@@ -115,7 +115,8 @@ class CodeApi:
     def __init__(self):
         self.datasets: dict[str, Dataset] = {}
         self.kernels: dict[str, list[KernelVersion]] = {}
-        self.failing: dict[str, int] = {}
+        self.fail_after: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
         self.dataset_polls_unknown = 1
         self.dataset_polls_to_ready = 2
         self.dataset_never_ready = False

@@ -82,10 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     _input_flags(board)
     kaggle_loop.add_remote_leaderboard_arguments(board)
 
-    submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle",
+    submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle (or, with --code, "
+                                           "run a package's notebook on Kaggle and submit its output)",
                             description="Validate a submission, then upload it with the kaggle client "
-                                        "(pip install -e '.[kaggle]' in the kfold clone; credentials in ~/.kaggle/).")
-    submit.add_argument("file", type=Path, metavar="SUB")
+                                        "(pip install -e '.[kaggle]' in the kfold clone; credentials in ~/.kaggle/). "
+                                        "A code competition takes notebooks only: kfold submit --code --package PKG "
+                                        "uploads the package's dataset, pushes and runs its notebook, checks the "
+                                        "output against the local submission and submits it.")
+    submit.add_argument("file", type=Path, metavar="SUB", nargs="?", help="the submission CSV (not with --code)")
     submit.add_argument("--competition", "-c", required=True)
     submit.add_argument("--message", "-m", required=True)
     submit.add_argument("--sample", type=Path, help="sample_submission.csv to check the Ids against")

@@ -79,10 +79,9 @@ def submit_code(package: str | os.PathLike, competition: str, message: str, *, w
     Examples
     --------
     >>> from kfold.flows.code_submission import submit_code
-    >>> submit_code("no-such-package", "kmnist", "m")  # doctest: +ELLIPSIS
+    >>> submit_code("no-such-package", "kmnist", "first try")
     Traceback (most recent call last):
-    ...
-    kfold.errors.DataError: no-such-package...
+    kfold.errors.DataError: no-such-package: not a package folder (kfold package --out writes one)
     """
     from kfold import kaggle_api
     from kfold.files.package import read_package

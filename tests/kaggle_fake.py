@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -314,8 +315,13 @@ class _Handler(BaseHTTPRequestHandler):
         data = self._read_body()
         seen = self._record(len(data))
         token = seen.path.rsplit("/", 1)[-1]
+        query = re.fullmatch(r"bytes \*/([0-9]+)", self.headers.get("Content-Range") or "")
         with self.owner.lock:
             known = seen.path.startswith("/upload/") and token in self.owner.uploads
+            if known and query and not data:  # a resumable upload's status query (the client resuming)
+                have = len(self.owner.uploads[token])
+                return self._reply(200 if have == int(query.group(1)) and have else 308, b"{}",
+                                   headers={"Range": f"bytes=0-{have - 1}"} if have else {})
             if known and self.owner.put_status in (200, 201):
                 self.owner.uploads[token] = data
         status = self.owner.put_status if known else 404
@@ -350,6 +356,8 @@ def fake_kaggle(tmp_path, monkeypatch):
                  "VERBOSE_OUTPUT", "KAGGLE_KERNEL_RUN_TYPE", "REQUESTS_CA_BUNDLE", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
+    (home / "tmp").mkdir()  # the client keeps its resumable uploads' state in the temporary folder
+    monkeypatch.setenv("TMPDIR", str(home / "tmp"))
     monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.setenv(name, fake.proxy)

@@ -256,3 +256,104 @@ def test_verbose_never_prints_the_credentials_of_a_code_submission(fake_kaggle, 
     text = done.stdout + done.stderr
     assert KEY not in text and base64.b64encode(f"{USERNAME}:{KEY}".encode()).decode() not in text
     assert "Authorization" not in text
+
+
+# ---------------------------------------------------------------- the log's kernel/version columns, the state file
+
+CSV_ROW = {"time": "2024-01-01T00:00:00Z", "competition": COMP, "file": "a.csv", "sha256": "a" * 64, "rows": 3,
+           "message": "csv", "ref": 1}
+CODE_ROW = {**CSV_ROW, "file": "pkg/local/submission.csv", "ref": 2, "message": "code", "kernel": KERNEL, "version": 2}
+
+
+def test_the_log_gains_kernel_and_version_with_the_first_code_submission_and_old_logs_read(tmp_path):
+    from kfold.files.submission_log import CODE_COLUMNS, LOG_COLUMNS, append_log, read_log
+
+    log = tmp_path / "log.csv"
+    append_log(log, CSV_ROW)
+    assert log.read_text().splitlines()[0] == ",".join(LOG_COLUMNS)  # a log of CSV uploads is written as before
+    append_log(log, CODE_ROW)
+    append_log(log, {**CSV_ROW, "ref": 3})
+    frame = read_log(log)
+    assert list(frame.columns) == LOG_COLUMNS + CODE_COLUMNS
+    assert frame["kernel"].tolist() == ["", KERNEL, ""] and frame["version"].tolist() == ["", "2", ""]
+
+
+@pytest.mark.parametrize("column, value, fragment", [
+    ("kernel", "no-slash", "'no-slash' is not a Kaggle kernel (OWNER/KERNEL_SLUG)"),
+    ("kernel", "a/b/c", "'a/b/c' is not a Kaggle kernel"),
+    ("version", "0", "'0' is not a kernel version"),
+    ("version", "v2", "'v2' is not a kernel version"),
+    ("version", "1.5", "'1.5' is not a kernel version"),
+])
+def test_a_damaged_kernel_or_version_cell_is_refused_with_its_line(tmp_path, column, value, fragment):
+    from kfold.errors import DataError
+    from kfold.files.submission_log import append_log, read_log
+
+    log = tmp_path / "log.csv"
+    append_log(log, CSV_ROW)
+    append_log(log, CODE_ROW)
+    lines = log.read_text().split("\n")
+    header = lines[0].split(",")
+    cells = lines[2].split(",")
+    cells[header.index(column)] = value
+    log.write_text("\n".join([lines[0], lines[1], ",".join(cells), *lines[3:]]))
+    before = log.read_bytes()
+    with pytest.raises(DataError, match=f"line 3, column '{column}': {fragment}"):
+        read_log(log)
+    with pytest.raises(DataError):
+        append_log(log, {**CSV_ROW, "ref": 9})
+    assert log.read_bytes() == before
+
+
+GOOD_STATE = {"format": "kfold-submit-state/1", "competition": COMP, "dataset": DATASET, "kernel": KERNEL,
+              "content_hash": "a" * 64, "dataset_ready": True, "kernel_hash": "b" * 64, "kernel_version": 2,
+              "kernel_status": "COMPLETE", "output_sha256": "", "ref": None, "logged": False}
+BAD_STATES = [
+    ("not JSON", "{", "not a kfold submit state (JSONDecodeError)"),
+    ("another format", {**GOOD_STATE, "format": "kfold-submit-state/9"}, "format is not 'kfold-submit-state/1'"),
+    ("a list", [], "not a kfold submit state"),
+    ("a key missing", {k: v for k, v in GOOD_STATE.items() if k != "kernel_version"}, "key 'kernel_version' missing"),
+    ("a version as text", {**GOOD_STATE, "kernel_version": "2"}, "key 'kernel_version': '2' is not a valid value"),
+    ("a version zero", {**GOOD_STATE, "kernel_version": 0}, "key 'kernel_version': 0 is not a valid value"),
+    ("a bool as ref", {**GOOD_STATE, "ref": True}, "key 'ref': True is not a valid value"),
+    ("a hash that is not one", {**GOOD_STATE, "content_hash": "xyz"}, "key 'content_hash': 'xyz' is not a SHA-256"),
+    ("an unknown key", {**GOOD_STATE, "extra": 1}, "unknown key(s) extra"),
+    ("binary", b"\x89PNG\r\n", "not a kfold submit state (UnicodeDecodeError)"),
+]
+
+
+@pytest.mark.parametrize("case, content, fragment", BAD_STATES, ids=[c for c, _, _ in BAD_STATES])
+def test_a_damaged_state_file_is_refused_in_one_line(tmp_path, case, content, fragment):
+    from kfold.errors import DataError
+
+    path = tmp_path / STATE_FILE
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(DataError) as info:
+        read_state(path)
+    assert str(info.value).startswith(f"{path}: ") and fragment in str(info.value)
+    assert "delete it to start this package's submission over" in str(info.value)
+
+
+def test_a_state_file_round_trips_and_a_symlink_is_refused(tmp_path):
+    from kfold.errors import DataError
+    from kfold.files.submit_state import SubmitState, write_state
+
+    state = SubmitState(**{k: v for k, v in GOOD_STATE.items() if k != "format"})
+    write_state(tmp_path / STATE_FILE, state)
+    assert read_state(tmp_path / STATE_FILE) == state
+    (tmp_path / "link.json").symlink_to(tmp_path / STATE_FILE)
+    with pytest.raises(DataError, match="symbolic link"):
+        read_state(tmp_path / "link.json")
+
+
+def test_a_damaged_state_stops_submit_code_before_kaggle(fake_kaggle, code_comp):
+    _, work = code_comp
+    write_code_package(work / "pkg", COMP, USERNAME)
+    (work / "pkg" / STATE_FILE).write_text("{")
+    done = submit(work)
+    assert done.returncode == 1
+    one_error_line(done, f"pkg/{STATE_FILE}: not a kfold submit state")
+    assert fake_kaggle.requests == []

@@ -32,7 +32,7 @@ from kfold.errors import DataError, UsageError, param
 __all__ = ["ACCELERATORS", "DATASET", "DATASET_METADATA", "FORMAT", "KERNEL", "KERNEL_METADATA", "LOCAL",
            "LOCAL_SUBMISSION", "MANIFEST", "MODELS", "Package", "WHEELS", "accelerator_settings",
            "check_accelerator", "check_dataset_metadata", "check_kernel_metadata", "check_manifest",
-           "check_owner", "check_slug", "check_title", "content_hash", "dataset_metadata", "hash_files",
+           "check_owner", "check_slug", "check_title", "content_hash", "dataset_metadata", "hash_files", "kaggle_image",
            "kernel_metadata", "read_package", "sha256_file", "slugify", "verify_files", "write_manifest"]
 
 FORMAT = "kfold-package/1"
@@ -130,6 +130,32 @@ def accelerator_settings(name: str) -> dict:
     """kernel-metadata.json's ``enable_gpu`` (and ``machine_shape`` for a GPU) of accelerator ``name``."""
     gpu, shape = ACCELERATORS[check_accelerator(name)]
     return {"enable_gpu": gpu, **({"machine_shape": shape} if shape else {})}
+
+
+# ---- Kaggle's Python image --------------------------------------------------------------------------------------
+
+KAGGLE_IMAGE = "kaggle-image.txt"  # the pinned list, beside this module (its header says where it comes from)
+
+
+def kaggle_image() -> dict[str, str]:
+    """``{distribution name: version}`` of the pinned list of Kaggle's Python image (names lower case).
+
+    >>> image = kaggle_image()
+    >>> "torch" in image and "kfold-kaggle" not in image and "matplotlib-fontja" not in image
+    True
+    """
+    from importlib import resources
+
+    text = resources.files("kfold.files").joinpath(KAGGLE_IMAGE).read_text(encoding="utf-8")
+    image = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            if not sep or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name.strip()):
+                raise DataError(f"{KAGGLE_IMAGE}: line {number}: {line!r} is not name==version")
+            image[name.strip().lower()] = version.strip()
+    return image
 
 
 # ---- hashes ----------------------------------------------------------------------------------------------------

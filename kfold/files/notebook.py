@@ -82,7 +82,7 @@ try:
     competition_dir = find_competition(INPUTS, COMPETITION, manifest["sample"])
     result = predict_offline(DATASET_DIR, competition_dir, Path(ROOT) / "working" / OUTPUT)
 except KfoldError as exc:
-    raise SystemExit(f"error: {{exc}}") from None
+    raise SystemExit(f"error: {exc}") from None
 predict_seconds = time.perf_counter() - predict_started
 print(result.line())'''
 

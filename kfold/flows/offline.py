@@ -58,7 +58,7 @@ def load_manifest(dataset_dir: str | os.PathLike, *, verify: bool = True) -> dic
     if verify:
         files = {rel: digest for rel, digest in manifest["files"].items()
                  if rel not in NOT_UPLOADED or (dataset_dir / rel).exists()}
-        pk.verify_files(dataset_dir, files)
+        pk.verify_files(dataset_dir, files, follow_links=True)
     return manifest
 
 

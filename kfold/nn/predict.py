@@ -104,6 +104,19 @@ def _shown(values: Sequence[str]) -> str:
     return "[" + ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "") + "]"
 
 
+def check_models(models: Sequence[tuple[str, int, Path]], task: Task, classes: Sequence[str]) -> list[dict]:
+    """Every model read as the packaged kfold will read it (a header, architecture or weights it cannot read is
+    one DataError naming the file) and trained for ``task``'s classes, image size and channels; their metadata."""
+    from kfold.nn.inference import load_model, resolve_device
+
+    metas = []
+    for _, _, weights in models:
+        _, meta = load_model(weights, resolve_device("cpu"))
+        check_trained_for(weights, meta, task, classes)
+        metas.append(meta)
+    return metas
+
+
 def predict_packaged(models: Sequence[tuple[str, int, Path]], task: Task, out: str | Path, *, classes: Sequence[str],
                      tta: int, batch_size: int = 2048, device: str = "cpu", threads: int | None = None,
                      echo=print) -> tuple[list[Path], str]:

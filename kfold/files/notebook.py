@@ -9,8 +9,6 @@ checks every file's sha256 against the manifest *before* installing anything, in
 """
 from __future__ import annotations
 
-from kfold.files import package as pk
-
 __all__ = ["build_notebook", "TIMING_PREFIX", "VERSIONS"]
 
 TIMING_PREFIX = "kfold-timing "  # the last cell prints this prefix and a JSON object of seconds
@@ -100,8 +98,10 @@ print({timing!r} + json.dumps({{"install": install_seconds, "predict": predict_s
       "total": time.perf_counter() - started, **{{f"predict.{{k}}": v for k, v in result.seconds.items()}}}}))'''
 
 
-def build_notebook(manifest: dict, title: str):
-    """The notebook (an ``nbformat`` v4 node) for a package's manifest; ``nbformat.write`` writes it."""
+def build_notebook(manifest: dict, title: str, *, manifest_name: str, wheels: str, not_uploaded: list[str]):
+    """The notebook (an ``nbformat`` v4 node) for a package's manifest; ``nbformat.write`` writes it. The
+    dataset's names come from :mod:`kfold.files.package` (``manifest_name``, the ``wheels`` folder, the files
+    the kaggle client does not upload)."""
     import nbformat
 
     recipe = manifest["recipe"]
@@ -116,9 +116,9 @@ def build_notebook(manifest: dict, title: str):
              nbformat.v4.new_code_cell(_SETTINGS.format(dataset=manifest["dataset"],
                                                         competition=manifest["competition"],
                                                         output=manifest["output_file"])),
-             nbformat.v4.new_code_cell(_FIND.format(manifest=pk.MANIFEST)),
-             nbformat.v4.new_code_cell(_VERIFY.format(not_uploaded=[pk.DATASET_METADATA])),
-             nbformat.v4.new_code_cell(_INSTALL.format(wheels=pk.WHEELS)),
+             nbformat.v4.new_code_cell(_FIND.format(manifest=manifest_name)),
+             nbformat.v4.new_code_cell(_VERIFY.format(not_uploaded=list(not_uploaded))),
+             nbformat.v4.new_code_cell(_INSTALL.format(wheels=wheels)),
              nbformat.v4.new_code_cell(_PREDICT),
              nbformat.v4.new_code_cell(_REPORT.format(versions=list(VERSIONS), timing=TIMING_PREFIX))]
     notebook = nbformat.v4.new_notebook(cells=cells)

@@ -266,7 +266,8 @@ def write_kernel(kernel_dir: str | os.PathLike, manifest: dict, title: str) -> P
         raise UsageError(f"kernel title {title!r} gives the kernel {meta['id']!r}, not {manifest['kernel']!r}")
     write_json_file(kernel_dir / KERNEL_METADATA, meta)
     notebook = kernel_dir / meta["code_file"]
-    write_text(notebook, nbformat.writes(build_notebook(manifest, title)))
+    write_text(notebook, nbformat.writes(build_notebook(manifest, title, manifest_name=MANIFEST, wheels=WHEELS,
+                                                       not_uploaded=[DATASET_METADATA])))
     return notebook
 
 

@@ -191,12 +191,14 @@ def rehearse(pkg: str | os.PathLike, data: str | os.PathLike | None = None, *, t
     result = Rehearsal(differing == 0, reference, rows, differing, first, run, projected, projected_mib, hidden,
                        float(time_limit))
     verdict = (f"byte-identical to {reference} ({rows} rows, sha256 {hashlib.sha256(got).hexdigest()[:16]})"
-               if result.identical else f"DIFFERS from {reference}: {differing} rows differ; first {first}")
+               if result.identical else f"DIFFERS from {reference}: {differing} row{' differs' if differing == 1 else 's differ'}; "
+                                        f"first {first}")
+    duration = f"{projected / 3600:.1f} h" if projected >= 3600 else f"{projected / 60:.1f} min"
     result.lines = [f"network: blocked ({'network namespace: unshare -n, loopback only' if run.network == 'namespace' else 'socket guard in the environment'})",
                     f"output: {verdict}",
                     f"notebook: {run.seconds:.1f} s wall (install {timing.get('install', 0):.1f} s, predict "
                     f"{timing.get('predict', 0):.1f} s), peak memory {run.peak_mib:.0f} MiB",
-                    f"projected to {hidden:,} hidden rows: {projected / 60:.1f} min, {projected_mib:.0f} MiB, against a "
+                    f"projected to {hidden:,} hidden rows: {duration}, {projected_mib:.0f} MiB, against a "
                     f"limit of {time_limit:g} h: {'fits' if result.fits else 'EXCEEDS the limit'}"]
     return result
 

@@ -33,3 +33,33 @@ def write_fake_package(out: Path, owner: str = "alice", slug: str = "kmnist-kfol
                 "local_submission": {"sha256": pk.sha256_file(local / pk.LOCAL_SUBMISSION), "rows": 2}}
     pk.write_manifest(dataset, manifest)
     return out
+
+
+def train_tiny_run(folder: Path, n_train: int = 40, n_test: int = 20, seed: int = 0, name: str = "run") -> tuple[Path, Path]:
+    """(run_dir, competition): a real lenet5 run of 2 folds, 1 epoch, 1 thread on a toy competition (seconds)."""
+    import kfold
+    from kfold.data.toy import make_toy_competition
+
+    comp = make_toy_competition(folder / f"comp-{seed}", n_train=n_train, n_test=n_test, seed=seed)
+    run = folder / name
+    kfold.train(str(comp), "lenet5", k=2, out=str(run), epochs=1, threads=1, device="cpu", progress=False)
+    return run, comp
+
+
+def bigger_test_set(comp: Path, out: Path, n_test: int) -> Path:
+    """A copy of ``comp`` whose test set has ``n_test`` images (the first ones the same): the hidden test set that
+    Kaggle's scoring re-run mounts, larger than the public one."""
+    import numpy as np
+
+    from kfold.files.schema import KMNIST
+
+    out.mkdir(parents=True)
+    for name in ("kmnist-train-imgs.npy", "kmnist-train-labels.npy"):
+        (out / name).write_bytes((comp / name).read_bytes())
+    public = np.load(comp / "kmnist-test-imgs.npy")
+    rng = np.random.default_rng(7)
+    extra = public[rng.integers(0, len(public), n_test - len(public))][:, ::-1].copy()  # mirrored: other images
+    np.save(out / "kmnist-test-imgs.npy", np.concatenate([public, extra]))
+    ids = np.arange(n_test)
+    KMNIST.submission_frame(ids, np.zeros(n_test, dtype=np.int64)).to_csv(out / "sample_submission.csv", index=False)
+    return out

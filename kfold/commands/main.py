@@ -35,6 +35,10 @@ DELEGATED = {
                "error gallery"),
     "inspect": ("kfold.commands.inspect", "show what kfold detects in a competition folder: layout, rows, images, "
                 "classes, Id and target columns, metric"),
+    "package": ("kfold.commands.package", "trained runs -> a Kaggle dataset and an offline notebook for a code "
+                "competition, rehearsed offline"),
+    "rehearse": ("kfold.commands.rehearse", "run a package's notebook offline in Kaggle's image only and check its "
+                 "output byte for byte against the local submission"),
     "make-competition": ("kfold.commands.make_competition", "labelled data (MNIST-MIX, official KMNIST test labels) -> "
                          "competition directory with a seeded Public/Private solution.csv"),
 }

@@ -32,8 +32,9 @@ from kfold.errors import DataError, UsageError, param
 __all__ = ["ACCELERATORS", "DATASET", "DATASET_METADATA", "FORMAT", "KERNEL", "KERNEL_METADATA", "LOCAL",
            "LOCAL_SUBMISSION", "MANIFEST", "MODELS", "Package", "WHEELS", "accelerator_settings",
            "check_accelerator", "check_dataset_metadata", "check_kernel_metadata", "check_manifest",
-           "check_owner", "check_slug", "check_title", "content_hash", "dataset_metadata", "hash_files",
-           "kernel_metadata", "read_package", "sha256_file", "slugify", "verify_files", "write_manifest"]
+           "check_owner", "check_slug", "check_title", "content_hash", "dataset_metadata", "hash_files", "kaggle_image",
+           "kernel_metadata", "read_package", "sha256_file", "slugify", "verify_files", "write_json_file",
+           "write_kernel", "write_manifest"]
 
 FORMAT = "kfold-package/1"
 DATASET, KERNEL, LOCAL = "dataset", "kernel", "local"
@@ -132,6 +133,32 @@ def accelerator_settings(name: str) -> dict:
     return {"enable_gpu": gpu, **({"machine_shape": shape} if shape else {})}
 
 
+# ---- Kaggle's Python image --------------------------------------------------------------------------------------
+
+KAGGLE_IMAGE = "kaggle-image.txt"  # the pinned list, beside this module (its header says where it comes from)
+
+
+def kaggle_image() -> dict[str, str]:
+    """``{distribution name: version}`` of the pinned list of Kaggle's Python image (names lower case).
+
+    >>> image = kaggle_image()
+    >>> "torch" in image and "kfold-kaggle" not in image and "matplotlib-fontja" not in image
+    True
+    """
+    from importlib import resources
+
+    text = resources.files("kfold.files").joinpath(KAGGLE_IMAGE).read_text(encoding="utf-8")
+    image = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            if not sep or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name.strip()):
+                raise DataError(f"{KAGGLE_IMAGE}: line {number}: {line!r} is not name==version")
+            image[name.strip().lower()] = version.strip()
+    return image
+
+
 # ---- hashes ----------------------------------------------------------------------------------------------------
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -143,13 +170,14 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _files_below(folder: Path) -> dict[str, Path]:
-    """Every regular file below ``folder`` by its POSIX path relative to it; a link or special file is an error."""
+def _files_below(folder: Path, follow_links: bool = False) -> dict[str, Path]:
+    """Every regular file below ``folder`` by its POSIX path relative to it; a link (unless ``follow_links``: a
+    mounted copy made of links) or a special file is an error."""
     found = {}
-    for current, dirs, names in os.walk(folder):
+    for current, dirs, names in os.walk(folder, followlinks=follow_links):
         for name in sorted(dirs + names):
             path = Path(current) / name
-            mode = os.lstat(path).st_mode
+            mode = (os.stat if follow_links else os.lstat)(path).st_mode
             if stat.S_ISLNK(mode):
                 raise DataError(f"{path}: a symbolic link inside the package; a package holds only real files")
             if stat.S_ISREG(mode):
@@ -214,6 +242,33 @@ def write_manifest(dataset_dir: str | os.PathLike, manifest: dict, transaction=N
     check_manifest(manifest, dataset_dir / MANIFEST)
     write_json(dataset_dir / MANIFEST, manifest, transaction)
     return manifest
+
+
+def write_json_file(path: str | os.PathLike, data: dict) -> None:
+    """A metadata file (atomically, indented as the kaggle client writes its own)."""
+    from kfold.files.atomic import write_json
+
+    write_json(path, data)
+
+
+def write_kernel(kernel_dir: str | os.PathLike, manifest: dict, title: str) -> Path:
+    """kernel-metadata.json and the notebook of ``manifest``'s kernel into ``kernel_dir``; returns the notebook."""
+    import nbformat
+
+    from kfold.files.atomic import write_text
+    from kfold.files.notebook import build_notebook
+
+    kernel_dir = Path(kernel_dir)
+    kernel_dir.mkdir(parents=True, exist_ok=True)
+    meta = kernel_metadata(manifest["owner"], title, manifest["competition"], manifest["dataset"],
+                           manifest["accelerator"])
+    if meta["id"] != manifest["kernel"]:
+        raise UsageError(f"kernel title {title!r} gives the kernel {meta['id']!r}, not {manifest['kernel']!r}")
+    write_json_file(kernel_dir / KERNEL_METADATA, meta)
+    notebook = kernel_dir / meta["code_file"]
+    write_text(notebook, nbformat.writes(build_notebook(manifest, title, manifest_name=MANIFEST, wheels=WHEELS,
+                                                       not_uploaded=[DATASET_METADATA])))
+    return notebook
 
 
 def _fail(path, message: str):
@@ -381,9 +436,10 @@ class Package:
         return Schema.from_dict(self.manifest["schema"], f"{self.manifest_path}: key 'schema'")
 
 
-def verify_files(dataset_dir: Path, files: dict[str, str]) -> None:
-    """Every file of the table present with its sha256 and no other file: else one DataError naming the file."""
-    present = _files_below(dataset_dir)
+def verify_files(dataset_dir: Path, files: dict[str, str], follow_links: bool = False) -> None:
+    """Every file of the table present with its sha256 and no other file: else one DataError naming the file.
+    ``follow_links``: the folder may be made of links (a mounted copy, as ``kfold rehearse`` lays it out)."""
+    present = _files_below(dataset_dir, follow_links)
     present.pop(MANIFEST, None)
     for rel in sorted(files):
         if rel not in present:

@@ -86,6 +86,7 @@ class Run(threading.Thread):
                 for rel, data in files.items():
                     (base / rel).parent.mkdir(parents=True, exist_ok=True)
                     (base / rel).write_bytes(data)
+            (root / "working").mkdir()
             notebook = root / "notebook.ipynb"
             notebook.write_text(self.text)
             ok, self.failure, self.log = self.fake.executor(notebook, root)

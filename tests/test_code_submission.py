@@ -357,3 +357,11 @@ def test_a_damaged_state_stops_submit_code_before_kaggle(fake_kaggle, code_comp)
     assert done.returncode == 1
     one_error_line(done, f"pkg/{STATE_FILE}: not a kfold submit state")
     assert fake_kaggle.requests == []
+
+
+def test_the_commands_defaults_are_the_flows():
+    from kfold.commands import kaggle as command
+    from kfold.flows import code_submission as flow
+
+    assert (command.MAX_DIFFERING, command.DATASET_WAIT, command.KERNEL_WAIT) == \
+        (flow.MAX_DIFFERING, flow.DATASET_WAIT, flow.KERNEL_WAIT)

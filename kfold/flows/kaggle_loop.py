@@ -29,13 +29,12 @@ import pandas as pd
 
 from kfold.errors import DataError, KfoldError, UsageError, param
 from kfold.files.rundir import RunDir, probs_path
-from kfold.flows.kaggle_polling import BACKOFF, MAX_POLL_INTERVAL, wait_for_score  # noqa: F401  (re-exported)
+from kfold.flows.kaggle_polling import wait_for_score  # noqa: F401  (re-exported)
 
 __all__ = ["Downloaded", "RemoteLeaderboard", "SubmissionsReport", "Submitted", "agreement", "agreement_line",
            "board_with_ours", "detect_layout", "download", "find_sample", "local_scores", "merge", "provenance",
            "remote_leaderboard", "submissions", "submissions_outputs", "submit", "wait_for_score", "would_rank"]
 
-DEFAULT_WAIT = 3600.0
 DATA_ROOT = Path("data")
 LEADERBOARD_FILE = "kaggle-leaderboard.csv"
 RANKS_FILE = "kaggle-ranks.csv"
@@ -252,8 +251,8 @@ def submit(file: str | os.PathLike, competition: str, message: str, *, sample: s
                         "nothing uploaded" + ("" if limits.limited_by_total else ", the allowance resets at 00:00 UTC"))
     echo(f"kaggle: {limits.num_today} submission(s) used today, {limits.num_allowed_now} left {what}")
     if client.code_only(competition):
-        raise UsageError(f"kaggle: '{competition}' is a code competition: it takes no CSV upload; package a run "
-                         f"(kfold package RUN_DIR -c {competition} ...) and submit it with kfold submit --code --package PKG")
+        raise UsageError(f"kaggle: '{competition}' is a code competition: it takes no CSV upload; package a run (kfold "
+                         f"package RUN_DIR -c {competition} ...) and submit it with kfold submit --code --package PKG")
     reply, ref = client.submit(file, competition, message)
     echo(f"submitted: {reply}" + (f" (ref {ref})" if ref else ""))
     try:
@@ -311,8 +310,7 @@ def merge(log: pd.DataFrame, remote: list[dict]) -> pd.DataFrame:
 
 def _kernel(entry) -> str:
     """A code submission's notebook and version (``OWNER/SLUG/VERSION``), '' for a CSV upload or an older log."""
-    kernel, version = str(entry.get("kernel", "") or ""), str(entry.get("version", "") or "")
-    return f"{kernel}/{version}" if kernel and version else kernel
+    return "/".join(str(entry.get(key, "") or "") for key in ("kernel", "version")).strip("/")
 
 
 def _float(value) -> float:

@@ -236,6 +236,8 @@ def test_a_csv_upload_to_a_code_competition_is_refused_in_one_line(fake_kaggle, 
     (["submit", "sub.csv", "--package", "pkg", "-c", COMP, "-m", "x"], "--package pkg goes with --code"),
     (["submit", "--code", "--package", "pkg", "-c", COMP, "-m", "x", "--max-differing", "1.5"], "--max-differing"),
     (["submit", "--code", "--package", "nowhere", "-c", COMP, "-m", "x"], "nowhere: not a package folder"),
+    (["submit", "--code", "--package", "pkg", "-c", COMP, "-m", "x", "--log", "pkg/local/submission.csv"],
+     "pkg/local/submission.csv"),
 ])
 def test_code_submit_usage_is_checked_before_kaggle(fake_kaggle, code_comp, args, fragment):
     _, work = code_comp

@@ -84,6 +84,7 @@ def submit_code(package: str | os.PathLike, competition: str, message: str, *, w
     kfold.errors.DataError: no-such-package: not a package folder (kfold package --out writes one)
     """
     from kfold import kaggle_api
+    from kfold.files.atomic import refuse_overwriting_inputs
     from kfold.files.package import read_package
     from kfold.files.submission_log import check_append, default_log_path, now_utc, read_log
     from kfold.files.submit_state import STATE_FILE, SubmitState, read_state
@@ -95,6 +96,7 @@ def submit_code(package: str | os.PathLike, competition: str, message: str, *, w
     if not (isinstance(max_differing, (int, float)) and 0 <= max_differing < 1):
         raise UsageError(f"{param('max_differing')}={max_differing!r}: must be a share in [0, 1)")
     log_path = Path(log) if log is not None else default_log_path(competition)
+    refuse_overwriting_inputs([p for p in pkg.path.rglob("*") if p.is_file()], [log_path], UsageError)
     read_log(log_path)
     local_rows = _rows(pkg.local_submission, "the package's local submission")
     state_path = pkg.path / STATE_FILE

@@ -367,3 +367,12 @@ def test_the_commands_defaults_are_the_flows():
 
     assert (command.MAX_DIFFERING, command.DATASET_WAIT, command.KERNEL_WAIT) == \
         (flow.MAX_DIFFERING, flow.DATASET_WAIT, flow.KERNEL_WAIT)
+
+
+def test_an_output_differing_within_max_differing_is_submitted_and_says_so(fake_kaggle, code_comp):
+    competition, work = code_comp
+    write_code_package(work / "pkg", COMP, USERNAME, mode="differ", differ=1)
+    done = submit(work, "--max-differing", "0.2")
+    assert done.returncode == 0, done.stderr
+    assert "the kernel's output differs from the local submission in 1 of 6 rows (16.667%), first at line 2" in done.stdout
+    assert len(competition.submissions) == 1

@@ -62,19 +62,38 @@ def submit_code(package: str | os.PathLike, competition: str, message: str, *, w
 
     Parameters
     ----------
-    package : path of the folder ``kfold package`` wrote. competition : its competition (the slug).
-    message : the submission message. wait : seconds to wait for the score (None: do not wait).
-    max_differing : the share of rows the kernel's output may differ in from ``PKG/local/submission.csv``.
-    dataset_wait, kernel_wait : seconds to wait for the dataset to be ready and for the kernel's run.
-    accelerator, timeout : ``kernels push --accelerator/--timeout``. log : the submission log.
+    package : str or os.PathLike
+        The folder ``kfold package`` wrote.
+    competition : str
+        Its competition (the slug).
+    message : str
+        The submission message.
+    wait : float, optional
+        Seconds to wait for the score (None: return once submitted).
+    poll_interval : float
+        The first wait between status checks (seconds); it grows x1.6 up to 60 s.
+    max_differing : float
+        The share of rows the kernel's output may differ in from ``PKG/local/submission.csv``.
+    dataset_wait, kernel_wait : float
+        Seconds to wait for the dataset to be ready and for the kernel's run.
+    accelerator : str, optional
+        ``kernels push --accelerator`` (default: the package's kernel-metadata.json).
+    timeout : int, optional
+        ``kernels push --timeout``: Kaggle stops the run after this many seconds.
+    log : str or os.PathLike, optional
+        The submission log (default ``submissions/log/COMP.csv``).
+    echo : callable
+        Receives the progress lines.
 
     Returns
     -------
     CodeSubmitted
+        The kernel and version submitted, Kaggle's reply and ref, the comparison, the score when waited for.
 
     Raises
     ------
-    UsageError, DataError : one line; what was done so far is kept in ``PKG/submit-state.json``.
+    UsageError, DataError
+        One line; what was done so far is kept in ``PKG/submit-state.json``.
 
     Examples
     --------

@@ -46,7 +46,10 @@ def default_slug(competition: str) -> str:
 
 def check_out(out: Path) -> None:
     """``out`` is new or an empty folder (a package is never written over another)."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
+    if out.is_symlink():
+        raise UsageError(f"{param('out')}={str(out)!r}: is a symbolic link; kfold writes only into real folders and "
+                         f"never through a link it did not create (name a new folder)")
+    if out.exists() and not out.is_dir():
         raise UsageError(f"{param('out')}={str(out)!r}: exists and is not a folder; name a new folder")
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{param('out')}={str(out)!r}: the folder is not empty; name a new or empty folder "

@@ -197,3 +197,16 @@ def test_kmnist_practice_competition_is_reproduced_offline(kmnist_comp, tmp_path
     result = kfold.package(run.dir.path, "kmnist-practice", "alice", tmp_path / "pkg", threads=1)
     assert result.rehearsal.identical and result.rehearsal.rows == 3000, result.rehearsal.lines
     assert result.rehearsal.lines[0].startswith("network: blocked")
+
+
+def test_kfolds_wheel_is_built_from_this_source_with_reproducible_bytes(tmp_path):
+    import zipfile
+
+    first = sandbox.build_kfold_wheel(tmp_path / "a", echo=lambda line: None)
+    second = sandbox.build_kfold_wheel(tmp_path / "b", echo=lambda line: None)
+    assert first.read_bytes() == second.read_bytes()  # the same source: the same dataset hash, no new upload
+    names = zipfile.ZipFile(first).namelist()
+    assert "kfold/files/kaggle-image.txt" in names and "kfold/flows/offline.py" in names
+    assert not any(name.startswith("tests/") for name in names)
+    assert sandbox.build_kfold_wheel(tmp_path / "a", echo=lambda line: None) == first  # cached
+    assert not (Path(__file__).parents[1] / "build").exists()  # the checkout got no build folder

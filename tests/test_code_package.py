@@ -47,7 +47,7 @@ def test_package_is_rehearsed_offline_byte_identical(packaged):
     assert f"output sha256 {packaged.manifest['local_submission']['sha256']}" in stdout
 
 
-def test_the_package_reads_back_and_holds_what_the_contract_says(packaged):
+def test_the_package_reads_back_and_holds_what_the_contract_says(trained, packaged):
     package = pk.read_package(packaged.path)
     manifest = package.manifest
     assert package.dataset_id == "alice/toy-practice-kfold" and package.kernel_id == "alice/toy-practice-kfold-predict"
@@ -59,6 +59,8 @@ def test_the_package_reads_back_and_holds_what_the_contract_says(packaged):
             "dataset-metadata.json"} <= files
     assert [f for f in files if f.startswith("wheels/")] == ["wheels/kfold_kaggle-0.2.0-py3-none-any.whl"]
     assert not any(f.endswith(".csv") for f in files)  # no Ids of the test set travel in the package
+    assert package.local_data == str(trained[1].resolve())  # kept in PKG/local, never uploaded
+    assert str(trained[1]) not in (package.dataset_dir / pk.MANIFEST).read_text()
     kernel = json.loads((package.kernel_dir / pk.KERNEL_METADATA).read_text())
     assert kernel["enable_internet"] is False and kernel["is_private"] is True and kernel["enable_gpu"] is False
     assert kernel["competition_sources"] == ["toy-practice"] and kernel["dataset_sources"] == ["alice/toy-practice-kfold"]

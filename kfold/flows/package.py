@@ -165,13 +165,14 @@ def package(runs: Sequence[str | os.PathLike], competition: str, owner: str, out
                     "schema": task.schema.to_dict(), "classes": list(task.class_names), "recipe": recipe,
                     "models": entries, "accelerator": accelerator, "load_options": options,
                     "input": {"image_size": metas[0].get("image_size", 28), "channels": metas[0].get("channels", 1)},
-                    "sample": task.sample_submission.relative_to(data).as_posix(), "data": str(data.resolve()),
+                    "sample": task.sample_submission.resolve().relative_to(data.resolve()).as_posix(),
                     "data_fingerprint": task.fingerprint(), "identity": code_identity(),
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         echo(f"local submission with the packaged recipe on {data}")
         local = predict_offline(dataset, data, staging / pk.LOCAL / pk.LOCAL_SUBMISSION, manifest=manifest, echo=echo)
         manifest["local_submission"] = {"sha256": local.sha256, "rows": local.rows}
         manifest = pk.write_manifest(dataset, manifest)
+        pk.write_json_file(staging / pk.LOCAL / pk.LOCAL_INFO, {"data": str(data.resolve())})
         pk.write_kernel(staging / pk.KERNEL, manifest, kernel_slug.replace("-", " "))
         pk.read_package(staging)  # the package reads back whole before it appears
         os.rename(staging, out)  # appears whole (an empty out folder is replaced)

@@ -162,7 +162,7 @@ def rehearse(pkg: str | os.PathLike, data: str | os.PathLike | None = None, *, t
              echo=print) -> Rehearsal:
     """Rehearse a package offline; ``kfold.rehearse`` documents the parameters."""
     package = pk.read_package(pkg)
-    data = Path(data if data is not None else package.manifest.get("data", ""))
+    data = Path(data if data is not None else package.local_data or "")
     if not data.is_dir():
         raise UsageError(f"{param('data')}={str(data)!r}: not a competition folder; give the competition's files")
     if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not 0 < time_limit <= 72:

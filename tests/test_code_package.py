@@ -47,7 +47,7 @@ def test_package_is_rehearsed_offline_byte_identical(packaged):
     assert f"output sha256 {packaged.manifest['local_submission']['sha256']}" in stdout
 
 
-def test_the_package_reads_back_and_holds_what_the_contract_says(packaged):
+def test_the_package_reads_back_and_holds_what_the_contract_says(trained, packaged):
     package = pk.read_package(packaged.path)
     manifest = package.manifest
     assert package.dataset_id == "alice/toy-practice-kfold" and package.kernel_id == "alice/toy-practice-kfold-predict"
@@ -59,6 +59,8 @@ def test_the_package_reads_back_and_holds_what_the_contract_says(packaged):
             "dataset-metadata.json"} <= files
     assert [f for f in files if f.startswith("wheels/")] == ["wheels/kfold_kaggle-0.2.0-py3-none-any.whl"]
     assert not any(f.endswith(".csv") for f in files)  # no Ids of the test set travel in the package
+    assert package.local_data == str(trained[1].resolve())  # kept in PKG/local, never uploaded
+    assert str(trained[1]) not in (package.dataset_dir / pk.MANIFEST).read_text()
     kernel = json.loads((package.kernel_dir / pk.KERNEL_METADATA).read_text())
     assert kernel["enable_internet"] is False and kernel["is_private"] is True and kernel["enable_gpu"] is False
     assert kernel["competition_sources"] == ["toy-practice"] and kernel["dataset_sources"] == ["alice/toy-practice-kfold"]
@@ -143,6 +145,11 @@ def _setup(name: str, run: Path, comp: Path, tmp: Path) -> dict:
         (tmp / "pkg" / "keep.txt").write_text("mine")
     elif name == "out is a file":
         (tmp / "pkg").write_text("mine")
+    elif name == "out a link to an empty folder":
+        (tmp / "elsewhere").mkdir()
+        (tmp / "pkg").symlink_to(tmp / "elsewhere", target_is_directory=True)
+    elif name == "out the competition folder":
+        args["out"] = comp
     elif name == "not a run":
         args["runs"] = [comp]
     elif name == "data of another competition":
@@ -176,6 +183,8 @@ HOSTILE = {  # name -> (error, words of the one line, (argument, value) for plai
     "no runs": (UsageError, "at least one run", ("runs", [])),
     "out not empty": (UsageError, "not empty", None),
     "out is a file": (UsageError, "not a folder", None),
+    "out a link to an empty folder": (UsageError, "is a symbolic link", None),
+    "out the competition folder": (UsageError, "not empty", None),
     "not a run": (DataError, "not a kfold run directory", None),
     "incomplete run": (DataError, "folds 1 of 2 are not finished", None),
     "runs of two competitions": (DataError, "trained on other data", None),
@@ -203,7 +212,8 @@ def test_hostile_package_requests_are_refused_before_anything_is_written(trained
     assert words in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no package, no staging folder left
     out = tmp_path / "pkg"
-    assert not out.is_dir() or [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert out.is_symlink() or not out.is_dir() or [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert not any((tmp_path / "elsewhere").iterdir()) if (tmp_path / "elsewhere").is_dir() else True
 
 
 def test_the_command_names_flags_and_exits_2(trained, tmp_path, capsys):

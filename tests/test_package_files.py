@@ -183,3 +183,32 @@ def test_slugify_matches_the_kaggle_client():
     slugify = pytest.importorskip("slugify").slugify  # python-slugify, the kaggle client's own
     for title in ["KMNIST kfold: 5 folds (v2)", "  a--b__c  ", "Plant Pathology 2021 - FGVC8", "x.y.z 1.0"]:
         assert pk.slugify(title) == slugify(title)
+
+
+def test_the_pinned_kaggle_list_holds_every_dependency_the_notebook_needs():
+    """A dependency kfold adds must be in Kaggle's image (or be shipped as a wheel): only matplotlib-fontja is
+    left out on purpose (figures only: the notebook's path never imports it; the rehearsal proves it)."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    names = {re.match(r"[A-Za-z0-9._-]+", dep).group(0).lower() for dep in project["dependencies"]}
+    image = pk.kaggle_image()
+    assert names - set(image) == {"matplotlib-fontja"}
+    assert "kfold-kaggle" not in image and {"ipykernel", "pip"} <= set(image)
+
+
+@pytest.mark.parametrize("line", ["torch", "torch>=2.0", "==1.0", "tor ch==1"])
+def test_a_damaged_pinned_list_is_named(monkeypatch, line):
+    from importlib import resources
+
+    class Fake:
+        def joinpath(self, name):
+            return self
+
+        def read_text(self, encoding):
+            return f"# header\nnumpy==1.26.4\n{line}\n"
+
+    monkeypatch.setattr(resources, "files", lambda package: Fake())
+    with pytest.raises(DataError, match="kaggle-image.txt: line 3"):
+        pk.kaggle_image()

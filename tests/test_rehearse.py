@@ -197,3 +197,36 @@ def test_kmnist_practice_competition_is_reproduced_offline(kmnist_comp, tmp_path
     result = kfold.package(run.dir.path, "kmnist-practice", "alice", tmp_path / "pkg", threads=1)
     assert result.rehearsal.identical and result.rehearsal.rows == 3000, result.rehearsal.lines
     assert result.rehearsal.lines[0].startswith("network: blocked")
+
+
+def test_kfolds_wheel_is_built_from_this_source_with_reproducible_bytes(tmp_path):
+    import zipfile
+
+    first = sandbox.build_kfold_wheel(tmp_path / "a", echo=lambda line: None)
+    second = sandbox.build_kfold_wheel(tmp_path / "b", echo=lambda line: None)
+    assert first.read_bytes() == second.read_bytes()  # the same source: the same dataset hash, no new upload
+    names = zipfile.ZipFile(first).namelist()
+    assert "kfold/files/kaggle-image.txt" in names and "kfold/flows/offline.py" in names
+    assert not any(name.startswith("tests/") for name in names)
+    assert sandbox.build_kfold_wheel(tmp_path / "a", echo=lambda line: None) == first  # cached
+    assert not (Path(__file__).parents[1] / "build").exists()  # the checkout got no build folder
+
+
+def test_an_image_file_competition_with_probabilities_is_reproduced_offline(tmp_path):
+    """Aerial-Cactus-shaped: hex-named RGB JPEGs in test/, string Ids, a binary probability column (AUC)."""
+    import io
+    import zipfile
+
+    import kfold
+    from test_kaggle_shapes import aerial_cactus
+
+    archive, _, _ = aerial_cactus()
+    comp = tmp_path / "aerial-cactus"
+    zipfile.ZipFile(io.BytesIO(archive)).extractall(comp)
+    run = kfold.train(str(comp), "lenet5", k=2, out=str(tmp_path / "run"), epochs=1, threads=1, device="cpu",
+                      progress=False)
+    result = kfold.package(run.dir.path, "aerial-cactus-identification", "alice", tmp_path / "pkg", threads=1)
+    assert result.rehearsal.identical, result.rehearsal.lines
+    header = (tmp_path / "pkg" / "local" / "submission.csv").read_text().splitlines()[0]
+    assert header == "id,has_cactus" and result.manifest["schema"]["target"] == "binary"
+    assert result.manifest["input"] == {"image_size": 32, "channels": 3}

@@ -42,7 +42,9 @@ def build_parser(prog: str = "kfold package") -> argparse.ArgumentParser:
     p.add_argument("--no-rehearse", action="store_true", help="skip the offline rehearsal at the end")
     p.add_argument("--time-limit", type=flags.finite_float(0, 72, low_open=True), default=9.0, metavar="HOURS",
                    help="the competition's notebook time limit the rehearsal projects against (default: 9)")
-    flags.add_data_flags(p, required=False, default=None)
+    p.add_argument("--data", type=Path, default=None,
+                   help="the competition's folder, as Kaggle ships it (default: the runs' training data)")
+    flags.add_layout_flags(p)
     return p
 
 

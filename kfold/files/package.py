@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from kfold.errors import DataError, UsageError, param
 
-__all__ = ["ACCELERATORS", "DATASET", "DATASET_METADATA", "FORMAT", "KERNEL", "KERNEL_METADATA", "LOCAL",
+__all__ = ["ACCELERATORS", "DATASET", "DATASET_METADATA", "FORMAT", "KERNEL", "KERNEL_METADATA", "LOCAL", "LOCAL_INFO",
            "LOCAL_SUBMISSION", "MANIFEST", "MODELS", "Package", "WHEELS", "accelerator_settings",
            "check_accelerator", "check_dataset_metadata", "check_kernel_metadata", "check_manifest",
            "check_owner", "check_slug", "check_title", "content_hash", "dataset_metadata", "hash_files", "kaggle_image",
@@ -40,6 +40,7 @@ FORMAT = "kfold-package/1"
 DATASET, KERNEL, LOCAL = "dataset", "kernel", "local"
 MANIFEST, DATASET_METADATA, KERNEL_METADATA = "kfold-package.json", "dataset-metadata.json", "kernel-metadata.json"
 LOCAL_SUBMISSION = "submission.csv"
+LOCAL_INFO = "package.json"  # PKG/local/: where the package was made from (kept here: local paths are not uploaded)
 WHEELS, MODELS = "wheels", "models"
 LICENSE = "CC0-1.0"
 
@@ -422,6 +423,15 @@ class Package:
     def notebook(self) -> Path:
         """The notebook: kernel-metadata.json's code_file."""
         return self.kernel_dir / _read_json(self.kernel_dir / KERNEL_METADATA)["code_file"]
+
+    @property
+    def local_data(self) -> str | None:
+        """The competition folder the package was made from (``PKG/local/package.json``), or None."""
+        try:
+            value = json.loads((self.path / LOCAL / LOCAL_INFO).read_text(encoding="utf-8")).get("data")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
 
     @property
     def content_hash(self) -> str:

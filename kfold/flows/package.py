@@ -46,7 +46,10 @@ def default_slug(competition: str) -> str:
 
 def check_out(out: Path) -> None:
     """``out`` is new or an empty folder (a package is never written over another)."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
+    if out.is_symlink():
+        raise UsageError(f"{param('out')}={str(out)!r}: is a symbolic link; kfold writes only into real folders and "
+                         f"never through a link it did not create (name a new folder)")
+    if out.exists() and not out.is_dir():
         raise UsageError(f"{param('out')}={str(out)!r}: exists and is not a folder; name a new folder")
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{param('out')}={str(out)!r}: the folder is not empty; name a new or empty folder "
@@ -162,13 +165,14 @@ def package(runs: Sequence[str | os.PathLike], competition: str, owner: str, out
                     "schema": task.schema.to_dict(), "classes": list(task.class_names), "recipe": recipe,
                     "models": entries, "accelerator": accelerator, "load_options": options,
                     "input": {"image_size": metas[0].get("image_size", 28), "channels": metas[0].get("channels", 1)},
-                    "sample": task.sample_submission.relative_to(data).as_posix(), "data": str(data.resolve()),
+                    "sample": task.sample_submission.resolve().relative_to(data.resolve()).as_posix(),
                     "data_fingerprint": task.fingerprint(), "identity": code_identity(),
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         echo(f"local submission with the packaged recipe on {data}")
         local = predict_offline(dataset, data, staging / pk.LOCAL / pk.LOCAL_SUBMISSION, manifest=manifest, echo=echo)
         manifest["local_submission"] = {"sha256": local.sha256, "rows": local.rows}
         manifest = pk.write_manifest(dataset, manifest)
+        pk.write_json_file(staging / pk.LOCAL / pk.LOCAL_INFO, {"data": str(data.resolve())})
         pk.write_kernel(staging / pk.KERNEL, manifest, kernel_slug.replace("-", " "))
         pk.read_package(staging)  # the package reads back whole before it appears
         os.rename(staging, out)  # appears whole (an empty out folder is replaced)

@@ -111,7 +111,8 @@ def execute_notebook(notebook: str | os.PathLike, root: str | os.PathLike, *, py
 
 
 def _link_tree(source: Path, target: Path, skip) -> None:
-    """Real folders and symbolic links to ``source``'s files (those ``skip`` refuses left out)."""
+    """Real folders and symbolic links to ``source``'s files (those ``skip`` refuses left out): a dataset as
+    Kaggle mounts it, its own files verified by sha256 in the notebook."""
     for folder, _, names in os.walk(source):
         rel = Path(folder).relative_to(source)
         (target / rel).mkdir(parents=True, exist_ok=True)
@@ -123,8 +124,11 @@ def _link_tree(source: Path, target: Path, skip) -> None:
 def kaggle_tree(root: Path, package: pk.Package, data: Path) -> None:
     """``root``/input and an empty ``root``/working as Kaggle mounts a code competition's notebook inputs."""
     owner, slug = package.dataset_id.split("/")
-    _link_tree(data, root / "input" / "competitions" / package.competition,
-               lambda rel: len(rel.parts) == 1 and bool(LABEL_FILES.match(rel.name)))
+    competition = root / "input" / "competitions" / package.competition
+    competition.mkdir(parents=True)
+    for entry in sorted(data.iterdir()):  # folders linked whole: image loaders read no file through a lone link
+        if not LABEL_FILES.match(entry.name):
+            (competition / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
     _link_tree(package.dataset_dir, root / "input" / "datasets" / owner / slug,
                lambda rel: rel.as_posix() in (pk.DATASET_METADATA,))
     (root / "working").mkdir()
@@ -162,7 +166,7 @@ def rehearse(pkg: str | os.PathLike, data: str | os.PathLike | None = None, *, t
              echo=print) -> Rehearsal:
     """Rehearse a package offline; ``kfold.rehearse`` documents the parameters."""
     package = pk.read_package(pkg)
-    data = Path(data if data is not None else package.manifest.get("data", ""))
+    data = Path(data if data is not None else package.local_data or "")
     if not data.is_dir():
         raise UsageError(f"{param('data')}={str(data)!r}: not a competition folder; give the competition's files")
     if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not 0 < time_limit <= 72:

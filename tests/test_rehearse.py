@@ -137,7 +137,8 @@ def test_a_larger_hidden_test_set_is_reproduced_byte_for_byte(pkg, tmp_path):
     result = rh.rehearse(pkg[0], hidden, hidden_rows=4500, echo=lambda line: None)
     assert result.identical and result.rows == 45 and result.reference == f"a local prediction on {hidden}"
     assert result.hidden_rows == 4500 and result.projected_seconds > result.execution.seconds
-    assert "projected to 4,500 hidden rows" in result.lines[3]
+    assert "projected to 4,500 hidden rows" in result.lines[4]
+    assert result.lines[3].startswith("versions: ") and "torch" in result.lines[3]
 
 
 def test_the_guard_rehearsal_is_byte_identical_too(pkg):

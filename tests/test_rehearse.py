@@ -181,6 +181,14 @@ def test_hostile_rehearsal_arguments(pkg, kwargs, words):
         rh.rehearse(pkg[0], **{"data": pkg[1], **kwargs})
 
 
+def test_a_package_without_its_local_data_needs_data(pkg, tmp_path):
+    copy = tmp_path / "pkg"
+    shutil.copytree(pkg[0], copy)
+    (copy / "local" / pk.LOCAL_INFO).unlink()
+    with pytest.raises(UsageError, match="does not say which competition folder"):
+        rh.rehearse(copy)
+
+
 def test_a_tampered_package_is_refused_before_anything_runs(pkg, tmp_path):
     copy = tmp_path / "pkg"
     shutil.copytree(pkg[0], copy)

@@ -168,7 +168,10 @@ def rehearse(pkg: str | os.PathLike, data: str | os.PathLike | None = None, *, t
              echo=print) -> Rehearsal:
     """Rehearse a package offline; ``kfold.rehearse`` documents the parameters."""
     package = pk.read_package(pkg)
-    data = Path(data if data is not None else package.local_data or "")
+    if data is None and package.local_data is None:
+        raise UsageError(f"{param('data')}: {package.path} does not say which competition folder it was made from "
+                         f"(no {pk.LOCAL}/{pk.LOCAL_INFO}); give the competition's files")
+    data = Path(data if data is not None else package.local_data)
     if not data.is_dir():
         raise UsageError(f"{param('data')}={str(data)!r}: not a competition folder; give the competition's files")
     if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not 0 < time_limit <= 72:

@@ -137,7 +137,8 @@ def test_a_larger_hidden_test_set_is_reproduced_byte_for_byte(pkg, tmp_path):
     result = rh.rehearse(pkg[0], hidden, hidden_rows=4500, echo=lambda line: None)
     assert result.identical and result.rows == 45 and result.reference == f"a local prediction on {hidden}"
     assert result.hidden_rows == 4500 and result.projected_seconds > result.execution.seconds
-    assert "projected to 4,500 hidden rows" in result.lines[3]
+    assert "projected to 4,500 hidden rows" in result.lines[4]
+    assert result.lines[3].startswith("versions: ") and "torch" in result.lines[3]
 
 
 def test_the_guard_rehearsal_is_byte_identical_too(pkg):
@@ -178,6 +179,14 @@ def test_compare_outputs(expected, got, count, first):
 def test_hostile_rehearsal_arguments(pkg, kwargs, words):
     with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(".", r"\.")):
         rh.rehearse(pkg[0], **{"data": pkg[1], **kwargs})
+
+
+def test_a_package_without_its_local_data_needs_data(pkg, tmp_path):
+    copy = tmp_path / "pkg"
+    shutil.copytree(pkg[0], copy)
+    (copy / "local" / pk.LOCAL_INFO).unlink()
+    with pytest.raises(UsageError, match="does not say which competition folder"):
+        rh.rehearse(copy)
 
 
 def test_a_tampered_package_is_refused_before_anything_runs(pkg, tmp_path):

@@ -31,13 +31,14 @@ import json
 from pathlib import Path
 INPUTS = Path(ROOT) / "input"
 owner, slug = DATASET.split("/")
-candidates = [INPUTS / "datasets" / owner / slug, INPUTS / slug,
-              *sorted(p.parent for p in INPUTS.glob("**/{manifest}"))]
-found = [p for p in candidates if (p / "{manifest}").is_file()
-         and json.loads((p / "{manifest}").read_text()).get("dataset") == DATASET]
-if not found:
+def candidates():  # the usual mounts first; a search (four levels down) only when they fail
+    yield from (INPUTS / "datasets" / owner / slug, INPUTS / slug)
+    for depth in ("*", "*/*", "*/*/*", "*/*/*/*"):
+        yield from sorted(p.parent for p in INPUTS.glob(f"{{depth}}/{manifest}"))
+DATASET_DIR = next((p for p in candidates() if (p / "{manifest}").is_file()
+                    and json.loads((p / "{manifest}").read_text()).get("dataset") == DATASET), None)
+if DATASET_DIR is None:
     raise SystemExit(f"error: no kfold package {{DATASET}} under {{INPUTS}}: attach the dataset to the notebook")
-DATASET_DIR = found[0]
 manifest = json.loads((DATASET_DIR / "{manifest}").read_text())
 print("dataset:", DATASET_DIR)'''
 

@@ -41,6 +41,7 @@ class Execution:
     network: str
     error: str | None
     stdout: str = ""
+    differing: dict = field(default_factory=dict)  # distribution -> (here, Kaggle's pinned) of a throwaway env
 
     def timing(self) -> dict:
         """The notebook's own timing line (``kfold-timing {...}``), or {}."""
@@ -87,11 +88,12 @@ def execute_notebook(notebook: str | os.PathLike, root: str | os.PathLike, *, py
 
     mode = network_mode(network)
     root = Path(root)
+    differing = {}
     with tempfile.TemporaryDirectory(prefix="kfold-kernel-") as tmp:
         if python is None:
             env = kaggle_environment(Path(tmp) / "kaggle", guard=mode == "guard")
             check_environment(env)
-            python = env.python
+            python, differing = env.python, env.differing
         executed = root.parent / f"executed-{Path(notebook).name}"
         spec = {"notebook": str(notebook), "executed": str(executed), "python": str(python), "timeout": timeout,
                 "working": str(root / "working"), "result": str(Path(tmp) / "result.json"),
@@ -107,7 +109,7 @@ def execute_notebook(notebook: str | os.PathLike, root: str | os.PathLike, *, py
     done = nbformat.read(executed, as_version=4)
     stdout = "".join(out.get("text", "") for cell in done.cells for out in cell.get("outputs", [])
                      if out.get("output_type") == "stream")
-    return Execution(executed, result["seconds"], result["peak_kb"] / 1024, mode, result["error"], stdout)
+    return Execution(executed, result["seconds"], result["peak_kb"] / 1024, mode, result["error"], stdout, differing)
 
 
 def _link_tree(source: Path, target: Path, skip) -> None:
@@ -166,7 +168,10 @@ def rehearse(pkg: str | os.PathLike, data: str | os.PathLike | None = None, *, t
              echo=print) -> Rehearsal:
     """Rehearse a package offline; ``kfold.rehearse`` documents the parameters."""
     package = pk.read_package(pkg)
-    data = Path(data if data is not None else package.local_data or "")
+    if data is None and package.local_data is None:
+        raise UsageError(f"{param('data')}: {package.path} does not say which competition folder it was made from "
+                         f"(no {pk.LOCAL}/{pk.LOCAL_INFO}); give the competition's files")
+    data = Path(data if data is not None else package.local_data)
     if not data.is_dir():
         raise UsageError(f"{param('data')}={str(data)!r}: not a competition folder; give the competition's files")
     if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not 0 < time_limit <= 72:
@@ -202,9 +207,20 @@ def rehearse(pkg: str | os.PathLike, data: str | os.PathLike | None = None, *, t
                     f"output: {verdict}",
                     f"notebook: {run.seconds:.1f} s wall (install {timing.get('install', 0):.1f} s, predict "
                     f"{timing.get('predict', 0):.1f} s), peak memory {run.peak_mib:.0f} MiB",
+                    _versions_line(run.differing),
                     f"projected to {hidden:,} hidden rows: {duration}, {projected_mib:.0f} MiB, against a "
                     f"limit of {time_limit:g} h: {'fits' if result.fits else 'EXCEEDS the limit'}"]
     return result
+
+
+def _versions_line(differing: dict) -> str:
+    """Where this machine's versions differ from Kaggle's pinned ones: byte-identity here is not a promise there."""
+    if not differing:
+        return "versions: as Kaggle's pinned image (kfold/files/kaggle-image.txt)"
+    shown = ", ".join(f"{name} {here} (Kaggle {kaggle})" for name, (here, kaggle) in sorted(differing.items())
+                      if name in ("torch", "numpy", "pillow", "opencv-python-headless", "albumentations"))
+    return (f"versions: {len(differing)} distributions here differ from Kaggle's pinned image{': ' + shown if shown else ''}"
+            f"; on Kaggle near-ties may flip (kfold submit --code compares)")
 
 
 def _image_bytes(package: pk.Package) -> int:

@@ -377,3 +377,13 @@ def test_an_output_differing_within_max_differing_is_submitted_and_says_so(fake_
     assert done.returncode == 0, done.stderr
     assert "the kernel's output differs from the local submission in 1 of 6 rows (16.667%), first at line 2" in done.stdout
     assert len(competition.submissions) == 1
+
+
+def test_the_notebook_finds_its_inputs_where_kaggle_mounted_them_before(fake_kaggle, code_comp):
+    competition, work = code_comp
+    fake_kaggle.mount = "legacy"  # input/<dataset slug>, input/<competition>
+    write_code_package(work / "pkg", COMP, USERNAME)
+    done = submit(work, "--wait", "60")
+    assert done.returncode == 0, done.stderr
+    assert competition.submissions[0]["status"] == "COMPLETE"
+    assert "/input/tiny-kfold-models" in fake_kaggle.kernels[KERNEL][0].run.log

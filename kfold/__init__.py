@@ -1,11 +1,13 @@
 """kfold: stratified k-fold training, ensembling and local leaderboards for small-image competitions.
 
-The notebook API (``kfold.train``, ``kfold.tune``, ``kfold.load_run``, ``kfold.ensemble``, ``kfold.leaderboard``) is loaded
+The notebook API (``kfold.train``, ``kfold.tune``, ``kfold.load_run``, ``kfold.ensemble``, ``kfold.leaderboard``,
+``kfold.package``, ``kfold.rehearse``) is loaded
 on first use; ``import kfold`` imports neither torch nor pandas. ``kfold.__version__`` is
 ``kfold.identity.version()`` (the version is written only in pyproject.toml).
 """
 
-_API = ("train", "tune", "load_run", "ensemble", "leaderboard", "Run", "Predictions", "Submission")
+_API = ("train", "tune", "load_run", "ensemble", "leaderboard", "package", "rehearse", "submit_code", "Run",
+        "Predictions", "Submission")
 __all__ = ["__version__", *_API]
 
 

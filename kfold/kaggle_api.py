@@ -1,4 +1,5 @@
-"""The single boundary to the kaggle client (kaggle >= 2): limits, submit, submissions, leaderboard, download.
+"""The single boundary to the kaggle client (kaggle >= 2): limits, submit, submissions, leaderboard, download, and
+for code competitions datasets, kernels (push, status, output) and code submissions.
 
 ``kaggle`` is an optional extra (``pip install -e '.[kaggle]'`` in a clone) and is imported only inside ``_client``,
 which also authenticates: kaggle 2.x authenticates when imported and prints a help text (or calls
@@ -130,8 +131,9 @@ def _is_network_error(exc: BaseException) -> bool:
     return isinstance(exc, (requests.ConnectionError, requests.Timeout))
 
 
-def _failed(action: str, exc: BaseException, api, competition: str | None = None):
-    """One error line for a failed call: what was tried and why it failed, credentials masked."""
+def _failed(action: str, exc: BaseException, api, competition: str | None = None, missing: str | None = None):
+    """One error line for a failed call: what was tried and why it failed, credentials masked. ``missing`` names
+    what a 404 means when it is not the competition (a dataset, a kernel)."""
     detail = _masked(" ".join(str(exc).split()) or type(exc).__name__, api)[:300]
     status = _status(exc)
     where = f"'{competition}'" if competition else "the competition"
@@ -145,6 +147,8 @@ def _failed(action: str, exc: BaseException, api, competition: str | None = None
         rules = f"https://www.kaggle.com/competitions/{competition}/rules" if competition else "the competition's rules page"
         return DataError(f"kaggle: {action} failed: forbidden (403): accept the rules of {where} at {rules} "
                          f"(server: {detail})")
+    if status == 404 and missing:
+        return DataError(f"kaggle: {action} failed: {missing} not found (404) (server: {detail})")
     if status == 404:
         return UsageError(f"kaggle: {action} failed: unknown competition {where} (404); use the name from its URL "
                           f"(server: {detail})")
@@ -186,8 +190,9 @@ class Client:
         self.api = api
         self.say = say or (lambda line: print(line, file=sys.stderr))
 
-    def _call(self, action: str, competition: str | None, func, *args, **kwargs):
-        """``func(*args)`` with the client's output silenced, 429 retried (Retry-After), errors as one line."""
+    def _call(self, action: str, competition: str | None, func, *args, _missing: str | None = None, **kwargs):
+        """``func(*args)`` with the client's output silenced, 429 retried (Retry-After), errors as one line
+        (``_missing``: what a 404 means, when not the competition)."""
         for attempt in range(MAX_RETRIES + 1):
             quiet = io.StringIO()
             try:
@@ -202,7 +207,7 @@ class Client:
                     self.say(f"kaggle: rate limited (429) while {action}; retrying in {wait:g} s")
                     sleep(wait)
                     continue
-                raise _failed(action, exc, self.api, competition) from None
+                raise _failed(action, exc, self.api, competition, _missing) from None
         raise AssertionError("unreachable")
 
     def _sdk(self, service_call: str, request):
@@ -267,6 +272,99 @@ class Client:
         if not saved:
             raise DataError(f"kaggle: downloading '{competition}' failed: the client saved no file in {directory}")
         return saved[0]
+
+    # ------------------------------------------------------------ code competitions: datasets, kernels, code submissions
+
+    @property
+    def username(self) -> str:
+        """The Kaggle user the credentials belong to ('' when the client does not say)."""
+        config = getattr(self.api, "config_values", None)
+        return str(config.get("username") or "") if isinstance(config, dict) else ""
+
+    def code_only(self, competition: str) -> bool:
+        """True when ``competition`` takes submissions only from notebooks (a code competition)."""
+        from kagglesdk.competitions.types.competition_api_service import ApiGetCompetitionRequest
+
+        request = ApiGetCompetitionRequest()
+        request.competition_name = competition
+        reply = self._call(f"reading '{competition}'", competition, self._sdk, "get_competition", request)
+        return bool(reply.is_kernels_submissions_only)
+
+    def dataset_status(self, dataset: str) -> str | None:
+        """The dataset's status in lower case (``ready``, ``not_yet_persisted``, ``failed``, ...); None when Kaggle
+        does not know it (yet)."""
+        def status_or_none():
+            try:
+                return self.api.dataset_status(dataset)
+            except Exception as exc:
+                if _status(exc) == 404:
+                    return None
+                raise
+
+        return self._call(f"reading the status of dataset {dataset}", None, status_or_none)
+
+    def dataset_upload(self, folder: str | os.PathLike, dataset: str, notes: str, *, new: bool) -> None:
+        """Create the private dataset ``dataset`` from ``folder`` (``new``) or a new version of it; folders are
+        uploaded as zip archives, which Kaggle unpacks."""
+        if new:
+            action = f"creating dataset {dataset}"
+            reply = self._call(action, None, self.api.dataset_create_new, str(folder), public=False, quiet=True,
+                               dir_mode="zip", _missing=f"dataset {dataset}")
+        else:
+            action = f"creating a new version of dataset {dataset}"
+            reply = self._call(action, None, self.api.dataset_create_version, str(folder), notes, quiet=True,
+                               dir_mode="zip", _missing=f"dataset {dataset}")
+        error = _masked(str(getattr(reply, "error", "") or ""), self.api)
+        if error or str(getattr(reply, "status", "ok") or "ok").lower() != "ok":
+            raise DataError(f"kaggle: {action} failed: {error or getattr(reply, 'status', '')}")
+
+    def kernel_push(self, folder: str | os.PathLike, kernel: str, *, timeout: int | None = None,
+                    accelerator: str | None = None) -> int:
+        """Push the notebook in ``folder`` (its kernel-metadata.json) and start its run; return the new version."""
+        action = f"pushing kernel {kernel}"
+        reply = self._call(action, None, self.api.kernels_push, str(folder), str(timeout) if timeout else None,
+                           accelerator, _missing=f"kernel {kernel}")
+        if getattr(reply, "error", ""):
+            raise DataError(f"kaggle: {action} failed: {_masked(str(reply.error), self.api)}")
+        invalid = [f"{kind} source(s) {', '.join(map(str, names))}" for kind, names in
+                   (("dataset", reply.invalid_dataset_sources), ("competition", reply.invalid_competition_sources),
+                    ("kernel", reply.invalid_kernel_sources)) if names]
+        if invalid:
+            raise DataError(f"kaggle: {action}: Kaggle does not know the {'; '.join(invalid)} (pushed as version "
+                            f"{reply.version_number}, but it cannot read its inputs)")
+        if not reply.version_number:
+            raise DataError(f"kaggle: {action}: the server returned no version number")
+        return int(reply.version_number)
+
+    def kernel_status(self, kernel: str, version: int) -> tuple[str, str]:
+        """(status, failure message) of version ``version`` of ``kernel``: QUEUED, RUNNING, COMPLETE, ERROR, ..."""
+        reply = self._call(f"reading the status of kernel {kernel} version {version}", None, self.api.kernels_status,
+                           f"{kernel}/{version}", _missing=f"kernel {kernel} version {version}")
+        status = getattr(reply.status, "name", str(reply.status or ""))
+        return status, _masked(str(reply.failure_message or ""), self.api)
+
+    def kernel_output(self, kernel: str, version: int, directory: str | os.PathLike,
+                      file_name: str | None = None) -> tuple[list[Path], str]:
+        """Download the output files of version ``version`` of ``kernel`` (only ``file_name`` when given) into
+        ``directory``; return them and the kernel's log text ('' when none)."""
+        pattern = f"^{re.escape(file_name)}$" if file_name else None
+        files, _ = self._call(f"downloading the output of kernel {kernel} version {version}", None,
+                              self.api.kernels_output, f"{kernel}/{version}", str(directory), file_pattern=pattern,
+                              force=True, quiet=True, _missing=f"kernel {kernel} version {version}")
+        log_name = kernel.split("/")[-1] + ".log"
+        paths = [Path(f) for f in files]
+        log = next((p for p in paths if p.name == log_name and p.name != file_name), None)
+        text = _masked(log.read_text(encoding="utf-8", errors="replace"), self.api) if log is not None else ""
+        return [p for p in paths if p is not log], text
+
+    def submit_code(self, competition: str, kernel: str, version: int, file_name: str,
+                    message: str) -> tuple[str, int | None]:
+        """Submit the output ``file_name`` of version ``version`` of ``kernel``; the reply and the submission's ref."""
+        reply = self._call(f"submitting kernel {kernel} version {version} to '{competition}'", competition,
+                           self.api.competition_submit_code, file_name, message, competition, kernel=kernel,
+                           kernel_version=version, quiet=True)
+        ref = getattr(reply, "ref", None)
+        return _masked(str(getattr(reply, "message", "") or "submitted"), self.api), (int(ref) if ref else None)
 
 
 def _iso(value) -> str:

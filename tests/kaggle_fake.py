@@ -24,24 +24,35 @@ token); errors are JSON ``{"code": >= 400, "message": ...}`` with the same HTTP 
 Failure switches: wrong credentials -> 401; unknown competition -> 404; rules not accepted -> 403 on
 upload/download; ``rate_limited[method] = n`` -> the next n calls get 429 with ``Retry-After``;
 ``results`` queue -> COMPLETE scores or ERROR descriptions per new submission; ``put_status`` -> a failed
-upload PUT.
+upload PUT; ``fail_after[method] = n`` -> every call of that method after the first n gets 500 (a run
+interrupted there; ``counts`` counts the calls).
+
+Datasets, blob uploads, kernels (their notebooks really executed offline) and code submissions:
+``kaggle_fake_code.py``.
 """
 from __future__ import annotations
 
 import base64
 import json
+import re
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import pytest
+from kaggle_fake_code import CodeApi
 
 USERNAME = "fake-user"
 KEY = "fake-key-0123456789abcdef"
-SERVICE = "/api/v1/competitions.CompetitionApiService/"
+API = "/api/v1/"
+SERVICE = API + "competitions.CompetitionApiService/"
 
 
 @dataclass
@@ -57,6 +68,10 @@ class Competition:
     leaderboard: list = field(default_factory=list)  # [(team name, score string)], best first
     data_zip: bytes | None = None
     submissions: list = field(default_factory=list)  # dicts, oldest first
+    code_only: bool = False           # a code competition: notebooks only, CSV uploads refused
+    public_files: Path | None = None  # what a pushed kernel sees (Kaggle's editor)
+    hidden_files: Path | None = None  # what a code submission's re-run sees (the whole hidden test set)
+    scorer: Callable | None = None    # output file -> ("COMPLETE", public, private) | ("ERROR", description)
 
 
 @dataclass
@@ -69,8 +84,9 @@ class Seen:
     time: float
 
 
-class FakeKaggle:
+class FakeKaggle(CodeApi):
     def __init__(self):
+        CodeApi.__init__(self)
         self.competitions: dict[str, Competition] = {}
         self.requests: list[Seen] = []
         self.connects: list[str] = []
@@ -92,10 +108,10 @@ class FakeKaggle:
         return competition
 
     def calls(self, method: str | None = None) -> list[Seen]:
-        return [r for r in self.requests if method is None or r.path == SERVICE + method]
+        return [r for r in self.requests if method is None or (r.path.startswith(API) and r.path.endswith("/" + method))]
 
     def method_names(self) -> list[str]:
-        return [r.path[len(SERVICE):] if r.path.startswith(SERVICE) else f"{r.method} {r.path}" for r in self.requests]
+        return [r.path.rsplit("/", 1)[-1] if r.path.startswith(API) else f"{r.method} {r.path}" for r in self.requests]
 
     @property
     def proxy(self) -> str:
@@ -113,12 +129,14 @@ class FakeKaggle:
         return self
 
     def stop(self) -> None:
+        self.join_runs()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
 
     # ---------------------------------------------------------------- the API
-    def handle(self, method: str, body: dict, auth: str) -> tuple[int, dict, dict]:
+    def handle(self, method: str, body: dict, auth: str, service: str = "competitions.CompetitionApiService"
+               ) -> tuple[int, dict, dict]:
         """(status, JSON reply, extra headers) of one API call."""
         if not self._authorized(auth):
             return 401, {"code": 401, "message": "Unauthenticated"}, {}
@@ -126,6 +144,12 @@ class FakeKaggle:
             if self.rate_limited.get(method, 0) > 0:
                 self.rate_limited[method] -= 1
                 return 429, {"code": 429, "message": "Too Many Requests"}, {"Retry-After": self.retry_after}
+            self.counts[method] = self.counts.get(method, 0) + 1
+            if self.counts[method] > self.fail_after.get(method, self.counts[method]):  # an injected failure
+                return 500, {"code": 500, "message": f"injected failure of {method}"}, {}
+        if service != "competitions.CompetitionApiService":
+            with self.lock:
+                return self.handle_code(service, method, body)
         name = body.get("competitionName", "")
         competition = self.competitions.get(name)
         if competition is None:
@@ -154,7 +178,7 @@ class FakeKaggle:
                      "limitedByTotal": False}, {}
 
     def _StartSubmissionUpload(self, competition, body):
-        refused = self._refuse_without_rules(competition)
+        refused = self._refuse_without_rules(competition) or self._refuse_csv(competition)
         if refused:
             return refused
         token = f"blob-{len(self.uploads) + 1}"
@@ -163,7 +187,7 @@ class FakeKaggle:
         return 200, {"token": token, "createUrl": f"http://localhost/upload/{token}"}, {}
 
     def _CreateSubmission(self, competition, body):
-        refused = self._refuse_without_rules(competition)
+        refused = self._refuse_without_rules(competition) or self._refuse_csv(competition)
         if refused:
             return refused
         token = body.get("blobFileTokens", "")
@@ -187,6 +211,11 @@ class FakeKaggle:
 
     def _ListSubmissions(self, competition, body):
         for sub in competition.submissions:  # one poll
+            if sub["status"] == "PENDING" and sub.get("rerun") is not None:  # a code submission being re-run
+                if sub["rerun"].is_alive():
+                    continue
+                sub["result"] = sub.pop("rerun").result
+                sub["rerun"] = None
             if sub["status"] == "PENDING":
                 if sub["polls_left"] > 0:
                     sub["polls_left"] -= 1
@@ -197,7 +226,7 @@ class FakeKaggle:
 
     @staticmethod
     def _public(sub: dict) -> dict:
-        out = {k: v for k, v in sub.items() if k not in ("polls_left", "result")}
+        out = {k: v for k, v in sub.items() if k not in ("polls_left", "result", "rerun")}
         if sub["status"] == "COMPLETE":
             out["publicScore"], out["privateScore"] = sub["result"][1], sub["result"][2]
         elif sub["status"] == "ERROR":
@@ -276,17 +305,23 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {"unparsable": raw.decode("latin-1")}
         seen = self._record(body)
-        if not seen.path.startswith(SERVICE):
+        parts = seen.path[len(API):].split("/")
+        if not seen.path.startswith(API) or len(parts) != 2:
             return self._reply(404, json.dumps({"code": 404, "message": "not found"}).encode())
-        status, reply, headers = self.owner.handle(seen.path[len(SERVICE):], body, seen.auth)
+        status, reply, headers = self.owner.handle(parts[1], body, seen.auth, service=parts[0])
         self._reply(status, json.dumps(reply).encode(), headers=headers)
 
     def do_PUT(self):
         data = self._read_body()
         seen = self._record(len(data))
         token = seen.path.rsplit("/", 1)[-1]
+        query = re.fullmatch(r"bytes \*/([0-9]+)", self.headers.get("Content-Range") or "")
         with self.owner.lock:
             known = seen.path.startswith("/upload/") and token in self.owner.uploads
+            if known and query and not data:  # a resumable upload's status query (the client resuming)
+                have = len(self.owner.uploads[token])
+                return self._reply(200 if have == int(query.group(1)) and have else 308, b"{}",
+                                   headers={"Range": f"bytes=0-{have - 1}"} if have else {})
             if known and self.owner.put_status in (200, 201):
                 self.owner.uploads[token] = data
         status = self.owner.put_status if known else 404
@@ -294,6 +329,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         seen = self._record(None)
+        if seen.path.startswith("/kernel-output/"):
+            data = self.owner.output_bytes(seen.path)
+            return self._reply(404, b"not found", "text/plain") if data is None else \
+                self._reply(200, data, "application/octet-stream")
         name = seen.path.rsplit("/", 1)[-1]
         competition = self.owner.competitions.get(name[:-4]) if seen.path.startswith("/files/") else None
         if competition is None or competition.data_zip is None:
@@ -310,12 +349,15 @@ def fake_kaggle(tmp_path, monkeypatch):
     Subprocesses inherit the environment. Teardown: no CONNECT, every request named localhost.
     """
     fake = FakeKaggle().start()
+    fake.workdir = Path(tempfile.mkdtemp(prefix="kfold-fake-kaggle-runs-"))  # the kernel runner's /kaggle trees
     home = tmp_path / "home"
     home.mkdir()
     for name in ("NO_PROXY", "no_proxy", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR", "XDG_CONFIG_HOME", "VERBOSE",
                  "VERBOSE_OUTPUT", "KAGGLE_KERNEL_RUN_TYPE", "REQUESTS_CA_BUNDLE", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
+    (home / "tmp").mkdir()  # the client keeps its resumable uploads' state in the temporary folder
+    monkeypatch.setenv("TMPDIR", str(home / "tmp"))
     monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.setenv(name, fake.proxy)
@@ -323,5 +365,6 @@ def fake_kaggle(tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_KEY", KEY)
     yield fake
     fake.stop()
+    shutil.rmtree(fake.workdir, ignore_errors=True)
     assert fake.connects == [], f"CONNECT requests reached the fake: {fake.connects}"
     assert all(r.host == "localhost" for r in fake.requests), sorted({r.host for r in fake.requests})

@@ -287,7 +287,10 @@ def test_the_writer_list_covers_every_command_that_writes():
     read_only = {"validate", "presets", "models", "inspect"}  # inspect writes only the decode cache
     searches = {"tune"}  # guarded in kfold.flows.tune (tests/test_competitions_end_to_end.py: its output guard)
     kaggle_log = {"submit", "submissions"}
-    assert set(COMMANDS) | set(DELEGATED) == set(WRITERS) | {"mnist-mix", "download"} | read_only | kaggle_log | searches
+    # package: its --out must be new or empty and not a link (tests/test_code_package.py); rehearse writes nothing
+    code = {"package", "rehearse"}
+    assert set(COMMANDS) | set(DELEGATED) == (set(WRITERS) | {"mnist-mix", "download"} | read_only | kaggle_log | searches
+                                              | code)
 
 
 @pytest.mark.parametrize("target_kind", ["outside", "inside"])

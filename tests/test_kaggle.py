@@ -1,6 +1,7 @@
 """The kaggle boundary: the client is replaced at kfold.kaggle_api._client; missing package/credentials for real."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -31,6 +32,12 @@ class FakeApi:
         if self.error:
             raise self.error
         return type("Response", (), {"message": self.reply, "ref": 123})()
+
+    def build_kaggle_client(self):  # kfold asks whether the competition takes CSV uploads (GetCompetition)
+        service = type("Service", (), {"get_competition": lambda self, request: type(
+            "Competition", (), {"is_kernels_submissions_only": False})()})()
+        client = type("Client", (), {"competitions": type("Competitions", (), {"competition_api_client": service})()})()
+        return contextlib.nullcontext(client)
 
     def competition_download_files(self, competition, path=None, force=False, quiet=True):
         self.calls.append(("download", competition, path))

@@ -74,11 +74,11 @@ def test_submit_checks_limits_uploads_the_exact_bytes_and_logs(fake_kaggle, comp
     done = kfold("submit", "sub.csv", "-c", "kmnist", "-m", "mean of 5 folds", "--sample", "sample_submission.csv",
                  "--num-classes", "10", cwd=comp)
     assert done.returncode == 0, done.stderr
-    assert fake_kaggle.method_names() == ["GetSubmissionLimits", "StartSubmissionUpload", "PUT /upload/blob-1",
-                                          "CreateSubmission"]
+    assert fake_kaggle.method_names() == ["GetSubmissionLimits", "GetCompetition", "StartSubmissionUpload",
+                                          "PUT /upload/blob-1", "CreateSubmission"]
     data = (comp / "sub.csv").read_bytes()
     assert fake_kaggle.uploads == {"blob-1": data}
-    start, put, create = fake_kaggle.requests[1:]
+    start, put, create = fake_kaggle.requests[2:]
     assert start.body == {"competitionName": "kmnist", "fileName": "sub.csv", "contentLength": len(data),
                           "lastModifiedEpochSeconds": int((comp / "sub.csv").stat().st_mtime)}
     assert create.body["submissionDescription"] == "mean of 5 folds" and create.body["blobFileTokens"] == "blob-1"

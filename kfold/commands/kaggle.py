@@ -20,6 +20,10 @@ DEFAULT_WAIT = 3600.0
 MAX_POLL_INTERVAL = 60.0
 BACKOFF = 1.6
 DEFAULT_TOP = 10
+MAX_DIFFERING = 0.001
+DATASET_WAIT = 1800.0
+KERNEL_WAIT = 43200.0
+CSV_ONLY = ("sample", "num_classes", "data", "solution")
 
 
 # ---------------------------------------------------------------- parsers (kept here so cli.py stays small)
@@ -31,6 +35,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a share in [0, 1), got {text}")
     return value
 
 
@@ -47,6 +61,22 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--solution", type=Path, help="local solution.csv: log the local leaderboard score too")
     parser.add_argument("--run", type=Path, action="append", default=[], metavar="RUN_DIR",
                         help="run directory behind the submission, when the files' metadata does not say (repeatable)")
+    code = parser.add_argument_group("code competitions (--code)")
+    code.add_argument("--code", action="store_true",
+                      help="submit a package's notebook (kfold package): upload its dataset (a new version only when "
+                           "its content changed), push and run the notebook, compare its output with the local "
+                           "submission, submit it; a re-run continues where an interrupted one stopped")
+    code.add_argument("--package", type=Path, metavar="PKG", help="with --code: the folder kfold package wrote")
+    code.add_argument("--max-differing", type=_share, default=MAX_DIFFERING, metavar="SHARE",
+                      help="with --code: the share of rows the notebook's output may differ in from the local "
+                           f"submission (near-ties another CPU or torch flips); beyond it nothing is submitted "
+                           f"(default: {MAX_DIFFERING:g})")
+    code.add_argument("--dataset-wait", type=_positive, default=DATASET_WAIT, metavar="SECONDS",
+                      help=f"with --code: wait at most this long for the dataset to be ready (default: {DATASET_WAIT:.0f})")
+    code.add_argument("--kernel-wait", type=_positive, default=KERNEL_WAIT, metavar="SECONDS",
+                      help=f"with --code: wait at most this long for the notebook's run (default: {KERNEL_WAIT:.0f})")
+    code.add_argument("--kernel-timeout", type=int_at_least(1), metavar="SECONDS",
+                      help="with --code: Kaggle stops the notebook's run after this long (kaggle kernels push --timeout)")
 
 
 def add_submissions_parser(sub) -> None:
@@ -89,6 +119,12 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- submit
 
 def submit_command(args) -> int:
+    if args.code:
+        return code_submit_command(args)
+    if args.file is None:
+        raise UsageError("kfold submit: give the submission file SUB (or, for a code competition, --code --package PKG)")
+    if args.package is not None:
+        raise UsageError(f"--package {args.package} goes with --code (a code competition); a CSV is uploaded as SUB")
     from kfold.flows import kaggle_loop
 
     if args.num_classes is not None and args.num_classes < 2:
@@ -105,6 +141,28 @@ def submit_command(args) -> int:
                               log=args.log, solution=args.solution, runs=args.run, wait=args.wait,
                               poll_interval=args.poll_interval, echo=print,
                               tracker=open_tracker(args, Path("runs")))
+    if done.result is not None:
+        result = done.result
+        private = f" (private {result['private_score']:.5f})" if result.get("private_score") is not None else ""
+        public = "none yet" if result.get("public_score") is None else f"{result['public_score']:.5f}"
+        print(f"public score: {public}{private}")
+    return 0
+
+
+def code_submit_command(args) -> int:
+    from kfold.flows.code_submission import submit_code
+
+    if args.file is not None:
+        raise UsageError(f"--code submits the package's notebook, not a file: drop {args.file} and give --package PKG")
+    if args.package is None:
+        raise UsageError("--code needs --package PKG (the folder kfold package wrote)")
+    given = [name for name in CSV_ONLY if getattr(args, name) is not None] + (["run"] if args.run else [])
+    if given:
+        raise UsageError(f"--{given[0].replace('_', '-')} is for CSV uploads; with --code the package holds the "
+                         "competition's schema and the local submission")
+    done = submit_code(args.package, args.competition, args.message, wait=args.wait, poll_interval=args.poll_interval,
+                       max_differing=args.max_differing, dataset_wait=args.dataset_wait, kernel_wait=args.kernel_wait,
+                       timeout=args.kernel_timeout, log=args.log, echo=print)
     if done.result is not None:
         result = done.result
         private = f" (private {result['private_score']:.5f})" if result.get("private_score") is not None else ""
@@ -135,8 +193,9 @@ def submissions_command(args) -> int:
 
 
 def _table_text(table) -> str:
+    code = "kernel" in table and (table["kernel"].fillna("") != "").any()  # code submissions: their notebook
     shown = table[["ref", "date", "file", "message", "status", "local_cv", "public_score", "private_score",
-                   "local_public"]].copy()
+                   "local_public"] + (["kernel"] if code else [])].copy()
     shown["file"] = shown["file"].map(lambda f: Path(str(f)).name if f else "")
     shown["message"] = shown["message"].map(lambda m: str(m)[:32])
     return shown.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.5f}")

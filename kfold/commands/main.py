@@ -38,6 +38,10 @@ DELEGATED = {
                 "classes, Id and target columns, metric"),
     "track": ("kfold.commands.track", "experiment tracking: 'kfold track sync RUN_DIR|TUNE_DIR ...' logs finished runs "
               "and searches to MLflow (pip install -e '.[track]')"),
+    "package": ("kfold.commands.package", "trained runs -> a Kaggle dataset and an offline notebook for a code "
+                "competition, rehearsed offline"),
+    "rehearse": ("kfold.commands.rehearse", "run a package's notebook offline in Kaggle's image only and check its "
+                 "output byte for byte against the local submission"),
     "make-competition": ("kfold.commands.make_competition", "labelled data (MNIST-MIX, official KMNIST test labels) -> "
                          "competition directory with a seeded Public/Private solution.csv"),
 }
@@ -86,10 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     kaggle_loop.add_remote_leaderboard_arguments(board)
     add_track_flags(board)
 
-    submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle",
+    submit = sub.add_parser("submit", help="validate a submission, then upload it to Kaggle (or, with --code, "
+                                           "run a package's notebook on Kaggle and submit its output)",
                             description="Validate a submission, then upload it with the kaggle client "
-                                        "(pip install -e '.[kaggle]' in the kfold clone; credentials in ~/.kaggle/).")
-    submit.add_argument("file", type=Path, metavar="SUB")
+                                        "(pip install -e '.[kaggle]' in the kfold clone; credentials in ~/.kaggle/). "
+                                        "A code competition takes notebooks only: kfold submit --code --package PKG "
+                                        "uploads the package's dataset, pushes and runs its notebook, checks the "
+                                        "output against the local submission and submits it.")
+    submit.add_argument("file", type=Path, metavar="SUB", nargs="?", help="the submission CSV (not with --code)")
     submit.add_argument("--competition", "-c", required=True)
     submit.add_argument("--message", "-m", required=True)
     submit.add_argument("--sample", type=Path, help="sample_submission.csv to check the Ids against")

@@ -23,7 +23,13 @@ local_cv_source    how ``local_cv`` was obtained
 local_public       accuracy on the Public rows of a local solution file (``--solution``), when given
 local_private      accuracy on its Private rows
 solution           that solution file
+kernel             code submissions only: the notebook Kaggle ran (``OWNER/KERNEL_SLUG``)
+version            code submissions only: the kernel's version whose output was submitted
 =================  ==========================================================================================
+
+``kernel`` and ``version`` (``CODE_COLUMNS``) are written once a code submission is logged: a log without them
+(every log written before code submissions, or one of CSV uploads only) reads as before, and a CSV upload leaves
+them empty.
 
 Reading is strict, as for submissions (``kfold.files.submission.read_csv_frame``): UTF-8, the header, the
 number of fields on every line (a trailing comma or a missing field is refused with the file line), and the
@@ -49,6 +55,7 @@ from kfold.files.submission import read_csv_frame
 
 LOG_COLUMNS = ["time", "competition", "file", "sha256", "rows", "message", "ref", "method", "inputs", "weights", "runs",
                "presets", "seeds", "folds", "local_cv", "local_cv_source", "local_public", "local_private", "solution"]
+CODE_COLUMNS = ["kernel", "version"]
 LOG_DIR = Path("submissions") / "log"
 FIRST_DATA_LINE = 2
 
@@ -56,10 +63,12 @@ FIRST_DATA_LINE = 2
 LOG_TYPES = {"time": "time", "competition": "required", "file": "required", "sha256": "sha256", "rows": "count",
              "message": "text", "ref": "ref", "method": "text", "inputs": "text", "weights": "numbers",
              "runs": "text", "presets": "text", "seeds": "text", "folds": "text", "local_cv": "number",
-             "local_cv_source": "text", "local_public": "number", "local_private": "number", "solution": "text"}
+             "local_cv_source": "text", "local_public": "number", "local_private": "number", "solution": "text",
+             "kernel": "kernel", "version": "version"}
 _NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _WHOLE = re.compile(r"^[0-9]{1,18}$")
+_KERNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def default_log_path(competition: str) -> Path:
@@ -114,6 +123,8 @@ def check_log(frame: pd.DataFrame, where: str, first_line: int = FIRST_DATA_LINE
             raise DataError(f"{where}: line 1: column {position + 1} has no name"
                             + (" (a trailing comma?)" if position == len(columns) - 1 else ""))
     for column, kind in LOG_TYPES.items():
+        if column in CODE_COLUMNS and column not in columns:  # a log without code submissions
+            continue
         for row, cell in enumerate(frame[column]):
             problem = _cell_problem(str(cell), kind)
             if problem:
@@ -143,6 +154,10 @@ def _cell_problem(cell: str, kind: str) -> str | None:
         return f"{shown} is not a SHA-256 (64 hexadecimal digits)"
     elif kind == "count" and not _WHOLE.match(cell):
         return f"{shown} is not a whole number of rows"
+    elif kind == "kernel" and cell and not _KERNEL.match(cell):
+        return f"{shown} is not a Kaggle kernel (OWNER/KERNEL_SLUG)"
+    elif kind == "version" and cell and not (_WHOLE.match(cell) and int(cell) > 0):
+        return f"{shown} is not a kernel version (a whole number from 1)"
     elif kind == "ref" and cell and not _WHOLE.match(cell):
         return f"{shown} is not a Kaggle submission ref (a whole number)"
     elif kind == "number" and cell and not _finite(cell):
@@ -157,9 +172,10 @@ def _finite(text: str) -> bool:
 
 
 def log_row(values: dict) -> dict[str, str]:
-    """The cells of one log row (LOG_COLUMNS order) from ``values``: numbers with 6 decimals, lists ';'-joined,
-    line breaks flattened (a log line is one line)."""
-    return {column: _cell(values.get(column, "")) for column in LOG_COLUMNS}
+    """The cells of one log row (LOG_COLUMNS order, then CODE_COLUMNS for a code submission) from ``values``:
+    numbers with 6 decimals, lists ';'-joined, line breaks flattened (a log line is one line)."""
+    code = any(_cell(values.get(column, "")) for column in CODE_COLUMNS)
+    return {column: _cell(values.get(column, "")) for column in LOG_COLUMNS + (CODE_COLUMNS if code else [])}
 
 
 def check_append(path: str | os.PathLike, values: dict) -> pd.DataFrame:

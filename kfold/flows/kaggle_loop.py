@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,14 +29,12 @@ import pandas as pd
 
 from kfold.errors import DataError, KfoldError, UsageError, param
 from kfold.files.rundir import RunDir, probs_path
+from kfold.flows.kaggle_polling import wait_for_score  # noqa: F401  (re-exported)
 
 __all__ = ["Downloaded", "RemoteLeaderboard", "SubmissionsReport", "Submitted", "agreement", "agreement_line",
            "board_with_ours", "detect_layout", "download", "find_sample", "local_scores", "merge", "provenance",
            "remote_leaderboard", "submissions", "submissions_outputs", "submit", "wait_for_score", "would_rank"]
 
-DEFAULT_WAIT = 3600.0
-MAX_POLL_INTERVAL = 60.0
-BACKOFF = 1.6
 DATA_ROOT = Path("data")
 LEADERBOARD_FILE = "kaggle-leaderboard.csv"
 RANKS_FILE = "kaggle-ranks.csv"
@@ -255,6 +252,9 @@ def submit(file: str | os.PathLike, competition: str, message: str, *, sample: s
         raise DataError(f"kaggle: no submissions left {what} for '{competition}' ({limits.num_today} used today); "
                         "nothing uploaded" + ("" if limits.limited_by_total else ", the allowance resets at 00:00 UTC"))
     echo(f"kaggle: {limits.num_today} submission(s) used today, {limits.num_allowed_now} left {what}")
+    if client.code_only(competition):
+        raise UsageError(f"kaggle: '{competition}' is a code competition: it takes no CSV upload; package a run (kfold "
+                         f"package RUN_DIR -c {competition} ...) and submit it with kfold submit --code --package PKG")
     reply, ref = client.submit(file, competition, message)
     echo(f"submitted: {reply}" + (f" (ref {ref})" if ref else ""))
     try:
@@ -278,37 +278,10 @@ def submit(file: str | os.PathLike, competition: str, message: str, *, sample: s
     return done
 
 
-def wait_for_score(client, competition: str, ref: int, max_seconds: float, interval: float,
-                   clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                   say: Echo = print) -> dict:
-    """Poll Kaggle's list until submission ``ref`` is COMPLETE or ERROR; back off x1.6 up to 60 s.
-
-    A 429 answer is retried inside the client after its ``Retry-After``. A submission not yet listed
-    (eventual consistency) counts as pending. Raises DataError when ``max_seconds`` pass first.
-    """
-    deadline = clock() + max_seconds
-    say(f"waiting for the score of {ref} (at most {max_seconds:g} s)")
-    checks = 0
-    while True:
-        checks += 1
-        row = next((r for r in client.submissions(competition, max_pages=1) if r["ref"] == ref), None)
-        status = row["status"] if row else "not listed yet"
-        if row and status in ("COMPLETE", "ERROR"):
-            return row
-        left = deadline - clock()
-        if left <= 0:
-            raise DataError(f"kaggle: submission {ref} is still {status} after {max_seconds:g} s; "
-                            f"see its score later with: kfold submissions -c {competition}")
-        wait = min(interval, left)
-        say(f"  {status} (check {checks}); next check in {wait:.1f} s")
-        sleep(wait)
-        interval = min(interval * BACKOFF, max(MAX_POLL_INTERVAL, interval))
-
-
 # ---------------------------------------------------------------- the log against Kaggle's list
 
 MERGED_COLUMNS = ["ref", "date", "file", "message", "status", "local_cv", "public_score", "private_score",
-                  "local_public", "local_private", "runs", "method", "sha256", "error", "in_log"]
+                  "local_public", "local_private", "runs", "method", "sha256", "error", "in_log", "kernel"]
 
 
 def merge(log: pd.DataFrame, remote: list[dict]) -> pd.DataFrame:
@@ -326,7 +299,7 @@ def merge(log: pd.DataFrame, remote: list[dict]) -> pd.DataFrame:
                      "private_score": kaggle.get("private_score"), "local_public": _float(entry.get("local_public")),
                      "local_private": _float(entry.get("local_private")), "runs": entry.get("runs", ""),
                      "method": entry.get("method", ""), "sha256": entry.get("sha256", ""),
-                     "error": kaggle.get("error", ""), "in_log": True})
+                     "error": kaggle.get("error", ""), "in_log": True, "kernel": _kernel(entry)})
     for ref, kaggle in by_ref.items():
         if ref not in seen:
             rows.append({"ref": ref, "date": kaggle.get("date", ""), "file": kaggle.get("file_name", ""),
@@ -334,11 +307,16 @@ def merge(log: pd.DataFrame, remote: list[dict]) -> pd.DataFrame:
                          "local_cv": np.nan, "public_score": kaggle.get("public_score"),
                          "private_score": kaggle.get("private_score"), "local_public": np.nan,
                          "local_private": np.nan, "runs": "", "method": "", "sha256": "",
-                         "error": kaggle.get("error", ""), "in_log": False})
+                         "error": kaggle.get("error", ""), "in_log": False, "kernel": ""})
     frame = pd.DataFrame(rows, columns=MERGED_COLUMNS)
     for column in ("local_cv", "public_score", "private_score", "local_public", "local_private"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame.sort_values("date", kind="stable").reset_index(drop=True)
+
+
+def _kernel(entry) -> str:
+    """A code submission's notebook and version (``OWNER/SLUG/VERSION``), '' for a CSV upload or an older log."""
+    return "/".join(str(entry.get(key, "") or "") for key in ("kernel", "version")).strip("/")
 
 
 def _float(value) -> float:
@@ -496,7 +474,7 @@ def remote_leaderboard(competition: str, out: str | os.PathLike, *, log: str | o
     higher = not (len(scores) > 1 and scores[0] < scores[-1])  # Kaggle lists the best first
     scored = ours.dropna(subset=["public_score"]).copy()
     columns = ["ref", "message", "public_score", "rank", "of", "top_percent", "local_cv", "local_public",
-               "local_private"]
+               "local_private"] + (["kernel"] if (ours["kernel"] != "").any() else [])
     if not scored.empty:
         scored["rank"] = [would_rank(scores, s, higher) for s in scored["public_score"]]
         scored["of"] = len(scores)

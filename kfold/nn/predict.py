@@ -67,6 +67,91 @@ def tta_gain(model, meta: dict, task: Task, run: RunDir, fold: int, views: int, 
     return result
 
 
+def model_probs(model, meta: dict, task: Task, device, batch_size: int, views: int, where) -> tuple[np.ndarray, bool]:
+    """(test probabilities, channels_last) of one loaded fold model: evaluated as its out-of-fold rows were scored
+    (the fold's recorded bf16/channels_last choice on the CPU, else the config's rule). ``kfold predict`` and a
+    packaged notebook (:func:`predict_packaged`) both predict through here, so that their outputs agree."""
+    from kfold.nn.inference import predict_proba
+    from kfold.nn.precision import for_prediction
+
+    channels_last, bf16 = for_prediction(meta, device, str(where))
+    if channels_last:
+        import torch
+
+        model = model.to(memory_format=torch.channels_last)
+    norm = meta["normalization"]
+    probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, batch_size, views, channels_last, bf16)
+    return probs, channels_last
+
+
+def test_file_meta(meta: dict, run_name: str, views: int, task: Task) -> dict:
+    """The metadata of one model's test probability file."""
+    return {"kind": "test", "run": run_name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],
+            "seed": meta["seed"], "tta": views, "fingerprint": meta["fingerprint"], "task": task.name,
+            **task.schema_meta()}
+
+
+def check_trained_for(where: Path, meta: dict, task: Task, classes: Sequence[str]) -> None:
+    """A packaged model fits the competition met at run time by what it was trained on, not by the test set:
+    its classes are the package's (and the competition's now), its input size and channels the test images'."""
+    check_model_matches(where, meta, task)
+    if list(task.class_names) != list(classes):
+        raise DataError(f"{where}: trained for the classes {_shown(classes)} but the competition's data gives "
+                        f"{_shown(task.class_names)}")
+
+
+def _shown(values: Sequence[str]) -> str:
+    return "[" + ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "") + "]"
+
+
+def check_models(models: Sequence[tuple[str, int, Path]], task: Task, classes: Sequence[str]) -> list[dict]:
+    """Every model read as the packaged kfold will read it (a header, architecture or weights it cannot read is
+    one DataError naming the file) and trained for ``task``'s classes, image size and channels; their metadata."""
+    from kfold.nn.inference import load_model, resolve_device
+
+    metas = []
+    for _, _, weights in models:
+        _, meta = load_model(weights, resolve_device("cpu"))
+        check_trained_for(weights, meta, task, classes)
+        metas.append(meta)
+    return metas
+
+
+def predict_packaged(models: Sequence[tuple[str, int, Path]], task: Task, out: str | Path, *, classes: Sequence[str],
+                     tta: int, batch_size: int = 2048, device: str = "cpu", threads: int | None = None,
+                     echo=print) -> tuple[list[Path], str]:
+    """The test probabilities of packaged fold models ``(run name, fold, weights)`` on whatever test images
+    ``task`` holds, one file per model in prediction folder ``out`` (as ``kfold predict`` names them); returns the
+    paths in the order of ``models`` and the device used. On the CPU ``threads`` (the count the package recorded)
+    is set: CPU results are bit-identical at the same thread count.
+
+    Unlike :func:`predict_run` the data fingerprint is not compared (the hidden test set of a code competition is
+    not the one the models were trained beside): :func:`check_trained_for` checks what the models were trained
+    on instead; the weights' integrity is the package manifest's sha256.
+    """
+    from kfold.files.atomic import together
+    from kfold.nn.inference import load_model, resolve_device
+
+    device = resolve_device(device)
+    if threads and device.type == "cpu":
+        import torch
+
+        torch.set_num_threads(int(threads))
+    pred, written = PredDir(out), []
+    with together():
+        for run_name, fold, weights in models:
+            model, meta = load_model(weights, device)
+            check_trained_for(weights, meta, task, classes)
+            start = time.perf_counter()
+            probs, _ = model_probs(model, meta, task, device, batch_size, tta, weights)
+            path = pred.model(run_name, fold)
+            write_probs(path, task.test_ids, probs, task.class_names, test_file_meta(meta, run_name, tta, task))
+            echo(f"{run_name}/{model_name(fold)}: {len(probs)} rows, {tta} view(s), "
+                 f"{len(probs) / max(time.perf_counter() - start, 1e-9):,.0f} images/s")
+            written.append(path)
+    return written, str(device)
+
+
 def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path, *, tta: int | None = None,
                 batch_size: int = 2048, device: str = "auto", fmt: str = "npz", allow_incomplete: bool = False,
                 threads: int | None = None, echo=print) -> list[Path]:
@@ -78,8 +163,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
     from tqdm.auto import tqdm
 
     from kfold.files.atomic import guard_outputs, together
-    from kfold.nn.inference import load_model, predict_proba, resolve_device
-    from kfold.nn.precision import for_prediction
+    from kfold.nn.inference import load_model, resolve_device
 
     if tta is not None and (isinstance(tta, bool) or not isinstance(tta, int) or tta < 1):
         raise UsageError(f"{param('tta')}={tta!r}: needs at least 1 view")
@@ -124,19 +208,10 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
                 raise DataError(f"{run.model_dir(fold)}: trained on different data (fingerprint {meta['fingerprint']}, {param('data')} gives {fingerprint})")
             run.check_belongs(run.weights(fold), meta, fold)  # weights copied from another run or fold: refused
             views = tta if tta is not None else meta["config"].get("tta", 1)
-            # as the OOF rows were scored: the fold's recorded choice (bf16, channels_last) on the CPU, else the rule
-            channels_last, bf16 = for_prediction(meta, device, str(run.weights(fold)))
-            if channels_last:
-                import torch
-
-                model = model.to(memory_format=torch.channels_last)
             start = time.perf_counter()
-            norm = meta["normalization"]
-            probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, batch_size, views, channels_last, bf16)
+            probs, channels_last = model_probs(model, meta, task, device, batch_size, views, run.weights(fold))
             seconds = time.perf_counter() - start
-            file_meta = {"kind": "test", "run": run.name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],
-                         "seed": meta["seed"], "tta": views, "fingerprint": meta["fingerprint"], "task": task.name,
-                         **task.schema_meta()}
+            file_meta = test_file_meta(meta, run.name, views, task)
             path = pred.model(run.name, fold, fmt)
             add(path, task.test_ids, probs, task.class_names, file_meta)
             tqdm.write(f"{path}: {len(probs)} rows, {views} view(s), {len(probs) / max(seconds, 1e-9):,.0f} images/s")

@@ -123,13 +123,17 @@ def _setup(name: str, run: Path, comp: Path, tmp: Path) -> dict:
     """The package() arguments of hostile case ``name`` (files changed in copies, never the trained run)."""
     args = {"runs": [run], "competition": "toy-practice", "owner": "alice", "out": tmp / "pkg", "threads": 1,
             "rehearse": False}
-    if name in ("incomplete run", "runs of two competitions", "runs of other classes", "unreadable model",
+    if name in ("incomplete run", "config without its data", "runs of two competitions", "runs of other classes", "unreadable model",
                 "model of another architecture", "model of another image size", "run named twice"):
         copy = _copy_run(run, tmp, run.name if name == "run named twice" else "run2")
         args["runs"] = [run, copy] if name in ("runs of two competitions", "runs of other classes",
                                                "run named twice") else [copy]
         if name == "incomplete run":
             (copy / "fold1" / "meta.json").unlink()
+        elif name == "config without its data":
+            config = json.loads((copy / "config.json").read_text())
+            del config["data"]
+            (copy / "config.json").write_text(json.dumps(config))
         elif name == "runs of two competitions":
             _edit_config(copy, fingerprint="0123456789abcdef", data=str(tmp / "elsewhere"))
         elif name == "runs of other classes":
@@ -187,6 +191,7 @@ HOSTILE = {  # name -> (error, words of the one line, (argument, value) for plai
     "out the competition folder": (UsageError, "not empty", None),
     "not a run": (DataError, "not a kfold run directory", None),
     "incomplete run": (DataError, "folds 1 of 2 are not finished", None),
+    "config without its data": (UsageError, "does not name the training data", None),
     "runs of two competitions": (DataError, "trained on other data", None),
     "runs of other classes": (DataError, "trained on other classes", None),
     "run named twice": (UsageError, "both named 'run'", None),

@@ -19,7 +19,7 @@ from kfold.errors import DataError, UsageError, param
 from kfold.files import package as pk
 from kfold.files.rundir import RunDir
 
-__all__ = ["PackageResult", "package", "check_runs", "check_out", "default_slug"]
+__all__ = ["PackageResult", "package", "check_out", "check_request", "check_runs", "default_slug"]
 
 METHODS = ("mean", "geomean", "vote", "rank")
 _PATH_OPTIONS = ("train_csv", "test_csv", "image_dir", "test_dir")
@@ -81,6 +81,22 @@ def check_runs(runs: Sequence[RunDir]) -> tuple[list[tuple[str, int, Path]], dic
     return models, first
 
 
+def check_request(competition: str, owner: str, slug: str | None, accelerator: str, method: str,
+                  tta: int | None, seed: int) -> tuple[str, str, str]:
+    """(dataset slug, notebook slug, accelerator as Kaggle spells it) of a request Kaggle and kfold take."""
+    from kfold.scoring.ensemble import check_seed
+
+    pk.check_owner(owner), pk.check_slug(competition, "competition", (1, 100))
+    slug = pk.check_slug(slug or default_slug(competition))
+    accelerator = pk.check_accelerator(accelerator)
+    if method not in METHODS:
+        raise UsageError(f"{param('method')}={method!r}: one of {', '.join(METHODS)}")
+    if tta is not None and (isinstance(tta, bool) or not isinstance(tta, int) or not 1 <= tta <= 9):
+        raise UsageError(f"{param('tta')}={tta!r}: 1 to 9 views")
+    check_seed(seed)
+    return slug, slug[:42].rstrip("-") + "-predict", accelerator
+
+
 def _load_options(options: dict | None, data: Path) -> dict:
     """The layout options, file options relative to the competition folder (the notebook resolves them there)."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
@@ -102,27 +118,20 @@ def package(runs: Sequence[str | os.PathLike], competition: str, owner: str, out
     """Write a code-competition package (see :mod:`kfold.files.package`) and, unless ``rehearse`` is False,
     rehearse it offline (:func:`kfold.flows.rehearse.rehearse`). ``kfold.package`` documents the parameters."""
     from kfold.files.atomic import guard_outputs
-    from kfold.flows.offline import competition_task, predict_offline
+    from kfold.flows.offline import competition_task
     from kfold.flows.sandbox import build_kfold_wheel
     from kfold.identity import code_identity, version
     from kfold.nn.predict import check_models
-    from kfold.scoring.ensemble import check_seed
 
-    pk.check_owner(owner), pk.check_slug(competition, "competition", (1, 100))
-    slug = pk.check_slug(slug or default_slug(competition))
-    kernel_slug = slug[:42].rstrip("-") + "-predict"
-    accelerator = pk.check_accelerator(accelerator)
-    if method not in METHODS:
-        raise UsageError(f"{param('method')}={method!r}: one of {', '.join(METHODS)}")
-    if tta is not None and (isinstance(tta, bool) or not isinstance(tta, int) or not 1 <= tta <= 9):
-        raise UsageError(f"{param('tta')}={tta!r}: 1 to 9 views")
-    check_seed(seed)
+    slug, kernel_slug, accelerator = check_request(competition, owner, slug, accelerator, method, tta, seed)
     if not runs:
         raise UsageError(f"{param('runs')}: give at least one run directory")
     out, run_dirs = Path(out), [RunDir(run) for run in runs]
     check_out(out)
     models, config = check_runs(run_dirs)
-    data = Path(data if data is not None else config.get("data", ""))
+    if data is None and not config.get("data"):
+        raise UsageError(f"{param('data')}: {run_dirs[0].config} does not name the training data; give it")
+    data = Path(data if data is not None else config["data"])
     if not data.is_dir():
         raise UsageError(f"{param('data')}={str(data)!r}: not a competition folder (a code competition's files "
                          f"as Kaggle ships them); give {param('data')}")
@@ -143,11 +152,39 @@ def package(runs: Sequence[str | os.PathLike], competition: str, owner: str, out
               "batch_size": 2048, "device": "auto"}
     wheel = build_kfold_wheel(echo=echo)
 
+    manifest = {"format": pk.FORMAT, "kfold_version": version(), "competition": competition, "owner": owner,
+                "dataset": f"{owner}/{slug}", "kernel": f"{owner}/{kernel_slug}", "output_file": "submission.csv",
+                "schema": task.schema.to_dict(), "classes": list(task.class_names), "recipe": recipe,
+                "accelerator": accelerator, "load_options": options,
+                "input": {"image_size": metas[0].get("image_size", 28), "channels": metas[0].get("channels", 1)},
+                "sample": task.sample_submission.resolve().relative_to(data.resolve()).as_posix(),
+                "data_fingerprint": task.fingerprint(), "identity": code_identity(),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    manifest = _write(out, run_dirs, models, wheel, data, manifest, kernel_slug.replace("-", " "), echo)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    echo(f"wrote {out}: dataset {manifest['dataset']} ({size / 2**20:.1f} MiB, {len(manifest['files'])} files), "
+         f"notebook {manifest['kernel']}, local submission {manifest['local_submission']['rows']} rows sha256 "
+         f"{manifest['local_submission']['sha256'][:12]}")
+    result = PackageResult(out, manifest, size)
+    if rehearse:
+        from kfold.flows.rehearse import rehearse as run_rehearsal
+
+        result.rehearsal = run_rehearsal(out, data, time_limit=time_limit, echo=echo)
+    return result
+
+
+def _write(out: Path, run_dirs: Sequence[RunDir], models, wheel: Path, data: Path, manifest: dict, title: str,
+           echo) -> dict:
+    """Stage the package in a hidden sibling of ``out`` (models, wheel, metadata, local submission, manifest,
+    notebook), read it back whole, then rename it into place; on any error nothing appears. Returns the manifest."""
+    from kfold.flows.offline import predict_offline
+
     staging = out.parent / f".{out.name}.kfold-package-{os.getpid()}"
     out.parent.mkdir(parents=True, exist_ok=True)
+    owner, slug = manifest["dataset"].split("/")
     try:
         dataset = staging / pk.DATASET
-        entries = []
+        manifest["models"] = []
         for run in run_dirs:
             packaged = RunDir(dataset / pk.MODELS / run.name)
             folds = [fold for name, fold, _ in models if name == run.name]
@@ -156,34 +193,18 @@ def package(runs: Sequence[str | os.PathLike], competition: str, owner: str, out
                 for source, target in ((run.weights(fold), packaged.weights(fold)), (run.meta(fold), packaged.meta(fold))):
                     shutil.copyfile(source, target)
             shutil.copyfile(run.config, packaged.config)
-            entries.append({"run": run.name, "dir": f"{pk.MODELS}/{run.name}", "folds": folds})
+            manifest["models"].append({"run": run.name, "dir": f"{pk.MODELS}/{run.name}", "folds": folds})
         (dataset / pk.WHEELS).mkdir()
         shutil.copyfile(wheel, dataset / pk.WHEELS / wheel.name)
         pk.write_json_file(dataset / pk.DATASET_METADATA, pk.dataset_metadata(owner, slug, slug))
-        manifest = {"format": pk.FORMAT, "kfold_version": version(), "competition": competition, "owner": owner,
-                    "dataset": f"{owner}/{slug}", "kernel": f"{owner}/{kernel_slug}", "output_file": "submission.csv",
-                    "schema": task.schema.to_dict(), "classes": list(task.class_names), "recipe": recipe,
-                    "models": entries, "accelerator": accelerator, "load_options": options,
-                    "input": {"image_size": metas[0].get("image_size", 28), "channels": metas[0].get("channels", 1)},
-                    "sample": task.sample_submission.resolve().relative_to(data.resolve()).as_posix(),
-                    "data_fingerprint": task.fingerprint(), "identity": code_identity(),
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         echo(f"local submission with the packaged recipe on {data}")
         local = predict_offline(dataset, data, staging / pk.LOCAL / pk.LOCAL_SUBMISSION, manifest=manifest, echo=echo)
         manifest["local_submission"] = {"sha256": local.sha256, "rows": local.rows}
         manifest = pk.write_manifest(dataset, manifest)
         pk.write_json_file(staging / pk.LOCAL / pk.LOCAL_INFO, {"data": str(data.resolve())})
-        pk.write_kernel(staging / pk.KERNEL, manifest, kernel_slug.replace("-", " "))
+        pk.write_kernel(staging / pk.KERNEL, manifest, title)
         pk.read_package(staging)  # the package reads back whole before it appears
         os.rename(staging, out)  # appears whole (an empty out folder is replaced)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    echo(f"wrote {out}: dataset {manifest['dataset']} ({size / 2**20:.1f} MiB, {len(manifest['files'])} files), "
-         f"notebook {manifest['kernel']}, local submission {local.rows} rows sha256 {local.sha256[:12]}")
-    result = PackageResult(out, manifest, size)
-    if rehearse:
-        from kfold.flows.rehearse import rehearse as run_rehearsal
-
-        result.rehearsal = run_rehearsal(out, data, time_limit=time_limit, echo=echo)
-    return result
+    return manifest

@@ -160,7 +160,7 @@ def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None
             raise UsageError(f"{run.folds_csv} has {folds.max() + 1} folds but {param('k')}={k} was given; "
                              f"use a new {param('out')} directory")
     else:
-        folds = assign_folds(task.train_labels, k, seed)  # a k larger than a class fails before anything is written
+        folds = assign_folds(task.train_labels, k, seed, task.class_names)  # a k larger than a class fails before anything is written
     wanted = {"config": cfg.to_dict(), "preset": preset, "k": k, "seed": seed, "data": str(data), "task": task.name,
               "fingerprint": task.fingerprint(), "classes": task.class_names, "folds_sha256": folds_sha256(folds),
               "threads": threads, **task.schema_meta()}

@@ -31,9 +31,12 @@ def build_parser(prog: str = "kfold make-competition") -> argparse.ArgumentParse
     p.add_argument("--out", type=Path, required=True, help="competition directory to write (new files only)")
     p.add_argument("--layout", default="arrays", type=flags.one_of("layout", LAYOUTS), metavar="|".join(LAYOUTS),
                    help="the competition's file layout (default: arrays)")
-    p.add_argument("--target", default="label", type=flags.one_of("target", ["label", "probs"]), metavar="label|probs",
+    targets = ["label", "probs", "tags", "multilabel-probs"]
+    p.add_argument("--target", default="label", type=flags.one_of("target", targets), metavar="|".join(targets),
                    help="the submission holds a class per row (label, default) or one probability column per class "
-                        "(probs; one column for two classes)")
+                        "(probs; one column for two classes); tags / multilabel-probs: multi-label practice data, "
+                        "mosaics of 2-4 images in a 2x2 grid whose labels are the classes present, as space-separated "
+                        "tags (Planet-style) or one 0/1 column per class (CheXpert-style) (image-files layout)")
     p.add_argument("--metric", type=flags.one_of("metric", list(METRICS)), metavar="|".join(METRICS),
                    help="the competition's metric (default: accuracy for label, log loss for probs, AUC for 2 classes)")
     p.add_argument("--id-column", metavar="NAME", help="name of the Id column (default: id; arrays: Id)")

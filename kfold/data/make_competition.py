@@ -47,7 +47,7 @@ from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED, check_fraction
 
 KAGGLE = KMNIST_LAYOUTS[0]  # kmnist-train-imgs.npy, kmnist-train-labels.npy, kmnist-test-imgs.npy
 LAYOUTS = ("arrays", "pixel-csv", "image-files", "class-folders")
-MAKE_TARGETS = ("label", "probs")
+MAKE_TARGETS = ("label", "probs", "tags", "multilabel-probs")  # the last two: mosaics (kfold.data.mosaic)
 CLASS_VALUES = ("index", "names")
 DEFAULT_ID_COLUMN = "id"
 DEFAULT_LABEL_COLUMN = LABEL_COLUMN
@@ -99,6 +99,9 @@ class MakeOptions:
                 raise UsageError(f"{', '.join(custom)}: the arrays layout keeps KMNIST's files and schema "
                                  f"(integer Ids, one label column, 28x28 gray); choose {param('layout')} pixel-csv, image-files "
                                  "or class-folders")
+        if self.target in ("tags", "multilabel-probs") and self.layout != "image-files":
+            raise UsageError(f"target {self.target!r}: multi-label practice data (mosaics) is written in the image-files "
+                             f"layout; add {param('layout')} image-files")
         if self.test_id_column and self.layout != "pixel-csv":
             raise UsageError("test_id_column applies to the pixel-csv layout only")
         return self
@@ -204,6 +207,10 @@ def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float 
         raise UsageError(f"{param('out_dir')}={str(out_dir)!r}: already holds {', '.join(taken)}; choose a new directory")
     if options.layout == "arrays":
         return _write_arrays(task, out_dir, options, seed, public_fraction)
+    if options.target in ("tags", "multilabel-probs"):
+        from kfold.data.mosaic import multilabel_plan
+
+        return _write_plan(multilabel_plan(task, out_dir, options, seed, public_fraction), out_dir, options)
     plan = _plan(task, out_dir, options, seed, usage)
     return _write_plan(plan, out_dir, options)
 
@@ -250,6 +257,7 @@ class _Plan:
     test_ids: np.ndarray
     sample: pd.DataFrame
     solution: pd.DataFrame
+    train_frame: pd.DataFrame | None = None  # train.csv as written (multi-label: tags or 0/1 columns)
 
 
 def stems(n: int, seed: int, split: str) -> list[str]:
@@ -400,7 +408,8 @@ def _write_plan(plan: _Plan, out_dir: Path, options: MakeOptions) -> list[Path]:
                 write_bytes(out_dir / TEST_CSV, pixel_csv_bytes(plan.test_images, test_first))
                 written += [out_dir / TRAIN_CSV, out_dir / TEST_CSV]
             elif options.layout == "image-files":
-                write_csv(out_dir / TRAIN_CSV, pd.DataFrame({id_column: plan.train_stems, label_column: plan.train_values}))
+                write_csv(out_dir / TRAIN_CSV, plan.train_frame if plan.train_frame is not None else
+                          pd.DataFrame({id_column: plan.train_stems, label_column: plan.train_values}))
                 written.append(out_dir / TRAIN_CSV)
             write_csv(out_dir / SAMPLE_SUBMISSION, plan.sample)
             write_csv(out_dir / SOLUTION, plan.solution)

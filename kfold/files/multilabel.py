@@ -84,7 +84,9 @@ def detect(values, sample_cells: Sequence[str] | None, *, one_column: bool, targ
         cells = [str(v).strip() for v in values]
         if target is not None and target != "tags":
             return None
-        why = "target 'tags' given (--target, or competition.json)" if target == "tags" else _tags_evidence(cells, sample_cells)
+        why = _tags_evidence(cells, sample_cells)
+        if target == "tags":
+            why = f"target 'tags' given (--target, or competition.json){'; ' + why if why else ''}"
         if why is None:
             return None
         tags: set[str] = set()
@@ -107,7 +109,7 @@ def detect(values, sample_cells: Sequence[str] | None, *, one_column: bool, targ
     if target not in (None, "multilabel-probs"):
         raise UsageError(f"target {target!r}: the training labels are the sample's probability columns; use "
                          "'probs' or 'multilabel-probs'")
-    if target == "multilabel-probs":
+    if not len(sums) or (sums == 1).all():
         return "multilabel-probs", (), "target 'multilabel-probs' given (--target, or competition.json)"
     row = int(np.argmax(sums != 1))
     return "multilabel-probs", (), (f"training row {row} holds {int(sums[row])} ones; {int((sums > 1).sum())} rows hold "

@@ -60,7 +60,7 @@ def assign_multilabel_folds(labels: np.ndarray, k: int, seed: int, names=None) -
         raise UsageError(f"k={k} is larger than the {n} training image{'s' if n != 1 else ''} of tag {tag}: "
                          "a fold would never see it")
     folds = np.empty(len(labels), dtype=np.int64)
-    # iterstrat draws from numpy's legacy global-free RandomState(seed): the same seed gives the same folds
+    # iterstrat shuffles with RandomState(seed): the same seed gives the same folds
     splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     for fold, (_, val_rows) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         folds[val_rows] = fold

@@ -129,7 +129,8 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
                 model = model.to(memory_format=torch.channels_last)
             start = time.perf_counter()
             norm = meta["normalization"]
-            probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, batch_size, views, channels_last, bf16)
+            probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, batch_size, views, channels_last, bf16,
+                                  multilabel=task.schema.multilabel)
             seconds = time.perf_counter() - start
             file_meta = {"kind": "test", "run": run.name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],
                          "seed": meta["seed"], "tta": views, "fingerprint": meta["fingerprint"], "task": task.name,
@@ -139,7 +140,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
             tqdm.write(f"{path}: {len(probs)} rows, {views} view(s), {len(probs) / max(seconds, 1e-9):,.0f} images/s")
             if fold != FULL:
                 fold_probs.append(probs)
-                if views > 1:
+                if views > 1 and not task.schema.multilabel:  # (the TTA gain table scores one class per image)
                     gains.append(tta_gain(model, meta, task, run, int(fold), views, batch_size, device, channels_last))
         if fold_probs:
             mean_meta = {**file_meta, "fold": "mean", "folds": len(fold_probs), "folds_defined": k,

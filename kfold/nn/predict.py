@@ -37,6 +37,14 @@ def check_model_matches(where: Path, meta: dict, task: Task) -> None:
         raise DataError(f"{where}: model takes {_describe(size, size, channels)} but the test images are {shape}")
 
 
+def _thresholds(run: RunDir, task: Task) -> dict:
+    """A tag target's out-of-fold thresholds (the run's ``summary.json``) for its test probability files."""
+    if task.schema.target != "tags" or not run.summary.is_file():
+        return {}
+    found = run.read_json(run.summary).get("thresholds")
+    return {"thresholds": found} if found else {}
+
+
 def tta_gain(model, meta: dict, task: Task, run: RunDir, fold: int, views: int, batch_size: int, device, channels_last: bool) -> dict:
     """Out-of-fold accuracy / log loss of one fold model with 1 view and with ``views`` views (and the
     accuracy per group, e.g. per MNIST-MIX language, when the task has groups)."""
@@ -134,7 +142,7 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
             seconds = time.perf_counter() - start
             file_meta = {"kind": "test", "run": run.name, "model": meta["model"], "fold": meta["fold"], "preset": meta["preset"],
                          "seed": meta["seed"], "tta": views, "fingerprint": meta["fingerprint"], "task": task.name,
-                         **task.schema_meta()}
+                         **task.schema_meta(), **_thresholds(run, task)}
             path = pred.model(run.name, fold, fmt)
             add(path, task.test_ids, probs, task.class_names, file_meta)
             tqdm.write(f"{path}: {len(probs)} rows, {views} view(s), {len(probs) / max(seconds, 1e-9):,.0f} images/s")

@@ -224,7 +224,7 @@ def oof_summary(labels: np.ndarray, probs: np.ndarray, schema) -> dict:
     clipped = np.clip(probs, 1e-15, 1 - 1e-15)
     out = {"oof_rows": int(len(labels)), "oof_accuracy": float(((probs >= 0.5) == labels).mean()),
            "oof_logloss": float(-(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)).mean()),
-           "metric": schema.metric}
+           "metric": schema.metric, "multilabel": True}
     if schema.target == "tags":
         found = search_thresholds(labels, probs, schema.metric)
         out["thresholds"] = found

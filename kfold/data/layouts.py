@@ -441,7 +441,9 @@ def describe(task: Task) -> list[str]:
     if schema.multilabel or schema.target == "probs":
         lines.insert(-1, f"why: {schema.extra.get('detected') or _why_single(task)}")
     if layout in ("pixel-csv", "image-files"):
-        lines.insert(5, f"training labels: column '{task.extra['label_column']}'")
+        column = task.extra["label_column"]
+        lines.insert(5, f"training labels: column '{column}'" if not schema.target.endswith("probs") or "," not in column
+                     else f"training labels: 0/1 columns {column.replace(',', ', ')}")
     elif layout == "class-folders":
         lines.insert(5, "training labels: the class folder names")
     if task.sample_submission is not None:

@@ -95,8 +95,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold make-competition"
     files = make_competition(task, args.out, public_fraction=args.public_fraction, seed=args.seed, options=options)
     for path in files:
         print(f"wrote {path}")
-    n_public = round(args.public_fraction * len(task.test_ids))
-    print(f"{task.name}: {len(task.train_labels)} training / {len(task.test_ids)} test images, {task.num_classes} classes; "
-          f"{args.layout} layout; solution {n_public} Public / {len(task.test_ids) - n_public} Private rows (seed {args.seed})")
+    n_train, n_test = len(task.train_labels), len(task.test_ids)
+    n_public = round(args.public_fraction * n_test)
+    print(f"{task.name}: {n_train} training / {n_test} test images, {task.num_classes} classes; "
+          f"{args.layout} layout; solution {n_public} Public / {n_test - n_public} Private rows (seed {args.seed})")
     print(f"next: kfold run --data {args.out}")
     return 0

@@ -208,9 +208,7 @@ def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float 
     if options.layout == "arrays":
         return _write_arrays(task, out_dir, options, seed, public_fraction)
     if options.target in ("tags", "multilabel-probs"):
-        from kfold.data.mosaic import multilabel_plan
-
-        return _write_plan(multilabel_plan(task, out_dir, options, seed, public_fraction), out_dir, options)
+        return _write_plan(_mosaic_plan(task, out_dir, options, seed, public_fraction), out_dir, options)
     plan = _plan(task, out_dir, options, seed, usage)
     return _write_plan(plan, out_dir, options)
 
@@ -354,6 +352,41 @@ def _plan(task: Task, out_dir: Path, options: MakeOptions, seed: int, usage: np.
             raise UsageError(f"column {GROUP_COLUMN!r} is taken; rename the Id or label column")
         solution[GROUP_COLUMN] = np.asarray(task.group_names)[task.test_groups]
     return _Plan(schema, train_images, test_images, train_values, train_stems, typed_ids, sample_frame, solution)
+
+
+def _mosaic_plan(task: Task, out_dir: Path, options: MakeOptions, seed: int, public_fraction: float) -> _Plan:
+    """A multi-label practice competition: mosaics of 2-4 of the task's images (``kfold.data.mosaic``)."""
+    from dataclasses import replace
+
+    from kfold.data.mosaic import mosaic_split, multilabel_tables
+    from kfold.data.pixel_csv import resize_images
+    from kfold.files.schema import infer_id_kind
+    from kfold.files.split import random_usage
+
+    values = _class_values(task, options)
+    n_train, n_test = len(task.train_labels), len(task.test_labels)  # each image in about 3 mosaics
+    train_images, train_tags = mosaic_split(task.train_images, task.train_labels, task.num_classes, n_train, seed)
+    test_images, test_tags = mosaic_split(task.test_images, task.test_labels, task.num_classes, n_test, seed + 1)
+    if options.rgb:
+        train_images, test_images = _tinted(train_images, seed, "train"), _tinted(test_images, seed, "test")
+    if options.resize is not None:
+        train_images, test_images = resize_images(train_images, options.resize), resize_images(test_images, options.resize)
+    if options.string_ids:
+        test_ids, train_stems = np.array(stems(n_test, seed, "test"), dtype=str), stems(n_train, seed, "train")
+        train_ids = np.array(train_stems, dtype=str)
+    else:
+        test_ids, train_stems = np.arange(n_test, dtype=np.int64), [str(i) for i in range(n_train)]
+        train_ids = np.arange(n_train, dtype=np.int64)
+    tables = multilabel_tables(train_tags, test_tags, values, options.target, options.id_column or DEFAULT_ID_COLUMN,
+                               options.label_column or DEFAULT_LABEL_COLUMN, train_ids, test_ids,
+                               random_usage(n_test, seed, public_fraction))
+    sample = Sample(path=out_dir / SAMPLE_SUBMISSION, columns=tables["columns"], ids=test_ids,
+                    id_kind=infer_id_kind([str(i) for i in test_ids]), frame=tables["sample"].astype(str))
+    schema = infer_schema(sample, tables["train_values"], metric=options.metric, target=options.target,
+                          where_labels="the mosaics' training tags")
+    schema = replace(schema, extra={})  # the reason is found again (and said) whenever the folder is read
+    return _Plan(schema, train_images, test_images, tables["train_values"], train_stems, test_ids, tables["sample"],
+                 tables["solution"], train_frame=tables["train"])
 
 
 _PIXEL_TEXT = np.array([str(i).encode() for i in range(256)], dtype=object)

@@ -52,6 +52,9 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
 
     out = Path(out)
     check_seed(seed)
+    multilabel = _multilabel_schema(schema, inputs)
+    if multilabel is not None:  # tags or independent probability columns: kfold.flows.multilabel
+        return _multilabel(inputs, out, multilabel, method, seed, sample, report, fit_oof, weights)
     if out.suffix.lower() != ".csv":
         raise UsageError(f"{param('out')} must be a .csv file, got {out}")
     sources = [*inputs, *extra_inputs, *(fit_oof or []), *([sample] if sample else []), *([solution] if solution else []),
@@ -122,4 +125,29 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
             result.written += [Path(report) / "groups.csv"] if groups is not None else []
     if report and not plot:  # an earlier --plot's heatmap would no longer match the tables now in place
         (Path(report) / "agreement.png").unlink(missing_ok=True)
+    return result
+
+
+def _multilabel_schema(schema, inputs):
+    """The multi-label schema of the ensemble: ``schema``, else the one the first probability input records."""
+    if schema is not None:
+        return schema if schema.multilabel else None
+    from kfold.files.probs import is_multilabel, read_probs
+    from kfold.files.schema import Schema
+
+    first = Path(inputs[0]) if inputs else None
+    if first is None or first.suffix.lower() != ".npz" or not first.is_file():
+        return None
+    meta = read_probs(first).meta
+    return Schema.from_dict(meta["schema"], str(first)) if is_multilabel(meta) else None
+
+
+def _multilabel(inputs, out, schema, method, seed, sample, report, fit_oof, weights) -> EnsembleResult:
+    from kfold.flows.multilabel import make_multilabel_submission
+
+    if fit_oof is not None or weights is not None:
+        raise UsageError(f"{param('weights')} / {param('fit_oof')}: a multi-label ensemble is an equal-weight mean or vote")
+    made = make_multilabel_submission(list(inputs), out, schema=schema, method=method, seed=seed, sample=sample,
+                                      report=report)
+    result = EnsembleResult(made, out, None, written=made.written)  # type: ignore[arg-type]
     return result

@@ -38,6 +38,11 @@ class MultilabelEnsemble:
     written: list[Path] = field(default_factory=list)
     per_tag: object | None = None
 
+    @property
+    def tied_rows(self) -> int:
+        """The vote's tied (row, tag) cells (``ensemble.py`` prints them as the single-label vote's tied rows)."""
+        return self.tied_cells
+
 
 def _inputs(paths: Sequence[str | Path], schema):
     from kfold.files.probs import is_multilabel, read_probs

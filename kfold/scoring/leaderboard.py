@@ -99,7 +99,7 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
         from kfold.scoring.multilabel_board import multilabel_solution
 
         check_seed(seed)
-        return multilabel_solution(path, schema, public_fraction, seed, metric)
+        return Solution(**multilabel_solution(path, schema, public_fraction, seed, metric))
     frame = read_csv_frame(path, "solution")
     columns = list(frame.columns)
     group_values = frame.pop(GROUP_COLUMN) if columns[2:] and columns[-1] == GROUP_COLUMN else None

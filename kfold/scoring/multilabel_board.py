@@ -27,13 +27,24 @@ from kfold.errors import DataError, UsageError, param
 
 __all__ = ["multilabel_solution", "score_multilabel", "weighted_mean_auc"]
 
+ALPHA = 0.05  # as kfold.scoring.leaderboard's (a test checks): a paired difference with p below it is marked
+SPLITS = ("public", "private", "overall")
 
-def multilabel_solution(path: str | os.PathLike, schema, public_fraction: float, seed: int, metric: str | None):
-    """A ``kfold.scoring.leaderboard.Solution`` whose ``categories`` are the (N, tags) 0/1 truth."""
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of each column of ``samples`` (resamples, K) (the single-label board's rule)."""
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(samples.astype(np.float64), [tail, 100.0 - tail], axis=0)
+    return low, high
+
+
+def multilabel_solution(path: str | os.PathLike, schema, public_fraction: float, seed: int, metric: str | None
+                        ) -> dict:
+    """The fields of a ``kfold.scoring.leaderboard.Solution`` of a multi-label solution file: ``categories`` is the
+    (N, tags) 0/1 truth; a file without ``Usage`` gets the seeded split."""
     from kfold.files.multilabel_submission import read_multilabel_solution
     from kfold.files.split import random_usage
     from kfold.metrics import get_metric, metric_fit_problem
-    from kfold.scoring.leaderboard import Solution
 
     path = Path(path)
     ids, truth, usage = read_multilabel_solution(path, schema)
@@ -51,8 +62,9 @@ def multilabel_solution(path: str | os.PathLike, schema, public_fraction: float,
     for split in ("Public", "Private"):
         if not (usage == split).any():
             raise DataError(f"{path}: no {split} rows")
-    return Solution(ids, truth, usage, path, split_generated=generated, num_classes=schema.num_classes,
-                    classes_source=f"the competition's {schema.num_classes} tags", schema=schema, metric=metric)
+    return dict(ids=ids, categories=truth, usage=usage, path=path, split_generated=generated,
+                num_classes=schema.num_classes, classes_source=f"the competition's {schema.num_classes} tags",
+                schema=schema, metric=metric)
 
 
 def _values(source, solution) -> tuple[str, np.ndarray]:
@@ -120,8 +132,6 @@ def _metric_under(metric: str, truth: np.ndarray, values: np.ndarray, weights: n
 
 def score_multilabel(submissions: Sequence, solution, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
     """The unranked score table of multi-label ``submissions`` (the single-label board's columns), see the module."""
-    from kfold.scoring.leaderboard import ALPHA, SPLITS, percentile_interval
-
     if n_bootstrap < 1:
         raise UsageError(f"{param('bootstrap')} must be at least 1, got {n_bootstrap}")
     scored = [_values(source, solution) for source in submissions]

@@ -113,20 +113,28 @@ def search_thresholds(labels: np.ndarray, probs: np.ndarray, metric: str, passes
     bins = np.searchsorted(GRID, probs, side="right")
     positives = labels.sum(axis=1)
 
-    def above(weights: np.ndarray, where: np.ndarray, rows: int) -> np.ndarray:
-        """(rows, G): the sum of ``weights`` over the cells of each row whose bin is above g (a reverse cumsum)."""
-        flat = np.bincount((np.arange(rows)[:, None] * (size + 1) + where).ravel(), weights.ravel(),
-                           minlength=rows * (size + 1)).reshape(rows, size + 1)
-        return flat[:, ::-1].cumsum(axis=1)[:, ::-1][:, 1:]
+    # the global threshold (every tag at once), with the top-1 fallback. Row i predicts its c most probable tags on
+    # a run of grid indices, so its score is a step function of g: one difference array over the grid holds them all
+    order = np.argsort(-probs, axis=1, kind="stable")          # the lowest index first among equal probabilities
+    ranked_bins = np.take_along_axis(bins, order, axis=1)     # descending
+    ranked = np.take_along_axis(labels, order, axis=1)
+    tp_top = np.cumsum(ranked, axis=1)                         # true tags among the c most probable, c = 1..T
+    count = np.arange(1, n_tags + 1)
+    low = np.concatenate([ranked_bins[:, 1:], np.zeros((n_rows, 1), dtype=ranked_bins.dtype)], axis=1)
 
-    # the global threshold (every tag at once), with the top-1 fallback: (N, G) counts from one histogram
-    tp = above(labels.astype(np.float64), bins, n_rows)
-    predicted = above(np.ones_like(probs), bins, n_rows)
-    empty = predicted == 0
-    top = labels[np.arange(n_rows), probs.argmax(axis=1)][:, None]
-    tp, predicted = np.where(empty, top, tp), np.where(empty, 1, predicted)
-    fp, fn = predicted - tp, positives[:, None] - tp
-    scores = _f(tp.sum(axis=0), fp.sum(axis=0), fn.sum(axis=0), 1.0) if micro else _f(tp, fp, fn, beta2).mean(axis=0)
+    def stepped(values: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+        """(G,) sums over the rows of ``values[:, c - 1]`` where c tags are predicted, ``fallback`` where none."""
+        diff = (np.bincount(low.ravel(), values.ravel(), size + 1) - np.bincount(ranked_bins.ravel(), values.ravel(), size + 1)
+                + np.bincount(ranked_bins[:, 0], fallback, size + 1))
+        return np.cumsum(diff)[:size]
+
+    if micro:
+        tp_g = stepped(tp_top.astype(np.float64), tp_top[:, 0].astype(np.float64))
+        predicted_g = stepped(np.broadcast_to(count, tp_top.shape).astype(np.float64), np.ones(n_rows))
+        scores = _f(tp_g, predicted_g - tp_g, positives.sum() - tp_g, 1.0)
+    else:
+        f_top = _f(tp_top, count - tp_top, positives[:, None] - tp_top, beta2)
+        scores = stepped(f_top, f_top[:, 0]) / n_rows
     best_global = float(GRID[int(np.argmax(scores))])
     # per tag, the others fixed (coordinate ascent): row i's score is one value with tag j and another without it
     per_tag = np.full(n_tags, best_global)

@@ -424,7 +424,7 @@ def describe(task: Task) -> list[str]:
     ids = task.test_ids
     first_ids = ", ".join(str(v) for v in ids[:3]) + (", ..." if len(ids) > 3 else "")
     target = {"label": "one label column", "probs": "one probability column per class",
-              "binary": "one probability column (binary)", "tags": "space-separated tags in one column, several per image",
+              "binary": "one probability column (binary)", "tags": "space-separated tags in one cell, several per image",
               "multilabel-probs": "one independent probability column per label, rows need not sum to 1"}[schema.target]
     layout = task.extra.get("layout", "arrays")
     lines = [

@@ -102,3 +102,7 @@ def test_ensemble_command_writes_a_multilabel_vote(tmp_path, source):
                      "--report", str(tmp_path / "report")]) == 0
     assert out.read_text().splitlines()[0] == "id,label"
     assert (tmp_path / "report" / "agreement_models.csv").is_file()
+    from kfold import api  # the Python API: the same ensemble
+
+    made = api.ensemble(inputs, method="mean", out=tmp_path / "api.csv", sample=comp / "sample_submission.csv")
+    assert list(made.frame.columns) == ["id", "label"] and made.categories.shape == (len(made.frame), 4)

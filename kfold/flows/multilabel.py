@@ -39,6 +39,11 @@ class MultilabelEnsemble:
     per_tag: object | None = None
 
     @property
+    def categories(self) -> np.ndarray:
+        """What the submission holds per row: the (N, tags) 0/1 tags, or the probabilities."""
+        return self.tags if self.tags is not None else self.probs
+
+    @property
     def tied_rows(self) -> int:
         """The vote's tied (row, tag) cells (``ensemble.py`` prints them as the single-label vote's tied rows)."""
         return self.tied_cells

@@ -52,9 +52,6 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
 
     out = Path(out)
     check_seed(seed)
-    multilabel = _multilabel_schema(schema, inputs)
-    if multilabel is not None:  # tags or independent probability columns: kfold.flows.multilabel
-        return _multilabel(inputs, out, multilabel, method, seed, sample, report, fit_oof, weights)
     if out.suffix.lower() != ".csv":
         raise UsageError(f"{param('out')} must be a .csv file, got {out}")
     sources = [*inputs, *extra_inputs, *(fit_oof or []), *([sample] if sample else []), *([solution] if solution else []),
@@ -64,6 +61,9 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
     if report:
         guard_outputs([Path(report), *(Path(report) / name for name in REPORT_FILES)], sources,
                       root=Path(report).parent, error=UsageError)
+    multilabel = _multilabel_schema(schema, inputs)
+    if multilabel is not None:  # tags or independent probability columns: kfold.flows.multilabel
+        return _multilabel(inputs, out, multilabel, method, seed, sample, report, fit_oof, weights)
     fit = None
     if fit_oof is not None:
         if weights is not None:
@@ -138,8 +138,13 @@ def _multilabel_schema(schema, inputs):
     first = Path(inputs[0]) if inputs else None
     if first is None or first.suffix.lower() != ".npz" or not first.is_file():
         return None
-    meta = read_probs(first).meta
-    return Schema.from_dict(meta["schema"], str(first)) if is_multilabel(meta) else None
+    from kfold.errors import KfoldError
+
+    try:
+        meta = read_probs(first).meta
+        return Schema.from_dict(meta["schema"], str(first)) if is_multilabel(meta) else None
+    except KfoldError:  # a damaged input: the ensemble's own reading names it
+        return None
 
 
 def _multilabel(inputs, out, schema, method, seed, sample, report, fit_oof, weights) -> EnsembleResult:

@@ -189,3 +189,21 @@ def test_probability_columns_missing_from_training_are_refused():
 
 def test_detect_refuses_tags_for_two_dimensional_probs_targets():
     assert detect(np.array([[1, 0], [0, 1]]), None, one_column=False)[0] == "probs"
+
+
+def test_multilabel_probability_files_keep_tags_and_refuse_nan(tmp_path):
+    from kfold.files.probs import read_probs, write_probs
+
+    meta = {"kind": "oof", "schema": PROBS.to_dict()}
+    probs = np.array([[0.9, 0.8, 0.1], [0.2, 0.1, 0.0]])  # rows need not sum to 1
+    labels = np.array([[1, 1, 0], [0, 0, 0]])
+    for suffix in ("csv", "npz"):
+        write_probs(tmp_path / f"oof.{suffix}", [0, 1], probs, list(PROBS.classes), meta, labels=labels)
+        back = read_probs(tmp_path / f"oof.{suffix}")
+        assert back.labels.tolist() == labels.tolist() and np.allclose(back.probs, probs)
+    bad = probs.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(DataError, match="row 1 .*column 'c': probability nan is not a finite number"):
+        write_probs(tmp_path / "bad.npz", [0, 1], bad, list(PROBS.classes), meta, labels=labels)
+    with pytest.raises(DataError, match="sum to"):  # a single-label file keeps its sum rule
+        write_probs(tmp_path / "single.npz", [0, 1], probs, ["a", "b", "c"], {"kind": "test"})

@@ -207,3 +207,22 @@ def test_multilabel_probability_files_keep_tags_and_refuse_nan(tmp_path):
         write_probs(tmp_path / "bad.npz", [0, 1], bad, list(PROBS.classes), meta, labels=labels)
     with pytest.raises(DataError, match="sum to"):  # a single-label file keeps its sum rule
         write_probs(tmp_path / "single.npz", [0, 1], probs, ["a", "b", "c"], {"kind": "test"})
+
+
+def test_folds_are_as_well_stratified_as_the_iterative_stratification_package():
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    rng = np.random.default_rng(5)
+    labels = (rng.random((2000, 8)) < np.geomspace(0.6, 0.01, 8)).astype(np.int64)
+
+    def worst(folds):
+        share = np.stack([labels[folds == f].mean(axis=0) for f in range(5)])
+        return np.abs(share - labels.mean(axis=0)).max()
+
+    theirs = np.empty(len(labels), dtype=np.int64)
+    splits = MultilabelStratifiedKFold(n_splits=5, shuffle=True, random_state=0).split(np.zeros(len(labels)), labels)
+    for fold, (_, rows) in enumerate(splits):
+        theirs[rows] = fold
+    ours = assign_folds(labels, 5, seed=0)
+    assert worst(ours) <= worst(theirs) * 1.25 + 1e-3
+    assert np.bincount(ours).max() - np.bincount(ours).min() <= 2

@@ -21,7 +21,9 @@ import numpy as np
 
 LOGLOSS_EPS = 1e-15  # probabilities are clipped to [eps, 1 - eps] and renormalized, as Kaggle's log loss does
 
-TARGETS = ("label", "probs", "binary")  # one label column; one probability column per class; one for a binary target
+TARGETS = ("label", "probs", "binary", "tags", "multilabel-probs")  # one label column; one probability column per
+# class; one for a binary target; space-separated tags in one column; one independent probability column per tag
+MULTILABEL_TARGETS = ("tags", "multilabel-probs")  # labels are (N, C) 0/1 matrices, scores (N, C) per-tag probabilities
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,9 @@ class Metric:
     """A competition metric: its name, direction, what it scores and scikit-learn's implementation.
 
     ``needs`` is ``"labels"`` when the metric scores hard predictions (a label submission can be scored)
-    or ``"probs"`` when it needs probabilities (only a probability submission can be scored).
+    or ``"probs"`` when it needs probabilities (only a probability submission can be scored); the multi-label
+    metrics take (N, tags) 0/1 labels and need ``"tags"`` (0/1 predictions, or probabilities taken at 0.5) or
+    ``"tag-probs"`` (per-tag probabilities).
     """
 
     name: str
@@ -93,6 +97,40 @@ def _auc(labels, scores, num_classes):
                                labels=np.arange(num_classes)))
 
 
+def _tags_hard(scores: np.ndarray) -> np.ndarray:
+    """0/1 tag predictions: scores already 0/1 as they are, probabilities at 0.5 (thresholds come before)."""
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError("a multi-label metric needs an (N, tags) array")
+    return (scores >= 0.5).astype(np.int64)
+
+
+def _f_samples(beta: float):
+    def function(labels, scores, num_classes):
+        from sklearn.metrics import fbeta_score
+
+        return float(fbeta_score(np.asarray(labels).reshape(len(labels), -1), _tags_hard(scores), beta=beta,
+                                 average="samples", zero_division=0))
+    return function
+
+
+def _micro_f1(labels, scores, num_classes):
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(np.asarray(labels).reshape(len(labels), -1), _tags_hard(scores), average="micro",
+                          zero_division=0))
+
+
+def _mean_auc(labels, scores, num_classes):
+    """Mean over the tag columns of the ROC AUC; a column whose rows hold one value only is left out (undefined)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels, probs = np.asarray(labels).reshape(len(labels), -1), _probs(scores)
+    values = [roc_auc_score(labels[:, j], probs[:, j]) for j in range(labels.shape[1])
+              if 0 < labels[:, j].sum() < len(labels)]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def _hard(scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores)
     return scores if scores.ndim == 1 else scores.argmax(axis=1)
@@ -112,6 +150,11 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("logloss", False, "probs", "multi-class log loss of the probabilities (clipped at 1e-15, renormalized)",
            _logloss),
     Metric("auc", True, "probs", "area under the ROC curve (binary; one-vs-rest macro for several classes)", _auc),
+    Metric("f1-samples", True, "tags", "multi-label: F1 of each image's tag set, averaged over the images", _f_samples(1.0)),
+    Metric("f2-samples", True, "tags", "multi-label: F2 of each image's tag set, averaged over the images (Planet)",
+           _f_samples(2.0)),
+    Metric("micro-f1", True, "tags", "multi-label: F1 of all (image, tag) decisions pooled", _micro_f1),
+    Metric("mean-auc", True, "tag-probs", "multi-label: ROC AUC of each tag column, averaged over the columns", _mean_auc),
 )}
 
 
@@ -128,12 +171,24 @@ def default_metric(target: str, num_classes: int) -> str:
     """Accuracy for a label target; AUC for a binary probability target; log loss for class probabilities."""
     if target == "label":
         return "accuracy"
+    if target in MULTILABEL_TARGETS:
+        return "f1-samples" if target == "tags" else "mean-auc"
     return "auc" if target == "binary" else "logloss"
 
 
 def metric_fit_problem(name: str, target: str, num_classes: int, class_values: Sequence | None = None) -> str | None:
     """Why metric ``name`` cannot score a competition of this target, or ``None`` when it can."""
     metric = get_metric(name)
+    multilabel = metric.needs in ("tags", "tag-probs")
+    if multilabel != (target in MULTILABEL_TARGETS):
+        fitting = [m for m, v in METRICS.items() if (v.needs in ("tags", "tag-probs")) != multilabel
+                   and (target != "tags" or v.needs != "tag-probs")
+                   and (target != "label" or v.needs == "labels")]
+        what = "several tags per image" if multilabel else "one class per image"
+        return f"metric {name!r} scores {what}, but this target is {target!r}; use one of {', '.join(fitting)}"
+    if target == "tags" and metric.needs == "tag-probs":
+        return (f"metric {name!r} scores probabilities, but the submission holds tags; use one of "
+                f"{', '.join(m for m, v in METRICS.items() if v.needs == 'tags')}")
     if target == "label" and metric.needs == "probs":
         return (f"metric {name!r} scores probabilities, but the submission holds one class label per row; "
                 f"use one of {', '.join(m for m, v in METRICS.items() if v.needs == 'labels')}")

@@ -9,7 +9,9 @@ import pytest
 MODULES = ["kfold.files.rundir", "kfold.commands.args", "kfold.scoring.metrics", "kfold.api", "kfold.errors",
            "kfold.config", "kfold.registry", "kfold.files.folds", "kfold.data.toy", "kfold.flows.pipeline",
            "kfold.data.jobs", "kfold.flows.backend", "kfold.flows.training", "kfold.flows.tracking",
-           "kfold.flows.mlflow_tracker", "kfold.files.schema", "kfold.files.package", "kfold.flows.code_submission"]
+           "kfold.flows.mlflow_tracker", "kfold.files.schema", "kfold.files.package", "kfold.flows.code_submission",
+           "kfold.files.multilabel", "kfold.files.multilabel_folds", "kfold.files.multilabel_submission",
+           "kfold.scoring.multilabel", "kfold.scoring.multilabel_board", "kfold.data.mosaic"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -31,9 +31,12 @@ def build_parser(prog: str = "kfold make-competition") -> argparse.ArgumentParse
     p.add_argument("--out", type=Path, required=True, help="competition directory to write (new files only)")
     p.add_argument("--layout", default="arrays", type=flags.one_of("layout", LAYOUTS), metavar="|".join(LAYOUTS),
                    help="the competition's file layout (default: arrays)")
-    p.add_argument("--target", default="label", type=flags.one_of("target", ["label", "probs"]), metavar="label|probs",
+    targets = ["label", "probs", "tags", "multilabel-probs"]
+    p.add_argument("--target", default="label", type=flags.one_of("target", targets), metavar="|".join(targets),
                    help="the submission holds a class per row (label, default) or one probability column per class "
-                        "(probs; one column for two classes)")
+                        "(probs; one column for two classes); tags / multilabel-probs: multi-label practice data, "
+                        "mosaics of 2-4 images in a 2x2 grid whose labels are the classes present, as space-separated "
+                        "tags (Planet-style) or one 0/1 column per class (CheXpert-style) (image-files layout)")
     p.add_argument("--metric", type=flags.one_of("metric", list(METRICS)), metavar="|".join(METRICS),
                    help="the competition's metric (default: accuracy for label, log loss for probs, AUC for 2 classes)")
     p.add_argument("--id-column", metavar="NAME", help="name of the Id column (default: id; arrays: Id)")
@@ -92,8 +95,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold make-competition"
     files = make_competition(task, args.out, public_fraction=args.public_fraction, seed=args.seed, options=options)
     for path in files:
         print(f"wrote {path}")
-    n_public = round(args.public_fraction * len(task.test_ids))
-    print(f"{task.name}: {len(task.train_labels)} training / {len(task.test_ids)} test images, {task.num_classes} classes; "
-          f"{args.layout} layout; solution {n_public} Public / {len(task.test_ids) - n_public} Private rows (seed {args.seed})")
+    n_train, n_test = len(task.train_labels), len(task.test_ids)
+    n_public = round(args.public_fraction * n_test)
+    print(f"{task.name}: {n_train} training / {n_test} test images, {task.num_classes} classes; "
+          f"{args.layout} layout; solution {n_public} Public / {n_test - n_public} Private rows (seed {args.seed})")
     print(f"next: kfold run --data {args.out}")
     return 0

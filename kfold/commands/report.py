@@ -72,7 +72,11 @@ def errors_main(argv: Sequence[str] | None = None, prog: str = "kfold errors") -
     guard_analysis(args.run_dir, args.out, data=args.data)  # before anything is read
     analysis = analyze_run(args.run_dir, data=args.data, gallery_size=args.gallery)
     files = write_analysis(analysis, args.out)
-    print(f"out-of-fold accuracy {analysis.accuracy:.4f} on {len(analysis.labels)} rows; {len(analysis.errors)} wrong\n")
+    if getattr(analysis, "multilabel", False):
+        print(f"out-of-fold {analysis.metric} {analysis.score:.4f} on {len(analysis.labels)} images; {len(analysis.errors)} "
+              f"with a missed or spurious tag\n")
+    else:
+        print(f"out-of-fold accuracy {analysis.accuracy:.4f} on {len(analysis.labels)} rows; {len(analysis.errors)} wrong\n")
     print(per_class_markdown(analysis))
     for note in analysis.notes:
         print(note)

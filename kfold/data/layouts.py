@@ -409,6 +409,9 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
         file_column = options.id_column
     else:
         file_column = columns[0]
+    targets = sample.target_columns
+    if options.label_column is None and len(targets) > 1 and all(t in columns and t != file_column for t in targets):
+        return _image_files_parts(detected, sample, options, cache_dir, progress, frame, file_column)  # 0/1 columns
     label = _label_column(columns, sample, options, where, (file_column,))
     if label == file_column:
         raise UsageError(f"label_column {label!r} is also the column of the image file names")
@@ -427,6 +430,27 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
             "id_column": file_column, "id_values": names,
             "schema_from": f"the columns of {detected.train.name} (Id '{file_column}': the image file names, target "
                            f"'{label}')"}
+
+
+def _image_files_parts(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress, frame,
+                       file_column: str) -> dict:
+    """Image files whose labels CSV holds the sample's target columns (0/1 each; multi-label or one-hot)."""
+    from kfold.data.image_files import FileIndex, check_unique, list_images
+    from kfold.files.multilabel import zero_one_matrix
+
+    where = str(detected.train)
+    names = frame[file_column].astype(str).str.strip().to_numpy(dtype=object)
+    check_unique(names, where, file_column)
+    targets = list(sample.target_columns)
+    values = zero_one_matrix(frame[targets].to_numpy(dtype=object), where, targets)
+    files = list_images(detected.image_dir)
+    if not files:
+        raise DataError(f"{detected.image_dir}: no training images")
+    train_paths = FileIndex.of(detected.image_dir, files).find(names, where, file_column)
+    train, test = _decode_pair(train_paths, _test_files(detected, sample), options, cache_dir, progress)
+    return {"train_images": train, "test_images": test, "label_values": values, "labels_file": where,
+            "label_column": ",".join(targets), "labels_where": f"{where} columns {', '.join(targets[:6])}",
+            "first_line": 2, "extra": {"image_column": file_column, "unused_train_images": len(files) - len(train_paths)}}
 
 
 def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
@@ -460,19 +484,27 @@ def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions
                            + (f"; {' and '.join(given)} column named by the options" if given else "")}
 
 
+def _why_single(task: Task) -> str:
+    if task.extra.get("label_column", "").count(",") or task.schema.target != "probs":
+        return "every training row holds exactly one 1 (one-hot): one class per image, rows summing to 1"
+    return "the training labels hold one class per image"
+
+
 def describe(task: Task) -> list[str]:
     """What ``kfold inspect`` prints of a loaded task: layout, rows, image size and channels, classes with
     their counts, the Id and target columns, the metric."""
     schema = task.schema
     shape = task.train_images.shape
     channels = 3 if task.train_images.ndim == 4 else 1
-    counts = np.bincount(np.asarray(task.train_labels, dtype=np.int64), minlength=task.num_classes)
+    labels = np.asarray(task.train_labels, dtype=np.int64)
+    counts = labels.sum(axis=0) if labels.ndim == 2 else np.bincount(labels, minlength=task.num_classes)
     shown = ", ".join(f"{name}: {count}" for name, count in zip(task.class_names[:20], counts[:20]))
     more = f", ... ({task.num_classes - 20} more)" if task.num_classes > 20 else ""
     ids = task.test_ids
     first_ids = ", ".join(str(v) for v in ids[:3]) + (", ..." if len(ids) > 3 else "")
     target = {"label": "one label column", "probs": "one probability column per class",
-              "binary": "one probability column (binary)"}[schema.target]
+              "binary": "one probability column (binary)", "tags": "space-separated tags in one cell, several per image",
+              "multilabel-probs": "one independent probability column per label, rows need not sum to 1"}[schema.target]
     layout = task.extra.get("layout", "arrays")
     lines = [
         f"layout: {layout if layout in LAYOUT_NAMES else f'arrays ({layout})'}",
@@ -485,8 +517,12 @@ def describe(task: Task) -> list[str]:
         f"target: {', '.join(schema.target_columns[:6])}{', ...' if len(schema.target_columns) > 6 else ''} ({target})",
         f"metric: {schema.metric}",
     ]
+    if schema.multilabel or schema.target == "probs":
+        lines.insert(-1, f"why: {schema.extra.get('detected') or _why_single(task)}")
     if layout in ("pixel-csv", "image-files"):
-        lines.insert(5, f"training labels: column '{task.extra['label_column']}'")
+        column = task.extra["label_column"]
+        lines.insert(5, f"training labels: column '{column}'" if not schema.target.endswith("probs") or "," not in column
+                     else f"training labels: 0/1 columns {column.replace(',', ', ')}")
     elif layout == "class-folders":
         lines.insert(5, "training labels: the class folder names")
     if "schema_from" in task.extra:  # training data alone: where the Id and target columns came from

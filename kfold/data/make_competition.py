@@ -47,7 +47,7 @@ from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED, check_fraction
 
 KAGGLE = KMNIST_LAYOUTS[0]  # kmnist-train-imgs.npy, kmnist-train-labels.npy, kmnist-test-imgs.npy
 LAYOUTS = ("arrays", "pixel-csv", "image-files", "class-folders")
-MAKE_TARGETS = ("label", "probs")
+MAKE_TARGETS = ("label", "probs", "tags", "multilabel-probs")  # the last two: mosaics (kfold.data.mosaic)
 CLASS_VALUES = ("index", "names")
 DEFAULT_ID_COLUMN = "id"
 DEFAULT_LABEL_COLUMN = LABEL_COLUMN
@@ -99,6 +99,9 @@ class MakeOptions:
                 raise UsageError(f"{', '.join(custom)}: the arrays layout keeps KMNIST's files and schema "
                                  f"(integer Ids, one label column, 28x28 gray); choose {param('layout')} pixel-csv, image-files "
                                  "or class-folders")
+        if self.target in ("tags", "multilabel-probs") and self.layout != "image-files":
+            raise UsageError(f"target {self.target!r}: multi-label practice data (mosaics) is written in the image-files "
+                             f"layout; add {param('layout')} image-files")
         if self.test_id_column and self.layout != "pixel-csv":
             raise UsageError("test_id_column applies to the pixel-csv layout only")
         return self
@@ -207,6 +210,8 @@ def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float 
         raise UsageError(f"{param('out_dir')}={str(out_dir)!r}: already holds {', '.join(taken)}; choose a new directory")
     if options.layout == "arrays":
         return _write_arrays(task, out_dir, options, seed, public_fraction)
+    if options.target in ("tags", "multilabel-probs"):
+        return _write_plan(_mosaic_plan(task, out_dir, options, seed, public_fraction), out_dir, options)
     plan = _plan(task, out_dir, options, seed, usage)
     return _write_plan(plan, out_dir, options)
 
@@ -261,6 +266,7 @@ class _Plan:
     test_ids: np.ndarray
     sample: pd.DataFrame
     solution: pd.DataFrame
+    train_frame: pd.DataFrame | None = None  # train.csv as written (multi-label: tags or 0/1 columns)
 
 
 def stems(n: int, seed: int, split: str) -> list[str]:
@@ -359,6 +365,41 @@ def _plan(task: Task, out_dir: Path, options: MakeOptions, seed: int, usage: np.
     return _Plan(schema, train_images, test_images, train_values, train_stems, typed_ids, sample_frame, solution)
 
 
+def _mosaic_plan(task: Task, out_dir: Path, options: MakeOptions, seed: int, public_fraction: float) -> _Plan:
+    """A multi-label practice competition: mosaics of 2-4 of the task's images (``kfold.data.mosaic``)."""
+    from dataclasses import replace
+
+    from kfold.data.mosaic import mosaic_split, multilabel_tables
+    from kfold.data.pixel_csv import resize_images
+    from kfold.files.schema import infer_id_kind
+    from kfold.files.split import random_usage
+
+    values = _class_values(task, options)
+    n_train, n_test = len(task.train_labels), len(task.test_labels)  # each image in about 3 mosaics
+    train_images, train_tags = mosaic_split(task.train_images, task.train_labels, task.num_classes, n_train, seed)
+    test_images, test_tags = mosaic_split(task.test_images, task.test_labels, task.num_classes, n_test, seed + 1)
+    if options.rgb:
+        train_images, test_images = _tinted(train_images, seed, "train"), _tinted(test_images, seed, "test")
+    if options.resize is not None:
+        train_images, test_images = resize_images(train_images, options.resize), resize_images(test_images, options.resize)
+    if options.string_ids:
+        test_ids, train_stems = np.array(stems(n_test, seed, "test"), dtype=str), stems(n_train, seed, "train")
+        train_ids = np.array(train_stems, dtype=str)
+    else:
+        test_ids, train_stems = np.arange(n_test, dtype=np.int64), [str(i) for i in range(n_train)]
+        train_ids = np.arange(n_train, dtype=np.int64)
+    tables = multilabel_tables(train_tags, test_tags, values, options.target, options.id_column or DEFAULT_ID_COLUMN,
+                               options.label_column or DEFAULT_LABEL_COLUMN, train_ids, test_ids,
+                               random_usage(n_test, seed, public_fraction))
+    sample = Sample(path=out_dir / SAMPLE_SUBMISSION, columns=tables["columns"], ids=test_ids,
+                    id_kind=infer_id_kind([str(i) for i in test_ids]), frame=tables["sample"].astype(str))
+    schema = infer_schema(sample, tables["train_values"], metric=options.metric, target=options.target,
+                          where_labels="the mosaics' training tags")
+    schema = replace(schema, extra={})  # the reason is found again (and said) whenever the folder is read
+    return _Plan(schema, train_images, test_images, tables["train_values"], train_stems, test_ids, tables["sample"],
+                 tables["solution"], train_frame=tables["train"])
+
+
 _PIXEL_TEXT = np.array([str(i).encode() for i in range(256)], dtype=object)
 
 
@@ -411,7 +452,8 @@ def _write_plan(plan: _Plan, out_dir: Path, options: MakeOptions) -> list[Path]:
                 write_bytes(out_dir / TEST_CSV, pixel_csv_bytes(plan.test_images, test_first))
                 written += [out_dir / TRAIN_CSV, out_dir / TEST_CSV]
             elif options.layout == "image-files":
-                write_csv(out_dir / TRAIN_CSV, pd.DataFrame({id_column: plan.train_stems, label_column: plan.train_values}))
+                write_csv(out_dir / TRAIN_CSV, plan.train_frame if plan.train_frame is not None else
+                          pd.DataFrame({id_column: plan.train_stems, label_column: plan.train_values}))
                 written.append(out_dir / TRAIN_CSV)
             write_csv(out_dir / SAMPLE_SUBMISSION, plan.sample)
             write_csv(out_dir / SOLUTION, plan.solution)

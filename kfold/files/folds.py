@@ -20,7 +20,7 @@ def check_k(k) -> None:
         raise UsageError(f"{param('k')}={k!r}: k-fold needs an integer k in 2..10000")
 
 
-def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+def assign_folds(labels: np.ndarray, k: int, seed: int, names=None) -> np.ndarray:
     """Fold index (0..k-1) for every row: stratified by label, shuffled with ``seed``.
 
     Parameters
@@ -31,6 +31,9 @@ def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
         Number of folds, 2..10000 and at most the count of the rarest class.
     seed : int
         Seed of the shuffle: the same labels, ``k`` and seed give the same folds.
+    names : sequence of str, optional
+        The class (tag) names, for messages. An (N, tags) 0/1 matrix of multi-label rows is split by iterative
+        stratification (``kfold.files.multilabel_folds``).
 
     Returns
     -------
@@ -55,6 +58,10 @@ def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """
     labels = np.asarray(labels)
     check_k(k)
+    if labels.ndim == 2:
+        from kfold.files.multilabel_folds import assign_multilabel_folds
+
+        return assign_multilabel_folds(labels, k, seed, names)
     counts = np.bincount(labels)
     smallest = counts[counts > 0].min() if labels.size else 0
     if k > smallest:
@@ -67,8 +74,16 @@ def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return folds
 
 
+def _label_cells(labels: np.ndarray) -> np.ndarray:
+    """folds.csv's label column: the class, or a multi-label row's tag indices joined by spaces (``0 3 7``)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        return labels
+    return np.array([" ".join(map(str, np.flatnonzero(row))) for row in labels], dtype=object)
+
+
 def write_folds(path: str | Path, labels: np.ndarray, folds: np.ndarray) -> None:
-    frame = pd.DataFrame({ID_COLUMN: np.arange(len(labels)), LABEL_COLUMN: labels, "fold": folds})
+    frame = pd.DataFrame({ID_COLUMN: np.arange(len(labels)), LABEL_COLUMN: _label_cells(labels), "fold": folds})
     write_csv(path, frame)
 
 
@@ -76,7 +91,8 @@ def read_folds(path: str | Path, labels: np.ndarray | None = None) -> np.ndarray
     """Read ``folds.csv``; if ``labels`` are given, check the file matches the data it claims to split."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype={LABEL_COLUMN: str} if labels is not None and np.ndim(labels) == 2 else None,
+                            keep_default_na=not (labels is not None and np.ndim(labels) == 2))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a folds CSV ({exc})") from None
     missing = {ID_COLUMN, LABEL_COLUMN, "fold"} - set(frame.columns)
@@ -87,9 +103,10 @@ def read_folds(path: str | Path, labels: np.ndarray | None = None) -> np.ndarray
     if labels is not None:
         if len(frame) != len(labels):
             raise DataError(f"{path}: {len(frame)} rows but the training data has {len(labels)} images")
-        bad = np.flatnonzero(frame[LABEL_COLUMN].to_numpy() != labels)
+        expected = _label_cells(labels)
+        bad = np.flatnonzero(frame[LABEL_COLUMN].to_numpy() != expected)
         if bad.size:
-            raise DataError(f"{path}: row Id {int(bad[0])} has label {frame[LABEL_COLUMN].iat[bad[0]]} but the data says {labels[bad[0]]}")
+            raise DataError(f"{path}: row Id {int(bad[0])} has label {frame[LABEL_COLUMN].iat[bad[0]]} but the data says {expected[bad[0]]}")
     return frame["fold"].to_numpy(dtype=np.int64)
 
 

@@ -34,7 +34,7 @@ from kfold.files.schema import ID_COLUMN, LABEL_COLUMN
 
 RESERVED = (ID_COLUMN, LABEL_COLUMN)
 
-__all__ = ["CHUNK_ROWS", "from_log_probs", "is_prob_csv", "KINDS", "looks_like_log_probs", "MAGIC",
+__all__ = ["CHUNK_ROWS", "from_log_probs", "is_multilabel", "is_prob_csv", "KINDS", "looks_like_log_probs", "MAGIC",
            "numeric_column", "ProbFile", "read_probs", "ROW_SUM_TOLERANCE", "SUFFIXES", "validate", "write_probs"]
 
 MAGIC = "#kfold-probs"
@@ -118,8 +118,13 @@ def validate(ids: np.ndarray, probs: np.ndarray, classes: list[str], labels: np.
     if n_rows == 0:
         raise DataError(f"{where}: no rows")
 
+    multi = is_multilabel(meta)
     for start in range(0, n_rows, CHUNK_ROWS):  # one cache-friendly pass; the slow search only on failure
         chunk = probs[start:start + CHUNK_ROWS]
+        if multi:  # one independent probability per tag: each in [0, 1], no sum rule
+            if not (chunk.min() >= 0 and chunk.max() <= 1):  # NaN fails both
+                _raise_bad_tag_values(ids, probs, classes, where, line_offset, start)
+            continue
         sums = chunk.sum(axis=1, dtype=np.float32 if chunk.dtype == np.float32 else np.float64)
         if not (chunk.min() >= 0 and np.all(np.abs(sums - 1.0) <= ROW_SUM_TOLERANCE)):  # NaN fails both
             _raise_bad_values(ids, probs, classes, where, line_offset, start)
@@ -128,7 +133,11 @@ def validate(ids: np.ndarray, probs: np.ndarray, classes: list[str], labels: np.
         row = int(np.argmax(dup))
         raise DataError(f"{_where(where, ids, row, line_offset)}: duplicate Id {ids[row]}")
 
-    if labels is not None:
+    if labels is not None and multi:
+        if labels.shape != (n_rows, n_cols) or not np.isin(labels, (0, 1)).all():
+            raise DataError(f"{where}: multi-label true labels must be an {n_rows} x {n_cols} array of 0/1, got shape "
+                            f"{labels.shape}")
+    elif labels is not None:
         if labels.shape != (n_rows,):
             raise DataError(f"{where}: {labels.shape[0] if labels.ndim else 0} labels for {n_rows} rows")
         bad = (labels < 0) | (labels >= n_cols)
@@ -156,6 +165,23 @@ def _raise_bad_values(ids, probs, classes, where, line_offset, start: int = 0) -
     row = int(np.argmax(off))
     raise DataError(f"{_where(where, ids, start + row, line_offset)}: probabilities sum to {sums[row]:.6g}, "
                     f"not 1 (tolerance {ROW_SUM_TOLERANCE:g})")
+
+
+def is_multilabel(meta: dict) -> bool:
+    """A multi-label task's file (its schema's target is ``tags`` or ``multilabel-probs``): one sigmoid per tag."""
+    schema = meta.get("schema") if isinstance(meta, dict) else None
+    return isinstance(schema, dict) and schema.get("target") in ("tags", "multilabel-probs")
+
+
+def _raise_bad_tag_values(ids, probs, classes, where, line_offset, start: int) -> NoReturn:
+    chunk = np.asarray(probs[start:], dtype=np.float64)
+    for bad, what in ((~np.isfinite(chunk), "is not a finite number"), (chunk < 0, "is negative"),
+                      (chunk > 1, "is above 1")):
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise DataError(f"{_where(where, ids, start + row, line_offset)}, column '{classes[col]}': "
+                            f"probability {probs[start + row, col]!s} {what}")
+    raise DataError(f"{where}: a probability outside [0, 1]")
 
 
 def looks_like_log_probs(values: np.ndarray) -> bool:
@@ -220,7 +246,10 @@ def write_probs(path: str | os.PathLike, ids, probs, classes, meta: dict, labels
     ids = _as_ids(ids, where)
     probs = np.asarray(probs, dtype=np.float32)
     classes = [str(c) for c in classes]
-    labels = None if labels is None else _as_int_array(labels, "labels", where)
+    if labels is not None and np.ndim(labels) == 2:
+        labels = np.asarray(labels).astype(np.int64)  # multi-label: (rows, tags) of 0/1
+    else:
+        labels = None if labels is None else _as_int_array(labels, "labels", where)
     meta = {k: v for k, v in dict(meta).items() if k != "classes"}
     validate(ids, probs, classes, labels, meta, where)
     meta_json = json.dumps(meta, default=_json_default, ensure_ascii=False)
@@ -239,7 +268,7 @@ def write_probs(path: str | os.PathLike, ids, probs, classes, meta: dict, labels
     frame = pd.DataFrame(probs, columns=classes)
     frame.insert(0, _id_column(meta), ids)
     if labels is not None:
-        frame[LABEL_COLUMN] = labels
+        frame[LABEL_COLUMN] = labels if labels.ndim == 1 else [" ".join(map(str, np.flatnonzero(r))) for r in labels]
     header = MAGIC + " " + json.dumps({**meta, "classes": classes}, default=_json_default, ensure_ascii=False) + "\n"
     write_text(path, header + frame.to_csv(index=False, float_format="%.7g", lineterminator="\n"), transaction)
 
@@ -369,6 +398,18 @@ def _raise_cell(frame: pd.DataFrame, row: int, column: str, where: str, what: st
     raise DataError(f"{where}: line {line}, column '{column}': {shown} is not {what}")
 
 
+def _tag_index_cells(cells: pd.Series, n_tags: int, where: str) -> np.ndarray:
+    """A multi-label file's label column: the row's tag indices joined by spaces (``0 3``) -> (rows, tags) 0/1."""
+    out = np.zeros((len(cells), n_tags), dtype=np.int64)
+    for row, cell in enumerate(cells.astype(str)):
+        for part in cell.split():
+            if not part.isdigit() or int(part) >= n_tags:
+                raise DataError(f"{where}: line {row + _CSV_FIRST_DATA_LINE}, column '{LABEL_COLUMN}': {part!r} is not a "
+                                f"tag index 0..{n_tags - 1}")
+            out[row, int(part)] = 1
+    return out
+
+
 def _read_csv(path: Path, log_probs: bool = False) -> ProbFile:
     where = str(path)
     with open(path, encoding="utf-8-sig") as fh:
@@ -406,7 +447,9 @@ def _read_csv(path: Path, log_probs: bool = False) -> ProbFile:
         ids = numeric_column(frame, id_column, where, "an integer Id", integer=True).astype(np.int64)
     values = np.column_stack([numeric_column(frame, c, where, "a number", integer=False) for c in classes])
     labels = None
-    if has_labels:
+    if has_labels and is_multilabel(meta):
+        labels = _tag_index_cells(frame[LABEL_COLUMN], len(classes), where)
+    elif has_labels:
         labels = numeric_column(frame, LABEL_COLUMN, where, "an integer label", integer=True).astype(np.int64)
 
     if log_probs:

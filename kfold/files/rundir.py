@@ -387,12 +387,14 @@ class RunDir(_Folder):
             raise DataError(f"{self.oof}: {len(oof.ids)} rows, but {self.summary} records {rows}: "
                             "a file of another run; not used")
         if accuracy is not None and len(oof.ids):
-            actual = float((oof.probs.argmax(1) == oof.labels).mean())
+            multilabel = oof.labels.ndim == 2  # the share of right (image, tag) decisions at 0.5
+            actual = float(((oof.probs >= 0.5) == oof.labels).mean() if multilabel else
+                           (oof.probs.argmax(1) == oof.labels).mean())
             if abs(actual - accuracy) > 1e-6:
                 raise DataError(f"{self.oof}: out-of-fold accuracy {actual:.6f}, but {self.summary} records "
                                 f"{accuracy:.6f}: a file of another run; not used")
         logloss = summary.get("oof_logloss")
-        if logloss is not None and len(oof.ids) and 0 <= oof.labels.min() and oof.labels.max() < oof.probs.shape[1]:
+        if logloss is not None and len(oof.ids) and oof.labels.ndim == 1 and 0 <= oof.labels.min() and oof.labels.max() < oof.probs.shape[1]:
             import numpy as np
 
             probs = np.clip(np.asarray(oof.probs, dtype=np.float64), 1e-15, 1)

@@ -54,7 +54,7 @@ USAGE_VALUES = ("Public", "Private", "Ignored")
 
 COMPETITION_FILE = "competition.json"  # what kfold records of a competition it wrote (schema, metric, layout)
 
-TARGETS = ("label", "probs", "binary")
+TARGETS = ("label", "probs", "binary", "tags", "multilabel-probs")  # the last two: kfold.files.multilabel
 ID_KINDS = ("int", "str")
 
 
@@ -87,7 +87,7 @@ class Schema:
         names = [self.id_column, *self.target_columns]
         if len(set(names)) != len(names):
             raise DataError(f"columns {names!r}: a column name repeats")
-        if self.target == "probs" and list(self.target_columns) != list(self.classes):
+        if self.target in ("probs", "multilabel-probs") and list(self.target_columns) != list(self.classes):
             raise DataError(f"probability columns {list(self.target_columns)!r} must be the classes {list(self.classes)!r}")
         if self.target == "binary" and len(self.classes) != 2:
             raise DataError(f"a binary target has 2 classes, got {list(self.classes)!r}")
@@ -105,7 +105,7 @@ class Schema:
     @property
     def label_column(self) -> str:
         """The one target column of a label or binary target."""
-        if self.target == "probs":
+        if self.target in ("probs", "multilabel-probs"):
             raise UsageError("a probability target has one column per class, not one label column")
         return self.target_columns[0]
 
@@ -123,6 +123,11 @@ class Schema:
         return len(self.classes)
 
     @property
+    def multilabel(self) -> bool:
+        """Several labels per image (``tags``, ``multilabel-probs``): labels are (N, tags) 0/1 matrices."""
+        return self.target in ("tags", "multilabel-probs")
+
+    @property
     def writes_probabilities(self) -> bool:
         return self.target in ("probs", "binary")
 
@@ -134,7 +139,16 @@ class Schema:
         return np.array(self.classes, dtype=str)
 
     def encode(self, values: Sequence, where: str, column: str, first_line: int | None = None) -> np.ndarray:
-        """Class indices of the competition's class ``values``; a value not among the classes is an error."""
+        """Class indices of the competition's class ``values``; a value not among the classes is an error.
+        A multi-label target gives an (N, tags) 0/1 uint8 matrix (tag cells, or the 0/1 label columns)."""
+        if self.target == "tags":
+            from kfold.files.multilabel import encode_tags
+
+            return encode_tags(values, self.classes, where, column, first_line)
+        if self.target == "multilabel-probs":
+            from kfold.files.multilabel import zero_one_matrix
+
+            return zero_one_matrix(values, where, self.classes, first_line)
         text = _as_text(values)
         index = pd.Index(list(self.classes)).get_indexer(text)
         bad = index < 0
@@ -367,6 +381,11 @@ def infer_schema(sample: Sample, train_values: Sequence | None, *, metric: str |
     targets = sample.target_columns
     if target is not None and target not in TARGETS:
         raise UsageError(f"target {target!r}: must be one of {', '.join(TARGETS)}")
+    multi = _multilabel_schema(sample, train_values, metric, target, where_labels)
+    if multi is not None:
+        return multi
+    if train_values is not None and np.ndim(train_values) == 2:  # one-hot label columns: one class per row
+        train_values = [targets[j] for j in np.asarray(train_values).argmax(axis=1)]
     values = None if train_values is None else _as_text(list(train_values))
     if len(targets) > 1 or target == "probs":
         if len(targets) < 2:
@@ -402,6 +421,45 @@ def infer_schema(sample: Sample, train_values: Sequence | None, *, metric: str |
         raise UsageError(f"{where}: {problem}")
     return Schema(id_column=sample.id_column, target_columns=tuple(targets), classes=classes, target=kind,
                   id_kind=sample.id_kind, class_kind=class_kind, metric=chosen)
+
+
+def _multilabel_schema(sample: Sample, train_values, metric: str | None, target: str | None,
+                       where_labels: str) -> Schema | None:
+    """The schema of a multi-label competition (``kfold.files.multilabel.detect`` decides), or None."""
+    from kfold.files.multilabel import detect
+    from kfold.metrics import default_metric, get_metric, metric_fit_problem
+
+    targets = sample.target_columns
+    if train_values is None:
+        if target in ("tags", "multilabel-probs"):
+            raise DataError(f"{sample.path}: a {target} target takes its tags from the training labels, and none were given")
+        return None
+    columns = np.ndim(train_values) == 2
+    if target == "multilabel-probs" and not columns:
+        raise DataError(f"{where_labels}: a multilabel-probs target trains on the sample's probability columns "
+                        f"({', '.join(targets[:6])}) as 0/1 columns of the training labels, and they are not there")
+    if target == "tags" and len(targets) != 1:
+        raise DataError(f"{sample.path}: line 1: a tags target has one label column, got '{','.join(sample.columns)}'")
+    if columns and len(targets) < 2:
+        return None
+    found = detect(train_values, None if columns else sample.frame[targets[0]].tolist(), one_column=not columns,
+                   target=target, where=where_labels)
+    if found is None or found[0] == "probs":
+        return None
+    kind, classes, why = found
+    classes = tuple(targets) if kind == "multilabel-probs" else classes
+    if len(classes) < 2:
+        raise DataError(f"{where_labels}: only one tag ({classes[0]!r}); a multi-label classifier needs at least two")
+    chosen = metric or default_metric(kind, len(classes))
+    try:
+        get_metric(chosen)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    problem = metric_fit_problem(chosen, kind, len(classes), classes)
+    if problem:
+        raise UsageError(f"{sample.path}: {problem}")
+    return Schema(id_column=sample.id_column, target_columns=tuple(targets), classes=classes, target=kind,
+                  id_kind=sample.id_kind, class_kind="str", metric=chosen, extra={"detected": why})
 
 
 def clip_for_metric(probs: np.ndarray, metric: str) -> np.ndarray:

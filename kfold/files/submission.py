@@ -102,6 +102,13 @@ def read_submission(path: str | os.PathLike, num_classes: int | None = None, sch
         ids, categories = id_category_columns(frame, where)
         check_categories(ids, categories, num_classes if schema is None else schema.num_classes, where)
         return Submission(ids=ids, categories=categories, path=path, schema=schema)
+    if schema.multilabel:  # tags, or independent probability columns (kfold.files.multilabel_submission)
+        from kfold.files.multilabel_submission import read_multilabel_submission
+
+        ids, values = read_multilabel_submission(path, schema)
+        tags = schema.target == "tags"
+        return Submission(ids=ids, categories=values if tags else (values >= 0.5).astype(np.int64), path=path,
+                          probs=None if tags else values, schema=schema)
     check_header(frame, schema.header, where)
     if frame.empty:
         raise DataError(f"{where}: no rows after the header")

@@ -62,6 +62,9 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
     if report:
         guard_outputs([Path(report), *(Path(report) / name for name in REPORT_FILES)], sources,
                       root=Path(report).parent, error=UsageError)
+    multilabel = _multilabel_schema(schema, inputs)
+    if multilabel is not None:  # tags or independent probability columns: kfold.flows.multilabel
+        return _multilabel(inputs, out, multilabel, method, seed, sample, report, fit_oof, weights)
     fit = None
     if fit_oof is not None:
         if weights is not None:
@@ -132,4 +135,34 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
             scores = {}
         tracker.ensemble_done(out, list(inputs), method, public=scores.get("public"), private=scores.get("private"),
                               report=report)
+    return result
+
+
+def _multilabel_schema(schema, inputs):
+    """The multi-label schema of the ensemble: ``schema``, else the one the first probability input records."""
+    if schema is not None:
+        return schema if schema.multilabel else None
+    from kfold.files.probs import is_multilabel, read_probs
+    from kfold.files.schema import Schema
+
+    first = Path(inputs[0]) if inputs else None
+    if first is None or first.suffix.lower() != ".npz" or not first.is_file():
+        return None
+    from kfold.errors import KfoldError
+
+    try:
+        meta = read_probs(first).meta
+        return Schema.from_dict(meta["schema"], str(first)) if is_multilabel(meta) else None
+    except KfoldError:  # a damaged input: the ensemble's own reading names it
+        return None
+
+
+def _multilabel(inputs, out, schema, method, seed, sample, report, fit_oof, weights) -> EnsembleResult:
+    from kfold.flows.multilabel import make_multilabel_submission
+
+    if fit_oof is not None or weights is not None:
+        raise UsageError(f"{param('weights')} / {param('fit_oof')}: a multi-label ensemble is an equal-weight mean or vote")
+    made = make_multilabel_submission(list(inputs), out, schema=schema, method=method, seed=seed, sample=sample,
+                                      report=report)
+    result = EnsembleResult(made, out, None, written=made.written)  # type: ignore[arg-type]
     return result

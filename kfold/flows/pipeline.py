@@ -184,6 +184,12 @@ def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: 
                               device=request.device, threads=backend.threads(request.threads), echo=echo)
     fold_files = [probs.fold(run.name, fold) for run in run_dirs for fold in range(k)]
 
+    if task.schema.multilabel:  # tags or independent probability columns: kfold.flows.multilabel
+        from kfold.flows.multilabel import finish_competition
+
+        subs, table, lines = finish_competition(task, root, run_dirs, fold_files, summaries, submissions, seeds,
+                                                preset, k, echo)
+        return CompetitionResult(summaries, written, subs, leaderboard=table, recommended=subs["mean"], lines=lines)
     sample = task.sample_submission
     subs: dict[str, Path] = {}
     methods = METHODS if not task.schema.writes_probabilities else ("mean",)  # a vote holds no probabilities

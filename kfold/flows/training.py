@@ -160,7 +160,7 @@ def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None
             raise UsageError(f"{run.folds_csv} has {folds.max() + 1} folds but {param('k')}={k} was given; "
                              f"use a new {param('out')} directory")
     else:
-        folds = assign_folds(task.train_labels, k, seed)  # a k larger than a class fails before anything is written
+        folds = assign_folds(task.train_labels, k, seed, task.class_names)  # a k larger than a class fails before anything is written
     wanted = {"config": cfg.to_dict(), "preset": preset, "k": k, "seed": seed, "data": str(data), "task": task.name,
               "fingerprint": task.fingerprint(), "classes": task.class_names, "folds_sha256": folds_sha256(folds),
               "threads": threads, **task.schema_meta()}
@@ -223,18 +223,25 @@ def summarize(run: RunDir, task: Task, k: int, cfg: TrainConfig, *, preset: str 
         labels = np.concatenate([part.labels for part in oof_parts])
         order = np.argsort(ids)
         ids, probs, labels = ids[order], probs[order], labels[order]
-        predicted = probs.argmax(1)
-        summary.update(oof_rows=int(len(ids)), oof_accuracy=float((predicted == labels).mean()),
-                       oof_accuracy_last_epoch=float(last_correct / len(ids)),
-                       oof_logloss=float(log_loss(labels, probs, labels=range(task.num_classes))))
-        summary["metric"] = task.schema.metric  # the competition's metric on the out-of-fold rows
-        summary["oof_score"] = float(score(task.schema.metric, labels, probs, task.num_classes))
+        if task.schema.multilabel:  # per-tag decisions, binary cross-entropy, the metric with the chosen thresholds
+            from kfold.scoring.multilabel import oof_summary
+
+            summary.update(oof_summary(labels, probs, task.schema), oof_accuracy_last_epoch=float(last_correct / len(ids)))
+        else:
+            predicted = probs.argmax(1)
+            summary.update(oof_rows=int(len(ids)), oof_accuracy=float((predicted == labels).mean()),
+                           oof_accuracy_last_epoch=float(last_correct / len(ids)),
+                           oof_logloss=float(log_loss(labels, probs, labels=range(task.num_classes))))
+            summary["metric"] = task.schema.metric  # the competition's metric on the out-of-fold rows
+            summary["oof_score"] = float(score(task.schema.metric, labels, probs, task.num_classes))
         if task.train_groups is not None:
             groups = task.train_groups[ids]
             summary["oof_accuracy_by_group"] = accuracy_by_group(predicted == labels, groups, task.group_names)
         if len(fold_rows) == k:
             meta = run.oof_meta({"model": cfg.model, "fold": "all", "preset": preset, "seed": seed,
                                   "fingerprint": task.fingerprint(), "task": task.name})
+            if task.schema.multilabel:
+                meta.update(task.schema_meta())
             write_probs(run.oof, ids, probs, task.class_names, meta, labels=labels)
     if run.is_done(FULL):
         summary["full"] = {key: _meta(run, FULL)[key] for key in ("best_epoch", "seconds")}
@@ -262,7 +269,14 @@ def format_summary(summary: dict) -> str:
         table = pd.DataFrame(summary["folds"]).rename(columns={"val_accuracy": "val_acc"})
         table["seconds"] = table["seconds"].map("{:.1f}".format)  # not 161.9340
         lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    if "oof_accuracy" in summary:
+    if "oof_accuracy" in summary and summary.get("multilabel"):
+        found = summary.get("thresholds")
+        chosen = (f"  thresholds: global {found['global']:.2f} ({found['score_global']:.4f}), per tag "
+                  f"({found['score_per_tag']:.4f}); using {found['used']}") if found else ""
+        lines.append(f"OOF {summary['metric']} {summary['oof_score']:.4f}  tag accuracy {summary['oof_accuracy']:.4f}  "
+                     f"BCE {summary['oof_logloss']:.4f}  ({summary['oof_rows']} rows, {summary['folds_done']}/"
+                     f"{summary['k']} folds){chosen}")
+    elif "oof_accuracy" in summary:
         lines.append(f"OOF accuracy {summary['oof_accuracy']:.4f}  OOF log loss {summary['oof_logloss']:.4f}  "
                      f"({summary['oof_rows']} rows, {summary['folds_done']}/{summary['k']} folds)")
         if summary.get("keep", "best") == "last":

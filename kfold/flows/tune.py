@@ -559,6 +559,10 @@ def _oof_score(run: RunDir, folds: Sequence[int], metric: str, num_classes: int)
         return float("nan"), 0
     labels = np.concatenate([p.labels for p in parts])
     probs = np.concatenate([p.probs for p in parts])
+    if labels.ndim == 2 and metric != "mean-auc":  # tags: scored at the thresholds chosen on these rows
+        from kfold.scoring.multilabel import search_thresholds
+
+        return float(search_thresholds(labels, probs, metric)["score"]), len(parts)
     return float(score(metric, labels, probs, num_classes)), len(parts)
 
 

@@ -152,7 +152,9 @@ class _ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, row):
         image = torch.from_numpy(self.transform(self.images[row]))  # (H, W) or (H, W, C) float32
-        return (image.unsqueeze(0) if image.dim() == 2 else image.permute(2, 0, 1)), int(self.labels[row])
+        label = self.labels[row]  # a class, or a multi-label row of 0/1 floats
+        return (image.unsqueeze(0) if image.dim() == 2 else image.permute(2, 0, 1)), (
+            torch.from_numpy(label) if np.ndim(label) else int(label))
 
 
 @dataclass
@@ -182,6 +184,10 @@ class FoldTrainer:
         self.num_classes = num_classes
         self.train_rows, self.val_rows = np.asarray(train_rows), None if val_rows is None else np.asarray(val_rows)
         self.labels_np = labels  # the true labels: validation and metrics read only these
+        self.multilabel = np.ndim(labels) == 2  # (N, tags) 0/1: one sigmoid per tag, binary cross-entropy
+        if self.multilabel and cfg.pseudo_label > 0:
+            raise UsageError(f"pseudo_label={cfg.pseudo_label}: pseudo-labelling picks one confident class per image; "
+                             "a multi-label target has several (use pseudo_label=0)")
         self.channels = image_channels(images)
         self.mean, self.std = normalization(images, self.train_rows)  # training fold only
         self._mean, self._std = norm_operand(self.mean, device), norm_operand(self.std, device)
@@ -196,7 +202,10 @@ class FoldTrainer:
         pinned = device.type == "cuda"
         self.images = (torch.from_numpy(images).pin_memory() if pinned else torch.from_numpy(images)).to(device, non_blocking=True)
         # Training targets: the true label of every labeled row, a pseudo-label (or -1) for every pool row.
-        targets = np.full(len(images), -1, dtype=np.int64)
+        if self.multilabel:
+            targets = np.zeros((len(images), labels.shape[1]), dtype=np.float32)
+        else:
+            targets = np.full(len(images), -1, dtype=np.int64)
         targets[:len(labels)] = labels
         if self.val_rows is not None:
             targets[self.val_rows] = -1
@@ -392,9 +401,9 @@ class FoldTrainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.bf16):
                 logits = self.forward(x)
-                loss = lam * F.cross_entropy(logits, y_a, label_smoothing=cfg.label_smoothing)
+                loss = lam * self._loss(logits, y_a)
                 if lam < 1.0:
-                    loss = loss + (1 - lam) * F.cross_entropy(logits, y_b, label_smoothing=cfg.label_smoothing)
+                    loss = loss + (1 - lam) * self._loss(logits, y_b)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -402,14 +411,29 @@ class FoldTrainer:
                 self.ema.update_parameters(self.model)
             self.state["step"] += 1
             total_loss += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y_a).sum()
+            if self.multilabel:  # the share of right (image, tag) decisions at 0.5
+                correct += ((logits > 0).float() == y_a).float().mean(dim=1).sum()
+            else:
+                correct += (logits.argmax(1) == y_a).sum()
             seen += len(y)
         return float(total_loss) / seen, float(correct) / seen
 
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of one class per image; binary cross-entropy per tag (targets smoothed towards 0.5)."""
+        smoothing = self.cfg.label_smoothing
+        if not self.multilabel:
+            return F.cross_entropy(logits, y, label_smoothing=smoothing)
+        return F.binary_cross_entropy_with_logits(logits.float(), y * (1 - smoothing) + 0.5 * smoothing)
+
     def evaluate(self) -> tuple[float, float, np.ndarray]:
         probs = predict_proba(self.eval_model, self.images[torch.from_numpy(self.val_rows).to(self.device)], self.mean, self.std,
-                              self.device, self.cfg.eval_batch_size, channels_last=self.channels_last, bf16=self.bf16)
+                              self.device, self.cfg.eval_batch_size, channels_last=self.channels_last, bf16=self.bf16,
+                              multilabel=self.multilabel)
         labels = self.labels_np[self.val_rows]
+        if self.multilabel:  # binary cross-entropy, and the share of right (image, tag) decisions at 0.5
+            clipped = np.clip(probs.astype(np.float64), 1e-12, 1 - 1e-12)
+            loss = float(-(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)).mean())
+            return loss, float(((probs >= 0.5) == labels).mean()), probs
         loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
         return loss, float((probs.argmax(1) == labels).mean()), probs
 

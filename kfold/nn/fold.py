@@ -128,7 +128,7 @@ def train_fold(job: FoldJob, task: Task | None = None, echo: Callable[[str], Non
         "normalization": {"mean": trainer.mean, "std": trainer.std}, "fingerprint": task.fingerprint(),
         "train_rows": len(train_rows), "val_rows": 0 if val_rows is None else len(val_rows),
         "pseudo_label_pool": len(trainer.pseudo_pool), "seconds": result.seconds, "image_size": int(task.image_shape[0]),
-        "channels": trainer.channels,
+        "channels": trainer.channels, **({"multilabel": True} if trainer.multilabel else {}),
         "device": str(device), "threads": threads, "host": platform.node(), "versions": library_versions(),
         "precision": trainer.precision.record(),
     }
@@ -136,7 +136,14 @@ def train_fold(job: FoldJob, task: Task | None = None, echo: Callable[[str], Non
     history = pd.DataFrame(result.history)
     write_csv(run.metrics(fold), history)
     plot_learning_curve(history, run.learning_curve(fold), title=desc)
-    if val_rows is not None:
+    if val_rows is not None and task.schema.multilabel:  # per-tag counts instead of a confusion matrix
+        from kfold.scoring.multilabel import per_tag_table
+
+        labels = task.train_labels[val_rows]
+        write_csv(run.confusion_csv(fold), per_tag_table(labels, result.val_probs, task.class_names))
+        write_probs(run.fold_oof(fold), val_rows, result.val_probs, task.class_names,
+                    {**run.oof_meta(meta), **task.schema_meta()}, labels=labels)
+    elif val_rows is not None:
         labels = task.train_labels[val_rows]
         matrix = confusion_matrix(labels, result.val_probs.argmax(1), labels=range(task.num_classes))
         write_csv(run.confusion_csv(fold), pd.DataFrame(matrix, index=pd.Index(range(task.num_classes), name="true")), index=True)

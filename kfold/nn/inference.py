@@ -84,9 +84,11 @@ def predict_proba(
     tta: int = 1,
     channels_last: bool = False,
     bf16: bool | None = None,
+    multilabel: bool = False,
 ) -> np.ndarray:
     """Softmax probabilities (N, classes) float32 for uint8 images (N, H, W) or (N, H, W, C), averaged over
-    ``tta`` views; ``mean``/``std`` are floats for 1 channel, lists of C floats otherwise."""
+    ``tta`` views; ``mean``/``std`` are floats for 1 channel, lists of C floats otherwise. ``multilabel``: one
+    independent sigmoid probability per tag instead (rows do not sum to 1)."""
     from kfold.nn.augment import tta_views
 
     model.eval()
@@ -110,7 +112,7 @@ def predict_proba(
                 view = view.contiguous(memory_format=torch.channels_last)
             with autocast(device, bf16):
                 logits = model(view)
-            probs = probs + torch.softmax(logits.float(), dim=1)
+            probs = probs + (torch.sigmoid(logits.float()) if multilabel else torch.softmax(logits.float(), dim=1))
         out.append((probs / len(views)).cpu())
     return torch.cat(out).numpy().astype(np.float32)
 

@@ -37,6 +37,14 @@ def check_model_matches(where: Path, meta: dict, task: Task) -> None:
         raise DataError(f"{where}: model takes {_describe(size, size, channels)} but the test images are {shape}")
 
 
+def _thresholds(run: RunDir, task: Task) -> dict:
+    """A tag target's out-of-fold thresholds (the run's ``summary.json``) for its test probability files."""
+    if task.schema.target != "tags" or not run.summary.is_file():
+        return {}
+    found = run.read_json(run.summary).get("thresholds")
+    return {"thresholds": found} if found else {}
+
+
 def tta_gain(model, meta: dict, task: Task, run: RunDir, fold: int, views: int, batch_size: int, device, channels_last: bool) -> dict:
     """Out-of-fold accuracy / log loss of one fold model with 1 view and with ``views`` views (and the
     accuracy per group, e.g. per MNIST-MIX language, when the task has groups)."""
@@ -80,7 +88,8 @@ def model_probs(model, meta: dict, task: Task, device, batch_size: int, views: i
 
         model = model.to(memory_format=torch.channels_last)
     norm = meta["normalization"]
-    probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, batch_size, views, channels_last, bf16)
+    probs = predict_proba(model, task.test_images, norm["mean"], norm["std"], device, batch_size, views, channels_last, bf16,
+                          multilabel=task.schema.multilabel)
     return probs, channels_last
 
 
@@ -211,13 +220,13 @@ def predict_run(runs: Sequence[RunDir | str | Path], task: Task, out: str | Path
             start = time.perf_counter()
             probs, channels_last = model_probs(model, meta, task, device, batch_size, views, run.weights(fold))
             seconds = time.perf_counter() - start
-            file_meta = test_file_meta(meta, run.name, views, task)
+            file_meta = {**test_file_meta(meta, run.name, views, task), **_thresholds(run, task)}
             path = pred.model(run.name, fold, fmt)
             add(path, task.test_ids, probs, task.class_names, file_meta)
             tqdm.write(f"{path}: {len(probs)} rows, {views} view(s), {len(probs) / max(seconds, 1e-9):,.0f} images/s")
             if fold != FULL:
                 fold_probs.append(probs)
-                if views > 1:
+                if views > 1 and not task.schema.multilabel:  # (the TTA gain table scores one class per image)
                     gains.append(tta_gain(model, meta, task, run, int(fold), views, batch_size, device, channels_last))
         if fold_probs:
             mean_meta = {**file_meta, "fold": "mean", "folds": len(fold_probs), "folds_defined": k,

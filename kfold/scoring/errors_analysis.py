@@ -116,6 +116,10 @@ def analyze_run(run_dir: str | Path, data: str | None = None, gallery_size: int 
     oof = read_oof(run_dir)
     if oof.labels is None:
         raise DataError(f"{oof.path or run_dir}: out-of-fold file without labels")
+    if oof.labels.ndim == 2:  # several tags per image: per-tag precision/recall/F1, missed and spurious tags
+        from kfold.scoring.multilabel_errors import analyze_multilabel
+
+        return analyze_multilabel(run_dir, oof, lambda: training_images(run_dir, data), gallery_size)
     n = oof.num_classes
     predicted = oof.predictions()
     confusion = np.zeros((n, n), dtype=np.int64)
@@ -178,6 +182,8 @@ def guard_analysis(run_dir: str | Path, out_dir: str | Path | None = None, input
 
 def per_class_markdown(analysis: RunAnalysis) -> str:
     shown = analysis.per_class.rename(columns={"confused_rows": "rows confused"})
+    if getattr(analysis, "multilabel", False):
+        shown = shown.drop(columns=["name", "accuracy"])
     return markdown_table(shown)
 
 
@@ -188,6 +194,10 @@ def write_analysis(analysis: RunAnalysis, out_dir: str | Path | None = None) -> 
     out_dir = analysis_dir(analysis.run_dir, out_dir)
     names = analysis.class_names
     files = {role: out_dir / name for role, name in ANALYSIS_FILES.items() if role != "gallery"}
+    if getattr(analysis, "multilabel", False):
+        from kfold.scoring.multilabel_errors import write_multilabel_analysis
+
+        return write_multilabel_analysis(analysis, out_dir, files)
     with together():  # the analysis files appear together, or none does
         index = pd.Index([f"{i} {name}" if name != str(i) else name for i, name in enumerate(names)], name="true")
         write_csv(files["confusion_csv"], pd.DataFrame(analysis.confusion, index=index, columns=index.rename(None)), index=True)

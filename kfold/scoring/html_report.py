@@ -170,6 +170,8 @@ def folds_section(summary: dict) -> str:
 
 
 def errors_section(analysis: RunAnalysis, files: dict[str, Path]) -> str:
+    if getattr(analysis, "multilabel", False):  # per-tag precision/recall/F1 and support instead of a confusion matrix
+        return _multilabel_errors_section(analysis, files)
     parts = ["<h2 id=confusion>Out-of-fold confusion matrix</h2>",
              _image(_png_data_uri(files["confusion"]), "out-of-fold confusion matrix"),
              "<h2 id=classes>Accuracy per class</h2>",
@@ -183,6 +185,21 @@ def errors_section(analysis: RunAnalysis, files: dict[str, Path]) -> str:
         shown = analysis.errors.head(20)[[ID_COLUMN, "true_name", "predicted_name", "confidence", "true_probability"]]
         parts.append(f"<p class=note>{len(analysis.errors)} of {len(analysis.labels)} rows wrong; the most confident:</p>"
                      + html_table(shown, floatfmt=".3f"))
+    return "".join(parts)
+
+
+def _multilabel_errors_section(analysis, files: dict[str, Path]) -> str:
+    parts = [f"<h2 id=confusion>Per tag (out-of-fold {html.escape(analysis.metric)} {analysis.score:.4f})</h2>",
+             html_table(analysis.per_class.drop(columns=["name", "accuracy"]), floatfmt=".3f"),
+             "<h2 id=classes>F1 per tag</h2>", _image(_png_data_uri(files["per_class"]), "out-of-fold F1 per tag"),
+             "<h2 id=errors>Images with the most wrong tags</h2>"]
+    if "gallery" in files:
+        parts.append(_image(_png_data_uri(files["gallery"]), "out-of-fold images with missed and spurious tags"))
+    parts += [f"<p class=note>{html.escape(note)}</p>" for note in analysis.notes or []]
+    if len(analysis.errors):
+        shown = analysis.errors.head(20)[[ID_COLUMN, "true_name", "predicted_name", "missed", "spurious", "wrong_tags"]]
+        parts.append(f"<p class=note>{len(analysis.errors)} of {len(analysis.labels)} images with a wrong tag; the "
+                     "worst:</p>" + html_table(shown, floatfmt=".3f"))
     return "".join(parts)
 
 

@@ -95,6 +95,11 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
     if schema is None:
         recorded = read_competition_file(path.parent) if path.parent.is_dir() else None
         schema = recorded["schema"] if recorded else None
+    if schema is not None and schema.multilabel:  # tags or 0/1 columns (kfold.scoring.multilabel_board)
+        from kfold.scoring.multilabel_board import multilabel_solution
+
+        check_seed(seed)
+        return Solution(**multilabel_solution(path, schema, public_fraction, seed, metric))
     frame = read_csv_frame(path, "solution")
     columns = list(frame.columns)
     group_values = frame.pop(GROUP_COLUMN) if columns[2:] and columns[-1] == GROUP_COLUMN else None
@@ -313,6 +318,10 @@ def score_many(submissions: Sequence, solution: Solution, n_bootstrap: int = 100
     if n_bootstrap < 1:
         raise UsageError(f"{param('bootstrap')} must be at least 1, got {n_bootstrap}")
     check_seed(seed)
+    if solution.schema is not None and solution.schema.multilabel:
+        from kfold.scoring.multilabel_board import score_multilabel
+
+        return score_multilabel(submissions, solution, n_bootstrap, seed)
     scored = [_score_one(source, solution, ids, log_probs, side_files) for source in submissions]
     from kfold.scoring.ensemble import check_same_data
 

@@ -193,6 +193,8 @@ def _write(out: Path, run_dirs: Sequence[RunDir], models, wheel: Path, data: Pat
                 for source, target in ((run.weights(fold), packaged.weights(fold)), (run.meta(fold), packaged.meta(fold))):
                     shutil.copyfile(source, target)
             shutil.copyfile(run.config, packaged.config)
+            if run.summary.is_file():  # a tag target's out-of-fold thresholds live there
+                shutil.copyfile(run.summary, packaged.summary)
             manifest["models"].append({"run": run.name, "dir": f"{pk.MODELS}/{run.name}", "folds": folds})
         (dataset / pk.WHEELS).mkdir()
         shutil.copyfile(wheel, dataset / pk.WHEELS / wheel.name)

@@ -154,7 +154,8 @@ def predict_packaged(models: Sequence[tuple[str, int, Path]], task: Task, out: s
             start = time.perf_counter()
             probs, _ = model_probs(model, meta, task, device, batch_size, tta, weights)
             path = pred.model(run_name, fold)
-            write_probs(path, task.test_ids, probs, task.class_names, test_file_meta(meta, run_name, tta, task))
+            thresholds = _thresholds(RunDir(weights.parent.parent), task)  # a packaged run folder (tags)
+            write_probs(path, task.test_ids, probs, task.class_names, {**test_file_meta(meta, run_name, tta, task), **thresholds})
             echo(f"{run_name}/{model_name(fold)}: {len(probs)} rows, {tta} view(s), "
                  f"{len(probs) / max(time.perf_counter() - start, 1e-9):,.0f} images/s")
             written.append(path)

@@ -182,8 +182,10 @@ def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = No
 def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache_dir=None,
                 progress: bool = True) -> Task:
     """Read the detected layout into a Task (schema from the sample and the training labels)."""
-    options = recorded_options(detected.directory, (options or LoadOptions()).check())
+    given = (options or LoadOptions()).check()
+    options = recorded_options(detected.directory, given)
     sample = read_sample(detected.sample, id_column=options.id_column)
+    _check_target_flag(given.target, sample)
     loader = {"pixel-csv": _load_pixel_csv, "image-files": _load_image_files, "class-folders": _load_class_folders}
     parts = loader[detected.layout](detected, sample, options, cache_dir, progress)
     schema = infer_schema(sample, parts["label_values"], metric=options.metric, target=options.target,
@@ -210,6 +212,23 @@ def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache
         extra=extra,
         schema=schema,
     )
+
+
+def _check_target_flag(target: str | None, sample: Sample) -> None:
+    """``target`` must be the target the sample holds where the sample decides it (several probability columns:
+    'probs'; one column: 'label' or 'binary', never 'probs'); else it would be ignored (kfold.data.flag_use)."""
+    from kfold.data.flag_use import check_target
+    from kfold.files.schema import _is_probability_column
+
+    if target is None:
+        return
+    if len(sample.target_columns) > 1:
+        detected = "probs"
+    elif target == "probs":
+        detected = "binary" if _is_probability_column(sample.frame[sample.target_columns[0]]) else "label"
+    else:
+        return
+    check_target(target, detected, str(sample.path), sample.columns)
 
 
 def recorded_options(directory: Path, options: LoadOptions) -> LoadOptions:

@@ -12,6 +12,7 @@ from kfold.data.task import Task
 
 from kfold.data.competition import SAMPLE_SUBMISSION, SOLUTION, write_sample_submission, write_solution
 from kfold.data.download import download_kmnist
+from kfold.data.flag_use import check_target, check_used
 from kfold.data.kmnist import LAYOUTS, load_kmnist_dir
 from kfold.data.layouts import LoadOptions, detect_layout, load_layout
 from kfold.data.mnist_mix import COMBINED, LABEL_MODES, is_mnist_mix, load_mnist_mix
@@ -35,9 +36,12 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
     options = (options or LoadOptions()).check()
     if label_mode not in LABEL_MODES:
         raise UsageError(f"label_mode {label_mode!r}: must be one of {', '.join(LABEL_MODES)}")
+    given = {**options.given(), "languages": languages, "cache_dir": cache_dir,
+             "label_mode": None if label_mode == "specific" else label_mode}
     path = Path(spec)
     if str(spec) == "kmnist":  # always the official release; a local folder of that name is "./kmnist"
         _kmnist_only(spec, languages, label_mode)
+        check_used("kmnist", given, "the official KMNIST release")
         return _array_options(load_official_kmnist(cache_dir, progress=progress), options)
     if not path.exists():
         raise UsageError(f"dataset {str(spec)!r}: no such directory; give 'kmnist' (the official release, "
@@ -46,14 +50,17 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
         for layout in LAYOUTS:
             if all((path / name).is_file() for name in layout.required):
                 _kmnist_only(spec, languages, label_mode)
+                check_used("arrays", given, str(path))
                 return _array_options(load_kmnist_dir(path, layout), options, path)
     if not options.names_files and is_mnist_mix(path):
+        check_used("mnist-mix", given, str(path))
         return _array_options(load_mnist_mix(path, languages=languages, label_mode=label_mode), options,
                               path if path.is_dir() else path.parent)
     if path.is_dir():
         detected = detect_layout(path, options)
         if detected is not None:
             _kmnist_only(spec, languages, label_mode, what="the MNIST-MIX files")
+            check_used(detected.layout, given, str(path))
             return load_layout(detected, options, cache_dir=cache_dir, progress=progress)
     if path.is_file():
         raise DataError(f"{path}: not a dataset; a file spec must be an MNIST-MIX .npz like {COMBINED}")
@@ -76,12 +83,7 @@ def _kmnist_only(spec, languages, label_mode, what: str = "KMNIST") -> None:
 
 def _array_options(task: Task, options: LoadOptions, directory: Path | None = None) -> Task:
     """The options that apply to an arrays layout: image size, channels, metric; column options do not."""
-    columns = [name for name in ("id_column", "label_column", "image_column") if getattr(options, name) is not None]
-    if columns:
-        raise UsageError(f"{', '.join(columns)}: the {task.extra.get('layout', 'arrays')} layout of {task.name} has "
-                         "no such columns (they apply to CSV and image-folder layouts)")
-    if options.target not in (None, "label"):
-        raise UsageError(f"target {options.target!r}: the arrays layouts have one label per image (target 'label')")
+    check_target(options.target, "label", f"of the arrays layout of {task.name}", task.schema.header)
     if options.image_size is not None or options.channels is not None:
         from kfold.data.pixel_csv import convert_images
 

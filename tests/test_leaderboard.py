@@ -165,7 +165,7 @@ def test_cli_leaderboard_errors(tmp_path, capsys):
     sub = _submission(tmp_path / "s.csv", [0, 1], [1, 1])
     assert kfold_main(["leaderboard", "--solution", str(solution), "--public-fraction", "2", str(sub),
                        "--out", str(tmp_path / "o")]) == 2
-    assert "--public-fraction must be between 0 and 1" in capsys.readouterr().err
+    assert "argument --public-fraction: '2' is not a finite number in (0, 1)" in capsys.readouterr().err
     bad = _submission(tmp_path / "bad.csv", [0, 1], [1, "x"])
     assert kfold_main(["leaderboard", "--solution", str(solution), str(bad), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err

@@ -101,7 +101,7 @@ MAKE_FLAGS = ("target", "metric", "id_column", "label_column", "string_ids", "cl
 _MAKE_ALL = frozenset(MAKE_FLAGS) - {"test_id_column"}
 # (layout, target kind) -> the flags it consumes; the kind is 'binary' for --target probs with two classes.
 MAKE_USES: Mapping[tuple[str, str], frozenset] = {
-    **{("arrays", kind): frozenset({"metric"}) for kind in ("label", "probs", "binary")},
+    ("arrays", "label"): frozenset({"metric"}),  # the arrays layout has a label target only
     **{("pixel-csv", kind): frozenset(MAKE_FLAGS) for kind in ("label", "probs", "binary")},
     **{("image-files", kind): _MAKE_ALL for kind in ("label", "probs", "binary")},
     ("class-folders", "label"): _MAKE_ALL,
@@ -118,7 +118,7 @@ _MAKE_WHY = {
 def check_make_used(layout: str, kind: str, given: Mapping[str, object]) -> None:
     """Refuse the first make-competition flag (``given``: those set to other than their default) that the
     written ``layout`` with target ``kind`` does not use."""
-    used = MAKE_USES[(layout, kind)]
+    used = MAKE_USES.get((layout, kind), frozenset())
     for name in MAKE_FLAGS:
         if name in given and name not in used:
             why = _MAKE_WHY["arrays"] if layout == "arrays" else _MAKE_WHY[name]

@@ -115,7 +115,7 @@ def _resolve(directory: Path, value, what: str, kind: str) -> Path:
     for candidate in candidates:
         if (candidate.is_file() if kind == "file" else candidate.is_dir()):
             return candidate
-    raise UsageError(f"{what} {str(value)!r}: no such {kind} (looked in the current directory and in {directory})")
+    raise UsageError(f"{param(what)}={str(value)!r}: no such {kind} (looked in the current directory and in {directory})")
 
 
 def _first(directory: Path, names, kind: str) -> Path | None:
@@ -241,14 +241,15 @@ def recorded_options(directory: Path, options: LoadOptions) -> LoadOptions:
     if recorded is None:
         return options
     schema = recorded["schema"]
-    return replace(options, metric=options.metric or schema.metric,
+    same_target = options.target in (None, schema.target)  # the recorded metric is for the recorded target
+    return replace(options, metric=options.metric or (schema.metric if same_target else None),
                    target=options.target or (schema.target if schema.target != "label" else None))
 
 
 def _label_column(columns: list[str], sample: Sample, options: LoadOptions, where: str, exclude: tuple[str, ...]) -> str:
     if options.label_column is not None:
         if options.label_column not in columns:
-            raise UsageError(f"label_column {options.label_column!r}: {where} has no such column "
+            raise UsageError(f"{param('label_column')}={options.label_column!r}: {where} has no such column "
                              f"(has: {', '.join(columns[:8])}{', ...' if len(columns) > 8 else ''})")
         return options.label_column
     targets = sample.target_columns
@@ -354,7 +355,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
     where = str(detected.train)
     if options.image_column is not None:
         if options.image_column not in columns:
-            raise UsageError(f"image_column {options.image_column!r}: {where} has no such column (has: {', '.join(columns)})")
+            raise UsageError(f"{param('image_column')}={options.image_column!r}: {where} has no such column (has: {', '.join(columns)})")
         file_column = options.image_column
     elif sample.id_column in columns:
         file_column = sample.id_column
@@ -362,7 +363,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
         file_column = columns[0]
     label = _label_column(columns, sample, options, where, (file_column,))
     if label == file_column:
-        raise UsageError(f"label_column {label!r} is also the column of the image file names")
+        raise UsageError(f"{param('label_column')}={label!r} is also the column of the image file names")
     names = frame[file_column].astype(str).str.strip().to_numpy(dtype=object)
     check_unique(names, where, file_column)
     values = check_labels_present(frame[label], where, label)

@@ -128,11 +128,9 @@ def _array_options(task: Task, options: LoadOptions, directory: Path | None = No
 
         options = recorded_options(directory, options)
     if options.metric is not None:
-        from kfold.metrics import metric_fit_problem
+        from kfold.metrics import check_metric
 
-        problem = metric_fit_problem(options.metric, task.schema.target, task.num_classes, task.schema.classes)
-        if problem:
-            raise UsageError(problem)
+        check_metric(options.metric, task.schema.target, task.schema.classes)
         task.schema = task.schema.with_metric(options.metric)
     return task
 

@@ -215,11 +215,9 @@ def make_competition(task: Task, out_dir: str | Path, *, public_fraction: float 
 def _write_arrays(task: Task, out_dir: Path, options: MakeOptions, seed: int, public_fraction: float) -> list[Path]:
     schema = task.schema
     if options.metric is not None:
-        from kfold.metrics import metric_fit_problem
+        from kfold.metrics import check_metric
 
-        problem = metric_fit_problem(options.metric, schema.target, schema.num_classes, schema.classes)
-        if problem:
-            raise UsageError(problem)
+        check_metric(options.metric, schema.target, schema.classes)
         schema = schema.with_metric(options.metric)
     written = []
     with together():

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from kfold.errors import UsageError
+from kfold.errors import UsageError, check_list
 from kfold.files.rundir import FULL, PredDir, RunDir
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -66,12 +66,8 @@ def _check_device(value: Any) -> None:
 
 
 def _paths(name: str, value: Any) -> list:
-    """One path or a sequence of paths (a single str is one path, not its letters)."""
-    if isinstance(value, (str, Path)) or hasattr(value, "__fspath__"):
-        value = [value]
-    if isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__"):
-        raise UsageError(f"{name}={_show(value)}: must be a path or a list of paths")
-    items = list(value)
+    """A list of paths: a single str or path is refused (``ListTypeError``, a ``TypeError``), as is an empty list."""
+    items = check_list(name, value)
     if not items:
         raise UsageError(f"{name}=[]: give at least one path")
     for item in items:
@@ -83,14 +79,7 @@ def _paths(name: str, value: Any) -> list:
 def _check_folds(value: Any) -> None:
     if value is None:
         return
-    if isinstance(value, str):
-        parts = [part.strip() for part in value.split(",")]
-        if not all(part.isdigit() for part in parts):
-            raise UsageError(f"folds={_show(value)}: must be fold numbers like [0, 2] or '0,2'")
-        return
-    if not hasattr(value, "__iter__") or isinstance(value, (bytes, dict)):
-        raise UsageError(f"folds={_show(value)}: must be a list of fold numbers like [0, 2]")
-    items = list(value)
+    items = check_list("folds", value)
     if not items or any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 0 for f in items):
         raise UsageError(f"folds={_show(value)}: must be a non-empty list of fold numbers >= 0 like [0, 2]")
 
@@ -319,6 +308,7 @@ def tune(data: str, preset: str = "fast", *, trials: int, out: str | Path | None
     from kfold.flows.training import TaskSpec
     from kfold.flows.tune import import_optuna, parse_space, read_space, tune as run_search
 
+    _check_folds(folds)
     cfg = resolve_config(preset, config, overrides)
     if space is not None and not hasattr(space, "params"):
         space = parse_space(space, "space") if isinstance(space, dict) else read_space(space)
@@ -412,9 +402,7 @@ def ensemble(inputs: str | Path | Sequence[str | Path], method: str = "mean", *,
     _check_path("report", report, optional=True)
     _check_choice("tiebreak", tiebreak, ("random", "prob"))
     if weights is not None:
-        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__iter__"):
-            raise UsageError(f"weights={_show(weights)}: must be a list of numbers, one per input")
-        weights = list(weights)
+        weights = check_list("weights", weights)
         for weight in weights:
             _check_number("weights", weight, 0)
     made = make_submission(inputs, out, method=method, weights=weights, seed=seed, tiebreak=tiebreak,
@@ -432,7 +420,7 @@ def guard_leaderboard(out: str | Path, inputs: Sequence[str | Path]) -> None:
     from kfold.files.atomic import guard_outputs
     from kfold.files.rundir import probs_path
 
-    out = Path(out)
+    out, inputs = Path(out), check_list("inputs", inputs)
     sources = [*inputs, *(probs_path(path) for path in inputs)]  # a submission's probabilities are read too
     guard_outputs([out / name for name in LEADERBOARD_FILES], sources, root=out.parent)
 

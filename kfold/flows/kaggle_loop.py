@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from kfold.errors import DataError, KfoldError, UsageError, param
+from kfold.errors import DataError, KfoldError, UsageError, check_list, param
 from kfold.files.rundir import RunDir, probs_path
 
 __all__ = ["Downloaded", "RemoteLeaderboard", "SubmissionsReport", "Submitted", "agreement", "agreement_line",
@@ -85,7 +85,7 @@ def provenance(submission: str | os.PathLike, run_dirs: Sequence[str | os.PathLi
 
     ``run_dirs`` names run directories when the files' metadata does not."""
     submission = Path(submission)
-    given = [Path(d) for d in run_dirs]
+    given = [Path(d) for d in check_list("run_dirs", run_dirs)]
     out = {key: "" for key in ("method", "inputs", "weights", "runs", "presets", "seeds", "folds", "local_cv",
                                "local_cv_source")}
     beside = probs_path(submission)
@@ -214,6 +214,7 @@ def submit(file: str | os.PathLike, competition: str, message: str, *, sample: s
 
     Everything is checked before anything reaches Kaggle: a log that is not a clean log, or an output that is
     one of the inputs, stops here with nothing uploaded. A scoring error raises DataError (after the log row)."""
+    runs = check_list("runs", runs)
     from kfold import kaggle_api
     from kfold.data.classes import resolve_num_classes
     from kfold.files.atomic import refuse_overwriting_inputs
@@ -470,6 +471,7 @@ def remote_leaderboard(competition: str, out: str | os.PathLike, *, log: str | o
     from kfold.files.submission_log import default_log_path, read_log, sha256_of
 
     competition = kaggle_api.check_competition(competition)
+    inputs = check_list("inputs", inputs)
     out = Path(out)
     log_path = Path(log) if log is not None else default_log_path(competition)
     outputs = [out / LEADERBOARD_FILE, out / RANKS_FILE]

@@ -36,7 +36,7 @@ import pandas as pd
 
 from kfold.files.atomic import write_csv, write_text
 from kfold.scoring.ensemble import check_seed, input_name, load_input
-from kfold.errors import DataError, UsageError, param
+from kfold.errors import DataError, UsageError, check_list, param
 from kfold.files.probs import ProbFile, read_probs
 from kfold.files.rundir import probs_path
 from kfold.files.split import PUBLIC_FRACTION as DEFAULT_PUBLIC_FRACTION
@@ -455,6 +455,7 @@ def leaderboard(submissions: Sequence[str | os.PathLike], solution: Solution, n_
                 seed: int = 0, ids: np.ndarray | None = None, log_probs: bool = False) -> pd.DataFrame:
     """Score every submission; rank by Public (ties share a rank), with the Private rank, the shift, and the
     paired comparison of each with the best Public one (``*_diff``, ``*_diff_low/high``, ``*_p``, ``*_significant``)."""
+    submissions = check_list("submissions", submissions)
     if not submissions:
         raise UsageError("no submissions to score")
     from kfold.metrics import get_metric

@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 
 from kfold.config import TrainConfig
 from kfold.data.task import Task
-from kfold.errors import UsageError, param
+from kfold.errors import UsageError, check_list, param
 from kfold.files.rundir import RunDir, TuneDir
 from kfold.flows.backend import LocalBackend
 from kfold.flows.training import TaskSpec, check_task, parse_fold_list
@@ -30,6 +30,7 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
     if isinstance(backend, LocalBackend):  # a local backend object: the trials train here, as with None
         backend = None
     out = Path(out)
+    fixed = check_list("fixed", fixed)
     check_k(k)
     fold_list = parse_fold_list(folds, k)
     for name, value, low in (("trials", trials, 1), ("prune_after", prune_after, 0), ("trials_in_parallel", trials_in_parallel, 1)):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from kfold.config import TrainConfig, resolve_config
-from kfold.errors import UsageError, param
+from kfold.errors import UsageError, check_list, param
 from kfold.registry import MODELS, check_aug, check_model
 
 KINDS = ("log_uniform", "uniform", "int", "choice")
@@ -193,7 +193,7 @@ def default_space(base: TrainConfig, fixed: Sequence[str] = ()) -> SearchSpace:
         space[MODEL_OPTION + "width"] = {"choice": sorted({max(4, width * 3 // 4), width, width * 3 // 2})}
     if family == "ff":
         space.pop("aug")  # the MNIST-MIX report trains these without augmentation
-    return parse_space(space, f"the default space of the {family} family").without(fixed)
+    return parse_space(space, f"the default space of the {family} family").without(check_list("fixed", fixed))
 
 
 def _field_types() -> dict[str, str]:

@@ -57,6 +57,8 @@ def tune(base: TrainConfig, task: Task, out: str | Path, *, task_spec: TaskSpec,
     check_space(space, base)
     check_task(task, task_spec.data)
     metric = objective_metric(task, metric)
+    if backend is not None:  # Ray: connected and its resources checked before the study or a trial is written
+        backend.check(base, task, task_spec, device)
     from kfold.scoring.metrics import get_metric
 
     direction = get_metric(metric).direction

@@ -89,8 +89,14 @@ def load_input(path: str | os.PathLike, num_classes: int | None = None, ids: np.
         probs = read_npy(path, ids, log_probs)
     elif suffix == ".csv" and not is_prob_csv(path):
         header = csv_header(path)
-        if schema is not None and schema.header != KMNIST.header and [h.strip() for h in header] == schema.header:
-            return _competition_submission(path, schema)
+        if schema is not None and schema.header != KMNIST.header:
+            stripped = [h.strip() for h in header]
+            if stripped == schema.header:
+                return _competition_submission(path, schema)
+            if stripped and (stripped[0] == schema.id_column or set(stripped) & set(schema.header)):
+                from kfold.files.submission import header_problem  # the competition's columns, broken: say how
+
+                raise DataError(f"{path}: line 1: {header_problem(stripped, schema.header)}")
         if is_submission_header(header) or len(header) < 3 or [h.strip() for h in header[:2]] == KMNIST.header:
             return read_submission_fast(path, num_classes=num_classes)
         probs = read_foreign_csv(path, ids, log_probs)

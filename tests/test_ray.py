@@ -444,7 +444,7 @@ def test_requests_no_node_can_hold_are_refused_before_submitting(extra, needle, 
     assert not (tmp_path / "run").exists()  # checked before config.json and folds.csv (issue 31)
 
 
-@pytest.mark.parametrize("command, extra", [("run", ["--gpus-per-fold", "2"]), ("tune", ["--gpus-per-fold", "1.5",
+@pytest.mark.parametrize("command, extra", [("run", ["--gpus-per-fold", "2"]), ("tune", ["--gpus-per-fold", "2",
                                                                                           "--trials", "1"])])
 def test_run_and_tune_check_the_cluster_before_the_first_byte(command, extra, cluster, comp, tmp_path, capsys):
     from kfold.commands.main import main

@@ -92,13 +92,12 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
     ``kfold make-competition``), else KMNIST's ``Id,Category``; ``metric`` defaults to the schema's."""
     path = Path(path)
     where = str(path)
-    if schema is None:
-        recorded = read_competition_file(path.parent) if path.parent.is_dir() else None
-        schema = recorded["schema"] if recorded else None
     frame = read_csv_frame(path, "solution")
     columns = list(frame.columns)
     group_values = frame.pop(GROUP_COLUMN) if columns[2:] and columns[-1] == GROUP_COLUMN else None
     columns = list(frame.columns)
+    if schema is None:
+        schema = solution_schema(path, frame)
     id_column, label_column, usage_column = (schema or KMNIST).solution_header
     if columns not in ([id_column, label_column], [id_column, label_column, usage_column]):
         raise DataError(f"{where}: line 1: header '{','.join(map(str, columns))}' must be "
@@ -154,6 +153,50 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
             raise DataError(f"{where}: no {split} rows in the {usage_column} column")
     return Solution(ids, categories, usage, path, groups=groups, num_classes=num_classes, classes_source=classes_source,
                     schema=schema, metric=metric)
+
+
+def solution_schema(path: Path, frame) -> Schema | None:
+    """The schema of the competition whose solution is ``path`` (``frame``: its cells): the folder's
+    ``competition.json``; else KMNIST's (``None``) for an ``Id,Category`` header; else the competition beside it
+    (its sample and data) when its columns are the solution's; else the solution's own header: the Id column first,
+    ``Usage`` last (optional), the one label column between (classes: the label values), as ``kfold validate
+    --sample`` reads a competition. Only a header with several candidates for the label column is refused, naming
+    them."""
+    from kfold.errors import KfoldError
+
+    recorded = read_competition_file(path.parent) if path.parent.is_dir() else None
+    if recorded is not None:
+        return recorded["schema"]
+    columns = [str(c) for c in frame.columns]
+    if columns[:2] == KMNIST.solution_header[:2] or len(columns) < 2:
+        return None  # KMNIST's Id,Category (checked as always); too few columns: refused with KMNIST's header
+    try:
+        from kfold.data import load_task
+
+        beside = load_task(path.parent, progress=False).schema if (path.parent / "sample_submission.csv").is_file() else None
+    except KfoldError:
+        beside = None
+    if beside is not None and columns in (beside.solution_header[:2], beside.solution_header):
+        return beside
+    between = columns[1:-1] if columns[-1] == USAGE_COLUMN else columns[1:]
+    if len(between) != 1:
+        raise DataError(f"{path}: line 1: header '{','.join(columns)}': cannot tell the label column among "
+                        f"{', '.join(map(repr, between))} (a solution holds the Id column first, then one label column, "
+                        f"then '{USAGE_COLUMN}'); keep one of them, or put a competition.json or the competition's "
+                        "sample_submission.csv and data beside it")
+    from kfold.files.schema import Sample, infer_id_kind, infer_schema, parse_ids
+
+    id_column, label = columns[0], between[0]
+    cells = frame[id_column].astype(str)
+    id_kind = infer_id_kind(cells.tolist())
+    sample = Sample(path=path, columns=[id_column, label], ids=parse_ids(cells, str(path), id_column, id_kind),
+                    id_kind=id_kind, frame=frame[[id_column, label]].astype(str))
+    labels = frame[label].astype(str).str.strip()
+    blank = (labels == "").to_numpy()
+    if blank.any():
+        row = int(np.argmax(blank))
+        raise DataError(f"{path}: line {row + FIRST_DATA_LINE}, column '{label}': empty label")
+    return infer_schema(sample, labels.tolist(), target="label", where_labels=f"{path} column '{label}'")
 
 
 def solution_classes(path: Path, categories: np.ndarray) -> tuple[int | None, str]:

@@ -297,6 +297,15 @@ class _Scored:
     probs: np.ndarray | None = None  # (N, C) in solution row order: only for metrics other than accuracy and log loss
 
 
+def _class_of(solution: Solution, index) -> str:
+    """Class ``index`` as the competition spells it (its schema's value; KMNIST's integers as they are)."""
+    classes = solution.schema.classes if solution.schema is not None else None
+    if classes is None or not 0 <= int(index) < len(classes):
+        return str(int(index))
+    name = classes[int(index)]
+    return name if name.lstrip("-").isdigit() else repr(name)
+
+
 def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bool, side_files: bool) -> _Scored:
     item = source if isinstance(source, (Submission, ProbFile)) else load_input(source, ids=ids, log_probs=log_probs,
                                                                                 schema=solution.schema)
@@ -308,7 +317,8 @@ def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bo
     if isinstance(item, ProbFile):
         probs, data_item, logloss_from = item, item, name
         if solution.categories.max() >= item.num_classes:
-            raise DataError(f"{name}: {item.num_classes} classes but the solution has Category {solution.categories.max()}")
+            raise DataError(f"{name}: {item.num_classes} classes but the solution has "
+                            f"{(solution.schema or KMNIST).solution_label_column} {_class_of(solution, solution.categories.max())}")
         predicted = np.empty(len(order), dtype=np.int64)
         for start in range(0, len(order), 8192):  # argmax in chunks: no full copy of a large file
             predicted[start:start + 8192] = item.probs[order[start:start + 8192]].argmax(axis=1)
@@ -322,13 +332,16 @@ def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bo
             probs = read_probs(side)
             side_order = align_ids(probs.ids, solution.ids, str(side), reference, first_line=None)
             if probs.num_classes <= solution.categories.max():
-                raise DataError(f"{side}: {probs.num_classes} classes but the solution has Category {solution.categories.max()}")
+                raise DataError(f"{side}: {probs.num_classes} classes but the solution has "
+                                f"{(solution.schema or KMNIST).solution_label_column} "
+                                f"{_class_of(solution, solution.categories.max())}")
             side_predicted = probs.probs[side_order].argmax(axis=1)
             differ = side_predicted != predicted
             if differ.any():
                 row = int(np.argmax(differ))
-                raise DataError(f"{side}: predicts class {side_predicted[row]} for Id {solution.ids[row]} where {name} "
-                                f"says {predicted[row]} ({int(differ.sum())} rows differ): a stale side file? "
+                raise DataError(f"{side}: predicts class {_class_of(solution, side_predicted[row])} for Id "
+                                f"{solution.ids[row]} where {name} says {_class_of(solution, predicted[row])} "
+                                f"({int(differ.sum())} rows differ): a stale side file? "
                                 f"Move it away or rewrite both")
             order, data_item, logloss_from = side_order, probs, str(side)
     p_true = None

@@ -81,7 +81,7 @@ def check_used(layout: str, given: Mapping[str, object], where: str) -> None:
             why = _WHY_LAYOUT.get((layout, name), _WHY.get(name, "it has no such setting"))
             applies = ", ".join(used_by(name))
             raise UsageError(f"{param(name)}={given[name]!r}: the {layout} layout of {where} does not use it ({why}); "
-                             f"{name} applies to the {applies} layout{'s' if ',' in applies else ''}")
+                             f"{param(name)} applies to the {applies} layout{'s' if ',' in applies else ''}")
 
 
 def check_target(given: str | None, detected: str, where: str, columns: list[str] | tuple[str, ...]) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from kfold.errors import UsageError
+from kfold.errors import UsageError, check_list
 from kfold.files.rundir import FULL, PredDir, RunDir
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -66,12 +66,8 @@ def _check_device(value: Any) -> None:
 
 
 def _paths(name: str, value: Any) -> list:
-    """One path or a sequence of paths (a single str is one path, not its letters)."""
-    if isinstance(value, (str, Path)) or hasattr(value, "__fspath__"):
-        value = [value]
-    if isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__"):
-        raise UsageError(f"{name}={_show(value)}: must be a path or a list of paths")
-    items = list(value)
+    """A list of paths: a single str or path is refused (``ListTypeError``, a ``TypeError``), as is an empty list."""
+    items = check_list(name, value)
     if not items:
         raise UsageError(f"{name}=[]: give at least one path")
     for item in items:
@@ -83,14 +79,7 @@ def _paths(name: str, value: Any) -> list:
 def _check_folds(value: Any) -> None:
     if value is None:
         return
-    if isinstance(value, str):
-        parts = [part.strip() for part in value.split(",")]
-        if not all(part.isdigit() for part in parts):
-            raise UsageError(f"folds={_show(value)}: must be fold numbers like [0, 2] or '0,2'")
-        return
-    if not hasattr(value, "__iter__") or isinstance(value, (bytes, dict)):
-        raise UsageError(f"folds={_show(value)}: must be a list of fold numbers like [0, 2]")
-    items = list(value)
+    items = check_list("folds", value)
     if not items or any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f < 0 for f in items):
         raise UsageError(f"folds={_show(value)}: must be a non-empty list of fold numbers >= 0 like [0, 2]")
 
@@ -330,6 +319,7 @@ def tune(data: str, preset: str = "fast", *, trials: int, out: str | Path | None
 
     from kfold.flows.tracking import open_tracker
 
+    _check_folds(folds)
     cfg = resolve_config(preset, config, overrides)
     tracker = open_tracker(track, Path(out if out is not None else Path("runs") / "tune").parent, models=track_models)
     if space is not None and not hasattr(space, "params"):
@@ -424,9 +414,7 @@ def ensemble(inputs: str | Path | Sequence[str | Path], method: str = "mean", *,
     _check_path("report", report, optional=True)
     _check_choice("tiebreak", tiebreak, ("random", "prob"))
     if weights is not None:
-        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__iter__"):
-            raise UsageError(f"weights={_show(weights)}: must be a list of numbers, one per input")
-        weights = list(weights)
+        weights = check_list("weights", weights)
         for weight in weights:
             _check_number("weights", weight, 0)
     made = make_submission(inputs, out, method=method, weights=weights, seed=seed, tiebreak=tiebreak,
@@ -444,7 +432,7 @@ def guard_leaderboard(out: str | Path, inputs: Sequence[str | Path]) -> None:
     from kfold.files.atomic import guard_outputs
     from kfold.files.rundir import probs_path
 
-    out = Path(out)
+    out, inputs = Path(out), check_list("inputs", inputs)
     sources = [*inputs, *(probs_path(path) for path in inputs)]  # a submission's probabilities are read too
     guard_outputs([out / name for name in LEADERBOARD_FILES], sources, root=out.parent)
 
@@ -506,7 +494,7 @@ __all__ = ["FULL", "Predictions", "Run", "Submission", "ensemble", "leaderboard"
            "submit_code", "train", "tune"]
 
 
-def package(runs: str | Path | Sequence[str | Path], competition: str, owner: str, out: str | Path, *,
+def package(runs: Sequence[str | Path], competition: str, owner: str, out: str | Path, *,
             data: str | Path | None = None, slug: str | None = None, method: str = "mean", tta: int | None = None,
             seed: int = 0, accelerator: str = "none", threads: int | None = None, rehearse: bool = True,
             time_limit: float = 9.0, load_options: dict | None = None):
@@ -514,8 +502,9 @@ def package(runs: str | Path | Sequence[str | Path], competition: str, owner: st
 
     Parameters
     ----------
-    runs : str, Path or a sequence of them
-        Finished run directories of one competition (same data, classes and schema).
+    runs : sequence of str or Path
+        Finished run directories of one competition (same data, classes and schema); a list even for one run
+        (a bare string is a ``TypeError`` naming ``runs``, as for every list parameter).
     competition : str
         The competition's Kaggle slug.
     owner : str
@@ -549,7 +538,7 @@ def package(runs: str | Path | Sequence[str | Path], competition: str, owner: st
     Examples
     --------
     >>> import kfold
-    >>> kfold.package("runs/none", "kmnist-practice", "alice", "pkg", accelerator="TpuV5E8")
+    >>> kfold.package(["runs/none"], "kmnist-practice", "alice", "pkg", accelerator="TpuV5E8")
     Traceback (most recent call last):
     kfold.errors.UsageError: accelerator='TpuV5E8': a TPU; kfold's notebook runs torch on a GPU or the CPU (choose one of none, NvidiaTeslaT4, NvidiaTeslaP100, NvidiaL4, NvidiaL4X1)
     """

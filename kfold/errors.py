@@ -10,7 +10,8 @@ import re
 import sys
 from typing import Callable, Mapping, NoReturn, Sequence
 
-__all__ = ["ArgumentParser", "DataError", "KfoldError", "UsageError", "flag_of", "param", "run_cli"]
+__all__ = ["ArgumentParser", "DataError", "KfoldError", "ListTypeError", "UsageError", "check_list", "flag_of", "param",
+           "run_cli"]
 
 _MARK = "\0"  # never part of a path or a repr(): marks a parameter's name inside a message
 _PARAM = re.compile(r"\0([A-Za-z_]\w*)\0(=True\b|=)?")
@@ -74,6 +75,36 @@ class UsageError(KfoldError):
     """Bad usage: an unknown preset, a nonsense flag value, an unknown config key. Exit code 2."""
 
     exit_code = 2
+
+
+class ListTypeError(UsageError, TypeError):
+    """A single value (a bare string, a path) where a list is expected: a ``TypeError`` naming the parameter, and a
+    one-line usage error (exit 2) where a command meets it."""
+
+
+def check_list(name: str, value, *, optional: bool = False) -> list | None:
+    """``value`` as a list; a bare string, bytes, a path or a mapping (or anything not iterable) is refused with a
+    :class:`ListTypeError` naming parameter ``name``: ``"runs/*.npz"`` is one string, never a list of its letters
+    nor a list of one that silently drops the rest.
+
+    >>> check_list("seeds", (0, 1))
+    [0, 1]
+    >>> check_list("inputs", "runs/x/probs/*.npz")
+    Traceback (most recent call last):
+    ...
+    kfold.errors.ListTypeError: inputs='runs/x/probs/*.npz': a list is expected, not a single str; write ['runs/x/probs/*.npz'] (a glob is not expanded: glob.glob() it first)
+    """
+    import os
+    from collections.abc import Iterable, Mapping
+
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, bytes, os.PathLike, Mapping)) or not isinstance(value, Iterable):
+        hint = f"; write [{value!r}]" if isinstance(value, (str, os.PathLike)) else ""
+        if isinstance(value, str) and any(c in value for c in "*?["):
+            hint += " (a glob is not expanded: glob.glob() it first)"
+        raise ListTypeError(f"{param(name)}={value!r}: a list is expected, not a single {type(value).__name__}{hint}")
+    return list(value)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -216,3 +216,40 @@ def score(name: str | Metric, labels: np.ndarray, scores: np.ndarray, num_classe
     if len(labels) == 0:
         return float("nan")
     return metric.function(labels, scores, int(num_classes))
+
+
+def check_metric(name: str, target: str, classes: Sequence, where: str | None = None) -> Metric:
+    """The one check of a metric against a competition's target and classes, used by every command that scores
+    (``inspect``, ``run``, ``train``, ``tune``, ``make-competition``): an unknown name or a metric that cannot score
+    this target (``qwk`` on class names, a probability metric on a label target) is a ``UsageError``.
+
+    >>> check_metric("qwk", "label", ["0", "1", "2"]).name
+    'qwk'
+    >>> check_metric("qwk", "label", ["cat", "dog"])
+    Traceback (most recent call last):
+    ...
+    kfold.errors.UsageError: metric 'qwk' needs integer (ordinal) classes, but the classes are names
+    """
+    from kfold.errors import UsageError, param
+
+    if name not in METRICS:
+        raise UsageError(f"{param('metric')}={name!r}: not one of {', '.join(METRICS)}")
+    problem = metric_fit_problem(name, target, len(classes), list(classes))
+    if problem:
+        raise UsageError(f"{where}: {problem}" if where else problem)
+    return METRICS[name]
+
+
+# The range of every metric's score (a value outside it is a damaged file, never a score).
+SCORE_RANGES = {"accuracy": (0.0, 1.0), "macro-f1": (0.0, 1.0), "qwk": (-1.0, 1.0), "logloss": (0.0, float("inf")),
+                "auc": (0.0, 1.0), "f1-samples": (0.0, 1.0), "f2-samples": (0.0, 1.0), "micro-f1": (0.0, 1.0),
+                "mean-auc": (0.0, 1.0)}
+
+
+def score_range(name: str) -> tuple[float, float]:
+    """The interval a score of metric ``name`` lies in (``(-inf, inf)`` for a metric without one here).
+
+    >>> score_range("auc"), score_range("logloss")
+    ((0.0, 1.0), (0.0, inf))
+    """
+    return SCORE_RANGES.get(name, (float("-inf"), float("inf")))

@@ -191,8 +191,8 @@ def test_subsample_keeps_languages_and_rows(tmp_path):
 
 @pytest.mark.parametrize("argv, message, code", [
     (["compare", "--models", "ff-2x100,nope"], "--models: unknown model(s) nope; available:", 2),
-    (["compare", "--epochs", "0"], "--epochs 0: must be at least 1", 2),
-    (["roundrobin", "--rounds", "-1"], "--rounds -1: must be at least 1", 2),
+    (["compare", "--epochs", "0"], "argument --epochs: '0' is not an integer >= 1", 2),
+    (["roundrobin", "--rounds", "-1"], "argument --rounds: '-1' is not an integer >= 1", 2),
     (["transfer", "--languages", "Urdu"], "transfer needs at least 2 languages;", 2),
     (["sequential", "--languages", "Klingon"], "unknown MNIST-MIX language(s) 'Klingon'", 2),
     # lists are comma-separated, as on every other command

@@ -776,9 +776,13 @@ def test_run_predict_arguments_name_the_parameter(kwargs, fragment, copied, tmp_
 
 
 @pytest.mark.parametrize("spelling", ["str", "path", "list-of-one"])
-def test_api_ensemble_accepts_one_path(spelling, tmp_path):
+def test_api_ensemble_takes_a_list_of_paths_never_a_bare_one(spelling, tmp_path):
+    """A list of one path is an ensemble of one; a bare path (a glob string, say) is a TypeError (issue 31)."""
     a = good_probs(tmp_path / "one.npz")
     inputs = {"str": str(a), "path": a, "list-of-one": [str(a)]}[spelling]
+    if spelling != "list-of-one":
+        api_refused(tmp_path, lambda: kfold.ensemble(inputs, out=tmp_path / "e.csv"), TypeError, "inputs=")
+        return
     made = kfold.ensemble(inputs, out=tmp_path / "e.csv")
     assert made.submission.is_file() and len(made.ids) == 20
     assert (made.categories == read_probs(a).probs.argmax(1)).all()

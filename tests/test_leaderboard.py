@@ -112,7 +112,9 @@ def test_solution_without_usage_gets_the_make_solution_split(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("Id,Label,Usage\n0,1,Public\n", "line 1: header 'Id,Label,Usage' must be 'Id,Category,Usage' (or 'Id,Category')"),
+    ("Id,Label,Split\n0,1,Public\n", "line 1: header 'Id,Label,Split': cannot tell the label column among 'Label', "
+     "'Split' (a solution holds the Id column first, then one label column, then 'Usage'); keep one of them, or put a "
+     "competition.json or the competition's sample_submission.csv and data beside it"),
     ("Id,Category,Usage\n0,1,Public\n1,1,Secret\n", "line 3 (Id 1), column 'Usage': 'Secret' is not one of Public, Private, Ignored"),
     ("Id,Category,Usage\n0,1,Public\n0,1,Private\n", "line 3: duplicate Id 0"),
     ("Id,Category,Usage\n0,1,Public\n1,-1,Private\n", "line 3 (Id 1): Category -1 is negative"),
@@ -165,7 +167,7 @@ def test_cli_leaderboard_errors(tmp_path, capsys):
     sub = _submission(tmp_path / "s.csv", [0, 1], [1, 1])
     assert kfold_main(["leaderboard", "--solution", str(solution), "--public-fraction", "2", str(sub),
                        "--out", str(tmp_path / "o")]) == 2
-    assert "--public-fraction must be between 0 and 1" in capsys.readouterr().err
+    assert "argument --public-fraction: '2' is not a finite number in (0, 1)" in capsys.readouterr().err
     bad = _submission(tmp_path / "bad.csv", [0, 1], [1, "x"])
     assert kfold_main(["leaderboard", "--solution", str(solution), str(bad), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err

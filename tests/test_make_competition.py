@@ -245,13 +245,13 @@ def test_command_writes_each_layout(layout, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv,fragment", [
-    (["--string-ids"], "string_ids: the arrays layout keeps KMNIST's files"),
-    (["--layout", "arrays", "--resize", "32"], "resize: the arrays layout"),
+    (["--string-ids"], "--string-ids: not used by the arrays layout"),
+    (["--layout", "arrays", "--resize", "32"], "--resize 32: not used by the arrays layout"),
     (["--layout", "tiles"], "unknown layout 'tiles'"),
     (["--layout", "pixel-csv", "--target", "binary"], "unknown target 'binary'"),
     (["--layout", "pixel-csv", "--metric", "logloss"], "metric 'logloss' scores probabilities"),
     (["--layout", "image-files", "--id-column", "label", "--label-column", "label"], "both 'label'"),
-    (["--layout", "image-files", "--test-id-column"], "test_id_column applies to the pixel-csv layout only"),
+    (["--layout", "image-files", "--test-id-column"], "--test-id-column: not used by the image-files layout"),
     (["--layout", "pixel-csv", "--id-column", "a,b"], "without commas"),
     (["--layout", "pixel-csv", "--resize", "0"], "--resize"),
 ])

@@ -143,7 +143,7 @@ CASES = [  # id, Python call, its parameter text, command line, its flag text
      lambda t: ["ensemble", str(_probs(t)), "--num-classes", "3", "--out", str(t / "o.csv")], "--num-classes 3: "),
     ("public_fraction", py_public_fraction, "public_fraction must be between 0 and 1",
      lambda t: ["leaderboard", "--solution", str(_solution(t)), str(_submission(t)), "--public-fraction", "1.5",
-                "--out", str(t / "board")], "--public-fraction must be between 0 and 1"),
+                "--out", str(t / "board")], "argument --public-fraction: '1.5' is not a finite number in (0, 1)"),
     ("learning_curve_out", py_learning_curve_out, "out='",
      lambda t: ["learning-curve", str(t / "run"), "--out", str(_a_file(t))], "--out '"),
     ("space", py_tune_space, "space='",

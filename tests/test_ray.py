@@ -441,6 +441,31 @@ def test_requests_no_node_can_hold_are_refused_before_submitting(extra, needle, 
     assert train("--data", comp, "--out", tmp_path / "run", "--backend", "ray", *FOLD_ARGS, *extra) == 2
     _one_error_line(capsys.readouterr().err, needle, "the cluster:")
     assert time.monotonic() - start < 30
+    assert not (tmp_path / "run").exists()  # checked before config.json and folds.csv (issue 31)
+
+
+@pytest.mark.parametrize("command, extra", [("run", ["--gpus-per-fold", "2"]), ("tune", ["--gpus-per-fold", "2",
+                                                                                          "--trials", "1"])])
+def test_run_and_tune_check_the_cluster_before_the_first_byte(command, extra, cluster, comp, tmp_path, capsys):
+    from kfold.commands.main import main
+
+    assert main([command, "--data", str(comp), "--out", str(tmp_path / "out"), "--backend", "ray", *FOLD_ARGS,
+                 *extra]) == 2
+    _one_error_line(capsys.readouterr().err, "--gpus-per-fold", "no node")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "train", "tune"])
+def test_an_address_with_nothing_listening_writes_nothing(command, comp, tmp_path):
+    """Connected before config.json, folds.csv (or tune's study.db) are written: a failed connection leaves none."""
+    address = f"127.0.0.2:{_closed_port()}"
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "kfold", command, "--data", str(comp), "--out", str(out), "--backend", "ray",
+            "--address", address, "--ray-timeout", "3", *FOLD_ARGS, *(["--trials", "1"] if command == "tune" else [])]
+    done = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2, done.stdout + done.stderr
+    _one_error_line(done.stderr, f"--address {address}")
+    assert not out.exists(), sorted(p.name for p in out.rglob("*"))
 
 
 @pytest.mark.parametrize("resources, needle", [({"accelerator_x": 1}, "'accelerator_x'"),

@@ -203,7 +203,7 @@ def test_kmnist_practice_competition_is_reproduced_offline(kmnist_comp, tmp_path
 
     run = kfold.train(str(kmnist_comp), "lenet5", k=2, out=str(tmp_path / "run"), epochs=1, threads=1, device="cpu",
                       progress=False)
-    result = kfold.package(run.dir.path, "kmnist-practice", "alice", tmp_path / "pkg", threads=1)
+    result = kfold.package([run.dir.path], "kmnist-practice", "alice", tmp_path / "pkg", threads=1)
     assert result.rehearsal.identical and result.rehearsal.rows == 3000, result.rehearsal.lines
     assert result.rehearsal.lines[0].startswith("network: blocked")
 
@@ -234,7 +234,7 @@ def test_an_image_file_competition_with_probabilities_is_reproduced_offline(tmp_
     zipfile.ZipFile(io.BytesIO(archive)).extractall(comp)
     run = kfold.train(str(comp), "lenet5", k=2, out=str(tmp_path / "run"), epochs=1, threads=1, device="cpu",
                       progress=False)
-    result = kfold.package(run.dir.path, "aerial-cactus-identification", "alice", tmp_path / "pkg", threads=1)
+    result = kfold.package([run.dir.path], "aerial-cactus-identification", "alice", tmp_path / "pkg", threads=1)
     assert result.rehearsal.identical, result.rehearsal.lines
     header = (tmp_path / "pkg" / "local" / "submission.csv").read_text().splitlines()[0]
     assert header == "id,has_cactus" and result.manifest["schema"]["target"] == "binary"

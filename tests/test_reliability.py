@@ -214,7 +214,7 @@ CORPUS = [
      ["s.csv is a hard-label submission; --method 'mean' needs probability files"]),
     ("out-not-csv", ensemble_case(good(), good("g2.csv"), out="sub.txt"), 2, ["--out must be a .csv file"]),
     ("zero-fit-rounds", ensemble_case(good(), extra=["--fit-weights", "oof.csv", "--fit-rounds", 0]), 2,
-     ["--fit-rounds must be at least 1, got 0"]),
+     ["argument --fit-rounds: '0' is not an integer in 1..100000"]),
     # kfold validate: submission CSVs
     ("semicolon-header", validate_case("Id;Category\n0;1\n1;1\n2;1\n3;1\n"), 1,
      ["sub.csv: line 1: header 'Id;Category' must be 'Id,Category'"]),
@@ -230,7 +230,7 @@ CORPUS = [
     ("bom-inside-the-file", validate_case("Id,Category\n0,1\n\ufeff1,1\n2,1\n3,1\n"), 1,
      ["sub.csv: line 3, column 'Id':", "is not an integer Id"]),
     ("num-classes-one", validate_case("Id,Category\n0,0\n1,0\n2,0\n3,0\n", "--num-classes", 1), 2,
-     ["--num-classes must be at least 2, got 1"]),
+     ["argument --num-classes: '1' is not an integer in 2..1000000"]),
     # kfold leaderboard: solutions and what is scored against them
     ("usage-lowercase", leaderboard_case(solution=SOLUTION.replace("0,1,Public", "0,1,public")), 1,
      ["solution.csv: line 2 (Id 0), column 'Usage': 'public' is not one of Public, Private, Ignored"]),
@@ -246,8 +246,8 @@ CORPUS = [
      ["p.csv: 2 classes but the solution has Category 3"]),
     ("public-fraction-above-one", leaderboard_case(solution="Id,Category\n0,1\n1,2\n2,0\n3,1\n",
                                                    extra=["--public-fraction", 1.5]), 2,
-     ["--public-fraction must be between 0 and 1 (exclusive), got 1.5"]),
-    ("zero-bootstrap", leaderboard_case(extra=["--bootstrap", 0]), 2, ["--bootstrap must be at least 1, got 0"]),
+     ["argument --public-fraction: '1.5' is not a finite number in (0, 1)"]),
+    ("zero-bootstrap", leaderboard_case(extra=["--bootstrap", 0]), 2, ["argument --bootstrap: '0' is not an integer in 1..10000000"]),
 ]
 
 

@@ -40,9 +40,14 @@ def test_bom_and_crlf_are_accepted(tmp_path, sample):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("id,category\n0,1\n", "line 1: header 'id,category' must be 'Id,Category'"),
-    ("Id,Category,Extra\n0,1,2\n", "line 1: header 'Id,Category,Extra' must be 'Id,Category'"),
-    ("Id\n0\n", "line 1: header 'Id' must be 'Id,Category'"),
+    ("id,category\n0,1\n", "line 1: header 'id,category' must be 'Id,Category': no column 'Id', 'Category'; "
+                             "unexpected column 'id', 'category' ('id' for 'Id'; 'category' for 'Category': another "
+                             "case or spaces)"),
+    ("Id,Category,Extra\n0,1,2\n", "line 1: header 'Id,Category,Extra' must be 'Id,Category': unexpected column 'Extra'"),
+    ("Id\n0\n", "line 1: header 'Id' must be 'Id,Category': no column 'Category'"),
+    ("Category,Id\n1,0\n", "line 1: header 'Category,Id' must be 'Id,Category': the Id column 'Id' must come first "
+                            "(it is column 2); reordering the columns fixes it"),
+    ("Id,Category,Id\n0,1,0\n", "line 1: column 'Id' appears twice in the header"),
     ("Id,Category\n", "no rows after the header"),
     ("", "empty file, expected a header line"),
     ("Id,Category\n0,1\n\n1,1\n", "line 3 is blank"),

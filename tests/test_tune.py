@@ -343,7 +343,7 @@ def test_bad_flags_are_one_error_line_and_nothing_is_written(flags, message, com
 
 
 @pytest.mark.parametrize("change, message", [
-    (["--metric", "logloss"], "was created to maximize 'accuracy'; this command would minimize 'logloss'"),
+    (["--metric", "logloss"], "metric 'logloss' scores probabilities, but the submission holds one class label"),
     (["--metric", "macro-f1"], "metric: \"accuracy\" in the study, \"macro-f1\" now"),
     (["--k", "3"], "k: 2 in the study, 3 now"),
 ])

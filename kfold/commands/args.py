@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from typing import Callable
 
 from kfold.config import PARAMS, preset_names
 from kfold.errors import ArgumentParser, flag_of
 
 SEED_MAX = 2 ** 32 - 1
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 
 
@@ -31,11 +33,32 @@ def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
     expected = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except (TypeError, ValueError):
-            raise _message(text, expected) from None
+        if not isinstance(text, str) or not _INTEGER.fullmatch(text):  # int() also takes 1_0, ' 5' and other digits
+            raise _message(text, expected)
+        value = int(text)
         if value < low or (high is not None and value > high):
+            raise _message(text, expected)
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def int_choice(choices: list[int]) -> Callable[[str], int]:
+    """An integer from a closed set.
+
+    >>> int_choice([1, 3])("3")
+    3
+    """
+    expected = "one of " + ", ".join(map(str, choices))
+    exact = int_at_least(min(choices), max(choices))
+
+    def parse(text: str) -> int:
+        try:
+            value = exact(text)
+        except argparse.ArgumentTypeError:
+            raise _message(text, expected) from None
+        if value not in choices:
             raise _message(text, expected)
         return value
 
@@ -69,6 +92,9 @@ def finite_float(low: float = -math.inf, high: float = math.inf, *, low_open: bo
 
     parse.__name__ = "number"
     return parse
+
+
+fraction = finite_float(0, 1, low_open=True, high_open=True)
 
 
 def comma_list(item: Callable[[str], object] = str, *, unique: bool = True) -> Callable[[str], list]:
@@ -352,7 +378,7 @@ def add_layout_flags(p: argparse.ArgumentParser, metric: bool = True) -> None:
                        "(default: the Id column)")
     group.add_argument("--image-size", type=int_at_least(1, 4096), metavar="N",
                        help="resize every image to N x N (default: the images' own size, which they must share)")
-    group.add_argument("--channels", type=int, choices=[1, 3], help="1 (grayscale) or 3 (RGB) (default: 1 for "
+    group.add_argument("--channels", type=int_choice([1, 3]), metavar="1|3", help="1 (grayscale) or 3 (RGB) (default: 1 for "
                        "grayscale images, else 3)")
     if metric:
         group.add_argument("--metric", type=one_of("metric", list(METRICS)), metavar="|".join(METRICS),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from kfold.errors import ArgumentParser, UsageError
+from kfold.commands import args as flags
 from kfold.files.rundir import PROBS_SUFFIX
 
 DESCRIPTION = """\
@@ -35,11 +36,11 @@ def build_parser(prog: str = "ensemble.py") -> argparse.ArgumentParser:
                              "(one per INPUT, same order) and apply them to the INPUTs")
     parser.add_argument("--fit-metric", choices=("accuracy", "logloss"), default=None,
                         help="what --fit-weights optimises (default: accuracy)")
-    parser.add_argument("--fit-rounds", type=int, default=None, help="selection rounds for --fit-weights (default: 25)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random vote tie-break, 0..2**32-1 (default: 0)")
+    parser.add_argument("--fit-rounds", type=flags.int_at_least(1, 100_000), metavar="N", default=None, help="selection rounds for --fit-weights (default: 25)")
+    parser.add_argument("--seed", type=flags.seed, default=0, help="seed of the random vote tie-break, 0..2**32-1 (default: 0)")
     parser.add_argument("--tiebreak", choices=("random", "prob"), default=None,
                         help="vote ties: uniformly random (default) among tied classes, or highest summed probability")
-    parser.add_argument("--num-classes", type=int, help="number of classes when every input is a submission CSV")
+    parser.add_argument("--num-classes", type=flags.int_at_least(2, 1_000_000), metavar="N", help="number of classes when every input is a submission CSV")
     parser.add_argument("--sample", type=Path, help="sample_submission.csv: output row order and Id check")
     parser.add_argument("--solution", type=Path, help="solution.csv (Id,Category[,Usage]): accuracies in the report")
     parser.add_argument("--report", type=Path, metavar="DIR", help="write the agreement report into DIR "

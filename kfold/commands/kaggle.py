@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kfold.commands.args import int_at_least, open_tracker
+from kfold.commands.args import finite_float, int_at_least, open_tracker
 from kfold.errors import DataError, UsageError
 from kfold.files.rundir import RunDir
 
@@ -28,14 +28,7 @@ CSV_ONLY = ("sample", "num_classes", "data", "solution")
 
 # ---------------------------------------------------------------- parsers (kept here so cli.py stays small)
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+_positive = finite_float(0, 10 ** 7, low_open=True)  # seconds: finite and positive (inf would wait forever)
 
 
 def _share(text: str) -> float:

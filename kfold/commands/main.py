@@ -13,6 +13,7 @@ import importlib
 from pathlib import Path
 from typing import Sequence
 
+from kfold.commands import args as flags
 from kfold.commands import kaggle as kaggle_loop
 from kfold.commands.args import add_track_flags, open_tracker
 from kfold.errors import ArgumentParser, UsageError, run_cli
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.add_argument("--sample", type=Path, help="sample_submission.csv: the Ids every file must cover; the "
                           "competition beside it (kmnist_classmap.csv, the data) gives the classes")
-    validate.add_argument("--num-classes", type=int, help="integer classes must lie in 0..N-1 (default: the competition's)")
+    validate.add_argument("--num-classes", type=flags.int_at_least(2, 1_000_000), metavar="N", help="integer classes must lie in 0..N-1 (default: the competition's)")
     _input_flags(validate)
 
     board = sub.add_parser("leaderboard", help="score submissions on Public/Private rows of a solution file",
@@ -78,10 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("submissions", nargs="*", type=Path, metavar="SUB")
     board.add_argument("--solution", type=Path, help="the host's solution file: the sample's columns and "
                        "optionally Usage (Public/Private)")
-    board.add_argument("--public-fraction", type=float, default=PUBLIC_FRACTION,
+    board.add_argument("--public-fraction", type=flags.fraction, default=PUBLIC_FRACTION,
                        help="Public share of a seeded split when the solution has no Usage column (default: %(default)s)")
-    board.add_argument("--seed", type=int, default=0, help="seed of that split and of the bootstrap, 0..2**32-1 (default: 0)")
-    board.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    board.add_argument("--seed", type=flags.seed, default=0, help="seed of that split and of the bootstrap, 0..2**32-1 (default: 0)")
+    board.add_argument("--bootstrap", type=flags.int_at_least(1, 10_000_000), metavar="N", default=1000, help="bootstrap resamples for the 95%% intervals")
     board.add_argument("--out", type=Path, default=Path("runs") / "leaderboard",
                        help="folder for leaderboard.csv/.md (and .png) (default: %(default)s)")
     board.add_argument("--plot", action="store_true", help="also draw leaderboard.png: the paired differences with "
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--competition", "-c", required=True)
     submit.add_argument("--message", "-m", required=True)
     submit.add_argument("--sample", type=Path, help="sample_submission.csv to check the Ids against")
-    submit.add_argument("--num-classes", type=int, help="Categories must lie in 0..N-1")
+    submit.add_argument("--num-classes", type=flags.int_at_least(2, 1_000_000), metavar="N", help="Categories must lie in 0..N-1")
     kaggle_loop.add_submit_arguments(submit)
     add_track_flags(submit)
     kaggle_loop.add_submissions_parser(sub)

@@ -49,13 +49,13 @@ def build_parser(prog: str = "kfold make-competition") -> argparse.ArgumentParse
     p.add_argument("--resize", type=flags.int_at_least(1, 4096), metavar="N", help="write N x N images")
     p.add_argument("--test-id-column", action="store_true", help="pixel-csv: test.csv holds the Id column (default: "
                    "none; row i is the sample's i-th Id)")
-    p.add_argument("--test-fraction", type=float, metavar="F",
+    p.add_argument("--test-fraction", type=flags.fraction, metavar="F",
                    help="hold out a seeded, stratified share F of the training images as the labelled test set (for "
                         "data without test labels, such as a competition downloaded from Kaggle; its own test images "
                         "are then not used)")
-    p.add_argument("--public-fraction", type=float, default=PUBLIC_FRACTION,
+    p.add_argument("--public-fraction", type=flags.fraction, default=PUBLIC_FRACTION,
                    help="share of the test rows on the Public leaderboard (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=SOLUTION_SEED, help="seed of the Public/Private split, the held-out "
+    p.add_argument("--seed", type=flags.seed, default=SOLUTION_SEED, help="seed of the Public/Private split, the held-out "
                    "test images, the string Ids and the tints (default: %(default)s)")
     p.add_argument("--languages", help="MNIST-MIX: comma-separated subset of languages (default: all present)")
     p.add_argument("--cache-dir", help="download cache for --data kmnist")

@@ -49,10 +49,10 @@ def build_parser(prog: str = "mnist_mix.py") -> argparse.ArgumentParser:
     for name, (_, _, text) in EXPERIMENTS.items():
         experiment = sub.add_parser(name, parents=[common], help=text, description=text)
         if name == "roundrobin":
-            experiment.add_argument("--rounds", type=int, help="rounds R, each one epoch per language "
+            experiment.add_argument("--rounds", type=flags.positive_int, metavar="R", help="rounds R, each one epoch per language "
                                                                "(default: the model's preset epochs)")
         else:
-            experiment.add_argument("--epochs", type=int, help=EPOCHS_HELP[name])
+            experiment.add_argument("--epochs", type=flags.positive_int, metavar="N", help=EPOCHS_HELP[name])
     return parser
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from kfold.errors import ArgumentParser
+from kfold.commands import args as flags
 
 REPORT_HELP = "one self-contained HTML page for a trained run (curves, confusion, errors, folds, ensembles, leaderboard)"
 ERRORS_HELP = "out-of-fold error analysis of a run: confusion matrix with class names, per-class accuracy, error gallery"
@@ -36,7 +37,7 @@ def build_errors_parser(prog: str = "kfold errors") -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: RUN_DIR/analysis)")
     p.add_argument("--data", help="the run's data, when it moved since training (default: the one in the run config)")
-    p.add_argument("--gallery", type=int, default=32, metavar="N", help="images in the gallery (default: %(default)s)")
+    p.add_argument("--gallery", type=flags.int_at_least(1, 100_000), default=32, metavar="N", help="images in the gallery (default: %(default)s)")
     return p
 
 

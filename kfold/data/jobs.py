@@ -65,15 +65,17 @@ class TaskSpec:
             Unreadable or inconsistent data.
         """
         from kfold.data import load_task
-        from kfold.data.layouts import LoadOptions
+        from kfold.data.layouts import LAYOUT_NAMES, LoadOptions
 
         task = load_task(self.data, cache_dir=None if self.cache_dir is None else Path(self.cache_dir),
                          languages=None if self.languages is None else list(self.languages),
                          label_mode=self.label_mode, progress=progress,
                          options=LoadOptions(**dict(self.options)) if self.options else None)
-        kind = "mnist-mix" if task.name == "mnist-mix" else "kmnist"
-        if self.expected not in ("auto", kind):
-            raise UsageError(f"{param('task')}={self.expected}: {param('data')}={self.data} holds a {kind} dataset")
+        layout = task.extra.get("layout")
+        kind = "mnist-mix" if task.name == "mnist-mix" else (layout if layout in LAYOUT_NAMES else "kmnist")
+        if self.expected not in ("auto", kind):  # --task names what the data must hold: never ignored
+            what = f"a {kind} dataset" if kind in ("kmnist", "mnist-mix") else f"a {kind} competition, neither KMNIST nor MNIST-MIX"
+            raise UsageError(f"{param('task')}={self.expected}: {param('data')}={self.data} holds {what}")
         return task
 
 

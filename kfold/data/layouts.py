@@ -123,7 +123,7 @@ def _resolve(directory: Path, value, what: str, kind: str) -> Path:
     for candidate in candidates:
         if (candidate.is_file() if kind == "file" else candidate.is_dir()):
             return candidate
-    raise UsageError(f"{what} {str(value)!r}: no such {kind} (looked in the current directory and in {directory})")
+    raise UsageError(f"{param(what)}={str(value)!r}: no such {kind} (looked in the current directory and in {directory})")
 
 
 def _first(directory: Path, names, kind: str) -> Path | None:
@@ -206,8 +206,11 @@ def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = No
 def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache_dir=None,
                 progress: bool = True) -> Task:
     """Read the detected layout into a Task (schema from the sample and the training labels)."""
-    options = recorded_options(detected.directory, (options or LoadOptions()).check())
+    given = (options or LoadOptions()).check()
+    options = recorded_options(detected.directory, given)
     sample = None if detected.sample is None else read_sample(detected.sample, id_column=options.id_column)
+    if sample is not None:  # training data alone: the target flag is used by schema_without_sample
+        _check_target_flag(given.target, sample)
     loader = {"pixel-csv": _load_pixel_csv, "image-files": _load_image_files, "class-folders": _load_class_folders}
     parts = loader[detected.layout](detected, sample, options, cache_dir, progress)
     if sample is None:  # training data alone: the columns of the labels, or Kaggle-like defaults
@@ -249,6 +252,23 @@ def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache
     )
 
 
+def _check_target_flag(target: str | None, sample: Sample) -> None:
+    """``target`` must be the target the sample holds where the sample decides it (several probability columns:
+    'probs'; one column: 'label' or 'binary', never 'probs'); else it would be ignored (kfold.data.flag_use)."""
+    from kfold.data.flag_use import check_target
+    from kfold.files.schema import _is_probability_column
+
+    if target is None:
+        return
+    if len(sample.target_columns) > 1:
+        detected = "probs"
+    elif target == "probs":
+        detected = "binary" if _is_probability_column(sample.frame[sample.target_columns[0]]) else "label"
+    else:
+        return
+    check_target(target, detected, str(sample.path), sample.columns)
+
+
 def recorded_options(directory: Path, options: LoadOptions) -> LoadOptions:
     """``options`` with the metric (and target) recorded in the folder's ``competition.json`` where not given."""
     from dataclasses import replace
@@ -259,7 +279,8 @@ def recorded_options(directory: Path, options: LoadOptions) -> LoadOptions:
     if recorded is None:
         return options
     schema = recorded["schema"]
-    return replace(options, metric=options.metric or schema.metric,
+    same_target = options.target in (None, schema.target)  # the recorded metric is for the recorded target
+    return replace(options, metric=options.metric or (schema.metric if same_target else None),
                    target=options.target or (schema.target if schema.target != "label" else None))
 
 
@@ -267,7 +288,7 @@ def _label_column(columns: list[str], sample: Sample | None, options: LoadOption
                   exclude: tuple[str, ...]) -> str:
     if options.label_column is not None:
         if options.label_column not in columns:
-            raise UsageError(f"label_column {options.label_column!r}: {where} has no such column "
+            raise UsageError(f"{param('label_column')}={options.label_column!r}: {where} has no such column "
                              f"(has: {', '.join(columns[:8])}{', ...' if len(columns) > 8 else ''})")
         return options.label_column
     targets = sample.target_columns if sample is not None else []
@@ -398,7 +419,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
     where = str(detected.train)
     if options.image_column is not None:
         if options.image_column not in columns:
-            raise UsageError(f"image_column {options.image_column!r}: {where} has no such column (has: {', '.join(columns)})")
+            raise UsageError(f"{param('image_column')}={options.image_column!r}: {where} has no such column (has: {', '.join(columns)})")
         file_column = options.image_column
     elif sample is not None and sample.id_column in columns:
         file_column = sample.id_column
@@ -414,7 +435,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
         return _image_files_parts(detected, sample, options, cache_dir, progress, frame, file_column)  # 0/1 columns
     label = _label_column(columns, sample, options, where, (file_column,))
     if label == file_column:
-        raise UsageError(f"label_column {label!r} is also the column of the image file names")
+        raise UsageError(f"{param('label_column')}={label!r} is also the column of the image file names")
     names = frame[file_column].astype(str).str.strip().to_numpy(dtype=object)
     check_unique(names, where, file_column)
     values = check_labels_present(frame[label], where, label)

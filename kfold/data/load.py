@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kfold.errors import DataError, UsageError
+from kfold.errors import DataError, UsageError, param
 from kfold.data.task import Task
 
 from kfold.data.competition import SAMPLE_SUBMISSION, SOLUTION, write_sample_submission, write_solution
 from kfold.data.download import download_kmnist
+from kfold.data.flag_use import check_target, check_used
 from kfold.data.kmnist import LAYOUTS, load_kmnist_dir
 from kfold.data.layouts import LoadOptions, detect_layout, load_layout
 from kfold.data.mnist_mix import COMBINED, LABEL_MODES, is_mnist_mix, load_mnist_mix
@@ -35,9 +36,11 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
     options = (options or LoadOptions()).check()
     if label_mode not in LABEL_MODES:
         raise UsageError(f"label_mode {label_mode!r}: must be one of {', '.join(LABEL_MODES)}")
+    given = {**options.given(), "languages": languages, "cache_dir": cache_dir,
+             "label_mode": None if label_mode == "specific" else label_mode}
     path = Path(spec)
     if str(spec) == "kmnist":  # always the official release; a local folder of that name is "./kmnist"
-        _kmnist_only(spec, languages, label_mode)
+        check_used("kmnist", given, "the official KMNIST release")
         return _array_options(load_official_kmnist(cache_dir, progress=progress), options)
     if not path.exists():
         raise UsageError(f"dataset {str(spec)!r}: no such directory; give 'kmnist' (the official release, "
@@ -45,16 +48,23 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
     if path.is_dir() and not options.names_files:
         for layout in LAYOUTS:
             if all((path / name).is_file() for name in layout.required) or _training_arrays_alone(path, layout):
-                _kmnist_only(spec, languages, label_mode)
+                check_used("arrays", given, str(path))
                 return _array_options(load_kmnist_dir(path, layout), options, path)
     if not options.names_files and is_mnist_mix(path):
+        check_used("mnist-mix", given, str(path))
         return _array_options(load_mnist_mix(path, languages=languages, label_mode=label_mode), options,
                               path if path.is_dir() else path.parent)
     if path.is_dir():
-        detected = detect_layout(path, options)
+        detected = _detect(path, options)
         if detected is not None:
-            _kmnist_only(spec, languages, label_mode, what="the MNIST-MIX files")
-            return load_layout(detected, options, cache_dir=cache_dir, progress=progress)
+            check_used(detected.layout, given, str(path))
+            note = _switch_note(path, options, detected)
+            try:
+                return load_layout(detected, options, cache_dir=cache_dir, progress=progress)
+            except DataError as exc:
+                if note is None:
+                    raise
+                raise DataError(f"{exc.args[0]} ({note})") from None
     if path.is_file():
         raise DataError(f"{path}: not a dataset; a file spec must be an MNIST-MIX .npz like {COMBINED}")
     raise DataError(f"{path}: {_missing_files_report(path)}")
@@ -73,6 +83,26 @@ def _training_arrays_alone(directory: Path, layout) -> bool:
     return True
 
 
+def _detect(path: Path, options: LoadOptions):
+    """``detect_layout``; when files or folders were named (which read the folder as a CSV or image layout), a
+    failure to find that layout names them, so that they are never the silent cause."""
+    named = [name for name in ("train_csv", "test_csv", "image_dir", "test_dir") if getattr(options, name) is not None]
+    try:
+        detected = detect_layout(path, options)
+    except DataError as exc:
+        if not named:
+            raise
+        raise DataError(f"{exc.args[0]} ({_shown(options, named)} read {path} as a CSV or image layout)") from None
+    if detected is None and named:
+        raise DataError(f"{path}: {_shown(options, named)} read the folder as a CSV or image layout, but it holds no "
+                        "training CSV (train.csv, *train*.csv) and no image folder (train/, train_images/)")
+    return detected
+
+
+def _shown(options: LoadOptions, names: list[str]) -> str:
+    return ", ".join(f"{param(name)}={str(getattr(options, name))!r}" for name in names)
+
+
 def load_official_kmnist(cache_dir: Path | None = None, *, progress: bool = True) -> Task:
     """The official 60k/10k KMNIST task; writes ``sample_submission.csv`` and ``solution.csv`` in the cache."""
     directory = download_kmnist(cache_dir, progress=progress)
@@ -82,19 +112,25 @@ def load_official_kmnist(cache_dir: Path | None = None, *, progress: bool = True
     return task
 
 
-def _kmnist_only(spec, languages, label_mode, what: str = "KMNIST") -> None:
-    if languages is not None or label_mode != "specific":
-        raise UsageError(f"{spec}: languages and label_mode apply to MNIST-MIX only, not to {what}")
+def _switch_note(path: Path, options: LoadOptions, detected) -> str | None:
+    """When named files or folders made the folder read as another layout than it holds without them, say so
+    (a load error of that layout then names the flags that chose it)."""
+    named = [name for name in ("train_csv", "test_csv", "image_dir", "test_dir") if getattr(options, name) is not None]
+    if not named:
+        return None
+    try:
+        plain = detect_layout(path)
+    except DataError:
+        plain = None
+    if plain is not None and plain.layout == detected.layout:
+        return None
+    return (f"{_shown(options, named)} read {path} as a {detected.layout} layout"
+            + (f"; without {'them' if len(named) > 1 else 'it'} it is a {plain.layout} layout" if plain is not None else ""))
 
 
 def _array_options(task: Task, options: LoadOptions, directory: Path | None = None) -> Task:
     """The options that apply to an arrays layout: image size, channels, metric; column options do not."""
-    columns = [name for name in ("id_column", "label_column", "image_column") if getattr(options, name) is not None]
-    if columns:
-        raise UsageError(f"{', '.join(columns)}: the {task.extra.get('layout', 'arrays')} layout of {task.name} has "
-                         "no such columns (they apply to CSV and image-folder layouts)")
-    if options.target not in (None, "label"):
-        raise UsageError(f"target {options.target!r}: the arrays layouts have one label per image (target 'label')")
+    check_target(options.target, "label", f"of the arrays layout of {task.name}", task.schema.header)
     if options.image_size is not None or options.channels is not None:
         from kfold.data.pixel_csv import convert_images
 
@@ -105,11 +141,9 @@ def _array_options(task: Task, options: LoadOptions, directory: Path | None = No
 
         options = recorded_options(directory, options)
     if options.metric is not None:
-        from kfold.metrics import metric_fit_problem
+        from kfold.metrics import check_metric
 
-        problem = metric_fit_problem(options.metric, task.schema.target, task.num_classes, task.schema.classes)
-        if problem:
-            raise UsageError(problem)
+        check_metric(options.metric, task.schema.target, task.schema.classes)
         task.schema = task.schema.with_metric(options.metric)
     return task
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kfold.data.flag_use import MAKE_FLAGS
 from kfold.data.competition import CLASSMAP, SAMPLE_SUBMISSION, SOLUTION, write_sample_submission, write_solution
 from kfold.data.kmnist import LAYOUTS as KMNIST_LAYOUTS
 from kfold.data.mnist_mix import COMBINED, LANGUAGES
@@ -90,20 +91,25 @@ class MakeOptions:
             value = getattr(self, name)
             if value is not None and (not value.strip() or value != value.strip() or any(c in value for c in ',"\n\r')):
                 raise UsageError(f"{name} {value!r}: a column name without commas, quotes or surrounding spaces")
-        if self.layout == "arrays":
-            custom = [name for name, default in (("target", "label"), ("id_column", None), ("label_column", None),
-                                                 ("string_ids", False), ("class_values", "index"), ("rgb", False),
-                                                 ("resize", None), ("test_id_column", False))
-                      if getattr(self, name) != default]
-            if custom:
-                raise UsageError(f"{', '.join(custom)}: the arrays layout keeps KMNIST's files and schema "
-                                 f"(integer Ids, one label column, 28x28 gray); choose {param('layout')} pixel-csv, image-files "
-                                 "or class-folders")
         if self.target in ("tags", "multilabel-probs") and self.layout != "image-files":
             raise UsageError(f"target {self.target!r}: multi-label practice data (mosaics) is written in the image-files "
                              f"layout; add {param('layout')} image-files")
-        if self.test_id_column and self.layout != "pixel-csv":
-            raise UsageError("test_id_column applies to the pixel-csv layout only")
+        multilabel = self.target in ("tags", "multilabel-probs")
+        # the kind is known for certain once the data is (two classes make 'probs' binary)
+        self.check_used(self.target if multilabel else "binary" if self.target == "probs" else "label")
+        return self
+
+    def given(self) -> dict:
+        """The flags set to other than their default (those a layout must use or refuse)."""
+        defaults = MakeOptions()
+        return {name: getattr(self, name) for name in MAKE_FLAGS if getattr(self, name) != getattr(defaults, name)}
+
+    def check_used(self, kind: str) -> None:
+        """Every flag set must be used by the layout with a target of ``kind`` (kfold.data.flag_use.MAKE_USES)."""
+        from kfold.data.flag_use import check_make_used
+
+        check_make_used(self.layout, kind, self.given())
+
         return self
 
 
@@ -227,11 +233,9 @@ def _write_arrays(task: Task, out_dir: Path, options: MakeOptions, seed: int, pu
         task = replace(task, schema=kmnist_schema(task.num_classes))
     schema = task.schema
     if options.metric is not None:
-        from kfold.metrics import metric_fit_problem
+        from kfold.metrics import check_metric
 
-        problem = metric_fit_problem(options.metric, schema.target, schema.num_classes, schema.classes)
-        if problem:
-            raise UsageError(problem)
+        check_metric(options.metric, schema.target, schema.classes)
         schema = schema.with_metric(options.metric)
     written = []
     with together():
@@ -339,6 +343,7 @@ def _plan(task: Task, out_dir: Path, options: MakeOptions, seed: int, usage: np.
     test_values = np.array(values, dtype=object)[task.test_labels]
     binary = options.target == "probs" and len(values) == 2
     kind = "binary" if binary else options.target
+    options.check_used(kind)
     columns = [id_column, label_column] if kind != "probs" else [id_column, *values]
     frame = pd.DataFrame({id_column: sample_ids.astype(str)})
     for column in columns[1:]:

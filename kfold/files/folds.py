@@ -20,7 +20,7 @@ def check_k(k) -> None:
         raise UsageError(f"{param('k')}={k!r}: k-fold needs an integer k in 2..10000")
 
 
-def assign_folds(labels: np.ndarray, k: int, seed: int, names=None) -> np.ndarray:
+def assign_folds(labels: np.ndarray, k: int, seed: int, class_names=None) -> np.ndarray:
     """Fold index (0..k-1) for every row: stratified by label, shuffled with ``seed``.
 
     Parameters
@@ -31,9 +31,10 @@ def assign_folds(labels: np.ndarray, k: int, seed: int, names=None) -> np.ndarra
         Number of folds, 2..10000 and at most the count of the rarest class.
     seed : int
         Seed of the shuffle: the same labels, ``k`` and seed give the same folds.
-    names : sequence of str, optional
-        The class (tag) names, for messages. An (N, tags) 0/1 matrix of multi-label rows is split by iterative
-        stratification (``kfold.files.multilabel_folds``).
+    class_names : sequence of str, optional
+        The classes as the competition spells them (folder names, label values, probability columns), in class
+        index order: a class too small for ``k`` is named by them (else by its index). An (N, tags) 0/1 matrix of multi-label
+        rows is split by iterative stratification (``kfold.files.multilabel_folds``).
 
     Returns
     -------
@@ -54,19 +55,26 @@ def assign_folds(labels: np.ndarray, k: int, seed: int, names=None) -> np.ndarra
     >>> assign_folds(np.array([0, 0, 1]), 2, seed=0)
     Traceback (most recent call last):
     ...
-    kfold.errors.UsageError: k=2 is larger than the 1 training images of class 1
+    kfold.errors.UsageError: k=2 is larger than the 1 training image of class 1
+    >>> assign_folds(np.array([0, 0, 1]), 2, seed=0, class_names=["Charlock", "Cleavers"])
+    Traceback (most recent call last):
+    ...
+    kfold.errors.UsageError: k=2 is larger than the 1 training image of class 'Cleavers'
     """
     labels = np.asarray(labels)
     check_k(k)
     if labels.ndim == 2:
         from kfold.files.multilabel_folds import assign_multilabel_folds
 
-        return assign_multilabel_folds(labels, k, seed, names)
+        return assign_multilabel_folds(labels, k, seed, class_names)
     counts = np.bincount(labels)
     smallest = counts[counts > 0].min() if labels.size else 0
     if k > smallest:
         rarest = int(np.flatnonzero(counts == smallest)[0])
-        raise UsageError(f"k={k} is larger than the {smallest} training images of class {rarest}")
+        name = str(class_names[rarest]) if class_names is not None and rarest < len(class_names) else str(rarest)
+        name = name if name.lstrip("-").isdigit() else repr(name)  # integer classes as written, names quoted
+        raise UsageError(f"k={k} is larger than the {smallest} training image{'s' if smallest != 1 else ''} of class "
+                         f"{name}")
     folds = np.empty(len(labels), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     for fold, (_, val_rows) in enumerate(splitter.split(np.zeros(len(labels)), labels)):

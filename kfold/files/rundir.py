@@ -499,33 +499,3 @@ class TuneDir(_Folder):
     def inputs(self) -> list[Path]:
         """The result files a reader of this folder reads (those present)."""
         return [p for p in (self.trials_csv, self.best_json, *self.figures) if p.is_file()]
-
-    def read_trials(self):
-        """trials.csv, checked: its fixed columns, the metric (3rd column, empty where a trial did not complete), a
-        known state per row, numbers where numbers belong; the metric's name is ``table.attrs["metric"]``. Else one
-        DataError naming the file, row and column."""
-        columns = [str(c) for c in read_table(self.trials_csv, {}, allow_empty=True).columns]
-        if len(columns) < 5 or columns[:2] != ["number", "state"] or columns[3:5] != ["folds_done", "seconds"]:
-            raise DataError(f"{self.trials_csv}: columns {', '.join(columns[:5])} ...: not a kfold tune trials table "
-                            "(number, state, METRIC, folds_done, seconds, ...)")
-        metric = columns[2]
-        table = read_table(self.trials_csv, {"number": "count", "state": "text", metric: "number?",
-                                             "folds_done": "count", "seconds": "number?"},
-                           {"partial_metric": "number?"}, allow_empty=True,
-                           text=("state",) + tuple(c for c in columns[5:] if c != "partial_metric"))
-        states = table["state"].astype(str)
-        bad = ~states.isin(self.STATES)
-        if bad.any():
-            row = int(bad.to_numpy().argmax())
-            raise DataError(f"{self.trials_csv}: row {row + 2}, column 'state': {table['state'].iloc[row]!r} is not "
-                            f"one of {', '.join(self.STATES)}")
-        missing = (states == "complete") & table[metric].isna()
-        if missing.any():
-            row = int(missing.to_numpy().argmax())
-            raise DataError(f"{self.trials_csv}: row {row + 2}, column '{metric}': a complete trial without its score")
-        if table["number"].duplicated().any():
-            row = int(table["number"].duplicated().to_numpy().argmax())
-            raise DataError(f"{self.trials_csv}: row {row + 2}, column 'number': trial "
-                            f"{int(table['number'].iloc[row])} appears twice")
-        table.attrs["metric"] = metric
-        return table

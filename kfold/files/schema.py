@@ -375,7 +375,7 @@ def infer_schema(sample: Sample, train_values: Sequence | None, *, metric: str |
     * otherwise one label column, classes from the training labels (integers sorted numerically, names
       sorted as text).
     """
-    from kfold.metrics import default_metric, get_metric, metric_fit_problem
+    from kfold.metrics import check_metric, default_metric
 
     where = str(sample.path)
     targets = sample.target_columns
@@ -412,13 +412,7 @@ def infer_schema(sample: Sample, train_values: Sequence | None, *, metric: str |
         raise DataError(f"{where_labels}: only one class ({classes[0]!r}); a classifier needs at least two")
     class_kind = "int" if all(_int_text(c) is not None and str(_int_text(c)) == c for c in classes) else "str"
     chosen = metric or default_metric(kind, len(classes))
-    try:
-        get_metric(chosen)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    problem = metric_fit_problem(chosen, kind, len(classes), classes if class_kind == "int" else classes)
-    if problem:
-        raise UsageError(f"{where}: {problem}")
+    check_metric(chosen, kind, classes, where)
     return Schema(id_column=sample.id_column, target_columns=tuple(targets), classes=classes, target=kind,
                   id_kind=sample.id_kind, class_kind=class_kind, metric=chosen)
 

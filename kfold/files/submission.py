@@ -56,9 +56,37 @@ class Submission:
 
 
 def check_header(frame: pd.DataFrame, expected: list[str], where: str) -> None:
-    columns = list(frame.columns)
+    columns = [str(c) for c in frame.columns]
     if columns != expected:
-        raise DataError(f"{where}: line 1: header '{','.join(map(str, columns))}' must be '{','.join(expected)}'")
+        raise DataError(f"{where}: line 1: {header_problem(columns, expected)}")
+
+
+def header_problem(columns: list[str], expected: list[str]) -> str:
+    """What is wrong with header ``columns`` against the sample's ``expected``, the first broken rule named: a
+    repeated column, columns missing or extra (with names that differ only in case or spaces), the Id column not
+    first, the target columns in another order (and that reordering them fixes it).
+
+    >>> header_problem(["id", "Bee", "Ant"], ["id", "Ant", "Bee"])
+    "header 'id,Bee,Ant' must be 'id,Ant,Bee': the class columns come in another order than the sample's; reordering the columns fixes it"
+    """
+    head = f"header '{','.join(columns)}' must be '{','.join(expected)}'"
+    twice = next((c for i, c in enumerate(columns) if c in columns[:i]), None)
+    if twice is not None:
+        return f"{head}: column {twice!r} appears twice"
+    missing = [c for c in expected if c not in columns]
+    extra = [c for c in columns if c not in expected]
+    if missing or extra:
+        near = {c.strip().lower(): c for c in extra}
+        alike = [f"{near[m.strip().lower()]!r} for {m!r}" for m in missing if m.strip().lower() in near]
+        parts = ([f"no column {', '.join(map(repr, missing))}"] if missing else []) + \
+                ([f"unexpected column {', '.join(map(repr, extra))}"] if extra else [])
+        hint = f" ({'; '.join(alike)}: another case or spaces)" if alike else ""
+        return f"{head}: {'; '.join(parts)}{hint}"
+    if columns[0] != expected[0]:
+        return (f"{head}: the Id column {expected[0]!r} must come first (it is column {columns.index(expected[0]) + 1}); "
+                "reordering the columns fixes it")
+    what = "class columns" if len(expected) > 2 else "columns"
+    return f"{head}: the {what} come in another order than the sample's; reordering the columns fixes it"
 
 
 def check_categories(ids: np.ndarray, categories: np.ndarray, num_classes: int | None, where: str,

@@ -41,7 +41,7 @@ from kfold.files.atomic import save_figure, write_csv, write_text
 from kfold.scoring.calibration import calibrated, fit_temperature
 from kfold.config import PRESETS, preset_names, resolve_config
 from kfold.scoring.ensemble import Ensemble, combine, fit_weights
-from kfold.errors import DataError, UsageError, param
+from kfold.errors import DataError, UsageError, check_list, param
 from kfold.files.rundir import PredDir, RunDir, probs_path
 from kfold.files.probs import ProbFile, read_probs, write_probs
 from kfold.scoring.report import markdown_table
@@ -326,13 +326,13 @@ def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRES
     from kfold.flows.training import TaskSpec
 
     out = Path(out)
-    seeds, presets = list(seeds), list(presets)
+    seeds, presets = check_list("seeds", seeds), check_list("presets", presets)
     for preset in presets:
         parse_presets(preset)
     if seed_ensembles is None:
         pooled_presets = [BEST_PRESET] if BEST_PRESET in presets else []
     else:
-        pooled_presets = list(seed_ensembles)
+        pooled_presets = check_list("seed_ensembles", seed_ensembles)
         for preset in pooled_presets:
             parse_presets(preset, "seed_ensembles", allowed=presets)
     pooled_presets = pooled_presets if len(seeds) > 1 else []  # one seed: the same as the preset's own entry

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from kfold.errors import UsageError, param
+from kfold.errors import UsageError, check_list, param
 from kfold.files.rundir import probs_path
 from kfold.scoring.ensemble import Ensemble
 
@@ -52,6 +52,8 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
     from kfold.scoring.ensemble import check_seed, combine, fit_weights
 
     out = Path(out)
+    inputs, extra_inputs = check_list("inputs", inputs), check_list("extra_inputs", extra_inputs)
+    fit_oof, weights = check_list("fit_oof", fit_oof, optional=True), check_list("weights", weights, optional=True)
     check_seed(seed)
     if out.suffix.lower() != ".csv":
         raise UsageError(f"{param('out')} must be a .csv file, got {out}")

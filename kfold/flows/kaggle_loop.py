@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from kfold.errors import DataError, KfoldError, UsageError, param
+from kfold.errors import DataError, KfoldError, UsageError, check_list, param
 from kfold.files.rundir import RunDir, probs_path
 from kfold.flows.kaggle_polling import wait_for_score  # noqa: F401  (re-exported)
 
@@ -82,7 +82,7 @@ def provenance(submission: str | os.PathLike, run_dirs: Sequence[str | os.PathLi
 
     ``run_dirs`` names run directories when the files' metadata does not."""
     submission = Path(submission)
-    given = [Path(d) for d in run_dirs]
+    given = [Path(d) for d in check_list("run_dirs", run_dirs)]
     out = {key: "" for key in ("method", "inputs", "weights", "runs", "presets", "seeds", "folds", "local_cv",
                                "local_cv_source")}
     beside = probs_path(submission)
@@ -213,6 +213,7 @@ def submit(file: str | os.PathLike, competition: str, message: str, *, sample: s
     one of the inputs, stops here with nothing uploaded. A scoring error raises DataError (after the log row).
     ``tracker`` (``kfold.flows.tracking.open_tracker``) gets Kaggle's score for the tracked ensemble that wrote the
     file (matched by its SHA-256)."""
+    runs = check_list("runs", runs)
     from kfold import kaggle_api
     from kfold.data.classes import resolve_num_classes
     from kfold.files.atomic import refuse_overwriting_inputs
@@ -457,6 +458,7 @@ def remote_leaderboard(competition: str, out: str | os.PathLike, *, log: str | o
     from kfold.files.submission_log import default_log_path, read_log, sha256_of
 
     competition = kaggle_api.check_competition(competition)
+    inputs = check_list("inputs", inputs)
     out = Path(out)
     log_path = Path(log) if log is not None else default_log_path(competition)
     outputs = [out / LEADERBOARD_FILE, out / RANKS_FILE]

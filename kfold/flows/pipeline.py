@@ -150,10 +150,10 @@ def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: 
     ...
     kfold.errors.UsageError: seeds=[0, 0]: give distinct seeds
     """
-    from kfold.errors import UsageError, param
+    from kfold.errors import UsageError, check_list, param
     from kfold.flows.ensembling import make_submission
 
-    seeds = list(seeds)
+    seeds = check_list("seeds", seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise UsageError(f"{param('seeds')}={seeds}: give distinct seeds")
     backend = LocalBackend(echo=echo) if backend is None else backend

@@ -565,7 +565,11 @@ class RayBackend:
         return self.options.threads(requested)
 
     def check(self, cfg, task, spec, device: str) -> None:
-        """Nothing here: the folds build their models on the workers (``device`` was checked by ``RayOptions``)."""
+        """Connect (or start the embedded cluster) and check its resources (``check_feasible``) now, before the run
+        directory's first file: an ``--address`` with nothing listening, or ``--gpus-per-fold 1`` on a cluster
+        without GPUs, leaves no ``config.json`` or ``folds.csv`` behind. The folds build their models on the workers
+        (``device`` was checked by ``RayOptions``)."""
+        self.connect()
 
     def __call__(self, jobs, task=None) -> None:
         """``train_folds`` (the earlier callable form of a backend)."""

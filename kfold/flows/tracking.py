@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 from urllib.parse import urlsplit
 
-from kfold.errors import UsageError, param
+from kfold.errors import UsageError, check_list, param
 
 __all__ = ["KINDS", "NullTracker", "SafeTracker", "Tracker", "check_uri", "default_uri", "open_tracker", "sync",
            "tracking_uri"]
@@ -364,7 +364,7 @@ def sync(paths: Sequence[str | Path], *, uri: str | None = None, models: bool = 
     """
     from kfold.files.rundir import RunDir, TuneDir
 
-    paths = [Path(p) for p in paths]
+    paths = [Path(p) for p in check_list("paths", paths)]
     if not paths:
         raise UsageError("give at least one RUN_DIR or TUNE_DIR")
     for path in paths:

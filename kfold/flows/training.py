@@ -143,6 +143,13 @@ def check_task(task: Task, data: str) -> None:
                         f"a classifier needs at least 2 classes")
 
 
+def _class_values(task: Task) -> list[str]:
+    """The classes as the competition spells them: the schema's values (folder names, label values, probability
+    columns; KMNIST's 0..9), else the task's class names."""
+    schema = getattr(task, "schema", None)
+    return list(schema.classes) if schema is not None else list(task.class_names)
+
+
 def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None, k: int, seed: int, data: str,
                 resume: bool = False, full: bool = False, threads: int | None = None) -> np.ndarray:
     """Validate, then write config.json and folds.csv (once); return the fold of every training row."""
@@ -160,7 +167,7 @@ def prepare_run(run: RunDir, cfg: TrainConfig, task: Task, *, preset: str | None
             raise UsageError(f"{run.folds_csv} has {folds.max() + 1} folds but {param('k')}={k} was given; "
                              f"use a new {param('out')} directory")
     else:
-        folds = assign_folds(task.train_labels, k, seed, task.class_names)  # a k larger than a class fails before anything is written
+        folds = assign_folds(task.train_labels, k, seed, class_names=_class_values(task))  # before anything is written
     wanted = {"config": cfg.to_dict(), "preset": preset, "k": k, "seed": seed, "data": str(data), "task": task.name,
               "fingerprint": task.fingerprint(), "classes": task.class_names, "folds_sha256": folds_sha256(folds),
               "threads": threads, **task.schema_meta()}

@@ -36,7 +36,7 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 
-from kfold.errors import DataError, UsageError, param
+from kfold.errors import DataError, UsageError, check_list, param
 from kfold.files.schema import KMNIST
 from kfold.files.probs import CHUNK_ROWS, ProbFile, is_prob_csv, read_probs
 from kfold.files.readers import csv_header, is_positional, is_submission_header, read_foreign_csv, read_npy, read_submission_fast
@@ -89,8 +89,14 @@ def load_input(path: str | os.PathLike, num_classes: int | None = None, ids: np.
         probs = read_npy(path, ids, log_probs)
     elif suffix == ".csv" and not is_prob_csv(path):
         header = csv_header(path)
-        if schema is not None and schema.header != KMNIST.header and [h.strip() for h in header] == schema.header:
-            return _competition_submission(path, schema)
+        if schema is not None and schema.header != KMNIST.header:
+            stripped = [h.strip() for h in header]
+            if stripped == schema.header:
+                return _competition_submission(path, schema)
+            if stripped and (stripped[0] == schema.id_column or set(stripped) & set(schema.header)):
+                from kfold.files.submission import header_problem  # the competition's columns, broken: say how
+
+                raise DataError(f"{path}: line 1: {header_problem(stripped, schema.header)}")
         if is_submission_header(header) or len(header) < 3 or [h.strip() for h in header[:2]] == KMNIST.header:
             return read_submission_fast(path, num_classes=num_classes)
         probs = read_foreign_csv(path, ids, log_probs)
@@ -150,7 +156,7 @@ class _Aligned:
 def _check_weights(weights, n_inputs: int) -> np.ndarray:
     if weights is None:
         return np.ones(n_inputs)
-    weights = np.asarray(weights, dtype=np.float64).ravel()
+    weights = np.asarray(check_list("weights", weights), dtype=np.float64).ravel()
     if weights.shape != (n_inputs,):
         raise UsageError(f"{weights.size} weights given for {n_inputs} inputs")
     if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
@@ -389,6 +395,7 @@ def combine(prob_inputs: Sequence[Input | str | os.PathLike], method: str = "mea
     ``ids``: the row Ids of ``.npy`` inputs (and of CSVs without an Id column); ``log_probs``: files hold
     natural-log probabilities; ``input_predictions=False`` skips each input's argmax (needed only by the
     vote and by reports; ``Ensemble.input_predictions`` is then None)."""
+    prob_inputs = check_list("prob_inputs", prob_inputs)
     if method not in METHODS:
         raise UsageError(f"unknown ensemble method '{method}', choose from {', '.join(METHODS)}")
     if tiebreak not in TIEBREAKS:
@@ -445,6 +452,7 @@ def combine(prob_inputs: Sequence[Input | str | os.PathLike], method: str = "mea
 
 def align_inputs(inputs: Sequence[Input | str | os.PathLike], num_classes: int | None = None) -> _Aligned:
     """Load every input (kept in memory) aligned to the first one; the same checks as ``combine``."""
+    inputs = check_list("inputs", inputs)
     if not inputs:
         raise UsageError("no ensemble inputs given")
     stream = _Stream(len(inputs), num_classes, None, False)
@@ -500,7 +508,7 @@ def fit_weights(oof_inputs: Sequence[Input | str | os.PathLike], metric: str = "
         raise UsageError(f"weights can be fitted for mean or geomean ensembles, not '{method}'")
     if rounds < 1:
         raise UsageError(f"{param('fit_rounds')} must be at least 1, got {rounds}")
-    aligned = align_inputs(oof_inputs)
+    aligned = align_inputs(check_list("oof_inputs", oof_inputs))
     if aligned.hard_inputs:
         raise UsageError(f"{aligned.hard_inputs[0]} is a submission; weight fitting needs out-of-fold probability files")
     if aligned.labels is None:

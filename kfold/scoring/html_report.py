@@ -270,27 +270,17 @@ TUNE_TOP = 10  # trials shown in the tuning section
 
 def read_tune(directory: str | Path | None) -> dict | None:
     """A ``kfold tune --out`` folder's results for the report, every file checked: the trials table (see
-    ``TuneDir.read_trials``), ``best.json`` (a JSON object) and the figures present; None when ``directory`` is None."""
+    ``kfold.files.tune_results``), ``best.json`` (the best complete trial's config) and the figures present; None when ``directory`` is None."""
     if directory is None:
         return None
     tune = TuneDir(directory)
     if not tune.is_tune():
         raise DataError(f"{tune.trials_csv}: missing (is {tune} a folder 'kfold tune --out' wrote?)")
+    from kfold.files.tune_results import read_results
     from kfold.metrics import METRICS
 
-    table = tune.read_trials()
+    table, best = read_results(tune)
     metric = table.attrs["metric"]
-    if metric not in METRICS:
-        raise DataError(f"{tune.trials_csv}: column 3 is {metric!r}, not a metric kfold knows "
-                        f"({', '.join(METRICS)})")
-    best = None
-    if tune.best_json.is_file():
-        try:
-            best = json.loads(tune.best_json.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{tune.best_json}: not JSON ({exc})") from None
-        if not isinstance(best, dict):
-            raise DataError(f"{tune.best_json}: not a JSON object (a config: field -> value)")
     figures = [(path.stem, _png_data_uri(path)) for path in tune.figures if path.is_file()]
     return {"dir": tune.path, "table": table, "metric": metric, "direction": METRICS[metric].direction,
             "best": best, "figures": figures}

@@ -36,7 +36,7 @@ import pandas as pd
 
 from kfold.files.atomic import write_csv, write_text
 from kfold.scoring.ensemble import check_seed, input_name, load_input
-from kfold.errors import DataError, UsageError, param
+from kfold.errors import DataError, UsageError, check_list, param
 from kfold.files.probs import ProbFile, read_probs
 from kfold.files.rundir import probs_path
 from kfold.files.split import PUBLIC_FRACTION as DEFAULT_PUBLIC_FRACTION
@@ -92,18 +92,17 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
     ``kfold make-competition``), else KMNIST's ``Id,Category``; ``metric`` defaults to the schema's."""
     path = Path(path)
     where = str(path)
+    frame = read_csv_frame(path, "solution")
+    columns = list(frame.columns)
+    group_values = frame.pop(GROUP_COLUMN) if columns[2:] and columns[-1] == GROUP_COLUMN else None
+    columns = list(frame.columns)
     if schema is None:
-        recorded = read_competition_file(path.parent) if path.parent.is_dir() else None
-        schema = recorded["schema"] if recorded else None
+        schema = solution_schema(path, frame)
     if schema is not None and schema.multilabel:  # tags or 0/1 columns (kfold.scoring.multilabel_board)
         from kfold.scoring.multilabel_board import multilabel_solution
 
         check_seed(seed)
         return Solution(**multilabel_solution(path, schema, public_fraction, seed, metric))
-    frame = read_csv_frame(path, "solution")
-    columns = list(frame.columns)
-    group_values = frame.pop(GROUP_COLUMN) if columns[2:] and columns[-1] == GROUP_COLUMN else None
-    columns = list(frame.columns)
     id_column, label_column, usage_column = (schema or KMNIST).solution_header
     if columns not in ([id_column, label_column], [id_column, label_column, usage_column]):
         raise DataError(f"{where}: line 1: header '{','.join(map(str, columns))}' must be "
@@ -159,6 +158,50 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
             raise DataError(f"{where}: no {split} rows in the {usage_column} column")
     return Solution(ids, categories, usage, path, groups=groups, num_classes=num_classes, classes_source=classes_source,
                     schema=schema, metric=metric)
+
+
+def solution_schema(path: Path, frame) -> Schema | None:
+    """The schema of the competition whose solution is ``path`` (``frame``: its cells): the folder's
+    ``competition.json``; else KMNIST's (``None``) for an ``Id,Category`` header; else the competition beside it
+    (its sample and data) when its columns are the solution's; else the solution's own header: the Id column first,
+    ``Usage`` last (optional), the one label column between (classes: the label values), as ``kfold validate
+    --sample`` reads a competition. Only a header with several candidates for the label column is refused, naming
+    them."""
+    from kfold.errors import KfoldError
+
+    recorded = read_competition_file(path.parent) if path.parent.is_dir() else None
+    if recorded is not None:
+        return recorded["schema"]
+    columns = [str(c) for c in frame.columns]
+    if columns[:2] == KMNIST.solution_header[:2] or len(columns) < 2:
+        return None  # KMNIST's Id,Category (checked as always); too few columns: refused with KMNIST's header
+    try:
+        from kfold.data import load_task
+
+        beside = load_task(path.parent, progress=False).schema if (path.parent / "sample_submission.csv").is_file() else None
+    except KfoldError:
+        beside = None
+    if beside is not None and columns in (beside.solution_header[:2], beside.solution_header):
+        return beside
+    between = columns[1:-1] if columns[-1] == USAGE_COLUMN else columns[1:]
+    if len(between) != 1:
+        raise DataError(f"{path}: line 1: header '{','.join(columns)}': cannot tell the label column among "
+                        f"{', '.join(map(repr, between))} (a solution holds the Id column first, then one label column, "
+                        f"then '{USAGE_COLUMN}'); keep one of them, or put a competition.json or the competition's "
+                        "sample_submission.csv and data beside it")
+    from kfold.files.schema import Sample, infer_id_kind, infer_schema, parse_ids
+
+    id_column, label = columns[0], between[0]
+    cells = frame[id_column].astype(str)
+    id_kind = infer_id_kind(cells.tolist())
+    sample = Sample(path=path, columns=[id_column, label], ids=parse_ids(cells, str(path), id_column, id_kind),
+                    id_kind=id_kind, frame=frame[[id_column, label]].astype(str))
+    labels = frame[label].astype(str).str.strip()
+    blank = (labels == "").to_numpy()
+    if blank.any():
+        row = int(np.argmax(blank))
+        raise DataError(f"{path}: line {row + FIRST_DATA_LINE}, column '{label}': empty label")
+    return infer_schema(sample, labels.tolist(), target="label", where_labels=f"{path} column '{label}'")
 
 
 def solution_classes(path: Path, categories: np.ndarray) -> tuple[int | None, str]:
@@ -259,6 +302,15 @@ class _Scored:
     probs: np.ndarray | None = None  # (N, C) in solution row order: only for metrics other than accuracy and log loss
 
 
+def _class_of(solution: Solution, index) -> str:
+    """Class ``index`` as the competition spells it (its schema's value; KMNIST's integers as they are)."""
+    classes = solution.schema.classes if solution.schema is not None else None
+    if classes is None or not 0 <= int(index) < len(classes):
+        return str(int(index))
+    name = classes[int(index)]
+    return name if name.lstrip("-").isdigit() else repr(name)
+
+
 def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bool, side_files: bool) -> _Scored:
     item = source if isinstance(source, (Submission, ProbFile)) else load_input(source, ids=ids, log_probs=log_probs,
                                                                                 schema=solution.schema)
@@ -270,7 +322,8 @@ def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bo
     if isinstance(item, ProbFile):
         probs, data_item, logloss_from = item, item, name
         if solution.categories.max() >= item.num_classes:
-            raise DataError(f"{name}: {item.num_classes} classes but the solution has Category {solution.categories.max()}")
+            raise DataError(f"{name}: {item.num_classes} classes but the solution has "
+                            f"{(solution.schema or KMNIST).solution_label_column} {_class_of(solution, solution.categories.max())}")
         predicted = np.empty(len(order), dtype=np.int64)
         for start in range(0, len(order), 8192):  # argmax in chunks: no full copy of a large file
             predicted[start:start + 8192] = item.probs[order[start:start + 8192]].argmax(axis=1)
@@ -284,13 +337,16 @@ def _score_one(source, solution: Solution, ids: np.ndarray | None, log_probs: bo
             probs = read_probs(side)
             side_order = align_ids(probs.ids, solution.ids, str(side), reference, first_line=None)
             if probs.num_classes <= solution.categories.max():
-                raise DataError(f"{side}: {probs.num_classes} classes but the solution has Category {solution.categories.max()}")
+                raise DataError(f"{side}: {probs.num_classes} classes but the solution has "
+                                f"{(solution.schema or KMNIST).solution_label_column} "
+                                f"{_class_of(solution, solution.categories.max())}")
             side_predicted = probs.probs[side_order].argmax(axis=1)
             differ = side_predicted != predicted
             if differ.any():
                 row = int(np.argmax(differ))
-                raise DataError(f"{side}: predicts class {side_predicted[row]} for Id {solution.ids[row]} where {name} "
-                                f"says {predicted[row]} ({int(differ.sum())} rows differ): a stale side file? "
+                raise DataError(f"{side}: predicts class {_class_of(solution, side_predicted[row])} for Id "
+                                f"{solution.ids[row]} where {name} says {_class_of(solution, predicted[row])} "
+                                f"({int(differ.sum())} rows differ): a stale side file? "
                                 f"Move it away or rewrite both")
             order, data_item, logloss_from = side_order, probs, str(side)
     p_true = None
@@ -464,6 +520,7 @@ def leaderboard(submissions: Sequence[str | os.PathLike], solution: Solution, n_
                 seed: int = 0, ids: np.ndarray | None = None, log_probs: bool = False) -> pd.DataFrame:
     """Score every submission; rank by Public (ties share a rank), with the Private rank, the shift, and the
     paired comparison of each with the best Public one (``*_diff``, ``*_diff_low/high``, ``*_p``, ``*_significant``)."""
+    submissions = check_list("submissions", submissions)
     if not submissions:
         raise UsageError("no submissions to score")
     from kfold.metrics import get_metric

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from kfold.files.atomic import guard_outputs, save_figure, together, write_csv, write_text
-from kfold.errors import DataError, UsageError, param
+from kfold.errors import DataError, UsageError, check_list, param
 from kfold.files.rundir import RunDir, check_fields
 from kfold.scoring.report import markdown_table
 
@@ -163,7 +163,7 @@ def plot_curve(table: pd.DataFrame, law: PowerLaw, all_rows: int, target: float 
 
 def learning_curve(runs: Sequence[str | Path], out: str | Path, target: float | None = None) -> str:
     """Fit and write the learning curve of finished runs of one recipe (different k); returns the Markdown text."""
-    runs, out = [Path(run) for run in runs], Path(out)
+    runs, out = [Path(run) for run in check_list("runs", runs)], Path(out)
     if target is not None and not 0 < target < 1:
         raise UsageError(f"{param('target')}={target!r}: must be an accuracy between 0 and 1")
     if out.exists() and not out.is_dir():

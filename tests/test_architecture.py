@@ -118,7 +118,7 @@ FLOORS = [
     ("scoring", ["kfold.scoring"]),                # ensembles, leaderboards, reports (torch-free)
     ("nn", ["kfold.nn"]),                          # everything that imports torch
     ("flows", ["kfold.flows"]),                    # the typed functions under the commands
-    ("api", ["kfold.api", "kfold"]),               # the notebook API and the package that re-exports it
+    ("api", ["kfold.api", "kfold.code_api", "kfold"]),               # the notebook API and the package that re-exports it
     ("commands", ["kfold.commands", "kfold.__main__"]),  # parse, call one library function, print
 ]
 

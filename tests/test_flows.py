@@ -206,7 +206,7 @@ def test_flows_modules_name_no_flag_in_their_errors():
 
 
 def test_public_modules_list_only_names_they_define():
-    modules = ["kfold", "kfold.api", "kfold.config", "kfold.registry", "kfold.errors"] + [
+    modules = ["kfold", "kfold.api", "kfold.code_api", "kfold.config", "kfold.registry", "kfold.errors"] + [
         f"kfold.{package}.{path.stem}" for package in ("flows", "scoring", "files")
         for path in sorted((Path(__file__).parents[1] / "kfold" / package).glob("[a-z]*.py"))]
     for name in modules:

@@ -110,7 +110,7 @@ def test_a_bare_value_for_a_list_parameter_is_a_type_error_naming_it(call, value
 
 def _list_parameters():
     found = set()
-    modules = ["kfold.api"]
+    modules = ["kfold.api", "kfold.code_api"]
     for package in ("kfold.flows", "kfold.scoring"):
         root = importlib.import_module(package)
         modules += [f"{package}.{m.name}" for m in pkgutil.walk_packages(root.__path__) if not m.ispkg]

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+__all__ = ["main"]
+
 
 def _error_line(notebook) -> str | None:
     """The first error output of the executed notebook as one line (a SystemExit's message as it is)."""

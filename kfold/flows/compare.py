@@ -186,7 +186,7 @@ def train_and_predict_at_once(backend, task, spec, out: Path, seeds: Sequence[in
                               epochs: int | None, device: str, tta: int | None, threads: int | None) -> dict:
     """Every run of the comparison through a Ray backend: all folds submitted together, each run's prediction
     waiting only on its own folds. Returns (seed, preset) -> RunDir; the files are those of ``train_and_predict``."""
-    from kfold.flows.ray_backend import RunPlan, train_runs
+    from kfold.flows.ray_runs import RunPlan, train_runs
     from kfold.flows.training import format_summary
 
     plans = []

@@ -387,3 +387,34 @@ def test_the_notebook_finds_its_inputs_where_kaggle_mounted_them_before(fake_kag
     assert done.returncode == 0, done.stderr
     assert competition.submissions[0]["status"] == "COMPLETE"
     assert "/input/tiny-kfold-models" in fake_kaggle.kernels[KERNEL][0].run.log
+
+
+def test_a_code_submission_logs_kaggles_score_to_the_tracked_ensemble_it_reproduced(fake_kaggle, code_comp, tmp_path,
+                                                                                    monkeypatch):
+    """``kfold submit --code --wait --track mlflow``: the score goes to the tracked ensemble whose submission the
+    notebook reproduced (matched by the local submission's sha256), as for a CSV upload (issue 33)."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from kfold.flows.tracking import open_tracker
+
+    competition, work = code_comp
+    write_code_package(work / "pkg", COMP, USERNAME)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("KFOLD_TRACK", raising=False)
+    tracker = open_tracker("mlflow", work / "runs", echo=lambda line: None)
+    tracker.ensemble_done(work / "pkg/local/submission.csv", [], "mean")
+    other = work / "other.csv"
+    other.write_bytes((work / "pkg/local/submission.csv").read_bytes() + b"\n")  # another file: not scored
+    tracker.ensemble_done(other, [], "vote")
+    tracker.close()
+    done = submit(work, "--wait", "120", "--track", "mlflow", env={"MLFLOW_TRACKING_URI": uri})
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "Kaggle's score logged to 1 tracked run(s)" in done.stdout
+    public = float(competition.submissions[0]["result"][1])
+    client = MlflowClient(tracking_uri=uri)
+    runs = {run.data.params.get("method"): run for experiment in client.search_experiments()
+            for run in client.search_runs([experiment.experiment_id])}
+    assert runs["mean"].data.metrics["kaggle_public"] == pytest.approx(public)
+    assert "kaggle_public" not in runs["vote"].data.metrics

@@ -134,11 +134,7 @@ def submit_command(args) -> int:
                               log=args.log, solution=args.solution, runs=args.run, wait=args.wait,
                               poll_interval=args.poll_interval, echo=print,
                               tracker=open_tracker(args, Path("runs")))
-    if done.result is not None:
-        result = done.result
-        private = f" (private {result['private_score']:.5f})" if result.get("private_score") is not None else ""
-        public = "none yet" if result.get("public_score") is None else f"{result['public_score']:.5f}"
-        print(f"public score: {public}{private}")
+    _print_score(done.result)
     return 0
 
 
@@ -155,13 +151,18 @@ def code_submit_command(args) -> int:
                          "competition's schema and the local submission")
     done = submit_code(args.package, args.competition, args.message, wait=args.wait, poll_interval=args.poll_interval,
                        max_differing=args.max_differing, dataset_wait=args.dataset_wait, kernel_wait=args.kernel_wait,
-                       timeout=args.kernel_timeout, log=args.log, echo=print)
-    if done.result is not None:
-        result = done.result
+                       timeout=args.kernel_timeout, log=args.log, echo=print,
+                       tracker=open_tracker(args, Path("runs")))
+    _print_score(done.result)
+    return 0
+
+
+def _print_score(result: dict | None) -> None:
+    """Kaggle's score of a submission waited for (``--wait``): the public one, and the private one when shown."""
+    if result is not None:
         private = f" (private {result['private_score']:.5f})" if result.get("private_score") is not None else ""
         public = "none yet" if result.get("public_score") is None else f"{result['public_score']:.5f}"
         print(f"public score: {public}{private}")
-    return 0
 
 
 # ---------------------------------------------------------------- submissions

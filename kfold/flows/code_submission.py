@@ -57,7 +57,7 @@ class CodeSubmitted:
 def submit_code(package: str | os.PathLike, competition: str, message: str, *, wait: float | None = None,
                 poll_interval: float = 5.0, max_differing: float = MAX_DIFFERING, dataset_wait: float = DATASET_WAIT,
                 kernel_wait: float = KERNEL_WAIT, accelerator: str | None = None, timeout: int | None = None,
-                log: str | os.PathLike | None = None, echo: Echo = print) -> CodeSubmitted:
+                log: str | os.PathLike | None = None, echo: Echo = print, tracker=None) -> CodeSubmitted:
     """Upload the package's dataset, push and run its notebook, check its output, submit it (see the module).
 
     Parameters
@@ -137,6 +137,12 @@ def submit_code(package: str | os.PathLike, competition: str, message: str, *, w
         done.result = wait_for_score(steps.client, competition, ref, wait, poll_interval, say=echo)
         if done.result["status"] == "ERROR":
             raise DataError(f"kaggle: submission {ref} failed scoring: {done.result['error'] or 'no description given'}")
+        if tracker:  # the tracked ensemble whose submission the notebook reproduced (by sha256) gets Kaggle's score
+            logged = [run for digest in dict.fromkeys((_sha256(pkg.local_submission), steps.state.output_sha256))
+                      for run in tracker.kaggle_score(digest, done.result.get("public_score"),
+                                                      done.result.get("private_score"), ref=ref,
+                                                      competition=competition) or []]
+            echo(f"tracking: Kaggle's score logged to {len(logged)} tracked run(s) with this submission's sha256")
     return done
 
 

@@ -42,6 +42,7 @@ from kfold.files.rundir import probs_path
 from kfold.files.split import PUBLIC_FRACTION as DEFAULT_PUBLIC_FRACTION
 from kfold.files.split import make_solution, random_usage  # noqa: F401  (make_solution: re-exported)
 from kfold.files.schema import GROUP_COLUMN, KMNIST, USAGE_COLUMN, USAGE_VALUES, Schema, read_competition_file
+from kfold.scoring.bootstrap import ALPHA, SPLITS, paired_tests, percentile_interval
 from kfold.scoring.report import display_names, markdown_table
 from kfold.files.submission import (FIRST_DATA_LINE, Submission, align_ids, check_categories,
                                    id_category_columns, read_csv_frame)
@@ -52,8 +53,6 @@ __all__ = ["ALPHA", "bootstrap_counts", "bootstrap_means", "COLUMNS", "GROUP_COL
 
 USAGES = USAGE_VALUES
 GROUP_PREFIX = "accuracy_"
-ALPHA = 0.05
-SPLITS = ("public", "private", "overall")
 COLUMNS = ["public_rank", "submission", "public", "private", "overall", "private_rank", "rank_shift",
            "public_low", "public_high", "private_low", "private_high", "overall_low", "overall_high",
            "public_logloss", "private_logloss", "overall_logloss", "n_public", "n_private", "n_overall",
@@ -256,13 +255,6 @@ def bootstrap_means(correct: np.ndarray, n_resamples: int, rng: np.random.Genera
             out.append(sums)
     rare_means = np.concatenate(out).astype(np.float64) / n_rows
     return np.where(flip, 1.0 - rare_means, rare_means)
-
-
-def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of each column of ``samples`` (resamples, K)."""
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(samples.astype(np.float64), [tail, 100.0 - tail], axis=0)
-    return low, high
 
 
 def mcnemar_exact(wins: np.ndarray, losses: np.ndarray) -> np.ndarray:
@@ -485,15 +477,7 @@ def _score_metric(scored: list, solution: Solution, n_bootstrap: int, seed: int)
         records[f"n_{split}"] = np.full(len(scored), int(masks[split].sum()))
     public = np.asarray(records["public"], dtype=np.float64)
     best = int(np.nanargmax(public) if metric.greater_is_better else np.nanargmin(public))
-    for split in ("public", "private"):
-        records[f"{split}_diff"] = records[split] - records[split][best]
-        diffs = boots[split] - boots[split][:, [best]]
-        records[f"{split}_diff_low"], records[f"{split}_diff_high"] = percentile_interval(diffs)
-        above, below = (diffs > 0).mean(axis=0), (diffs < 0).mean(axis=0)
-        p = np.minimum(1.0, 2 * np.minimum(1 - below, 1 - above))  # two-sided paired bootstrap p-value
-        p[best] = 1.0
-        records[f"{split}_p"] = p
-        records[f"{split}_significant"] = p < ALPHA
+    paired_tests(records, boots, best)
     table = pd.DataFrame(records)
     table["best_public"] = np.arange(len(scored)) == best
     table.attrs["metric"] = metric.name

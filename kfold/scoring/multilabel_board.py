@@ -24,19 +24,9 @@ import numpy as np
 import pandas as pd
 
 from kfold.errors import DataError, UsageError, param
+from kfold.scoring.bootstrap import SPLITS, paired_tests, percentile_interval
 
 __all__ = ["multilabel_solution", "score_multilabel", "weighted_mean_auc"]
-
-ALPHA = 0.05  # as kfold.scoring.leaderboard's (a test checks): a paired difference with p below it is marked
-SPLITS = ("public", "private", "overall")
-
-
-def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of each column of ``samples`` (resamples, K) (the single-label board's rule)."""
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(samples.astype(np.float64), [tail, 100.0 - tail], axis=0)
-    return low, high
-
 
 def multilabel_solution(path: str | os.PathLike, schema, public_fraction: float, seed: int, metric: str | None
                         ) -> dict:
@@ -157,15 +147,7 @@ def score_multilabel(submissions: Sequence, solution, n_bootstrap: int = 1000, s
         records[f"{split}_logloss"] = np.full(len(scored), np.nan)
         records[f"n_{split}"] = np.full(len(scored), len(index))
     best = int(np.nanargmax(records["public"]))
-    for split in ("public", "private"):
-        records[f"{split}_diff"] = records[split] - records[split][best]
-        diffs = boots[split] - boots[split][:, [best]]
-        records[f"{split}_diff_low"], records[f"{split}_diff_high"] = percentile_interval(diffs)
-        above, below = (diffs > 0).mean(axis=0), (diffs < 0).mean(axis=0)
-        p = np.minimum(1.0, 2 * np.minimum(1 - below, 1 - above))  # two-sided paired bootstrap p-value
-        p[best] = 1.0
-        records[f"{split}_p"] = p
-        records[f"{split}_significant"] = p < ALPHA
+    paired_tests(records, boots, best)
     table = pd.DataFrame(records)
     table["best_public"] = np.arange(len(scored)) == best
     table.attrs["metric"] = metric

@@ -225,7 +225,7 @@ def test_a_csv_upload_to_a_code_competition_is_refused_in_one_line(fake_kaggle, 
     (work / "sub.csv").write_text("Id,Category\n0,3\n")
     done = kfold("submit", "sub.csv", "-c", COMP, "-m", "x", cwd=work)
     assert done.returncode == 2
-    one_error_line(done, f"'{COMP}' is a code competition: it takes no CSV upload", "kfold submit --code --package PKG")
+    one_error_line(done, f"'{COMP}' is a code competition: it takes no CSV upload", "kfold submit --code, --package PKG")
     assert "StartSubmissionUpload" not in fake_kaggle.method_names() and competition.submissions == []
 
 

@@ -268,7 +268,7 @@ def test_empty_directory_lists_layouts_tried(tmp_path):
 
 def test_usage_errors(comp_dir, tmp_path):
     raises(UsageError, tmp_path / "nowhere", "nowhere", "no such directory")
-    raises(UsageError, comp_dir, "MNIST-MIX only", languages=["Arabic"])
+    raises(UsageError, comp_dir, "languages applies to the mnist-mix layout", languages=["Arabic"])
     raises(UsageError, comp_dir, "label_mode 'digits'", label_mode="digits")
 
 

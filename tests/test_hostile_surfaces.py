@@ -289,8 +289,9 @@ def test_the_writer_list_covers_every_command_that_writes():
     kaggle_log = {"submit", "submissions"}
     # package: its --out must be new or empty and not a link (tests/test_code_package.py); rehearse writes nothing
     code = {"package", "rehearse"}
+    tracking = {"track"}  # track sync writes only to the MLflow store (tests/test_tracking.py)
     assert set(COMMANDS) | set(DELEGATED) == (set(WRITERS) | {"mnist-mix", "download"} | read_only | kaggle_log | searches
-                                              | code)
+                                              | code | tracking)
 
 
 @pytest.mark.parametrize("target_kind", ["outside", "inside"])

@@ -178,7 +178,7 @@ def test_hostile_training_tags_are_refused(cells, message):
 def test_a_tag_on_one_image_cannot_be_split_into_k_folds():
     labels = encode_tags(["clear road", "clear", "clear haze", "clear road"], ("clear", "haze", "road"), "t", "tags")
     with pytest.raises(UsageError, match="k=2 is larger than the 1 training image of tag 'haze'"):
-        assign_folds(labels, 2, seed=0, names=["clear", "haze", "road"])
+        assign_folds(labels, 2, seed=0, class_names=["clear", "haze", "road"])
 
 
 def test_probability_columns_missing_from_training_are_refused():

@@ -237,7 +237,7 @@ def test_seeds_outside_the_uint32_range_are_a_usage_error(tmp_path, capsys, argv
     sol = _solution(tmp_path / "sol.csv", np.array([0, 1, 0, 1]), ["Public", "Private"] * 2)
     names = {"A": a, "B": b, "SOL": sol, "OUT": tmp_path / "o" / "v.csv", "OUTDIR": tmp_path / "o"}
     assert kfold_main([str(names.get(x, x)) for x in argv]) == 2
-    _one_line_error(capsys, "--seed must be an integer in 0..4294967295")
+    _one_line_error(capsys, "is not an integer in 0..4294967295")
     assert not (tmp_path / "o").exists()
     with pytest.raises(UsageError):
         combine([a, b], "vote", seed=-1)

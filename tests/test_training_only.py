@@ -229,8 +229,9 @@ HOSTILE = {
     "one-class-folder": (_folders(["only"]), [], 1, ["only one class ('only')"]),
     "class-folder-named-id": (_folders(["id", "b"]), [], 1, ["class folder name 'id'", "column name"]),
     "class-folder-named-label": (_folders(["a", "label"]), [], 1, ["class folder name 'label'"]),
-    "class-folder-named-like-label-column": (_folders(["a", "kind"]), ["--label-column", "kind"], 1,
-                                             ["class folder name 'kind'"]),
+    # class folders take no label column: the flag is refused (issue 31, kfold/data/flag_use.py), not ignored
+    "class-folder-named-like-label-column": (_folders(["a", "kind"]), ["--label-column", "kind"], 2,
+                                             ["--label-column", "class-folders"]),
     "pixel-csv-without-label-column": (lambda t: _pixel(t, {"label": "digit"}), [], 1,
                                        ["train.csv", "cannot tell which column holds the labels (no 'label' column)",
                                         "--label-column"]),

@@ -243,9 +243,9 @@ def test_a_run_records_the_choice_and_a_resume_keeps_it(comp, tmp_path, forced, 
 
     real, used = inference.predict_proba, []
 
-    def spy(model, images, mean, std, device, batch_size, views=1, channels_last=False, bf16=None):
+    def spy(model, images, mean, std, device, batch_size, views=1, channels_last=False, bf16=None, **options):
         used.append((channels_last, bf16))
-        return real(model, images, mean, std, device, batch_size, views, channels_last, bf16)
+        return real(model, images, mean, std, device, batch_size, views, channels_last, bf16, **options)
 
     monkeypatch.setattr(inference, "predict_proba", spy)
     assert run_cli(predict_main, [str(out), "--data", str(comp), "--out", str(tmp_path / "probs"), "--device", "cpu",

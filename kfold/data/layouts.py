@@ -430,7 +430,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
         file_column = options.id_column
     else:
         file_column = columns[0]
-    targets = sample.target_columns
+    targets = sample.target_columns if sample is not None else []  # training data alone: one label column
     if options.label_column is None and len(targets) > 1 and all(t in columns and t != file_column for t in targets):
         return _image_files_parts(detected, sample, options, cache_dir, progress, frame, file_column)  # 0/1 columns
     label = _label_column(columns, sample, options, where, (file_column,))

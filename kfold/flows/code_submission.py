@@ -152,7 +152,7 @@ class _Steps:
     def __init__(self, client, pkg, state, state_path: Path, echo: Echo):
         self.client, self.pkg, self.state, self.state_path, self.echo = client, pkg, state, state_path, echo
 
-    def save(self, **changes) -> None:
+    def record(self, **changes) -> None:
         from kfold.files.submit_state import write_state
 
         for key, value in changes.items():
@@ -165,7 +165,7 @@ class _Steps:
             owner = ref.split("/")[0]
             if user and owner.lower() != user.lower():
                 raise UsageError(f"{self.pkg.path}: the {what} {ref} belongs to '{owner}', but the Kaggle credentials are "
-                                 f"'{user}'; package again with --owner {user}")
+                                 f"'{user}'; package again with {param('owner')} {user}")
         if not self.client.code_only(competition):
             raise UsageError(f"kaggle: '{competition}' takes CSV uploads, not notebooks: submit the local submission "
                              f"with kfold submit {self.pkg.local_submission} -c {competition} -m MESSAGE")
@@ -185,7 +185,7 @@ class _Steps:
             new = client.dataset_status(pkg.dataset_id) is None
             self.echo(f"dataset {pkg.dataset_id}: {'creating it' if new else 'uploading a new version'}")
             client.dataset_upload(pkg.dataset_dir, pkg.dataset_id, f"kfold package {pkg.content_hash[:12]}", new=new)
-            self.save(content_hash=pkg.content_hash, dataset_ready=False, kernel_version=None, kernel_status="",
+            self.record(content_hash=pkg.content_hash, dataset_ready=False, kernel_version=None, kernel_status="",
                       output_sha256="", ref=None, logged=False)
         if not self.state.dataset_ready:
             def check():
@@ -197,14 +197,14 @@ class _Steps:
             poll(check, max_seconds, interval, lambda status: (
                 f"kaggle: dataset {pkg.dataset_id} is still {status} after {max_seconds:g} s; run the same command "
                 "again later, it continues here"), say=self.echo)
-            self.save(dataset_ready=True)
+            self.record(dataset_ready=True)
         self.echo(f"dataset {pkg.dataset_id}: ready")
 
     def kernel(self, kernel_hash: str, max_seconds: float, interval: float, accelerator, timeout) -> int:
         pkg, client, kernel = self.pkg, self.client, self.pkg.kernel_id
         if self.state.kernel_version is None or self.state.kernel_hash != kernel_hash:
             version = client.kernel_push(pkg.kernel_dir, kernel, timeout=timeout, accelerator=accelerator)
-            self.save(kernel_hash=kernel_hash, kernel_version=version, kernel_status="", output_sha256="", ref=None,
+            self.record(kernel_hash=kernel_hash, kernel_version=version, kernel_status="", output_sha256="", ref=None,
                       logged=False)
             self.echo(f"kernel {kernel}: pushed version {version}")
         version = self.state.kernel_version
@@ -219,7 +219,7 @@ class _Steps:
                 "command again later, it continues here"), say=self.echo)
             if status != "COMPLETE":
                 self._failed(version, status, failure.get("message", ""))
-            self.save(kernel_status="COMPLETE")
+            self.record(kernel_status="COMPLETE")
         self.echo(f"kernel {kernel}: version {version} COMPLETE")
         return version
 
@@ -232,7 +232,7 @@ class _Steps:
             self.echo(f"the last {min(len(lines), LOG_TAIL)} lines of its log:")
             for line in lines[-LOG_TAIL:]:
                 self.echo(f"  {line}")
-        self.save(kernel_version=None, kernel_status=status)  # a re-run pushes again
+        self.record(kernel_version=None, kernel_status=status)  # a re-run pushes again
         raise DataError(f"kaggle: kernel {kernel} version {version} ended {status}: {message or 'no failure message'}; "
                         "nothing submitted")
 
@@ -250,7 +250,7 @@ class _Steps:
                             f"{pkg.local_submission} in {comparison.differing} of {comparison.rows} rows "
                             f"({comparison.share:.2%}, more than {param('max_differing')} {max_differing:.2%}); first "
                             f"at line {comparison.first_line}; nothing submitted")
-        self.save(output_sha256=_sha256(output))
+        self.record(output_sha256=_sha256(output))
         return output, comparison
 
     def submit(self, competition, version, message, output: Path, log_path: Path, origin: dict):
@@ -262,7 +262,7 @@ class _Steps:
             reply = "already submitted"
         else:
             reply, ref = self.client.submit_code(competition, pkg.kernel_id, version, pkg.output_file, message)
-            self.save(ref=ref)
+            self.record(ref=ref)
             self.echo(f"submitted: {reply}" + (f" (ref {ref})" if ref else ""))
         if not state.logged:
             row = {"competition": competition, "file": str(pkg.local_submission), "sha256": state.output_sha256,
@@ -272,7 +272,7 @@ class _Steps:
                 append_log(log_path, row)
             except DataError as exc:
                 raise DataError(f"kaggle: submitted as ref {state.ref}, but not logged: {exc}") from None
-            self.save(logged=True)
+            self.record(logged=True)
             self.echo(f"logged in {log_path}")
         return reply, state.ref
 

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from kfold.errors import DataError, KfoldError, UsageError, check_list
+from kfold.errors import DataError, KfoldError, UsageError, check_list, param
 from kfold.files.rundir import RunDir, probs_path
 from kfold.flows.kaggle_download import DATA_ROOT, Downloaded, detect_layout, download  # noqa: F401  (re-exported)
 from kfold.flows.kaggle_polling import wait_for_score  # noqa: F401  (re-exported)
@@ -253,7 +253,7 @@ def submit(file: str | os.PathLike, competition: str, message: str, *, sample: s
     echo(f"kaggle: {limits.num_today} submission(s) used today, {limits.num_allowed_now} left {what}")
     if client.code_only(competition):
         raise UsageError(f"kaggle: '{competition}' is a code competition: it takes no CSV upload; package a run (kfold "
-                         f"package RUN_DIR -c {competition} ...) and submit it with kfold submit --code --package PKG")
+                         f"package RUN_DIR -c {competition} ...) and submit it with kfold submit --code, {param('package')} PKG")
     reply, ref = client.submit(file, competition, message)
     echo(f"submitted: {reply}" + (f" (ref {ref})" if ref else ""))
     try:

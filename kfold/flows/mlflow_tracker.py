@@ -341,7 +341,9 @@ class MlflowTracker:
     def tune_done(self, tune_dir) -> str:
         """Every trial of ``trials.csv``, the search's best value and files."""
         tune = TuneDir(tune_dir)
-        table = tune.read_trials()
+        from kfold.files.tune_results import read_trials
+
+        table = read_trials(tune)
         metric = table.attrs["metric"]
         fixed = {"number", "state", metric, "folds_done", "seconds", "partial_metric", "reason", "dir"}
         study = self._study(tune)

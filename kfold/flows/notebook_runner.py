@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from kfold.files.atomic import write_text
+
 __all__ = ["main"]
 
 
@@ -41,7 +43,7 @@ def main(argv: list[str]) -> int:
     jupyter = Path(tempfile.mkdtemp(prefix="kfold-jupyter-"))
     kernel_dir = jupyter / "kernels" / "kfold-rehearsal"
     kernel_dir.mkdir(parents=True)
-    (kernel_dir / "kernel.json").write_text(json.dumps({
+    write_text(kernel_dir / "kernel.json", json.dumps({
         "argv": [spec["python"], "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "kfold rehearsal (Kaggle's image)", "language": "python"}))
     os.environ.clear()  # the kernel inherits this environment: nothing of kfold's checkout (PYTHONPATH) in it
@@ -61,7 +63,7 @@ def main(argv: list[str]) -> int:
     seconds = time.perf_counter() - start
     nbformat.write(notebook, spec["executed"])
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    Path(spec["result"]).write_text(json.dumps({"seconds": seconds, "peak_kb": peak_kb, "error": error}))
+    write_text(spec["result"], json.dumps({"seconds": seconds, "peak_kb": peak_kb, "error": error}))
     return 0
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfold.errors import DataError, UsageError
+from kfold.files.atomic import write_text
 
 __all__ = ["Environment", "EXCLUDED", "build_kfold_wheel", "check_environment", "kaggle_environment",
            "network_mode", "NETWORK_MODES", "network_command", "GUARD"]
@@ -144,9 +145,9 @@ def kaggle_environment(folder: str | os.PathLike, *, guard: bool = False) -> Env
     python = env / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True, env=clean_env()).stdout.strip()
-    (Path(site) / "_kfold_kaggle_view.pth").write_text(f"{view}\n")
+    write_text(Path(site) / "_kfold_kaggle_view.pth", f"{view}\n")
     if guard:
-        (Path(site) / "sitecustomize.py").write_text(GUARD)
+        write_text(Path(site) / "sitecustomize.py", GUARD)
     versions = {name: dist.version for name, dist in found.items()}
     differing = {name: (versions[name], image[name]) for name in image
                  if name in versions and versions[name].split("+")[0] != image[name]}

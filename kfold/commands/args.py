@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import time
 from typing import Callable
 
 from kfold.config import PARAMS, preset_names
@@ -330,7 +331,16 @@ def open_tracker(args: argparse.Namespace, runs_folder):
     ``runs_folder``; checked here, before anything is written."""
     from kfold.flows.tracking import open_tracker as open_
 
-    return open_(args.track, runs_folder, models=args.track_models)
+    tracker = open_(args.track, runs_folder, models=args.track_models)
+    tracker.opened_at = time.perf_counter()  # for tracking_cost: its share of the command's wall time
+    return tracker
+
+
+def tracking_cost(tracker) -> None:
+    """Print what tracking cost the command (seconds, calls, share of its wall time); nothing when untracked."""
+    if tracker and hasattr(tracker, "cost_line"):
+        tracker.close()
+        print(tracker.cost_line(time.perf_counter() - getattr(tracker, "opened_at", time.perf_counter())))
 
 
 def open_run(args: argparse.Namespace, **fields):

@@ -49,4 +49,5 @@ def main(argv: Sequence[str] | None = None, prog: str = "compare.py") -> int:
         compare(args.data, args.out, presets=args.presets, seeds=args.seeds, k=args.k,
                 seed_ensembles=args.seed_ensembles, epochs=args.epochs, device=args.device, tta=args.tta,
                 threads=backend.threads(args.threads), progress=not args.no_progress, backend=backend, tracker=tracker)
+    flags.tracking_cost(tracker)
     return 0

@@ -46,4 +46,5 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold run") -> int:
                                  tracker=tracker)
     if result.lines:
         print("\n== done\n" + "\n".join(result.lines))
+    flags.tracking_cost(tracker)
     return 0

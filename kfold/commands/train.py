@@ -42,4 +42,5 @@ def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
         result = train_run(request, task, args.out, backend=backend, tracker=tracker)
     print(format_summary(result.values))
     print(f"wall time {result['wall_seconds']:.1f}s; run directory {args.out}")
+    flags.tracking_cost(tracker)
     return 0

@@ -104,4 +104,5 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold tune") -> int:
             backend.close()
     print("\n" + "\n".join(result.lines))
     print("wrote " + ", ".join(str(path) for path in result.files))
+    flags.tracking_cost(tracker)
     return 0

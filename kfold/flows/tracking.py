@@ -12,6 +12,7 @@ imports nothing heavy, so ``import kfold`` stays light.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 from urllib.parse import urlsplit
@@ -138,6 +139,7 @@ class SafeTracker:
 
     def __init__(self, tracker: Tracker, *, echo: Callable[[str], None] = print, uri: str | None = None):
         self.tracker, self.echo, self.uri, self.failed = tracker, echo, uri, False
+        self.seconds, self.calls = 0.0, 0  # the time the run spent in the tracker (MLflow's import included)
 
     def __bool__(self) -> bool:
         return True
@@ -145,6 +147,7 @@ class SafeTracker:
     def _call(self, name: str, *args, **kwargs) -> Any:
         if self.failed:
             return None
+        start = time.perf_counter()
         try:
             return getattr(self.tracker, name)(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - whatever the store raises, the run goes on
@@ -153,6 +156,21 @@ class SafeTracker:
             self.echo(f"warning: tracking: {self.uri}: {type(exc).__name__}: {first}; the run goes on untracked "
                       f"(log it later with: kfold track sync RUN_DIR)")
             return None
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+
+    def cost_line(self, total_seconds: float | None = None) -> str:
+        """What tracking cost this command, in one line (its share of ``total_seconds`` when given).
+
+        >>> safe = SafeTracker(NullTracker(), echo=print, uri="sqlite:////tmp/mlflow.db")
+        >>> safe.run_done("runs/x"); safe.calls
+        1
+        >>> safe.seconds = 2.5; safe.cost_line(500.0)
+        'tracking: 1 calls to sqlite:////tmp/mlflow.db took 2.5 s (0.50% of 500 s)'
+        """
+        share = f" ({100 * self.seconds / total_seconds:.2f}% of {total_seconds:.0f} s)" if total_seconds else ""
+        return f"tracking: {self.calls} calls to {self.uri} took {self.seconds:.1f} s{share}"
 
     def run_started(self, run_dir) -> None:
         self._call("run_started", run_dir)

@@ -2,7 +2,8 @@
 
 The same code the training commands' ``--track mlflow`` runs as folds and runs finish, applied afterwards: to runs
 made before tracking existed, or to fill the gap a failing store left. Idempotent: a run synced again is updated,
-never duplicated (the kfold run's id is a tag), a fold is logged once.
+never duplicated (the kfold run's id is a tag), a fold is logged once; a run's ensembles (its ``report-*``
+folders, their local scores from its leaderboard) are logged when their submission files are found.
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def build_parser(prog: str = "kfold track") -> argparse.ArgumentParser:
                       help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///PARENT/mlflow.db beside the "
                            "first path)")
     sync.add_argument("--track-models", action="store_true", help="also log every model's weights (safetensors)")
+    sync.add_argument("--submissions", type=Path, default=None, metavar="DIR",
+                      help="where kfold run wrote the runs' ensembles (default: where their leaderboard recorded them, "
+                           "else submissions/ beside the runs)")
     return p
 
 
@@ -31,5 +35,5 @@ def main(argv: Sequence[str] | None = None, prog: str = "kfold track") -> int:
     args = build_parser(prog).parse_args(argv)
     from kfold.flows.tracking import sync
 
-    sync(args.paths, uri=args.uri, models=args.track_models)
+    sync(args.paths, uri=args.uri, models=args.track_models, submissions=args.submissions)
     return 0

@@ -42,15 +42,14 @@ from kfold.data.mnist_mix import COMBINED, LANGUAGES
 from kfold.data.task import Task
 from kfold.errors import DataError, UsageError, param
 from kfold.files.atomic import atomic_path, together, write_bytes, write_csv
-from kfold.files.schema import (COMPETITION_FILE, GROUP_COLUMN, LABEL_COLUMN, USAGE_COLUMN, Sample, Schema,
-                                infer_schema, write_competition_file)
+from kfold.files.schema import (COMPETITION_FILE, DEFAULT_ID_COLUMN, GROUP_COLUMN, LABEL_COLUMN, USAGE_COLUMN, Sample,
+                                Schema, infer_schema, write_competition_file)
 from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED, check_fraction
 
 KAGGLE = KMNIST_LAYOUTS[0]  # kmnist-train-imgs.npy, kmnist-train-labels.npy, kmnist-test-imgs.npy
 LAYOUTS = ("arrays", "pixel-csv", "image-files", "class-folders")
 MAKE_TARGETS = ("label", "probs", "tags", "multilabel-probs")  # the last two: mosaics (kfold.data.mosaic)
 CLASS_VALUES = ("index", "names")
-DEFAULT_ID_COLUMN = "id"
 DEFAULT_LABEL_COLUMN = LABEL_COLUMN
 TRAIN_CSV, TEST_CSV, TRAIN_DIR, TEST_DIR = "train.csv", "test.csv", "train", "test"
 IMAGE_SUFFIX = ".png"

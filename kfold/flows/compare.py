@@ -160,10 +160,11 @@ def check_same_folds(reference: Path, other: Path) -> None:
 
 
 def train_and_predict(task, spec, out: Path, seed: int, preset: str, *, k: int, epochs: int | None, device: str,
-                      tta: int | None, progress: bool, threads: int | None = None, backend=None) -> RunDir:
+                      tta: int | None, progress: bool, threads: int | None = None, backend=None, tracker=None) -> RunDir:
     """Train (or resume) the run OUT/seed{seed}/{preset} and write its probability files; return the run.
 
-    ``backend`` (a ``kfold.flows.backend.Backend``; default a ``LocalBackend``) trains the folds and predicts."""
+    ``backend`` (a ``kfold.flows.backend.Backend``; default a ``LocalBackend``) trains the folds and predicts;
+    ``tracker`` logs the run as it starts and each fold as it finishes (``train_run``)."""
     from kfold.flows.backend import LocalBackend
     from kfold.flows.training import RunRequest, format_summary, train_run
 
@@ -174,7 +175,7 @@ def train_and_predict(task, spec, out: Path, seed: int, preset: str, *, k: int, 
     print(f"\n== seed {seed}, {preset}: train {run.path}", flush=True)
     request = RunRequest(cfg, spec, preset=preset, k=k, seed=seed, device=device, threads=threads, resume=run.is_run(),
                          progress=progress, tta=tta)
-    summary = train_run(request, task, run, backend=backend)
+    summary = train_run(request, task, run, backend=backend, tracker=tracker)
     print(format_summary(summary.values))
     print(f"== seed {seed}, {preset}: predict into {seed_dir / 'probs'}", flush=True)
     backend.predict([run], task, seed_dir / "probs", spec=spec, tta=tta, device=device,
@@ -322,7 +323,8 @@ def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRES
             tta: int | None = None, threads: int | None = None, progress: bool = True, backend=None,
             tracker=None) -> pd.DataFrame | None:
     """Presets side by side over seeds (see the module docstring); returns the comparison table (None: no solution).
-    ``tracker`` (``kfold.flows.tracking.open_tracker``) logs every run from its files once it is trained."""
+    ``tracker`` (``kfold.flows.tracking.open_tracker``) logs every run and each fold as it finishes (on Ray: each
+    run once it is trained), from their files."""
     from kfold.flows.training import TaskSpec
 
     out = Path(out)
@@ -361,9 +363,10 @@ def compare(data: str, out: str | Path, *, presets: Sequence[str] = DEFAULT_PRES
         seed_dir = out / f"seed{seed}"
         runs = [trained[seed, preset] if trained is not None else
                 train_and_predict(task, spec, out, seed, preset, k=k, epochs=epochs, device=device, tta=tta,
-                                  progress=progress, threads=threads, backend=backend) for preset in presets]
+                                  progress=progress, threads=threads, backend=backend, tracker=tracker)
+                for preset in presets]
         for preset, run in zip(presets, runs):
-            if tracker:
+            if tracker and trained is not None:  # Ray: folds trained on the workers, logged from their files here
                 tracker.run_done(run)
             check_same_folds(runs[0].folds_csv, run.folds_csv)
             seconds.append({"seed": seed, "preset": preset, "train_seconds": train_seconds(run.path)})

@@ -227,9 +227,7 @@ class MlflowTracker:
         if not run.is_done(fold):
             return None
         if parent is None:
-            parent, config = self._run_of(run)
-        else:
-            config = run.read_config()
+            parent, _ = self._run_of(run)
         exp = parent.info.experiment_id
         digest = _sha(run.meta(fold).read_bytes())[:20]
         tags = {TAG + "run_id": run_key(run), TAG + "kind": "fold", TAG + "fold": str(fold)}

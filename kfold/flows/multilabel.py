@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from kfold.errors import DataError, UsageError, param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["MULTILABEL_METHODS", "MULTILABEL_REPORT_FILES", "MultilabelEnsemble", "make_multilabel_submission",
            "validate_multilabel"]

@@ -251,12 +251,11 @@ def check_uri(uri: str, source: str = "MLFLOW_TRACKING_URI") -> str:
                          f"postgresql://..., mysql://..., mssql://... or databricks)")
     if scheme in ("http", "https", "postgresql", "mysql", "mssql"):
         try:
-            port = parts.port
+            parts.port  # noqa: B018 - urlsplit checks the port when it is read
         except ValueError:
             raise UsageError(f"{where}: the port is not a number in 0..65535") from None
         if not parts.hostname:
             raise UsageError(f"{where}: no host (expected {scheme}://HOST:PORT)")
-        del port
         return uri
     if scheme == "databricks":
         return uri
@@ -354,10 +353,25 @@ def open_tracker(track: str | None, runs_folder: str | Path, *, models: bool = F
 NullTracker.__repr__ = lambda self: "NullTracker()"  # type: ignore[method-assign]
 
 
+def _sync_ensembles(tracker, run_dir: Path, echo: Callable[[str], None], submissions: Path | None) -> None:
+    """The ensembles ``kfold run`` wrote from this run (its ``report-{method}/`` folders, its leaderboard's local
+    scores), logged again when their submission files are found (``kfold.files.past_ensembles``)."""
+    from kfold.files.past_ensembles import past_ensembles
+
+    found = past_ensembles(run_dir, submissions)
+    for ens in found.ensembles:
+        tracker.ensemble_done(ens.submission, ens.inputs, ens.method, public=ens.public, private=ens.private,
+                              report=ens.report)
+        echo(f"  synced ensemble {ens.submission} ({ens.method} of {len(ens.inputs)} files)")
+    for report, why in found.skipped:
+        echo(f"  not synced: ensemble {report.name}: {why}")
+
+
 def sync(paths: Sequence[str | Path], *, uri: str | None = None, models: bool = False,
-         echo: Callable[[str], None] = print) -> list[str]:
+         submissions: str | Path | None = None, echo: Callable[[str], None] = print) -> list[str]:
     """Log finished run directories and ``kfold tune`` folders into the MLflow store (``kfold track sync``), from
-    their files, idempotently: a run tracked before is updated, never duplicated; a fold is logged once.
+    their files, idempotently: a run tracked before is updated, never duplicated; a fold is logged once; the
+    ensembles ``kfold run`` wrote from a run (with their local scores) are logged when their submissions are found.
 
     Parameters
     ----------
@@ -367,6 +381,9 @@ def sync(paths: Sequence[str | Path], *, uri: str | None = None, models: bool = 
         The tracking URI (default ``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` beside the first path).
     models : bool, default False
         Also log the weights.
+    submissions : str or Path, optional
+        The folder ``kfold run --submissions`` wrote the runs' ensembles to, when it is neither where their
+        leaderboard recorded them nor ``submissions/`` beside the runs.
     echo : callable, default print
         One line per path.
 
@@ -389,6 +406,8 @@ def sync(paths: Sequence[str | Path], *, uri: str | None = None, models: bool = 
         if not RunDir(path).is_run() and not TuneDir(path).is_tune():
             raise UsageError(f"{path}: neither a kfold run directory (no {RunDir(path).config.name}) nor a kfold tune "
                              f"folder (no {TuneDir(path).trials_csv.name})")
+    if submissions is not None and not Path(submissions).is_dir():
+        raise UsageError(f"{param('submissions')}={str(submissions)!r}: not a folder")
     uri = uri or tracking_uri(paths[0].resolve().parent)
     check_uri(uri, "the tracking URI")
     from kfold.flows.mlflow_tracker import MlflowTracker, ui_command
@@ -403,6 +422,7 @@ def sync(paths: Sequence[str | Path], *, uri: str | None = None, models: bool = 
             else:
                 ids.append(tracker.run_done(path))
                 echo(f"synced run {path} -> MLflow run {ids[-1]}")
+                _sync_ensembles(tracker, path, echo, submissions)
     finally:
         tracker.close()
     echo(f"store {uri}; open it with: {ui_command(uri)}")

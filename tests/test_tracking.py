@@ -248,6 +248,7 @@ def test_a_search_is_a_parent_run_with_a_nested_run_per_trial_and_its_state(tmp_
     assert len(folds) == 2
     study = client.get_run(study.info.run_id)
     assert study.data.metrics["best_accuracy"] == 0.81 and study.data.metrics["trials_failed"] == 1
+    assert study.info.status == "FINISHED"  # the search ended: its run is not left running
     assert "trials.csv" in {a.path for a in client.list_artifacts(study.info.run_id)}
     sync([tune], uri=uri, echo=lambda _: None)  # again: nothing new
     assert len([r for r in runs_of(client) if "kfold.trial" in r.data.tags]) == 3 and len(runs_of(client, "fold")) == 4

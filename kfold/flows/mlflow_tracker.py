@@ -360,6 +360,7 @@ class MlflowTracker:
                            **{f"trials_{state}": float(n) for state, n in counts.items()}},
                   tags={TAG + "metric": metric})
         self._artifacts(study.info.run_id, tune.inputs())
+        self._finish(self.client.get_run(study.info.run_id))  # the search ended (a resumed search ends it again)
         return study.info.run_id
 
     # ---------------------------------------------------------------- ensembles and Kaggle

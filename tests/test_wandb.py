@@ -266,6 +266,10 @@ def test_a_search_is_a_group_of_trials_with_their_states_and_a_tune_run(tmp_path
              "model_kwargs.width": 16, "partial_metric": 0.42, "reason": "", "dir": str(tune / "trials" / "0001")},
             {"number": 2, "state": "failed", "accuracy": None, "folds_done": 0, "seconds": 0.1, "lr": 3.0,
              "model_kwargs.width": 4, "partial_metric": None, "reason": "config value lr=3.0 is too large", "dir": ""}]
+    # as kfold tune tells it: trial 0 as Optuna ends it (no metric name yet), then the whole table at the end
+    first = WandbTracker(tmp_path, mode="offline")
+    first.trial_done(tune, {"number": 0, "state": "complete", "value": 0.81, "params": {"lr": 0.1}, "folds_done": 2,
+                            "seconds": 3.5, "partial_metric": None, "reason": "", "dir": str(tune / "trials" / "0000")})
     pd.DataFrame(rows).to_csv(tune / "trials.csv", index=False)
     assert kfold_main(["track", "sync", "--track", "wandb", str(tune)]) == 0
     assert f"synced search {tune} -> W&B run s-" in capsys.readouterr().out
@@ -275,8 +279,9 @@ def test_a_search_is_a_group_of_trials_with_their_states_and_a_tune_run(tmp_path
     trials = {t["config"]["kfold.trial"]: t for t in of(runs, "trial")}
     assert sorted(trials) == [0, 1, 2] and {t["group"] for t in trials.values()} == {study["group"]}
     assert {n: t["config"]["kfold.state"] for n, t in trials.items()} == {0: "complete", 1: "pruned", 2: "failed"}
-    assert {n: t["exit"] for n, t in trials.items()} == {0: [0], 1: [0], 2: [1]}  # a failed trial's run failed
+    assert {n: t["exit"][-1] for n, t in trials.items()} == {0: 0, 1: 0, 2: 1}  # a failed trial's run failed
     assert trials[0]["summary"]["accuracy"] == 0.81 and trials[1]["summary"]["partial_accuracy"] == 0.42
+    assert trials[0]["segments"] == 2 and trials[1]["segments"] == 1  # trial 0: the metric's name added once
     assert trials[1]["summary"]["state"] == "pruned" and trials[2]["config"]["trial.lr"] == 3.0
     assert trials[2]["config"]["kfold.reason"] == "config value lr=3.0 is too large"
     folds = of(runs, "fold")
@@ -470,8 +475,18 @@ def test_online_only_with_an_api_key_and_wandb_mode_is_respected(tmp_path, monke
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
     assert logged_in() == str(netrc) and wandb_mode() == ("online", f"logged in: {netrc}")
+    netrc.write_text("machine api.forge.coreweave.com\n  login user\n  password " + "k" * 40 + "\n")
+    assert wandb_mode()[0] == "online"  # wandb 0.31's default server
     monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")  # a key for another host is not one for this
     assert wandb_mode()[0] == "offline"
+    netrc.write_text("machine wandb.example.com\n  login user\n  password " + "k" * 40 + "\n")
+    assert wandb_mode()[0] == "online"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password\n")  # an entry without a key: not logged in
+    monkeypatch.delenv("WANDB_BASE_URL")
+    assert wandb_mode()[0] == "offline"
+    netrc.write_text("this is not a netrc file\n")  # unreadable: not logged in, no error
+    assert wandb_mode()[0] == "offline"
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     assert wandb_mode() == ("online", "logged in: WANDB_API_KEY")
     monkeypatch.setenv("WANDB_MODE", "offline")

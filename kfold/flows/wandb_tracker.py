@@ -50,7 +50,7 @@ INSTALL_HINT = "pip install -e '.[track]'"
 MODES = ("online", "offline", "disabled", "dryrun")
 FOLDER = "wandb"  # what wandb.init(dir=ROOT) writes into: ROOT/wandb/
 INDEX = "kfold-index"  # kfold's record of what it logged, one JSON per W&B run, beside W&B's run folders
-HOST = "https://api.wandb.ai"
+HOSTS = ("api.forge.coreweave.com", "api.wandb.ai")  # wandb 0.31's default server and the W&B API behind it
 # W&B's crash reports (Sentry) off unless the user asked for them; everything else is switched off in _settings
 QUIET_ENV = {"WANDB_ERROR_REPORTING": "false", "WANDB_DISABLE_CODE": "true", "WANDB_DISABLE_GIT": "true"}
 SYNC_HINT = "kfold track sync --track wandb RUN_DIR"
@@ -71,7 +71,8 @@ def _number(value: Any) -> float | None:
 def logged_in(environ: dict | None = None) -> str | None:
     """Where a W&B API key is available from, without asking the network: ``WANDB_API_KEY``,
     ``WANDB_IDENTITY_TOKEN_FILE``, or the netrc file (``$NETRC``, else ``~/.netrc``) for the host of
-    ``$WANDB_BASE_URL`` (default api.wandb.ai); ``None`` when not logged in.
+    ``$WANDB_BASE_URL`` (unset: W&B's default server, api.forge.coreweave.com, or api.wandb.ai behind it);
+    ``None`` when not logged in.
 
     >>> logged_in({"WANDB_API_KEY": "x" * 40}), logged_in({"NETRC": "/nonexistent/netrc"})
     ('WANDB_API_KEY', None)
@@ -82,12 +83,16 @@ def logged_in(environ: dict | None = None) -> str | None:
             return name
     home = Path(env.get("HOME") or Path.home())
     path = Path(env["NETRC"]).expanduser() if env.get("NETRC") else home / ".netrc"
-    host = urlsplit(str(env.get("WANDB_BASE_URL") or HOST)).netloc
+    base = str(env.get("WANDB_BASE_URL") or "").strip()
+    hosts = [urlsplit(base).netloc] if base else list(HOSTS)
+    if "forge.coreweave.com" in hosts[0]:
+        hosts.append("api.wandb.ai")  # as wandb looks a Forge host up
     try:
-        entry = netrc.netrc(str(path)).authenticators(host) if host else None
+        entries = netrc.netrc(str(path))
     except (OSError, netrc.NetrcParseError):
         return None
-    return str(path) if entry and entry[2] else None
+    found = [entries.authenticators(host) for host in hosts if host]
+    return str(path) if any(entry and entry[2] for entry in found) else None
 
 
 def wandb_mode(environ: dict | None = None) -> tuple[str, str]:
@@ -393,7 +398,8 @@ class WandbTracker:
         self._finish(live, old["id"], superseded_by=new_id, run_key=f"superseded:{old.get('run_key')}")
 
     def run_done(self, run_dir, *, group: str | None = None, job_type: str = "run", extra: dict | None = None,
-                 summary_extra: dict | None = None, exit_code: int = 0, identity: Any = None) -> str:
+                 summary_extra: dict | None = None, exit_code: int = 0, identity: Any = None,
+                 note: dict | None = None) -> str:
         """The run's summary metrics and files from ``summary.json``, and every finished fold not logged yet; not
         logged again when its files (and ``identity``, else ``extra`` and ``summary_extra``) did not change."""
         run = RunDir(run_dir)
@@ -433,7 +439,8 @@ class WandbTracker:
         metrics.update(summary_extra or {})
         live.summary.update({k: v for k, v in metrics.items() if v is not None})
         self._files(live, files)
-        self._finish(live, wid, exit_code, kind="run", run_key=key, dir=str(run.path.resolve()), digest=digest)
+        self._finish(live, wid, exit_code, kind="run", run_key=key, dir=str(run.path.resolve()), digest=digest,
+                     **(note or {}))
         return wid
 
     # ---------------------------------------------------------------- kfold tune
@@ -466,8 +473,14 @@ class WandbTracker:
         identity = [state, f"{_number(row.get('value')) or 0:.10g}", _number(row.get("folds_done")),
                     str(row.get("reason") or "")]
         if directory and RunDir(directory).is_run():
-            return self.run_done(directory, group=group, job_type="trial", extra=extra, summary_extra=results,
-                                 exit_code=exit_code, identity=identity)
+            wid = self.run_done(directory, group=group, job_type="trial", extra=extra, summary_extra=results,
+                                exit_code=exit_code, identity=identity, note={"metric": name})
+            entry = self.entry(wid) or {}
+            if name != entry.get("metric", name) and name in results:  # told by Optuna first, without the metric's name
+                live = self._resume(entry, {"kfold.metric": name})
+                live.summary.update({name: results[name]})
+                self._finish(live, wid, exit_code, metric=name)
+            return wid
         wid = f"{study}-t{int(row['number'])}"  # a trial whose config failed before it had a run directory
         digest = _sha(json.dumps(identity, sort_keys=True, default=str).encode())[:20]
         if (self.entry(wid) or {}).get("digest") == digest:

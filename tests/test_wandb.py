@@ -1,14 +1,8 @@
-"""The Weights & Biases tracker, read back from W&B's OFFLINE files: each ``wandb/offline-run-*/run-<id>.wandb`` is a
-LevelDB-style log of protobuf ``Record``s (wandb 0.31 ships no Python reader of it: the few lines below read the log
-format and ``wandb.proto.wandb_internal_pb2.Record`` parses each record). Runs, groups, job types, config, the
-per-epoch history (equal to ``metrics.csv``), summary metrics, files, tune trials with their states, ensembles with
-their inputs, the local and Kaggle scores written back (a resumed segment of the ensemble's W&B run), idempotent
-re-syncs, a tracker that fails (one warning line), hostile W&B settings (one line, nothing written), the modes
-(offline unless logged in), wandb never imported without it, and an offline sync inside a network namespace of its
-own under strace: no connection but W&B's own Unix socket.
-
-Each ``wandb.init`` costs W&B's service a fraction of a second after the first (which starts ``wandb-core``): the
-tests keep their runs few (k=2, one sync each)."""
+"""The Weights & Biases tracker, read back from W&B's OFFLINE files (``wandb/offline-run-*/run-<id>.wandb``: a
+LevelDB-style log of protobuf ``Record``s; wandb 0.31 ships no Python reader, so ``records`` reads the log format):
+runs, groups, job types, config, per-epoch history, summaries, files, trials, ensembles, scores written back,
+idempotent re-syncs, failures (one warning), hostile settings, the modes, light imports, and an offline sync in a
+network namespace under strace. A ``wandb.init`` after a process's first costs a fraction of a second: runs stay few."""
 from __future__ import annotations
 
 import json
@@ -24,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from kaggle_fake import fake_kaggle  # noqa: F401  (fixture)
 from runs import fake_run
 
 pytest.importorskip("wandb", reason="the W&B tracker needs wandb (pip install -e '.[track]')")
@@ -119,11 +114,9 @@ def of(runs: dict, job_type: str) -> list[dict]:
     return sorted((r for r in runs.values() if r["job_type"] == job_type), key=lambda r: r["name"])
 
 
-def wandb_files(folder: Path) -> list[Path]:
+def wandb_files(folder: Path) -> list[Path]:  # one per segment
     return sorted(folder.glob("*/run-*.wandb"))
 
-
-# ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(autouse=True)
 def offline_env(monkeypatch, tmp_path):
@@ -408,18 +401,17 @@ def _hostile_settings(tmp_path: Path) -> list[tuple[dict, str]]:
 
 
 def _make(env: dict, tmp_path: Path) -> None:
-    what = env.pop("_make", None)
-    if what is None:
-        return
-    root = Path(env["WANDB_DIR"])
-    root.mkdir(exist_ok=True)
-    if what == "wandb-file":
-        (root / "wandb").write_text("x")
-    elif what == "wandb-link":
-        (root / "wandb").symlink_to(tmp_path / "elsewhere")
-    else:
-        (root / "wandb").mkdir()
-        (root / "wandb" / "kfold-index").write_text("x")
+    what = env.pop("_make", None)  # the planted files of a case
+    if what is not None:
+        wandb_dir = Path(env["WANDB_DIR"]) / "wandb"
+        wandb_dir.parent.mkdir(exist_ok=True)
+        if what == "wandb-link":
+            wandb_dir.symlink_to(tmp_path / "elsewhere")
+        elif what == "wandb-file":
+            wandb_dir.write_text("x")
+        else:
+            wandb_dir.mkdir()
+            (wandb_dir / "kfold-index").write_text("x")
 
 
 def test_hostile_w_and_b_settings_are_one_line_before_anything_is_written(tmp_path, monkeypatch):
@@ -563,8 +555,16 @@ def test_an_offline_sync_in_a_network_namespace_connects_to_nothing_but_w_and_b_
 # ---------------------------------------------------------------- end to end: kfold run --track wandb
 
 @pytest.mark.slow
-def test_kfold_run_with_w_and_b_logs_the_run_its_folds_and_ensembles(tmp_path, monkeypatch, capsys):
+def test_kfold_run_with_w_and_b_then_submit_logs_folds_ensembles_and_the_kaggle_score(tmp_path, monkeypatch, capsys,
+                                                                                      fake_kaggle):  # noqa: F811
+    """``kfold run --track wandb``, then ``kfold submit --wait --track wandb`` against the loopback Kaggle fake (whose
+    proxy also fails the test on any CONNECT: wandb reaching for the internet would show there)."""
+    import importlib.util
+
     from kfold.data.toy import make_toy_competition
+
+    if importlib.util.find_spec("kaggle") is None:
+        pytest.skip("kfold submit needs the kaggle client (pip install -e '.[kaggle]')")
 
     monkeypatch.chdir(tmp_path)
     comp = make_toy_competition(tmp_path / "comp")
@@ -584,3 +584,16 @@ def test_kfold_run_with_w_and_b_logs_the_run_its_folds_and_ensembles(tmp_path, m
     board = pd.read_csv(tmp_path / "runs" / "toy" / "leaderboard" / "leaderboard.csv")
     mean_row = board[board["submission"] == "subs/toy-mean.csv"].iloc[0]
     assert ensembles["mean"]["summary"]["local_public"] == pytest.approx(mean_row["public"])
+
+    # kfold submit --wait: Kaggle's public score goes to the ensemble that wrote the file (a resumed segment)
+    fake_kaggle.add("comp", results=[("COMPLETE", "0.97300", "0.96100")])
+    done = subprocess.run([sys.executable, "-m", "kfold", "submit", "subs/toy-mean.csv", "-c", "comp", "-m", "toy mean",
+                           "--sample", str(comp / "sample_submission.csv"), "--wait", "30", "--poll-interval", "0.1",
+                           "--track", "wandb"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Kaggle's score logged to 1 tracked run(s)" in done.stdout and "warning" not in done.stdout
+    scored = read_runs(tmp_path / "runs" / "wandb")
+    assert scored[ensembles["mean"]["id"]]["summary"]["kaggle_public"] == pytest.approx(0.973)
+    assert "kaggle_public" not in scored[ensembles["vote"]["id"]]["summary"]
+    assert scored[ensembles["mean"]["id"]]["segments"] == 2 and scored[run["id"]]["segments"] == 1

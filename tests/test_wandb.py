@@ -1,5 +1,5 @@
 """The Weights & Biases tracker, read back from W&B's OFFLINE files (``wandb/offline-run-*/run-<id>.wandb``: a
-LevelDB-style log of protobuf ``Record``s; wandb 0.31 ships no Python reader, so ``records`` reads the log format):
+LevelDB-style log of protobuf ``Record``s; wandb 0.31 ships no Python reader: ``tests/wandb_records.py`` reads it):
 runs, groups, job types, config, per-epoch history, summaries, files, trials, ensembles, scores written back,
 idempotent re-syncs, failures (one warning), hostile settings, the modes, light imports, and an offline sync in a
 network namespace under strace. A ``wandb.init`` after a process's first costs a fraction of a second: runs stay few."""
@@ -10,16 +10,15 @@ import os
 import re
 import shutil
 import socket
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from kaggle_fake import fake_kaggle  # noqa: F401  (fixture)
 from runs import fake_run
+from wandb_records import of, read_runs, wandb_files
 
 pytest.importorskip("wandb", reason="the W&B tracker needs wandb (pip install -e '.[track]')")
 
@@ -31,91 +30,6 @@ from kfold.flows.wandb_tracker import WandbTracker, logged_in, wandb_mode  # noq
 REPO = Path(__file__).resolve().parents[1]
 W_ENV = ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "KFOLD_TRACK",
          "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE")
-
-
-# ---------------------------------------------------------------- reading W&B's offline files back
-
-def records(path: Path):
-    """Every protobuf Record of a ``.wandb`` file: a 7-byte header (``:W&B``, magic, version), then 32 KiB blocks
-    of chunks (crc32 of type+data, length, type FULL/FIRST/MIDDLE/LAST), checked."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", path
-    pos, pending, block = 7, b"", 32768
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # a block's tail too short for a chunk header: zero padding
-            pos += block - pos % block
-            continue
-        crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if kind == 0 and length == 0:
-            break
-        payload = data[pos + 7:pos + 7 + length]
-        assert zlib.crc32(payload, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF == crc, (path, pos)
-        pos += 7 + length
-        pending = payload if kind in (1, 2) else pending + payload
-        if kind in (1, 4):
-            record = pb.Record()
-            record.ParseFromString(pending)
-            yield record
-
-
-def _items(items) -> dict:
-    out = {}
-    for item in items:
-        key = item.key or ".".join(item.nested_key)
-        out[key] = json.loads(item.value_json)
-    return out
-
-
-def _segment_order(folder: Path):
-    match = re.match(r".*?run-(\d{8}_\d{6})-.*?(?:-(\d+))?$", folder.name)
-    return (match.group(1), int(match.group(2) or 0)) if match else (folder.name, 0)
-
-
-def read_runs(wandb_dir: Path) -> dict[str, dict]:
-    """Every W&B run under ``wandb_dir`` (``RUNS/wandb``), its segments merged in order as ``wandb sync`` uploads a
-    resumed run: config and summary updated key by key, history appended, files collected."""
-    runs: dict[str, dict] = {}
-    files = sorted(wandb_dir.glob("*/run-*.wandb"), key=lambda f: _segment_order(f.parent))
-    for path in files:
-        run = None
-        for record in records(path):
-            kind = record.WhichOneof("record_type")
-            if kind == "run":
-                r = record.run
-                run = runs.setdefault(r.run_id, {"id": r.run_id, "config": {}, "summary": {}, "history": [],
-                                                 "files": set(), "exit": [], "segments": 0})
-                run.update(project=r.project, group=r.run_group, job_type=r.job_type, name=r.display_name,
-                           tags=list(r.tags))
-                run["segments"] += 1
-                run["config"].update(_items(r.config.update))
-            elif run is None:
-                continue
-            elif kind == "config":
-                run["config"].update(_items(record.config.update))
-            elif kind == "summary":
-                run["summary"].update(_items(record.summary.update))
-            elif kind == "history":
-                row = _items(record.history.item)
-                row.setdefault("_step", record.history.step.num)
-                run["history"].append(row)
-            elif kind == "files":
-                run["files"].update(f.path for f in record.files.files)
-            elif kind == "exit":
-                run["exit"].append(record.exit.exit_code)
-    for run in runs.values():
-        run["config"] = {k: (v.get("value") if isinstance(v, dict) and "value" in v else v)
-                         for k, v in run["config"].items() if not k.startswith("_")}
-    return runs
-
-
-def of(runs: dict, job_type: str) -> list[dict]:
-    return sorted((r for r in runs.values() if r["job_type"] == job_type), key=lambda r: r["name"])
-
-
-def wandb_files(folder: Path) -> list[Path]:  # one per segment
-    return sorted(folder.glob("*/run-*.wandb"))
 
 
 @pytest.fixture(autouse=True)
@@ -414,7 +328,7 @@ def _make(env: dict, tmp_path: Path) -> None:
             (wandb_dir / "kfold-index").write_text("x")
 
 
-def test_hostile_w_and_b_settings_are_one_line_before_anything_is_written(tmp_path, monkeypatch):
+def test_hostile_w_and_b_settings_are_one_line_before_anything_is_written(tmp_path, monkeypatch, capsys):
     from synthetic import write_kmnist_comp
 
     data = write_kmnist_comp(tmp_path / "comp", n_train=40, n_test=10)
@@ -439,8 +353,11 @@ def test_hostile_w_and_b_settings_are_one_line_before_anything_is_written(tmp_pa
         assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == listing, env  # nothing written
         for name in env:
             monkeypatch.delenv(name)
-    # usage errors of the sync command: --uri is MLflow's; --track-models without a tracker names both
-    assert kfold_main(["track", "sync", "--track", "wandb", "--uri", "sqlite:////tmp/x.db", str(tmp_path)]) == 2
+    # usage errors: --uri is MLflow's (sync's tracker from KFOLD_TRACK); --track-models without a tracker names both
+    monkeypatch.setenv("KFOLD_TRACK", "wandb")
+    assert kfold_main(["track", "sync", "--uri", "sqlite:////tmp/x.db", str(tmp_path)]) == 2
+    assert "is MLflow's tracking URI" in capsys.readouterr().err
+    monkeypatch.delenv("KFOLD_TRACK")
     with pytest.raises(UsageError, match="needs track='mlflow' or 'wandb'"):
         open_tracker(None, tmp_path, models=True)
 

@@ -1,8 +1,8 @@
 """``kfold track sync RUN_DIR|TUNE_DIR ...``: log finished runs and searches to MLflow or W&B from their files.
 
-The same code the training commands' ``--track mlflow`` runs as folds and runs finish, applied afterwards: to runs
-made before tracking existed, or to fill the gap a failing store left. Idempotent: a run synced again is updated,
-never duplicated (the kfold run's id is a tag), a fold is logged once.
+The same code the training commands' ``--track mlflow`` (or ``--track wandb``) runs as folds and runs finish, applied
+afterwards: to runs made before tracking existed, or to fill the gap a failing store left. Idempotent: a run synced
+again is updated, never duplicated (the kfold run's id is a tag, or W&B's run id), a fold is logged once.
 """
 from __future__ import annotations
 

@@ -122,8 +122,8 @@ class NullTracker:
 
 
 class SafeTracker:
-    """A tracker whose failures never reach the run: the first failure prints one warning line (with the command
-    that fills the gap later) and silences the tracker for the rest of the command.
+    """A tracker whose failures never reach the run: the first failure prints one warning line (with ``hint``, the
+    command that fills the gap later) and silences the tracker for the rest of the command.
 
     Examples
     --------

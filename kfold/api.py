@@ -206,9 +206,11 @@ def train(data: str, preset: str = "fast", *, k: int = 5, seed: int = 0, out: st
         Progress bars and one line per fold.
     backend, address, cpus_per_fold, gpus_per_fold, max_retries
         Where folds train: ``"local"`` (here, one after another) or ``"ray"`` and its resources.
-    track : {"mlflow", None}, optional
+    track : {"mlflow", "wandb", None}, optional
         Log the run and its folds to MLflow (``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` beside the run
-        directory); default ``$KFOLD_TRACK``, else nothing. ``track_models=True`` also logs the weights.
+        directory) or to Weights & Biases (offline in ``wandb/`` beside the run directory, or ``$WANDB_DIR``, unless
+        logged in or ``$WANDB_MODE`` says otherwise); default ``$KFOLD_TRACK``, else nothing. ``track_models=True``
+        also logs the weights.
     **overrides
         Config fields (``kfold.config.PARAMS`` lists their types and bounds).
 
@@ -311,7 +313,7 @@ def tune(data: str, preset: str = "fast", *, trials: int, out: str | Path | None
 
     ``space`` is a file path or a mapping (``{"lr": {"log_uniform": [0.01, 0.3]}}``; default: the preset
     family's); keyword ``overrides`` fix config fields for every trial. Re-running continues the study.
-    ``track="mlflow"`` logs the study, every trial and its folds to MLflow (as ``kfold.train``).
+    ``track="mlflow"`` (or ``"wandb"``) logs the study, every trial and its folds (as ``kfold.train``).
     """
     from kfold.config import resolve_config
     from kfold.flows.training import TaskSpec

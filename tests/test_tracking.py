@@ -366,7 +366,7 @@ def test_an_unwritable_folder_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("track, env, fragment", [
-    ("wandb", None, "track='wandb': unknown tracker"), (None, "neptune", "KFOLD_TRACK='neptune': unknown tracker"),
+    ("comet", None, "track='comet': unknown tracker"), (None, "neptune", "KFOLD_TRACK='neptune': unknown tracker"),
     (5, None, "track=5: unknown tracker"), (None, None, None), ("none", "mlflow", None)])
 def test_tracker_names(tmp_path, monkeypatch, track, env, fragment):
     monkeypatch.delenv("KFOLD_TRACK", raising=False)
@@ -399,8 +399,8 @@ def test_track_models_without_track_and_sync_of_a_plain_folder_are_usage_errors(
     assert kfold_main(["track", "sync", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "neither a kfold run directory" in err
-    assert kfold_main(["train", "--data", "x", "--out", str(tmp_path / "r"), "--track", "wandb"]) == 2
-    assert "unknown tracker 'wandb'" in capsys.readouterr().err
+    assert kfold_main(["train", "--data", "x", "--out", str(tmp_path / "r"), "--track", "comet"]) == 2
+    assert "unknown tracker 'comet'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- light imports

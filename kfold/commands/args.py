@@ -316,11 +316,14 @@ def add_training_flags(p: argparse.ArgumentParser, recipe: bool = True) -> None:
 
 
 def add_track_flags(p: argparse.ArgumentParser) -> None:
-    """``--track mlflow`` and ``--track-models``: experiment tracking (``kfold.flows.tracking``)."""
-    group = p.add_argument_group("tracking", "log runs, folds, trials, ensembles and Kaggle scores to MLflow "
-                                             "(pip install -e '.[track]'); the run directory stays the source of truth")
-    group.add_argument("--track", default=None, type=one_of("tracker", ["mlflow", "none"]), metavar="mlflow|none",
-                       help="track in MLflow: $MLFLOW_TRACKING_URI, else sqlite:///RUNS/mlflow.db beside the runs "
+    """``--track mlflow|wandb`` and ``--track-models``: experiment tracking (``kfold.flows.tracking``)."""
+    group = p.add_argument_group("tracking", "log runs, folds, trials, ensembles and Kaggle scores to MLflow or "
+                                             "Weights & Biases (pip install -e '.[track]'); the run directory stays the "
+                                             "source of truth")
+    group.add_argument("--track", default=None, type=one_of("tracker", ["mlflow", "wandb", "none"]),
+                       metavar="mlflow|wandb|none",
+                       help="mlflow: $MLFLOW_TRACKING_URI, else sqlite:///RUNS/mlflow.db beside the runs; wandb: W&B, "
+                            "offline in RUNS/wandb/ (or $WANDB_DIR) unless logged in or $WANDB_MODE says otherwise "
                             "(default: $KFOLD_TRACK, else none)")
     group.add_argument("--track-models", action="store_true",
                        help="with --track: also log every model's weights (safetensors)")

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from kfold.errors import DataError, UsageError
 from kfold.files.rundir import FULL, RunDir, TuneDir, model_name, read_metrics, safe_name
 from kfold.flows.ensembling import REPORT_FILES
+from kfold.flows.track_params import flatten  # shared with the W&B tracker; importable from here as before
 
 __all__ = ["MlflowTracker", "flatten", "run_key", "ui_command"]
 
@@ -39,22 +40,6 @@ def ui_command(uri: str) -> str:
     if uri.startswith(("http://", "https://")):
         return f"open {uri} in a browser"
     return f"mlflow ui --backend-store-uri {uri}"
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    """A nested config as MLflow parameters: ``model_kwargs.width`` style keys, JSON text values.
-
-    >>> flatten({"lr": 0.1, "model_kwargs": {"width": 16}, "aug": None})
-    {'lr': '0.1', 'model_kwargs.width': '16', 'aug': 'null'}
-    """
-    out: dict[str, str] = {}
-    if isinstance(value, dict) and (value or not prefix):
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}{key}."))
-        return out
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    out[prefix[:-1]] = text[:MAX_PARAM]
-    return out
 
 
 def _sha(data: bytes) -> str:

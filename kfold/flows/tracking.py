@@ -6,8 +6,8 @@ in the driver process (so folds trained on Ray workers land in the same tracked 
 the very same code to finished runs afterwards, idempotently. Tracking never breaks a run: ``open_tracker`` wraps
 the tracker so that a failing or unreachable store gives one warning line and the run goes on (``SafeTracker``).
 
-The MLflow tracker lives in ``kfold.flows.mlflow_tracker`` and imports MLflow only when it is used; this module
-imports nothing heavy, so ``import kfold`` stays light.
+The MLflow tracker lives in ``kfold.flows.mlflow_tracker``, the Weights & Biases one in ``kfold.flows.wandb_tracker``;
+each imports its library only when it is used; this module imports nothing heavy, so ``import kfold`` stays light.
 """
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 from urllib.parse import urlsplit
 
 from kfold.errors import UsageError, check_list, param
+from kfold.flows.track_params import flatten  # re-exported: the trackers' shared config flattening
 
-__all__ = ["KINDS", "NullTracker", "SafeTracker", "Tracker", "check_uri", "default_uri", "open_tracker", "sync",
+__all__ = ["KINDS", "NullTracker", "SafeTracker", "Tracker", "check_uri", "default_uri", "flatten", "open_tracker", "sync",
            "tracking_uri"]
 
-KINDS = ("mlflow",)
+KINDS = ("mlflow", "wandb")
 ENV = "KFOLD_TRACK"
 DB_NAME = "mlflow.db"  # the embedded store beside the runs (a runs folder's file, not a run directory's)
 SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
@@ -121,8 +122,8 @@ class NullTracker:
 
 
 class SafeTracker:
-    """A tracker whose failures never reach the run: the first failure prints one warning line (with the command
-    that fills the gap later) and silences the tracker for the rest of the command.
+    """A tracker whose failures never reach the run: the first failure prints one warning line (with ``hint``, the
+    command that fills the gap later) and silences the tracker for the rest of the command.
 
     Examples
     --------
@@ -137,8 +138,9 @@ class SafeTracker:
     (1, 'warning: tracking: http://127.0.0.1:9: ConnectionError: ')
     """
 
-    def __init__(self, tracker: Tracker, *, echo: Callable[[str], None] = print, uri: str | None = None):
-        self.tracker, self.echo, self.uri, self.failed = tracker, echo, uri, False
+    def __init__(self, tracker: Tracker, *, echo: Callable[[str], None] = print, uri: str | None = None,
+                 hint: str = "kfold track sync RUN_DIR"):
+        self.tracker, self.echo, self.uri, self.failed, self.hint = tracker, echo, uri, False, hint
         self.seconds, self.calls = 0.0, 0  # the time the run spent in the tracker (MLflow's import included)
 
     def __bool__(self) -> bool:
@@ -154,7 +156,7 @@ class SafeTracker:
             self.failed = True
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             self.echo(f"warning: tracking: {self.uri}: {type(exc).__name__}: {first}; the run goes on untracked "
-                      f"(log it later with: kfold track sync RUN_DIR)")
+                      f"(log it later with: {self.hint})")
             return None
         finally:
             self.seconds += time.perf_counter() - start
@@ -301,16 +303,19 @@ def _kind(track: str | None) -> str | None:
 
 def open_tracker(track: str | None, runs_folder: str | Path, *, models: bool = False,
                  echo: Callable[[str], None] = print) -> Tracker:
-    """The tracker a command asked for: ``track`` ('mlflow'; ``None``: ``$KFOLD_TRACK``, else none), its store at
-    ``$MLFLOW_TRACKING_URI`` or ``sqlite:///RUNS_FOLDER/mlflow.db``, wrapped in ``SafeTracker``; ``NullTracker``
-    when nothing is tracked. The URI is checked here (``UsageError``), the store is opened at its first use.
+    """The tracker a command asked for, wrapped in ``SafeTracker``; ``NullTracker`` when nothing is tracked.
+
+    ``"mlflow"``: the store at ``$MLFLOW_TRACKING_URI`` or ``sqlite:///RUNS_FOLDER/mlflow.db``. ``"wandb"``: Weights &
+    Biases, offline (files under ``RUNS_FOLDER/wandb/``, or ``$WANDB_DIR/wandb/``) unless the user is logged in or
+    ``$WANDB_MODE`` says otherwise (``kfold.flows.wandb_tracker``). Everything is checked here (``UsageError``);
+    the store is opened at its first use.
 
     Parameters
     ----------
     track : str, optional
-        ``"mlflow"``, or ``None`` for ``$KFOLD_TRACK`` (unset: no tracking).
+        ``"mlflow"``, ``"wandb"``, or ``None`` for ``$KFOLD_TRACK`` (unset: no tracking).
     runs_folder : str or Path
-        The folder of the runs: the embedded store ``mlflow.db`` goes there.
+        The folder of the runs: the embedded store ``mlflow.db``, or W&B's ``wandb/`` folder, goes there.
     models : bool, default False
         Also log every model's weights (safetensors).
     echo : callable, default print
@@ -319,29 +324,35 @@ def open_tracker(track: str | None, runs_folder: str | Path, *, models: bool = F
     Returns
     -------
     Tracker
-        A ``SafeTracker`` around an ``MlflowTracker``, or a ``NullTracker``.
+        A ``SafeTracker`` around an ``MlflowTracker`` or a ``WandbTracker``, or a ``NullTracker``.
 
     Raises
     ------
     UsageError
-        An unknown tracker name, or a tracking URI that cannot work.
+        An unknown tracker name, a tracking URI, ``$WANDB_MODE`` or ``$WANDB_DIR`` that cannot work.
 
     Examples
     --------
     >>> open_tracker(None, "runs", echo=print)  # KFOLD_TRACK unset
     NullTracker()
-    >>> open_tracker("wandb", "runs")
+    >>> open_tracker("comet", "runs")
     Traceback (most recent call last):
     ...
-    kfold.errors.UsageError: track='wandb': unknown tracker; available: mlflow (or none)
+    kfold.errors.UsageError: track='comet': unknown tracker; available: mlflow, wandb (or none)
     """
     if not isinstance(models, bool):
         raise UsageError(f"{param('track_models')}={models!r}: must be True or False")
     kind = _kind(track)
     if kind is None:
         if models:
-            raise UsageError(f"{param('track_models')} needs {param('track')}='mlflow' (or {ENV}=mlflow)")
+            raise UsageError(f"{param('track_models')} needs {param('track')}='mlflow' or 'wandb' "
+                             f"(or {ENV}=mlflow|wandb)")
         return NullTracker()
+    if kind == "wandb":
+        from kfold.flows.wandb_tracker import SYNC_HINT, open_wandb
+
+        tracker = open_wandb(runs_folder, models=models, echo=echo)
+        return NullTracker() if tracker is None else SafeTracker(tracker, echo=echo, uri=tracker.label, hint=SYNC_HINT)
     uri = tracking_uri(runs_folder)
     check_uri(uri, "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI", "").strip() else "the default store")
     from kfold.flows.mlflow_tracker import MlflowTracker, ui_command
@@ -368,17 +379,18 @@ def _sync_ensembles(tracker, run_dir: Path, echo: Callable[[str], None], submiss
 
 
 def sync(paths: Sequence[str | Path], *, uri: str | None = None, models: bool = False,
-         submissions: str | Path | None = None, echo: Callable[[str], None] = print) -> list[str]:
-    """Log finished run directories and ``kfold tune`` folders into the MLflow store (``kfold track sync``), from
-    their files, idempotently: a run tracked before is updated, never duplicated; a fold is logged once; the
-    ensembles ``kfold run`` wrote from a run (with their local scores) are logged when their submissions are found.
+         submissions: str | Path | None = None, echo: Callable[[str], None] = print,
+         track: str | None = None) -> list[str]:
+    """Log finished run directories and ``kfold tune`` folders into a tracker (``kfold track sync``), from their
+    files, idempotently: a run tracked before is updated, never duplicated; a fold is logged once; the ensembles
+    ``kfold run`` wrote from a run (with their local scores) are logged when their submissions are found.
 
     Parameters
     ----------
     paths : sequence of str or Path
         Run directories (``config.json``) or search folders (``trials.csv``).
     uri : str, optional
-        The tracking URI (default ``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` beside the first path).
+        MLflow's tracking URI (default ``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` beside the first path).
     models : bool, default False
         Also log the weights.
     submissions : str or Path, optional
@@ -386,20 +398,34 @@ def sync(paths: Sequence[str | Path], *, uri: str | None = None, models: bool = 
         leaderboard recorded them nor ``submissions/`` beside the runs.
     echo : callable, default print
         One line per path.
+    track : {"mlflow", "wandb"}, optional
+        The tracker (default ``$KFOLD_TRACK`` when it names one, else ``"mlflow"``). W&B writes to ``$WANDB_DIR``, else
+        the ``wandb/`` folder beside the first path, offline unless the user is logged in.
 
     Returns
     -------
     list of str
-        The MLflow run id of each path.
+        The tracker's run id of each path (MLflow's, or W&B's).
 
     Raises
     ------
     UsageError
-        A path that is neither a run nor a search folder, a bad URI, or MLflow not installed.
+        A path that is neither a run nor a search folder, a bad URI or W&B setting, the tracker not installed.
+
+    Examples
+    --------
+    >>> sync(["runs/x"], track="wandb", uri="sqlite:////tmp/mlflow.db")
+    Traceback (most recent call last):
+    ...
+    kfold.errors.UsageError: uri='sqlite:////tmp/mlflow.db' is MLflow's tracking URI; W&B writes to $WANDB_DIR, else beside the runs
     """
     from kfold.files.rundir import RunDir, TuneDir
 
     paths = [Path(p) for p in check_list("paths", paths)]
+    kind = _kind(track) or "mlflow"
+    if kind == "wandb" and uri is not None:
+        raise UsageError(f"{param('uri')}={uri!r} is MLflow's tracking URI; W&B writes to $WANDB_DIR, else beside the "
+                         f"runs")
     if not paths:
         raise UsageError("give at least one RUN_DIR or TUNE_DIR")
     for path in paths:
@@ -408,22 +434,30 @@ def sync(paths: Sequence[str | Path], *, uri: str | None = None, models: bool = 
                              f"folder (no {TuneDir(path).trials_csv.name})")
     if submissions is not None and not Path(submissions).is_dir():
         raise UsageError(f"{param('submissions')}={str(submissions)!r}: not a folder")
-    uri = uri or tracking_uri(paths[0].resolve().parent)
-    check_uri(uri, "the tracking URI")
-    from kfold.flows.mlflow_tracker import MlflowTracker, ui_command
+    if kind == "wandb":
+        from kfold.flows.wandb_tracker import open_wandb
 
-    tracker = MlflowTracker(uri, models=models)
+        tracker = open_wandb(paths[0].resolve().parent, models=models, echo=echo)
+        if tracker is None:
+            raise UsageError("WANDB_MODE=disabled: W&B logs nothing; unset it (or use offline) to sync")
+        name, last = "W&B", tracker.closing_line()
+    else:
+        uri = uri or tracking_uri(paths[0].resolve().parent)
+        check_uri(uri, "the tracking URI")
+        from kfold.flows.mlflow_tracker import MlflowTracker, ui_command
+
+        tracker, name, last = MlflowTracker(uri, models=models), "MLflow", f"store {uri}; open it with: {ui_command(uri)}"
     ids = []
     try:
         for path in paths:
             if TuneDir(path).is_tune():
                 ids.append(tracker.tune_done(path))
-                echo(f"synced search {path} -> MLflow run {ids[-1]}")
+                echo(f"synced search {path} -> {name} run {ids[-1]}")
             else:
                 ids.append(tracker.run_done(path))
-                echo(f"synced run {path} -> MLflow run {ids[-1]}")
+                echo(f"synced run {path} -> {name} run {ids[-1]}")
                 _sync_ensembles(tracker, path, echo, submissions)
     finally:
         tracker.close()
-    echo(f"store {uri}; open it with: {ui_command(uri)}")
+    echo(last)
     return ids

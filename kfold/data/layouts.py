@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kfold.data.describe import LAYOUT_NAMES, NO_TEST_ROWS, describe  # noqa: F401 - kfold.data.layouts.describe
 from kfold.data.task import Task, no_test
 from kfold.errors import DataError, UsageError, param
 from kfold.files.schema import LABEL_COLUMN, USAGE_COLUMN, Sample, TARGETS, infer_schema, read_sample
 
-LAYOUT_NAMES = ("arrays", "pixel-csv", "image-files", "class-folders")
 SAMPLE_NAME = "sample_submission.csv"
 SOLUTION_NAME = "solution.csv"
 TRAIN_FOLDERS = ("train", "train_images")
@@ -47,9 +47,6 @@ TEST_FOLDERS = ("test", "test_images")
 LABEL_CSVS = ("train_labels.csv", "train.csv", "labels.csv")
 PIXEL_TRAIN = "train.csv"
 PIXEL_TEST = "test.csv"
-NO_TEST_ROWS = ("no test set (training data alone: kfold run trains the folds and reports the out-of-fold score; "
-                "no submission)")
-
 
 @dataclass(frozen=True)
 class LoadOptions:
@@ -253,15 +250,16 @@ def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache
 
 
 def _check_target_flag(target: str | None, sample: Sample) -> None:
-    """``target`` must be the target the sample holds where the sample decides it (several probability columns:
-    'probs'; one column: 'label' or 'binary', never 'probs'); else it would be ignored (kfold.data.flag_use)."""
+    """``target`` must be a target the sample can hold where the sample decides it (several probability columns:
+    'probs' or 'multilabel-probs', the training labels tell them apart and the flag forces either; one column:
+    'label' or 'binary', never 'probs'); else it would be ignored (kfold.data.flag_use)."""
     from kfold.data.flag_use import check_target
     from kfold.files.schema import _is_probability_column
 
     if target is None:
         return
     if len(sample.target_columns) > 1:
-        detected = "probs"
+        detected = ("probs", "multilabel-probs")
     elif target == "probs":
         detected = "binary" if _is_probability_column(sample.frame[sample.target_columns[0]]) else "label"
     else:
@@ -306,17 +304,39 @@ def _label_column(columns: list[str], sample: Sample | None, options: LoadOption
                     f"{param('label_column')}")
 
 
+def _zero_one_columns(columns: list[str], sample: Sample | None, options: LoadOptions, file_column: str) -> list[str]:
+    """The sample's target columns when the training CSV holds them all as labels (one 0/1 column per class or tag:
+    one-hot or multi-label), else [] (one label column)."""
+    targets = sample.target_columns if sample is not None else []
+    if options.label_column is None and len(targets) > 1 and all(t in columns and t != file_column for t in targets):
+        return list(targets)
+    return []
+
+
+def _labels_of(cells: dict, label_columns: list[str], where: str):
+    """The label cells of one label column, or the (N, C) 0/1 matrix of several (line and column of a bad cell named)."""
+    from kfold.data.image_files import check_labels_present
+    from kfold.files.multilabel import zero_one_matrix
+
+    if len(label_columns) > 1:
+        return zero_one_matrix(np.column_stack([cells[c] for c in label_columns]), where, label_columns)
+    return check_labels_present(pd.Series(cells[label_columns[0]]), where, label_columns[0])
+
+
 def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
-    from kfold.data.image_files import check_labels_present, check_unique, shown
+    from kfold.data.image_files import check_unique, shown
     from kfold.data.pixel_csv import image_geometry, read_header, read_pixel_csv, to_images
 
     train_header = read_header(detected.train)
     id_column = sample.id_column if sample is not None else _own_id_column(train_header, options, str(detected.train))
-    label = _label_column(train_header, sample, options, str(detected.train), (id_column,))
-    train_text = [label] + ([id_column] if id_column in train_header else [])
+    label_columns = _zero_one_columns(train_header, sample, options, id_column)  # one 0/1 column per class or tag
+    label = ",".join(label_columns) if label_columns else _label_column(train_header, sample, options,
+                                                                        str(detected.train), (id_column,))
+    label_columns = label_columns or [label]
+    train_text = label_columns + ([id_column] if id_column in train_header else [])
     values, text, pixel_columns = read_pixel_csv(detected.train, train_text)
     side, channels = image_geometry(values.shape[1], str(detected.train), pixel_columns)
-    label_values = check_labels_present(pd.Series(text[label]), str(detected.train), label)
+    label_values = _labels_of(text, label_columns, str(detected.train))
     if sample is None:  # training rows alone
         own = id_column in train_header
         return {"train_images": to_images(values, side, channels, options.image_size, options.channels),
@@ -327,7 +347,7 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
                                + (f"Id '{id_column}')" if own else f"no Id column there: kfold's default '{id_column}')")}
 
     test_header = read_header(detected.test)
-    test_text = [c for c in (id_column, label) if c in test_header]
+    test_text = [c for c in (id_column, *label_columns) if c in test_header]
     test_values, test_cells, test_pixels = read_pixel_csv(detected.test, test_text)
     if test_values.shape[1] != values.shape[1]:
         raise DataError(f"{detected.test}: {test_values.shape[1]} pixel columns but {detected.train} has "
@@ -350,13 +370,13 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
         rows = np.arange(len(sample.ids))
     out_channels = options.channels
     test_label_values = None
-    if label in test_cells:
-        test_label_values = check_labels_present(pd.Series(test_cells[label]), str(detected.test), label)[rows]
+    if all(c in test_cells for c in label_columns):
+        test_label_values = _labels_of(test_cells, label_columns, str(detected.test))[rows]
     return {
         "train_images": to_images(values, side, channels, options.image_size, out_channels),
         "test_images": to_images(test_values[rows], side, channels, options.image_size, out_channels),
         "label_values": label_values, "labels_file": str(detected.train), "label_column": label,
-        "labels_where": f"{detected.train} column '{label}'", "first_line": 2,
+        "labels_where": f"{detected.train} column{'s' if ',' in label else ''} '{label}'", "first_line": 2,
         "test_label_values": test_label_values, "extra": extra,
     }
 
@@ -430,8 +450,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
         file_column = options.id_column
     else:
         file_column = columns[0]
-    targets = sample.target_columns if sample is not None else []  # training data alone: one label column
-    if options.label_column is None and len(targets) > 1 and all(t in columns and t != file_column for t in targets):
+    if _zero_one_columns(columns, sample, options, file_column):
         return _image_files_parts(detected, sample, options, cache_dir, progress, frame, file_column)  # 0/1 columns
     label = _label_column(columns, sample, options, where, (file_column,))
     if label == file_column:
@@ -503,52 +522,3 @@ def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions
             "id_column": id_column, "id_values": [os.path.basename(path) for path in train_paths],
             "schema_from": f"kfold's defaults for class folders (Id '{id_column}': the file names, target '{label}')"
                            + (f"; {' and '.join(given)} column named by the options" if given else "")}
-
-
-def _why_single(task: Task) -> str:
-    if task.extra.get("label_column", "").count(",") or task.schema.target != "probs":
-        return "every training row holds exactly one 1 (one-hot): one class per image, rows summing to 1"
-    return "the training labels hold one class per image"
-
-
-def describe(task: Task) -> list[str]:
-    """What ``kfold inspect`` prints of a loaded task: layout, rows, image size and channels, classes with
-    their counts, the Id and target columns, the metric."""
-    schema = task.schema
-    shape = task.train_images.shape
-    channels = 3 if task.train_images.ndim == 4 else 1
-    labels = np.asarray(task.train_labels, dtype=np.int64)
-    counts = labels.sum(axis=0) if labels.ndim == 2 else np.bincount(labels, minlength=task.num_classes)
-    shown = ", ".join(f"{name}: {count}" for name, count in zip(task.class_names[:20], counts[:20]))
-    more = f", ... ({task.num_classes - 20} more)" if task.num_classes > 20 else ""
-    ids = task.test_ids
-    first_ids = ", ".join(str(v) for v in ids[:3]) + (", ..." if len(ids) > 3 else "")
-    target = {"label": "one label column", "probs": "one probability column per class",
-              "binary": "one probability column (binary)", "tags": "space-separated tags in one cell, several per image",
-              "multilabel-probs": "one independent probability column per label, rows need not sum to 1"}[schema.target]
-    layout = task.extra.get("layout", "arrays")
-    lines = [
-        f"layout: {layout if layout in LAYOUT_NAMES else f'arrays ({layout})'}",
-        f"source: {task.source}",
-        f"rows: {len(task.train_labels)} training, " + (f"{len(ids)} test" if task.has_test else NO_TEST_ROWS),
-        f"images: {shape[2]}x{shape[1]}, {channels} channel{'s' if channels > 1 else ''} "
-        f"({'grayscale' if channels == 1 else 'RGB'}), uint8",
-        f"classes ({task.num_classes}, {schema.class_kind} values): {shown}{more}",
-        f"Id column: {schema.id_column} ({schema.id_kind} Ids{f': {first_ids}' if task.has_test else ''})",
-        f"target: {', '.join(schema.target_columns[:6])}{', ...' if len(schema.target_columns) > 6 else ''} ({target})",
-        f"metric: {schema.metric}",
-    ]
-    if schema.multilabel or schema.target == "probs":
-        lines.insert(-1, f"why: {schema.extra.get('detected') or _why_single(task)}")
-    if layout in ("pixel-csv", "image-files"):
-        column = task.extra["label_column"]
-        lines.insert(5, f"training labels: column '{column}'" if not schema.target.endswith("probs") or "," not in column
-                     else f"training labels: 0/1 columns {column.replace(',', ', ')}")
-    elif layout == "class-folders":
-        lines.insert(5, "training labels: the class folder names")
-    if "schema_from" in task.extra:  # training data alone: where the Id and target columns came from
-        lines.append(f"columns from: {task.extra['schema_from']}")
-    if task.sample_submission is not None:
-        lines.append(f"sample submission: {task.sample_submission}")
-    lines.append(f"solution: {task.solution if task.solution is not None else 'none (no local leaderboard)'}")
-    return lines

@@ -12,20 +12,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from kfold.errors import DataError, UsageError, param
+from kfold.files.rundir import MULTILABEL_REPORT_FILES
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from kfold.data.task import Task
+    from kfold.files.rundir import RunDir
+    from kfold.flows.tracking import Tracker
+    from kfold.flows.training import RunSummary
 
 __all__ = ["MULTILABEL_METHODS", "MULTILABEL_REPORT_FILES", "MultilabelEnsemble", "make_multilabel_submission",
            "validate_multilabel"]
 
 MULTILABEL_METHODS = ("mean", "vote")
-MULTILABEL_REPORT_FILES = ("agreement_tags.csv", "agreement_models.csv", "report.md")
 
 
 @dataclass
@@ -204,10 +209,24 @@ def validate_multilabel(files: Sequence[Path], sample: Path | None, schema) -> l
     return lines
 
 
-def finish_competition(task, root, run_dirs, fold_files: list[Path], summaries, submissions: Path, seeds, preset: str,
-                       k: int, echo) -> tuple[dict, "pd.DataFrame | None", list[str]]:
+def finish_competition(task: "Task", root: "RunDir", run_dirs: "Sequence[RunDir]", fold_files: list[Path],
+                       summaries: "Sequence[RunSummary]", submissions: Path, seeds: Sequence[int], preset: str, k: int,
+                       echo: Callable[[str], None], tracker: "Tracker | None" = None
+                       ) -> tuple[dict[str, Path], "pd.DataFrame | None", list[str]]:
     """``kfold run``'s steps after prediction for a multi-label task: the submissions (mean, and vote for tags),
-    their validation and the local leaderboard. Returns the submissions, the leaderboard and the closing lines."""
+    their validation and the local leaderboard; ``tracker`` is told each ensemble with its local Public/Private
+    (``None`` without a solution). Returns the submissions, the leaderboard and the closing lines."""
+    subs, table, lines = _finish(task, root, fold_files, summaries, submissions, seeds, preset, k, echo)
+    for method, target in subs.items() if tracker else ():  # each ensemble, its inputs' runs and local scores
+        row = {} if table is None else table[table["submission"] == str(target)].iloc[0]
+        tracker.ensemble_done(target, fold_files, method, public=row.get("public"), private=row.get("private"),
+                              report=root.report(method))
+    return subs, table, lines
+
+
+def _finish(task: "Task", root: "RunDir", fold_files: list[Path], summaries: "Sequence[RunSummary]", submissions: Path,
+            seeds: Sequence[int], preset: str, k: int, echo: Callable[[str], None]
+            ) -> tuple[dict[str, Path], "pd.DataFrame | None", list[str]]:
     from kfold.files.rundir import safe_name
 
     schema = task.schema

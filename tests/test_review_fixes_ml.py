@@ -1,0 +1,265 @@
+"""The review's multi-label and target-shape findings, each with a test that failed before its fix.
+
+A: one-hot training columns (Plant Pathology 2020: ``image_id,healthy,multiple_diseases,rust,scab`` with one 1 per
+   row, a sample with one probability column per class) load, run and submit; bad cells are one line each.
+B: ``--target multilabel-probs`` (and ``probs``) forces either target on a sample of several probability columns.
+C: multi-label ensembles are told to the tracker (``kfold run`` and ``kfold ensemble``).
+D: one tag rule (thresholds, top-1 fallback) for every path that scores tags from probabilities.
+E: ``kfold leaderboard --solution`` learns a schema without decoding an image.
+F: the leaderboard command calls one flow; report file names only in ``kfold.files.rundir``.
+Tiny competitions (a few 28x28 images), lenet5, one epoch, one thread.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kfold.commands.main import main as kfold
+from kfold.data.make_competition import MakeOptions, make_competition
+from kfold.data.task import Task
+
+CLASSES = ["a", "b", "c", "d"]
+
+
+def _squares(labels: np.ndarray, rng) -> np.ndarray:
+    """Class c: a bright 8x8 square at one of four places of a noisy 28x28 image (learnable in an epoch)."""
+    out = rng.integers(0, 40, size=(len(labels), 28, 28)).astype(np.uint8)
+    for image, label in zip(out, labels):
+        row, col = 4 + 12 * (label // 2), 4 + 12 * (label % 2)
+        image[row:row + 8, col:col + 8] = 255
+    return out
+
+
+@pytest.fixture(scope="module")
+def source() -> Task:
+    rng = np.random.default_rng(0)
+    train, test = np.arange(24) % 4, rng.permutation(np.arange(12) % 4)
+    return Task(name="squares", train_images=_squares(train, rng), train_labels=train.astype(np.int64),
+                test_images=_squares(test, rng), test_ids=np.arange(12), class_names=CLASSES,
+                test_labels=test.astype(np.int64))
+
+
+def one_hot_competition(directory: Path, source: Task, layout: str = "image-files") -> Path:
+    """A Plant-Pathology-shaped competition: the training labels as one 0/1 column per class (one 1 per row), a
+    sample with one probability column per class, no competition.json (Kaggle ships none)."""
+    make_competition(source, directory, options=MakeOptions(layout=layout, target="probs", class_values="names"))
+    train = pd.read_csv(directory / "train.csv", dtype=str, keep_default_na=False)
+    labels = train.pop("label")
+    position = 1 if "id" in train.columns else 0
+    for name in reversed(CLASSES):  # in another order than the sample's: columns are matched by name
+        train.insert(position, name, (labels == name).astype(int))
+    train.to_csv(directory / "train.csv", index=False)
+    (directory / "competition.json").unlink()
+    return directory
+
+
+def _inspect(folder: Path, capsys, *flags: str) -> tuple[int, str, str]:
+    code = kfold(["inspect", str(folder), "--no-progress", *flags])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# -- A: one-hot training columns ------------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["image-files", "pixel-csv"])
+def test_one_hot_training_columns_are_the_probability_target(tmp_path, source, layout, capsys):
+    from kfold.data import load_task
+
+    comp = one_hot_competition(tmp_path / "comp", source, layout)
+    code, out, err = _inspect(comp, capsys)
+    assert code == 0, err
+    assert "training labels: 0/1 columns a, b, c, d" in out
+    assert "target: a, b, c, d (one probability column per class)" in out and "metric: logloss" in out
+    assert "one-hot" in out
+    task = load_task(comp, progress=False)
+    assert task.schema.target == "probs" and task.class_names == CLASSES
+    assert task.train_labels.tolist() == source.train_labels.tolist()
+
+
+def test_one_hot_competition_runs_to_a_probability_submission_validate_accepts(tmp_path, source, capsys):
+    comp = one_hot_competition(tmp_path / "comp", source)
+    subs = tmp_path / "subs"
+    code = kfold(["run", "--data", str(comp), "--preset", "lenet5", "--k", "2", "--epochs", "1", "--threads", "1",
+                  "--out", str(tmp_path / "run"), "--submissions", str(subs), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    written = sorted(p.name for p in subs.glob("*.csv"))
+    assert written == ["run-mean.csv"]  # a probability target: the mean only
+    sub, sample = pd.read_csv(subs / "run-mean.csv"), pd.read_csv(comp / "sample_submission.csv")
+    assert list(sub.columns) == list(sample.columns) and sub["id"].tolist() == sample["id"].tolist()
+    assert np.allclose(sub[CLASSES].sum(axis=1), 1.0)
+    assert "local Public" in out  # the solution.csv beside it is scored
+    assert kfold(["validate", str(subs / "run-mean.csv"), "--sample", str(comp / "sample_submission.csv")]) == 0
+    assert "ok:" in capsys.readouterr().out
+
+
+def _edit(comp: Path, row: int, values: dict) -> int:
+    """Set the cells of training row ``row`` (0-based); returns its line number in train.csv."""
+    train = pd.read_csv(comp / "train.csv", dtype=str, keep_default_na=False)
+    for column, value in values.items():
+        train.loc[row, column] = value
+    train.to_csv(comp / "train.csv", index=False)
+    return row + 2
+
+
+HOSTILE = [  # (case, cells of row 5, --target, what the error names)
+    ("two ones, forced probs", {"a": "1", "b": "1", "c": "0", "d": "0"}, "probs", ("columns 'a', 'b'", "2 ones")),
+    ("no one, forced probs", {"a": "0", "b": "0", "c": "0", "d": "0"}, "probs",
+     ("columns 'a', 'b', 'c', 'd'", "no 1")),
+    ("a 2", {"c": "2"}, None, ("column 'c'", "'2' is not 0 or 1")),
+    ("a 2, forced probs", {"c": "2"}, "probs", ("column 'c'", "'2' is not 0 or 1")),
+    ("a word", {"d": "yes"}, None, ("column 'd'", "'yes' is not 0 or 1")),
+    ("a fraction", {"a": "0.5"}, None, ("column 'a'", "'0.5' is not 0 or 1")),
+    ("minus one", {"b": "-1"}, "probs", ("column 'b'", "'-1' is not 0 or 1")),
+    ("nan", {"b": "nan"}, None, ("column 'b'", "'nan' is not 0 or 1")),
+]
+
+
+@pytest.mark.parametrize("layout", ["image-files", "pixel-csv"])
+@pytest.mark.parametrize("case, cells, target, named", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_bad_one_hot_cells_are_one_error_line_naming_file_line_and_column(tmp_path, source, layout, case, cells,
+                                                                           target, named, capsys):
+    comp = one_hot_competition(tmp_path / "comp", source, layout)
+    line = _edit(comp, 5, cells)
+    code, out, err = _inspect(comp, capsys, *(["--target", target] if target else []))
+    assert code == 1 and out == "", (out, err)
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert f"{comp / 'train.csv'}: line {line}, " in err, err
+    assert all(piece in err for piece in named), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("layout", ["image-files", "pixel-csv"])
+@pytest.mark.parametrize("cells", [{"a": "1", "b": "1"}, {"a": "0", "b": "0", "c": "0", "d": "0"}],
+                         ids=["two ones", "no one"])
+def test_rows_that_are_not_one_hot_make_the_multilabel_target_unless_probs_is_forced(tmp_path, source, layout, cells,
+                                                                                       capsys):
+    """README: label columns whose every row holds exactly one 1 are the multi-class probability target; a row with
+    no 1 or several makes them independent labels (CheXpert)."""
+    comp = one_hot_competition(tmp_path / "comp", source, layout)
+    _edit(comp, 5, cells)
+    code, out, err = _inspect(comp, capsys)
+    assert code == 0, err
+    assert "one independent probability column per label" in out and "why: training row 5 holds" in out
+    assert "metric: mean-auc" in out
+
+
+# -- B: --target forces either target of a sample with several probability columns ------------------------------
+@pytest.fixture()
+def chexpert(tmp_path, source) -> Path:
+    rng = np.random.default_rng(1)
+    train, test = np.arange(48) % 4, rng.permutation(np.arange(24) % 4)
+    bigger = Task(name="squares", train_images=_squares(train, rng), train_labels=train.astype(np.int64),
+                  test_images=_squares(test, rng), test_ids=np.arange(24), class_names=CLASSES,
+                  test_labels=test.astype(np.int64))
+    comp = tmp_path / "chexpert"
+    make_competition(bigger, comp, options=MakeOptions(layout="image-files", target="multilabel-probs",
+                                                        class_values="names"))
+    (comp / "competition.json").unlink()
+    return comp
+
+
+def test_target_multilabel_probs_is_accepted_where_it_is_detected(chexpert, capsys):
+    plain = _inspect(chexpert, capsys)
+    forced = _inspect(chexpert, capsys, "--target", "multilabel-probs")
+    assert plain[0] == 0 and forced[0] == 0, (plain[2], forced[2])
+    for _, out, _ in (plain, forced):
+        assert "one independent probability column per label" in out and "metric: mean-auc" in out
+
+
+def test_target_multilabel_probs_forces_independent_labels_on_one_hot_columns(tmp_path, source, capsys):
+    comp = one_hot_competition(tmp_path / "comp", source)
+    code, out, err = _inspect(comp, capsys, "--target", "multilabel-probs")
+    assert code == 0, err
+    assert "one independent probability column per label" in out and "target 'multilabel-probs' given" in out
+
+
+def test_target_probs_on_rows_with_several_ones_names_the_row(chexpert, capsys):
+    code, out, err = _inspect(chexpert, capsys, "--target", "probs")
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"{chexpert / 'train.csv'}: line 2, columns " in err and "ones in one row" in err
+
+
+@pytest.mark.parametrize("target", ["label", "binary", "tags"])
+def test_a_target_several_probability_columns_cannot_hold_is_refused_naming_both(chexpert, target, capsys):
+    code, out, err = _inspect(chexpert, capsys, "--target", target)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--target '{target}'" in err and "so its target is 'probs' or 'multilabel-probs'" in err
+
+
+# -- C: multi-label ensembles are told to the tracker --------------------------------------------------------------
+class Recorder:
+    """A tracker recording the ensembles it is told (the rest as NullTracker: nothing)."""
+
+    def __new__(cls):
+        from kfold.flows.tracking import NullTracker
+
+        class _Recorder(NullTracker):
+            def __init__(self):
+                self.ensembles = []
+
+            def __bool__(self):
+                return True
+
+            def ensemble_done(self, submission, inputs, method, *, public=None, private=None, report=None):
+                self.ensembles.append({"submission": Path(submission).name, "inputs": [Path(p) for p in inputs],
+                                       "method": method, "public": public, "private": private,
+                                       "report": None if report is None else Path(report)})
+        return _Recorder()
+
+
+@pytest.fixture(scope="module")
+def planet_run(tmp_path_factory, source):
+    """A Planet-shaped (tags) competition trained once (k=2, one epoch) with a recording tracker."""
+    from kfold.config import resolve_config
+    from kfold.flows.pipeline import run_competition
+    from kfold.flows.training import RunRequest, TaskSpec
+
+    tmp = tmp_path_factory.mktemp("planet")
+    comp = tmp / "planet"
+    make_competition(source, comp, options=MakeOptions(layout="image-files", target="tags", metric="f2-samples",
+                                                       id_column="image_name", label_column="tags", string_ids=True,
+                                                       class_values="names"))
+    spec = TaskSpec(str(comp))
+    request = RunRequest(resolve_config("lenet5", overrides={"epochs": 1}), spec, preset="lenet5", k=2, device="cpu",
+                         threads=1, progress=False)
+    tracker = Recorder()
+    result = run_competition(request, spec.load(progress=False), tmp / "run", submissions=tmp / "subs",
+                             echo=lambda line: None, tracker=tracker)
+    return comp, tmp, result, tracker
+
+
+def test_run_competition_tells_the_tracker_each_multilabel_ensemble_with_its_local_scores(planet_run):
+    comp, tmp, result, tracker = planet_run
+    assert [e["method"] for e in tracker.ensembles] == ["mean", "vote"]
+    board = result.leaderboard.set_index("submission")
+    for entry in tracker.ensembles:
+        target = result.submissions[entry["method"]]
+        assert entry["submission"] == target.name
+        assert entry["inputs"] == [tmp / "run" / "probs" / f"run-fold{f}.npz" for f in range(2)]
+        assert entry["report"] == tmp / "run" / f"report-{entry['method']}"
+        assert entry["public"] == pytest.approx(board.loc[str(target), "public"])
+        assert entry["private"] == pytest.approx(board.loc[str(target), "private"])
+        assert 0 <= entry["public"] <= 1
+
+
+def test_make_submission_tells_the_tracker_a_multilabel_ensemble_with_its_local_scores(planet_run):
+    from kfold.flows.ensembling import make_submission
+    from kfold.scoring.leaderboard import leaderboard, read_solution
+
+    comp, tmp, result, _ = planet_run
+    inputs = [tmp / "run" / "probs" / f"run-fold{f}.npz" for f in range(2)]
+    tracker = Recorder()
+    out = tmp / "again" / "vote.csv"
+    make_submission(inputs, out, method="vote", sample=comp / "sample_submission.csv", solution=comp / "solution.csv",
+                    report=tmp / "again" / "report", seed=3, tracker=tracker)
+    assert len(tracker.ensembles) == 1
+    entry = tracker.ensembles[0]
+    assert (entry["submission"], entry["method"], entry["inputs"]) == ("vote.csv", "vote", inputs)
+    row = leaderboard([out], read_solution(comp / "solution.csv")).iloc[0]
+    assert entry["public"] == pytest.approx(row["public"]) and entry["private"] == pytest.approx(row["private"])
+    without = Recorder()  # no solution: told, without scores
+    make_submission(inputs, tmp / "again" / "mean.csv", sample=comp / "sample_submission.csv", tracker=without)
+    assert [(e["method"], e["public"], e["private"]) for e in without.ensembles] == [("mean", None, None)]

@@ -263,3 +263,73 @@ def test_make_submission_tells_the_tracker_a_multilabel_ensemble_with_its_local_
     without = Recorder()  # no solution: told, without scores
     make_submission(inputs, tmp / "again" / "mean.csv", sample=comp / "sample_submission.csv", tracker=without)
     assert [(e["method"], e["public"], e["private"]) for e in without.ensembles] == [("mean", None, None)]
+
+
+# -- D: one tag rule wherever tags come from probabilities ----------------------------------------------------------
+def _case(labels, probs):
+    return np.array(labels, dtype=np.int64), np.array(probs, dtype=np.float64)
+
+
+TAG_CASES = {  # (labels, probabilities) of rows, scored by a tag metric on a multilabel-probs target
+    "every row below 0.5": _case([[1, 0, 0], [0, 1, 0]], [[0.4, 0.1, 0.2], [0.1, 0.3, 0.2]]),
+    "some rows below 0.5": _case([[1, 0, 1], [0, 1, 0], [0, 0, 1]], [[0.8, 0.1, 0.6], [0.2, 0.45, 0.1], [0.6, 0.1, 0.3]]),
+    "a tie in an empty row": _case([[0, 1, 0], [1, 0, 0]], [[0.3, 0.3, 0.1], [0.25, 0.25, 0.25]]),
+    "exactly 0.5": _case([[1, 1, 0], [0, 0, 1]], [[0.5, 0.5, 0.5], [0.49, 0.2, 0.5]]),
+    "all above": _case([[1, 1, 1], [1, 0, 1]], [[0.9, 0.8, 0.7], [0.6, 0.55, 0.99]]),
+    "seeded, mostly low": _case(np.random.default_rng(4).integers(0, 2, size=(30, 5)),
+                                np.round(np.random.default_rng(5).uniform(0, 0.7, size=(30, 5)), 2)),
+}
+TAG_METRICS = ["f1-samples", "f2-samples", "micro-f1"]
+
+
+def _schema(metric: str, tags: int):
+    from kfold.files.schema import Schema
+
+    names = tuple(f"t{j}" for j in range(tags))
+    return Schema(id_column="id", target_columns=names, classes=names, target="multilabel-probs", id_kind="int",
+                  class_kind="str", metric=metric)
+
+
+@pytest.mark.parametrize("metric", TAG_METRICS)
+@pytest.mark.parametrize("case", list(TAG_CASES))
+def test_every_path_scores_probability_columns_by_one_tag_rule(tmp_path, case, metric):
+    """The out-of-fold score (kfold run), kfold tune's trial value, the metrics table and the leaderboard (a
+    submission CSV and a probability file) agree on the same labels and probabilities: 0.5 with the top-1 fallback."""
+    from kfold.files.probs import write_probs
+    from kfold.files.rundir import RunDir
+    from kfold.flows.tune.driver import _oof_score
+    from kfold.metrics import score, tags_from_probs
+    from kfold.scoring.leaderboard import read_solution, score_many
+    from kfold.scoring.multilabel import fast_score, oof_summary
+
+    labels, probs = TAG_CASES[case]
+    labels, probs = np.concatenate([labels, labels]), np.concatenate([probs, probs])  # Public and Private rows
+    schema = _schema(metric, labels.shape[1])
+    expected = fast_score(metric, labels, tags_from_probs(probs))
+    ids = np.arange(len(labels))
+    solution = pd.DataFrame({"id": ids, **{c: labels[:, j] for j, c in enumerate(schema.classes)},
+                             "Usage": ["Public", "Private"] * (len(ids) // 2)})
+    solution.to_csv(tmp_path / "solution.csv", index=False)
+    pd.DataFrame({"id": ids, **{c: probs[:, j] for j, c in enumerate(schema.classes)}}).to_csv(
+        tmp_path / "sub.csv", index=False)
+    meta = {"schema": schema.to_dict(), "kind": "test"}
+    write_probs(tmp_path / "test.npz", ids, probs, schema.classes, meta)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    write_probs(run.fold_oof(0), ids, probs, schema.classes, {**meta, "kind": "oof"}, labels=labels)
+    run.meta(0).parent.mkdir(parents=True, exist_ok=True)
+    run.meta(0).write_text("{}")
+    board = score_many([tmp_path / "sub.csv", tmp_path / "test.npz"], read_solution(tmp_path / "solution.csv", schema=schema),
+                       n_bootstrap=1)
+    values = {"metrics.score": score(metric, labels, probs), "kfold run out-of-fold": oof_summary(labels, probs, schema)["oof_score"],
+              "kfold tune": _oof_score(run, [0], metric, schema.num_classes, schema.target)[0],
+              "leaderboard (csv)": board["overall"].iloc[0], "leaderboard (npz)": board["overall"].iloc[1]}
+    assert values == pytest.approx({name: expected for name in values}, abs=1e-9), values
+
+
+def test_the_tag_rule_gives_every_row_a_tag_and_keeps_decided_tags_as_they_are():
+    from kfold.metrics import score
+
+    labels = np.array([[1, 0, 0], [0, 1, 0]])
+    assert score("f1-samples", labels, np.array([[0.4, 0.1, 0.2], [0.1, 0.3, 0.2]])) == 1.0  # top-1 fallback
+    assert score("f1-samples", labels, np.array([[1, 0, 0], [0, 0, 0]])) == 0.5  # integer tags: an empty row stays empty

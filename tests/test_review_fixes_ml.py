@@ -333,3 +333,117 @@ def test_the_tag_rule_gives_every_row_a_tag_and_keeps_decided_tags_as_they_are()
     labels = np.array([[1, 0, 0], [0, 1, 0]])
     assert score("f1-samples", labels, np.array([[0.4, 0.1, 0.2], [0.1, 0.3, 0.2]])) == 1.0  # top-1 fallback
     assert score("f1-samples", labels, np.array([[1, 0, 0], [0, 0, 0]])) == 0.5  # integer tags: an empty row stays empty
+
+
+# -- E: the leaderboard learns the competition's schema without decoding an image ------------------------------------
+@pytest.mark.parametrize("layout", ["image-files", "class-folders", "pixel-csv", "one-hot image-files"])
+def test_leaderboard_reads_the_schema_beside_the_solution_without_decoding_images(tmp_path, source, layout, capsys,
+                                                                                  monkeypatch):
+    """A probability-target competition without competition.json: its solution (id,label,Usage) is scored against
+    the sample's probability columns, learnt from the sample and the training labels; every image is unreadable and
+    decoding or reading a pixel fails the test."""
+    from kfold.data import decode, pixel_csv
+
+    comp = tmp_path / "comp"
+    if layout.startswith("one-hot"):
+        one_hot_competition(comp, source)
+    else:
+        make_competition(source, comp, options=MakeOptions(layout=layout, target="probs", class_values="names"))
+        (comp / "competition.json").unlink()
+    for image in [p for p in comp.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")]:
+        image.write_bytes(b"not an image")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the leaderboard decoded images or read pixels to learn a schema")
+
+    monkeypatch.setattr(decode, "decode_images", refuse)
+    monkeypatch.setattr(pixel_csv, "read_pixel_csv", refuse)
+    solution = pd.read_csv(comp / "solution.csv", dtype=str)
+    sample = pd.read_csv(comp / "sample_submission.csv", dtype=str)
+    truth = solution.set_index("id").loc[sample["id"], "label"].to_numpy()
+    sub = pd.DataFrame({"id": sample["id"], **{c: (truth == c).astype(float) for c in CLASSES}})
+    sub.to_csv(tmp_path / "sub.csv", index=False)
+    code = kfold(["leaderboard", str(tmp_path / "sub.csv"), "--solution", str(comp / "solution.csv"),
+                  "--out", str(tmp_path / "board"), "--bootstrap", "10"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    board = pd.read_csv(tmp_path / "board" / "leaderboard.csv")
+    assert board["public"].tolist() == [pytest.approx(0.0, abs=1e-6)]  # log loss of the true classes at 1
+
+
+# -- F: the leaderboard command calls one flow; report file names only in kfold.files.rundir ------------------------
+def test_the_leaderboard_command_calls_one_flow_that_tells_the_tracker(tmp_path, capsys):
+    import ast
+    import inspect
+
+    from kfold.commands import main as commands
+    from kfold.flows.leaderboard import local_leaderboard
+
+    body = ast.parse(inspect.getsource(commands.cmd_leaderboard))
+    called = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+              for node in ast.walk(body) if isinstance(node, ast.Call)}
+    assert "local_leaderboard" in called and not called & {"scored", "leaderboard", "read_solution",
+                                                           "write_leaderboard", "guard_leaderboard"}, called
+    pd.DataFrame({"Id": range(4), "Category": [0, 1, 1, 0], "Usage": ["Public", "Private"] * 2}).to_csv(
+        tmp_path / "solution.csv", index=False)
+    pd.DataFrame({"Id": range(4), "Category": [0, 1, 0, 0]}).to_csv(tmp_path / "sub.csv", index=False)
+
+    from kfold.flows.tracking import NullTracker
+
+    class Scored(NullTracker):
+        def __init__(self):
+            self.calls = []
+
+        def __bool__(self):
+            return True
+
+        def scored(self, submission, public, private):
+            self.calls.append((Path(submission).name, public, private))
+
+    tracker = Scored()
+    board = local_leaderboard([tmp_path / "sub.csv"], tmp_path / "solution.csv", tmp_path / "board", bootstrap=10,
+                              tracker=tracker)
+    assert tracker.calls == [("sub.csv", 0.5, 1.0)]
+    assert [p.name for p in board.written] == ["leaderboard.csv", "leaderboard.md"] and all(p.is_file() for p in board.written)
+    assert kfold(["leaderboard", str(tmp_path / "sub.csv"), "--solution", str(tmp_path / "solution.csv"),
+                  "--out", str(tmp_path / "cli"), "--bootstrap", "10"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"wrote {tmp_path / 'cli' / 'leaderboard.csv'} and "
+                                                     f"{tmp_path / 'cli' / 'leaderboard.md'}")
+
+
+def test_multilabel_report_file_names_are_spelled_only_in_the_run_directory_module():
+    import ast
+
+    import kfold
+    from kfold.files.rundir import LEADERBOARD_FILES, MULTILABEL_REPORT_FILES
+
+    names = {"agreement_tags.csv", "agreement_models.csv"}
+    assert names <= set(MULTILABEL_REPORT_FILES) and "leaderboard.md" in LEADERBOARD_FILES
+    found = []
+    for path in Path(kfold.__file__).parent.rglob("*.py"):
+        if path.name == "rundir.py" and path.parent.name == "files":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and any(n in node.value for n in names):
+                found.append(f"{path}:{node.lineno}")
+    assert found == []
+
+
+def test_finish_competition_is_typed():
+    import inspect
+
+    from kfold.flows.multilabel import finish_competition
+
+    signature = inspect.signature(finish_competition)
+    untyped = [name for name, p in signature.parameters.items() if p.annotation is inspect.Parameter.empty]
+    assert untyped == [] and signature.return_annotation is not inspect.Signature.empty
+
+
+@pytest.mark.parametrize("name", ["kfold.flows.leaderboard", "kfold.metrics"])
+def test_docstring_examples_of_new_code(name):
+    """tests/test_doctests.py's check for the modules these fixes added examples to that its list does not name."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result

@@ -38,7 +38,7 @@ import pandas as pd
 from kfold.data.describe import LAYOUT_NAMES, NO_TEST_ROWS, describe  # noqa: F401 - kfold.data.layouts.describe
 from kfold.data.task import Task, no_test
 from kfold.errors import DataError, UsageError, param
-from kfold.files.schema import LABEL_COLUMN, USAGE_COLUMN, Sample, TARGETS, infer_schema, read_sample
+from kfold.files.schema import LABEL_COLUMN, USAGE_COLUMN, Sample, Schema, TARGETS, infer_schema, read_sample
 
 SAMPLE_NAME = "sample_submission.csv"
 SOLUTION_NAME = "solution.csv"
@@ -203,24 +203,7 @@ def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = No
 def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache_dir=None,
                 progress: bool = True) -> Task:
     """Read the detected layout into a Task (schema from the sample and the training labels)."""
-    given = (options or LoadOptions()).check()
-    options = recorded_options(detected.directory, given)
-    sample = None if detected.sample is None else read_sample(detected.sample, id_column=options.id_column)
-    if sample is not None:  # training data alone: the target flag is used by schema_without_sample
-        _check_target_flag(given.target, sample)
-    loader = {"pixel-csv": _load_pixel_csv, "image-files": _load_image_files, "class-folders": _load_class_folders}
-    parts = loader[detected.layout](detected, sample, options, cache_dir, progress)
-    if sample is None:  # training data alone: the columns of the labels, or Kaggle-like defaults
-        from kfold.files.schema import infer_id_kind, schema_without_sample
-
-        names = parts.get("id_values")
-        schema = schema_without_sample(
-            parts["label_values"], str(detected.directory), id_column=parts["id_column"],
-            label_column=parts["label_column"], id_kind="int" if names is None else infer_id_kind(list(names)),
-            metric=options.metric, target=options.target, where_labels=parts["labels_where"])
-    else:
-        schema = infer_schema(sample, parts["label_values"], metric=options.metric, target=options.target,
-                              where_labels=parts["labels_where"])
+    sample, options, parts, schema = _read_layout(detected, options, cache_dir, progress, images=True)
     train_labels = schema.encode(parts["label_values"], parts["labels_file"], parts["label_column"],
                                  first_line=parts.get("first_line"))
     test_labels = None
@@ -247,6 +230,40 @@ def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache
         extra=extra,
         schema=schema,
     )
+
+
+def layout_schema(directory: str | os.PathLike, options: LoadOptions | None = None) -> Schema | None:
+    """The schema of a competition folder of a CSV or image layout with a sample submission, from the sample and
+    the training labels alone (no image decoded, no pixel read; the same schema ``load_layout`` gives); ``None``
+    for a folder of no such layout or without a sample."""
+    detected = detect_layout(directory, options)
+    if detected is None or detected.sample is None:
+        return None
+    return _read_layout(detected, options, None, False, images=False)[3]
+
+
+def _read_layout(detected: Detected, options: LoadOptions | None, cache_dir, progress: bool, *, images: bool
+                 ) -> tuple[Sample | None, LoadOptions, dict, Schema]:
+    """The sample, the options in force, the loader's parts and the schema (``images`` False: no image decoded)."""
+    given = (options or LoadOptions()).check()
+    options = recorded_options(detected.directory, given)
+    sample = None if detected.sample is None else read_sample(detected.sample, id_column=options.id_column)
+    if sample is not None:  # training data alone: the target flag is used by schema_without_sample
+        _check_target_flag(given.target, sample)
+    loader = {"pixel-csv": _load_pixel_csv, "image-files": _load_image_files, "class-folders": _load_class_folders}
+    parts = loader[detected.layout](detected, sample, options, cache_dir, progress, images)
+    if sample is None:  # training data alone: the columns of the labels, or Kaggle-like defaults
+        from kfold.files.schema import infer_id_kind, schema_without_sample
+
+        names = parts.get("id_values")
+        schema = schema_without_sample(
+            parts["label_values"], str(detected.directory), id_column=parts["id_column"],
+            label_column=parts["label_column"], id_kind="int" if names is None else infer_id_kind(list(names)),
+            metric=options.metric, target=options.target, where_labels=parts["labels_where"])
+    else:
+        schema = infer_schema(sample, parts["label_values"], metric=options.metric, target=options.target,
+                              where_labels=parts["labels_where"])
+    return sample, options, parts, schema
 
 
 def _check_target_flag(target: str | None, sample: Sample) -> None:
@@ -323,7 +340,8 @@ def _labels_of(cells: dict, label_columns: list[str], where: str):
     return check_labels_present(pd.Series(cells[label_columns[0]]), where, label_columns[0])
 
 
-def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
+def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress,
+                    images: bool = True) -> dict:
     from kfold.data.image_files import check_unique, shown
     from kfold.data.pixel_csv import image_geometry, read_header, read_pixel_csv, to_images
 
@@ -333,6 +351,11 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
     label = ",".join(label_columns) if label_columns else _label_column(train_header, sample, options,
                                                                         str(detected.train), (id_column,))
     label_columns = label_columns or [label]
+    if not images:  # the schema alone (layout_schema): the label cells, no pixel read
+        cells = pd.read_csv(detected.train, usecols=lambda c: str(c).strip() in label_columns, dtype=str,
+                            keep_default_na=False, encoding="utf-8-sig").rename(columns=lambda c: str(c).strip())
+        return {"label_values": _labels_of({c: cells[c].to_numpy(dtype=str) for c in label_columns}, label_columns,
+                                           str(detected.train)), "labels_where": f"{detected.train} column '{label}'"}
     train_text = label_columns + ([id_column] if id_column in train_header else [])
     values, text, pixel_columns = read_pixel_csv(detected.train, train_text)
     side, channels = image_geometry(values.shape[1], str(detected.train), pixel_columns)
@@ -399,9 +422,13 @@ def _typed_ids(cells: np.ndarray, sample: Sample, where: str) -> np.ndarray:
     return parse_ids(pd.Series(cells, dtype=object), where, sample.id_column, sample.id_kind)
 
 
-def _decode_pair(train_paths, test_paths, options: LoadOptions, cache_dir, progress) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test images decoded with one size and one channel count."""
+def _decode_pair(train_paths, test_paths, options: LoadOptions, cache_dir, progress, images: bool = True
+                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Train and test images decoded with one size and one channel count (``images`` False: none decoded)."""
     from kfold.data.decode import decode_images
+
+    if not images:  # the schema alone (layout_schema)
+        return None, None
 
     kwargs = dict(image_size=options.image_size, cache_dir=cache_dir, progress=progress)
     train = decode_images(train_paths, split="train", channels=options.channels, **kwargs)
@@ -431,7 +458,8 @@ def _test_files(detected: Detected, sample: Sample | None) -> list[str] | None:
     return FileIndex.of(detected.test, files).find(sample.ids, str(detected.sample), sample.id_column)
 
 
-def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
+def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress,
+                      images: bool = True) -> dict:
     from kfold.data.image_files import FileIndex, check_labels_present, check_unique, list_images, read_text_csv
 
     frame = read_text_csv(detected.train, "labels CSV")
@@ -451,7 +479,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
     else:
         file_column = columns[0]
     if _zero_one_columns(columns, sample, options, file_column):
-        return _image_files_parts(detected, sample, options, cache_dir, progress, frame, file_column)  # 0/1 columns
+        return _image_files_parts(detected, sample, options, cache_dir, progress, frame, file_column, images)  # 0/1 columns
     label = _label_column(columns, sample, options, where, (file_column,))
     if label == file_column:
         raise UsageError(f"{param('label_column')}={label!r} is also the column of the image file names")
@@ -463,7 +491,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
         raise DataError(f"{detected.image_dir}: no training images")
     train_paths = FileIndex.of(detected.image_dir, files).find(names, where, file_column)
     test_paths = _test_files(detected, sample)
-    train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress)
+    train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress, images)
     return {"train_images": train, "test_images": test, "label_values": values, "labels_file": where,
             "label_column": label, "labels_where": f"{where} column '{label}'", "first_line": 2,
             "extra": {"image_column": file_column, "unused_train_images": len(files) - len(train_paths)},
@@ -473,7 +501,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
 
 
 def _image_files_parts(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress, frame,
-                       file_column: str) -> dict:
+                       file_column: str, images: bool = True) -> dict:
     """Image files whose labels CSV holds the sample's target columns (0/1 each; multi-label or one-hot)."""
     from kfold.data.image_files import FileIndex, check_unique, list_images
     from kfold.files.multilabel import zero_one_matrix
@@ -487,13 +515,14 @@ def _image_files_parts(detected: Detected, sample: Sample, options: LoadOptions,
     if not files:
         raise DataError(f"{detected.image_dir}: no training images")
     train_paths = FileIndex.of(detected.image_dir, files).find(names, where, file_column)
-    train, test = _decode_pair(train_paths, _test_files(detected, sample), options, cache_dir, progress)
+    train, test = _decode_pair(train_paths, _test_files(detected, sample), options, cache_dir, progress, images)
     return {"train_images": train, "test_images": test, "label_values": values, "labels_file": where,
             "label_column": ",".join(targets), "labels_where": f"{where} columns {', '.join(targets[:6])}",
             "first_line": 2, "extra": {"image_column": file_column, "unused_train_images": len(files) - len(train_paths)}}
 
 
-def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
+def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress,
+                        images: bool = True) -> dict:
     from kfold.data.image_files import list_class_folders
 
     classes = list_class_folders(detected.train)
@@ -513,7 +542,7 @@ def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions
     train_paths = [path for _, files in classes for path in files]
     values = np.array([name for name, files in classes for _ in files], dtype=object)
     test_paths = _test_files(detected, sample)
-    train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress)
+    train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress, images)
     label = targets[0] if len(targets) == 1 else LABEL_COLUMN
     given = [name for name, value in (("id", options.id_column), ("label", options.label_column)) if value is not None]
     return {"train_images": train, "test_images": test, "label_values": values,

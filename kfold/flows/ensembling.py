@@ -125,10 +125,10 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
             from kfold.scoring.report import write_agreement_report
 
             result.report = write_agreement_report(ensemble, Path(report), labels=labels, groups=groups, scored=scored, plot=plot)
-            result.written += [Path(report) / name for name in REPORT_FILES[:4] if plot or name != "agreement.png"]
-            result.written += [Path(report) / "groups.csv"] if groups is not None else []
+            result.written += [Path(report) / name for name in REPORT_FILES[:4] if plot or name != REPORT_FILES[3]]
+            result.written += [Path(report) / REPORT_FILES[4]] if groups is not None else []
     if report and not plot:  # an earlier --plot's heatmap would no longer match the tables now in place
-        (Path(report) / "agreement.png").unlink(missing_ok=True)
+        (Path(report) / REPORT_FILES[3]).unlink(missing_ok=True)
     if tracker:
         _tell_tracker(tracker, out, inputs, method, solution, schema, report)
     return result

@@ -5,7 +5,7 @@ A: one-hot training columns (Plant Pathology 2020: ``image_id,healthy,multiple_d
 B: ``--target multilabel-probs`` (and ``probs``) forces either target on a sample of several probability columns.
 C: multi-label ensembles are told to the tracker (``kfold run`` and ``kfold ensemble``).
 D: one tag rule (thresholds, top-1 fallback) for every path that scores tags from probabilities.
-E: ``kfold leaderboard --solution`` learns a schema without decoding an image.
+E: ``kfold leaderboard --solution`` (and ``validate --sample``) learn a schema without decoding an image.
 F: the leaderboard command calls one flow; report file names only in ``kfold.files.rundir``.
 Tiny competitions (a few 28x28 images), lenet5, one epoch, one thread.
 """
@@ -369,6 +369,9 @@ def test_leaderboard_reads_the_schema_beside_the_solution_without_decoding_image
     assert code == 0, captured.err
     board = pd.read_csv(tmp_path / "board" / "leaderboard.csv")
     assert board["public"].tolist() == [pytest.approx(0.0, abs=1e-6)]  # log loss of the true classes at 1
+    # kfold validate --sample (and kfold submit) learn the same schema the same way
+    assert kfold(["validate", str(tmp_path / "sub.csv"), "--sample", str(comp / "sample_submission.csv")]) == 0
+    assert "submission in the competition's columns (id,a,b,c,...), 12 rows, probabilities" in capsys.readouterr().out
 
 
 # -- F: the leaderboard command calls one flow; report file names only in kfold.files.rundir ------------------------

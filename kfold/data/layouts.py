@@ -48,6 +48,7 @@ LABEL_CSVS = ("train_labels.csv", "train.csv", "labels.csv")
 PIXEL_TRAIN = "train.csv"
 PIXEL_TEST = "test.csv"
 
+
 @dataclass(frozen=True)
 class LoadOptions:
     """What detection cannot decide, each ``None`` by default (detected).

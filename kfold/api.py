@@ -17,6 +17,7 @@ import pandas as pd
 
 from kfold.errors import UsageError, check_list
 from kfold.files.rundir import FULL, PredDir, RunDir
+from kfold.flows.leaderboard import guard_leaderboard  # noqa: F401 - kfold.api.guard_leaderboard, as before
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -426,19 +427,6 @@ def ensemble(inputs: str | Path | Sequence[str | Path], method: str = "mean", *,
                       made.ensemble.tied_rows, frame)
 
 
-LEADERBOARD_FILES = ("leaderboard.csv", "leaderboard.md", "leaderboard.png")
-
-
-def guard_leaderboard(out: str | Path, inputs: Sequence[str | Path]) -> None:
-    """The output guard of a leaderboard folder: no file of it is an input, the folder is no planted link."""
-    from kfold.files.atomic import guard_outputs
-    from kfold.files.rundir import probs_path
-
-    out, inputs = Path(out), check_list("inputs", inputs)
-    sources = [*inputs, *(probs_path(path) for path in inputs)]  # a submission's probabilities are read too
-    guard_outputs([out / name for name in LEADERBOARD_FILES], sources, root=out.parent)
-
-
 def leaderboard(solution: str | Path, submissions: Sequence[str | Path], *, seed: int = 0, bootstrap: int = 1000,
                 out: str | Path | None = None) -> pd.DataFrame:
     """Public/Private scores (with bootstrap intervals) of submissions and probability files, ranked like Kaggle.
@@ -477,7 +465,8 @@ def leaderboard(solution: str | Path, submissions: Sequence[str | Path], *, seed
     >>> board[["public", "private"]].values.tolist()
     [[0.5, 1.0]]
     """
-    from kfold.scoring.leaderboard import leaderboard as board, read_solution, write_leaderboard
+    from kfold.flows.leaderboard import local_leaderboard
+    from kfold.scoring.leaderboard import leaderboard as board, read_solution
 
     _check_path("solution", solution)
     submissions = _paths("submissions", submissions)
@@ -485,11 +474,8 @@ def leaderboard(solution: str | Path, submissions: Sequence[str | Path], *, seed
     _check_int("bootstrap", bootstrap, 1, 10_000_000)
     _check_path("out", out, optional=True)
     if out is not None:
-        guard_leaderboard(out, [*submissions, solution])
-    table = board([str(s) for s in submissions], read_solution(solution, seed=seed), n_bootstrap=bootstrap, seed=seed)
-    if out is not None:
-        write_leaderboard(table, out)
-    return table
+        return local_leaderboard([str(s) for s in submissions], solution, out, seed=seed, bootstrap=bootstrap).table
+    return board([str(s) for s in submissions], read_solution(solution, seed=seed), n_bootstrap=bootstrap, seed=seed)
 
 
 __all__ = ["FULL", "Predictions", "Run", "Submission", "ensemble", "leaderboard", "load_run", "train", "tune"]

@@ -32,8 +32,8 @@ class Metric:
 
     ``needs`` is ``"labels"`` when the metric scores hard predictions (a label submission can be scored)
     or ``"probs"`` when it needs probabilities (only a probability submission can be scored); the multi-label
-    metrics take (N, tags) 0/1 labels and need ``"tags"`` (0/1 predictions, or probabilities taken at 0.5) or
-    ``"tag-probs"`` (per-tag probabilities).
+    metrics take (N, tags) 0/1 labels and need ``"tags"`` (integer 0/1 predictions, or probabilities taken at 0.5
+    with the top-1 fallback: :func:`tags_from_probs`) or ``"tag-probs"`` (per-tag probabilities).
     """
 
     name: str
@@ -97,12 +97,39 @@ def _auc(labels, scores, num_classes):
                                labels=np.arange(num_classes)))
 
 
+TAG_THRESHOLD = 0.5  # a tag's threshold where none was chosen on out-of-fold rows
+
+
+def tags_from_probs(probs: np.ndarray, thresholds=TAG_THRESHOLD, fallback: bool = True) -> np.ndarray:
+    """(N, C) int64 0/1 tags of per-tag probabilities: THE rule of every path that scores or writes tags from
+    probabilities (out-of-fold scores, ``kfold tune``, the fold tables, submissions, the leaderboard, error analysis).
+
+    Tag ``j`` where ``probs[:, j] >= thresholds[j]`` (one number: every tag; 0.5 where no thresholds were chosen);
+    with ``fallback``, a row without any tag gets its most probable one (the lowest index among equals), since the
+    F-scores of an empty row are 0 and every image holds at least one tag.
+
+    >>> tags_from_probs(np.array([[0.7, 0.6, 0.1], [0.4, 0.1, 0.2]])).tolist()
+    [[1, 1, 0], [1, 0, 0]]
+    >>> tags_from_probs(np.array([[0.4, 0.1, 0.2]]), fallback=False).tolist()
+    [[0, 0, 0]]
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    tags = (probs >= np.asarray(thresholds, dtype=np.float64)).astype(np.int64)
+    if fallback:
+        empty = tags.sum(axis=1) == 0
+        tags[np.flatnonzero(empty), probs[empty].argmax(axis=1)] = 1
+    return tags
+
+
 def _tags_hard(scores: np.ndarray) -> np.ndarray:
-    """0/1 tag predictions: scores already 0/1 as they are, probabilities at 0.5 (thresholds come before)."""
+    """0/1 tag predictions: integer (or boolean) scores are decided tags, as they are; probabilities give tags by
+    :func:`tags_from_probs` at 0.5 with the top-1 fallback (chosen thresholds are applied before)."""
     scores = np.asarray(scores)
     if scores.ndim != 2:
         raise ValueError("a multi-label metric needs an (N, tags) array")
-    return (scores >= 0.5).astype(np.int64)
+    if scores.dtype.kind in "biu":
+        return scores.astype(np.int64)
+    return tags_from_probs(scores)
 
 
 def _f_samples(beta: float):

@@ -46,6 +46,7 @@ def _calls():
         ("kfold.ensemble", "weights"): lambda v, t: kfold.ensemble(["a.npz", "b.npz"], weights=v, out=t / "e.csv"),
         ("kfold.leaderboard", "submissions"): lambda v, t: kfold.leaderboard(t / "solution.csv", v),
         ("guard_leaderboard", "inputs"): lambda v, t: __import__("kfold.api").api.guard_leaderboard(t / "board", v),
+        ("local_leaderboard", "submissions"): lambda v, t: __import__("kfold.flows.leaderboard").flows.leaderboard.local_leaderboard(v, t / "s.csv", t / "board"),
         ("compare", "presets"): lambda v, t: compare.compare(_comp(t), t / "c", presets=v, seeds=[0]),
         ("compare", "seeds"): lambda v, t: compare.compare(_comp(t), t / "c", presets=["lenet5"], seeds=v),
         ("compare", "seed_ensembles"): lambda v, t: compare.compare(_comp(t), t / "c", presets=["lenet5"], seeds=[0, 1],

@@ -24,7 +24,7 @@ def build_parser(prog: str = "kfold inspect") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "kfold inspect") -> int:
     from kfold.data import load_task
-    from kfold.data.layouts import describe
+    from kfold.data.describe import describe
 
     args = build_parser(prog).parse_args(argv)
     from kfold.errors import UsageError

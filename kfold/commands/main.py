@@ -185,8 +185,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from kfold.scoring.ensemble import check_seed
-    from kfold.scoring.leaderboard import leaderboard, read_solution, write_leaderboard
+    from kfold.flows.leaderboard import local_leaderboard
 
     if args.competition and not args.remote:
         raise UsageError("kfold leaderboard: -c COMP goes with --remote (Kaggle's public leaderboard)")
@@ -197,23 +196,15 @@ def cmd_leaderboard(args) -> int:
         if not args.submissions:
             return 0
         print()
-    check_seed(args.seed)
-    from kfold.api import guard_leaderboard  # every output checked against every input before anything is read
-
-    guard_leaderboard(args.out, [*args.submissions, args.solution, *([args.ids] if args.ids else [])])
     tracker = open_tracker(args, Path("runs"))  # checked before anything is written
-    solution = read_solution(args.solution, public_fraction=args.public_fraction, seed=args.seed)
-    table = leaderboard(args.submissions, solution, n_bootstrap=args.bootstrap, seed=args.seed,
-                        ids=_row_ids(args.ids), log_probs=args.log_probs)
-    text = write_leaderboard(table, args.out, plot=args.plot)  # printed after the files are written (a closed pipe loses no file)
-    for row in table.to_dict("records") if tracker else ():  # the local scores of tracked ensembles
-        tracker.scored(row["submission"], row.get("public"), row.get("private"))
-    if solution.split_generated:
-        print(f"{args.solution} has no Usage column: seeded split, {solution.public.sum()} Public / "
-              f"{solution.private.sum()} Private rows (seed {args.seed})")
-    print(text)
-    print(f"wrote {args.out / 'leaderboard.csv'} and {args.out / 'leaderboard.md'}"
-          + (f" and {args.out / 'leaderboard.png'}" if args.plot else ""))
+    board = local_leaderboard(args.submissions, args.solution, args.out, public_fraction=args.public_fraction,
+                              seed=args.seed, bootstrap=args.bootstrap, ids=args.ids, log_probs=args.log_probs,
+                              plot=args.plot, tracker=tracker)  # printed after the files are written
+    if board.solution.split_generated:
+        print(f"{args.solution} has no Usage column: seeded split, {board.solution.public.sum()} Public / "
+              f"{board.solution.private.sum()} Private rows (seed {args.seed})")
+    print(board.text)
+    print("wrote " + " and ".join(str(path) for path in board.written))
     return 0
 
 

@@ -55,10 +55,10 @@ def competition_schema(sample: str | Path):
     recorded = read_competition_file(sample.parent)
     if recorded is not None:
         return recorded["schema"]
-    from kfold.data import load_task
+    from kfold.data.load import load_schema
 
-    try:
-        return load_task(sample.parent, progress=False).schema
+    try:  # the sample and the training labels: no image is decoded
+        return load_schema(sample.parent)
     except KfoldError as exc:
         raise DataError(f"{sample}: a sample in the competition's own columns, and the folder beside it holds no "
                         f"competition kfold can read to know its classes ({exc})") from None

@@ -62,8 +62,8 @@ _WHY = {
 _WHY_LAYOUT = {("class-folders", "label_column"): "its labels are the class folder names",
                ("class-folders", "train_csv"): "its labels are the class folder names, not a CSV"}
 
-# What each target consumes: --target is used only when it is the target the sample holds (a sample with one
-# probability column per class is 'probs' whatever --target says).
+# What each target consumes: --target is used only when it is a target the sample can hold (a sample with one
+# probability column per class or label is 'probs' or 'multilabel-probs' whatever --target says).
 TARGET_FLAGS = ("target", "metric")
 
 
@@ -84,15 +84,20 @@ def check_used(layout: str, given: Mapping[str, object], where: str) -> None:
                              f"{param(name)} applies to the {applies} layout{'s' if ',' in applies else ''}")
 
 
-def check_target(given: str | None, detected: str, where: str, columns: list[str] | tuple[str, ...]) -> None:
-    """Refuse ``target`` when the sample holds another target than it names (it would be ignored)."""
-    if given is None or given == detected:
+def check_target(given: str | None, detected: str | tuple[str, ...], where: str,
+                 columns: list[str] | tuple[str, ...]) -> None:
+    """Refuse ``target`` when the sample holds another target than it names (it would be ignored); ``detected``:
+    the target the sample holds, or the targets it can hold (several probability columns: one per class, or one
+    independent probability per label)."""
+    accepted = (detected,) if isinstance(detected, str) else tuple(detected)
+    if given is None or given in accepted:
         return
     shown = ",".join(columns[:6]) + (",..." if len(columns) > 6 else "")
-    what = {"probs": f"one probability column per class ({len(columns) - 1} class columns)",
-            "label": "one label column", "binary": "one probability column (binary)"}[detected]
+    what = {"probs": f"one probability column per class or label ({len(columns) - 1} columns)",
+            "label": "one label column", "binary": "one probability column (binary)"}[accepted[0]]
+    named = " or ".join(repr(t) for t in accepted)
     raise UsageError(f"{param('target')}={given!r}: the sample {where} (header '{shown}') holds {what}, "
-                     f"so its target is {detected!r}; leave {param('target')} out or give {detected!r}")
+                     f"so its target is {named}; leave {param('target')} out or give {named}")
 
 
 # -- make-competition: the flags of the competition it writes -------------------------------------------

@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kfold.data.describe import LAYOUT_NAMES, NO_TEST_ROWS, describe  # noqa: F401 - kfold.data.layouts.describe
 from kfold.data.task import Task, no_test
 from kfold.errors import DataError, UsageError, param
-from kfold.files.schema import LABEL_COLUMN, USAGE_COLUMN, Sample, TARGETS, infer_schema, read_sample
+from kfold.files.schema import LABEL_COLUMN, USAGE_COLUMN, Sample, Schema, TARGETS, infer_schema, read_sample
 
-LAYOUT_NAMES = ("arrays", "pixel-csv", "image-files", "class-folders")
 SAMPLE_NAME = "sample_submission.csv"
 SOLUTION_NAME = "solution.csv"
 TRAIN_FOLDERS = ("train", "train_images")
@@ -47,8 +47,6 @@ TEST_FOLDERS = ("test", "test_images")
 LABEL_CSVS = ("train_labels.csv", "train.csv", "labels.csv")
 PIXEL_TRAIN = "train.csv"
 PIXEL_TEST = "test.csv"
-NO_TEST_ROWS = ("no test set (training data alone: kfold run trains the folds and reports the out-of-fold score; "
-                "no submission)")
 
 
 @dataclass(frozen=True)
@@ -206,24 +204,7 @@ def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = No
 def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache_dir=None,
                 progress: bool = True) -> Task:
     """Read the detected layout into a Task (schema from the sample and the training labels)."""
-    given = (options or LoadOptions()).check()
-    options = recorded_options(detected.directory, given)
-    sample = None if detected.sample is None else read_sample(detected.sample, id_column=options.id_column)
-    if sample is not None:  # training data alone: the target flag is used by schema_without_sample
-        _check_target_flag(given.target, sample)
-    loader = {"pixel-csv": _load_pixel_csv, "image-files": _load_image_files, "class-folders": _load_class_folders}
-    parts = loader[detected.layout](detected, sample, options, cache_dir, progress)
-    if sample is None:  # training data alone: the columns of the labels, or Kaggle-like defaults
-        from kfold.files.schema import infer_id_kind, schema_without_sample
-
-        names = parts.get("id_values")
-        schema = schema_without_sample(
-            parts["label_values"], str(detected.directory), id_column=parts["id_column"],
-            label_column=parts["label_column"], id_kind="int" if names is None else infer_id_kind(list(names)),
-            metric=options.metric, target=options.target, where_labels=parts["labels_where"])
-    else:
-        schema = infer_schema(sample, parts["label_values"], metric=options.metric, target=options.target,
-                              where_labels=parts["labels_where"])
+    sample, options, parts, schema = _read_layout(detected, options, cache_dir, progress, images=True)
     train_labels = schema.encode(parts["label_values"], parts["labels_file"], parts["label_column"],
                                  first_line=parts.get("first_line"))
     test_labels = None
@@ -252,16 +233,51 @@ def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache
     )
 
 
+def layout_schema(directory: str | os.PathLike, options: LoadOptions | None = None) -> Schema | None:
+    """The schema of a competition folder of a CSV or image layout with a sample submission, from the sample and
+    the training labels alone (no image decoded, no pixel read; the same schema ``load_layout`` gives); ``None``
+    for a folder of no such layout or without a sample."""
+    detected = detect_layout(directory, options)
+    if detected is None or detected.sample is None:
+        return None
+    return _read_layout(detected, options, None, False, images=False)[3]
+
+
+def _read_layout(detected: Detected, options: LoadOptions | None, cache_dir, progress: bool, *, images: bool
+                 ) -> tuple[Sample | None, LoadOptions, dict, Schema]:
+    """The sample, the options in force, the loader's parts and the schema (``images`` False: no image decoded)."""
+    given = (options or LoadOptions()).check()
+    options = recorded_options(detected.directory, given)
+    sample = None if detected.sample is None else read_sample(detected.sample, id_column=options.id_column)
+    if sample is not None:  # training data alone: the target flag is used by schema_without_sample
+        _check_target_flag(given.target, sample)
+    loader = {"pixel-csv": _load_pixel_csv, "image-files": _load_image_files, "class-folders": _load_class_folders}
+    parts = loader[detected.layout](detected, sample, options, cache_dir, progress, images)
+    if sample is None:  # training data alone: the columns of the labels, or Kaggle-like defaults
+        from kfold.files.schema import infer_id_kind, schema_without_sample
+
+        names = parts.get("id_values")
+        schema = schema_without_sample(
+            parts["label_values"], str(detected.directory), id_column=parts["id_column"],
+            label_column=parts["label_column"], id_kind="int" if names is None else infer_id_kind(list(names)),
+            metric=options.metric, target=options.target, where_labels=parts["labels_where"])
+    else:
+        schema = infer_schema(sample, parts["label_values"], metric=options.metric, target=options.target,
+                              where_labels=parts["labels_where"])
+    return sample, options, parts, schema
+
+
 def _check_target_flag(target: str | None, sample: Sample) -> None:
-    """``target`` must be the target the sample holds where the sample decides it (several probability columns:
-    'probs'; one column: 'label' or 'binary', never 'probs'); else it would be ignored (kfold.data.flag_use)."""
+    """``target`` must be a target the sample can hold where the sample decides it (several probability columns:
+    'probs' or 'multilabel-probs', the training labels tell them apart and the flag forces either; one column:
+    'label' or 'binary', never 'probs'); else it would be ignored (kfold.data.flag_use)."""
     from kfold.data.flag_use import check_target
     from kfold.files.schema import _is_probability_column
 
     if target is None:
         return
     if len(sample.target_columns) > 1:
-        detected = "probs"
+        detected = ("probs", "multilabel-probs")
     elif target == "probs":
         detected = "binary" if _is_probability_column(sample.frame[sample.target_columns[0]]) else "label"
     else:
@@ -306,17 +322,45 @@ def _label_column(columns: list[str], sample: Sample | None, options: LoadOption
                     f"{param('label_column')}")
 
 
-def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
-    from kfold.data.image_files import check_labels_present, check_unique, shown
+def _zero_one_columns(columns: list[str], sample: Sample | None, options: LoadOptions, file_column: str) -> list[str]:
+    """The sample's target columns when the training CSV holds them all as labels (one 0/1 column per class or tag:
+    one-hot or multi-label), else [] (one label column)."""
+    targets = sample.target_columns if sample is not None else []
+    if options.label_column is None and len(targets) > 1 and all(t in columns and t != file_column for t in targets):
+        return list(targets)
+    return []
+
+
+def _labels_of(cells: dict, label_columns: list[str], where: str):
+    """The label cells of one label column, or the (N, C) 0/1 matrix of several (line and column of a bad cell named)."""
+    from kfold.data.image_files import check_labels_present
+    from kfold.files.multilabel import zero_one_matrix
+
+    if len(label_columns) > 1:
+        return zero_one_matrix(np.column_stack([cells[c] for c in label_columns]), where, label_columns)
+    return check_labels_present(pd.Series(cells[label_columns[0]]), where, label_columns[0])
+
+
+def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress,
+                    images: bool = True) -> dict:
+    from kfold.data.image_files import check_unique, shown
     from kfold.data.pixel_csv import image_geometry, read_header, read_pixel_csv, to_images
 
     train_header = read_header(detected.train)
     id_column = sample.id_column if sample is not None else _own_id_column(train_header, options, str(detected.train))
-    label = _label_column(train_header, sample, options, str(detected.train), (id_column,))
-    train_text = [label] + ([id_column] if id_column in train_header else [])
+    label_columns = _zero_one_columns(train_header, sample, options, id_column)  # one 0/1 column per class or tag
+    label = ",".join(label_columns) if label_columns else _label_column(train_header, sample, options,
+                                                                        str(detected.train), (id_column,))
+    label_columns = label_columns or [label]
+    if not images:  # the schema alone (layout_schema): the label cells, no pixel read
+        cells = pd.read_csv(detected.train, usecols=lambda c: str(c).strip() in label_columns, dtype=str,
+                            keep_default_na=False, encoding="utf-8-sig").rename(columns=lambda c: str(c).strip())
+        return {"label_values": _labels_of({c: cells[c].to_numpy(dtype=str) for c in label_columns}, label_columns,
+                                           str(detected.train)), "labels_where": f"{detected.train} column '{label}'"}
+    train_text = label_columns + ([id_column] if id_column in train_header else [])
     values, text, pixel_columns = read_pixel_csv(detected.train, train_text)
     side, channels = image_geometry(values.shape[1], str(detected.train), pixel_columns)
-    label_values = check_labels_present(pd.Series(text[label]), str(detected.train), label)
+    label_values = _labels_of(text, label_columns, str(detected.train))
     if sample is None:  # training rows alone
         own = id_column in train_header
         return {"train_images": to_images(values, side, channels, options.image_size, options.channels),
@@ -327,7 +371,7 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
                                + (f"Id '{id_column}')" if own else f"no Id column there: kfold's default '{id_column}')")}
 
     test_header = read_header(detected.test)
-    test_text = [c for c in (id_column, label) if c in test_header]
+    test_text = [c for c in (id_column, *label_columns) if c in test_header]
     test_values, test_cells, test_pixels = read_pixel_csv(detected.test, test_text)
     if test_values.shape[1] != values.shape[1]:
         raise DataError(f"{detected.test}: {test_values.shape[1]} pixel columns but {detected.train} has "
@@ -350,13 +394,13 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
         rows = np.arange(len(sample.ids))
     out_channels = options.channels
     test_label_values = None
-    if label in test_cells:
-        test_label_values = check_labels_present(pd.Series(test_cells[label]), str(detected.test), label)[rows]
+    if all(c in test_cells for c in label_columns):
+        test_label_values = _labels_of(test_cells, label_columns, str(detected.test))[rows]
     return {
         "train_images": to_images(values, side, channels, options.image_size, out_channels),
         "test_images": to_images(test_values[rows], side, channels, options.image_size, out_channels),
         "label_values": label_values, "labels_file": str(detected.train), "label_column": label,
-        "labels_where": f"{detected.train} column '{label}'", "first_line": 2,
+        "labels_where": f"{detected.train} column{'s' if ',' in label else ''} '{label}'", "first_line": 2,
         "test_label_values": test_label_values, "extra": extra,
     }
 
@@ -379,9 +423,13 @@ def _typed_ids(cells: np.ndarray, sample: Sample, where: str) -> np.ndarray:
     return parse_ids(pd.Series(cells, dtype=object), where, sample.id_column, sample.id_kind)
 
 
-def _decode_pair(train_paths, test_paths, options: LoadOptions, cache_dir, progress) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test images decoded with one size and one channel count."""
+def _decode_pair(train_paths, test_paths, options: LoadOptions, cache_dir, progress, images: bool = True
+                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Train and test images decoded with one size and one channel count (``images`` False: none decoded)."""
     from kfold.data.decode import decode_images
+
+    if not images:  # the schema alone (layout_schema)
+        return None, None
 
     kwargs = dict(image_size=options.image_size, cache_dir=cache_dir, progress=progress)
     train = decode_images(train_paths, split="train", channels=options.channels, **kwargs)
@@ -411,7 +459,8 @@ def _test_files(detected: Detected, sample: Sample | None) -> list[str] | None:
     return FileIndex.of(detected.test, files).find(sample.ids, str(detected.sample), sample.id_column)
 
 
-def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
+def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress,
+                      images: bool = True) -> dict:
     from kfold.data.image_files import FileIndex, check_labels_present, check_unique, list_images, read_text_csv
 
     frame = read_text_csv(detected.train, "labels CSV")
@@ -430,9 +479,8 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
         file_column = options.id_column
     else:
         file_column = columns[0]
-    targets = sample.target_columns if sample is not None else []  # training data alone: one label column
-    if options.label_column is None and len(targets) > 1 and all(t in columns and t != file_column for t in targets):
-        return _image_files_parts(detected, sample, options, cache_dir, progress, frame, file_column)  # 0/1 columns
+    if _zero_one_columns(columns, sample, options, file_column):
+        return _image_files_parts(detected, sample, options, cache_dir, progress, frame, file_column, images)  # 0/1 columns
     label = _label_column(columns, sample, options, where, (file_column,))
     if label == file_column:
         raise UsageError(f"{param('label_column')}={label!r} is also the column of the image file names")
@@ -444,7 +492,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
         raise DataError(f"{detected.image_dir}: no training images")
     train_paths = FileIndex.of(detected.image_dir, files).find(names, where, file_column)
     test_paths = _test_files(detected, sample)
-    train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress)
+    train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress, images)
     return {"train_images": train, "test_images": test, "label_values": values, "labels_file": where,
             "label_column": label, "labels_where": f"{where} column '{label}'", "first_line": 2,
             "extra": {"image_column": file_column, "unused_train_images": len(files) - len(train_paths)},
@@ -454,7 +502,7 @@ def _load_image_files(detected: Detected, sample: Sample, options: LoadOptions, 
 
 
 def _image_files_parts(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress, frame,
-                       file_column: str) -> dict:
+                       file_column: str, images: bool = True) -> dict:
     """Image files whose labels CSV holds the sample's target columns (0/1 each; multi-label or one-hot)."""
     from kfold.data.image_files import FileIndex, check_unique, list_images
     from kfold.files.multilabel import zero_one_matrix
@@ -468,13 +516,14 @@ def _image_files_parts(detected: Detected, sample: Sample, options: LoadOptions,
     if not files:
         raise DataError(f"{detected.image_dir}: no training images")
     train_paths = FileIndex.of(detected.image_dir, files).find(names, where, file_column)
-    train, test = _decode_pair(train_paths, _test_files(detected, sample), options, cache_dir, progress)
+    train, test = _decode_pair(train_paths, _test_files(detected, sample), options, cache_dir, progress, images)
     return {"train_images": train, "test_images": test, "label_values": values, "labels_file": where,
             "label_column": ",".join(targets), "labels_where": f"{where} columns {', '.join(targets[:6])}",
             "first_line": 2, "extra": {"image_column": file_column, "unused_train_images": len(files) - len(train_paths)}}
 
 
-def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress) -> dict:
+def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions, cache_dir, progress,
+                        images: bool = True) -> dict:
     from kfold.data.image_files import list_class_folders
 
     classes = list_class_folders(detected.train)
@@ -494,7 +543,7 @@ def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions
     train_paths = [path for _, files in classes for path in files]
     values = np.array([name for name, files in classes for _ in files], dtype=object)
     test_paths = _test_files(detected, sample)
-    train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress)
+    train, test = _decode_pair(train_paths, test_paths, options, cache_dir, progress, images)
     label = targets[0] if len(targets) == 1 else LABEL_COLUMN
     given = [name for name, value in (("id", options.id_column), ("label", options.label_column)) if value is not None]
     return {"train_images": train, "test_images": test, "label_values": values,
@@ -503,52 +552,3 @@ def _load_class_folders(detected: Detected, sample: Sample, options: LoadOptions
             "id_column": id_column, "id_values": [os.path.basename(path) for path in train_paths],
             "schema_from": f"kfold's defaults for class folders (Id '{id_column}': the file names, target '{label}')"
                            + (f"; {' and '.join(given)} column named by the options" if given else "")}
-
-
-def _why_single(task: Task) -> str:
-    if task.extra.get("label_column", "").count(",") or task.schema.target != "probs":
-        return "every training row holds exactly one 1 (one-hot): one class per image, rows summing to 1"
-    return "the training labels hold one class per image"
-
-
-def describe(task: Task) -> list[str]:
-    """What ``kfold inspect`` prints of a loaded task: layout, rows, image size and channels, classes with
-    their counts, the Id and target columns, the metric."""
-    schema = task.schema
-    shape = task.train_images.shape
-    channels = 3 if task.train_images.ndim == 4 else 1
-    labels = np.asarray(task.train_labels, dtype=np.int64)
-    counts = labels.sum(axis=0) if labels.ndim == 2 else np.bincount(labels, minlength=task.num_classes)
-    shown = ", ".join(f"{name}: {count}" for name, count in zip(task.class_names[:20], counts[:20]))
-    more = f", ... ({task.num_classes - 20} more)" if task.num_classes > 20 else ""
-    ids = task.test_ids
-    first_ids = ", ".join(str(v) for v in ids[:3]) + (", ..." if len(ids) > 3 else "")
-    target = {"label": "one label column", "probs": "one probability column per class",
-              "binary": "one probability column (binary)", "tags": "space-separated tags in one cell, several per image",
-              "multilabel-probs": "one independent probability column per label, rows need not sum to 1"}[schema.target]
-    layout = task.extra.get("layout", "arrays")
-    lines = [
-        f"layout: {layout if layout in LAYOUT_NAMES else f'arrays ({layout})'}",
-        f"source: {task.source}",
-        f"rows: {len(task.train_labels)} training, " + (f"{len(ids)} test" if task.has_test else NO_TEST_ROWS),
-        f"images: {shape[2]}x{shape[1]}, {channels} channel{'s' if channels > 1 else ''} "
-        f"({'grayscale' if channels == 1 else 'RGB'}), uint8",
-        f"classes ({task.num_classes}, {schema.class_kind} values): {shown}{more}",
-        f"Id column: {schema.id_column} ({schema.id_kind} Ids{f': {first_ids}' if task.has_test else ''})",
-        f"target: {', '.join(schema.target_columns[:6])}{', ...' if len(schema.target_columns) > 6 else ''} ({target})",
-        f"metric: {schema.metric}",
-    ]
-    if schema.multilabel or schema.target == "probs":
-        lines.insert(-1, f"why: {schema.extra.get('detected') or _why_single(task)}")
-    if layout in ("pixel-csv", "image-files"):
-        column = task.extra["label_column"]
-        lines.insert(5, f"training labels: column '{column}'" if not schema.target.endswith("probs") or "," not in column
-                     else f"training labels: 0/1 columns {column.replace(',', ', ')}")
-    elif layout == "class-folders":
-        lines.insert(5, "training labels: the class folder names")
-    if "schema_from" in task.extra:  # training data alone: where the Id and target columns came from
-        lines.append(f"columns from: {task.extra['schema_from']}")
-    if task.sample_submission is not None:
-        lines.append(f"sample submission: {task.sample_submission}")
-    lines.append(f"solution: {task.solution if task.solution is not None else 'none (no local leaderboard)'}")
-    return lines

@@ -46,10 +46,10 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
         raise UsageError(f"dataset {str(spec)!r}: no such directory; give 'kmnist' (the official release, "
                          "downloaded) or a directory holding a KMNIST or MNIST-MIX layout")
     if path.is_dir() and not options.names_files:
-        for layout in LAYOUTS:
-            if all((path / name).is_file() for name in layout.required) or _training_arrays_alone(path, layout):
-                check_used("arrays", given, str(path))
-                return _array_options(load_kmnist_dir(path, layout), options, path)
+        layout = _arrays_layout(path)
+        if layout is not None:
+            check_used("arrays", given, str(path))
+            return _array_options(load_kmnist_dir(path, layout), options, path)
     if not options.names_files and is_mnist_mix(path):
         check_used("mnist-mix", given, str(path))
         return _array_options(load_mnist_mix(path, languages=languages, label_mode=label_mode), options,
@@ -68,6 +68,29 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
     if path.is_file():
         raise DataError(f"{path}: not a dataset; a file spec must be an MNIST-MIX .npz like {COMBINED}")
     raise DataError(f"{path}: {_missing_files_report(path)}")
+
+
+def load_schema(directory: str | Path):
+    """The schema ``load_task(directory).schema`` gives, without decoding an image where the layout allows it: a CSV
+    or image layout's comes from its sample and training labels alone (``kfold.data.layouts.layout_schema``); the
+    arrays layouts (KMNIST, MNIST-MIX) are loaded. ``kfold leaderboard --solution``, ``kfold validate --sample`` and
+    ``kfold submit`` learn a competition's columns and classes with it."""
+    from kfold.data.layouts import layout_schema
+
+    path = Path(directory)
+    if path.is_dir() and _arrays_layout(path) is None and not is_mnist_mix(path):
+        schema = layout_schema(path)
+        if schema is not None:
+            return schema
+    return load_task(path, progress=False).schema
+
+
+def _arrays_layout(directory: Path):
+    """The KMNIST arrays layout ``directory`` holds (all its files, or its training arrays alone), or None."""
+    for layout in LAYOUTS:
+        if all((directory / name).is_file() for name in layout.required) or _training_arrays_alone(directory, layout):
+            return layout
+    return None
 
 
 def _training_arrays_alone(directory: Path, layout) -> bool:

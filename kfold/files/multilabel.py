@@ -30,7 +30,8 @@ import numpy as np
 
 from kfold.errors import DataError, UsageError
 
-__all__ = ["SEPARATOR", "check_tag", "decode_tags", "detect", "encode_tags", "split_tags", "zero_one_matrix"]
+__all__ = ["SEPARATOR", "check_tag", "decode_tags", "detect", "encode_tags", "one_hot_classes", "split_tags",
+           "zero_one_matrix"]
 
 SEPARATOR = " "  # tags in one cell are separated by one space, as Kaggle's multi-label samples write them
 _BAD_CHARACTERS = ',;|"'
@@ -68,6 +69,30 @@ def zero_one_matrix(values, where: str, columns: Sequence[str], first_line: int 
                             "is not 0 or 1 (a multi-label training column marks each label with 0 or 1)")
         out[:, j] = numbers.astype(np.uint8)
     return out
+
+
+def one_hot_classes(matrix, where: str, columns: Sequence[str], first_line: int | None = 2) -> np.ndarray:
+    """(N,) int64 class indices of one-hot 0/1 label columns (the multi-class probability target's training labels,
+    as Plant Pathology ships them): every row must hold exactly one 1, else an error naming its line and columns.
+
+    >>> one_hot_classes(np.array([[0, 1, 0], [1, 0, 0]]), "train.csv", ["a", "b", "c"]).tolist()
+    [1, 0]
+    >>> one_hot_classes(np.array([[0, 1, 1]]), "train.csv", ["a", "b", "c"])
+    Traceback (most recent call last):
+    ...
+    kfold.errors.DataError: train.csv: line 2, columns 'b', 'c': 2 ones in one row, but a probability target (one class per image) needs exactly one 1 per row
+    """
+    matrix = np.asarray(matrix)
+    sums = matrix.sum(axis=1)
+    bad = sums != 1
+    if bad.any():
+        row = int(np.argmax(bad))
+        named = [str(columns[j]) for j in np.flatnonzero(matrix[row])] or [str(c) for c in columns]
+        shown = ", ".join(f"'{c}'" for c in named[:6]) + (", ..." if len(named) > 6 else "")
+        what = "no 1" if sums[row] == 0 else f"{int(sums[row])} ones"
+        raise DataError(f"{where}: {_at(row, first_line)}, column{'s' if len(named) > 1 else ''} {shown}: {what} in one "
+                        "row, but a probability target (one class per image) needs exactly one 1 per row")
+    return matrix.argmax(axis=1).astype(np.int64)
 
 
 def detect(values, sample_cells: Sequence[str] | None, *, one_column: bool, target: str | None = None,

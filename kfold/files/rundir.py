@@ -31,7 +31,8 @@ from typing import Iterator
 
 from kfold.errors import DataError, param
 
-__all__ = ["FULL", "model_name", "PredDir", "probs_path", "PROBS_SUFFIX", "RunDir", "safe_name", "TuneDir"]
+__all__ = ["FULL", "LEADERBOARD_FILES", "model_name", "MULTILABEL_REPORT_FILES", "PredDir", "probs_path", "PROBS_SUFFIX",
+           "REPORT_FILES", "RunDir", "safe_name", "TuneDir"]
 
 CONFIG, FOLDS, SUMMARY, OOF = "config.json", "folds.csv", "summary.json", "oof.npz"
 META, WEIGHTS, CHECKPOINT, METRICS = "meta.json", "model.safetensors", "checkpoint.pt", "metrics.csv"
@@ -39,6 +40,10 @@ LEARNING_CURVE, CONFUSION_CSV, CONFUSION_PNG = "learning_curve.png", "confusion.
 REPORT_HTML = "report.html"  # kfold report's page
 FULL = "full"
 PROBS_SUFFIX = ".probs.npz"  # the probabilities written beside an ensemble's submission CSV
+# an ensemble's agreement report (RUN/report-{method}/, ensemble --report DIR): single-label, then multi-label
+REPORT_FILES = ("agreement.csv", "inputs.csv", "report.md", "agreement.png", "groups.csv")
+MULTILABEL_REPORT_FILES = ("agreement_tags.csv", "agreement_models.csv", "report.md")
+LEADERBOARD_FILES = ("leaderboard.csv", "leaderboard.md", "leaderboard.png")  # a local leaderboard's folder
 
 
 # ---- the fields of a run's JSON files: every reader checks what it reads (one DataError naming file and field) ----

@@ -140,7 +140,9 @@ class Schema:
 
     def encode(self, values: Sequence, where: str, column: str, first_line: int | None = None) -> np.ndarray:
         """Class indices of the competition's class ``values``; a value not among the classes is an error.
-        A multi-label target gives an (N, tags) 0/1 uint8 matrix (tag cells, or the 0/1 label columns)."""
+        A multi-label target gives an (N, tags) 0/1 uint8 matrix (tag cells, or the 0/1 label columns); one-hot 0/1
+        columns of a probability target (``values`` of shape (N, classes)) give each row's class, a row without
+        exactly one 1 an error naming its line and columns."""
         if self.target == "tags":
             from kfold.files.multilabel import encode_tags
 
@@ -149,6 +151,11 @@ class Schema:
             from kfold.files.multilabel import zero_one_matrix
 
             return zero_one_matrix(values, where, self.classes, first_line)
+        if np.ndim(values) == 2 and self.target == "probs":  # one-hot 0/1 label columns (Plant Pathology): one class per row, checked
+            from kfold.files.multilabel import one_hot_classes, zero_one_matrix
+
+            matrix = zero_one_matrix(values, where, self.classes, first_line)
+            return one_hot_classes(matrix, where, self.classes, first_line)
         text = _as_text(values)
         index = pd.Index(list(self.classes)).get_indexer(text)
         bad = index < 0
@@ -384,8 +391,8 @@ def infer_schema(sample: Sample, train_values: Sequence | None, *, metric: str |
     multi = _multilabel_schema(sample, train_values, metric, target, where_labels)
     if multi is not None:
         return multi
-    if train_values is not None and np.ndim(train_values) == 2:  # one-hot label columns: one class per row
-        train_values = [targets[j] for j in np.asarray(train_values).argmax(axis=1)]
+    if train_values is not None and np.ndim(train_values) == 2:  # one-hot label columns: the classes are the columns
+        train_values = list(targets)  # (Schema.encode checks that every row holds exactly one 1, naming the row)
     values = None if train_values is None else _as_text(list(train_values))
     if len(targets) > 1 or target == "probs":
         if len(targets) < 2:

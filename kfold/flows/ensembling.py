@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Sequence
 
 from kfold.errors import UsageError, check_list, param
-from kfold.files.rundir import probs_path
+from kfold.files.rundir import REPORT_FILES, probs_path
 from kfold.scoring.ensemble import Ensemble
 
 __all__ = ["EnsembleResult", "make_submission", "REPORT_FILES"]
-
-REPORT_FILES = ("agreement.csv", "inputs.csv", "report.md", "agreement.png", "groups.csv")
 
 
 @dataclass
@@ -66,7 +64,10 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
                       root=Path(report).parent, error=UsageError)
     multilabel = _multilabel_schema(schema, inputs)
     if multilabel is not None:  # tags or independent probability columns: kfold.flows.multilabel
-        return _multilabel(inputs, out, multilabel, method, seed, sample, report, fit_oof, weights)
+        result = _multilabel(inputs, out, multilabel, method, seed, sample, report, fit_oof, weights)
+        if tracker:
+            _tell_tracker(tracker, out, inputs, method, solution, multilabel, report)
+        return result
     fit = None
     if fit_oof is not None:
         if weights is not None:
@@ -124,20 +125,26 @@ def make_submission(inputs: Sequence[str | Path], out: str | Path, *, method: st
             from kfold.scoring.report import write_agreement_report
 
             result.report = write_agreement_report(ensemble, Path(report), labels=labels, groups=groups, scored=scored, plot=plot)
-            result.written += [Path(report) / name for name in REPORT_FILES[:4] if plot or name != "agreement.png"]
-            result.written += [Path(report) / "groups.csv"] if groups is not None else []
+            result.written += [Path(report) / name for name in REPORT_FILES[:4] if plot or name != REPORT_FILES[3]]
+            result.written += [Path(report) / REPORT_FILES[4]] if groups is not None else []
     if report and not plot:  # an earlier --plot's heatmap would no longer match the tables now in place
-        (Path(report) / "agreement.png").unlink(missing_ok=True)
-    if tracker:  # never fails the command: a score it cannot compute is left out
-        from kfold.scoring.leaderboard import score_submission
-
-        try:
-            scores = score_submission(out, solution, n_bootstrap=1) if solution else {}
-        except Exception:  # noqa: BLE001 - the files are written; tracking only reports
-            scores = {}
-        tracker.ensemble_done(out, list(inputs), method, public=scores.get("public"), private=scores.get("private"),
-                              report=report)
+        (Path(report) / REPORT_FILES[3]).unlink(missing_ok=True)
+    if tracker:
+        _tell_tracker(tracker, out, inputs, method, solution, schema, report)
     return result
+
+
+def _tell_tracker(tracker, out: Path, inputs, method: str, solution, schema, report) -> None:
+    """Tell ``tracker`` the ensemble written to ``out`` with its local Public/Private scores (with ``solution``);
+    never fails the command: a score it cannot compute is left out."""
+    from kfold.scoring.leaderboard import read_solution, score_submission
+
+    try:
+        scores = score_submission(out, read_solution(solution, schema=schema), n_bootstrap=1) if solution else {}
+    except Exception:  # noqa: BLE001 - the files are written; tracking only reports
+        scores = {}
+    tracker.ensemble_done(out, list(inputs), method, public=scores.get("public"), private=scores.get("private"),
+                          report=report)
 
 
 def _multilabel_schema(schema, inputs):

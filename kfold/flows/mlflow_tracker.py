@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from kfold.errors import DataError, UsageError
-from kfold.files.rundir import FULL, RunDir, TuneDir, model_name, read_metrics, safe_name
-from kfold.flows.ensembling import REPORT_FILES
+from kfold.files.rundir import FULL, REPORT_FILES, RunDir, TuneDir, model_name, read_metrics, safe_name
 from kfold.flows.track_params import flatten  # shared with the W&B tracker; importable from here as before
 
 __all__ = ["MlflowTracker", "flatten", "run_key", "ui_command"]

@@ -12,20 +12,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from kfold.errors import DataError, UsageError, param
+from kfold.files.rundir import MULTILABEL_REPORT_FILES
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from kfold.data.task import Task
+    from kfold.files.rundir import RunDir
+    from kfold.flows.tracking import Tracker
 
 __all__ = ["MULTILABEL_METHODS", "MULTILABEL_REPORT_FILES", "MultilabelEnsemble", "make_multilabel_submission",
            "validate_multilabel"]
 
 MULTILABEL_METHODS = ("mean", "vote")
-MULTILABEL_REPORT_FILES = ("agreement_tags.csv", "agreement_models.csv", "report.md")
 
 
 @dataclass
@@ -204,10 +208,23 @@ def validate_multilabel(files: Sequence[Path], sample: Path | None, schema) -> l
     return lines
 
 
-def finish_competition(task, root, run_dirs, fold_files: list[Path], summaries, submissions: Path, seeds, preset: str,
-                       k: int, echo) -> tuple[dict, "pd.DataFrame | None", list[str]]:
-    """``kfold run``'s steps after prediction for a multi-label task: the submissions (mean, and vote for tags),
-    their validation and the local leaderboard. Returns the submissions, the leaderboard and the closing lines."""
+def finish_competition(task: "Task", root: "RunDir", fold_files: list[Path], cv: str, submissions: Path, seed: int,
+                       preset: str, k: int, echo: Callable[[str], None], tracker: "Tracker | None" = None
+                       ) -> tuple[dict[str, Path], "pd.DataFrame | None", list[str]]:
+    """``kfold run``'s steps after prediction for a multi-label task: the submissions (mean, and vote for tags) of
+    ``fold_files``, their validation and the local leaderboard (``seed``: the vote's ties and the bootstrap; ``cv``:
+    the runs' out-of-fold score in words); ``tracker`` is told each ensemble with its local Public/Private (``None``
+    without a solution). Returns the submissions, the leaderboard and the closing lines."""
+    subs, table, lines = _finish(task, root, fold_files, cv, submissions, seed, preset, k, echo)
+    for method, target in subs.items() if tracker else ():  # each ensemble, its inputs' runs and local scores
+        row = {} if table is None else table[table["submission"] == str(target)].iloc[0]
+        tracker.ensemble_done(target, fold_files, method, public=row.get("public"), private=row.get("private"),
+                              report=root.report(method))
+    return subs, table, lines
+
+
+def _finish(task: "Task", root: "RunDir", fold_files: list[Path], cv: str, submissions: Path, seed: int, preset: str,
+            k: int, echo: Callable[[str], None]) -> tuple[dict[str, Path], "pd.DataFrame | None", list[str]]:
     from kfold.files.rundir import safe_name
 
     schema = task.schema
@@ -216,19 +233,17 @@ def finish_competition(task, root, run_dirs, fold_files: list[Path], summaries, 
     for method in MULTILABEL_METHODS if schema.target == "tags" else ("mean",):
         target = submissions / f"{safe_name(root.name)}-{method}.csv"
         echo(f"\n== ensemble ({method}): {target}")
-        made = make_multilabel_submission(fold_files, target, schema=schema, method=method, seed=seeds[0], sample=sample,
+        made = make_multilabel_submission(fold_files, target, schema=schema, method=method, seed=seed, sample=sample,
                                           report=root.report(method))
         shown = ("" if made.thresholds is None else
                  f", thresholds {made.thresholds.min():.2f}..{made.thresholds.max():.2f}, "
                  f"{made.tags.sum(axis=1).mean():.2f} tags per row")
         echo(f"{method} of {len(made.names)} inputs, {len(made.ids)} rows{shown}"
-             + (f", {made.tied_cells} tied (row, tag) cells broken at random (seed {seeds[0]})" if method == "vote" else ""))
+             + (f", {made.tied_cells} tied (row, tag) cells broken at random (seed {seed})" if method == "vote" else ""))
         echo(f"report: {root.report(method) / MULTILABEL_REPORT_FILES[2]}")
         subs[method] = target
     for line in validate_multilabel(list(subs.values()), sample, schema):
         echo(line)
-    oof = [s["oof_score"] for s in summaries if s.values.get("oof_score") is not None]
-    cv = f"out-of-fold {schema.metric} {sum(oof) / len(oof):.4f}" if oof else "no out-of-fold score"
     head = f"recommended submission: {subs['mean']} (probability mean of {len(fold_files)} models; {cv})"
     submit = f"submit it:  kfold submit {subs['mean']} -c COMPETITION -m \"{preset} {k}-fold mean\""
     if task.solution is None:
@@ -238,7 +253,7 @@ def finish_competition(task, root, run_dirs, fold_files: list[Path], summaries, 
     solution = read_solution(task.solution, schema=schema)
     files = fold_files + list(subs.values())
     echo(f"\n== leaderboard ({solution.metric}): {root.leaderboard}")
-    table = leaderboard(files, solution, seed=seeds[0])
+    table = leaderboard(files, solution, seed=seed)
     echo(write_leaderboard(table, root.leaderboard))
     row = table[table["submission"] == str(subs["mean"])].iloc[0]
     return subs, table, [

@@ -63,7 +63,7 @@ def guard_competition(root: RunDir, run_dirs: Sequence[RunDir], submissions: Pat
     from kfold.errors import UsageError, param
     from kfold.files.atomic import guard_outputs
     from kfold.files.rundir import data_inputs, probs_path
-    from kfold.flows.ensembling import REPORT_FILES
+    from kfold.files.rundir import LEADERBOARD_FILES, MULTILABEL_REPORT_FILES, REPORT_FILES
     from kfold.flows.training import run_outputs
 
     if submissions.exists() and not submissions.is_dir():
@@ -73,8 +73,8 @@ def guard_competition(root: RunDir, run_dirs: Sequence[RunDir], submissions: Pat
     outputs = [*(path for run in run_dirs for path in run_outputs(run, k)), probs.path,
                *(probs.model(run.name, fold) for run in run_dirs for fold in (*range(k), "full")),
                *(probs.mean(run.name) for run in run_dirs), *(probs.oof(run.name) for run in run_dirs),
-               *(root.report(method) / file for method in METHODS for file in REPORT_FILES),
-               *(root.leaderboard / file for file in ("leaderboard.csv", "leaderboard.md", "leaderboard.png"))]
+               *(root.report(method) / file for method in METHODS for file in (*REPORT_FILES, *MULTILABEL_REPORT_FILES)),
+               *(root.leaderboard / file for file in LEADERBOARD_FILES)]
     from kfold.errors import DataError
 
     guard_outputs(outputs, inputs, root=root.path, error=DataError, links="folders")
@@ -184,11 +184,14 @@ def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: 
                               device=request.device, threads=backend.threads(request.threads), echo=echo)
     fold_files = [probs.fold(run.name, fold) for run in run_dirs for fold in range(k)]
 
+    metric = task.schema.metric
+    oof = [s["oof_score"] for s in summaries if s.values.get("oof_score") is not None]
+    cv = f"out-of-fold {metric} {sum(oof) / len(oof):.4f}" if oof else "no out-of-fold score"
     if task.schema.multilabel:  # tags or independent probability columns: kfold.flows.multilabel
         from kfold.flows.multilabel import finish_competition
 
-        subs, table, lines = finish_competition(task, root, run_dirs, fold_files, summaries, submissions, seeds,
-                                                preset, k, echo)
+        subs, table, lines = finish_competition(task, root, fold_files, cv, submissions, seeds[0], preset, k, echo,
+                                                tracker=tracker)
         return CompetitionResult(summaries, written, subs, leaderboard=table, recommended=subs["mean"], lines=lines)
     sample = task.sample_submission
     subs: dict[str, Path] = {}
@@ -205,9 +208,6 @@ def run_competition(request: RunRequest, task: Task, out: str | Path, *, seeds: 
     for line in validate_files(list(subs.values()), sample, schema=task.schema):
         echo(line)
     result = CompetitionResult(summaries, written, subs, recommended=subs["mean"])
-    metric = task.schema.metric
-    oof = [s["oof_score"] for s in summaries if s.values.get("oof_score") is not None]
-    cv = f"out-of-fold {metric} {sum(oof) / len(oof):.4f}" if oof else "no out-of-fold score"
     if task.solution is None:
         result.lines = [f"recommended submission: {subs['mean']} (probability mean of {len(fold_files)} models; {cv})",
                         f"submit it:  kfold submit {subs['mean']} -c COMPETITION -m \"{preset} {k}-fold mean\""]

@@ -162,7 +162,8 @@ def read_solution(path: str | os.PathLike, public_fraction: float = DEFAULT_PUBL
 def solution_schema(path: Path, frame) -> Schema | None:
     """The schema of the competition whose solution is ``path`` (``frame``: its cells): the folder's
     ``competition.json``; else KMNIST's (``None``) for an ``Id,Category`` header; else the competition beside it
-    (its sample and data) when its columns are the solution's; else the solution's own header: the Id column first,
+    (its sample and training labels, ``kfold.data.load.load_schema``: no image decoded) when its columns are the
+    solution's; else the solution's own header: the Id column first,
     ``Usage`` last (optional), the one label column between (classes: the label values), as ``kfold validate
     --sample`` reads a competition. Only a header with several candidates for the label column is refused, naming
     them."""
@@ -174,10 +175,10 @@ def solution_schema(path: Path, frame) -> Schema | None:
     columns = [str(c) for c in frame.columns]
     if columns[:2] == KMNIST.solution_header[:2] or len(columns) < 2:
         return None  # KMNIST's Id,Category (checked as always); too few columns: refused with KMNIST's header
-    try:
-        from kfold.data import load_task
+    try:  # the schema alone: the sample and the training labels are read, no image is decoded
+        from kfold.data.load import load_schema
 
-        beside = load_task(path.parent, progress=False).schema if (path.parent / "sample_submission.csv").is_file() else None
+        beside = load_schema(path.parent) if (path.parent / "sample_submission.csv").is_file() else None
     except KfoldError:
         beside = None
     if beside is not None and columns in (beside.solution_header[:2], beside.solution_header):

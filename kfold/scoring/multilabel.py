@@ -35,13 +35,11 @@ THRESHOLD_METRICS = ("f1-samples", "f2-samples", "micro-f1")
 
 def apply_thresholds(probs: np.ndarray, thresholds, fallback: bool = True) -> np.ndarray:
     """(N, C) int64 0/1: tag ``j`` where ``probs[:, j] >= thresholds[j]`` (one number: every tag); with ``fallback``, a
-    row without any tag gets its most probable one (the lowest index among equals)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    tags = (probs >= np.asarray(thresholds, dtype=np.float64)).astype(np.int64)
-    if fallback:
-        empty = tags.sum(axis=1) == 0
-        tags[np.flatnonzero(empty), probs[empty].argmax(axis=1)] = 1
-    return tags
+    row without any tag gets its most probable one (the lowest index among equals): ``kfold.metrics.tags_from_probs``,
+    the one rule that the metrics table applies too."""
+    from kfold.metrics import tags_from_probs
+
+    return tags_from_probs(probs, thresholds, fallback)
 
 
 def _counts(labels: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -237,6 +235,6 @@ def oof_summary(labels: np.ndarray, probs: np.ndarray, schema) -> dict:
         found = search_thresholds(labels, probs, schema.metric)
         out["thresholds"] = found
         out["oof_score"] = float(found["score"])
-    else:
-        out["oof_score"] = float(score(schema.metric, labels, probs, schema.num_classes))
+    else:  # probability columns: mean-auc on the probabilities, a tag metric at 0.5 with the top-1 fallback (as the
+        out["oof_score"] = float(score(schema.metric, labels, probs, schema.num_classes))  # leaderboard scores them)
     return out

@@ -76,8 +76,8 @@ def _values(source, solution) -> tuple[str, np.ndarray]:
     else:
         ids, values = read_multilabel_submission(path, schema)
         first_line = 2
-        if solution.metric != "mean-auc" and schema.target != "tags":
-            values = apply_thresholds(values, 0.5)
+        if solution.metric != "mean-auc" and schema.target != "tags":  # probability columns scored by a tag metric
+            values = apply_thresholds(values, thresholds_of(None, schema.num_classes))
     rows = align_ids(ids, solution.ids, str(path), f"the solution {solution.path}", first_line=first_line)
     return str(path), values[rows]
 

@@ -65,8 +65,11 @@ class _Live:
     refs: dict = field(default_factory=dict)  # Ray object ref -> fold
 
 
-def _oof_score(run: RunDir, folds: Sequence[int], metric: str, num_classes: int) -> tuple[float, int]:
-    """The metric on the out-of-fold rows of ``folds`` (finished ones), and how many folds that was."""
+def _oof_score(run: RunDir, folds: Sequence[int], metric: str, num_classes: int, target: str = "label"
+               ) -> tuple[float, int]:
+    """The metric on the out-of-fold rows of ``folds`` (finished ones), and how many folds that was: a tags target at
+    the thresholds chosen on these rows (its submissions use chosen thresholds), any other as ``kfold run`` scores it
+    (probability columns and a tag metric: 0.5 with the top-1 fallback, ``kfold.metrics.tags_from_probs``)."""
     from kfold.files.probs import read_probs
     from kfold.scoring.metrics import score
 
@@ -75,7 +78,7 @@ def _oof_score(run: RunDir, folds: Sequence[int], metric: str, num_classes: int)
         return float("nan"), 0
     labels = np.concatenate([p.labels for p in parts])
     probs = np.concatenate([p.probs for p in parts])
-    if labels.ndim == 2 and metric != "mean-auc":  # tags: scored at the thresholds chosen on these rows
+    if labels.ndim == 2 and target == "tags" and metric != "mean-auc":  # at the thresholds chosen on these rows
         from kfold.scoring.multilabel import search_thresholds
 
         return float(search_thresholds(labels, probs, metric)["score"]), len(parts)
@@ -223,7 +226,7 @@ class _Driver:
         from optuna.trial import TrialState
 
         summarize(live.run, self.task, self.k, live.cfg, preset=self.preset, seed=self.seed)
-        value, done = _oof_score(live.run, self.fold_list, self.metric, self.task.num_classes)
+        value, done = _oof_score(live.run, self.fold_list, self.metric, self.task.num_classes, self.task.schema.target)
         live.trial.set_user_attr("folds_done", done)
         live.trial.set_user_attr("seconds", time.perf_counter() - live.start)
         if pruned_after is not None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from kaggle_fake import fake_kaggle  # noqa: F401  (fixture)
+
 from kfold.errors import DataError, UsageError
 
 nbformat = pytest.importorskip("nbformat")
@@ -103,3 +105,136 @@ def test_rehearse_gives_the_notebook_its_time_limit_and_fails_in_one_line(tmp_pa
     assert seen["deadline"] == 7200
     message = str(caught.value)
     assert "\n" not in message and "ran past its time limit of 7200 s (time_limit 2 h)" in message, message
+
+
+# ---------------------------------------------------------------- B: a code submission is never sent twice
+
+def _stand_in_runner(notebook, root):
+    """The fake's kernel runner without a notebook: the tiny package's rule applied to the sample it finds."""
+    from code_packages import predictions
+
+    sample = next((Path(root) / "input").rglob("sample_submission.csv"))
+    ids = [int(line.split(",")[0]) for line in sample.read_text().splitlines()[1:]]
+    (Path(root) / "working").mkdir(exist_ok=True)
+    (Path(root) / "working" / "submission.csv").write_text(predictions(ids))
+    return True, "", "[]"
+
+
+@pytest.fixture
+def code_fake(tmp_path):
+    """The loopback fake (``kaggle_fake.fake_kaggle``) with a code competition, a stand-in kernel runner and a
+    hand-made package for it; returns (fake, competition, package, log)."""
+    pytest.importorskip("kaggle")
+    from code_packages import make_code_competition, scorer, write_code_package
+    from kaggle_fake import USERNAME
+
+    return lambda fake: _code_setup(fake, tmp_path, make_code_competition, scorer, write_code_package, USERNAME)
+
+
+def _code_setup(fake, tmp_path, make_code_competition, scorer, write_code_package, user):
+    files = make_code_competition(tmp_path / "comp")
+    competition = fake.add("tiny-code-comp", code_only=True, public_files=files["public"],
+                           hidden_files=files["hidden"], scorer=scorer(files["solution"]))
+    fake.dataset_polls_unknown = fake.dataset_polls_to_ready = fake.kernel_polls_queued = 0
+    fake.executor = _stand_in_runner
+    pkg = write_code_package(tmp_path / "pkg", "tiny-code-comp", user)
+    return competition, pkg, tmp_path / "log.csv"
+
+
+def _submit(pkg, log, lines):
+    from kfold.flows.code_submission import submit_code
+
+    return submit_code(pkg, "tiny-code-comp", "tiny first", poll_interval=0.05, log=log, echo=lines.append)
+
+
+def _accepted_then_interrupted(original):
+    def submit_code(self, *args, **kwargs):
+        original(self, *args, **kwargs)  # Kaggle accepted it ...
+        raise KeyboardInterrupt  # ... and the command stopped before it recorded that
+    return submit_code
+
+
+def _failed_before_kaggle(original):
+    def submit_code(self, *args, **kwargs):
+        raise DataError("kaggle: submitting kernel: the network is unreachable")
+    return submit_code
+
+
+@pytest.mark.parametrize("trouble", ["no ref in the reply", "interrupted after Kaggle accepted",
+                                     "failed before reaching Kaggle"])
+def test_a_code_submission_is_sent_once_whatever_stops_the_first_run(fake_kaggle, code_fake, monkeypatch, trouble):
+    from kfold import kaggle_api
+    from kfold.files.submission_log import read_log
+    from kfold.files.submit_state import STATE_FILE, read_state
+
+    competition, pkg, log = code_fake(fake_kaggle)
+    lines: list[str] = []
+    if trouble == "no ref in the reply":
+        fake_kaggle.code_submission_ref = 0
+        first = _submit(pkg, log, lines)
+        assert first.ref == competition.submissions[0]["ref"]  # found among the submissions
+    else:
+        wrap = _accepted_then_interrupted if trouble.startswith("interrupted") else _failed_before_kaggle
+        with monkeypatch.context() as patch:
+            patch.setattr(kaggle_api.Client, "submit_code", wrap(kaggle_api.Client.submit_code))
+            with pytest.raises((KeyboardInterrupt, DataError)):
+                _submit(pkg, log, lines)
+        state = read_state(pkg / STATE_FILE)
+        assert state.submit_version == 1 and not state.submitted  # the marker was recorded before the call
+    for _ in range(2):  # the same command again, twice
+        again = _submit(pkg, log, lines)
+        assert again.ref == competition.submissions[0]["ref"], lines
+    assert len(fake_kaggle.calls("CreateCodeSubmission")) == 1
+    assert len(competition.submissions) == 1, lines
+    rows = read_log(log)
+    assert len(rows) == 1 and int(rows["ref"].iloc[0]) == competition.submissions[0]["ref"], rows
+    assert read_state(pkg / STATE_FILE).submitted and read_state(pkg / STATE_FILE).logged
+    assert any(line.startswith("already submitted as ref") for line in lines), lines
+
+
+def test_a_state_written_before_the_submission_marker_still_reads(tmp_path):
+    from kfold.files.submit_state import read_state
+
+    old = {"format": "kfold-submit-state/1", "competition": "c", "dataset": "a/b-kfold", "kernel": "a/b-kfold-predict",
+           "content_hash": "", "dataset_ready": False, "kernel_hash": "", "kernel_version": 3, "kernel_status": "COMPLETE",
+           "output_sha256": "", "ref": 7, "logged": True}
+    (tmp_path / "s.json").write_text(json.dumps(old))
+    state = read_state(tmp_path / "s.json")
+    assert state.submitted and state.ref == 7 and state.submit_version is None
+    (tmp_path / "s.json").write_text(json.dumps({**old, "ref": None, "submit_started": "yesterday"}))
+    with pytest.raises(DataError, match="submit_started"):
+        read_state(tmp_path / "s.json")
+
+
+# ---------------------------------------------------------------- C: one kfold submit --code per package at a time
+
+def test_a_second_submit_on_the_same_package_is_refused_while_one_runs(tmp_path):
+    from code_packages import write_code_package
+    from test_kaggle_loop import kfold, one_error_line
+
+    from kfold.files.submit_state import LOCK_FILE, STATE_FILE, submit_lock
+    from kfold.flows.code_submission import submit_code
+
+    pkg = write_code_package(tmp_path / "pkg", "tiny-code-comp", "alice")
+    with submit_lock(pkg):  # the first command, still running
+        with pytest.raises(UsageError) as caught:
+            submit_code(pkg, "tiny-code-comp", "second", log=tmp_path / "log.csv", echo=lambda line: None)
+        assert "another kfold submit --code is working on this package" in str(caught.value)
+        done = kfold("submit", "--code", "--package", pkg, "-c", "tiny-code-comp", "-m", "second", cwd=tmp_path,
+                     env={"KAGGLE_USERNAME": "alice", "KAGGLE_KEY": "x" * 32})
+        assert done.returncode == 2, done.stderr
+        one_error_line(done, "another kfold submit --code is working on this package", LOCK_FILE)
+    assert not (pkg / STATE_FILE).exists() and not (tmp_path / "log.csv").exists()
+    with submit_lock(pkg):  # released with its holder: no stale lock
+        pass
+
+
+def test_the_submit_lock_is_never_taken_through_a_link(tmp_path):
+    from kfold.files.submit_state import LOCK_FILE, submit_lock
+
+    (tmp_path / "elsewhere").write_text("keep")
+    (tmp_path / LOCK_FILE).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match="cannot open the submit lock"):
+        with submit_lock(tmp_path):
+            pass
+    assert (tmp_path / "elsewhere").read_text() == "keep"

@@ -238,3 +238,120 @@ def test_the_submit_lock_is_never_taken_through_a_link(tmp_path):
         with submit_lock(tmp_path):
             pass
     assert (tmp_path / "elsewhere").read_text() == "keep"
+
+
+# ---------------------------------------------------------------- D: the manifest is validated whole
+
+def _edit(change):
+    def damage(pkg):
+        from kfold.files import package as pk
+
+        path = pkg / "dataset" / pk.MANIFEST
+        manifest = json.loads(path.read_text())
+        change(manifest)
+        path.write_text(json.dumps(manifest))
+    return damage
+
+
+def _set(key, value):
+    def change(manifest):
+        *parents, last = key.split(".")
+        target = manifest
+        for name in parents:
+            target = target[name] if not name.isdigit() else target[int(name)]
+        if value is KeyError:
+            del target[last]
+        else:
+            target[last] = value
+    return _edit(change)
+
+
+MANIFESTS = {  # name -> (damage, the field the one line names)
+    "classes missing": (_set("classes", KeyError), "'classes' is missing"),
+    "classes a string": (_set("classes", "0123456789"), "'classes'"),
+    "classes twice": (_set("classes", ["0", "0"]), "'classes'"),
+    "classes numbers": (_set("classes", [0, 1]), "'classes'"),
+    "classes empty": (_set("classes", []), "'classes'"),
+    "sample missing": (_set("sample", KeyError), "'sample' is missing"),
+    "sample escapes": (_set("sample", "../secret.csv"), "'sample'"),
+    "sample absolute": (_set("sample", "/etc/passwd"), "'sample'"),
+    "sample empty": (_set("sample", ""), "'sample'"),
+    "recipe without tta": (_set("recipe.tta", KeyError), "'recipe.tta' is missing"),
+    "recipe method unknown": (_set("recipe.method", "median"), "'recipe.method'"),
+    "recipe tta zero": (_set("recipe.tta", 0), "'recipe.tta'"),
+    "recipe tta text": (_set("recipe.tta", "1"), "'recipe.tta'"),
+    "recipe tta bool": (_set("recipe.tta", True), "'recipe.tta'"),
+    "recipe seed negative": (_set("recipe.seed", -1), "'recipe.seed'"),
+    "recipe seed too large": (_set("recipe.seed", 2**32), "'recipe.seed'"),
+    "recipe seed float": (_set("recipe.seed", 1.5), "'recipe.seed'"),
+    "recipe tiebreak": (_set("recipe.tiebreak", "coin"), "'recipe.tiebreak'"),
+    "recipe threads zero": (_set("recipe.threads", 0), "'recipe.threads'"),
+    "recipe batch text": (_set("recipe.batch_size", "big"), "'recipe.batch_size'"),
+    "recipe device": (_set("recipe.device", "tpu"), "'recipe.device'"),
+    "recipe unknown key": (_set("recipe.pickle", "x"), "'recipe.pickle'"),
+    "models empty": (_set("models", []), "'models' is empty"),
+    "model a string": (_set("models", ["models/run"]), "'models[0]'"),
+    "model extra key": (_set("models.0.path", "/tmp"), "'models[0]'"),
+    "model dir escapes": (_set("models.0.dir", "../../elsewhere"), "'models[0].dir'"),
+    "model dir escapes inside": (_set("models.0.dir", "models/run/../../.."), "'models[0].dir'"),
+    "model dir absolute": (_set("models.0.dir", "/home/alice/runs/run"), "'models[0].dir'"),
+    "model dir outside models": (_set("models.0.dir", "wheels"), "'models[0].dir'"),
+    "model dir dotted": (_set("models.0.dir", "models/./run"), "'models[0].dir'"),
+    "model run with a slash": (_set("models.0.run", "a/b"), "'models[0].run'"),
+    "folds empty": (_set("models.0.folds", []), "'models[0].folds'"),
+    "fold as text": (_set("models.0.folds", ["0"]), "'models[0].folds'"),
+    "fold as bool": (_set("models.0.folds", [False]), "'models[0].folds'"),
+    "fold twice": (_set("models.0.folds", [0, 0]), "'models[0].folds'"),
+    "fold negative": (_set("models.0.folds", [-1]), "'models[0].folds'"),
+    "fold not in the files": (_set("models.0.folds", [0, 1]), "fold 1's weights models/run/fold1/model.safetensors"),
+    "load options a list": (_set("load_options", ["train_csv"]), "'load_options'"),
+    "load option unknown": (_set("load_options", {"bogus": 1}), "'load_options.bogus' is not a layout option"),
+    "load option path escapes": (_set("load_options", {"train_csv": "../train.csv"}), "'load_options.train_csv'"),
+    "load option path absolute": (_set("load_options", {"image_dir": "/data/images"}), "'load_options.image_dir'"),
+    "load option of another type": (_set("load_options", {"image_size": "28"}), "'load_options.image_size'"),
+    "load option bool": (_set("load_options", {"channels": True}), "'load_options.channels'"),
+    "input a number": (_set("input", 28), "'input'"),
+    "input unknown key": (_set("input", {"image_size": 28, "depth": 3}), "'input'"),
+    "input size zero": (_set("input", {"image_size": 0}), "'input.image_size'"),
+    "input two channels": (_set("input", {"channels": 2}), "'input.channels'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MANIFESTS))
+def test_a_hostile_manifest_is_refused_in_one_line_naming_its_field(tmp_path, name):
+    from packages import write_fake_package
+
+    from kfold.files import package as pk
+
+    damage, words = MANIFESTS[name]
+    pkg = write_fake_package(tmp_path / "pkg")
+    pk.read_package(pkg)  # valid before
+    damage(pkg)
+    with pytest.raises(DataError) as caught:
+        pk.read_package(pkg)
+    message = str(caught.value)
+    assert message.startswith(f"{pkg / 'dataset' / pk.MANIFEST}: ") and "\n" not in message, message
+    assert words in message, message
+
+
+def test_rehearse_of_a_package_without_classes_is_one_line_not_a_traceback(tmp_path):
+    from packages import write_fake_package
+    from test_kaggle_loop import kfold, one_error_line
+
+    pkg = write_fake_package(tmp_path / "pkg")
+    _set("classes", KeyError)(pkg)
+    done = kfold("rehearse", pkg, "--data", tmp_path, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    one_error_line(done, "key 'classes' is missing")
+
+
+def test_the_manifests_tables_follow_their_sources():
+    import dataclasses
+
+    from kfold.data.layouts import LoadOptions
+    from kfold.files import package as pk
+    from kfold.scoring import ensemble
+
+    assert set(pk.LOAD_OPTION_TYPES) == {f.name for f in dataclasses.fields(LoadOptions)}
+    assert pk.RECIPE_METHODS == ensemble.METHODS and pk.RECIPE_TIEBREAKS == ensemble.TIEBREAKS
+    assert pk.MAX_SEED == ensemble.MAX_SEED

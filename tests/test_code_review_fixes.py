@@ -355,3 +355,67 @@ def test_the_manifests_tables_follow_their_sources():
     assert set(pk.LOAD_OPTION_TYPES) == {f.name for f in dataclasses.fields(LoadOptions)}
     assert pk.RECIPE_METHODS == ensemble.METHODS and pk.RECIPE_TIEBREAKS == ensemble.TIEBREAKS
     assert pk.MAX_SEED == ensemble.MAX_SEED
+
+
+# ---------------------------------------------------------------- E: the wheel cache
+
+@pytest.fixture
+def fake_pip(monkeypatch):
+    """``pip wheel`` replaced by a writer of a small sound wheel (counted); every other command runs as usual."""
+    import subprocess
+    import zipfile
+
+    real, builds = subprocess.run, []
+
+    def run(command, *args, **kwargs):
+        if isinstance(command, list) and command[1:4] == ["-m", "pip", "wheel"]:
+            out = Path(command[command.index("-w") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(out / "kfold_kaggle-0.0-py3-none-any.whl", "w") as archive:
+                archive.writestr("kfold/__init__.py", "x = 1\n")
+                archive.writestr("kfold_kaggle-0.0.dist-info/RECORD", "")
+            builds.append(out)
+            return subprocess.CompletedProcess(command, 0, "", "")
+        return real(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    return builds
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "a bad member", "empty", "an empty zip"])
+def test_a_damaged_cached_wheel_is_built_again(tmp_path, fake_pip, damage):
+    import zipfile
+
+    from kfold.flows.sandbox import build_kfold_wheel
+
+    wheel = build_kfold_wheel(tmp_path / "cache", echo=lambda line: None)
+    assert build_kfold_wheel(tmp_path / "cache", echo=lambda line: None) == wheel and len(fake_pip) == 1  # reused
+    data = wheel.read_bytes()
+    if damage == "truncated":
+        wheel.write_bytes(data[: len(data) // 2])
+    elif damage == "not a zip":
+        wheel.write_bytes(b"<html>proxy error</html>")
+    elif damage == "a bad member":  # the directory reads, a member's bytes do not match its CRC
+        wheel.write_bytes(data.replace(b"x = 1", b"x = 2"))
+    elif damage == "empty":
+        wheel.write_bytes(b"")
+    else:
+        wheel.write_bytes(b"PK\x05\x06" + bytes(18))  # a sound but empty zip: no wheel in it
+    lines: list[str] = []
+    again = build_kfold_wheel(tmp_path / "cache", echo=lines.append)
+    assert len(fake_pip) == 2, lines  # built again
+    with zipfile.ZipFile(again) as archive:
+        assert archive.testzip() is None
+
+
+def test_the_wheel_is_staged_under_a_unique_name_never_through_a_planted_link(tmp_path, fake_pip):
+    from kfold.flows.sandbox import build_kfold_wheel
+
+    wheel = build_kfold_wheel(tmp_path / "cache", echo=lambda line: None)
+    wheel.unlink()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (wheel.parent / f".{wheel.name}.tmp").symlink_to(victim)  # the old fixed staging name, taken by someone else
+    again = build_kfold_wheel(tmp_path / "cache", echo=lambda line: None)
+    assert victim.read_text() == "keep me" and again.is_file() and not again.is_symlink()
+    assert sorted(p.name for p in again.parent.iterdir()) == sorted([f".{wheel.name}.tmp", wheel.name])

@@ -14,7 +14,8 @@ package's wheel as on Kaggle. An approximation: a namespace folder shared by sev
 Python connection and name lookup that is not loopback (C code that opens its own sockets is not covered).
 
 **Wheel.** :func:`build_kfold_wheel` builds kfold's wheel from the installed source (a copy of it, so that the
-checkout gets no ``build/`` folder) with ``pip wheel --no-deps --no-build-isolation``, cached by source hash.
+checkout gets no ``build/`` folder) with ``pip wheel --no-deps --no-build-isolation``, cached by source hash; a
+cached wheel is used only when its zip checks (else it is built again), and a new one is staged under a unique name.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfold.errors import DataError, UsageError
-from kfold.files.atomic import write_text
+from kfold.files.atomic import write_bytes, write_text
 
 __all__ = ["Environment", "EXCLUDED", "build_kfold_wheel", "check_environment", "kaggle_environment",
            "network_mode", "NETWORK_MODES", "network_command", "GUARD"]
@@ -232,9 +233,11 @@ def build_kfold_wheel(cache: str | os.PathLike | None = None, echo=print) -> Pat
     key = hashlib.sha256((source_sha256() + (root / "pyproject.toml").read_text()
                           + (root / "kfold/files/kaggle-image.txt").read_text()).encode()).hexdigest()[:24]
     folder = cache_root(cache) / "wheels" / key
-    built = sorted(folder.glob("kfold_kaggle-*.whl"))
-    if built:
-        return built[0]
+    for cached in sorted(folder.glob("kfold_kaggle-*.whl")):
+        if _sound_wheel(cached):
+            return cached
+        echo(f"{cached}: a damaged cached wheel (not a sound zip): building it again")
+        cached.unlink()
     echo(f"building kfold's wheel from {root}")
     with tempfile.TemporaryDirectory(prefix="kfold-wheel-") as tmp:
         source = Path(tmp) / "src"
@@ -250,7 +253,19 @@ def build_kfold_wheel(cache: str | os.PathLike | None = None, echo=print) -> Pat
         if run.returncode != 0 or not wheels:
             raise DataError(f"building kfold's wheel failed: {(run.stderr or run.stdout).strip()[-300:]}")
         folder.mkdir(parents=True, exist_ok=True)
-        staged = folder / f".{wheels[0].name}.tmp"
-        shutil.copyfile(wheels[0], staged)
-        os.replace(staged, folder / wheels[0].name)
+        # staged under a unique name (mkstemp) and renamed: two builds at once never share a staging file
+        write_bytes(folder / wheels[0].name, wheels[0].read_bytes())
     return folder / wheels[0].name
+
+
+def _sound_wheel(path: Path) -> bool:
+    """``path`` is a regular file and a zip archive whose every member's CRC checks (``ZipFile.testzip``)."""
+    import zipfile
+
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None and any(n.endswith(".dist-info/RECORD") for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False

@@ -419,3 +419,44 @@ def test_the_wheel_is_staged_under_a_unique_name_never_through_a_planted_link(tm
     again = build_kfold_wheel(tmp_path / "cache", echo=lambda line: None)
     assert victim.read_text() == "keep me" and again.is_file() and not again.is_symlink()
     assert sorted(p.name for p in again.parent.iterdir()) == sorted([f".{wheel.name}.tmp", wheel.name])
+
+
+# ---------------------------------------------------------------- F: kfold package resolves layout flags as training
+
+@pytest.fixture
+def comp_tree(tmp_path, monkeypatch):
+    """The current directory holds ``comp/`` (a labels CSV, image folders) and a CSV outside it."""
+    monkeypatch.chdir(tmp_path)
+    comp = Path("comp")
+    (comp / "imgs").mkdir(parents=True)
+    (comp / "test-imgs").mkdir()
+    (comp / "mytrain.csv").write_text("Id,Category\n")
+    Path("outside.csv").write_text("Id,Category\n")
+    return comp
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({"train_csv": "comp/mytrain.csv", "image_dir": "comp/imgs"}, {"train_csv": "mytrain.csv", "image_dir": "imgs"}),
+    ({"train_csv": "mytrain.csv", "test_dir": "test-imgs"}, {"train_csv": "mytrain.csv", "test_dir": "test-imgs"}),
+    ({"train_csv": "ABS/comp/mytrain.csv"}, {"train_csv": "mytrain.csv"}),
+    ({"image_dir": "./comp/imgs/", "id_column": "Id"}, {"image_dir": "imgs", "id_column": "Id"}),
+])
+def test_package_layout_flags_resolve_as_training_does(comp_tree, given, expected):
+    from kfold.flows.package import _load_options
+
+    given = {k: v.replace("ABS", str(Path.cwd())) for k, v in given.items()}
+    assert _load_options(given, comp_tree) == expected
+
+
+@pytest.mark.parametrize("given, words", [
+    ({"train_csv": "outside.csv"}, "outside the competition folder"),
+    ({"train_csv": "comp/../outside.csv"}, "outside the competition folder"),
+    ({"train_csv": "nothing.csv"}, "train_csv='nothing.csv': no such file"),
+    ({"image_dir": "comp/mytrain.csv"}, "image_dir='comp/mytrain.csv': no such folder"),
+])
+def test_package_layout_flags_outside_or_missing_are_one_line(comp_tree, given, words):
+    from kfold.flows.package import _load_options
+
+    with pytest.raises(UsageError) as caught:
+        _load_options(given, comp_tree)
+    assert words in str(caught.value) and "\n" not in str(caught.value), str(caught.value)

@@ -99,10 +99,12 @@ def check_request(competition: str, owner: str, slug: str | None, accelerator: s
 
 def _load_options(options: dict | None, data: Path) -> dict:
     """The layout options, file options relative to the competition folder (the notebook resolves them there)."""
+    from kfold.data.layouts import resolve_option
+
     options = {k: v for k, v in (options or {}).items() if v is not None}
     for name in _PATH_OPTIONS:
-        if name in options:
-            path = Path(options[name]) if Path(options[name]).is_absolute() else data / options[name]
+        if name in options:  # resolved as training resolves it: the current directory first, then the data folder
+            path = resolve_option(data, options[name], name, "file" if name.endswith("_csv") else "folder")
             try:
                 options[name] = path.resolve().relative_to(data.resolve()).as_posix()
             except ValueError:

@@ -460,3 +460,77 @@ def test_package_layout_flags_outside_or_missing_are_one_line(comp_tree, given, 
     with pytest.raises(UsageError) as caught:
         _load_options(given, comp_tree)
     assert words in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+
+
+# ---------------------------------------------------------------- G: the notebook API checks its keywords
+
+PACKAGE_KWARGS = [  # (keywords, the parameter the one line names)
+    ({"load_options": {"bogus": 1}}, "load_options: unknown option 'bogus'"),
+    ({"load_options": ["image_size"]}, "load_options=['image_size']"),
+    ({"load_options": {"image_size": "28"}}, "load_options['image_size']='28'"),
+    ({"load_options": {"channels": 2}}, "channels"),
+    ({"load_options": {"train_csv": 7}}, "load_options['train_csv']=7"),
+    ({"load_options": {"target": 1}}, "load_options['target']=1"),
+    ({"threads": "4"}, "threads='4'"),
+    ({"threads": 0}, "threads=0"),
+    ({"rehearse": "no"}, "rehearse='no'"),
+    ({"time_limit": 0}, "time_limit=0"),
+    ({"time_limit": float("nan")}, "time_limit=nan"),
+    ({"time_limit": "9"}, "time_limit='9'"),
+    ({"data": 3}, "data=3"),
+]
+
+
+@pytest.mark.parametrize("kwargs, words", PACKAGE_KWARGS, ids=[w for _, w in PACKAGE_KWARGS])
+def test_kfold_package_refuses_bad_keywords_in_one_usage_line(tmp_path, kwargs, words):
+    import kfold
+
+    with pytest.raises(UsageError) as caught:
+        kfold.package([str(tmp_path / "run")], "kmnist-practice", "alice", tmp_path / "pkg", **kwargs)
+    assert not isinstance(caught.value, TypeError) and words in str(caught.value), str(caught.value)
+    assert not (tmp_path / "pkg").exists()
+
+
+SUBMIT_KWARGS = [
+    ({"poll_interval": 0}, "poll_interval=0"),
+    ({"poll_interval": -1.0}, "poll_interval=-1.0"),
+    ({"poll_interval": float("inf")}, "poll_interval=inf"),
+    ({"poll_interval": "5"}, "poll_interval='5'"),
+    ({"dataset_wait": 0}, "dataset_wait=0"),
+    ({"kernel_wait": None}, "kernel_wait=None"),
+    ({"kernel_wait": float("nan")}, "kernel_wait=nan"),
+    ({"wait": "60"}, "wait='60'"),
+    ({"wait": 0}, "wait=0"),
+    ({"wait": True}, "wait=True"),
+    ({"timeout": 1.5}, "timeout=1.5"),
+    ({"timeout": 0}, "timeout=0"),
+    ({"max_differing": 1}, "max_differing=1"),
+    ({"max_differing": True}, "max_differing=True"),
+    ({"accelerator": "TpuV38"}, "accelerator='TpuV38'"),
+    ({"accelerator": "gpu"}, "accelerator"),
+    ({"accelerator": 1}, "accelerator=1"),
+    ({"log": 5}, "log=5"),
+    ({"echo": "print"}, "echo='print'"),
+    ({"poll": 5}, "poll=...: not an option of submit_code"),
+]
+
+
+@pytest.mark.parametrize("kwargs, words", SUBMIT_KWARGS, ids=[w for _, w in SUBMIT_KWARGS])
+def test_kfold_submit_code_refuses_bad_keywords_in_one_usage_line(tmp_path, kwargs, words):
+    import kfold
+    from packages import write_fake_package
+
+    pkg = write_fake_package(tmp_path / "pkg")
+    with pytest.raises(UsageError) as caught:
+        kfold.submit_code(pkg, "kmnist-practice", "first", **kwargs)
+    assert not isinstance(caught.value, TypeError) and words in str(caught.value), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("kwargs, words", [({"timeout": "60"}, "timeout='60'"), ({"timeout": 0}, "timeout=0"),
+                                           ({"time_limit": -1}, "time_limit=-1"), ({"data": 1.5}, "data=1.5")])
+def test_kfold_rehearse_refuses_bad_keywords_in_one_usage_line(tmp_path, kwargs, words):
+    import kfold
+
+    with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(".", r"\.")):
+        kfold.rehearse(tmp_path, **kwargs)

@@ -534,3 +534,64 @@ def test_kfold_rehearse_refuses_bad_keywords_in_one_usage_line(tmp_path, kwargs,
 
     with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(".", r"\.")):
         kfold.rehearse(tmp_path, **kwargs)
+
+
+# ---------------------------------------------------------------- I: the network guard covers every lookup and send
+
+OUTSIDE_PROBES = {  # name -> a call that reaches past loopback without the guard
+    "getaddrinfo": "socket.getaddrinfo('example.com', 443)",
+    "getaddrinfo bytes": "socket.getaddrinfo(b'example.com', 443)",
+    "create_connection": "socket.create_connection(('192.0.2.1', 9), timeout=1)",
+    "connect": "socket.socket().connect(('192.0.2.1', 9))",
+    "connect_ex": ("assert socket.socket().connect_ex(('192.0.2.1', 9)) == errno.ENETUNREACH, 'not refused'; "
+                   "raise OSError(\"kfold rehearse's guard: connect_ex gave ENETUNREACH\")"),
+    "gethostbyname": "socket.gethostbyname('example.com')",
+    "gethostbyname_ex": "socket.gethostbyname_ex('example.com')",
+    "gethostbyaddr": "socket.gethostbyaddr('192.0.2.1')",
+    "getnameinfo": "socket.getnameinfo(('192.0.2.1', 80), 0)",
+    "sendto": "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('192.0.2.1', 9))",
+    "sendto with flags": "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', 0, ('192.0.2.1', 9))",
+    "sendto ipv6": "socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b'x', ('2001:db8::1', 9))",
+    "sendmsg": "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b'x'], [], 0, ('192.0.2.1', 9))",
+}
+LOOPBACK_PROBES = {  # name -> a call that must still work
+    "gethostbyname localhost": "socket.gethostbyname('localhost')",
+    "getaddrinfo 127.0.0.1": "socket.getaddrinfo('127.0.0.1', 80)",
+    "getnameinfo loopback": "socket.getnameinfo(('127.0.0.1', 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)",
+    "sendto loopback": "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', 9))",
+    "sendmsg loopback": "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b'x'], [], 0, ('127.0.0.1', 9))",
+    "tcp loopback": ("server = socket.create_server(('127.0.0.1', 0)); "
+                     "socket.create_connection(server.getsockname(), timeout=5).close()"),
+    "unix socket pair": "a, b = socket.socketpair(); a.send(b'x'); b.recv(1)",
+}
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """Every probe run in one interpreter whose sitecustomize is the guard; name -> 'ok' or the error text."""
+    import subprocess
+
+    from kfold.flows.sandbox import GUARD
+
+    folder = tmp_path_factory.mktemp("guard")
+    (folder / "sitecustomize.py").write_text(GUARD)
+    script = ["import errno, json, socket", "out = {}"]
+    for name, code in {**OUTSIDE_PROBES, **LOOPBACK_PROBES}.items():
+        script += [f"try:\n    {code}\n    out[{name!r}] = 'ok'\nexcept Exception as exc:\n"
+                   f"    out[{name!r}] = type(exc).__name__ + ': ' + str(exc)"]
+    script += ["print(json.dumps(out))"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    done = subprocess.run([sys.executable, "-c", "\n".join(script)], env={**env, "PYTHONPATH": str(folder)},
+                          capture_output=True, text=True, timeout=120, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", sorted(OUTSIDE_PROBES))
+def test_the_guard_refuses_every_way_past_loopback(guarded, name):
+    assert "kfold rehearse's guard" in guarded[name], guarded[name]
+
+
+@pytest.mark.parametrize("name", sorted(LOOPBACK_PROBES))
+def test_the_guard_lets_loopback_through(guarded, name):
+    assert guarded[name] == "ok", guarded[name]

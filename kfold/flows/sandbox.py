@@ -11,7 +11,9 @@ package's wheel as on Kaggle. An approximation: a namespace folder shared by sev
 **Network.** :func:`network_mode` picks ``namespace`` (``unshare -n``: a new network namespace holding only
 ``lo``, brought up because the Jupyter kernel talks to nbclient over loopback ZMQ) where the machine allows it
 (root, or unprivileged user namespaces), else ``guard``: a ``sitecustomize`` in the environment refusing every
-Python connection and name lookup that is not loopback (C code that opens its own sockets is not covered).
+Python connection (``connect``, ``connect_ex``), datagram (``sendto``, ``sendmsg``) and name lookup
+(``getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``, ``gethostbyaddr``, ``getnameinfo``) that is not
+loopback (C code that opens its own sockets is not covered).
 
 **Wheel.** :func:`build_kfold_wheel` builds kfold's wheel from the installed source (a copy of it, so that the
 checkout gets no ``build/`` folder) with ``pip wheel --no-deps --no-build-isolation``, cached by source hash; a
@@ -38,7 +40,8 @@ EXCLUDED = ("kfold-kaggle", "matplotlib-fontja")  # never in the view, whatever 
 NETWORK_MODES = ("auto", "namespace", "guard")
 
 GUARD = '''\
-"""kfold rehearse: the network guard. Python connections and name lookups to anything but loopback fail."""
+"""kfold rehearse: the network guard. Python connections, datagrams (sendto, sendmsg) and name lookups
+(getaddrinfo, gethostbyname, gethostbyname_ex, gethostbyaddr, getnameinfo) to anything but loopback fail."""
 import errno, ipaddress, socket
 
 def _loopback(host):
@@ -52,24 +55,56 @@ def _loopback(host):
 def _refuse(what):
     raise OSError(errno.ENETUNREACH, f"network blocked by kfold rehearse's guard: {what}")
 
-_connect, _connect_ex, _getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+def _name(host):
+    return host.decode() if isinstance(host, (bytes, bytearray)) else host
+
+def _lookup(original, what):
+    def lookup(host, *args, **kwargs):
+        if not _loopback(_name(host)):
+            raise socket.gaierror(socket.EAI_NONAME, f"network blocked by kfold rehearse's guard: {what} {host}")
+        return original(host, *args, **kwargs)
+    return lookup
+
+def _outside(sock, address):
+    return (sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple)
+            and not _loopback(_name(address[0])))
+
+_connect, _connect_ex, _sendto, _sendmsg = (socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto,
+                                            socket.socket.sendmsg)
+_getnameinfo = socket.getnameinfo
 
 def connect(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+    if _outside(self, address):
         _refuse(address)
     return _connect(self, address)
 
 def connect_ex(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+    if _outside(self, address):
         return errno.ENETUNREACH
     return _connect_ex(self, address)
 
-def getaddrinfo(host, *args, **kwargs):
-    if not _loopback(host.decode() if isinstance(host, bytes) else host):
-        raise socket.gaierror(socket.EAI_NONAME, f"network blocked by kfold rehearse's guard: {host}")
-    return _getaddrinfo(host, *args, **kwargs)
+def sendto(self, data, *args):  # sendto(data, address) or sendto(data, flags, address)
+    if args and _outside(self, args[-1]):
+        _refuse(args[-1])
+    return _sendto(self, data, *args)
 
-socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+def sendmsg(self, buffers, *args):  # sendmsg(buffers[, ancdata[, flags[, address]]])
+    if len(args) >= 3 and args[2] is not None and _outside(self, args[2]):
+        _refuse(args[2])
+    return _sendmsg(self, buffers, *args)
+
+def getnameinfo(sockaddr, flags):
+    if not _loopback(_name(sockaddr[0])):
+        raise socket.gaierror(socket.EAI_NONAME, f"network blocked by kfold rehearse's guard: getnameinfo {sockaddr}")
+    return _getnameinfo(sockaddr, flags)
+
+socket.getaddrinfo = _lookup(socket.getaddrinfo, "getaddrinfo")
+socket.gethostbyname = _lookup(socket.gethostbyname, "gethostbyname")
+socket.gethostbyname_ex = _lookup(socket.gethostbyname_ex, "gethostbyname_ex")
+socket.gethostbyaddr = _lookup(socket.gethostbyaddr, "gethostbyaddr")
+socket.getnameinfo = getnameinfo
+socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto, socket.socket.sendmsg = (
+    connect, connect_ex, sendto, sendmsg)
 '''
 
 

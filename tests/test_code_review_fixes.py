@@ -345,3 +345,56 @@ def test_package_layout_flags_outside_or_missing_are_one_line(comp_tree, given, 
     assert words in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
 
 
+
+
+# ---------------------------------------------------------------- the rehearsal's input is read-only, as on Kaggle
+
+@pytest.mark.parametrize("write", ["append to the sample", "a new file in a data folder", "a packaged model"])
+def test_a_notebook_that_writes_into_its_input_fails_the_rehearsal(tmp_path, monkeypatch, write):
+    from packages import write_fake_package
+
+    from kfold.flows import rehearse as rh
+
+    pkg = write_fake_package(tmp_path / "pkg")
+    data = tmp_path / "comp"
+    (data / "test").mkdir(parents=True)
+    (data / "sample_submission.csv").write_text("Id,Category\n0,0\n")
+
+    def fake_execute(notebook, root, **kwargs):
+        inputs = Path(root) / "input"
+        if write == "append to the sample":
+            with open(inputs / "competitions/kmnist-practice/sample_submission.csv", "a") as fh:
+                fh.write("1,0\n")
+        elif write == "a new file in a data folder":
+            (inputs / "competitions/kmnist-practice/test/cache.npy").write_bytes(b"x")
+        else:
+            with open(inputs / "datasets/alice/kmnist-kfold-models/models/run/config.json", "a") as fh:
+                fh.write(" ")
+        (Path(root) / "working" / "submission.csv").write_text("Id,Category\n0,3\n1,5\n")
+        return rh.Execution(Path(notebook), 1.0, 1.0, "guard", None)
+
+    monkeypatch.setattr(rh, "execute_notebook", fake_execute)
+    monkeypatch.setattr(rh, "_reference", lambda package, data, tmp, echo: (b"Id,Category\n0,3\n1,5\n", "ref"))
+    with pytest.raises(DataError) as caught:
+        rh.rehearse(pkg, data, echo=lambda line: None)
+    message = str(caught.value)
+    assert "the notebook changed files under" in message and "read-only" in message and "\n" not in message
+
+
+def test_a_notebook_that_leaves_its_input_alone_passes(tmp_path, monkeypatch):
+    from packages import write_fake_package
+
+    from kfold.flows import rehearse as rh
+
+    pkg = write_fake_package(tmp_path / "pkg")
+    data = tmp_path / "comp"
+    data.mkdir()
+    (data / "sample_submission.csv").write_text("Id,Category\n0,0\n")
+
+    def fake_execute(notebook, root, **kwargs):
+        (Path(root) / "working" / "submission.csv").write_text("Id,Category\n0,3\n1,5\n")
+        return rh.Execution(Path(notebook), 1.0, 1.0, "guard", None)
+
+    monkeypatch.setattr(rh, "execute_notebook", fake_execute)
+    monkeypatch.setattr(rh, "_reference", lambda package, data, tmp, echo: (b"Id,Category\n0,3\n1,5\n", "ref"))
+    assert rh.rehearse(pkg, data, echo=lambda line: None).identical

@@ -9,7 +9,7 @@ mounts it, without its metadata file; an empty ``working``), builds the throwawa
 with the local submission: the package's own when the data is the data it was packaged with, else a local
 prediction on the same images with the same function (a larger, hidden test set: Kaggle's scoring re-run). It
 reports wall time and peak memory, projected to the hidden test set's rows against the time limit. Nothing is
-written into the package.
+written into the package; a notebook that changes its input (linked here, read-only on Kaggle) fails.
 """
 from __future__ import annotations
 
@@ -147,6 +147,18 @@ def kaggle_tree(root: Path, package: pk.Package, data: Path) -> None:
     (root / "working").mkdir()
 
 
+def _snapshot(folder: Path) -> dict:
+    """Every entry below ``folder`` (links not followed) with its size and modification time: what a notebook
+    that writes into its read-only input would change."""
+    seen = {}
+    for parent, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            path = os.path.join(parent, name)
+            st = os.lstat(path)
+            seen[path] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return seen
+
+
 def compare_outputs(expected: bytes, got: bytes) -> tuple[int, str | None]:
     """(differing rows, the first differing line shown) of two CSV texts; (0, None) when byte-identical."""
     if expected == got:
@@ -193,9 +205,14 @@ def rehearse(pkg: str | os.PathLike, data: str | os.PathLike | None = None, *, t
         tmp = Path(tmp)
         expected, reference = _reference(package, data, tmp, echo)
         kaggle_tree(tmp / "kaggle", package, data)
+        inputs = {folder: _snapshot(folder) for folder in (data, package.dataset_dir)}
         echo(f"rehearsing {package.notebook.name} offline (Kaggle's image only, network blocked)")
         run = execute_notebook(package.notebook, tmp / "kaggle", network=network, timeout=timeout,
                                deadline=float(time_limit) * 3600)  # Kaggle stops a notebook at its time limit
+        changed = [folder for folder, seen in inputs.items() if _snapshot(folder) != seen]
+        if changed:  # linked here, read-only on Kaggle: a notebook that writes there fails on Kaggle
+            raise DataError(f"{package.notebook}: the notebook changed files under {changed[0]}, its input (Kaggle "
+                            f"mounts /kaggle/input read-only: write only under /kaggle/working)")
         output = tmp / "kaggle" / "working" / package.output_file
         if run.error is not None or not output.is_file():
             limit = f" ({param('time_limit')} {time_limit:g} h)" if "ran past its time limit" in (run.error or "") else ""

@@ -103,6 +103,9 @@ def test_rehearse_gives_the_notebook_its_time_limit_and_fails_in_one_line(tmp_pa
     with pytest.raises(DataError) as caught:
         rh.rehearse(pkg, tmp_path, time_limit=2, echo=lambda line: None)
     assert seen["deadline"] == 7200
+    with pytest.raises(DataError):
+        rh.rehearse(pkg, tmp_path, time_limit=0.0001, echo=lambda line: None)
+    assert seen["deadline"] == rh.MIN_DEADLINE  # a tiny limit: the notebook still finishes, the projection judges
     message = str(caught.value)
     assert "\n" not in message and "ran past its time limit of 7200 s (time_limit 2 h)" in message, message
 

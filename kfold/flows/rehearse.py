@@ -28,6 +28,7 @@ from kfold.files import package as pk
 
 __all__ = ["Execution", "Rehearsal", "compare_outputs", "execute_notebook", "kaggle_tree", "rehearse"]
 
+MIN_DEADLINE = 600.0  # seconds: a shorter --time-limit still lets the notebook finish and be judged by projection
 LABEL_FILES = re.compile(r"(?i)^(solution.*|.*test.*labels?.*|.*labels?.*test.*)$")  # the host's answers
 
 
@@ -208,7 +209,7 @@ def rehearse(pkg: str | os.PathLike, data: str | os.PathLike | None = None, *, t
         inputs = {folder: _snapshot(folder) for folder in (data, package.dataset_dir)}
         echo(f"rehearsing {package.notebook.name} offline (Kaggle's image only, network blocked)")
         run = execute_notebook(package.notebook, tmp / "kaggle", network=network, timeout=timeout,
-                               deadline=float(time_limit) * 3600)  # Kaggle stops a notebook at its time limit
+                               deadline=max(float(time_limit) * 3600, MIN_DEADLINE))  # Kaggle stops it there
         changed = [folder for folder, seen in inputs.items() if _snapshot(folder) != seen]
         if changed:  # linked here, read-only on Kaggle: a notebook that writes there fails on Kaggle
             raise DataError(f"{package.notebook}: the notebook changed files under {changed[0]}, its input (Kaggle "

@@ -41,6 +41,8 @@ def executed(tmp_path_factory):
     """One execution of a notebook whose first cell is the packaged notebook's own settings cell, then one that
     writes into its cache and temporary folder, then one that sleeps past the whole-notebook deadline; the host's
     TMPDIR is a fresh folder, inspected afterwards."""
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
     from kfold.files.notebook import _SETTINGS
     from kfold.flows import rehearse as rh
 

@@ -7,12 +7,57 @@ steps as ``kfold package``, ``kfold rehearse`` and ``kfold submit --code``), wit
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from kfold.api import _paths
+from kfold.api import _check_bool, _check_int, _check_path, _check_threads, _paths, _show
+from kfold.errors import UsageError
 
 __all__ = ["package", "rehearse", "submit_code"]
+
+MAX_SECONDS = 10 ** 7  # the commands' bound: finite (inf would wait forever)
+SUBMIT_OPTIONS = ("poll_interval", "max_differing", "dataset_wait", "kernel_wait", "accelerator", "timeout", "log",
+                  "echo", "tracker")
+
+
+def _check_seconds(name: str, value: Any, *, optional: bool = False) -> None:
+    """A finite, positive number of seconds (as the commands' flags take them); 0 would poll without pause."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            not 0 < value <= MAX_SECONDS:
+        raise UsageError(f"{name}={_show(value)}: must be a finite number of seconds in (0, {MAX_SECONDS}]"
+                         + (" or None" if optional else ""))
+
+
+def _check_hours(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= 72:
+        raise UsageError(f"time_limit={_show(value)}: must be hours in (0, 72]")
+
+
+def _check_load_options(value: Any) -> None:
+    """None or a dict of ``kfold.data.layouts.LoadOptions``' fields, each of its type, whose values it accepts."""
+    import dataclasses
+
+    from kfold.data.layouts import LoadOptions
+
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise UsageError(f"load_options={_show(value)}: must be a dict of layout options (image_size, channels, ...)")
+    known = [f.name for f in dataclasses.fields(LoadOptions)]
+    unknown = [k for k in value if k not in known]
+    if unknown:
+        raise UsageError(f"load_options: unknown option {_show(unknown[0])}; one of {', '.join(known)}")
+    for name, item in value.items():
+        if name in ("image_size", "channels"):
+            _check_int(f"load_options[{name!r}]", item, 1, optional=True)
+        elif name in ("train_csv", "test_csv", "image_dir", "test_dir"):
+            _check_path(f"load_options[{name!r}]", item, optional=True)
+        elif item is not None and not isinstance(item, str):
+            raise UsageError(f"load_options[{name!r}]={_show(item)}: must be a str or None")
+    LoadOptions(**value).check()
 
 
 def package(runs: Sequence[str | Path], competition: str, owner: str, out: str | Path, *,
@@ -52,7 +97,8 @@ def package(runs: Sequence[str | Path], competition: str, owner: str, out: str |
     Raises
     ------
     UsageError
-        A slug, title, accelerator or ``out`` Kaggle or kfold refuses, named before anything is written.
+        A slug, title, accelerator or ``out`` Kaggle or kfold refuses, a keyword of the wrong type or an unknown
+        ``load_options`` key, named before anything is written.
     DataError
         Incomplete runs, runs of two competitions, a model that does not fit the data or cannot be read.
 
@@ -65,6 +111,12 @@ def package(runs: Sequence[str | Path], competition: str, owner: str, out: str |
     """
     from kfold.flows.package import package as make_package
 
+    _check_path("out", out)
+    _check_path("data", data, optional=True)
+    _check_threads(threads)
+    _check_bool("rehearse", rehearse)
+    _check_hours(time_limit)
+    _check_load_options(load_options)
     return make_package(_paths("runs", runs), competition, owner, out, data=data, load_options=load_options,
                         slug=slug, method=method, tta=tta, seed=seed, accelerator=accelerator, threads=threads,
                         rehearse=rehearse, time_limit=time_limit)
@@ -110,6 +162,10 @@ def rehearse(package: str | Path, data: str | Path | None = None, *, time_limit:
     """
     from kfold.flows.rehearse import rehearse as run
 
+    _check_path("package", package)
+    _check_path("data", data, optional=True)
+    _check_hours(time_limit)
+    _check_seconds("timeout", timeout, optional=True)
     return run(package, data, time_limit=time_limit, hidden_rows=hidden_rows, network=network, timeout=timeout)
 
 
@@ -133,8 +189,9 @@ def submit_code(package: str | Path, competition: str, message: str, *, wait: fl
         Seconds to wait for the score; None returns after submitting.
     **options
         ``poll_interval``, ``max_differing`` (default 0.001), ``dataset_wait``, ``kernel_wait``, ``timeout`` (the
-        kernel's run, seconds), ``log`` (the submission log), ``echo`` (progress lines): see
-        ``kfold.flows.code_submission.submit_code``.
+        kernel's run, seconds), ``accelerator``, ``log`` (the submission log), ``echo`` (progress lines),
+        ``tracker``: see ``kfold.flows.code_submission.submit_code``. Seconds are finite and positive; anything
+        else, or another keyword, is a ``UsageError`` naming it.
 
     Returns
     -------
@@ -154,6 +211,25 @@ def submit_code(package: str | Path, competition: str, message: str, *, wait: fl
     Traceback (most recent call last):
     kfold.errors.DataError: no-such-package: not a package folder (kfold package --out writes one)
     """
+    from kfold.files.package import check_accelerator
     from kfold.flows.code_submission import submit_code as submit
 
+    unknown = [name for name in options if name not in SUBMIT_OPTIONS]
+    if unknown:
+        raise UsageError(f"{unknown[0]}=...: not an option of submit_code; one of {', '.join(SUBMIT_OPTIONS)}")
+    _check_seconds("wait", wait, optional=True)
+    for name in ("poll_interval", "dataset_wait", "kernel_wait"):
+        if name in options:
+            _check_seconds(name, options[name])
+    _check_int("timeout", options.get("timeout"), 1, MAX_SECONDS, optional=True)
+    share = options.get("max_differing", 0.0)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+        raise UsageError(f"max_differing={_show(share)}: must be a share of the rows in [0, 1)")
+    if options.get("accelerator") is not None:
+        if not isinstance(options["accelerator"], str):
+            raise UsageError(f"accelerator={_show(options['accelerator'])}: must be a str (none, NvidiaTeslaT4, ...)")
+        check_accelerator(options["accelerator"])
+    _check_path("log", options.get("log"), optional=True)
+    if "echo" in options and not callable(options["echo"]):
+        raise UsageError(f"echo={_show(options['echo'])}: must be a callable taking one line")
     return submit(package, competition, message, wait=wait, **options)

@@ -105,6 +105,7 @@ def write_code_package(out: Path, competition: str, owner: str, n_public: int = 
     manifest = {"kfold_version": "0.2.0", "competition": competition, "owner": owner, "dataset": f"{owner}/{slug}",
                 "kernel": meta["id"], "output_file": "submission.csv", "schema": KMNIST.to_dict(),
                 "recipe": {"method": "mean", "tta": 1, "seed": 0}, "accelerator": "none",
+                "classes": list(KMNIST.classes), "sample": "sample_submission.csv",
                 "models": [{"run": "run", "dir": "models/run", "folds": [0]}],
                 "local_submission": {"sha256": pk.sha256_file(local / pk.LOCAL_SUBMISSION), "rows": n_public}}
     pk.write_manifest(dataset, manifest)

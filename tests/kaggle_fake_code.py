@@ -25,7 +25,9 @@
   ``CreateCodeSubmission {competitionName, kernelOwner, kernelSlug, kernelVersion, fileName,
   submissionDescription}`` -> ``{message, ref}``, refused unless the competition takes notebooks, the version is
   COMPLETE, its internet was off, the competition attached and the file among its outputs; the submission is
-  then re-run on the HIDDEN files (``Competition.hidden_files``) and scored by ``Competition.scorer``.
+  then re-run on the HIDDEN files (``Competition.hidden_files``) and scored by ``Competition.scorer``; it is
+  dated now (``ListSubmissions`` shows it, as Kaggle does). ``code_submission_ref = 0`` answers every code
+  submission with ref 0 (kagglesdk's default when Kaggle's reply carries none).
   A code competition refuses CSV uploads.
 """
 from __future__ import annotations
@@ -38,7 +40,7 @@ import tempfile
 import threading
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 USER = "fake-user"  # the authenticated user (kaggle_fake.USERNAME)
@@ -123,6 +125,7 @@ class CodeApi:
         self.dataset_never_ready = False
         self.dataset_fails = False
         self.kernel_polls_queued = 1
+        self.code_submission_ref: int | None = None  # 0: CreateCodeSubmission's reply carries no ref
         self.mount = "current"
         self.kernel_gate = threading.Event()
         self.kernel_gate.set()
@@ -326,10 +329,11 @@ class CodeApi:
                                 datasets, file_name, competition.scorer))
         sub_ref = self.next_ref
         self.next_ref += 1
-        date = datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=len(competition.submissions))
+        date = datetime.now(timezone.utc)  # Kaggle's clock: a resumed kfold submit --code looks its submission up by it
         competition.submissions.append({
             "ref": sub_ref, "date": date.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "description": body.get("submissionDescription", ""), "fileName": file_name, "totalBytes": 0,
             "status": "PENDING", "polls_left": competition.polls_to_score, "result": None, "rerun": rerun,
             "submittedBy": USER, "teamName": "kfold team"})
-        return 200, {"message": "Your submission was successfully saved", "ref": sub_ref}, {}
+        return 200, {"message": "Your submission was successfully saved",
+                     "ref": sub_ref if self.code_submission_ref is None else self.code_submission_ref}, {}

@@ -29,6 +29,7 @@ def write_fake_package(out: Path, owner: str = "alice", slug: str = "kmnist-kfol
     manifest = {"kfold_version": "0.2.0", "competition": competition, "owner": owner, "dataset": f"{owner}/{slug}",
                 "kernel": kernel_meta["id"], "output_file": "submission.csv", "schema": KMNIST.to_dict(),
                 "recipe": {"method": "mean", "tta": 1, "seed": 0}, "accelerator": accelerator,
+                "classes": list(KMNIST.classes), "sample": "sample_submission.csv",
                 "models": [{"run": "run", "dir": "models/run", "folds": [0]}],
                 "local_submission": {"sha256": pk.sha256_file(local / pk.LOCAL_SUBMISSION), "rows": 2}}
     pk.write_manifest(dataset, manifest)

@@ -115,13 +115,18 @@ class Detected:
     notes: list[str] = field(default_factory=list)
 
 
-def _resolve(directory: Path, value, what: str, kind: str) -> Path:
+def resolve_option(directory: Path, value, what: str, kind: str) -> Path:
+    """A file (``kind`` ``"file"``) or folder option as loading resolves it: an absolute path as it is, a relative
+    one in the current directory, then in ``directory`` (the data folder); else UsageError naming ``what``."""
     path = Path(value)
     candidates = [path] if path.is_absolute() else [path, directory / path]
     for candidate in candidates:
         if (candidate.is_file() if kind == "file" else candidate.is_dir()):
             return candidate
     raise UsageError(f"{param(what)}={str(value)!r}: no such {kind} (looked in the current directory and in {directory})")
+
+
+_resolve = resolve_option
 
 
 def _first(directory: Path, names, kind: str) -> Path | None:

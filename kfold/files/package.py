@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kfold.errors import DataError, UsageError, param
+from kfold.files.package_fields import MODELS, check_fields
 
 __all__ = ["ACCELERATORS", "DATASET", "DATASET_METADATA", "FORMAT", "KERNEL", "KERNEL_METADATA", "LOCAL", "LOCAL_INFO",
            "LOCAL_SUBMISSION", "MANIFEST", "MODELS", "Package", "WHEELS", "accelerator_settings",
@@ -41,7 +42,7 @@ DATASET, KERNEL, LOCAL = "dataset", "kernel", "local"
 MANIFEST, DATASET_METADATA, KERNEL_METADATA = "kfold-package.json", "dataset-metadata.json", "kernel-metadata.json"
 LOCAL_SUBMISSION = "submission.csv"
 LOCAL_INFO = "package.json"  # PKG/local/: where the package was made from (kept here: local paths are not uploaded)
-WHEELS, MODELS = "wheels", "models"
+WHEELS = "wheels"
 LICENSE = "CC0-1.0"
 
 # Kaggle's accelerators (the kaggle client's ``machine_shape``) that a torch notebook can use: name -> (enable_gpu,
@@ -230,7 +231,7 @@ def kernel_metadata(owner: str, title: str, competition: str, dataset: str, acce
 
 _MANIFEST_KEYS = {"format": str, "kfold_version": str, "competition": str, "owner": str, "dataset": str,
                   "kernel": str, "output_file": str, "schema": dict, "recipe": dict, "files": dict,
-                  "local_submission": dict, "accelerator": str, "models": list}
+                  "local_submission": dict, "accelerator": str, "models": list, "classes": list, "sample": str}
 
 
 def write_manifest(dataset_dir: str | os.PathLike, manifest: dict, transaction=None) -> dict:
@@ -308,6 +309,7 @@ def check_manifest(manifest, path: str | os.PathLike = MANIFEST) -> dict:
             _fail(path, f"key 'files': {rel!r} is not a relative path inside the dataset")
         if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
             _fail(path, f"key 'files': the sha256 of {rel!r} is {str(digest)[:40]!r}, not 64 hex digits")
+    check_fields(manifest, path)
     local = manifest["local_submission"]
     if not isinstance(local.get("sha256"), str) or not _SHA256.fullmatch(local["sha256"]):
         _fail(path, "key 'local_submission.sha256' is not 64 hex digits")

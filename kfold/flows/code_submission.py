@@ -106,7 +106,7 @@ def submit_code(package: str | os.PathLike, competition: str, message: str, *, w
     from kfold.files.atomic import refuse_overwriting_inputs
     from kfold.files.package import read_package
     from kfold.files.submission_log import check_append, default_log_path, now_utc, read_log
-    from kfold.files.submit_state import STATE_FILE, SubmitState, read_state
+    from kfold.files.submit_state import STATE_FILE, SubmitState, read_state, submit_lock
 
     pkg = read_package(package)
     competition = kaggle_api.check_competition(competition)
@@ -114,36 +114,37 @@ def submit_code(package: str | os.PathLike, competition: str, message: str, *, w
         raise UsageError(f"{pkg.path}: a package for '{pkg.competition}', not for {param('competition')} '{competition}'")
     if not (isinstance(max_differing, (int, float)) and 0 <= max_differing < 1):
         raise UsageError(f"{param('max_differing')}={max_differing!r}: must be a share in [0, 1)")
-    log_path = Path(log) if log is not None else default_log_path(competition)
-    refuse_overwriting_inputs([p for p in pkg.path.rglob("*") if p.is_file()], [log_path], UsageError)
-    read_log(log_path)
-    local_rows = _rows(pkg.local_submission, "the package's local submission")
-    state_path = pkg.path / STATE_FILE
-    state = read_state(state_path)
-    if state is None or not state.same_target(competition, pkg.dataset_id, pkg.kernel_id):
-        state = SubmitState(competition, pkg.dataset_id, pkg.kernel_id)
-    origin = _origin(pkg)
-    check_append(log_path, {"competition": competition, "file": str(pkg.local_submission), "sha256": "0" * 64, "rows": 1,
-                            "message": message, **origin, "time": now_utc(), "kernel": pkg.kernel_id, "version": 1})
-    steps = _Steps(kaggle_api.connect(say=echo), pkg, state, state_path, echo)
-    steps.check_target(competition)
-    steps.dataset(dataset_wait, poll_interval)
-    version = steps.kernel(_tree_hash(pkg.kernel_dir), kernel_wait, poll_interval, accelerator, timeout)
-    with tempfile.TemporaryDirectory(prefix="kfold-kernel-output-") as folder:
-        output, comparison = steps.output(version, Path(folder), local_rows, max_differing)
-        reply, ref = steps.submit(competition, version, message, output, log_path, origin)
-    done = CodeSubmitted(competition, pkg.kernel_id, version, reply, ref, log_path, comparison)
-    if wait is not None and ref is not None:
-        done.result = wait_for_score(steps.client, competition, ref, wait, poll_interval, say=echo)
-        if done.result["status"] == "ERROR":
-            raise DataError(f"kaggle: submission {ref} failed scoring: {done.result['error'] or 'no description given'}")
-        if tracker:  # the tracked ensemble whose submission the notebook reproduced (by sha256) gets Kaggle's score
-            logged = [run for digest in dict.fromkeys((_sha256(pkg.local_submission), steps.state.output_sha256))
-                      for run in tracker.kaggle_score(digest, done.result.get("public_score"),
-                                                      done.result.get("private_score"), ref=ref,
-                                                      competition=competition) or []]
-            echo(f"tracking: Kaggle's score logged to {len(logged)} tracked run(s) with this submission's sha256")
-    return done
+    with submit_lock(pkg.path):  # one command per package at a time: never two pushes, never two submissions
+        log_path = Path(log) if log is not None else default_log_path(competition)
+        refuse_overwriting_inputs([p for p in pkg.path.rglob("*") if p.is_file()], [log_path], UsageError)
+        read_log(log_path)
+        local_rows = _rows(pkg.local_submission, "the package's local submission")
+        state_path = pkg.path / STATE_FILE
+        state = read_state(state_path)
+        if state is None or not state.same_target(competition, pkg.dataset_id, pkg.kernel_id):
+            state = SubmitState(competition, pkg.dataset_id, pkg.kernel_id)
+        origin = _origin(pkg)
+        check_append(log_path, {"competition": competition, "file": str(pkg.local_submission), "sha256": "0" * 64, "rows": 1,
+                                "message": message, **origin, "time": now_utc(), "kernel": pkg.kernel_id, "version": 1})
+        steps = _Steps(kaggle_api.connect(say=echo), pkg, state, state_path, echo)
+        steps.check_target(competition)
+        steps.dataset(dataset_wait, poll_interval)
+        version = steps.kernel(_tree_hash(pkg.kernel_dir), kernel_wait, poll_interval, accelerator, timeout)
+        with tempfile.TemporaryDirectory(prefix="kfold-kernel-output-") as folder:
+            output, comparison = steps.output(version, Path(folder), local_rows, max_differing)
+            reply, ref = steps.submit(competition, version, message, output, log_path, origin)
+        done = CodeSubmitted(competition, pkg.kernel_id, version, reply, ref, log_path, comparison)
+        if wait is not None and ref is not None:
+            done.result = wait_for_score(steps.client, competition, ref, wait, poll_interval, say=echo)
+            if done.result["status"] == "ERROR":
+                raise DataError(f"kaggle: submission {ref} failed scoring: {done.result['error'] or 'no description given'}")
+            if tracker:  # the tracked ensemble whose submission the notebook reproduced (by sha256) gets Kaggle's score
+                logged = [run for digest in dict.fromkeys((_sha256(pkg.local_submission), steps.state.output_sha256))
+                          for run in tracker.kaggle_score(digest, done.result.get("public_score"),
+                                                          done.result.get("private_score"), ref=ref,
+                                                          competition=competition) or []]
+                echo(f"tracking: Kaggle's score logged to {len(logged)} tracked run(s) with this submission's sha256")
+        return done
 
 
 class _Steps:
@@ -169,7 +170,7 @@ class _Steps:
         if not self.client.code_only(competition):
             raise UsageError(f"kaggle: '{competition}' takes CSV uploads, not notebooks: submit the local submission "
                              f"with kfold submit {self.pkg.local_submission} -c {competition} -m MESSAGE")
-        if self.state.ref is None:
+        if not self.state.submitted:
             limits = self.client.limits(competition)
             if not limits.joined or limits.num_allowed_now <= 0:
                 raise DataError(f"kaggle: no submissions left for '{competition}' ({limits.num_today} used today)"
@@ -186,7 +187,7 @@ class _Steps:
             self.echo(f"dataset {pkg.dataset_id}: {'creating it' if new else 'uploading a new version'}")
             client.dataset_upload(pkg.dataset_dir, pkg.dataset_id, f"kfold package {pkg.content_hash[:12]}", new=new)
             self.record(content_hash=pkg.content_hash, dataset_ready=False, kernel_version=None, kernel_status="",
-                      output_sha256="", ref=None, logged=False)
+                        output_sha256="", **_NOT_SUBMITTED)
         if not self.state.dataset_ready:
             def check():
                 status = client.dataset_status(pkg.dataset_id) or "unknown"
@@ -204,8 +205,8 @@ class _Steps:
         pkg, client, kernel = self.pkg, self.client, self.pkg.kernel_id
         if self.state.kernel_version is None or self.state.kernel_hash != kernel_hash:
             version = client.kernel_push(pkg.kernel_dir, kernel, timeout=timeout, accelerator=accelerator)
-            self.record(kernel_hash=kernel_hash, kernel_version=version, kernel_status="", output_sha256="", ref=None,
-                      logged=False)
+            self.record(kernel_hash=kernel_hash, kernel_version=version, kernel_status="", output_sha256="",
+                        **_NOT_SUBMITTED)
             self.echo(f"kernel {kernel}: pushed version {version}")
         version = self.state.kernel_version
         failure = {}
@@ -257,17 +258,27 @@ class _Steps:
         from kfold.files.submission_log import append_log, now_utc
 
         pkg, state = self.pkg, self.state
-        if state.ref is not None:
-            self.echo(f"already submitted as ref {state.ref} ({self.state_path}; delete it to submit this package again)")
+        if state.submitted:
+            self.echo(f"already submitted as {f'ref {state.ref}' if state.ref else 'a submission Kaggle gave no ref'} "
+                      f"({self.state_path}; delete it to submit this package again)")
             reply = "already submitted"
+        elif state.submit_version == version and state.submit_started and self._look_up(competition) is not None:
+            reply = "already submitted"  # the call before went through, its run stopped before it recorded that
+            self.echo(f"found the submission of kernel version {version} started {state.submit_started} on Kaggle: ref "
+                      f"{state.ref}; not submitting it again")
         else:
+            # the marker first: a timeout or Ctrl-C after Kaggle accepted is found on the next run, not resubmitted
+            self.record(submit_version=version, submit_started=now_utc(), submit_message=message, submitted=False,
+                        ref=None, logged=False)
             reply, ref = self.client.submit_code(competition, pkg.kernel_id, version, pkg.output_file, message)
-            self.record(ref=ref)
-            self.echo(f"submitted: {reply}" + (f" (ref {ref})" if ref else ""))
+            self.record(submitted=True, ref=ref)
+            if ref is None:  # kagglesdk reads a reply without a ref as 0: find it among the submissions
+                self._look_up(competition)
+            self.echo(f"submitted: {reply}" + (f" (ref {state.ref})" if state.ref else ""))
         if not state.logged:
             row = {"competition": competition, "file": str(pkg.local_submission), "sha256": state.output_sha256,
-                   "rows": len(_rows(output, "the kernel's output")) - 1, "message": message, **origin,
-                   "time": now_utc(), "ref": state.ref or "", "kernel": pkg.kernel_id, "version": version}
+                   "rows": len(_rows(output, "the kernel's output")) - 1, "message": state.submit_message or message,
+                   **origin, "time": now_utc(), "ref": state.ref or "", "kernel": pkg.kernel_id, "version": version}
             try:
                 append_log(log_path, row)
             except DataError as exc:
@@ -275,6 +286,35 @@ class _Steps:
             self.record(logged=True)
             self.echo(f"logged in {log_path}")
         return reply, state.ref
+
+    def _look_up(self, competition: str) -> int | None:
+        """The ref of this state's submission among Kaggle's (its message and output file, started no earlier than
+        ``submit_started`` less ten minutes of clock skew), recorded with ``submitted``; None when Kaggle has none."""
+        from datetime import datetime, timedelta
+
+        state = self.state
+        since = datetime.strptime(state.submit_started[:19], "%Y-%m-%dT%H:%M:%S") - timedelta(minutes=10)
+        found = [row["ref"] for row in self.client.submissions(competition)
+                 if row["description"] == state.submit_message and row["file_name"] in ("", self.pkg.output_file)
+                 and _when(row["date"]) >= since]
+        if found:
+            self.record(submitted=True, ref=min(found))
+            return min(found)
+        return None
+
+
+def _when(text: str):
+    """A Kaggle date (``2024-01-01T00:00:00``, perhaps with fractions and a zone) as a naive UTC datetime."""
+    from datetime import datetime
+
+    try:
+        return datetime.strptime(str(text)[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return datetime.min
+
+
+_NOT_SUBMITTED = {"submit_version": None, "submit_started": "", "submit_message": "", "submitted": False, "ref": None,
+                  "logged": False}
 
 
 @dataclass

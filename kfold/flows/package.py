@@ -99,10 +99,12 @@ def check_request(competition: str, owner: str, slug: str | None, accelerator: s
 
 def _load_options(options: dict | None, data: Path) -> dict:
     """The layout options, file options relative to the competition folder (the notebook resolves them there)."""
+    from kfold.data.layouts import resolve_option
+
     options = {k: v for k, v in (options or {}).items() if v is not None}
     for name in _PATH_OPTIONS:
-        if name in options:
-            path = Path(options[name]) if Path(options[name]).is_absolute() else data / options[name]
+        if name in options:  # resolved as training resolves it: the current directory first, then the data folder
+            path = resolve_option(data, options[name], name, "file" if name.endswith("_csv") else "folder")
             try:
                 options[name] = path.resolve().relative_to(data.resolve()).as_posix()
             except ValueError:
@@ -173,6 +175,40 @@ def package(runs: Sequence[str | os.PathLike], competition: str, owner: str, out
     return result
 
 
+LOCAL_KEYS = ("data", "host")  # a run's local data path and machine name stay out of the uploaded copies
+
+
+def _copy_json(source: Path, target: Path, drop: Sequence[str]) -> None:
+    """``source``'s JSON object without the keys ``drop`` (kept in ``PKG/local``: never uploaded)."""
+    import json
+
+    data = json.loads(source.read_text(encoding="utf-8"))
+    pk.write_json_file(target, {k: v for k, v in data.items() if k not in drop} if isinstance(data, dict) else data)
+
+
+def _copy_weights(source: Path, target: Path, drop: Sequence[str]) -> None:
+    """A safetensors file whose header's ``kfold`` metadata lacks the keys ``drop``; the tensors' bytes copied as
+    they are (the header is JSON after its 8-byte length; tensor offsets count from the end of the header)."""
+    import json
+    import struct
+
+    from kfold.files.atomic import atomic_path
+
+    with open(source, "rb") as fh:
+        try:
+            size = struct.unpack("<Q", fh.read(8))[0]
+            header = json.loads(fh.read(size).decode("utf-8"))
+            meta = json.loads(header["__metadata__"]["kfold"])
+        except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{source}: not a kfold safetensors file ({type(exc).__name__})") from None
+        header["__metadata__"]["kfold"] = json.dumps({k: v for k, v in meta.items() if k not in drop})
+        text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        text += b" " * (-len(text) % 8)  # the tensors stay 8-byte aligned, as safetensors writes them
+        with atomic_path(target) as tmp, open(tmp, "wb") as out:
+            out.write(struct.pack("<Q", len(text)) + text)
+            shutil.copyfileobj(fh, out, 1 << 20)
+
+
 def _write(out: Path, run_dirs: Sequence[RunDir], models, wheel: Path, data: Path, manifest: dict, title: str,
            echo) -> dict:
     """Stage the package in a hidden sibling of ``out`` (models, wheel, metadata, local submission, manifest,
@@ -190,9 +226,9 @@ def _write(out: Path, run_dirs: Sequence[RunDir], models, wheel: Path, data: Pat
             folds = [fold for name, fold, _ in models if name == run.name]
             for fold in folds:
                 packaged.model_dir(fold).mkdir(parents=True)
-                for source, target in ((run.weights(fold), packaged.weights(fold)), (run.meta(fold), packaged.meta(fold))):
-                    shutil.copyfile(source, target)
-            shutil.copyfile(run.config, packaged.config)
+                _copy_weights(run.weights(fold), packaged.weights(fold), LOCAL_KEYS)
+                _copy_json(run.meta(fold), packaged.meta(fold), LOCAL_KEYS)
+            _copy_json(run.config, packaged.config, LOCAL_KEYS)
             if run.summary.is_file():  # a tag target's out-of-fold thresholds live there
                 shutil.copyfile(run.summary, packaged.summary)
             manifest["models"].append({"run": run.name, "dir": f"{pk.MODELS}/{run.name}", "folds": folds})

@@ -9,7 +9,7 @@ mounts it, without its metadata file; an empty ``working``), builds the throwawa
 with the local submission: the package's own when the data is the data it was packaged with, else a local
 prediction on the same images with the same function (a larger, hidden test set: Kaggle's scoring re-run). It
 reports wall time and peak memory, projected to the hidden test set's rows against the time limit. Nothing is
-written into the package.
+written into the package; a notebook that changes its input (linked here, read-only on Kaggle) fails.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from kfold.files import package as pk
 
 __all__ = ["Execution", "Rehearsal", "compare_outputs", "execute_notebook", "kaggle_tree", "rehearse"]
 
+MIN_DEADLINE = 600.0  # seconds: a shorter --time-limit still lets the notebook finish and be judged by projection
 LABEL_FILES = re.compile(r"(?i)^(solution.*|.*test.*labels?.*|.*labels?.*test.*)$")  # the host's answers
 
 
@@ -79,11 +80,14 @@ class Rehearsal:
 
 
 def execute_notebook(notebook: str | os.PathLike, root: str | os.PathLike, *, python: str | os.PathLike | None = None,
-                     network: str = "auto", timeout: float | None = None) -> Execution:
+                     network: str = "auto", timeout: float | None = None, deadline: float | None = None) -> Execution:
     """Execute ``notebook`` with nbclient, its kernel run by ``python`` (default: a fresh throwaway Kaggle
     environment, see :mod:`kfold.flows.sandbox`) with ``KFOLD_KAGGLE_ROOT=root`` and the network blocked
     (``network``: auto, namespace or guard; with an own ``python`` in guard mode, that environment must carry the
-    guard). The executed copy is written beside ``root``; ``timeout`` bounds each cell (seconds)."""
+    guard). The executed copy is written beside ``root``; ``timeout`` bounds each cell, ``deadline`` the whole
+    notebook (seconds; past it the execution stops with the error ``the notebook ran past its time limit``).
+    Everything else the kernel and Jupyter write (``$TMPDIR``, ``$KFOLD_CACHE``: the notebook's decoded images,
+    ``$HOME``) lives in one temporary folder removed at the end."""
     from kfold.flows.sandbox import check_environment, clean_env, kaggle_environment, network_command, network_mode
 
     mode = network_mode(network)
@@ -94,13 +98,21 @@ def execute_notebook(notebook: str | os.PathLike, root: str | os.PathLike, *, py
             env = kaggle_environment(Path(tmp) / "kaggle", guard=mode == "guard")
             check_environment(env)
             python, differing = env.python, env.differing
+        scratch = Path(tmp) / "tmp"  # the kernel's and the runner's temporary folder: inside this one
+        scratch.mkdir()
         executed = root.parent / f"executed-{Path(notebook).name}"
         spec = {"notebook": str(notebook), "executed": str(executed), "python": str(python), "timeout": timeout,
-                "working": str(root / "working"), "result": str(Path(tmp) / "result.json"),
-                "env": clean_env(KFOLD_KAGGLE_ROOT=str(root), HOME=str(Path(tmp)))}
+                "deadline": deadline, "working": str(root / "working"), "result": str(Path(tmp) / "result.json"),
+                "scratch": str(scratch),
+                "env": clean_env(KFOLD_KAGGLE_ROOT=str(root), HOME=str(Path(tmp)), TMPDIR=str(scratch),
+                                 KFOLD_CACHE=str(Path(tmp) / "cache"))}
         runner = Path(__file__).with_name("notebook_runner.py")
-        run = subprocess.run(network_command(mode, [sys.executable, str(runner), json.dumps(spec)]),
-                             capture_output=True, text=True)
+        try:
+            run = subprocess.run(network_command(mode, [sys.executable, str(runner), json.dumps(spec)]),
+                                 capture_output=True, text=True, env={**os.environ, "TMPDIR": str(scratch)},
+                                 timeout=None if deadline is None else deadline + 300)
+        except subprocess.TimeoutExpired:
+            raise DataError(f"{notebook}: the notebook runner did not stop within {deadline:g} s (+300 s)") from None
         if run.returncode != 0 or not Path(spec["result"]).is_file():
             raise DataError(f"{notebook}: the notebook runner failed ({(run.stderr or run.stdout).strip()[-300:]})")
         result = json.loads(Path(spec["result"]).read_text())
@@ -134,6 +146,18 @@ def kaggle_tree(root: Path, package: pk.Package, data: Path) -> None:
     _link_tree(package.dataset_dir, root / "input" / "datasets" / owner / slug,
                lambda rel: rel.as_posix() in (pk.DATASET_METADATA,))
     (root / "working").mkdir()
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every entry below ``folder`` (links not followed) with its size and modification time: what a notebook
+    that writes into its read-only input would change."""
+    seen = {}
+    for parent, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            path = os.path.join(parent, name)
+            st = os.lstat(path)
+            seen[path] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return seen
 
 
 def compare_outputs(expected: bytes, got: bytes) -> tuple[int, str | None]:
@@ -182,11 +206,19 @@ def rehearse(pkg: str | os.PathLike, data: str | os.PathLike | None = None, *, t
         tmp = Path(tmp)
         expected, reference = _reference(package, data, tmp, echo)
         kaggle_tree(tmp / "kaggle", package, data)
+        inputs = {folder: _snapshot(folder) for folder in (data, package.dataset_dir)}
         echo(f"rehearsing {package.notebook.name} offline (Kaggle's image only, network blocked)")
-        run = execute_notebook(package.notebook, tmp / "kaggle", network=network, timeout=timeout)
+        run = execute_notebook(package.notebook, tmp / "kaggle", network=network, timeout=timeout,
+                               deadline=max(float(time_limit) * 3600, MIN_DEADLINE))  # Kaggle stops it there
+        changed = [folder for folder, seen in inputs.items() if _snapshot(folder) != seen]
+        if changed:  # linked here, read-only on Kaggle: a notebook that writes there fails on Kaggle
+            raise DataError(f"{package.notebook}: the notebook changed files under {changed[0]}, its input (Kaggle "
+                            f"mounts /kaggle/input read-only: write only under /kaggle/working)")
         output = tmp / "kaggle" / "working" / package.output_file
         if run.error is not None or not output.is_file():
-            raise DataError(f"{package.notebook}: the notebook failed offline: {run.error or 'it wrote no ' + package.output_file}")
+            limit = f" ({param('time_limit')} {time_limit:g} h)" if "ran past its time limit" in (run.error or "") else ""
+            raise DataError(f"{package.notebook}: the notebook failed offline: "
+                            f"{run.error or 'it wrote no ' + package.output_file}{limit}")
         got = output.read_bytes()
     differing, first = compare_outputs(expected, got)
     rows = got.count(b"\n") - 1

@@ -11,10 +11,13 @@ package's wheel as on Kaggle. An approximation: a namespace folder shared by sev
 **Network.** :func:`network_mode` picks ``namespace`` (``unshare -n``: a new network namespace holding only
 ``lo``, brought up because the Jupyter kernel talks to nbclient over loopback ZMQ) where the machine allows it
 (root, or unprivileged user namespaces), else ``guard``: a ``sitecustomize`` in the environment refusing every
-Python connection and name lookup that is not loopback (C code that opens its own sockets is not covered).
+Python connection (``connect``, ``connect_ex``), datagram (``sendto``, ``sendmsg``) and name lookup
+(``getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``, ``gethostbyaddr``, ``getnameinfo``) that is not
+loopback (C code that opens its own sockets is not covered).
 
 **Wheel.** :func:`build_kfold_wheel` builds kfold's wheel from the installed source (a copy of it, so that the
-checkout gets no ``build/`` folder) with ``pip wheel --no-deps --no-build-isolation``, cached by source hash.
+checkout gets no ``build/`` folder) with ``pip wheel --no-deps --no-build-isolation``, cached by source hash; a
+cached wheel is used only when its zip checks (else it is built again), and a new one is staged under a unique name.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfold.errors import DataError, UsageError
-from kfold.files.atomic import write_text
+from kfold.files.atomic import write_bytes, write_text
 
 __all__ = ["Environment", "EXCLUDED", "build_kfold_wheel", "check_environment", "kaggle_environment",
            "network_mode", "NETWORK_MODES", "network_command", "GUARD"]
@@ -37,7 +40,8 @@ EXCLUDED = ("kfold-kaggle", "matplotlib-fontja")  # never in the view, whatever 
 NETWORK_MODES = ("auto", "namespace", "guard")
 
 GUARD = '''\
-"""kfold rehearse: the network guard. Python connections and name lookups to anything but loopback fail."""
+"""kfold rehearse: the network guard. Python connections, datagrams (sendto, sendmsg) and name lookups
+(getaddrinfo, gethostbyname, gethostbyname_ex, gethostbyaddr, getnameinfo) to anything but loopback fail."""
 import errno, ipaddress, socket
 
 def _loopback(host):
@@ -51,24 +55,56 @@ def _loopback(host):
 def _refuse(what):
     raise OSError(errno.ENETUNREACH, f"network blocked by kfold rehearse's guard: {what}")
 
-_connect, _connect_ex, _getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+def _name(host):
+    return host.decode() if isinstance(host, (bytes, bytearray)) else host
+
+def _lookup(original, what):
+    def lookup(host, *args, **kwargs):
+        if not _loopback(_name(host)):
+            raise socket.gaierror(socket.EAI_NONAME, f"network blocked by kfold rehearse's guard: {what} {host}")
+        return original(host, *args, **kwargs)
+    return lookup
+
+def _outside(sock, address):
+    return (sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple)
+            and not _loopback(_name(address[0])))
+
+_connect, _connect_ex, _sendto, _sendmsg = (socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto,
+                                            socket.socket.sendmsg)
+_getnameinfo = socket.getnameinfo
 
 def connect(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+    if _outside(self, address):
         _refuse(address)
     return _connect(self, address)
 
 def connect_ex(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+    if _outside(self, address):
         return errno.ENETUNREACH
     return _connect_ex(self, address)
 
-def getaddrinfo(host, *args, **kwargs):
-    if not _loopback(host.decode() if isinstance(host, bytes) else host):
-        raise socket.gaierror(socket.EAI_NONAME, f"network blocked by kfold rehearse's guard: {host}")
-    return _getaddrinfo(host, *args, **kwargs)
+def sendto(self, data, *args):  # sendto(data, address) or sendto(data, flags, address)
+    if args and _outside(self, args[-1]):
+        _refuse(args[-1])
+    return _sendto(self, data, *args)
 
-socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+def sendmsg(self, buffers, *args):  # sendmsg(buffers[, ancdata[, flags[, address]]])
+    if len(args) >= 3 and args[2] is not None and _outside(self, args[2]):
+        _refuse(args[2])
+    return _sendmsg(self, buffers, *args)
+
+def getnameinfo(sockaddr, flags):
+    if not _loopback(_name(sockaddr[0])):
+        raise socket.gaierror(socket.EAI_NONAME, f"network blocked by kfold rehearse's guard: getnameinfo {sockaddr}")
+    return _getnameinfo(sockaddr, flags)
+
+socket.getaddrinfo = _lookup(socket.getaddrinfo, "getaddrinfo")
+socket.gethostbyname = _lookup(socket.gethostbyname, "gethostbyname")
+socket.gethostbyname_ex = _lookup(socket.gethostbyname_ex, "gethostbyname_ex")
+socket.gethostbyaddr = _lookup(socket.gethostbyaddr, "gethostbyaddr")
+socket.getnameinfo = getnameinfo
+socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto, socket.socket.sendmsg = (
+    connect, connect_ex, sendto, sendmsg)
 '''
 
 
@@ -232,9 +268,11 @@ def build_kfold_wheel(cache: str | os.PathLike | None = None, echo=print) -> Pat
     key = hashlib.sha256((source_sha256() + (root / "pyproject.toml").read_text()
                           + (root / "kfold/files/kaggle-image.txt").read_text()).encode()).hexdigest()[:24]
     folder = cache_root(cache) / "wheels" / key
-    built = sorted(folder.glob("kfold_kaggle-*.whl"))
-    if built:
-        return built[0]
+    for cached in sorted(folder.glob("kfold_kaggle-*.whl")):
+        if _sound_wheel(cached):
+            return cached
+        echo(f"{cached}: a damaged cached wheel (not a sound zip): building it again")
+        cached.unlink()
     echo(f"building kfold's wheel from {root}")
     with tempfile.TemporaryDirectory(prefix="kfold-wheel-") as tmp:
         source = Path(tmp) / "src"
@@ -250,7 +288,19 @@ def build_kfold_wheel(cache: str | os.PathLike | None = None, echo=print) -> Pat
         if run.returncode != 0 or not wheels:
             raise DataError(f"building kfold's wheel failed: {(run.stderr or run.stdout).strip()[-300:]}")
         folder.mkdir(parents=True, exist_ok=True)
-        staged = folder / f".{wheels[0].name}.tmp"
-        shutil.copyfile(wheels[0], staged)
-        os.replace(staged, folder / wheels[0].name)
+        # staged under a unique name (mkstemp) and renamed: two builds at once never share a staging file
+        write_bytes(folder / wheels[0].name, wheels[0].read_bytes())
     return folder / wheels[0].name
+
+
+def _sound_wheel(path: Path) -> bool:
+    """``path`` is a regular file and a zip archive whose every member's CRC checks (``ZipFile.testzip``)."""
+    import zipfile
+
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None and any(n.endswith(".dist-info/RECORD") for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from kfold.errors import UsageError
 from kfold.files.atomic import guard_outputs, write_json
 from kfold.files.rundir import FULL, RunDir, TuneDir, model_name, read_metrics, safe_name
-from kfold.flows.ensembling import REPORT_FILES
+from kfold.files.rundir import REPORT_FILES
 from kfold.flows.mlflow_tracker import MlflowTracker, run_key
 from kfold.flows.track_params import flatten
 from kfold.identity import version

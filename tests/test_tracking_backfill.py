@@ -191,3 +191,28 @@ def test_sync_refuses_a_submissions_folder_that_is_not_one_before_logging(projec
     err = capsys.readouterr().err
     assert err.startswith("error: ") and folder in err and err.count("\n") == 1
     assert runs_of(client) == []
+
+
+def test_a_search_synced_from_another_working_directory_finds_its_trials_and_never_duplicates_them(
+        tmp_path, store, monkeypatch):  # noqa: F811
+    """trials.csv records each trial's folder relative to where the search ran; a sync from elsewhere (or of a moved
+    search) must find the trials in the search's own trials/ folder, not log them again as trials without a run."""
+    from test_tracking import finished_run
+
+    uri, client = store
+    project = tmp_path / "project"
+    tune = project / "runs" / "tune"
+    (tune / "trials").mkdir(parents=True)
+    for number in (0, 1):
+        made = finished_run(tmp_path, f"t{number}")
+        shutil.move(str(made), tune / "trials" / f"{number:04d}")
+    rows = [{"number": n, "state": "complete", "accuracy": 0.8 + n / 100, "folds_done": 2, "seconds": 1.0, "lr": 0.1,
+             "partial_metric": None, "reason": "", "dir": f"runs/tune/trials/{n:04d}"} for n in (0, 1)]
+    pd.DataFrame(rows).to_csv(tune / "trials.csv", index=False)
+    for where in (project, tmp_path, tune):  # where the search ran, and two other working directories
+        monkeypatch.chdir(where)
+        assert kfold_main(["track", "sync", str(tune), "--uri", uri]) == 0
+        trials = [r for r in runs_of(client) if "kfold.trial" in r.data.tags]
+        assert sorted(r.data.tags["kfold.trial"] for r in trials) == ["0", "1"], where
+        assert all(r.data.tags["kfold.kind"] == "run" for r in trials)  # each trial is its kfold run, with its folds
+        assert len(runs_of(client, "fold")) == 4

@@ -485,6 +485,16 @@ class TuneDir(_Folder):
     def trial(self, number: int) -> Path:
         return self.trials_dir / f"{int(number):04d}"
 
+    def trial_run(self, number: int, recorded: str = "") -> Path | None:
+        """The run directory of trial ``number``: its folder in this search when it holds a run, else the absolute
+        path ``trials.csv`` recorded (a relative one was relative to the working directory of the search, so it is
+        not trusted); None for a trial that failed before it had a run directory."""
+        own = self.trial(number)
+        if (own / CONFIG).is_file():
+            return own
+        path = Path(recorded) if recorded else None
+        return path if path is not None and path.is_absolute() and (path / CONFIG).is_file() else None
+
     @property
     def trials_csv(self) -> Path:
         return self.path / self.TRIALS_CSV

@@ -298,8 +298,8 @@ class MlflowTracker:
         extra = {TAG + "trial": str(int(row["number"])), TAG + "state": state,
                  TAG + "reason": str(row.get("reason") or "")[:5000],
                  TAG + "sampled": ",".join(sorted(row.get("params", {})))}
-        directory = str(row.get("dir") or "")
-        if directory and RunDir(directory).is_run():
+        directory = tune.trial_run(int(row["number"]), str(row.get("dir") or ""))  # not the working directory's
+        if directory is not None:
             run_id = self.run_done(directory, parent_run=study.info.run_id, extra=extra)
             mlrun = self.client.get_run(run_id)
         else:  # a trial whose config failed before it had a run directory

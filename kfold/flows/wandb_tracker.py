@@ -468,11 +468,11 @@ class WandbTracker:
                    "trial_seconds": _number(row.get("seconds")), "state": state}
         results = {k: v for k, v in results.items() if v is not None}
         exit_code = 1 if state == "failed" else 0
-        directory = str(row.get("dir") or "")
+        directory = tune.trial_run(int(row["number"]), str(row.get("dir") or ""))  # not the working directory's
         # what a trial is: told by Optuna as it ends, then read from trials.csv at the end (the same trial, logged once)
         identity = [state, f"{_number(row.get('value')) or 0:.10g}", _number(row.get("folds_done")),
                     str(row.get("reason") or "")]
-        if directory and RunDir(directory).is_run():
+        if directory is not None:
             wid = self.run_done(directory, group=group, job_type="trial", extra=extra, summary_extra=results,
                                 exit_code=exit_code, identity=identity, note={"metric": name})
             entry = self.entry(wid) or {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -390,7 +391,7 @@ def test_the_notebook_finds_its_inputs_where_kaggle_mounted_them_before(fake_kag
 
 
 def test_a_code_submission_logs_kaggles_score_to_the_tracked_ensemble_it_reproduced(fake_kaggle, code_comp, tmp_path,
-                                                                                    monkeypatch):
+                                                                                    monkeypatch, mlflow_template):
     """``kfold submit --code --wait --track mlflow``: the score goes to the tracked ensemble whose submission the
     notebook reproduced (matched by the local submission's sha256), as for a CSV upload (issue 33)."""
     pytest.importorskip("mlflow")
@@ -400,6 +401,7 @@ def test_a_code_submission_logs_kaggles_score_to_the_tracked_ensemble_it_reprodu
 
     competition, work = code_comp
     write_code_package(work / "pkg", COMP, USERNAME)
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")  # a fresh store without re-running MLflow's migrations
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("KFOLD_TRACK", raising=False)

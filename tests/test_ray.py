@@ -3,7 +3,8 @@
 Everything stays on 127.0.0.x. The module starts ONE embedded Ray cluster (4 CPUs and one declared, fake
 GPU) from another working directory; in-process drivers reuse it and subprocess drivers connect with
 ``--address``. Folds are tiny (lenet5, synthetic data). Never runs ``ray stop`` (it kills every Ray process
-on the machine by name).
+on the machine by name). The refusals that need no cluster (usage errors, addresses that do not answer, bad
+options) are in ``tests/test_ray_usage.py``, so that pytest-xdist runs them beside this file.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from kfold.commands.train import main as train_main  # noqa: E402
-from kfold.errors import DataError, UsageError, run_cli  # noqa: E402
+from kfold.errors import DataError, run_cli  # noqa: E402
 from synthetic import write_kmnist_comp  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,35 +178,6 @@ def test_kfold_run_on_ray_predicts_in_tasks_and_equals_local(cluster, comp, tmp_
         assert np.array_equal(a.ids, b.ids) and a.probs.tobytes() == b.probs.tobytes()
     assert (remote / "run" / "leaderboard" / "leaderboard.csv").read_text().replace(str(remote), "X") == \
         (local / "run" / "leaderboard" / "leaderboard.csv").read_text().replace(str(local), "X")
-
-
-def test_usage_errors_before_ray_starts(comp, tmp_path, capsys, monkeypatch):
-    from kfold.flows import ray_backend
-
-    def started(self):
-        raise AssertionError("Ray was started before the usage error")
-
-    monkeypatch.setattr(ray_backend.RayBackend, "connect", started)
-    cases = [(["--folds", "5"], "--folds"), (["--device", "cuda"], "--gpus-per-fold"),
-             (["--gpus-per-fold", "1.5"], "--gpus-per-fold 1.5"), (["--cpus-per-fold", "0"], "--cpus-per-fold 0"),
-             (["--parallel-folds", "2", "--address", "127.0.0.1:1"], "--parallel-folds"),
-             (["--config", str(tmp_path / "missing.json")], "missing.json")]
-    for extra, expected in cases:
-        code = train("--data", comp, "--out", tmp_path / "run", "--backend", "ray", "--address", "127.0.0.1:1", *FOLD_ARGS, *extra)
-        err = capsys.readouterr().err.strip().splitlines()
-        assert code in (1, 2) and len(err) == 1 and err[0].startswith("error:") and expected in err[0], (extra, err)
-    assert not (tmp_path / "run").exists()
-    assert train("--data", tmp_path / "nothing", "--out", tmp_path / "run", "--backend", "ray", *FOLD_ARGS) in (1, 2)
-    assert capsys.readouterr().err.startswith("error:") and not (tmp_path / "run").exists()
-    assert train("--data", comp, "--out", tmp_path / "run", "--address", "127.0.0.1:1", *FOLD_ARGS) == 2
-    assert "--address needs --backend ray" in capsys.readouterr().err
-
-
-def test_without_ray_one_line(comp, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
-    assert train("--data", comp, "--out", tmp_path / "run", "--backend", "ray", *FOLD_ARGS) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pip install -e '.[ray]'" in err[0]
 
 
 def test_fold_raising_data_error_runs_once_and_prints_one_line(cluster, tmp_path, capsys):
@@ -388,41 +360,6 @@ def _one_error_line(stderr: str, *needles: str) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def silent_port():
-    """A port that accepts TCP connections and never says a word (not Ray, a hung head node)."""
-    import socket
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.2", 0))  # 127.0.0.2: Ray keeps it (127.0.0.1 it replaces with the machine's address)
-    listener.listen(8)
-    yield listener.getsockname()[1]
-    listener.close()
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:  # a port just released: nothing listens there
-        probe.bind(("127.0.0.2", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.mark.parametrize("case", ["closed 127.0.0.1", "closed 127.0.0.2", "silent", "unknown host"])
-def test_address_that_does_not_answer_fails_within_the_timeout(case, comp, silent_port, tmp_path):
-    """--address of a host that does not answer: one error line within about --ray-timeout, not minutes of retries."""
-    address = {"closed 127.0.0.1": "127.0.0.1:1", "closed 127.0.0.2": f"127.0.0.2:{_closed_port()}",
-               "silent": f"127.0.0.2:{silent_port}", "unknown host": "no-such-host.invalid:6379"}[case]
-    start = time.monotonic()
-    done = subprocess.run([sys.executable, str(REPO / "train.py"), "--data", str(comp), "--out", str(tmp_path / "run"),
-                           "--backend", "ray", "--address", address, "--ray-timeout", "3", *FOLD_ARGS], env=_env(),
-                          capture_output=True, text=True, timeout=120)
-    seconds = time.monotonic() - start
-    assert done.returncode == 2, done.stdout + done.stderr
-    _one_error_line(done.stderr, f"--address {address}")
-    assert seconds < 45, f"{case}: {seconds:.0f}s"  # Ray's own retries take minutes; the check itself at most ~5 s
-
-
 @pytest.mark.parametrize("extra, needle", [
     (["--gpus-per-fold", "2"], "--gpus-per-fold 2: no node"),
     (["--gpus-per-fold", "64", "--cpus-per-fold", "0"], "--gpus-per-fold 64: no node"),
@@ -455,19 +392,6 @@ def test_run_and_tune_check_the_cluster_before_the_first_byte(command, extra, cl
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("command", ["run", "train", "tune"])
-def test_an_address_with_nothing_listening_writes_nothing(command, comp, tmp_path):
-    """Connected before config.json, folds.csv (or tune's study.db) are written: a failed connection leaves none."""
-    address = f"127.0.0.2:{_closed_port()}"
-    out = tmp_path / "out"
-    argv = [sys.executable, "-m", "kfold", command, "--data", str(comp), "--out", str(out), "--backend", "ray",
-            "--address", address, "--ray-timeout", "3", *FOLD_ARGS, *(["--trials", "1"] if command == "tune" else [])]
-    done = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=180)
-    assert done.returncode == 2, done.stdout + done.stderr
-    _one_error_line(done.stderr, f"--address {address}")
-    assert not out.exists(), sorted(p.name for p in out.rglob("*"))
-
-
 @pytest.mark.parametrize("resources, needle", [({"accelerator_x": 1}, "'accelerator_x'"),
                                                ({"accelerator_x": 0.5, "fpga": 2}, "'accelerator_x'")])
 def test_custom_resources_the_cluster_lacks_are_refused(resources, needle, cluster, capsys):
@@ -477,40 +401,6 @@ def test_custom_resources_the_cluster_lacks_are_refused(resources, needle, clust
     assert run_cli(lambda _: backend.connect()) == 2
     _one_error_line(capsys.readouterr().err, needle, "no node")
     assert backend._remote_fold is None  # refused before a remote function was made
-
-
-@pytest.mark.parametrize("options, needle", [  # a parameter set to True renders as the bare flag
-    (dict(timeout=0), "--ray-timeout 0"), (dict(timeout=float("nan")), "--ray-timeout nan"),
-    (dict(timeout="30"), "--ray-timeout '30'"), (dict(timeout=True), "--ray-timeout: must be a finite number"),
-    (dict(resources=["gpu"]), "resources ['gpu']"), (dict(resources={"CPU": 1}), "resources 'CPU'"),
-    (dict(resources={"x": -1}), "resources 'x' -1"), (dict(resources={"x": float("inf")}), "resources 'x' inf"),
-])
-def test_bad_wait_and_resource_options(options, needle):
-    from kfold.flows.ray_backend import RayOptions
-
-    with pytest.raises(UsageError, match=None) as info:
-        RayOptions(**options).validate()
-    assert needle in info.value.for_command()  # the library says timeout=0, the command --ray-timeout 0
-
-
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
-def test_bad_ray_timeout_flag(value, comp, tmp_path, capsys):
-    assert train("--data", comp, "--out", tmp_path / "run", "--backend", "ray", "--ray-timeout", value, *FOLD_ARGS) == 2
-    _one_error_line(capsys.readouterr().err, "--ray-timeout")
-    assert not (tmp_path / "run").exists()
-    assert train("--data", comp, "--out", tmp_path / "run", "--ray-timeout", "5", *FOLD_ARGS) == 2
-    _one_error_line(capsys.readouterr().err, "need --backend ray")
-
-
-def test_gpu_fold_on_an_embedded_cluster_without_gpus_is_refused(comp, tmp_path):
-    """The issue's case: --gpus-per-fold 1 where the embedded cluster has no GPU (hidden from Ray here)."""
-    start = time.monotonic()
-    done = subprocess.run([sys.executable, str(REPO / "train.py"), "--data", str(comp), "--out", str(tmp_path / "run"),
-                           "--backend", "ray", "--gpus-per-fold", "1", *FOLD_ARGS], env=_env(CUDA_VISIBLE_DEVICES=""),
-                          capture_output=True, text=True, timeout=240)
-    assert done.returncode == 2, done.stdout + done.stderr
-    _one_error_line(done.stderr, "--gpus-per-fold 1: no node of the embedded local cluster has 1 GPU")
-    assert time.monotonic() - start < 120  # mostly the embedded cluster's start on a loaded machine
 
 
 def test_a_fold_that_cannot_be_scheduled_ends_after_the_timeout(cluster, comp, tmp_path, capsys):

@@ -29,13 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def template_db(tmp_path_factory):
-    """An empty MLflow SQLite store, migrated once (creating one costs seconds): each test copies it."""
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
+def template_db(mlflow_template):
+    """An empty MLflow SQLite store migrated once per test process (conftest.py): each test copies it."""
+    return mlflow_template
 
 
 @pytest.fixture

@@ -55,3 +55,26 @@ def fake_run(tmp_path: Path, k: int = 2, epochs: int = 3, error_rate: float = 0.
                "oof_logloss": float(log_loss(labels, probs, labels=range(10)))}  # as summarize computes it
     (run / "summary.json").write_text(json.dumps(summary))
     return run, data
+
+
+def finished_run(tmp_path: Path, name: str = "run", k: int = 2) -> Path:
+    """``fake_run``'s trained-looking run, finished like training finishes it: each fold's meta.json (written
+    last), learning curve and confusion files, folds.csv and a config with a model option."""
+    base = tmp_path / name
+    base.mkdir()
+    run, _ = fake_run(base, k=k)
+    config = json.loads((run / "config.json").read_text())
+    config["config"].update({"model": "resnet_small", "model_kwargs": {"width": 16}, "lr": 0.1})
+    config.update(folds_sha256="ab" * 32, threads=1)
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "folds.csv").write_text("Id,label,fold\n" + "".join(f"{i},{i % 10},{i % k}\n" for i in range(120)))
+    for fold in range(k):
+        folder = run / f"fold{fold}"
+        (folder / "meta.json").write_text(json.dumps({
+            "fold": fold, "best_epoch": 3, "seconds": 161.9, "val_rows": 60, "train_rows": 60, "val_accuracy": 0.8,
+            "val_loss": 0.6, "threads": 1, "device": "cpu", "host": "test-host",
+            "precision": {"bf16": False, "channels_last": False, "decided_by": "rule"}}))
+        (folder / "learning_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+        (folder / "confusion.csv").write_text("a,b\n1,0\n0,1\n")
+    return run
+

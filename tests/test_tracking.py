@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from runs import fake_run
+from runs import finished_run  # noqa: F401  (also imported by other test files from here)
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # as kfold sets it: no call to MLflow's telemetry server
 pytest.importorskip("mlflow")
@@ -46,28 +46,6 @@ def store(tmp_path, template_db, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("KFOLD_TRACK", raising=False)
     return uri, MlflowClient(tracking_uri=uri)
-
-
-def finished_run(tmp_path: Path, name: str = "run", k: int = 2) -> Path:
-    """tests/runs.py's trained-looking run, finished like training finishes it: each fold's meta.json (written
-    last), learning curve and confusion files, folds.csv and a config with a model option."""
-    base = tmp_path / name
-    base.mkdir()
-    run, _ = fake_run(base, k=k)
-    config = json.loads((run / "config.json").read_text())
-    config["config"].update({"model": "resnet_small", "model_kwargs": {"width": 16}, "lr": 0.1})
-    config.update(folds_sha256="ab" * 32, threads=1)
-    (run / "config.json").write_text(json.dumps(config))
-    (run / "folds.csv").write_text("Id,label,fold\n" + "".join(f"{i},{i % 10},{i % k}\n" for i in range(120)))
-    for fold in range(k):
-        folder = run / f"fold{fold}"
-        (folder / "meta.json").write_text(json.dumps({
-            "fold": fold, "best_epoch": 3, "seconds": 161.9, "val_rows": 60, "train_rows": 60, "val_accuracy": 0.8,
-            "val_loss": 0.6, "threads": 1, "device": "cpu", "host": "test-host",
-            "precision": {"bf16": False, "channels_last": False, "decided_by": "rule"}}))
-        (folder / "learning_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-        (folder / "confusion.csv").write_text("a,b\n1,0\n0,1\n")
-    return run
 
 
 def runs_of(client, kind: str | None = None):

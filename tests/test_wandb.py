@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from kaggle_fake import fake_kaggle  # noqa: F401  (fixture)
-from runs import fake_run
+from runs import finished_run
 from wandb_records import of, read_runs, wandb_files
 
 pytest.importorskip("wandb", reason="the W&B tracker needs wandb (pip install -e '.[track]')")
@@ -49,28 +49,6 @@ def offline_env(monkeypatch, tmp_path):
 
     monkeypatch.setattr(socket.socket, "connect", lambda s, a: (check(s, a), real_connect(s, a))[1])
     monkeypatch.setattr(socket.socket, "connect_ex", lambda s, a: (check(s, a), real_connect_ex(s, a))[1])
-
-
-def finished_run(tmp_path: Path, name: str = "run", k: int = 2) -> Path:
-    """tests/runs.py's trained-looking run, finished as training finishes it (each fold's meta.json, learning
-    curve, confusion files; folds.csv; a config with a model option)."""
-    base = tmp_path / name
-    base.mkdir()
-    run, _ = fake_run(base, k=k)
-    config = json.loads((run / "config.json").read_text())
-    config["config"].update({"model": "resnet_small", "model_kwargs": {"width": 16}, "lr": 0.1})
-    config.update(folds_sha256="ab" * 32, threads=1)
-    (run / "config.json").write_text(json.dumps(config))
-    (run / "folds.csv").write_text("Id,label,fold\n" + "".join(f"{i},{i % 10},{i % k}\n" for i in range(120)))
-    for fold in range(k):
-        folder = run / f"fold{fold}"
-        (folder / "meta.json").write_text(json.dumps({
-            "fold": fold, "best_epoch": 3, "seconds": 161.9, "val_rows": 60, "train_rows": 60, "val_accuracy": 0.8,
-            "val_loss": 0.6, "threads": 1, "device": "cpu", "host": "test-host",
-            "precision": {"bf16": False, "channels_last": False, "decided_by": "rule"}}))
-        (folder / "learning_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-        (folder / "confusion.csv").write_text("a,b\n1,0\n0,1\n")
-    return run
 
 
 # ---------------------------------------------------------------- a run, its folds, a re-sync

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from kfold.errors import DataError, UsageError
 from kfold.files.rundir import FULL, REPORT_FILES, RunDir, TuneDir, model_name, read_metrics, safe_name
-from kfold.flows.track_params import flatten  # shared with the W&B tracker; importable from here as before
+from kfold.flows.track_params import flatten, summary_metrics  # shared with the W&B tracker; importable from here as before
 
 __all__ = ["MlflowTracker", "flatten", "run_key", "ui_command"]
 
@@ -248,20 +248,10 @@ class MlflowTracker:
         k = int(config["k"])
         for fold in (*run.finished(k), *([FULL] if run.is_done(FULL) else [])):
             self.fold_done(run, fold, parent=mlrun)
-        metrics: dict[str, float | None] = {}
         summary = run.read_summary() if run.summary.is_file() else None
         if summary is not None:
-            for key in ("oof_score", "oof_accuracy", "oof_accuracy_last_epoch", "oof_logloss", "train_seconds",
-                        "folds_done"):
-                metrics[key] = _number(summary.get(key))
-            if summary.get("metric") and summary.get("oof_score") is not None:
-                metrics[f"oof_{safe_name(str(summary['metric']))}"] = _number(summary["oof_score"])
-            for row in summary.get("folds", []):
-                metrics[f"kept_epoch.{row['fold']}"] = _number(row.get("best_epoch"))
-                metrics[f"val_accuracy.{row['fold']}"] = _number(row.get("val_accuracy"))
-            code = summary.get("code") or {}
-            extra_tags = {TAG + "version": str(code.get("kfold", "")), TAG + "git_commit": str(code.get("git_commit", ""))}
-            self._log(mlrun, metrics=metrics, tags=extra_tags)
+            metrics, code = summary_metrics(summary)
+            self._log(mlrun, metrics=metrics, tags={TAG + key: value for key, value in code.items()})
         self._artifacts(mlrun.info.run_id, [run.config, run.summary, run.folds_csv, run.report_html])
         if summary is not None and summary.get("folds_done") == k:
             self._finish(mlrun)

@@ -1,11 +1,14 @@
-"""A run's nested config as a tracker's flat parameters, shared by the MLflow and the W&B tracker (below both, and
+"""A run's nested config as a tracker's flat parameters and its summary as metrics, shared by the MLflow and the W&B tracker (below both, and
 below ``kfold.flows.tracking``, which opens them: no import cycle)."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
-__all__ = ["MAX_TEXT", "flatten"]
+from kfold.files.rundir import safe_name
+
+__all__ = ["MAX_TEXT", "flatten", "summary_metrics"]
 
 MAX_TEXT = 6000  # MLflow 3's longest parameter value
 
@@ -47,3 +50,35 @@ def flatten(value: Any, prefix: str = "", *, text: bool = True) -> dict[str, Any
     shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     out[prefix[:-1]] = shown[:MAX_TEXT]
     return out
+
+
+def summary_metrics(summary: dict) -> tuple[dict[str, float | None], dict[str, str]]:
+    """A run's ``summary.json`` as tracker metrics (out-of-fold scores, train seconds, folds done, each fold's kept
+    epoch and validation accuracy; ``oof_<metric>`` for the competition's metric) and the code's identity.
+
+    Examples
+    --------
+    >>> metrics, code = summary_metrics({"oof_score": 0.9, "metric": "accuracy", "folds_done": 2,
+    ...                                  "folds": [{"fold": 0, "best_epoch": 3, "val_accuracy": 0.8}],
+    ...                                  "code": {"kfold": "1.0", "git_commit": "abc"}})
+    >>> metrics["oof_accuracy"], metrics["kept_epoch.0"], metrics["train_seconds"], code["version"]
+    (0.9, 3.0, None, '1.0')
+    """
+    metrics: dict[str, float | None] = {}
+    for name in ("oof_score", "oof_accuracy", "oof_accuracy_last_epoch", "oof_logloss", "train_seconds", "folds_done"):
+        metrics[name] = _number(summary.get(name))
+    if summary.get("metric") and summary.get("oof_score") is not None:
+        metrics[f"oof_{safe_name(str(summary['metric']))}"] = _number(summary["oof_score"])
+    for row in summary.get("folds", []):
+        metrics[f"kept_epoch.{row['fold']}"] = _number(row.get("best_epoch"))
+        metrics[f"val_accuracy.{row['fold']}"] = _number(row.get("val_accuracy"))
+    code = summary.get("code") or {}
+    return metrics, {"version": str(code.get("kfold", "")), "git_commit": str(code.get("git_commit", ""))}
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

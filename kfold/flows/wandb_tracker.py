@@ -38,10 +38,9 @@ from urllib.parse import urlsplit
 
 from kfold.errors import UsageError
 from kfold.files.atomic import guard_outputs, write_json
-from kfold.files.rundir import FULL, RunDir, TuneDir, model_name, read_metrics, safe_name
-from kfold.files.rundir import REPORT_FILES
+from kfold.files.rundir import FULL, REPORT_FILES, RunDir, TuneDir, model_name, read_metrics, safe_name
 from kfold.flows.mlflow_tracker import MlflowTracker, run_key
-from kfold.flows.track_params import flatten
+from kfold.flows.track_params import flatten, summary_metrics
 from kfold.identity import version
 
 __all__ = ["WandbTracker", "logged_in", "open_wandb", "wandb_mode", "wandb_root"]
@@ -425,17 +424,8 @@ class WandbTracker:
         metrics: dict[str, Any] = {}
         summary = run.read_summary() if run.summary.is_file() else None
         if summary is not None:
-            for name in ("oof_score", "oof_accuracy", "oof_accuracy_last_epoch", "oof_logloss", "train_seconds",
-                         "folds_done"):
-                metrics[name] = _number(summary.get(name))
-            if summary.get("metric") and summary.get("oof_score") is not None:
-                metrics[f"oof_{safe_name(str(summary['metric']))}"] = _number(summary["oof_score"])
-            for row in summary.get("folds", []):
-                metrics[f"kept_epoch.{row['fold']}"] = _number(row.get("best_epoch"))
-                metrics[f"val_accuracy.{row['fold']}"] = _number(row.get("val_accuracy"))
-            code = summary.get("code") or {}
-            live.config.update({"kfold.version": str(code.get("kfold", "")),
-                                "kfold.git_commit": str(code.get("git_commit", ""))}, allow_val_change=True)
+            metrics, code = summary_metrics(summary)
+            live.config.update({"kfold." + key: value for key, value in code.items()}, allow_val_change=True)
         metrics.update(summary_extra or {})
         live.summary.update({k: v for k, v in metrics.items() if v is not None})
         self._files(live, files)

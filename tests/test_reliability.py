@@ -402,7 +402,8 @@ def _unguarded_writes(path: Path) -> list[str]:
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
         mode = next((arg.value for arg in node.args[1:2] if isinstance(arg, ast.Constant)), "") or next(
             (kw.value.value for kw in node.keywords if kw.arg == "mode" and isinstance(kw.value, ast.Constant)), "")
-        writes = ((name in WRITERS and (isinstance(node.func, ast.Attribute) or name == "save_file"))
+        wandb_upload = name == "save" and any(kw.arg == "policy" for kw in node.keywords)  # W&B's run.save: no write
+        writes = ((name in WRITERS and not wandb_upload and (isinstance(node.func, ast.Attribute) or name == "save_file"))
                   or (name == "open" and any(flag in str(mode) for flag in "wax+"))
                   or (name == "to_csv" and (node.args or any(kw.arg == "path_or_buf" for kw in node.keywords))))
         if writes and not guarded(node):

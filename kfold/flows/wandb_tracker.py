@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 from kfold.errors import UsageError
-from kfold.files.atomic import guard_outputs, write_json
+from kfold.files.atomic import atomic_path, guard_outputs, write_json
 from kfold.files.rundir import FULL, REPORT_FILES, RunDir, TuneDir, model_name, read_metrics, safe_name
 from kfold.flows.mlflow_tracker import MlflowTracker, run_key
 from kfold.flows.track_params import flatten, summary_metrics
@@ -268,8 +268,9 @@ class WandbTracker:
                 continue
             target = base / folder / path.name if folder else base / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-            run.save(str(target), base_path=str(base), policy="now", glob=False)
+            with atomic_path(target) as staged:  # W&B uploads the file whole or not at all
+                shutil.copyfile(path, staged)
+            run.save(str(target), base_path=str(base), policy="now", glob=False)  # registers it: writes nothing
 
     # ---------------------------------------------------------------- kfold's index of what it logged
     def _entry_path(self, wid: str) -> Path:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from kfold.errors import DataError, UsageError
 from kfold.files.rundir import FULL, REPORT_FILES, RunDir, TuneDir, model_name, read_metrics, safe_name
-from kfold.flows.track_params import flatten, summary_metrics  # shared with the W&B tracker; importable from here as before
+from kfold.flows.track_params import finite_number as _number, flatten, summary_metrics  # shared with the W&B tracker; importable from here as before
 
 __all__ = ["MlflowTracker", "flatten", "run_key", "ui_command"]
 
@@ -48,14 +48,6 @@ def _sha(data: bytes) -> str:
 def run_key(run: RunDir) -> str:
     """The kfold run's id: its ``config.json`` (written once) and its folder's absolute path, hashed."""
     return _sha(run.config.read_bytes() + b"\0" + str(run.path.resolve()).encode())[:20]
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _quiet() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from kfold.files.rundir import safe_name
 
-__all__ = ["MAX_TEXT", "flatten", "summary_metrics"]
+__all__ = ["MAX_TEXT", "finite_number", "flatten", "summary_metrics"]
 
 MAX_TEXT = 6000  # MLflow 3's longest parameter value
 
@@ -66,17 +66,22 @@ def summary_metrics(summary: dict) -> tuple[dict[str, float | None], dict[str, s
     """
     metrics: dict[str, float | None] = {}
     for name in ("oof_score", "oof_accuracy", "oof_accuracy_last_epoch", "oof_logloss", "train_seconds", "folds_done"):
-        metrics[name] = _number(summary.get(name))
+        metrics[name] = finite_number(summary.get(name))
     if summary.get("metric") and summary.get("oof_score") is not None:
-        metrics[f"oof_{safe_name(str(summary['metric']))}"] = _number(summary["oof_score"])
+        metrics[f"oof_{safe_name(str(summary['metric']))}"] = finite_number(summary["oof_score"])
     for row in summary.get("folds", []):
-        metrics[f"kept_epoch.{row['fold']}"] = _number(row.get("best_epoch"))
-        metrics[f"val_accuracy.{row['fold']}"] = _number(row.get("val_accuracy"))
+        metrics[f"kept_epoch.{row['fold']}"] = finite_number(row.get("best_epoch"))
+        metrics[f"val_accuracy.{row['fold']}"] = finite_number(row.get("val_accuracy"))
     code = summary.get("code") or {}
     return metrics, {"version": str(code.get("kfold", "")), "git_commit": str(code.get("git_commit", ""))}
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, else None (a tracker logs no NaN, infinity or text as a metric).
+
+    >>> finite_number("0.5"), finite_number(float("nan")), finite_number(None)
+    (0.5, None, None)
+    """
     try:
         number = float(value)
     except (TypeError, ValueError):

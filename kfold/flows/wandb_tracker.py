@@ -40,7 +40,7 @@ from kfold.errors import UsageError
 from kfold.files.atomic import atomic_path, guard_outputs, write_json
 from kfold.files.rundir import FULL, REPORT_FILES, RunDir, TuneDir, model_name, read_metrics, safe_name
 from kfold.flows.mlflow_tracker import MlflowTracker, run_key
-from kfold.flows.track_params import flatten, summary_metrics
+from kfold.flows.track_params import finite_number as _number, flatten, summary_metrics
 from kfold.identity import version
 
 __all__ = ["WandbTracker", "logged_in", "open_wandb", "wandb_mode", "wandb_root"]
@@ -57,14 +57,6 @@ SYNC_HINT = "kfold track sync --track wandb RUN_DIR"
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def logged_in(environ: dict | None = None) -> str | None:

@@ -54,8 +54,8 @@ class TaskSpec:
     expected: str = "auto"  # kmnist | mnist-mix | auto
     options: tuple = ()  # (field, value) pairs of kfold.data.layouts.LoadOptions: what layout detection cannot decide
 
-    def load(self, progress: bool = False) -> Task:
-        """The task these values describe.
+    def load(self, progress: bool = False, test_only: bool = False) -> Task:
+        """The task these values describe (``test_only``: see :func:`kfold.data.load_task`).
 
         Raises
         ------
@@ -70,7 +70,7 @@ class TaskSpec:
         task = load_task(self.data, cache_dir=None if self.cache_dir is None else Path(self.cache_dir),
                          languages=None if self.languages is None else list(self.languages),
                          label_mode=self.label_mode, progress=progress,
-                         options=LoadOptions(**dict(self.options)) if self.options else None)
+                         options=LoadOptions(**dict(self.options)) if self.options else None, test_only=test_only)
         layout = task.extra.get("layout")
         kind = "mnist-mix" if task.name == "mnist-mix" else (layout if layout in LAYOUT_NAMES else "kmnist")
         if self.expected not in ("auto", kind):  # --task names what the data must hold: never ignored

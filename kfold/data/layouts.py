@@ -207,9 +207,14 @@ def detect_layout(directory: str | os.PathLike, options: LoadOptions | None = No
 
 # -- loading -------------------------------------------------------------------------------------------
 def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache_dir=None,
-                progress: bool = True) -> Task:
-    """Read the detected layout into a Task (schema from the sample and the training labels)."""
-    sample, options, parts, schema = _read_layout(detected, options, cache_dir, progress, images=True)
+                progress: bool = True, test_only: bool = False) -> Task:
+    """Read the detected layout into a Task (schema from the sample and the training labels).
+
+    ``test_only`` (a folder with a sample submission): the training images are not decoded or read; the Task has no
+    training rows, and the schema and classes are the same (they come from the sample and the training labels)."""
+    test_only = test_only and detected.sample is not None
+    sample, options, parts, schema = _read_layout(detected, options, cache_dir, progress,
+                                                  images="test" if test_only else True)
     train_labels = schema.encode(parts["label_values"], parts["labels_file"], parts["label_column"],
                                  first_line=parts.get("first_line"))
     test_labels = None
@@ -217,6 +222,8 @@ def load_layout(detected: Detected, options: LoadOptions | None = None, *, cache
         test_labels = schema.encode(parts["test_label_values"], str(detected.test), parts["label_column"], first_line=2)
     solution = detected.directory / SOLUTION_NAME
     train_images, test_images = parts["train_images"], parts["test_images"]
+    if test_only:  # no training row: an empty array of the test images' size and channels (as no_test does)
+        train_images, train_labels = np.empty((0, *test_images.shape[1:]), dtype=test_images.dtype), train_labels[:0]
     extra = {"layout": detected.layout, "label_column": parts["label_column"], **parts.get("extra", {})}
     test_ids = None if sample is None else sample.ids
     if sample is None:
@@ -248,9 +255,10 @@ def layout_schema(directory: str | os.PathLike, options: LoadOptions | None = No
     return _read_layout(detected, options, None, False, images=False)[3]
 
 
-def _read_layout(detected: Detected, options: LoadOptions | None, cache_dir, progress: bool, *, images: bool
+def _read_layout(detected: Detected, options: LoadOptions | None, cache_dir, progress: bool, *, images: bool | str
                  ) -> tuple[Sample | None, LoadOptions, dict, Schema]:
-    """The sample, the options in force, the loader's parts and the schema (``images`` False: no image decoded)."""
+    """The sample, the options in force, the loader's parts and the schema (``images`` False: no image decoded;
+    ``"test"``: the test images alone)."""
     given = (options or LoadOptions()).check()
     options = recorded_options(detected.directory, given)
     sample = None if detected.sample is None else read_sample(detected.sample, id_column=options.id_column)
@@ -357,15 +365,19 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
     label = ",".join(label_columns) if label_columns else _label_column(train_header, sample, options,
                                                                         str(detected.train), (id_column,))
     label_columns = label_columns or [label]
-    if not images:  # the schema alone (layout_schema): the label cells, no pixel read
+    train_text = label_columns + ([id_column] if id_column in train_header else [])
+    if images is not True:  # the schema alone (layout_schema) or the test images alone: the label cells, no pixel read
         cells = pd.read_csv(detected.train, usecols=lambda c: str(c).strip() in label_columns, dtype=str,
                             keep_default_na=False, encoding="utf-8-sig").rename(columns=lambda c: str(c).strip())
-        return {"label_values": _labels_of({c: cells[c].to_numpy(dtype=str) for c in label_columns}, label_columns,
-                                           str(detected.train)), "labels_where": f"{detected.train} column '{label}'"}
-    train_text = label_columns + ([id_column] if id_column in train_header else [])
-    values, text, pixel_columns = read_pixel_csv(detected.train, train_text)
-    side, channels = image_geometry(values.shape[1], str(detected.train), pixel_columns)
-    label_values = _labels_of(text, label_columns, str(detected.train))
+        label_values = _labels_of({c: cells[c].to_numpy(dtype=str) for c in label_columns}, label_columns,
+                                  str(detected.train))
+        if not images or sample is None:
+            return {"label_values": label_values, "labels_where": f"{detected.train} column '{label}'"}
+        values, n_pixels = None, sum(c not in train_text for c in train_header)
+    else:
+        values, text, pixel_columns = read_pixel_csv(detected.train, train_text)
+        side, channels = image_geometry(values.shape[1], str(detected.train), pixel_columns)
+        label_values, n_pixels = _labels_of(text, label_columns, str(detected.train)), values.shape[1]
     if sample is None:  # training rows alone
         own = id_column in train_header
         return {"train_images": to_images(values, side, channels, options.image_size, options.channels),
@@ -378,9 +390,11 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
     test_header = read_header(detected.test)
     test_text = [c for c in (id_column, *label_columns) if c in test_header]
     test_values, test_cells, test_pixels = read_pixel_csv(detected.test, test_text)
-    if test_values.shape[1] != values.shape[1]:
+    if test_values.shape[1] != n_pixels:
         raise DataError(f"{detected.test}: {test_values.shape[1]} pixel columns but {detected.train} has "
-                        f"{values.shape[1]} (columns other than '{id_column}' and '{label}' are pixels)")
+                        f"{n_pixels} (columns other than '{id_column}' and '{label}' are pixels)")
+    if values is None:  # the test images alone: their geometry is the training images' (same pixel columns)
+        side, channels = image_geometry(n_pixels, str(detected.test), test_pixels)
     extra = {}
     if id_column in test_cells:
         test_ids = _typed_ids(test_cells[id_column], sample, str(detected.test))
@@ -402,7 +416,7 @@ def _load_pixel_csv(detected: Detected, sample: Sample, options: LoadOptions, ca
     if all(c in test_cells for c in label_columns):
         test_label_values = _labels_of(test_cells, label_columns, str(detected.test))[rows]
     return {
-        "train_images": to_images(values, side, channels, options.image_size, out_channels),
+        "train_images": None if values is None else to_images(values, side, channels, options.image_size, out_channels),
         "test_images": to_images(test_values[rows], side, channels, options.image_size, out_channels),
         "label_values": label_values, "labels_file": str(detected.train), "label_column": label,
         "labels_where": f"{detected.train} column{'s' if ',' in label else ''} '{label}'", "first_line": 2,
@@ -430,13 +444,16 @@ def _typed_ids(cells: np.ndarray, sample: Sample, where: str) -> np.ndarray:
 
 def _decode_pair(train_paths, test_paths, options: LoadOptions, cache_dir, progress, images: bool = True
                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Train and test images decoded with one size and one channel count (``images`` False: none decoded)."""
+    """Train and test images decoded with one size and one channel count (``images`` False: none decoded;
+    ``"test"``: the test images alone, with the channels the options give)."""
     from kfold.data.decode import decode_images
 
     if not images:  # the schema alone (layout_schema)
         return None, None
 
     kwargs = dict(image_size=options.image_size, cache_dir=cache_dir, progress=progress)
+    if images == "test" and test_paths is not None:
+        return None, decode_images(test_paths, split="test", channels=options.channels, **kwargs)
     train = decode_images(train_paths, split="train", channels=options.channels, **kwargs)
     if test_paths is None:  # training images alone
         return train, None

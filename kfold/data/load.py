@@ -21,7 +21,8 @@ from kfold.files.split import PUBLIC_FRACTION, SOLUTION_SEED
 
 
 def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: list[str] | None = None,
-              label_mode: str = "specific", progress: bool = True, options: LoadOptions | None = None) -> Task:
+              label_mode: str = "specific", progress: bool = True, options: LoadOptions | None = None,
+              test_only: bool = False) -> Task:
     """Load a competition.
 
     ``spec`` is ``"kmnist"`` (the official release, downloaded once into the cache, scored on its
@@ -31,7 +32,8 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
     :func:`kfold.data.layouts.detect_layout` / :func:`~kfold.data.layouts.load_layout`; ``options``
     (:class:`~kfold.data.layouts.LoadOptions`) names what detection cannot decide. When ``options``
     names a file or folder (``train_csv``, ``test_csv``, ``image_dir``, ``test_dir``), the arrays layouts are
-    not tried.
+    not tried. ``test_only``: a CSV or image layout with a sample submission decodes its test images alone (no
+    training row; the same schema and classes), as a code competition's notebook needs; other layouts load whole.
     """
     options = (options or LoadOptions()).check()
     if label_mode not in LABEL_MODES:
@@ -60,7 +62,7 @@ def load_task(spec: str | Path, *, cache_dir: Path | None = None, languages: lis
             check_used(detected.layout, given, str(path))
             note = _switch_note(path, options, detected)
             try:
-                return load_layout(detected, options, cache_dir=cache_dir, progress=progress)
+                return load_layout(detected, options, cache_dir=cache_dir, progress=progress, test_only=test_only)
             except DataError as exc:
                 if note is None:
                     raise

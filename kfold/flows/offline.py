@@ -83,16 +83,22 @@ def find_competition(input_dir: str | os.PathLike, competition: str, sample: str
     return found[0]
 
 
-def competition_task(competition_dir: str | os.PathLike, manifest: dict, progress: bool = False):
+def competition_task(competition_dir: str | os.PathLike, manifest: dict, progress: bool = False, *,
+                     test_only: bool = False):
     """The competition loaded as the models' training loaded it (the manifest's layout options; relative file
-    options resolved in ``competition_dir``)."""
+    options resolved in ``competition_dir``). ``test_only``: its test images alone, decoded as the training run
+    decoded them (no training image read: a code competition's training set can be large, and the notebook's
+    time on Kaggle is limited)."""
     from kfold.data.jobs import TaskSpec
 
     options = dict(manifest.get("load_options", {}))
     for name in _PATH_OPTIONS:
         if options.get(name) is not None:
             options[name] = str(Path(competition_dir) / options[name])
-    return TaskSpec(str(competition_dir), options=tuple(sorted(options.items()))).load(progress=progress)
+    if test_only and options.get("channels") is None and manifest.get("input", {}).get("channels") == 3:
+        options["channels"] = 3  # colour training images made the training decode the test images as RGB too
+    return TaskSpec(str(competition_dir), options=tuple(sorted(options.items()))).load(progress=progress,
+                                                                                      test_only=test_only)
 
 
 def _check_competition(task, manifest: dict, where: Path) -> None:
@@ -143,7 +149,7 @@ def predict_offline(dataset_dir: str | os.PathLike, competition_dir: str | os.Pa
     recipe = manifest["recipe"]
     times["verify"] = time.perf_counter() - start
     start = time.perf_counter()
-    task = competition_task(competition_dir, manifest)
+    task = competition_task(competition_dir, manifest, test_only=True)
     _check_competition(task, manifest, Path(competition_dir))
     times["load"] = time.perf_counter() - start
     start = time.perf_counter()

@@ -328,6 +328,8 @@ class RayBackend:
                 cpus = max(1, int(round(self.options.concurrent * max(self.options.cpus_per_fold, 1e-9))))
             temp = self._temp = short_temp_dir()
             self.echo(f"ray: starting an embedded local cluster ({cpus or os.cpu_count()} CPUs) for this command")
+            from kfold.flows.ray_logging import quiet_token_notice
+            quiet_token_notice()
             ray.init(address="local", num_cpus=cpus, include_dashboard=False, _temp_dir=temp, log_to_driver=True,
                      logging_level="WARNING", configure_logging=True, _node_ip_address=EMBEDDED_NODE_IP)
             self.started = True

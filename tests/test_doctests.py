@@ -12,7 +12,7 @@ MODULES = ["kfold.files.rundir", "kfold.commands.args", "kfold.scoring.metrics",
            "kfold.flows.mlflow_tracker", "kfold.files.schema", "kfold.files.package", "kfold.flows.code_submission",
            "kfold.files.multilabel", "kfold.files.multilabel_folds", "kfold.files.multilabel_submission",
            "kfold.scoring.multilabel", "kfold.scoring.multilabel_board", "kfold.data.mosaic", "kfold.code_api", "kfold.scoring.bootstrap",
-           "kfold.flows.wandb_tracker", "kfold.flows.track_params", "kfold.files.past_ensembles"]
+           "kfold.flows.wandb_tracker", "kfold.flows.track_params", "kfold.files.past_ensembles", "kfold.flows.ray_logging"]
 
 
 @pytest.mark.parametrize("name", MODULES)

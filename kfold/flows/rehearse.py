@@ -43,6 +43,7 @@ class Execution:
     error: str | None
     stdout: str = ""
     differing: dict = field(default_factory=dict)  # distribution -> (here, Kaggle's pinned) of a throwaway env
+    read_only: tuple = ()  # the input paths mounted read-only for the notebook (a namespace where mounts work)
 
     def timing(self) -> dict:
         """The notebook's own timing line (``kfold-timing {...}``), or {}."""
@@ -88,10 +89,12 @@ def execute_notebook(notebook: str | os.PathLike, root: str | os.PathLike, *, py
     notebook (seconds; past it the execution stops with the error ``the notebook ran past its time limit``).
     Everything else the kernel and Jupyter write (``$TMPDIR``, ``$KFOLD_CACHE``: the notebook's decoded images,
     ``$HOME``) lives in one temporary folder removed at the end."""
-    from kfold.flows.sandbox import check_environment, clean_env, kaggle_environment, network_command, network_mode
+    from kfold.flows.sandbox import (check_environment, clean_env, kaggle_environment, network_command, network_mode,
+                                     read_only_works)
 
     mode = network_mode(network)
     root = Path(root)
+    read_only = _input_targets(root) if mode == "namespace" and read_only_works() else ()
     differing = {}
     with tempfile.TemporaryDirectory(prefix="kfold-kernel-") as tmp:
         if python is None:
@@ -108,7 +111,7 @@ def execute_notebook(notebook: str | os.PathLike, root: str | os.PathLike, *, py
                                  KFOLD_CACHE=str(Path(tmp) / "cache"))}
         runner = Path(__file__).with_name("notebook_runner.py")
         try:
-            run = subprocess.run(network_command(mode, [sys.executable, str(runner), json.dumps(spec)]),
+            run = subprocess.run(network_command(mode, [sys.executable, str(runner), json.dumps(spec)], read_only),
                                  capture_output=True, text=True, env={**os.environ, "TMPDIR": str(scratch)},
                                  timeout=None if deadline is None else deadline + 300)
         except subprocess.TimeoutExpired:
@@ -121,7 +124,18 @@ def execute_notebook(notebook: str | os.PathLike, root: str | os.PathLike, *, py
     done = nbformat.read(executed, as_version=4)
     stdout = "".join(out.get("text", "") for cell in done.cells for out in cell.get("outputs", [])
                      if out.get("output_type") == "stream")
-    return Execution(executed, result["seconds"], result["peak_kb"] / 1024, mode, result["error"], stdout, differing)
+    return Execution(executed, result["seconds"], result["peak_kb"] / 1024, mode, result["error"], stdout, differing,
+                     read_only)
+
+
+def _input_targets(root: Path) -> tuple[str, ...]:
+    """What the links under ``root``/input point to (the competition's entries, folders linked whole; the package
+    dataset's files), without those inside another target or holding ``root`` (which the notebook writes)."""
+    targets = {os.path.realpath(os.path.join(folder, name)) for folder, dirs, names in os.walk(root / "input")
+               for name in dirs + names if os.path.islink(os.path.join(folder, name))}
+    own = os.path.realpath(root)
+    targets = {t for t in targets if not own.startswith(t.rstrip(os.sep) + os.sep) and t != own}
+    return tuple(sorted(t for t in targets if not any(t.startswith(o.rstrip(os.sep) + os.sep) for o in targets if o != t)))
 
 
 def _link_tree(source: Path, target: Path, skip) -> None:
@@ -241,7 +255,9 @@ def rehearse(pkg: str | os.PathLike, data: str | os.PathLike | None = None, *, t
                     f"{timing.get('predict', 0):.1f} s), peak memory {run.peak_mib:.0f} MiB",
                     _versions_line(run.differing),
                     f"projected to {hidden:,} hidden rows: {duration}, {projected_mib:.0f} MiB, against a "
-                    f"limit of {time_limit:g} h: {'fits' if result.fits else 'EXCEEDS the limit'}"]
+                    f"limit of {time_limit:g} h: {'fits' if result.fits else 'EXCEEDS the limit'}",
+                    f"inputs: {len(run.read_only)} paths mounted read-only for the notebook, as on Kaggle" if run.read_only
+                    else "inputs: compared before and after the notebook (no mount namespace here to make them read-only)"]
     return result
 
 

@@ -34,7 +34,7 @@ from kfold.errors import DataError, UsageError
 from kfold.files.atomic import write_bytes, write_text
 
 __all__ = ["Environment", "EXCLUDED", "build_kfold_wheel", "check_environment", "kaggle_environment",
-           "network_mode", "NETWORK_MODES", "network_command", "GUARD"]
+           "network_mode", "NETWORK_MODES", "network_command", "read_only_works", "GUARD"]
 
 EXCLUDED = ("kfold-kaggle", "matplotlib-fontja")  # never in the view, whatever requires them
 NETWORK_MODES = ("auto", "namespace", "guard")
@@ -238,8 +238,29 @@ def network_mode(requested: str = "auto") -> str:
     return "guard"
 
 
-def network_command(mode: str, command: list[str]) -> list[str]:
-    """``command`` run with the network blocked by ``mode`` (the guard lives in the environment itself)."""
+_READ_ONLY = ('ip link set lo up || exit 125; n=$1; shift; while [ "$n" -gt 0 ]; do '
+              'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 125; shift; n=$((n - 1)); done; '
+              'exec "$@"')
+
+
+def read_only_works() -> bool:
+    """Whether a network namespace with its own mount namespace can bind-mount a folder read-only here (root, or
+    user namespaces that allow it)."""
+    if not _namespace_works():
+        return False
+    with tempfile.TemporaryDirectory(prefix="kfold-ro-probe-") as folder:
+        probe = subprocess.run(network_command("namespace", ["sh", "-c", f"! touch '{folder}/x' 2>/dev/null"],
+                                               read_only=[folder]), capture_output=True, timeout=30)
+        return probe.returncode == 0 and not os.path.exists(os.path.join(folder, "x"))
+
+
+def network_command(mode: str, command: list[str], read_only=()) -> list[str]:
+    """``command`` run with the network blocked by ``mode`` (the guard lives in the environment itself); in a
+    namespace, ``read_only`` paths (folders or files) are bind-mounted read-only for it alone (a private mount
+    namespace: nothing changes outside), as Kaggle mounts ``/kaggle/input``."""
+    if mode == "namespace" and read_only:
+        return ["unshare", "-n", "-m", "--propagation", "private", "sh", "-c", _READ_ONLY, "sh",
+                str(len(read_only)), *map(str, read_only), *command]
     if mode == "namespace":
         return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
     return command

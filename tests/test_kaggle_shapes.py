@@ -25,6 +25,8 @@ from kaggle_fake import fake_kaggle  # noqa: F401  (fixture)
 from synthetic import pattern_images
 from test_kaggle_loop import kfold, one_error_line
 
+from kfold.commands.main import main as kfold_main
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("kaggle") is None, reason="kaggle not installed")
 
 SPECIES = ["Black-grass", "Charlock", "Cleavers", "Common Chickweed"]
@@ -100,9 +102,18 @@ SHAPES = {"digit-recognizer": (digit_recognizer, "pixel-csv", 0.5),
           "plant-seedlings-classification": (plant_seedlings, "class-folders", 0.4)}
 
 
+def in_process(capsys, *argv) -> tuple[int, str, str]:
+    """``kfold ARGV`` in this process (the commands that need no Kaggle client: inspect, run, validate; each has its
+    own subprocess tests in test_kaggle_loop.py and test_cli_torchfree.py): (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = kfold_main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_kaggle_loop_on_a_competition_as_kaggle_ships_it(name, fake_kaggle, tmp_path):
+def test_kaggle_loop_on_a_competition_as_kaggle_ships_it(name, fake_kaggle, tmp_path, monkeypatch, capsys):
     make, layout, threshold = SHAPES[name]
     data_zip, truth, metric = make()
     competition = fake_kaggle.add(name, data_zip=data_zip, default_result=("COMPLETE", "0.97000", ""))
@@ -116,15 +127,16 @@ def test_kaggle_loop_on_a_competition_as_kaggle_ships_it(name, fake_kaggle, tmp_
     with zipfile.ZipFile(io.BytesIO(data_zip)) as zf:
         assert shipped == {member: zf.read(member) for member in zf.namelist()}  # unpacked as shipped
 
-    seen = kfold("inspect", f"data/{name}", cwd=tmp_path, env={"KFOLD_CACHE": str(tmp_path / "cache")})
-    assert seen.returncode == 0, seen.stderr
-    assert layout in seen.stdout and metric in seen.stdout
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KFOLD_CACHE", str(tmp_path / "cache"))
+    code, out, err = in_process(capsys, "inspect", f"data/{name}")
+    assert code == 0, err
+    assert layout in out and metric in out
 
-    ran = kfold("run", "--data", f"data/{name}", "--out", "runs/r", "--preset", "lenet5", "--k", "2", "--epochs", "3",
-                "--threads", "1", "--no-progress", "--submissions", "subs", cwd=tmp_path,
-                env={"KFOLD_CACHE": str(tmp_path / "cache")}, timeout=600)
-    assert ran.returncode == 0, ran.stderr
-    assert f"out-of-fold {metric}" in ran.stdout
+    code, out, err = in_process(capsys, "run", "--data", f"data/{name}", "--out", "runs/r", "--preset", "lenet5", "--k",
+                                "2", "--epochs", "3", "--threads", "1", "--no-progress", "--submissions", "subs")
+    assert code == 0, err
+    assert f"out-of-fold {metric}" in out
     assert {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == shipped
 
     sample = pd.read_csv(folder / "sample_submission.csv", dtype=str, keep_default_na=False)
@@ -144,8 +156,8 @@ def test_kaggle_loop_on_a_competition_as_kaggle_ships_it(name, fake_kaggle, tmp_
         assert set(target) <= set(truth.values())
         assert np.mean([truth[i] == t for i, t in zip(ids, target)]) >= threshold
 
-    ok = kfold("validate", sub_path, "--sample", folder / "sample_submission.csv", cwd=tmp_path)
-    assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stderr
+    code, out, err = in_process(capsys, "validate", sub_path, "--sample", folder / "sample_submission.csv")
+    assert code == 0 and out.startswith("ok:"), err
     bad = submission.copy()
     if metric == "auc":
         bad.iloc[0, 1] = "1.5"

@@ -10,6 +10,8 @@ file's, the log row names the competition's metric) for
 * a Plant-Seedlings-shaped one: ``train/<species>/*.png`` class folders, ``test/*.png``, ``file,species``.
 
 The images are synthetic class patterns (``synthetic.pattern_images``), 28x28 (cactus: 32x32 RGB), a few hundred.
+Download and submit run as ``python -m kfold`` processes through the real client; inspect, run and validate run in
+this process except for the aerial-cactus case (a fresh interpreter costs seconds).
 """
 from __future__ import annotations
 
@@ -102,9 +104,16 @@ SHAPES = {"digit-recognizer": (digit_recognizer, "pixel-csv", 0.5),
           "plant-seedlings-classification": (plant_seedlings, "class-folders", 0.4)}
 
 
-def in_process(capsys, *argv) -> tuple[int, str, str]:
-    """``kfold ARGV`` in this process (the commands that need no Kaggle client: inspect, run, validate; each has its
-    own subprocess tests in test_kaggle_loop.py and test_cli_torchfree.py): (exit code, stdout, stderr)."""
+FRESH_INTERPRETER = "aerial-cactus"  # the case whose inspect, run and validate are `python -m kfold` processes too
+
+
+def local_command(name, capsys, *argv, cwd) -> tuple[int, str, str]:
+    """``kfold ARGV`` for the commands that need no Kaggle client (inspect, run, validate): (exit code, stdout,
+    stderr). In this process, except for the ``FRESH_INTERPRETER`` case, which keeps a whole successful ``kfold run``
+    (and inspect, validate) in a fresh interpreter, as a user types it; download and submit are always processes."""
+    if name == FRESH_INTERPRETER:
+        done = kfold(*argv, cwd=cwd, timeout=600)
+        return done.returncode, done.stdout, done.stderr
     capsys.readouterr()
     code = kfold_main([str(arg) for arg in argv])
     captured = capsys.readouterr()
@@ -129,12 +138,13 @@ def test_kaggle_loop_on_a_competition_as_kaggle_ships_it(name, fake_kaggle, tmp_
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KFOLD_CACHE", str(tmp_path / "cache"))
-    code, out, err = in_process(capsys, "inspect", f"data/{name}")
+    code, out, err = local_command(name, capsys, "inspect", f"data/{name}", cwd=tmp_path)
     assert code == 0, err
     assert layout in out and metric in out
 
-    code, out, err = in_process(capsys, "run", "--data", f"data/{name}", "--out", "runs/r", "--preset", "lenet5", "--k",
-                                "2", "--epochs", "3", "--threads", "1", "--no-progress", "--submissions", "subs")
+    code, out, err = local_command(name, capsys, "run", "--data", f"data/{name}", "--out", "runs/r", "--preset", "lenet5",
+                                   "--k", "2", "--epochs", "3", "--threads", "1", "--no-progress", "--submissions", "subs",
+                                   cwd=tmp_path)
     assert code == 0, err
     assert f"out-of-fold {metric}" in out
     assert {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == shipped
@@ -156,7 +166,8 @@ def test_kaggle_loop_on_a_competition_as_kaggle_ships_it(name, fake_kaggle, tmp_
         assert set(target) <= set(truth.values())
         assert np.mean([truth[i] == t for i, t in zip(ids, target)]) >= threshold
 
-    code, out, err = in_process(capsys, "validate", sub_path, "--sample", folder / "sample_submission.csv")
+    code, out, err = local_command(name, capsys, "validate", sub_path, "--sample", folder / "sample_submission.csv",
+                                   cwd=tmp_path)
     assert code == 0 and out.startswith("ok:"), err
     bad = submission.copy()
     if metric == "auc":

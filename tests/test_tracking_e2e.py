@@ -136,8 +136,8 @@ def mlflow_server(tmp_path, template_db):  # noqa: F811
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    # no huey job runner beside the server (MLflow's GenAI jobs): two more processes importing MLflow, which the
-    # REST calls below never use
+    # no job runner beside the server (MLflow 3 starts one by default: another process importing MLflow, for its
+    # server-side jobs), which the REST calls below never use
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     process = subprocess.Popen([str(MLFLOW if MLFLOW.exists() else shutil.which("mlflow")), "server",
                                 "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port),

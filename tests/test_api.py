@@ -32,8 +32,17 @@ def test_readme_notebook_example_runs_train_predict_ensemble_leaderboard(comp, t
     first = code.splitlines()[2]
     assert first.startswith("data, preset = ")  # the one line a reader edits
     monkeypatch.chdir(tmp_path)
+    real_train, calls = kfold.train, []
+
+    def one_epoch(*args, **kwargs):  # the README's own call, with one epoch per fold instead of the preset's 20
+        calls.append((args, dict(kwargs)))
+        return real_train(*args, **kwargs, epochs=1)
+
+    monkeypatch.setattr(kfold, "train", one_epoch)
     namespace: dict = {}
     exec(code.replace(first, f"data, preset = {str(comp)!r}, 'lenet5'"), namespace)  # noqa: S102 - our own README
+    assert len(calls) == 1 and calls[0][1]["preset"] == "lenet5"  # the README's one call, as written
+    assert json.loads((tmp_path / "runs" / "notebook" / "config.json").read_text())["config"]["epochs"] == 1
     run, preds, vote, board = namespace["run"], namespace["preds"], namespace["vote"], namespace["board"]
     assert len(run.table) == 5 and 0 <= run.oof_accuracy <= 1
     assert len(preds.folds) == 5 and all(p.is_file() for p in preds.folds) and preds.mean.probs.shape == (40, 10)

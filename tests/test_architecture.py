@@ -3,6 +3,7 @@ one owner of the run directory's file names, every command's flags documented.""
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import subprocess
 import sys
@@ -25,10 +26,31 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+@functools.lru_cache(maxsize=None)
+def _package_nodes(path: Path) -> tuple[ast.Module, tuple[ast.AST, ...]]:
+    """A module of the package parsed once per test process, with every node of its tree (``ast.walk``): the checks
+    below only read them (parsing and walking the whole package took seconds in each check)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return tree, tuple(ast.walk(tree))
+
+
+def parsed(path: Path) -> ast.Module:
+    """The file's syntax tree: cached for the package's own modules, parsed afresh for any other (a planted copy)."""
+    return _package_nodes(path)[0] if path in _PACKAGE_FILES else ast.parse(path.read_text(encoding="utf-8"))
+
+
+def nodes(path: Path):
+    """Every node of the file's tree, in ``ast.walk`` order."""
+    return _package_nodes(path)[1] if path in _PACKAGE_FILES else tuple(ast.walk(parsed(path)))
+
+
+_PACKAGE_FILES = frozenset(MODULES.values())
+
+
 def imports(path: Path) -> set[str]:
     """Every module imported anywhere in the file (module level or inside functions)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in nodes(path):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -142,7 +164,7 @@ def import_targets(path: Path, own: str | None = None) -> set[str]:
     own = own or module_name(path)
     package = own if path.name == "__init__.py" else own.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in nodes(path):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -194,13 +216,20 @@ def test_the_floor_check_finds_upward_imports(tmp_path):
                                         "kfold.kaggle_api", "kfold", "kfold.commands")] == [0, 1, 5, 2, 7, 8]
 
 
-def _string_constants(tree: ast.AST):
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+def _string_constants(tree: ast.AST, walked: tuple[ast.AST, ...] | None = None):
+    walked = tuple(ast.walk(tree)) if walked is None else walked  # ``walked``: the tree's nodes, already listed
+    docstrings = {id(node.body[0].value) for node in walked
                   if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
                   and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-    for node in ast.walk(tree):
+    for node in walked:
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             yield node
+
+
+@functools.lru_cache(maxsize=None)
+def package_strings(path: Path) -> tuple[ast.Constant, ...]:
+    """The string constants (docstrings left out) of one of the package's modules, found once per test process."""
+    return tuple(_string_constants(*_package_nodes(path)))
 
 
 def test_run_directory_file_names_are_spelled_only_in_the_run_directory_module():
@@ -208,12 +237,11 @@ def test_run_directory_file_names_are_spelled_only_in_the_run_directory_module()
     for name, path in MODULES.items():
         if name == "kfold.files.rundir":
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in _string_constants(tree):
+        for node in package_strings(path):
             for spelled in RUN_DIR_NAMES:
                 if spelled in node.value:
                     found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.value!r}")
-        for node in ast.walk(tree):  # f"{run}-fold{i}.npz", f"fold{fold}"
+        for node in nodes(path):  # f"{run}-fold{i}.npz", f"fold{fold}"
             if isinstance(node, ast.JoinedStr):
                 parts = [v.value for v in node.values if isinstance(v, ast.Constant)]
                 if any(part in NAME_PARTS for part in parts) and len(node.values) > 1:
@@ -232,7 +260,7 @@ def test_competition_column_names_are_spelled_only_in_the_schema_module():
     for name, path in MODULES.items():
         if name == "kfold.files.schema":
             continue
-        for node in _string_constants(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in package_strings(path):
             value = node.value.decode() if isinstance(node.value, bytes) else node.value
             if value.strip() in COMPETITION_COLUMNS:
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.value!r}")
@@ -284,9 +312,9 @@ def test_the_version_is_written_in_one_place(monkeypatch, tmp_path):
     declared = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
     assert kfold.__version__ == identity.version() == identity.code_identity()["kfold"] == declared
     spelled = [f"{name}:{node.lineno}" for name, path in MODULES.items()
-               for node in _string_constants(ast.parse(path.read_text(encoding="utf-8"))) if node.value == declared]
+               for node in package_strings(path) if node.value == declared]
     assert spelled == []
-    assigned = [name for name, path in MODULES.items() for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+    assigned = [name for name, path in MODULES.items() for node in nodes(path)
                 if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__version__" for t in node.targets)]
     assert assigned == []
 

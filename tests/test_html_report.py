@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import re
 import shutil
@@ -65,11 +66,21 @@ def images_of(page_text: str) -> list[bytes]:
     return [base64.b64decode(src.split(",", 1)[1]) for src in sources]
 
 
-def test_report_is_self_contained(tmp_path, capsys):
-    run, _ = fake_run(tmp_path)
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    """(run directory, what ``kfold report RUN`` printed): a run with ensembles and a leaderboard and its report,
+    made once; the tests below only read them (the browser's screenshot goes to each test's own folder)."""
+    run, _ = fake_run(tmp_path_factory.mktemp("full-report"))
     with_ensembles_and_leaderboard(run)
-    assert kfold_main(["report", str(run)]) == 0
-    assert f"wrote {run / 'report.html'}" in capsys.readouterr().out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert kfold_main(["report", str(run)]) == 0
+    return run, printed.getvalue()
+
+
+def test_report_is_self_contained(full_report):
+    run, printed = full_report
+    assert f"wrote {run / 'report.html'}" in printed
     text = (run / "report.html").read_text(encoding="utf-8")
     for section in ("Summary", "Learning curves", "Out-of-fold confusion matrix", "Accuracy per class",
                     "Misclassified out-of-fold images", "Folds", "Ensemble agreement", "Leaderboard"):
@@ -95,10 +106,8 @@ def test_report_without_extras_and_errors(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_report_in_headless_chromium(tmp_path):
-    run, _ = fake_run(tmp_path)
-    with_ensembles_and_leaderboard(run)
-    assert kfold_main(["report", str(run)]) == 0
+def test_report_in_headless_chromium(full_report, tmp_path):
+    run, _ = full_report
     page = run / "report.html"
     done = run_browser(["--dump-dom"], page)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -10,6 +10,8 @@ file's, the log row names the competition's metric) for
 * a Plant-Seedlings-shaped one: ``train/<species>/*.png`` class folders, ``test/*.png``, ``file,species``.
 
 The images are synthetic class patterns (``synthetic.pattern_images``), 28x28 (cactus: 32x32 RGB), a few hundred.
+Download and submit run as ``python -m kfold`` processes through the real client; inspect, run and validate run in
+this process except for the aerial-cactus case (a fresh interpreter costs seconds).
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ import pytest
 from kaggle_fake import fake_kaggle  # noqa: F401  (fixture)
 from synthetic import pattern_images
 from test_kaggle_loop import kfold, one_error_line
+
+from kfold.commands.main import main as kfold_main
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("kaggle") is None, reason="kaggle not installed")
 
@@ -100,9 +104,25 @@ SHAPES = {"digit-recognizer": (digit_recognizer, "pixel-csv", 0.5),
           "plant-seedlings-classification": (plant_seedlings, "class-folders", 0.4)}
 
 
+FRESH_INTERPRETER = "aerial-cactus"  # the case whose inspect, run and validate are `python -m kfold` processes too
+
+
+def local_command(name, capsys, *argv, cwd) -> tuple[int, str, str]:
+    """``kfold ARGV`` for the commands that need no Kaggle client (inspect, run, validate): (exit code, stdout,
+    stderr). In this process, except for the ``FRESH_INTERPRETER`` case, which keeps a whole successful ``kfold run``
+    (and inspect, validate) in a fresh interpreter, as a user types it; download and submit are always processes."""
+    if name == FRESH_INTERPRETER:
+        done = kfold(*argv, cwd=cwd, timeout=600)
+        return done.returncode, done.stdout, done.stderr
+    capsys.readouterr()
+    code = kfold_main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_kaggle_loop_on_a_competition_as_kaggle_ships_it(name, fake_kaggle, tmp_path):
+def test_kaggle_loop_on_a_competition_as_kaggle_ships_it(name, fake_kaggle, tmp_path, monkeypatch, capsys):
     make, layout, threshold = SHAPES[name]
     data_zip, truth, metric = make()
     competition = fake_kaggle.add(name, data_zip=data_zip, default_result=("COMPLETE", "0.97000", ""))
@@ -116,15 +136,17 @@ def test_kaggle_loop_on_a_competition_as_kaggle_ships_it(name, fake_kaggle, tmp_
     with zipfile.ZipFile(io.BytesIO(data_zip)) as zf:
         assert shipped == {member: zf.read(member) for member in zf.namelist()}  # unpacked as shipped
 
-    seen = kfold("inspect", f"data/{name}", cwd=tmp_path, env={"KFOLD_CACHE": str(tmp_path / "cache")})
-    assert seen.returncode == 0, seen.stderr
-    assert layout in seen.stdout and metric in seen.stdout
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KFOLD_CACHE", str(tmp_path / "cache"))
+    code, out, err = local_command(name, capsys, "inspect", f"data/{name}", cwd=tmp_path)
+    assert code == 0, err
+    assert layout in out and metric in out
 
-    ran = kfold("run", "--data", f"data/{name}", "--out", "runs/r", "--preset", "lenet5", "--k", "2", "--epochs", "3",
-                "--threads", "1", "--no-progress", "--submissions", "subs", cwd=tmp_path,
-                env={"KFOLD_CACHE": str(tmp_path / "cache")}, timeout=600)
-    assert ran.returncode == 0, ran.stderr
-    assert f"out-of-fold {metric}" in ran.stdout
+    code, out, err = local_command(name, capsys, "run", "--data", f"data/{name}", "--out", "runs/r", "--preset", "lenet5",
+                                   "--k", "2", "--epochs", "3", "--threads", "1", "--no-progress", "--submissions", "subs",
+                                   cwd=tmp_path)
+    assert code == 0, err
+    assert f"out-of-fold {metric}" in out
     assert {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == shipped
 
     sample = pd.read_csv(folder / "sample_submission.csv", dtype=str, keep_default_na=False)
@@ -144,8 +166,9 @@ def test_kaggle_loop_on_a_competition_as_kaggle_ships_it(name, fake_kaggle, tmp_
         assert set(target) <= set(truth.values())
         assert np.mean([truth[i] == t for i, t in zip(ids, target)]) >= threshold
 
-    ok = kfold("validate", sub_path, "--sample", folder / "sample_submission.csv", cwd=tmp_path)
-    assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stderr
+    code, out, err = local_command(name, capsys, "validate", sub_path, "--sample", folder / "sample_submission.csv",
+                                   cwd=tmp_path)
+    assert code == 0 and out.startswith("ok:"), err
     bad = submission.copy()
     if metric == "auc":
         bad.iloc[0, 1] = "1.5"

@@ -14,6 +14,7 @@ from kfold.nn.inference import autocast, use_bf16
 from kfold.nn.models import ShiftOnlyBatchNorm, count_parameters, create_model
 
 torch.set_num_threads(1)
+NO_PROBE = {"bf16": "off", "channels_last": "off"}  # float32, contiguous: no timed precision probe
 
 
 @pytest.fixture(autouse=True)
@@ -143,7 +144,9 @@ def test_speedrun_trains_one_epoch_on_real_images(kmnist_comp, tmp_path):
 
     images = np.load(kmnist_comp / "kmnist-train-imgs.npy")[:400]
     labels = np.load(kmnist_comp / "kmnist-train-labels.npy")[:400].astype(np.int64)
-    cfg = resolve_config("speedrun", overrides={"epochs": 1})
+    # batches of 32, not the preset's 128: the timed probe steps every variant on one batch, and a bf16 step of 128
+    # images takes seconds on a CPU without native bf16 (AVX2 only); 300 rows are still 9 steps of training
+    cfg = resolve_config("speedrun", overrides={"epochs": 1, "batch_size": 32})
     trainer = FoldTrainer(cfg, images, labels, 10, np.arange(300), np.arange(300, 400), torch.device("cpu"), seed=0,
                           work_dir=tmp_path, progress=False)
     # 'probe' on the CPU: the timed probe's choice, recorded with the fold (tests/test_waits_bf16.py forces each branch)
@@ -163,12 +166,14 @@ def test_val_every_zero_scores_only_the_last_epoch(tmp_path):
 
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8), np.arange(96) % 10
-    cfg = resolve_config("speedrun", overrides={"epochs": 3, "val_every": 0, "batch_size": 32})
+    # the precision is fixed (float32, contiguous) here: which epochs are scored does not depend on it, and the timed
+    # probe (bf16 steps take seconds on a CPU without native bf16) is run by the test above and test_preset_shapes.py
+    cfg = resolve_config("speedrun", overrides={"epochs": 3, "val_every": 0, "batch_size": 32, **NO_PROBE})
     result = FoldTrainer(cfg, images, labels, 10, np.arange(64), np.arange(64, 96), torch.device("cpu"), seed=0,
                          work_dir=tmp_path, progress=False).fit()
     scored = [not np.isnan(row["val_accuracy"]) for row in result.history]
     assert scored == [False, False, True] and result.best_epoch == 3 and result.val_probs.shape == (32, 10)
-    every2 = resolve_config("speedrun", overrides={"epochs": 3, "val_every": 2, "batch_size": 32})
+    every2 = resolve_config("speedrun", overrides={"epochs": 3, "val_every": 2, "batch_size": 32, **NO_PROBE})
     history = FoldTrainer(every2, images, labels, 10, np.arange(64), np.arange(64, 96), torch.device("cpu"), seed=0,
                           work_dir=tmp_path, progress=False).fit().history
     assert [not np.isnan(row["val_accuracy"]) for row in history] == [False, True, True]
@@ -205,7 +210,8 @@ def test_low_res_epochs_train_on_downscaled_images_then_full_size(tmp_path):
 
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8), np.arange(96) % 10
-    cfg = resolve_config("speedrun", overrides={"epochs": 3, "low_res": 20, "low_res_epochs": 2, "batch_size": 32})
+    cfg = resolve_config("speedrun", overrides={"epochs": 3, "low_res": 20, "low_res_epochs": 2, "batch_size": 32,
+                                                **NO_PROBE})  # the input sizes do not depend on the precision
     trainer = FoldTrainer(cfg, images, labels, 10, np.arange(64), np.arange(64, 96), torch.device("cpu"), seed=0,
                           work_dir=tmp_path, progress=False)
     seen: list[tuple[bool, int]] = []

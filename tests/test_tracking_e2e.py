@@ -136,6 +136,9 @@ def mlflow_server(tmp_path, template_db):  # noqa: F811
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # no job runner beside the server (MLflow 3 starts one by default: another process importing MLflow, for its
+    # server-side jobs), which the REST calls below never use
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     process = subprocess.Popen([str(MLFLOW if MLFLOW.exists() else shutil.which("mlflow")), "server",
                                 "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port),
                                 "--workers", "1", "--default-artifact-root", (tmp_path / "server" / "artifacts").as_uri()],

@@ -1,9 +1,10 @@
 """The Ray backend (issue 13): fold tasks on one shared embedded cluster, byte-identical to local training.
 
 Everything stays on 127.0.0.x. The module starts ONE embedded Ray cluster (4 CPUs and one declared, fake
-GPU) from another working directory; in-process drivers reuse it and subprocess drivers connect with
-``--address``. Folds are tiny (lenet5, synthetic data). Never runs ``ray stop`` (it kills every Ray process
-on the machine by name). The refusals that need no cluster (usage errors, addresses that do not answer, bad
+GPU) from another working directory; in-process drivers reuse it (and its idle workers, which have imported torch
+after the first folds) and subprocess drivers connect with ``--address``: a driver is a process of its own only where
+the test is about that process (no torch in it, killed). The node-loss test, last, adds two worker nodes to it.
+Folds are tiny (lenet5, synthetic data). Never runs ``ray stop`` (it kills every Ray process on the machine by name). The refusals that need no cluster (usage errors, addresses that do not answer, bad
 options) are in ``tests/test_ray_usage.py``, so that pytest-xdist runs them beside this file.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -202,34 +204,6 @@ def test_fold_raising_data_error_runs_once_and_prints_one_line(cluster, tmp_path
         backend.get(backend.remote(failing_fold).remote(str(counter)))
 
 
-def test_fractional_gpus_share_a_declared_gpu(cluster, tmp_path):
-    """--gpus-per-fold 0.25 on a cluster with one (declared) GPU: at most four folds at once, each told its GPU."""
-    from kfold.flows.ray_backend import RayBackend, RayOptions
-
-    def probe(seconds):
-        import os
-        import time
-
-        start = time.time()
-        time.sleep(seconds)
-        return start, time.time(), os.environ.get("CUDA_VISIBLE_DEVICES")
-
-    backend = RayBackend(RayOptions(cpus_per_fold=0, gpus_per_fold=0.25), progress=False)
-    spans = ray.get([backend.remote(probe).remote(4.0) for _ in range(5)])
-    assert all(visible == "0" for _, _, visible in spans)
-    starts = sorted(start for start, _, _ in spans)
-    overlap = max(sum(s <= t < e for s, e, _ in spans) for t in starts)
-    assert overlap <= 4
-    fifth = starts[4]
-    assert sum(end <= fifth + 0.05 for _, end, _ in spans) >= 1  # the fifth waited for a share to be released
-    from kfold.flows.training import FoldJob, TaskSpec
-
-    job = FoldJob("run", 0, 2, 0, None, {}, TaskSpec("data"))
-    assert RayBackend(RayOptions(gpus_per_fold=0), progress=False).prepare_job(job).device == "cpu"
-    assert RayBackend(RayOptions(gpus_per_fold=0.25), progress=False).prepare_job(job).device == "auto"
-    assert Path(RayBackend(RayOptions(), progress=False).prepare_job(job).run_dir).is_absolute()
-
-
 def _raylet_pid() -> int:
     from ray._private import ray_constants
     from ray._private.worker import _global_node
@@ -260,17 +234,49 @@ def _wait_for(path: Path, proc: subprocess.Popen, log: Path, timeout: float = 24
         time.sleep(0.01)
 
 
-def test_worker_sigkilled_after_checkpoint_is_retried(cluster, big_comp, kill_reference, tmp_path):
-    out, log = tmp_path / "run", tmp_path / "driver.log"
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--data", str(big_comp), "--out", str(out),
-                             "--backend", "ray", "--address", cluster, *KILL_ARGS], env=_env(), stdout=log.open("w"),
-                            stderr=subprocess.STDOUT)
-    _wait_for(out / "fold0" / "checkpoint.pt", proc, log)
-    workers = _fold_workers({_raylet_pid()})
-    assert len(workers) == 1, workers
-    os.kill(workers[0], signal.SIGKILL)
-    assert proc.wait(timeout=300) == 0, log.read_text()
-    text = log.read_text()
+def _printed_until(capsys, needles: tuple[str, ...], timeout: float = 60) -> str:
+    """What this process printed so far, waiting up to ``timeout`` seconds until one of ``needles`` is in it: a line a
+    Ray worker prints reaches the driver's stdout through Ray's log monitor, a moment after the worker printed it."""
+    text, deadline = "", time.time() + timeout
+    while True:
+        captured = capsys.readouterr()
+        text += captured.out + captured.err
+        if any(needle in text for needle in needles) or time.time() > deadline:
+            return text
+        time.sleep(0.1)
+
+
+def test_worker_sigkilled_after_checkpoint_is_retried(cluster, big_comp, kill_reference, tmp_path, capsys):
+    """The worker of a running fold SIGKILLed after its first checkpoint: Ray retries the task, the fold resumes from
+    the checkpoint and ends with the bits of an uninterrupted run. The driver is this process (the test is about the
+    worker; the driver's own process is killed in the next test), so the fold and its retry start on idle workers
+    that have imported torch already."""
+    out = tmp_path / "run"
+    killed: list = []
+    driver_done = threading.Event()
+
+    def kill_the_fold_worker():
+        deadline = time.time() + 240
+        while not (out / "fold0" / "checkpoint.pt").exists():
+            if driver_done.is_set() or time.time() > deadline:
+                killed.append("no checkpoint while the driver ran")
+                return
+            time.sleep(0.01)
+        workers = _fold_workers({_raylet_pid()})
+        killed.append(workers)
+        if len(workers) == 1:
+            os.kill(workers[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_fold_worker, daemon=True)
+    killer.start()
+    try:
+        code = train("--data", big_comp, "--out", out, "--backend", "ray", *KILL_ARGS)
+    finally:
+        driver_done.set()
+        killer.join(timeout=60)
+    assert len(killed) == 1 and isinstance(killed[0], list) and len(killed[0]) == 1, killed
+    text = _printed_until(capsys, ("fold 0: resuming after epoch",), timeout=60 if code == 0 else 0)
+    assert code == 0, text
     assert "retried after a lost worker" in text and "fold 0: resuming after epoch" in text, text
     assert_same_run(out, kill_reference, folds=(0,), whole=False)
 
@@ -288,7 +294,7 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_driver_killed_then_resume_identical_and_no_orphans(cluster, big_comp, kill_reference, tmp_path):
+def test_driver_killed_then_resume_identical_and_no_orphans(cluster, big_comp, kill_reference, tmp_path, capsys):
     """The driver of an embedded cluster SIGKILLed mid-fold: every Ray process goes with it; --resume finishes."""
     temp = tempfile.mkdtemp(prefix="kfk", dir="/tmp")
     out, log = tmp_path / "run", tmp_path / "driver.log"
@@ -304,50 +310,15 @@ def test_driver_killed_then_resume_identical_and_no_orphans(cluster, big_comp, k
             time.sleep(0.5)
         assert _processes_mentioning(temp) == [], "orphaned Ray processes after the driver was killed"
         assert not (out / "fold0" / "meta.json").exists()
-        done = subprocess.run([sys.executable, str(REPO / "train.py"), "--data", str(big_comp), "--out", str(out),
-                               "--backend", "ray", "--address", cluster, "--resume", *KILL_ARGS], env=_env(),
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
+        capsys.readouterr()
+        # the resume in this process, on the module's cluster (whose idle workers have imported torch already)
+        assert train("--data", big_comp, "--out", out, "--backend", "ray", "--resume", *KILL_ARGS) == 0, capsys.readouterr()
+        printed = _printed_until(capsys, ("fold 0: resuming after epoch", "fold 0: already finished"))
         # normally the fold resumes from its checkpoint; on a loaded machine the worker can complete its last
         # rename while the kill spreads, and then the fold is (completely) finished: both must give the same bits
-        assert "fold 0: resuming after epoch" in done.stdout or "fold 0: already finished" in done.stdout, done.stdout
+        assert "fold 0: resuming after epoch" in printed or "fold 0: already finished" in printed, printed
         assert_same_run(out, kill_reference, folds=(0,), whole=False)
     finally:
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-@pytest.mark.slow
-def test_node_loss_is_retried_on_another_node(cluster, big_comp, kill_reference, tmp_path, monkeypatch):
-    """Two worker nodes (ray.cluster_utils.Cluster on 127.0.0.2/.3); the node running the fold is removed mid-fold."""
-    import ray._private.utils
-    from ray.cluster_utils import Cluster
-
-    # Cluster records its address in /tmp/ray/ray_current_cluster, where any ray.init() on the machine would find it
-    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kwargs: None)
-
-    temp = tempfile.mkdtemp(prefix="kfn", dir="/tmp")
-    nodes = Cluster(initialize_head=True, connect=False,
-                    head_node_args={"num_cpus": 0, "include_dashboard": False, "node_ip_address": "127.0.0.2",
-                                    "temp_dir": temp})
-    try:
-        workers = [nodes.add_node(num_cpus=1, node_ip_address="127.0.0.3") for _ in range(2)]
-        out, log = tmp_path / "run", tmp_path / "driver.log"
-        proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--data", str(big_comp), "--out", str(out),
-                                 "--backend", "ray", "--address", nodes.address, *KILL_ARGS], env=_env(),
-                                stdout=log.open("w"), stderr=subprocess.STDOUT)
-        _wait_for(out / "fold0" / "checkpoint.pt", proc, log)
-        from ray._private import ray_constants
-
-        raylets = {node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid: node for node in workers}
-        running = _fold_workers(set(raylets))
-        assert len(running) == 1
-        ppid = int(Path(f"/proc/{running[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        nodes.remove_node(raylets[ppid], allow_graceful=False)
-        assert proc.wait(timeout=300) == 0, log.read_text()
-        assert "retried after a lost worker" in log.read_text()
-        assert_same_run(out, kill_reference, folds=(0,), whole=False)
-    finally:
-        nodes.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -456,3 +427,106 @@ def test_folds_queued_behind_running_folds_do_not_time_out(cluster, monkeypatch)
     results = backend.wait(backend.submit(jobs))
     assert [r["fold"] for r in results] == [0, 1]
     assert time.monotonic() - start >= 8  # the second fold waited about 8 s to be scheduled, past the 3 s timeout
+
+
+# near the end: its GPU tasks (max_calls=1: a fresh process each) end the idle workers that the tests above reuse
+def test_fractional_gpus_share_a_declared_gpu(cluster, tmp_path):
+    """--gpus-per-fold 0.25 on a cluster with one (declared) GPU: at most four folds at once, each told its GPU."""
+    from kfold.flows.ray_backend import RayBackend, RayOptions
+
+    def probe(seconds):
+        import os
+        import time
+
+        start = time.time()
+        time.sleep(seconds)
+        return start, time.time(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    backend = RayBackend(RayOptions(cpus_per_fold=0, gpus_per_fold=0.25), progress=False)
+    spans = ray.get([backend.remote(probe).remote(4.0) for _ in range(5)])
+    assert all(visible == "0" for _, _, visible in spans)
+    starts = sorted(start for start, _, _ in spans)
+    overlap = max(sum(s <= t < e for s, e, _ in spans) for t in starts)
+    assert overlap <= 4
+    fifth = starts[4]
+    assert sum(end <= fifth + 0.05 for _, end, _ in spans) >= 1  # the fifth waited for a share to be released
+    from kfold.flows.training import FoldJob, TaskSpec
+
+    job = FoldJob("run", 0, 2, 0, None, {}, TaskSpec("data"))
+    assert RayBackend(RayOptions(gpus_per_fold=0), progress=False).prepare_job(job).device == "cpu"
+    assert RayBackend(RayOptions(gpus_per_fold=0.25), progress=False).prepare_job(job).device == "auto"
+    assert Path(RayBackend(RayOptions(), progress=False).prepare_job(job).run_dir).is_absolute()
+
+
+def _worker_node(gcs_address: str):
+    """A worker node of 1 CPU on 127.0.0.3 joined to the cluster at ``gcs_address``, as ``ray.cluster_utils.Cluster``
+    adds one (its raylet a child of this process)."""
+    from ray._private.node import Node
+    from ray._private.parameter import RayParams
+    from ray._private.services import wait_for_node
+
+    params = RayParams(num_cpus=1, num_gpus=0, object_store_memory=150 * 1024 * 1024, min_worker_port=0, max_worker_port=0,
+                       node_ip_address="127.0.0.3", gcs_address=gcs_address, include_log_monitor=False, node_manager_port=0)
+    params.dashboard_agent_listen_port = None  # a port of its own, not the head node's agent's
+    node = Node(params, head=False, shutdown_at_exit=True, spawn_reaper=True)
+    wait_for_node(node.gcs_address, node.plasma_store_socket_name, 60)
+    return node
+
+
+# last: two worker nodes join the module's cluster, and the one that is killed stays in its node table a while
+@pytest.mark.slow
+def test_node_loss_is_retried_on_another_node(cluster, big_comp, kill_reference, tmp_path, capsys):
+    """Two worker nodes (127.0.0.3) join the module's cluster while a task holds every CPU of its head node (127.0.0.2),
+    so the fold runs on one of them; that node is removed mid-fold (its raylet and workers killed, no graceful
+    shutdown): the fold is retried on the other node and ends with the bits of an uninterrupted run."""
+    from ray._private import ray_constants
+
+    started = tmp_path / "blocker-started"
+
+    @ray.remote(num_cpus=4, max_retries=0)
+    def blocker(path):
+        Path(path).write_text("x")
+        time.sleep(600)
+
+    held = blocker.remote(str(started))
+    nodes: list = []
+    try:
+        deadline = time.time() + 120
+        while not started.exists():
+            assert time.time() < deadline, "the blocking task never started"
+            time.sleep(0.1)
+        nodes += [_worker_node(cluster) for _ in range(2)]
+        raylets = {node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid: node for node in nodes}
+        out = tmp_path / "run"
+        removed: list = []
+        driver_done = threading.Event()
+
+        def remove_the_fold_node():
+            deadline = time.time() + 240
+            while not (out / "fold0" / "checkpoint.pt").exists():
+                if driver_done.is_set() or time.time() > deadline:
+                    removed.append("no checkpoint while the driver ran")
+                    return
+                time.sleep(0.01)
+            running = _fold_workers(set(raylets))
+            removed.append(running)
+            if len(running) == 1:
+                ppid = int(Path(f"/proc/{running[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                raylets[ppid].kill_all_processes(check_alive=False, allow_graceful=False, wait=True)
+
+        remover = threading.Thread(target=remove_the_fold_node, daemon=True)
+        remover.start()
+        try:
+            code = train("--data", big_comp, "--out", out, "--backend", "ray", *KILL_ARGS)
+        finally:
+            driver_done.set()
+            remover.join(timeout=60)
+        assert len(removed) == 1 and isinstance(removed[0], list) and len(removed[0]) == 1, removed
+        text = _printed_until(capsys, ("retried after a lost worker",), timeout=0)
+        assert code == 0, text
+        assert "retried after a lost worker" in text and "finished on 127.0.0.3" in text, text
+        assert_same_run(out, kill_reference, folds=(0,), whole=False)
+    finally:
+        ray.cancel(held, force=True)
+        for node in nodes:
+            node.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)

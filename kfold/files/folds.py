@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from kfold.files.schema import ID_COLUMN, LABEL_COLUMN
-from sklearn.model_selection import StratifiedKFold
 
 from kfold.files.atomic import write_csv
 from kfold.errors import DataError, UsageError, param
@@ -75,6 +74,8 @@ def assign_folds(labels: np.ndarray, k: int, seed: int, class_names=None) -> np.
         name = name if name.lstrip("-").isdigit() else repr(name)  # integer classes as written, names quoted
         raise UsageError(f"k={k} is larger than the {smallest} training image{'s' if smallest != 1 else ''} of class "
                          f"{name}")
+    from sklearn.model_selection import StratifiedKFold  # here: a fold's process (a Ray worker) reads folds.csv only
+
     folds = np.empty(len(labels), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     for fold, (_, val_rows) in enumerate(splitter.split(np.zeros(len(labels)), labels)):

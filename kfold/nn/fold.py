@@ -58,6 +58,14 @@ def interrupted_hint(desc: str, epoch: int, epochs: int, fold_dir) -> str:
             "the same command again with --resume (kfold run continues by itself)")
 
 
+def _confusion_counts(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts, true class by row and predicted class by column: scikit-learn's
+    ``confusion_matrix(labels, predicted, labels=range(num_classes))`` without importing scikit-learn and SciPy
+    (seconds of every fold's process, a Ray worker's among them)."""
+    pairs = np.asarray(labels, dtype=np.int64) * num_classes + np.asarray(predicted, dtype=np.int64)
+    return np.bincount(pairs, minlength=num_classes * num_classes).astype(np.int64).reshape(num_classes, num_classes)
+
+
 def train_fold(job: FoldJob, task: Task | None = None, echo: Callable[[str], None] = print) -> dict:
     """Train ``job.fold`` of the run ``job.run_dir``; returns the fold's meta dict (also written as meta.json).
 
@@ -66,7 +74,6 @@ def train_fold(job: FoldJob, task: Task | None = None, echo: Callable[[str], Non
     lines go through tqdm, which keeps its bars intact)."""
     import pandas as pd
     import torch
-    from sklearn.metrics import confusion_matrix
 
     from kfold.figures import plot_confusion, plot_learning_curve
     from kfold.nn import precision as precisions
@@ -145,7 +152,7 @@ def train_fold(job: FoldJob, task: Task | None = None, echo: Callable[[str], Non
                     {**run.oof_meta(meta), **task.schema_meta()}, labels=labels)
     elif val_rows is not None:
         labels = task.train_labels[val_rows]
-        matrix = confusion_matrix(labels, result.val_probs.argmax(1), labels=range(task.num_classes))
+        matrix = _confusion_counts(labels, result.val_probs.argmax(1), task.num_classes)
         write_csv(run.confusion_csv(fold), pd.DataFrame(matrix, index=pd.Index(range(task.num_classes), name="true")), index=True)
         plot_confusion(matrix, task.class_names, run.confusion_png(fold),
                        title=f"{desc} validation (kept the {cfg.keep} epoch, {result.best_epoch} of {cfg.epochs})")

@@ -40,6 +40,8 @@ class Timer:
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KFOLD_CACHE", str(tmp_path / "cache"))
+    # the forced probes stand for any CPU, one with native bf16 too: bf16 is timed (the CPU-flag skip has its own tests)
+    monkeypatch.setattr(precision, "emulated_bf16", lambda: False)
     return tmp_path / "cache"
 
 
@@ -305,3 +307,33 @@ def test_the_real_probe_is_short_and_leaves_the_random_state(monkeypatch):
     assert all(2 <= len(steps) <= precision.PROBE_STEPS and all(0 < s < 5 for s in steps) for steps in measured.values())
     assert took < 30, took  # a few hundred milliseconds on a quiet machine (lenet5, batch 32)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("flags, emulated", [(["avx2"], True), (["avx2", "avx512f"], True),
+                                             (["avx2", "avx512f", "avx512_bf16"], False), (["avx2", "amx_bf16"], False),
+                                             ([], False)])  # no x86 flags read (another CPU, no /proc): timed as before
+def test_bf16_counts_as_emulated_on_x86_without_native_bf16_flags(flags, emulated, monkeypatch):
+    monkeypatch.undo()  # the real emulated_bf16, on these flags
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    assert precision.emulated_bf16() is emulated
+
+
+@pytest.mark.parametrize("bf16, channels_last, variants", [("probe", "probe", ["float32", "float32+channels_last"]),
+                                                          ("probe", "off", [])])
+def test_an_x86_cpu_without_native_bf16_times_no_bf16_step(bf16, channels_last, variants, monkeypatch, own_cache):
+    """bf16 steps are the slowest of the probe there (seconds each at the preset's batch) and never win."""
+    monkeypatch.setattr(precision, "emulated_bf16", lambda: True)
+    seen, lines = [], []
+
+    def spy(cfg, batch, num_classes, tried, build):
+        seen.extend(precision.variant_name(v) for v in tried)
+        return Timer(seconds(1.0, 0.5, 0.1, 0.1))(cfg, batch, num_classes, tried)  # bf16 would win if timed
+
+    chosen = precision.decide(probe_cfg(bf16=bf16, channels_last=channels_last), CPU, sample=SAMPLE, num_classes=10,
+                              timer=spy, echo=lines.append)
+    assert seen == variants and chosen.bf16 is False and chosen.decided_by == "probe"
+    assert chosen.channels_last is (channels_last == "probe")
+    if variants:
+        assert lines and "bf16 not timed: this CPU has no native bf16" in lines[0]
+    else:  # nothing left to time: no probe, no line, nothing cached
+        assert lines == [] and chosen.seconds == {} and not own_cache.exists()

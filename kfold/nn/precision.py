@@ -5,7 +5,8 @@ the contiguous format, deterministic and the same arithmetic on every CPU. ``pro
 CUDA as ``auto``; on the CPU whichever of float32 / bf16 autocast and contiguous / channels_last this machine runs
 fastest, found by a short timed probe: a few forward and backward steps of the actual model at the actual batch
 size (images of the actual shape), each variant in turn, well under a few seconds. bf16 autocast speeds up CPUs with
-native bf16 (AVX512-BF16, AMX) and slows down others; channels_last helps oneDNN's convolutions on some CPUs only.
+native bf16 (AVX512-BF16, AMX) and slows down others (an x86 CPU without those flags is not timed in bf16);
+channels_last helps oneDNN's convolutions on some CPUs only.
 
 The probe's answer is cached per machine under the kfold cache folder (``$KFOLD_CACHE``, else ``~/.cache/kfold``:
 ``precision/<key>.json``, the key made of the CPU model, its bf16/AVX512 flags, torch's CPU capability and version,
@@ -96,6 +97,13 @@ def cpu_flags() -> list[str]:
                 present = set(line.split(":", 1)[1].split())
                 return [flag for flag in CPU_FLAGS if flag in present]
     return []
+
+
+def emulated_bf16() -> bool:
+    """True on an x86 CPU (AVX2 listed) without AVX512-BF16 or AMX-BF16: bf16 autocast there is emulated, only
+    ever slower than float32, and its probe steps are the slowest of all (seconds each): not worth probing."""
+    flags = set(cpu_flags())
+    return "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}
 
 
 def machine_key(cfg: TrainConfig, sample_shape: tuple[int, ...], num_classes: int, variants: list[Variant]) -> dict:
@@ -226,7 +234,12 @@ def decide(cfg: TrainConfig, device: torch.device, *, sample: np.ndarray, num_cl
         chosen = {**fixed, **{name: recorded[name] for name in names}}
         return Precision(chosen["bf16"], chosen["channels_last"], recorded_by, recorded.get("probe_seconds"))
     options = {name: [False, True] if name in names else [fixed[name]] for name in fixed}
+    skipped = "bf16" in names and emulated_bf16()
+    if skipped:  # decided by the CPU's flags: float32
+        options["bf16"] = [False]
     variants = [(b, c) for b in options["bf16"] for c in options["channels_last"]]
+    if len(variants) == 1:  # nothing left to time
+        return Precision(*variants[0], "probe", {})
     batch = sample[: max(1, cfg.batch_size)]
     key = machine_key(cfg, tuple(batch.shape), num_classes, variants)
     path = cache_file(key, cache_dir)
@@ -247,6 +260,7 @@ def decide(cfg: TrainConfig, device: torch.device, *, sample: np.ndarray, num_cl
         if echo is not None:
             echo(f"precision probe ({', '.join(f'{k} {v * 1000:.1f} ms' for k, v in seconds.items())} per step of "
                  f"{len(batch)}): {variant_name((bf16, channels_last))}"
+                 + (" (bf16 not timed: this CPU has no native bf16)" if skipped else "")
                  + (" (the machine was busy: not cached, the next run probes again)" if noisy else ""))
         if noisy:  # recorded with the fold (the run keeps it), but not taken as this machine's answer
             return found

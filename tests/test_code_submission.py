@@ -161,7 +161,9 @@ def test_ctrl_c_while_the_kernel_runs_then_the_same_command_continues(fake_kaggl
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen([sys.executable, "-m", "kfold", "submit", "--code", "--package", "pkg", "-c", COMP,
                                 "-m", "x", *FAST], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # (SIGINT's default in the child even when pytest runs as a background job, which inherits SIGINT ignored: a
+    # Python started with SIGINT ignored keeps ignoring it, and the command would wait for the kernel for ever)
     deadline = time.monotonic() + 120
     while len(fake_kaggle.calls("GetKernelSessionStatus")) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)

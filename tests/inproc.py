@@ -13,7 +13,9 @@ and this one must recreate for the call, then restore:
 * the environment (``env`` updates it; ``None`` removes a variable) and the working directory;
 * the kaggle client's class-level configuration, which kaggle reads from the environment once, when it is first
   imported (``KaggleApi.args``: ``--local`` under ``KAGGLE_API_ENVIRONMENT=LOCALHOST``; ``config_dir``/``config``
-  from ``HOME``): recomputed from this call's environment exactly as kaggle's class body computes it;
+  from ``HOME``, a folder it creates): recomputed from this call's environment exactly as kaggle's class body
+  computes it, when the command imports the client (``kfold.kaggle_api._import_client``), not before: a command
+  refused before it reaches Kaggle creates no config folder, as in a fresh interpreter;
 * ``tempfile.gettempdir()``, which Python caches (the client keeps its resumable uploads' state there): this call's
   ``TMPDIR``, so that an interrupted upload of one test is never resumed by another;
 * warnings as a fresh interpreter shows them (Python's default filters, printed on stderr), not pytest's capture;
@@ -65,6 +67,17 @@ def _fresh_process(cwd, env: dict | None, umask: int | None = None):
         raise ValueError("a shadowed package needs a fresh interpreter: use test_kaggle_loop.kfold")
     saved_env, saved_cwd, saved_tempdir = dict(os.environ), os.getcwd(), tempfile.tempdir
     kaggle_saved: dict = {}
+    from kfold import kaggle_api
+
+    original_import = kaggle_api._import_client
+
+    def import_client():  # kaggle imported (or found imported): its class configuration as this call's import
+        api = original_import()
+        saved = _fresh_kaggle_config()
+        for name, value in saved.items():
+            kaggle_saved.setdefault(name, value)
+        return api
+
     saved_umask = None if umask is None else os.umask(umask)
     saved_handlers = logging.root.handlers[:]
     try:
@@ -78,9 +91,10 @@ def _fresh_process(cwd, env: dict | None, umask: int | None = None):
             raise ValueError("the kaggle client's verbose switches are read at import: use test_kaggle_loop.kfold")
         os.chdir(cwd)
         tempfile.tempdir = None  # gettempdir() reads TMPDIR again
-        kaggle_saved = _fresh_kaggle_config()
+        kaggle_api._import_client = import_client
         yield
     finally:
+        kaggle_api._import_client = original_import
         module = sys.modules.get("kaggle.api.kaggle_api_extended")
         for name, value in kaggle_saved.items():
             setattr(module.KaggleApi, name, value)

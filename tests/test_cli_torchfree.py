@@ -103,13 +103,15 @@ def test_kfold_help_lists_every_command():
         assert command in done.stdout
 
 
-def test_version_and_helps_without_literal_backticks():
+def test_version_and_helps_without_literal_backticks(tmp_path):
+    from inproc import kfold as kfold_here
+
     from kfold import __version__
 
-    done = _python(["-m", "kfold", "--version"])
+    done = _python(["-m", "kfold", "--version"])  # the process: python -m kfold
     assert done.returncode == 0 and done.stdout == f"kfold {__version__}\n"
     for command in (["run"], ["compare"], ["learning-curve"], ["report"], ["errors"], ["make-competition"]):
-        done = _python(["-m", "kfold", *command, "--help"])
+        done = kfold_here(*command, "--help", cwd=tmp_path)  # the texts: here (each command's own process elsewhere)
         assert done.returncode == 0 and "usage:" in done.stdout, command
         assert "``" not in done.stdout, command
 

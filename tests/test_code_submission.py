@@ -4,6 +4,12 @@ hidden test set when the code submission is scored (issue 30, items 3-5).
 
 Packages are hand-made in the contract's layout (``tests/code_packages.py``: a tiny notebook, no training);
 the whole loop with a trained run and ``kfold package`` is ``test_code_loop.py``.
+
+The commands run in this process (``tests/inproc.py``: the environment, working folder and the kaggle client's
+import-time configuration as a fresh ``python -m kfold`` would have them), except where the separate process is the
+point: the first whole loop (``submit --code``, ``submissions``, ``leaderboard --remote``), Ctrl-C, and the
+client's verbose switches. The fake executes each distinct kernel run once per test process
+(``tests/kernel_cache.py``): the same notebook on the same inputs gives the same outcome and output.
 """
 from __future__ import annotations
 
@@ -20,7 +26,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from code_packages import make_code_competition, scorer, write_code_package
+from inproc import kfold as kfold_here
 from kaggle_fake import KEY, USERNAME, fake_kaggle  # noqa: F401  (fixture)
+from kernel_cache import cached_executor
 from test_kaggle_loop import REPO, kfold, one_error_line
 
 from kfold.files.package import DATASET_METADATA, hash_files
@@ -41,14 +49,17 @@ def code_comp(fake_kaggle, tmp_path):
     competition = fake_kaggle.add(COMP, code_only=True, public_files=files["public"], hidden_files=files["hidden"],
                                   scorer=scorer(files["solution"]))
     fake_kaggle.dataset_polls_unknown, fake_kaggle.dataset_polls_to_ready, fake_kaggle.kernel_polls_queued = 1, 2, 1
+    fake_kaggle.executor = cached_executor
     work = tmp_path / "work"
     work.mkdir()
     return competition, work
 
 
-def submit(work, *extra, pkg="pkg", env=None):
-    return kfold("submit", "--code", "--package", pkg, "-c", COMP, "-m", "tiny first", *FAST, *extra, cwd=work,
-                 env=env, timeout=300)
+def submit(work, *extra, pkg="pkg", env=None, fresh=False):
+    """``kfold submit --code`` in this process (``fresh``: in a fresh ``python -m kfold``)."""
+    run = kfold if fresh else kfold_here
+    return run("submit", "--code", "--package", pkg, "-c", COMP, "-m", "tiny first", *FAST, *extra, cwd=work,
+               env=env, timeout=300)
 
 
 def successful(fake, method) -> int:
@@ -60,7 +71,7 @@ def successful(fake, method) -> int:
 def test_submit_code_uploads_runs_compares_submits_and_is_scored_on_the_hidden_set(fake_kaggle, code_comp):
     competition, work = code_comp
     write_code_package(work / "pkg", COMP, USERNAME)
-    done = submit(work, "--wait", "120")
+    done = submit(work, "--wait", "120", fresh=True)
     assert done.returncode == 0, done.stderr + done.stdout
     names = fake_kaggle.method_names()
     order = ["GetCompetition", "GetSubmissionLimits", "GetDatasetStatus", "StartBlobUpload", "CreateDataset",
@@ -150,7 +161,9 @@ def test_ctrl_c_while_the_kernel_runs_then_the_same_command_continues(fake_kaggl
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen([sys.executable, "-m", "kfold", "submit", "--code", "--package", "pkg", "-c", COMP,
                                 "-m", "x", *FAST], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # (SIGINT's default in the child even when pytest runs as a background job, which inherits SIGINT ignored: a
+    # Python started with SIGINT ignored keeps ignoring it, and the command would wait for the kernel for ever)
     deadline = time.monotonic() + 120
     while len(fake_kaggle.calls("GetKernelSessionStatus")) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -224,7 +237,7 @@ def test_hostile_code_submissions_are_one_line_and_nothing_is_submitted(fake_kag
 def test_a_csv_upload_to_a_code_competition_is_refused_in_one_line(fake_kaggle, code_comp):
     competition, work = code_comp
     (work / "sub.csv").write_text("Id,Category\n0,3\n")
-    done = kfold("submit", "sub.csv", "-c", COMP, "-m", "x", cwd=work)
+    done = kfold_here("submit", "sub.csv", "-c", COMP, "-m", "x", cwd=work)
     assert done.returncode == 2
     one_error_line(done, f"'{COMP}' is a code competition: it takes no CSV upload", "kfold submit --code, --package PKG")
     assert "StartSubmissionUpload" not in fake_kaggle.method_names() and competition.submissions == []
@@ -244,7 +257,7 @@ def test_a_csv_upload_to_a_code_competition_is_refused_in_one_line(fake_kaggle, 
 def test_code_submit_usage_is_checked_before_kaggle(fake_kaggle, code_comp, args, fragment):
     _, work = code_comp
     write_code_package(work / "pkg", COMP, USERNAME)
-    done = kfold(*args, cwd=work)
+    done = kfold_here(*args, cwd=work)
     assert done.returncode in (1, 2)
     one_error_line(done, fragment)
     assert fake_kaggle.requests == []
@@ -255,7 +268,7 @@ def test_verbose_never_prints_the_credentials_of_a_code_submission(fake_kaggle, 
     write_code_package(work / "pkg", COMP, USERNAME, mode="error")
     import base64
 
-    done = submit(work, env={"VERBOSE": "1", "VERBOSE_OUTPUT": "True"})
+    done = submit(work, env={"VERBOSE": "1", "VERBOSE_OUTPUT": "True"}, fresh=True)  # read when kaggle is imported
     assert done.returncode == 1
     text = done.stdout + done.stderr
     assert KEY not in text and base64.b64encode(f"{USERNAME}:{KEY}".encode()).decode() not in text

@@ -2,7 +2,8 @@
 
 A family of damaged logs (a trailing comma, a missing or extra field, a wrong header, a non-number, inf and
 nan, a binary file, an empty file, a folder, a symlink, ...) goes through the real ``kfold submit`` and
-``kfold submissions`` (a fresh interpreter each, the real kaggle client against the loopback fake): one
+``kfold submissions`` (the real kaggle client against the loopback fake; the first case of each command in a fresh
+interpreter, the others in this process as a fresh ``python -m kfold`` would run them: ``tests/inproc.py``): one
 ``error:`` line naming the file, line and column, nothing sent to Kaggle, nothing written, the log unchanged.
 The same family through the library: ``append_log`` never rewrites a log that did not read cleanly.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from inproc import kfold as kfold_here
 from kaggle_fake import fake_kaggle  # noqa: F401  (fixture)
 from test_kaggle_loop import kfold, one_error_line
 
@@ -188,7 +190,8 @@ def test_the_commands_refuse_a_damaged_log_before_kaggle_and_write_nothing(fake_
     before = snapshot(root)
     args = (["submit", "sub.csv", "-c", "kmnist", "-m", "x", "--sample", "sample_submission.csv"]
             if command == "submit" else ["submissions", "-c", "kmnist"])
-    done = kfold(*args, "--log", "logs/kmnist.csv", cwd=root)
+    fresh = fragments is DAMAGED[0][2]  # the first case of each command: a fresh interpreter
+    done = (kfold if fresh else kfold_here)(*args, "--log", "logs/kmnist.csv", cwd=root)
     assert done.returncode == 1, done.stderr
     one_error_line(done, "error: logs/kmnist.csv: ", *fragments)
     assert fake_kaggle.requests == []  # checked before the limits call, before the upload, before the list
@@ -299,7 +302,7 @@ def test_an_output_that_is_an_input_is_refused_before_anything_runs(fake_kaggle,
         (tmp_path / "lb" / "kaggle-ranks.csv").write_text("Id,Category\n0,3\n1,1\n2,9\n")
         victim = "lb/kaggle-ranks.csv"
     before = snapshot(tmp_path)
-    done = kfold(*args, cwd=tmp_path)
+    done = (kfold if case == "submissions out through a folder link" else kfold_here)(*args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     one_error_line(done, f"error: {os.path.normpath(victim) if case.startswith('submit log') else victim}: "
                          "output would overwrite the input")

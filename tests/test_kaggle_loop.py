@@ -1,6 +1,9 @@
 """The Kaggle loop driven through the REAL kaggle client (kaggle >= 2) against a loopback fake of its API.
 
-Each CLI run is a fresh ``python -m kfold`` process (kaggle freezes its configuration when imported);
+A CLI run is a fresh ``python -m kfold`` process (``kfold``: kaggle freezes its configuration when imported) where
+the process is the point (each command once, missing credentials, a shadowed dependency, the verbose switches),
+otherwise the same command in this process as a fresh one would run it (``kfold_here``, ``tests/inproc.py``: the
+environment, working folder, temporary folder and the client's import-time configuration set for the call);
 the ``fake_kaggle`` fixture points the client at 127.0.0.1 only and checks after every test that no
 request tried to leave (no CONNECT, every Host localhost).
 """
@@ -46,6 +49,13 @@ def kfold(*args, cwd, env=None, timeout=120, python_code=None):
             full_env[name] = value
     command = [sys.executable, "-c", python_code] if python_code else [sys.executable, "-m", "kfold", *map(str, args)]
     return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def kfold_here(*args, cwd, env=None, timeout=120):
+    """``kfold(*args)`` in this process (``tests/inproc.py``); imported here, where the tests look for ``kfold``."""
+    from inproc import kfold as run
+
+    return run(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 def one_error_line(done, *fragments):
@@ -97,7 +107,7 @@ def test_submit_finds_the_competitions_sample_in_data_comp(fake_kaggle, comp):
     fake_kaggle.add("kmnist")
     (comp / "data" / "kmnist").mkdir(parents=True)
     (comp / "data" / "kmnist" / "sample_submission.csv").write_text("Id,Category\n0,0\n1,0\n2,0\n3,0\n")
-    done = kfold("submit", "sub.csv", "-c", "kmnist", "-m", "x", cwd=comp)
+    done = kfold_here("submit", "sub.csv", "-c", "kmnist", "-m", "x", cwd=comp)
     one_error_line(done, "3 rows but the sample has 4", "data/kmnist/sample_submission.csv")
     assert fake_kaggle.requests == []  # an invalid file never reaches Kaggle, not even the limits call
     assert not (comp / "submissions").exists()
@@ -107,7 +117,7 @@ def test_submit_wait_polls_with_backoff_and_honours_retry_after(fake_kaggle, com
     fake_kaggle.add("kmnist", polls_to_score=2, results=[("COMPLETE", "0.98100", "")])
     fake_kaggle.rate_limited["ListSubmissions"] = 1
     fake_kaggle.retry_after = "1"
-    done = kfold("submit", "sub.csv", "-c", "kmnist", "-m", "x", "--sample", "sample_submission.csv",
+    done = kfold_here("submit", "sub.csv", "-c", "kmnist", "-m", "x", "--sample", "sample_submission.csv",
                  "--wait", "60", "--poll-interval", "0.5", cwd=comp)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "public score: 0.98100"
@@ -122,7 +132,7 @@ def test_submit_wait_polls_with_backoff_and_honours_retry_after(fake_kaggle, com
 
 def test_submit_wait_reports_a_scoring_error_and_exits_1(fake_kaggle, comp):
     fake_kaggle.add("kmnist", polls_to_score=1, results=[("ERROR", "Submission has 3 rows, expected 10000")])
-    done = kfold("submit", "sub.csv", "-c", "kmnist", "-m", "x", "--wait", "30", "--poll-interval", "0.1", cwd=comp)
+    done = kfold_here("submit", "sub.csv", "-c", "kmnist", "-m", "x", "--wait", "30", "--poll-interval", "0.1", cwd=comp)
     assert done.returncode == 1
     one_error_line(done, "kaggle: submission 50000001 failed scoring: Submission has 3 rows, expected 10000")
     assert len(read_log(comp / "submissions" / "log" / "kmnist.csv")) == 1  # the upload happened: it is logged
@@ -130,7 +140,7 @@ def test_submit_wait_reports_a_scoring_error_and_exits_1(fake_kaggle, comp):
 
 def test_submit_wait_gives_up_after_max_seconds(fake_kaggle, comp):
     fake_kaggle.add("kmnist", polls_to_score=10_000)
-    done = kfold("submit", "sub.csv", "-c", "kmnist", "-m", "x", "--wait", "1", "--poll-interval", "0.3", cwd=comp)
+    done = kfold_here("submit", "sub.csv", "-c", "kmnist", "-m", "x", "--wait", "1", "--poll-interval", "0.3", cwd=comp)
     assert done.returncode == 1
     one_error_line(done, "submission 50000001 is still PENDING after 1 s", "kfold submissions -c kmnist")
     assert 2 <= len(fake_kaggle.calls("ListSubmissions")) <= 5
@@ -138,7 +148,7 @@ def test_submit_wait_gives_up_after_max_seconds(fake_kaggle, comp):
 
 def test_no_submissions_left_is_one_line_and_nothing_is_uploaded(fake_kaggle, comp):
     fake_kaggle.add("kmnist", daily_limit=5, num_today=5)
-    done = kfold("submit", "sub.csv", "-c", "kmnist", "-m", "x", cwd=comp)
+    done = kfold_here("submit", "sub.csv", "-c", "kmnist", "-m", "x", cwd=comp)
     assert done.returncode == 1
     one_error_line(done, "kaggle: no submissions left today for 'kmnist' (5 used today); nothing uploaded")
     assert fake_kaggle.method_names() == ["GetSubmissionLimits"] and fake_kaggle.uploads == {}
@@ -211,7 +221,8 @@ def test_every_failure_is_one_clear_line(fake_kaggle, comp, case):
     else:
         args = ["submit", "sub.csv", "-c", "../etc", "-m", "x"]
         expect, code = ["--competition '../etc': not a competition name"], 2
-    done = kfold(*args, cwd=comp, env=env)
+    fresh = case in ("no credentials", "missing dependency")  # kaggle's import without them; a shadowed package
+    done = (kfold if fresh else kfold_here)(*args, cwd=comp, env=env)
     assert done.returncode == code, done.stderr
     if case == "rate limit":  # six tries, each announced on its own line, then the error line
         assert fake_kaggle.method_names() == ["GetSubmissionLimits"] * 6
@@ -311,7 +322,7 @@ def test_five_submissions_then_submissions_merges_and_draws_cv_against_public(fa
                               "status": "PENDING", "polls_left": 0, "result": ("COMPLETE", "0.5", "")})
     fake_kaggle.submissions_page_max = 2  # Kaggle's list comes in pages: every one is read
     start = len(fake_kaggle.requests)
-    done = kfold("submissions", "-c", "kmnist", cwd=tmp_path)
+    done = kfold_here("submissions", "-c", "kmnist", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert [r.body.get("pageToken", "") for r in fake_kaggle.requests[start:]] == ["", "2", "4"]
     merged = pd.read_csv(tmp_path / "submissions" / "log" / "kmnist-submissions.csv")
@@ -333,10 +344,9 @@ def test_remote_leaderboard_reads_every_page_and_ranks_our_submissions(fake_kagg
     fake_kaggle.add("kmnist", leaderboard=board, results=[("COMPLETE", "0.96200", ""), ("COMPLETE", "0.99500", "")])
     (comp / "solution.csv").write_text("Id,Category,Usage\n0,3,Public\n1,0,Public\n2,9,Private\n")
     (comp / "sub2.csv").write_text("Id,Category\n0,3\n1,1\n2,0\n")
-    code = ("import sys\nfrom kfold.commands.main import main\n"
-            "sys.exit(main(['submit', 'sub.csv', '-c', 'kmnist', '-m', 'first', '--solution', 'solution.csv']) or "
-            "main(['submit', 'sub2.csv', '-c', 'kmnist', '-m', 'second']))")
-    assert kfold(cwd=comp, python_code=code).returncode == 0
+    first = kfold_here("submit", "sub.csv", "-c", "kmnist", "-m", "first", "--solution", "solution.csv", cwd=comp)
+    assert first.returncode == 0, first.stderr
+    assert kfold_here("submit", "sub2.csv", "-c", "kmnist", "-m", "second", cwd=comp).returncode == 0
     log = read_log(comp / "submissions" / "log" / "kmnist.csv")
     assert log[["local_public", "local_private", "solution"]].values.tolist() == [
         ["0.500000", "1.000000", "solution.csv"], ["", "", ""]]  # the local leaderboard score, logged at upload
@@ -366,7 +376,7 @@ def test_leaderboard_arguments_are_checked_before_anything_runs(fake_kaggle, com
     for args, message in [(["sub.csv"], "give SUB files and --solution (or -c COMP --remote)"),
                           (["-c", "kmnist", "--remote", "sub.csv"], "give SUB files and --solution"),
                           (["-c", "kmnist", "--solution", "s.csv", "sub.csv"], "-c COMP goes with --remote")]:
-        done = kfold("leaderboard", *args, cwd=comp)
+        done = kfold_here("leaderboard", *args, cwd=comp)
         assert done.returncode == 2
         one_error_line(done, message)
     assert fake_kaggle.requests == [] and not (comp / "kaggle-leaderboard.csv").exists()
@@ -398,19 +408,19 @@ def test_download_through_the_real_client_detects_the_layout(fake_kaggle, tmp_pa
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["km"]  # no temporary folders left
     # then submit finds the competition's sample there
     (tmp_path / "sub.csv").write_text("Id,Category\n0,1\n1,2\n")
-    bad = kfold("submit", "sub.csv", "-c", "kmnist", "-m", "x", "--data", "data/km", cwd=tmp_path)
+    bad = kfold_here("submit", "sub.csv", "-c", "kmnist", "-m", "x", "--data", "data/km", cwd=tmp_path)
     one_error_line(bad, "2 rows but the sample has 3", "data/km/kmnist/sample_submission.csv")
 
 
 def test_download_old_positional_form_and_refusals(fake_kaggle, tmp_path):
     fake_kaggle.add("kmnist", data_zip=kaggle_npy_zip())
-    done = kfold("download", "kmnist", "--data-dir", "d", cwd=tmp_path)
+    done = kfold_here("download", "kmnist", "--data-dir", "d", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "layout: Kaggle competition .npy in d: use --data d" in done.stdout
-    again = kfold("download", "kmnist", "--data-dir", "d", cwd=tmp_path)  # files exist: refused without --force
+    again = kfold_here("download", "kmnist", "--data-dir", "d", cwd=tmp_path)  # files exist: refused without --force
     one_error_line(again, "d/kmnist-train-imgs.npy: already exists; give --force")
     assert len(kaggle_npy_zip()) < 4096
-    small = kfold("download", "-c", "kmnist", "--data", "small", "--max-size", "4K", cwd=tmp_path)
+    small = kfold_here("download", "-c", "kmnist", "--data", "small", "--max-size", "4K", cwd=tmp_path)
     one_error_line(small, "kmnist.zip (downloaded): unpacks to 5.", "more than --max-size 4.0 KiB")
     assert not (tmp_path / "small").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "home"]  # nothing half-extracted anywhere
@@ -446,7 +456,7 @@ def test_remote_leaderboard_prints_the_top_with_our_submissions_where_they_would
     for ref, minute, description, public in [(50000001, 0, "best", "0.99500"), (50000002, 1, "tie", "0.98500"),
                                              (50000003, 2, "third", "0.96200"), (50000004, 3, "waiting", None)]:
         on_kaggle(competition, ref, minute, description, public)
-    done = kfold("leaderboard", "-c", "kmnist", "--remote", "--top", "3", "--out", "lb", cwd=tmp_path)
+    done = kfold_here("leaderboard", "-c", "kmnist", "--remote", "--top", "3", "--out", "lb", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "top 3 of 45 teams, and where our submissions (*) would rank:" in done.stdout
     assert top_rows(done.stdout) == [
@@ -455,12 +465,12 @@ def test_remote_leaderboard_prints_the_top_with_our_submissions_where_they_would
         ["7", "* ours: third (ref 50000003)", "0.96200"]]
     ranks = pd.read_csv(tmp_path / "lb" / "kaggle-ranks.csv")
     assert ranks["rank"].tolist() == [1, 2, 7] and "waiting" not in ranks["message"].tolist()
-    default = kfold("leaderboard", "-c", "kmnist", "--remote", "--out", "lb2", cwd=tmp_path)  # --top 10
+    default = kfold_here("leaderboard", "-c", "kmnist", "--remote", "--out", "lb2", cwd=tmp_path)  # --top 10
     teams = [row for row in top_rows(default.stdout) if row[0] != "..." and not row[1].startswith("* ours")]
     assert [row[1] for row in teams] == [f"team{i}" for i in range(10)]
     assert ["7", "* ours: third (ref 50000003)", "0.96200"] in top_rows(default.stdout)
     for bad in ("0", "-2", "ten"):
-        refused = kfold("leaderboard", "-c", "kmnist", "--remote", "--top", bad, "--out", "lb3", cwd=tmp_path)
+        refused = kfold_here("leaderboard", "-c", "kmnist", "--remote", "--top", bad, "--out", "lb3", cwd=tmp_path)
         assert refused.returncode == 2
         one_error_line(refused, f"argument --top: '{bad}' is not an integer >= 1")
     assert not (tmp_path / "lb3").exists()
@@ -474,7 +484,7 @@ def test_submissions_draws_every_public_score_over_time_with_fewer_than_two_loca
     log = tmp_path / "submissions" / "log" / "kmnist.csv"
     append_log(log, {"time": "2024-01-01T00:00:00Z", "competition": "kmnist", "file": "one.csv", "sha256": "a" * 64,
                      "rows": 3, "message": "one", "ref": 50000001, "local_cv": 0.91})
-    done = kfold("submissions", "-c", "kmnist", cwd=tmp_path)
+    done = kfold_here("submissions", "-c", "kmnist", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     over_time = log.parent / "kmnist-scores-over-time.png"
     assert f"wrote {over_time.relative_to(tmp_path)}" in done.stdout

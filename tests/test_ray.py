@@ -246,6 +246,17 @@ def _printed_until(capsys, needles: tuple[str, ...], timeout: float = 60) -> str
         time.sleep(0.1)
 
 
+def _first_checkpoint(out: Path, driver_done: threading.Event, seen: list) -> bool:
+    """Wait (at most 240 s, while the driver runs) for fold 0's first checkpoint; else note why in ``seen``."""
+    deadline = time.time() + 240
+    while not (out / "fold0" / "checkpoint.pt").exists():
+        if driver_done.is_set() or time.time() > deadline:
+            seen.append("no checkpoint while the driver ran")
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_worker_sigkilled_after_checkpoint_is_retried(cluster, big_comp, kill_reference, tmp_path, capsys):
     """The worker of a running fold SIGKILLed after its first checkpoint: Ray retries the task, the fold resumes from
     the checkpoint and ends with the bits of an uninterrupted run. The driver is this process (the test is about the
@@ -256,12 +267,8 @@ def test_worker_sigkilled_after_checkpoint_is_retried(cluster, big_comp, kill_re
     driver_done = threading.Event()
 
     def kill_the_fold_worker():
-        deadline = time.time() + 240
-        while not (out / "fold0" / "checkpoint.pt").exists():
-            if driver_done.is_set() or time.time() > deadline:
-                killed.append("no checkpoint while the driver ran")
-                return
-            time.sleep(0.01)
+        if not _first_checkpoint(out, driver_done, killed):
+            return
         workers = _fold_workers({_raylet_pid()})
         killed.append(workers)
         if len(workers) == 1:
@@ -502,12 +509,8 @@ def test_node_loss_is_retried_on_another_node(cluster, big_comp, kill_reference,
         driver_done = threading.Event()
 
         def remove_the_fold_node():
-            deadline = time.time() + 240
-            while not (out / "fold0" / "checkpoint.pt").exists():
-                if driver_done.is_set() or time.time() > deadline:
-                    removed.append("no checkpoint while the driver ran")
-                    return
-                time.sleep(0.01)
+            if not _first_checkpoint(out, driver_done, removed):
+                return
             running = _fold_workers(set(raylets))
             removed.append(running)
             if len(running) == 1:

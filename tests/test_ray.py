@@ -246,15 +246,30 @@ def _printed_until(capsys, needles: tuple[str, ...], timeout: float = 60) -> str
         time.sleep(0.1)
 
 
-def _first_checkpoint(out: Path, driver_done: threading.Event, seen: list) -> bool:
-    """Wait (at most 240 s, while the driver runs) for fold 0's first checkpoint; else note why in ``seen``."""
-    deadline = time.time() + 240
-    while not (out / "fold0" / "checkpoint.pt").exists():
-        if driver_done.is_set() or time.time() > deadline:
-            seen.append("no checkpoint while the driver ran")
-            return False
-        time.sleep(0.01)
-    return True
+def _train_then_at_first_checkpoint(comp, out: Path, act) -> tuple[int, list]:
+    """Train ``KILL_ARGS`` on the cluster from this process while a thread waits (at most 240 s, while the driver
+    runs) for fold 0's first checkpoint and then calls ``act()``: (the driver's exit code, [what ``act`` returned]
+    or [why it was not called])."""
+    seen: list = []
+    driver_done = threading.Event()
+
+    def watch():
+        deadline = time.time() + 240
+        while not (out / "fold0" / "checkpoint.pt").exists():
+            if driver_done.is_set() or time.time() > deadline:
+                seen.append("no checkpoint while the driver ran")
+                return
+            time.sleep(0.01)
+        seen.append(act())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        code = train("--data", comp, "--out", out, "--backend", "ray", *KILL_ARGS)
+    finally:
+        driver_done.set()
+        watcher.join(timeout=60)
+    return code, seen
 
 
 def test_worker_sigkilled_after_checkpoint_is_retried(cluster, big_comp, kill_reference, tmp_path, capsys):
@@ -263,24 +278,14 @@ def test_worker_sigkilled_after_checkpoint_is_retried(cluster, big_comp, kill_re
     worker; the driver's own process is killed in the next test), so the fold and its retry start on idle workers
     that have imported torch already."""
     out = tmp_path / "run"
-    killed: list = []
-    driver_done = threading.Event()
 
     def kill_the_fold_worker():
-        if not _first_checkpoint(out, driver_done, killed):
-            return
         workers = _fold_workers({_raylet_pid()})
-        killed.append(workers)
         if len(workers) == 1:
             os.kill(workers[0], signal.SIGKILL)
+        return workers
 
-    killer = threading.Thread(target=kill_the_fold_worker, daemon=True)
-    killer.start()
-    try:
-        code = train("--data", big_comp, "--out", out, "--backend", "ray", *KILL_ARGS)
-    finally:
-        driver_done.set()
-        killer.join(timeout=60)
+    code, killed = _train_then_at_first_checkpoint(big_comp, out, kill_the_fold_worker)
     assert len(killed) == 1 and isinstance(killed[0], list) and len(killed[0]) == 1, killed
     text = _printed_until(capsys, ("fold 0: resuming after epoch",), timeout=60 if code == 0 else 0)
     assert code == 0, text
@@ -505,25 +510,15 @@ def test_node_loss_is_retried_on_another_node(cluster, big_comp, kill_reference,
         nodes += [_worker_node(cluster) for _ in range(2)]
         raylets = {node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid: node for node in nodes}
         out = tmp_path / "run"
-        removed: list = []
-        driver_done = threading.Event()
 
         def remove_the_fold_node():
-            if not _first_checkpoint(out, driver_done, removed):
-                return
             running = _fold_workers(set(raylets))
-            removed.append(running)
             if len(running) == 1:
                 ppid = int(Path(f"/proc/{running[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
                 raylets[ppid].kill_all_processes(check_alive=False, allow_graceful=False, wait=True)
+            return running
 
-        remover = threading.Thread(target=remove_the_fold_node, daemon=True)
-        remover.start()
-        try:
-            code = train("--data", big_comp, "--out", out, "--backend", "ray", *KILL_ARGS)
-        finally:
-            driver_done.set()
-            remover.join(timeout=60)
+        code, removed = _train_then_at_first_checkpoint(big_comp, out, remove_the_fold_node)
         assert len(removed) == 1 and isinstance(removed[0], list) and len(removed[0]) == 1, removed
         text = _printed_until(capsys, ("retried after a lost worker",), timeout=0)
         assert code == 0, text

@@ -9,6 +9,7 @@ options) are in ``tests/test_ray_usage.py``, so that pytest-xdist runs them besi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -386,8 +387,9 @@ def test_custom_resources_the_cluster_lacks_are_refused(resources, needle, clust
     assert backend._remote_fold is None  # refused before a remote function was made
 
 
-def test_a_fold_that_cannot_be_scheduled_ends_after_the_timeout(cluster, comp, tmp_path, capsys):
-    """Every CPU of the cluster held by another job: the fold waits --ray-timeout seconds, then one line."""
+@contextlib.contextmanager
+def _every_head_cpu_held(tmp_path: Path):
+    """A task holding the 4 CPUs of the module cluster's head node: started (within 120 s), cancelled at the end."""
     started = tmp_path / "blocker-started"
 
     @ray.remote(num_cpus=4, max_retries=0)
@@ -401,13 +403,19 @@ def test_a_fold_that_cannot_be_scheduled_ends_after_the_timeout(cluster, comp, t
         while not started.exists():
             assert time.time() < deadline, "the blocking task never started"
             time.sleep(0.1)
+        yield
+    finally:
+        ray.cancel(held, force=True)
+
+
+def test_a_fold_that_cannot_be_scheduled_ends_after_the_timeout(cluster, comp, tmp_path, capsys):
+    """Every CPU of the cluster held by another job: the fold waits --ray-timeout seconds, then one line."""
+    with _every_head_cpu_held(tmp_path):
         start = time.monotonic()
         assert train("--data", comp, "--out", tmp_path / "run", "--backend", "ray", "--ray-timeout", "3", *FOLD_ARGS) == 1
         seconds = time.monotonic() - start
         _one_error_line(capsys.readouterr().err, "no fold task could start within 3s", "0 CPU free", "--resume")
         assert 3 <= seconds < 40
-    finally:
-        ray.cancel(held, force=True)
 
 
 def test_folds_queued_behind_running_folds_do_not_time_out(cluster, monkeypatch):
@@ -493,20 +501,10 @@ def test_node_loss_is_retried_on_another_node(cluster, big_comp, kill_reference,
     shutdown): the fold is retried on the other node and ends with the bits of an uninterrupted run."""
     from ray._private import ray_constants
 
-    started = tmp_path / "blocker-started"
-
-    @ray.remote(num_cpus=4, max_retries=0)
-    def blocker(path):
-        Path(path).write_text("x")
-        time.sleep(600)
-
-    held = blocker.remote(str(started))
     nodes: list = []
-    try:
-        deadline = time.time() + 120
-        while not started.exists():
-            assert time.time() < deadline, "the blocking task never started"
-            time.sleep(0.1)
+    with _every_head_cpu_held(tmp_path), contextlib.ExitStack() as stack:
+        stack.callback(lambda: [node.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)
+                                for node in nodes])
         nodes += [_worker_node(cluster) for _ in range(2)]
         raylets = {node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid: node for node in nodes}
         out = tmp_path / "run"
@@ -524,7 +522,3 @@ def test_node_loss_is_retried_on_another_node(cluster, big_comp, kill_reference,
         assert code == 0, text
         assert "retried after a lost worker" in text and "finished on 127.0.0.3" in text, text
         assert_same_run(out, kill_reference, folds=(0,), whole=False)
-    finally:
-        ray.cancel(held, force=True)
-        for node in nodes:
-            node.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)

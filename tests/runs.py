@@ -78,3 +78,28 @@ def finished_run(tmp_path: Path, name: str = "run", k: int = 2) -> Path:
         (folder / "confusion.csv").write_text("a,b\n1,0\n0,1\n")
     return run
 
+
+
+def fold_probs_and_solution(run: Path, tmp_path: Path) -> tuple[list[str], Path, Path]:
+    """Two fold test-probability files of ``finished_run``'s ``run`` in its probs/ folder (seeded random rows with the
+    run's metadata, as predict writes them) and a solution for its competition (a third of the rows Public):
+    (the files, the sample submission, the solution)."""
+    from kfold.files.probs import read_probs
+
+    data = Path(json.loads((run / "config.json").read_text())["data"])
+    oof = read_probs(run / "oof.npz")
+    sample = pd.read_csv(data / "sample_submission.csv")
+    ids = sample.iloc[:, 0].to_numpy()
+    rng = np.random.default_rng(0)
+    files = []
+    for fold in range(2):
+        meta = {**{k: oof.meta[k] for k in ("run", "model", "preset", "seed", "fingerprint", "task")},
+                "kind": "test", "fold": fold, "tta": 1}
+        path = run / "probs" / f"run-fold{fold}.npz"
+        path.parent.mkdir(exist_ok=True)
+        write_probs(path, ids, rng.dirichlet(np.ones(10), len(ids)), oof.classes, meta)
+        files.append(str(path))
+    solution = tmp_path / "solution.csv"
+    pd.DataFrame({sample.columns[0]: ids, sample.columns[1]: rng.integers(0, 10, len(ids)),
+                  "Usage": ["Public" if i % 3 == 0 else "Private" for i in range(len(ids))]}).to_csv(solution, index=False)
+    return files, data / "sample_submission.csv", solution

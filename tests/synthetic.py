@@ -206,3 +206,26 @@ def digits_task(n_test: int = 300, seed: int = 0):
     return Task(name="digits-8x8", train_images=images[:-n_test], train_labels=labels[:-n_test],
                 test_images=images[-n_test:], test_ids=np.arange(n_test), class_names=[str(d) for d in range(10)],
                 test_labels=labels[-n_test:], source="sklearn.datasets.load_digits")
+
+
+SQUARE_CLASSES = ["a", "b", "c", "d"]
+
+
+def square_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Class c: a bright 8x8 square at one of four places of a noisy 28x28 image (learnable in an epoch)."""
+    out = rng.integers(0, 40, size=(len(labels), 28, 28)).astype(np.uint8)
+    for image, label in zip(out, labels):
+        row, col = 4 + 12 * (label // 2), 4 + 12 * (label % 2)
+        image[row:row + 8, col:col + 8] = 255
+    return out
+
+
+def squares_task(n_train: int, n_test: int, seed: int = 0):
+    """A 4-class Task of ``square_images`` (classes ``SQUARE_CLASSES``, test labels known)."""
+    from kfold.data.task import Task
+
+    rng = np.random.default_rng(seed)
+    train, test = np.arange(n_train) % 4, rng.permutation(np.arange(n_test) % 4)
+    return Task(name="squares", train_images=square_images(train, rng), train_labels=train.astype(np.int64),
+                test_images=square_images(test, rng), test_ids=np.arange(n_test), class_names=list(SQUARE_CLASSES),
+                test_labels=test.astype(np.int64))

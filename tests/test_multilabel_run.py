@@ -8,26 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from synthetic import squares_task
+
 from kfold.data.make_competition import MakeOptions, make_competition
 from kfold.data.task import Task
 
 
-def _squares(labels: np.ndarray, rng) -> np.ndarray:
-    """Class c: a bright 8x8 square at one of four places of a noisy 28x28 image (learnable in an epoch)."""
-    out = rng.integers(0, 40, size=(len(labels), 28, 28)).astype(np.uint8)
-    for image, label in zip(out, labels):
-        row, col = 4 + 12 * (label // 2), 4 + 12 * (label % 2)
-        image[row:row + 8, col:col + 8] = 255
-    return out
-
-
 @pytest.fixture(scope="module")
 def source() -> Task:
-    rng = np.random.default_rng(0)
-    train, test = np.arange(48) % 4, rng.permutation(np.arange(24) % 4)
-    return Task(name="squares", train_images=_squares(train, rng), train_labels=train.astype(np.int64),
-                test_images=_squares(test, rng), test_ids=np.arange(24), class_names=["a", "b", "c", "d"],
-                test_labels=test.astype(np.int64))
+    return squares_task(48, 24)
 
 
 def _run(directory, out, subs):

@@ -17,29 +17,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from synthetic import SQUARE_CLASSES, squares_task
+
 from kfold.commands.main import main as kfold
 from kfold.data.make_competition import MakeOptions, make_competition
 from kfold.data.task import Task
 
-CLASSES = ["a", "b", "c", "d"]
-
-
-def _squares(labels: np.ndarray, rng) -> np.ndarray:
-    """Class c: a bright 8x8 square at one of four places of a noisy 28x28 image (learnable in an epoch)."""
-    out = rng.integers(0, 40, size=(len(labels), 28, 28)).astype(np.uint8)
-    for image, label in zip(out, labels):
-        row, col = 4 + 12 * (label // 2), 4 + 12 * (label % 2)
-        image[row:row + 8, col:col + 8] = 255
-    return out
+CLASSES = SQUARE_CLASSES
 
 
 @pytest.fixture(scope="module")
 def source() -> Task:
-    rng = np.random.default_rng(0)
-    train, test = np.arange(24) % 4, rng.permutation(np.arange(12) % 4)
-    return Task(name="squares", train_images=_squares(train, rng), train_labels=train.astype(np.int64),
-                test_images=_squares(test, rng), test_ids=np.arange(12), class_names=CLASSES,
-                test_labels=test.astype(np.int64))
+    return squares_task(24, 12)
 
 
 def one_hot_competition(directory: Path, source: Task, layout: str = "image-files") -> Path:
@@ -149,11 +138,7 @@ def test_rows_that_are_not_one_hot_make_the_multilabel_target_unless_probs_is_fo
 # -- B: --target forces either target of a sample with several probability columns ------------------------------
 @pytest.fixture()
 def chexpert(tmp_path, source) -> Path:
-    rng = np.random.default_rng(1)
-    train, test = np.arange(48) % 4, rng.permutation(np.arange(24) % 4)
-    bigger = Task(name="squares", train_images=_squares(train, rng), train_labels=train.astype(np.int64),
-                  test_images=_squares(test, rng), test_ids=np.arange(24), class_names=CLASSES,
-                  test_labels=test.astype(np.int64))
+    bigger = squares_task(48, 24, seed=1)
     comp = tmp_path / "chexpert"
     make_competition(bigger, comp, options=MakeOptions(layout="image-files", target="multilabel-probs",
                                                         class_values="names"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from runs import finished_run  # noqa: F401  (also imported by other test files from here)
+from runs import finished_run, fold_probs_and_solution  # noqa: F401  (also imported by other test files from here)
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # as kfold sets it: no call to MLflow's telemetry server
 pytest.importorskip("mlflow")
@@ -233,33 +233,14 @@ def test_a_search_is_a_parent_run_with_a_nested_run_per_trial_and_its_state(tmp_
 def test_an_ensemble_links_its_inputs_runs_and_gets_its_local_and_kaggle_scores(tmp_path, store):
     """Test probabilities in a run's probs/ folder (as predict writes them), an ensemble of them with a solution,
     the local leaderboard, then Kaggle's score matched by the submission's sha256."""
-    import numpy as np
-
-    from kfold.files.probs import read_probs, write_probs
     from kfold.files.submission_log import sha256_of
 
     uri, client = store
     run = finished_run(tmp_path)
-    data = Path(json.loads((run / "config.json").read_text())["data"])
-    oof = read_probs(run / "oof.npz")
-    sample = pd.read_csv(data / "sample_submission.csv")
-    ids = sample.iloc[:, 0].to_numpy()
-    rng = np.random.default_rng(0)
-    files = []
-    for fold in range(2):
-        meta = {**{k: oof.meta[k] for k in ("run", "model", "preset", "seed", "fingerprint", "task")},
-                "kind": "test", "fold": fold, "tta": 1}
-        path = run / "probs" / f"run-fold{fold}.npz"
-        path.parent.mkdir(exist_ok=True)
-        write_probs(path, ids, rng.dirichlet(np.ones(10), len(ids)), oof.classes, meta)
-        files.append(str(path))
-    solution = tmp_path / "solution.csv"
-    labels = rng.integers(0, 10, len(ids))
-    pd.DataFrame({sample.columns[0]: ids, sample.columns[1]: labels,
-                  "Usage": ["Public" if i % 3 == 0 else "Private" for i in range(len(ids))]}).to_csv(solution, index=False)
+    files, sample, solution = fold_probs_and_solution(run, tmp_path)
     out = tmp_path / "subs" / "run-mean.csv"
     assert kfold_main(["ensemble", *files, "--method", "mean", "--out", str(out), "--sample",
-                       str(data / "sample_submission.csv"), "--solution", str(solution), "--track", "mlflow"]) == 0
+                       str(sample), "--solution", str(solution), "--track", "mlflow"]) == 0
     (ensemble,) = runs_of(client, "ensemble")
     (parent,) = runs_of(client, "run")  # the input's run, logged for the link
     assert ensemble.data.tags["kfold.input_run_ids"] == parent.info.run_id

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from kaggle_fake import fake_kaggle  # noqa: F401  (fixture)
-from runs import finished_run
+from runs import finished_run, fold_probs_and_solution
 from wandb_records import of, read_runs, wandb_files
 
 pytest.importorskip("wandb", reason="the W&B tracker needs wandb (pip install -e '.[track]')")
@@ -181,32 +181,14 @@ def test_a_search_is_a_group_of_trials_with_their_states_and_a_tune_run(tmp_path
 # ---------------------------------------------------------------- ensembles, local and Kaggle scores
 
 def test_an_ensemble_links_its_inputs_and_gets_its_local_and_kaggle_scores_by_its_bytes(tmp_path, monkeypatch):
-    import numpy as np
-
-    from kfold.files.probs import read_probs, write_probs
     from kfold.files.submission_log import sha256_of
 
     monkeypatch.chdir(tmp_path)
     run = finished_run(tmp_path)
-    data = Path(json.loads((run / "config.json").read_text())["data"])
-    oof = read_probs(run / "oof.npz")
-    sample = pd.read_csv(data / "sample_submission.csv")
-    ids = sample.iloc[:, 0].to_numpy()
-    rng = np.random.default_rng(0)
-    files = []
-    for fold in range(2):
-        meta = {**{k: oof.meta[k] for k in ("run", "model", "preset", "seed", "fingerprint", "task")},
-                "kind": "test", "fold": fold, "tta": 1}
-        path = run / "probs" / f"run-fold{fold}.npz"
-        path.parent.mkdir(exist_ok=True)
-        write_probs(path, ids, rng.dirichlet(np.ones(10), len(ids)), oof.classes, meta)
-        files.append(str(path))
-    solution = tmp_path / "solution.csv"
-    pd.DataFrame({sample.columns[0]: ids, sample.columns[1]: rng.integers(0, 10, len(ids)),
-                  "Usage": ["Public" if i % 3 == 0 else "Private" for i in range(len(ids))]}).to_csv(solution, index=False)
+    files, sample, solution = fold_probs_and_solution(run, tmp_path)
     out = tmp_path / "subs" / "run-mean.csv"
     assert kfold_main(["ensemble", *files, "--method", "mean", "--out", str(out), "--sample",
-                       str(data / "sample_submission.csv"), "--solution", str(solution), "--track", "wandb"]) == 0
+                       str(sample), "--solution", str(solution), "--track", "wandb"]) == 0
     folder = tmp_path / "runs" / "wandb"
     runs = read_runs(folder)
     (ensemble,) = of(runs, "ensemble")
